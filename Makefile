@@ -1,0 +1,44 @@
+# pgcluster: `make demo` runs a local three-node cluster, `make test` runs every test.
+PREFIX ?= /usr/local
+SWIFT ?= swift
+SPEC ?= examples/local.yaml
+
+.PHONY: all deps build release test demo demo-down bench install templates clean
+
+all: build
+
+deps:
+	@scripts/ensure-deps.sh
+
+build: deps
+	$(SWIFT) build
+
+release: deps
+	$(SWIFT) build -c release
+
+# Unit tests need no server; integration tests start real PostgreSQL 15 servers
+# through pgcluster itself, on ports 21000-21999, in temporary folders.
+test: deps
+	scripts/embed-templates.sh --check
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build
+
+demo: release
+	scripts/demo.sh $(SPEC)
+
+demo-down: release
+	.build/release/pgcluster destroy --yes -f $(SPEC)
+
+bench: release
+	scripts/bench-init.sh
+
+install: release
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 .build/release/pgcluster $(DESTDIR)$(PREFIX)/bin/pgcluster
+
+# Re-embed templates/ into the binary after editing them.
+templates:
+	scripts/embed-templates.sh
+
+clean:
+	rm -rf .build

@@ -1,0 +1,32 @@
+import Foundation
+
+/// Where output goes: results to stdout, progress and errors to stderr.
+public enum Console {
+    private static let lock = NSLock()
+
+    /// True when stderr is a terminal and NO_COLOR is unset.
+    public static var stderrIsTTY: Bool { isatty(STDERR_FILENO) == 1 }
+    public static var useColor: Bool { isatty(STDOUT_FILENO) == 1 && ProcessInfo.processInfo.environment["NO_COLOR"] == nil }
+
+    public static func out(_ text: String) {
+        lock.withLock { FileHandle.standardOutput.write(Data((text + "\n").utf8)) }
+    }
+
+    /// A progress line on stderr, such as `[db_1] pg_basebackup done (1.2 s)`.
+    public static func progress(_ text: String) {
+        if quiet { return }
+        lock.withLock { FileHandle.standardError.write(Data((text + "\n").utf8)) }
+    }
+
+    public static func warn(_ text: String) {
+        lock.withLock { FileHandle.standardError.write(Data(("warning: " + text + "\n").utf8)) }
+    }
+
+    public static func error(_ error: ClusterError) {
+        var lines = ["error: " + error.message]
+        lines += error.details.map { "  " + $0 }
+        lock.withLock { FileHandle.standardError.write(Data((lines.joined(separator: "\n") + "\n").utf8)) }
+    }
+
+    nonisolated(unsafe) public static var quiet = false
+}

@@ -1,0 +1,230 @@
+import CLibPQ
+import Foundation
+
+/// Where and as whom to connect. The password travels to libpq as a separate
+/// parameter, never inside a connection string, and is never part of a description.
+public struct ConnectionTarget: Sendable, Equatable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+    public var user: String
+    public var password: String?
+    public var database: String
+    /// Seconds libpq may take to connect and authenticate (the whole startup).
+    public var connectTimeout: Int
+    public var options: String?
+
+    public init(
+        host: String, port: Int, user: String, password: String?, database: String = "postgres",
+        connectTimeout: Int = 2, options: String? = nil
+    ) {
+        self.host = host
+        self.port = port
+        self.user = user
+        self.password = password
+        self.database = database
+        self.connectTimeout = connectTimeout
+        self.options = options
+    }
+
+    public var description: String { "\(user)@\(host):\(port)/\(database)" }
+}
+
+/// An error from PostgreSQL or libpq, with the fields an operator needs.
+public struct PGError: Error, Sendable, CustomStringConvertible {
+    public var message: String
+    public var sqlState: String?
+    public var detail: String?
+    public var hint: String?
+    /// `user@host:port/db` of the server involved.
+    public var target: String
+
+    public var description: String {
+        var text = "\(target): \(message)"
+        if let sqlState { text += " (SQLSTATE \(sqlState))" }
+        if let detail { text += "; \(detail)" }
+        if let hint { text += "; hint: \(hint)" }
+        return text
+    }
+}
+
+/// Rows of a query, as text, with column names.
+public struct QueryResult: Sendable {
+    public var columns: [String]
+    public var rows: [[String?]]
+
+    public func value(_ row: Int, _ column: String) -> String? {
+        guard row < rows.count, let index = columns.firstIndex(of: column) else { return nil }
+        return rows[row][index]
+    }
+
+    /// The first column of the first row.
+    public var scalar: String? { rows.first?.first ?? nil }
+}
+
+/// One libpq connection. Owns its `PGconn`: `deinit` calls `PQfinish`, also when the
+/// connection failed; `close()` may be called any number of times.
+///
+/// libpq calls block the calling thread. Call them through ``Blocking`` from async code.
+public final class PGConnection: @unchecked Sendable {
+    private var conn: OpaquePointer?
+    private let lock = NSLock()
+    public let target: ConnectionTarget
+
+    private init(conn: OpaquePointer?, target: ConnectionTarget) {
+        self.conn = conn
+        self.target = target
+    }
+
+    deinit { close() }
+
+    public static func connect(_ target: ConnectionTarget) throws(PGError) -> PGConnection {
+        var keywords = ["host", "port", "user", "dbname", "connect_timeout", "application_name", "sslmode"]
+        var values = [target.host, String(target.port), target.user, target.database, String(target.connectTimeout), "pgcluster", "disable"]
+        if let password = target.password {
+            keywords.append("password")
+            values.append(password)
+        }
+        if let options = target.options {
+            keywords.append("options")
+            values.append(options)
+        }
+        let conn = withCStringArray(keywords) { keys in
+            withCStringArray(values) { vals in PQconnectdbParams(keys, vals, 0) }
+        }
+        let connection = PGConnection(conn: conn, target: target)
+        guard let conn, PQstatus(conn) == CONNECTION_OK else {
+            let message = conn.map { String(cString: PQerrorMessage($0)) } ?? "out of memory"
+            throw PGError(message: Self.clean(message), target: target.description)
+        }
+        return connection
+    }
+
+    public func close() {
+        lock.withLock {
+            if let conn { PQfinish(conn) }
+            conn = nil
+        }
+    }
+
+    /// Runs one statement with text parameters (`$1`, `$2`, ...), returning its rows.
+    @discardableResult
+    public func query(_ sql: String, _ parameters: [String?] = []) throws(PGError) -> QueryResult {
+        guard let conn else { throw PGError(message: "connection is closed", target: target.description) }
+        let result: OpaquePointer? = withOptionalCStringArray(parameters) { params in
+            PQexecParams(conn, sql, Int32(parameters.count), nil, params, nil, nil, 0)
+        }
+        defer { PQclear(result) }
+        guard let result else {
+            throw PGError(message: Self.clean(String(cString: PQerrorMessage(conn))), target: target.description)
+        }
+        switch PQresultStatus(result) {
+        case PGRES_COMMAND_OK, PGRES_TUPLES_OK, PGRES_EMPTY_QUERY:
+            break
+        default:
+            func field(_ code: Character) -> String? {
+                PQresultErrorField(result, Int32(code.asciiValue!)).map { String(cString: $0) }
+            }
+            let primary = field("M") ?? Self.clean(String(cString: PQresultErrorMessage(result)))
+            throw PGError(
+                message: primary, sqlState: field("C"), detail: field("D"), hint: field("H"),
+                target: target.description)
+        }
+        let columnCount = PQnfields(result)
+        let rowCount = PQntuples(result)
+        let columns = (0..<columnCount).map { String(cString: PQfname(result, $0)) }
+        var rows: [[String?]] = []
+        rows.reserveCapacity(Int(rowCount))
+        for r in 0..<rowCount {
+            rows.append(
+                (0..<columnCount).map { c in
+                    PQgetisnull(result, r, c) == 1 ? nil : String(cString: PQgetvalue(result, r, c))
+                })
+        }
+        return QueryResult(columns: columns, rows: rows)
+    }
+
+    /// Asks the server to cancel the statement running on this connection. Safe to call
+    /// from another thread while `query` blocks.
+    public func cancel() {
+        lock.withLock {
+            guard let conn, let handle = PQgetCancel(conn) else { return }
+            var buffer = [CChar](repeating: 0, count: 256)
+            _ = PQcancel(handle, &buffer, Int32(buffer.count))
+            PQfreeCancel(handle)
+        }
+    }
+
+    /// The SCRAM-SHA-256 verifier of a password, computed here so that the clear
+    /// password never reaches the server (or its logs) in a CREATE/ALTER ROLE.
+    public func scramVerifier(user: String, password: String) throws(PGError) -> String {
+        guard let conn, let encrypted = PQencryptPasswordConn(conn, password, user, "scram-sha-256") else {
+            throw PGError(message: "cannot compute the SCRAM verifier", target: target.description)
+        }
+        defer { PQfreemem(encrypted) }
+        return String(cString: encrypted)
+    }
+
+    /// The server's major version number, such as 15.
+    public var serverMajorVersion: Int {
+        guard let conn else { return 0 }
+        return Int(PQserverVersion(conn)) / 10000
+    }
+
+    private static func clean(_ message: String) -> String {
+        message.trimmingCharacters(in: .whitespacesAndNewlines).replacingOccurrences(of: "\n", with: "; ")
+    }
+}
+
+private func withCStringArray<R>(_ strings: [String], _ body: (UnsafePointer<UnsafePointer<CChar>?>) -> R) -> R {
+    let pointers = strings.map { strdup($0) }
+    defer { pointers.forEach { free($0) } }
+    var array: [UnsafePointer<CChar>?] = pointers.map { UnsafePointer($0) }
+    array.append(nil)
+    return array.withUnsafeBufferPointer { body($0.baseAddress!) }
+}
+
+private func withOptionalCStringArray<R>(_ strings: [String?], _ body: (UnsafePointer<UnsafePointer<CChar>?>?) -> R) -> R {
+    if strings.isEmpty { return body(nil) }
+    let pointers = strings.map { $0.map { strdup($0) } ?? nil }
+    defer { pointers.forEach { free($0) } }
+    let array: [UnsafePointer<CChar>?] = pointers.map { $0.map { UnsafePointer($0) } }
+    return array.withUnsafeBufferPointer { body($0.baseAddress!) }
+}
+
+/// Runs blocking work (libpq calls) on a thread of its own, off Swift's cooperative
+/// pool, with a deadline: when the deadline passes first, the caller gets
+/// `nil` at once and the thread finishes (or not) on its own.
+public enum Blocking {
+    public static func run<T: Sendable>(timeout: Double, _ work: @escaping @Sendable () -> T) async -> T? {
+        await withCheckedContinuation { (continuation: CheckedContinuation<T?, Never>) in
+            let once = Once()
+            Thread.detachNewThread {
+                let value = work()
+                if once.claim() { continuation.resume(returning: value) }
+            }
+            DispatchQueue.global().asyncAfter(deadline: .now() + timeout) {
+                if once.claim() { continuation.resume(returning: nil) }
+            }
+        }
+    }
+
+    /// Runs blocking work without a deadline.
+    public static func run<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T {
+        await withCheckedContinuation { (continuation: CheckedContinuation<T, Never>) in
+            Thread.detachNewThread { continuation.resume(returning: work()) }
+        }
+    }
+}
+
+/// A flag that can be claimed once, from any thread.
+final class Once: @unchecked Sendable {
+    private let lock = NSLock()
+    private var claimed = false
+
+    func claim() -> Bool {
+        lock.withLock {
+            defer { claimed = true }
+            return !claimed
+        }
+    }
+}

@@ -1,0 +1,110 @@
+import Foundation
+
+/// A program to run: always an argument array, never a shell line.
+public struct Command: Sendable, Equatable, CustomStringConvertible {
+    public var executable: String
+    public var arguments: [String]
+    /// Variables added to the inherited environment (such as PGPASSFILE). Never printed.
+    public var environment: [String: String]
+    /// Run as this user (through setpriv) when pgcluster runs as root.
+    public var user: OSUser?
+    public var workingDirectory: String?
+    /// Pass the child's stderr straight to ours (pg_basebackup's progress on a terminal).
+    public var passthroughStderr: Bool
+
+    public init(
+        _ executable: String, _ arguments: [String], environment: [String: String] = [:], user: OSUser? = nil,
+        workingDirectory: String? = nil, passthroughStderr: Bool = false
+    ) {
+        self.executable = executable
+        self.arguments = arguments
+        self.environment = environment
+        self.user = user
+        self.workingDirectory = workingDirectory
+        self.passthroughStderr = passthroughStderr
+    }
+
+    /// The command line as a person would type it (the environment is left out: it may hold secrets).
+    public var description: String {
+        ([executable] + arguments).map { arg in
+            arg.contains(where: { $0 == " " || $0 == "'" || $0 == "\"" }) ? "'" + arg.replacingOccurrences(of: "'", with: "'\\''") + "'" : arg
+        }.joined(separator: " ")
+    }
+}
+
+public struct CommandResult: Sendable {
+    public var status: Int32
+    /// stdout and stderr, interleaved as the program wrote them.
+    public var output: String
+
+    public var succeeded: Bool { status == 0 }
+}
+
+/// Runs subprocesses. One small interface, so the compose backend can run the same
+/// steps through `docker compose exec` and tests can see the exact argument arrays.
+public protocol CommandRunning: Sendable {
+    func run(_ command: Command) async throws(ClusterError) -> CommandResult
+}
+
+extension CommandRunning {
+    /// Runs and fails with the command line and the tail of its output when it exits non-zero.
+    @discardableResult
+    public func check(_ command: Command, what: String) async throws(ClusterError) -> CommandResult {
+        let result = try await run(command)
+        guard result.succeeded else {
+            let tail = result.output.split(separator: "\n", omittingEmptySubsequences: true).suffix(12).map { "| " + $0 }
+            throw ClusterError(
+                "\(what) failed (exit \(result.status))", details: ["command: \(command)"] + tail)
+        }
+        return result
+    }
+}
+
+/// Runs programs on this machine with Foundation's `Process`.
+public struct LocalRunner: CommandRunning {
+    public init() {}
+
+    public func run(_ command: Command) async throws(ClusterError) -> CommandResult {
+        let process = Process()
+        var executable = command.executable
+        var arguments = command.arguments
+        if let user = command.user, OSUser.isRoot, user.uid != 0 {
+            // PostgreSQL refuses to run as root: drop to the server's user for this one program.
+            arguments = ["--reuid=\(user.uid)", "--regid=\(user.gid)", "--init-groups", "--", executable] + arguments
+            executable = "/usr/bin/setpriv"
+        }
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        var environment = ProcessInfo.processInfo.environment
+        environment.merge(command.environment) { _, new in new }
+        if let user = command.user, OSUser.isRoot {
+            environment["HOME"] = user.home
+            environment["USER"] = user.name
+            environment["LOGNAME"] = user.name
+        }
+        environment["LC_ALL"] = environment["LC_ALL"] ?? "C.UTF-8"
+        process.environment = environment
+        // A folder the server's user can enter, so programs do not warn about the current one.
+        process.currentDirectoryURL = URL(fileURLWithPath: command.workingDirectory ?? "/")
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = command.passthroughStderr ? FileHandle.standardError : pipe
+        process.standardInput = FileHandle.nullDevice
+
+        return try await withCheckedContinuation { (continuation: CheckedContinuation<Result<CommandResult, ClusterError>, Never>) in
+            // Reading to EOF blocks, so it runs on its own thread; the child's exit ends it.
+            DispatchQueue.global().async {
+                do {
+                    try process.run()
+                } catch {
+                    continuation.resume(returning: .failure(ClusterError("cannot run \(command.executable): \(error.localizedDescription)")))
+                    return
+                }
+                let data = pipe.fileHandleForReading.readDataToEndOfFile()
+                process.waitUntilExit()
+                let output = String(decoding: data, as: UTF8.self)
+                continuation.resume(returning: .success(CommandResult(status: process.terminationStatus, output: output)))
+            }
+        }.get()
+    }
+}

@@ -1,0 +1,131 @@
+import Foundation
+
+/// A file pgcluster writes: where (relative to an output folder), what, and its mode.
+public struct RenderedFile: Sendable, Equatable {
+    public var path: String
+    public var contents: String
+    public var mode: Int
+
+    public init(path: String, contents: String, mode: Int = 0o644) {
+        self.path = path
+        self.contents = contents
+        self.mode = mode
+    }
+}
+
+/// Where a local cluster keeps its files, all under `local.dir`.
+public struct LocalLayout: Sendable {
+    public let root: String
+
+    public init(spec: ClusterSpec) { root = spec.local.dir }
+
+    public func nodeDir(_ node: String) -> String { "\(root)/\(node)" }
+    public func dataDir(_ node: String) -> String { "\(root)/\(node)/data" }
+    public func logFile(_ node: String) -> String { "\(root)/\(node)/postgres.log" }
+    public func socketDir(_ node: String) -> String { "\(root)/\(node)/run" }
+    /// The replication password for standbys' walreceivers, owned by the server's OS user.
+    public var passfile: String { "\(root)/pgpass" }
+    public var credentialsFile: String { "\(root)/credentials.json" }
+    public var stateFile: String { "\(root)/state.json" }
+    public var historyFile: String { "\(root)/history.json" }
+}
+
+/// Turns a spec into the text of every configuration file. Pure: no file is read or written.
+public struct Renderer: Sendable {
+    public let spec: ClusterSpec
+    public let templates: TemplateSet
+
+    public init(spec: ClusterSpec, templates: TemplateSet = .embedded) {
+        self.spec = spec
+        self.templates = templates
+    }
+
+    /// Every file of every node, for `pgcluster render`: postgresql.conf and pg_hba.conf,
+    /// and for standbys standby.signal and standby.conf following the spec's primary.
+    public func nodeFiles() throws(ClusterError) -> [RenderedFile] {
+        var files: [RenderedFile] = []
+        for node in spec.nodes {
+            files.append(RenderedFile(path: "\(node.name)/postgresql.conf", contents: try postgresqlConf(node)))
+            files.append(RenderedFile(path: "\(node.name)/pg_hba.conf", contents: try hbaConf(node)))
+            if node.role == .standby {
+                files.append(RenderedFile(path: "\(node.name)/standby.signal", contents: ""))
+                files.append(
+                    RenderedFile(path: "\(node.name)/standby.conf", contents: try standbyConf(node, upstream: spec.primary)))
+            }
+        }
+        return files
+    }
+
+    /// The number of WAL senders and slots: one per node (any node may become the
+    /// primary of all others), two for pg_basebackup's streams, plus headroom.
+    public var maxWalSenders: Int { max(10, spec.nodes.count * 2 + 4) }
+
+    public func postgresqlConf(_ node: NodeSpec) throws(ClusterError) -> String {
+        let compose = spec.backend == .compose
+        let layout = LocalLayout(spec: spec)
+        let standbyNames = node.role == .primary
+            ? spec.replication.synchronous.standbyNames(spec.standbys.map(\.name)) : ""
+        let parameters = spec.postgres.parameters.map { ["name": $0.name, "value": ConfigText.confValue($0.value)] }
+        let context: [String: Any] = [
+            "node": node.name,
+            "cluster": spec.name,
+            "specFile": (spec.file as NSString).lastPathComponent,
+            "listenAddresses": ConfigText.confValue(compose ? "*" : node.host),
+            "port": compose ? node.servicePort : node.port,
+            "socketDirectory": ConfigText.confValue(compose ? "/var/run/postgresql" : layout.socketDir(node.name)),
+            "clusterName": ConfigText.confValue("\(spec.name)/\(node.name)"),
+            "maxWalSenders": maxWalSenders,
+            "maxReplicationSlots": maxWalSenders,
+            "syncMode": node.role == .primary ? spec.replication.synchronous.description : "applied when promoted",
+            "synchronousStandbyNames": ConfigText.confValue(standbyNames),
+            "hasParameters": !parameters.isEmpty,
+            "parameters": parameters,
+        ]
+        return try templates.render("postgresql.conf.mustache", context)
+    }
+
+    public func hbaConf(_ node: NodeSpec) throws(ClusterError) -> String {
+        var allow = spec.network.allow.map(\.description)
+        if spec.backend == .compose && !allow.contains(spec.compose.subnet.description) {
+            allow.append(spec.compose.subnet.description)
+        }
+        let context: [String: Any] = [
+            "node": node.name,
+            "cluster": spec.name,
+            "superuser": spec.superuser.user,
+            "replicationUser": spec.replication.user,
+            "allow": allow.map { ["cidr": $0] },
+        ]
+        return try templates.render("pg_hba.conf.mustache", context)
+    }
+
+    /// The standby settings of `node` when it follows `upstream`.
+    public func standbyConf(_ node: NodeSpec, upstream: NodeSpec) throws(ClusterError) -> String {
+        let context: [String: Any] = [
+            "node": node.name,
+            "upstream": upstream.name,
+            "primaryConninfo": ConfigText.confValue(primaryConninfo(node, upstream: upstream)),
+            "slot": spec.replication.slots ? ConfigText.confValue(slotName(node)) : false,
+        ]
+        return try templates.render("standby.conf.mustache", context)
+    }
+
+    /// `primary_conninfo` of `node` following `upstream`: the in-network address for
+    /// compose, the node's own for local; never a password (it comes from the passfile).
+    public func primaryConninfo(_ node: NodeSpec, upstream: NodeSpec) -> String {
+        let compose = spec.backend == .compose
+        return ConfigText.conninfo([
+            ("host", compose ? upstream.serviceHost : upstream.host),
+            ("port", String(compose ? upstream.servicePort : upstream.port)),
+            ("user", spec.replication.user),
+            ("application_name", node.name),
+            ("passfile", compose ? "/var/lib/postgresql/pgpass" : LocalLayout(spec: spec).passfile),
+            ("connect_timeout", "2"),
+        ])
+    }
+
+    /// The physical slot a standby streams from. Slot names allow only `[a-z0-9_]`.
+    public func slotName(_ node: NodeSpec) -> String {
+        "pgcluster_" + node.name.replacingOccurrences(of: "-", with: "_")
+    }
+}

@@ -1,0 +1,387 @@
+import Foundation
+import Yams
+
+/// Reads and validates a cluster spec.
+///
+/// The YAML is walked as a node tree rather than decoded with `Codable`, so that
+/// every problem can name its line and key path, unknown keys are refused, and all
+/// problems are reported at once.
+public enum SpecLoader {
+    /// Names of nodes and clusters: they become directory names, `application_name`,
+    /// entries of `synchronous_standby_names`, slot names and compose service names.
+    /// Lowercase only, because PostgreSQL compares standby names case-insensitively.
+    static let namePattern = #/^[a-z0-9][a-z0-9_-]{0,62}$/#
+    static let rolePattern = #/^[a-z_][a-z0-9_]{0,62}$/#
+    static let parameterPattern = #/^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$/#
+
+    /// Settings the rendered files own; a spec that sets them in `postgres.parameters`
+    /// would silently break replication or the tool's view of the cluster.
+    public static let managedParameters: Set<String> = [
+        "port", "listen_addresses", "unix_socket_directories", "wal_level", "hot_standby",
+        "wal_log_hints", "max_wal_senders", "max_replication_slots", "synchronous_standby_names",
+        "synchronous_commit", "primary_conninfo", "primary_slot_name", "hba_file", "ident_file",
+        "config_file", "data_directory", "cluster_name", "include", "include_if_exists", "include_dir",
+        "password_encryption",
+    ]
+
+    public static func load(path: String) throws(SpecError) -> ClusterSpec {
+        let file = absolutePath(path)
+        guard let data = FileManager.default.contents(atPath: file) else {
+            let reason = FileManager.default.fileExists(atPath: file) ? "cannot read the file" : "no such file"
+            throw SpecError([SpecProblem(file: file, key: "", reason: reason)])
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw SpecError([SpecProblem(file: file, key: "", reason: "not UTF-8 text")])
+        }
+        return try parse(text, file: file)
+    }
+
+    public static func parse(_ text: String, file: String) throws(SpecError) -> ClusterSpec {
+        let root: Node?
+        do {
+            root = try Yams.compose(yaml: text)
+        } catch let error as YamlError {
+            throw SpecError([SpecProblem(file: file, line: error.line, key: "", reason: "malformed YAML: \(error.shortReason)")])
+        } catch {
+            throw SpecError([SpecProblem(file: file, key: "", reason: "malformed YAML: \(error)")])
+        }
+        var reader = Reader(file: file)
+        let spec = reader.spec(root)
+        if !reader.problems.isEmpty { throw SpecError(reader.problems) }
+        return spec!
+    }
+
+    static func absolutePath(_ path: String) -> String {
+        let url = URL(fileURLWithPath: path, relativeTo: URL(fileURLWithPath: FileManager.default.currentDirectoryPath))
+        return url.standardizedFileURL.path
+    }
+}
+
+extension YamlError {
+    var line: Int? {
+        switch self {
+        case .scanner(_, _, let mark, _), .parser(_, _, let mark, _), .composer(_, _, let mark, _): mark.line
+        default: nil
+        }
+    }
+
+    var shortReason: String {
+        switch self {
+        case .scanner(_, let problem, _, _), .parser(_, let problem, _, _), .composer(_, let problem, _, _): problem
+        default: "\(self)"
+        }
+    }
+}
+
+/// Walks the YAML tree, collecting problems instead of stopping at the first.
+private struct Reader {
+    let file: String
+    var problems: [SpecProblem] = []
+
+    mutating func fail(_ node: Node?, _ key: String, _ reason: String) {
+        problems.append(SpecProblem(file: file, line: node?.mark?.line, key: key, reason: reason))
+    }
+
+    /// The keys of a mapping, refusing unknown and duplicate ones.
+    mutating func mapping(_ node: Node?, _ path: String, allowed: [String]) -> [String: Node] {
+        guard let node else { return [:] }
+        guard case .mapping(let mapping) = node else {
+            if node.null == nil { fail(node, path, "expected a mapping of keys to values") }
+            return [:]
+        }
+        var result: [String: Node] = [:]
+        for (keyNode, value) in mapping {
+            guard let key = keyNode.scalar?.string else {
+                fail(keyNode, path, "keys must be plain names")
+                continue
+            }
+            let keyPath = path.isEmpty ? key : "\(path).\(key)"
+            if !allowed.contains(key) {
+                fail(keyNode, keyPath, "unknown key (known here: \(allowed.joined(separator: ", ")))")
+            } else if result[key] != nil {
+                fail(keyNode, keyPath, "given twice")
+            } else {
+                result[key] = value
+            }
+        }
+        return result
+    }
+
+    mutating func string(_ node: Node?, _ path: String, default value: String? = nil) -> String? {
+        guard let node, node.null == nil else {
+            if value == nil { fail(node, path, "required") }
+            return value
+        }
+        guard let scalar = node.scalar else {
+            fail(node, path, "expected a single value")
+            return value
+        }
+        return scalar.string
+    }
+
+    mutating func int(_ node: Node?, _ path: String, default value: Int? = nil, range: ClosedRange<Int>) -> Int? {
+        guard let node, node.null == nil else {
+            if value == nil { fail(node, path, "required") }
+            return value
+        }
+        guard let number = node.scalar.flatMap({ Int($0.string) }) else {
+            fail(node, path, "expected a whole number")
+            return value
+        }
+        guard range.contains(number) else {
+            fail(node, path, "must be from \(range.lowerBound) to \(range.upperBound)")
+            return value
+        }
+        return number
+    }
+
+    mutating func bool(_ node: Node?, _ path: String, default value: Bool) -> Bool {
+        guard let node, node.null == nil else { return value }
+        guard let flag = node.bool, node.scalar != nil else {
+            fail(node, path, "expected true or false")
+            return value
+        }
+        return flag
+    }
+
+    mutating func name(_ node: Node?, _ path: String, default value: String? = nil) -> String? {
+        guard let text = string(node, path, default: value) else { return nil }
+        guard text.wholeMatch(of: SpecLoader.namePattern) != nil else {
+            fail(node, path, "'\(text)' is not a valid name: use 1 to 63 of a-z, 0-9, '_' and '-', starting with a letter or digit")
+            return nil
+        }
+        return text
+    }
+
+    mutating func roleName(_ node: Node?, _ path: String, default value: String) -> String {
+        guard let text = string(node, path, default: value) else { return value }
+        guard text.wholeMatch(of: SpecLoader.rolePattern) != nil else {
+            fail(node, path, "'\(text)' is not a valid role name: use a-z, 0-9 and '_', starting with a letter or '_'")
+            return value
+        }
+        return text
+    }
+
+    mutating func cidr(_ node: Node?, _ path: String) -> CIDR? {
+        guard let text = string(node, path) else { return nil }
+        do {
+            return try CIDR(parsing: text)
+        } catch {
+            fail(node, path, "bad CIDR '\(text)': \(error)")
+            return nil
+        }
+    }
+
+    // MARK: Sections
+
+    mutating func spec(_ root: Node?) -> ClusterSpec? {
+        guard let root, root.null == nil else {
+            fail(nil, "", "the file is empty; see examples/local.yaml")
+            return nil
+        }
+        let top = mapping(
+            root, "",
+            allowed: ["version", "name", "backend", "postgres", "superuser", "replication", "network", "local", "compose", "nodes"])
+        if top.isEmpty && problems.isEmpty { fail(root, "", "expected a mapping with name and nodes") }
+
+        let version = int(top["version"], "version", default: 1, range: 1...1) ?? 1
+        let name = self.name(top["name"], "name") ?? "invalid"
+        var backend = ClusterSpec.Backend.local
+        if let text = string(top["backend"], "backend", default: "local") {
+            if let value = ClusterSpec.Backend(rawValue: text) {
+                backend = value
+            } else {
+                fail(top["backend"], "backend", "must be local or compose, not '\(text)'")
+            }
+        }
+        let postgres = postgresSection(top["postgres"])
+        let superuser = account(
+            mapping(top["superuser"], "superuser", allowed: ["user", "password"]), "superuser", defaultUser: "postgres")
+        let replicationMap = mapping(
+            top["replication"], "replication", allowed: ["user", "password", "slots", "synchronous"])
+        let replicationAccount = account(replicationMap, "replication", defaultUser: "replicator")
+        let slots = bool(replicationMap["slots"], "replication.slots", default: true)
+        let (syncMode, syncCount, syncNode) = synchronous(replicationMap["synchronous"])
+
+        let networkMap = mapping(top["network"], "network", allowed: ["allow"])
+        var allow: [CIDR] = []
+        if let list = networkMap["allow"] {
+            if case .sequence(let items) = list {
+                for (i, item) in items.enumerated() {
+                    if let value = cidr(item, "network.allow[\(i)]") { allow.append(value) }
+                }
+                if items.isEmpty { fail(list, "network.allow", "must list at least one CIDR") }
+            } else {
+                fail(list, "network.allow", "expected a list of CIDRs such as [127.0.0.1/32]")
+            }
+        } else {
+            allow = [try! CIDR(parsing: "127.0.0.1/32")]
+        }
+
+        let localMap = mapping(top["local"], "local", allowed: ["dir", "osUser"])
+        let dirText = string(localMap["dir"], "local.dir", default: "./\(name)-data") ?? "./data"
+        let specFolder = URL(fileURLWithPath: file).deletingLastPathComponent()
+        let dir = URL(fileURLWithPath: dirText, relativeTo: specFolder).standardizedFileURL.path
+        let osUser = string(localMap["osUser"], "local.osUser", default: "postgres") ?? "postgres"
+
+        let composeMap = mapping(top["compose"], "compose", allowed: ["project", "image", "subnet"])
+        let project = self.name(composeMap["project"], "compose.project", default: name) ?? name
+        let image = string(composeMap["image"], "compose.image", default: "postgres:\(postgres.version)") ?? "postgres:15"
+        var subnet = try! CIDR(parsing: "172.28.0.0/16")
+        if composeMap["subnet"] != nil, let value = cidr(composeMap["subnet"], "compose.subnet") { subnet = value }
+
+        let nodes = nodesSection(top["nodes"], backend: backend)
+
+        // Cross-checks that need the whole spec.
+        let standbyCount = nodes.filter { $0.role == .standby }.count
+        var mode = SynchronousMode.async
+        if let parsed = SynchronousMode(mode: syncMode, count: syncCount) {
+            mode = parsed
+            if mode != .async && syncCount > standbyCount {
+                fail(
+                    syncNode, "replication.synchronous.count",
+                    "\(syncCount) is more than the \(standbyCount) standby node(s) in the spec")
+            }
+        }
+        if replicationAccount.user == superuser.user {
+            fail(replicationMap["user"] ?? top["replication"], "replication.user", "must differ from superuser.user ('\(superuser.user)')")
+        }
+
+        return ClusterSpec(
+            version: version, name: name, backend: backend, postgres: postgres, superuser: superuser,
+            replication: ReplicationSettings(
+                user: replicationAccount.user, password: replicationAccount.password, slots: slots, synchronous: mode),
+            network: NetworkSettings(allow: allow),
+            local: LocalSettings(dir: dir, osUser: osUser),
+            compose: ComposeSettings(project: project, image: image, subnet: subnet),
+            nodes: nodes, file: file)
+    }
+
+    mutating func postgresSection(_ node: Node?) -> PostgresSettings {
+        let map = mapping(node, "postgres", allowed: ["version", "bindir", "parameters"])
+        let version = int(map["version"], "postgres.version", default: 15, range: 10...99) ?? 15
+        let bindir = map["bindir"] == nil ? nil : string(map["bindir"], "postgres.bindir")
+        if let bindir, !bindir.hasPrefix("/") {
+            fail(map["bindir"], "postgres.bindir", "must be an absolute path")
+        }
+        var parameters: [PostgresSettings.Parameter] = []
+        if let params = map["parameters"] {
+            if case .mapping(let pairs) = params {
+                var seen = Set<String>()
+                for (keyNode, value) in pairs {
+                    let key = keyNode.scalar?.string ?? ""
+                    let path = "postgres.parameters.\(key)"
+                    if key.wholeMatch(of: SpecLoader.parameterPattern) == nil {
+                        fail(keyNode, path, "not a PostgreSQL parameter name")
+                    } else if SpecLoader.managedParameters.contains(key) {
+                        fail(keyNode, path, "set by pgcluster itself; remove it from parameters")
+                    } else if !seen.insert(key).inserted {
+                        fail(keyNode, path, "given twice")
+                    } else if let text = value.scalar?.string {
+                        parameters.append(.init(name: key, value: text))
+                    } else {
+                        fail(value, path, "expected a single value")
+                    }
+                }
+            } else if params.null == nil {
+                fail(params, "postgres.parameters", "expected a mapping such as {max_wal_size: 1GB}")
+            }
+        }
+        return PostgresSettings(version: version, bindir: bindir, parameters: parameters)
+    }
+
+    mutating func account(_ map: [String: Node], _ path: String, defaultUser: String) -> Account {
+        let user = roleName(map["user"], "\(path).user", default: defaultUser)
+        var password: String?
+        if let value = map["password"], value.null == nil {
+            password = string(value, "\(path).password")
+            if password?.isEmpty == true {
+                fail(value, "\(path).password", "must not be empty; leave it out to have one generated")
+            }
+        }
+        return Account(user: user, password: password)
+    }
+
+    mutating func synchronous(_ node: Node?) -> (String, Int, Node?) {
+        let map = mapping(node, "replication.synchronous", allowed: ["mode", "count"])
+        var mode = string(map["mode"], "replication.synchronous.mode", default: "async") ?? "async"
+        if !["async", "any", "first"].contains(mode) {
+            fail(map["mode"], "replication.synchronous.mode", "must be async, any or first, not '\(mode)'")
+            mode = "async"
+        }
+        let count = int(map["count"], "replication.synchronous.count", default: 1, range: 1...100) ?? 1
+        return (mode, count, map["count"] ?? map["mode"] ?? node)
+    }
+
+    mutating func nodesSection(_ node: Node?, backend: ClusterSpec.Backend) -> [NodeSpec] {
+        guard let node else {
+            fail(nil, "nodes", "required: list the primary and its standbys")
+            return []
+        }
+        guard case .sequence(let items) = node else {
+            fail(node, "nodes", "expected a list of nodes")
+            return []
+        }
+        var nodes: [NodeSpec] = []
+        var names: [String: Int] = [:]
+        var addresses: [String: Int] = [:]
+        var primaries: [Int] = []
+        for (i, item) in items.enumerated() {
+            let path = "nodes[\(i)]"
+            let map = mapping(
+                item, path, allowed: ["name", "host", "port", "role", "priority", "serviceHost", "servicePort"])
+            if map.isEmpty { continue }
+            let name = self.name(map["name"], "\(path).name")
+            let host = string(map["host"], "\(path).host", default: "127.0.0.1") ?? "127.0.0.1"
+            if host.isEmpty || host.contains(where: { $0.isWhitespace || $0 == "'" || $0 == "\\" }) {
+                fail(map["host"], "\(path).host", "'\(host)' is not a host name or address")
+            }
+            let port = int(map["port"], "\(path).port", range: 1...65535)
+            var role = NodeSpec.Role.standby
+            if let text = string(map["role"], "\(path).role", default: "standby") {
+                if let value = NodeSpec.Role(rawValue: text) { role = value } else {
+                    fail(map["role"], "\(path).role", "must be primary or standby, not '\(text)'")
+                }
+            }
+            let priority = int(map["priority"], "\(path).priority", default: 100, range: 0...1_000_000) ?? 100
+            let serviceHost = map["serviceHost"] == nil ? nil : string(map["serviceHost"], "\(path).serviceHost")
+            let servicePort = int(map["servicePort"], "\(path).servicePort", default: 5432, range: 1...65535) ?? 5432
+            if backend == .local && (map["serviceHost"] != nil || map["servicePort"] != nil) {
+                fail(map["serviceHost"] ?? map["servicePort"], path, "serviceHost and servicePort apply to the compose backend only")
+            }
+            if let name {
+                // '-' and '_' map to the same slot name, so they must not tell two nodes apart.
+                let key = name.replacingOccurrences(of: "-", with: "_")
+                if let first = names[key] {
+                    fail(map["name"], "\(path).name", "duplicate node name '\(name)' (also nodes[\(first)]; '-' and '_' count as the same)")
+                } else {
+                    names[key] = i
+                }
+            }
+            if let port {
+                let address = "\(host):\(port)"
+                if let first = addresses[address] {
+                    fail(map["port"], "\(path).port", "duplicate port \(port) on \(host) (also nodes[\(first)])")
+                } else {
+                    addresses[address] = i
+                }
+            }
+            if role == .primary { primaries.append(i) }
+            if let name, let port {
+                nodes.append(
+                    NodeSpec(
+                        name: name, host: host, port: port, role: role, priority: priority,
+                        serviceHost: serviceHost, servicePort: servicePort))
+            }
+        }
+        if items.isEmpty {
+            fail(node, "nodes", "list at least a primary")
+        } else if primaries.isEmpty {
+            fail(node, "nodes", "no node has role: primary; exactly one must")
+        } else if primaries.count > 1 {
+            let list = primaries.map { "nodes[\($0)]" }.joined(separator: ", ")
+            fail(items[primaries[1]], "nodes[\(primaries[1])].role", "more than one primary (\(list)); exactly one must be")
+        }
+        return nodes
+    }
+}

@@ -1,0 +1,2 @@
+/// The version `pgcluster --version` prints.
+public let version = "0.1.0"

@@ -1,0 +1,55 @@
+import ArgumentParser
+import Foundation
+import PGClusterKit
+
+@main
+struct PGCluster: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pgcluster",
+        abstract: "Build and operate a PostgreSQL streaming-replication cluster from one YAML spec.",
+        discussion: """
+            Exit codes: 0 done; 1 failed; 2 refused as unsafe (the flag that accepts the risk is named);
+            64 bad command line; 65 bad spec.
+            """,
+        version: PGClusterKit.version,
+        subcommands: [
+            Validate.self, Render.self, Init.self, Status.self, Start.self, Stop.self, Destroy.self,
+            Quorum.self, Failover.self, Switchover.self, Rejoin.self, DSN.self, History.self,
+        ]
+    )
+}
+
+/// Flags every command that reads a spec takes.
+struct SpecOptions: ParsableArguments {
+    @Option(name: [.customShort("f"), .long], help: "The cluster spec.")
+    var spec: String = "pgcluster.yaml"
+
+    @Option(help: ArgumentHelp("Use the templates in this folder instead of the embedded ones.", valueName: "dir"))
+    var templates: String?
+
+    func load() throws(ClusterError) -> ClusterSpec {
+        do {
+            return try SpecLoader.load(path: spec)
+        } catch {
+            throw ClusterError(error.description, exitCode: .badSpec)
+        }
+    }
+
+    func templateSet() throws(ClusterError) -> TemplateSet {
+        guard let templates else { return .embedded }
+        return try TemplateSet(directory: templates)
+    }
+}
+
+/// Runs a command body, turning our errors into a message on stderr and the contract's exit code.
+func execute(_ body: () async throws -> Void) async throws {
+    do {
+        try await body()
+    } catch let error as ClusterError {
+        Console.error(error)
+        throw ExitCode(error.exitCode.rawValue)
+    } catch let error as SpecError {
+        Console.error(ClusterError(error.description, exitCode: .badSpec))
+        throw ExitCode(ExitStatus.badSpec.rawValue)
+    }
+}

@@ -1,0 +1,38 @@
+import ArgumentParser
+import PGClusterKit
+
+extension PGCluster {
+    struct Render: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Write each node's configuration files (and, for compose, a docker-compose project).",
+            discussion: """
+                For each node: postgresql.conf and pg_hba.conf; for standbys also standby.signal and \
+                standby.conf (primary_conninfo, primary_slot_name). A compose spec also gets \
+                docker-compose.yml, its scripts and a .env with the passwords (mode 0600).
+                Files are written atomically and only when their contents change.
+                """)
+
+        @OptionGroup var options: SpecOptions
+
+        @Option(help: ArgumentHelp("Folder to write into.", valueName: "dir"))
+        var out: String = "rendered"
+
+        @Flag(help: "Show what would be written, and change nothing.")
+        var dryRun = false
+
+        func run() async throws {
+            try await execute {
+                let spec = try options.load()
+                let renderer = Renderer(spec: spec, templates: try options.templateSet())
+                let files = try RenderCommand.files(renderer)
+                let outcomes = try FileWriter(dryRun: dryRun).write(files, under: out)
+                for outcome in outcomes {
+                    let verb = dryRun && outcome.change != .unchanged ? "would be \(outcome.change.rawValue)" : outcome.change.rawValue
+                    Console.out("\(verb.padding(toLength: 20, withPad: " ", startingAt: 0)) \(outcome.path)")
+                }
+                let changed = outcomes.filter { $0.change != .unchanged }.count
+                Console.progress("\(changed) of \(outcomes.count) files \(dryRun ? "would change" : "changed") under \(out)")
+            }
+        }
+    }
+}

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Makes sure the system packages pgcluster builds and tests with are installed:
+# PostgreSQL 15 (server binaries), libpq-dev and pkg-config (the CLibPQ module),
+# util-linux (setpriv, to run servers as their OS user when we are root) and
+# docker-compose (validates rendered compose files; no engine needed).
+# As root it installs what is missing with apt-get; otherwise it prints the command.
+set -euo pipefail
+
+missing=()
+[ -x /usr/lib/postgresql/15/bin/initdb ] || missing+=(postgresql-15)
+[ -f /usr/include/postgresql/libpq-fe.h ] || missing+=(libpq-dev)
+command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
+command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+if [ "$(id -u)" -eq 0 ]; then
+  echo "installing: ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >&2
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+else
+  echo "missing system packages: ${missing[*]}" >&2
+  echo "install them with:" >&2
+  echo "  sudo apt-get update && sudo apt-get install -y --no-install-recommends ${missing[*]}" >&2
+  exit 1
+fi
