@@ -36,7 +36,7 @@ let package = Package(
         ),
         .testTarget(
             name: "PGClusterKitTests",
-            dependencies: ["PGClusterKit"]
+            dependencies: ["PGClusterKit", "pgcluster"]
         ),
         .testTarget(
             name: "IntegrationTests",

@@ -1,12 +1,39 @@
 import ArgumentParser
+import Foundation
 import PGClusterKit
 
 extension PGCluster {
     struct Status: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Not yet implemented.")
+        static let configuration = CommandConfiguration(
+            abstract: "Show each node as the live servers report it; exit 1 when the cluster is degraded.",
+            discussion: """
+                One row a node: role, state, timeline, LSNs, lag in bytes and seconds, sync state and \
+                upstream. Every node is asked at once with a short timeout, so a dead node costs at most \
+                that. The cluster is degraded when a node is down, a standby does not stream from the \
+                primary, or there is not exactly one primary.
+                """)
+
         @OptionGroup var options: SpecOptions
+
+        @Flag(help: "Print one JSON object (the stable form for scripts).")
+        var json = false
+
+        @Option(help: "Seconds each node may take to answer.")
+        var timeout: Double = 2
+
         func run() async throws {
-            try await execute { throw ClusterError("not yet implemented") }
+            try await execute {
+                let spec = try options.load()
+                let credentials = try ClusterAccess.credentials(spec)
+                let observations = await Observer(credentials: credentials, timeout: timeout).observeAll(spec.nodes)
+                let report = StatusReport.make(spec: spec, observations: observations)
+                if json {
+                    Console.out(try JSONOutput.encode(report))
+                } else {
+                    Console.out(report.table)
+                }
+                if !report.healthy { throw ExitCode(ExitStatus.failure.rawValue) }
+            }
         }
     }
 }

@@ -1,12 +1,35 @@
 import ArgumentParser
 import PGClusterKit
 
+extension LocalCluster.StopMode: ExpressibleByArgument {}
+
 extension PGCluster {
     struct Stop: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Not yet implemented.")
+        static let configuration = CommandConfiguration(
+            abstract: "Stop the cluster's servers (all, or the nodes named).")
+
         @OptionGroup var options: SpecOptions
+
+        @Option(help: "pg_ctl shutdown mode: smart, fast (the default: roll back open transactions) or immediate (no checkpoint, like a crash).")
+        var mode: LocalCluster.StopMode = .fast
+
+        @Argument(help: "Nodes to stop; all when none is named.")
+        var nodes: [String] = []
+
         func run() async throws {
-            try await execute { throw ClusterError("not yet implemented") }
+            try await execute {
+                let spec = try options.load()
+                let cluster = try LocalCluster(spec: spec, templates: options.templateSet())
+                for node in try NodeSelection.resolve(nodes, in: spec, primaryFirst: true) {
+                    guard cluster.isRunning(node) else {
+                        Console.progress("[\(node.name)] not running")
+                        continue
+                    }
+                    Console.progress("[\(node.name)] stopping (\(mode.rawValue))")
+                    try await cluster.stop(node, mode: mode)
+                    Console.out("\(node.name) stopped")
+                }
+            }
         }
     }
 }

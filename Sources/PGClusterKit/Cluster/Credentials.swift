@@ -1,0 +1,61 @@
+import Foundation
+
+/// The two accounts pgcluster uses: the superuser it connects with, and the
+/// replication role standbys stream with. Stored with mode 0600; never printed.
+public struct Credentials: Sendable, Equatable, Codable, CustomStringConvertible {
+    public struct Login: Sendable, Equatable, Codable {
+        public var user: String
+        public var password: String
+    }
+
+    public var superuser: Login
+    public var replication: Login
+
+    /// Passwords are left out on purpose.
+    public var description: String { "Credentials(superuser: \(superuser.user), replication: \(replication.user))" }
+
+    /// A random password of 32 characters from an alphabet that needs no quoting anywhere.
+    public static func generatePassword() -> String {
+        let alphabet = Array("abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789")
+        var generator = SystemRandomNumberGenerator()
+        return String((0..<32).map { _ in alphabet.randomElement(using: &generator)! })
+    }
+
+    /// The spec's passwords where it gives them; otherwise those stored earlier at `path`;
+    /// otherwise new ones (stored by ``save(to:)``).
+    public static func resolve(spec: ClusterSpec, storedAt path: String) throws(ClusterError) -> Credentials {
+        let stored = try load(path)
+        return Credentials(
+            superuser: Login(
+                user: spec.superuser.user,
+                password: spec.superuser.password ?? stored?.superuser.password ?? generatePassword()),
+            replication: Login(
+                user: spec.replication.user,
+                password: spec.replication.password ?? stored?.replication.password ?? generatePassword()))
+    }
+
+    public static func load(_ path: String) throws(ClusterError) -> Credentials? {
+        guard let data = FileManager.default.contents(atPath: path) else { return nil }
+        do {
+            return try JSONDecoder().decode(Credentials.self, from: data)
+        } catch {
+            throw ClusterError("the credentials file \(path) is damaged; restore it or give the passwords in the spec")
+        }
+    }
+
+    public func save(to path: String) throws(ClusterError) {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let data = (try? encoder.encode(self)) ?? Data()
+        try FileWriter.writeAtomically(data, to: path, mode: 0o600)
+    }
+
+    /// A libpq password file line for the replication role on every host, for walreceivers
+    /// and pg_basebackup: `*:*:*:user:password`, with `:` and `\` escaped.
+    public var replicationPassfile: String {
+        func escape(_ s: String) -> String {
+            s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: ":", with: "\\:")
+        }
+        return "*:*:*:\(escape(replication.user)):\(escape(replication.password))\n"
+    }
+}

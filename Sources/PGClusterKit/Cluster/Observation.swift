@@ -1,0 +1,154 @@
+import Foundation
+
+/// What one node said about itself at one moment. The cluster's truth is these,
+/// not the files pgcluster keeps.
+public struct NodeObservation: Sendable, Equatable {
+    public struct WalReceiver: Sendable, Equatable {
+        public var status: String
+        public var senderHost: String?
+        public var senderPort: Int?
+        public var receivedTimeline: Int?
+        public var slot: String?
+    }
+
+    /// One row of the primary's pg_stat_replication.
+    public struct ReplicationRow: Sendable, Equatable {
+        public var applicationName: String
+        public var state: String
+        public var syncState: String
+        public var replayLsn: LSN?
+        public var flushLsn: LSN?
+        public var replayLagSeconds: Double?
+    }
+
+    public var node: NodeSpec
+    /// Nil when the node answered; otherwise why not.
+    public var error: String?
+    public var inRecovery: Bool = false
+    public var timeline: Int?
+    /// The primary's current write position.
+    public var currentLsn: LSN?
+    public var receiveLsn: LSN?
+    public var replayLsn: LSN?
+    /// Seconds since the last replayed transaction's commit on the primary.
+    public var replayAgeSeconds: Double?
+    public var walReceiver: WalReceiver?
+    public var replication: [ReplicationRow] = []
+    public var synchronousStandbyNames: String = ""
+    public var primaryConninfo: String = ""
+
+    public init(node: NodeSpec, error: String? = nil) {
+        self.node = node
+        self.error = error
+    }
+
+    public var reachable: Bool { error == nil }
+    public var isPrimary: Bool { reachable && !inRecovery }
+    public var isStandby: Bool { reachable && inRecovery }
+    public var streaming: Bool { walReceiver?.status == "streaming" }
+
+    /// The furthest WAL this node has: written (primary) or received/replayed (standby).
+    public var bestLsn: LSN? {
+        if let currentLsn { return currentLsn }
+        return [receiveLsn, replayLsn].compactMap { $0 }.max()
+    }
+}
+
+/// Reads observations from live servers, all nodes at once, each with its own deadline,
+/// so that one dead or frozen node costs at most that deadline.
+public struct Observer: Sendable {
+    public var credentials: Credentials
+    public var timeout: Double
+
+    public init(credentials: Credentials, timeout: Double = 2) {
+        self.credentials = credentials
+        self.timeout = timeout
+    }
+
+    public func target(_ node: NodeSpec, connectTimeout: Int = 2) -> ConnectionTarget {
+        ConnectionTarget(
+            host: node.host, port: node.port, user: credentials.superuser.user,
+            password: credentials.superuser.password, connectTimeout: connectTimeout)
+    }
+
+    public func observeAll(_ nodes: [NodeSpec]) async -> [NodeObservation] {
+        await withTaskGroup(of: (Int, NodeObservation).self) { group in
+            for (index, node) in nodes.enumerated() {
+                group.addTask { (index, await observe(node)) }
+            }
+            var results = [NodeObservation?](repeating: nil, count: nodes.count)
+            for await (index, observation) in group { results[index] = observation }
+            return results.map { $0! }
+        }
+    }
+
+    public func observe(_ node: NodeSpec) async -> NodeObservation {
+        let target = self.target(node, connectTimeout: max(1, Int(timeout.rounded(.up))))
+        let result = await Blocking.run(timeout: timeout + 0.5) { () -> NodeObservation in
+            do throws(PGError) {
+                let connection = try PGConnection.connect(target)
+                defer { connection.close() }
+                return try Self.read(node, connection)
+            } catch {
+                return NodeObservation(node: node, error: error.message)
+            }
+        }
+        return result ?? NodeObservation(node: node, error: "no answer within \(timeout) s")
+    }
+
+    static let selfQuery = """
+        SELECT pg_is_in_recovery() AS in_recovery,
+          CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END AS current_lsn,
+          pg_last_wal_receive_lsn()::text AS receive_lsn,
+          pg_last_wal_replay_lsn()::text AS replay_lsn,
+          CASE WHEN pg_is_in_recovery() THEN NULL
+               ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END AS primary_tli,
+          (SELECT timeline_id FROM pg_control_checkpoint()) AS checkpoint_tli,
+          EXTRACT(epoch FROM now() - pg_last_xact_replay_timestamp())::float8 AS replay_age,
+          current_setting('synchronous_standby_names') AS ssn,
+          current_setting('primary_conninfo') AS conninfo,
+          r.status, r.sender_host, r.sender_port, r.received_tli, r.slot_name
+        FROM (SELECT 1) AS one LEFT JOIN pg_stat_wal_receiver AS r ON r.pid IS NOT NULL
+        """
+
+    static let replicationQuery = """
+        SELECT application_name, state, sync_state, replay_lsn::text, flush_lsn::text,
+          EXTRACT(epoch FROM replay_lag)::float8 AS replay_lag
+        FROM pg_stat_replication ORDER BY application_name
+        """
+
+    static func read(_ node: NodeSpec, _ connection: PGConnection) throws(PGError) -> NodeObservation {
+        let row = try connection.query(selfQuery)
+        var observation = NodeObservation(node: node)
+        observation.inRecovery = row.value(0, "in_recovery") == "t"
+        observation.currentLsn = row.value(0, "current_lsn").flatMap(LSN.init)
+        observation.receiveLsn = row.value(0, "receive_lsn").flatMap(LSN.init)
+        observation.replayLsn = row.value(0, "replay_lsn").flatMap(LSN.init)
+        observation.replayAgeSeconds = row.value(0, "replay_age").flatMap(Double.init)
+        observation.synchronousStandbyNames = row.value(0, "ssn") ?? ""
+        observation.primaryConninfo = row.value(0, "conninfo") ?? ""
+        if let status = row.value(0, "status") {
+            observation.walReceiver = .init(
+                status: status, senderHost: row.value(0, "sender_host"),
+                senderPort: row.value(0, "sender_port").flatMap { Int($0) },
+                receivedTimeline: row.value(0, "received_tli").flatMap { Int($0) },
+                slot: row.value(0, "slot_name"))
+        }
+        let checkpointTimeline = row.value(0, "checkpoint_tli").flatMap { Int($0) }
+        observation.timeline =
+            row.value(0, "primary_tli").flatMap { Int($0) } ?? observation.walReceiver?.receivedTimeline ?? checkpointTimeline
+        if !observation.inRecovery {
+            let rows = try connection.query(replicationQuery)
+            observation.replication = rows.rows.indices.map { i in
+                NodeObservation.ReplicationRow(
+                    applicationName: rows.value(i, "application_name") ?? "",
+                    state: rows.value(i, "state") ?? "",
+                    syncState: rows.value(i, "sync_state") ?? "",
+                    replayLsn: rows.value(i, "replay_lsn").flatMap(LSN.init),
+                    flushLsn: rows.value(i, "flush_lsn").flatMap(LSN.init),
+                    replayLagSeconds: rows.value(i, "replay_lag").flatMap(Double.init))
+            }
+        }
+        return observation
+    }
+}

@@ -1,0 +1,101 @@
+import Foundation
+
+/// Sets `synchronous_standby_names` on a live primary and waits until
+/// pg_stat_replication shows the mode took effect.
+public struct QuorumChange: Sendable {
+    public var credentials: Credentials
+    public var primary: NodeSpec
+    public var mode: SynchronousMode
+    /// The standbys listed, in priority order for FIRST.
+    public var standbys: [String]
+    public var timeout: Double
+
+    public init(credentials: Credentials, primary: NodeSpec, mode: SynchronousMode, standbys: [String], timeout: Double = 30) {
+        self.credentials = credentials
+        self.primary = primary
+        self.mode = mode
+        self.standbys = standbys
+        self.timeout = timeout
+    }
+
+    public var value: String { mode.standbyNames(standbys) }
+
+    /// The sync_state each streaming standby should show under `mode` over `listed`.
+    /// With FIRST k the first k streaming standbys of the list are `sync`, the other
+    /// listed ones `potential`; with ANY k every listed one is `quorum`; the rest `async`.
+    public static func expectedSyncStates(mode: SynchronousMode, listed: [String], streaming: [String]) -> [String: String] {
+        var states: [String: String] = [:]
+        for name in streaming { states[name] = "async" }
+        switch mode {
+        case .async:
+            break
+        case .any:
+            for name in listed where states[name] != nil { states[name] = "quorum" }
+        case .first(let k):
+            let present = listed.filter { states[$0] != nil }
+            for (i, name) in present.enumerated() { states[name] = i < k ? "sync" : "potential" }
+        }
+        if listed.isEmpty { for name in streaming { states[name] = "async" } }
+        return states
+    }
+
+    /// Applies the setting and waits for pg_stat_replication to agree; returns the rows seen last.
+    @discardableResult
+    public func apply() async throws(ClusterError) -> [NodeObservation.ReplicationRow] {
+        let target = Observer(credentials: credentials).target(primary, connectTimeout: 5)
+        let value = self.value
+        let result: Result<Void, PGError> = await Blocking.run {
+            do throws(PGError) {
+                let connection = try PGConnection.connect(target)
+                defer { connection.close() }
+                try connection.query("ALTER SYSTEM SET synchronous_standby_names = \(ConfigText.sqlLiteral(value))")
+                try connection.query("ALTER SYSTEM SET synchronous_commit = 'on'")
+                try connection.query("SELECT pg_reload_conf()")
+                return .success(())
+            } catch {
+                return .failure(error)
+            }
+        }
+        if case .failure(let error) = result {
+            throw ClusterError("\(primary.name): cannot set synchronous_standby_names: \(error)")
+        }
+        return try await waitUntilApplied()
+    }
+
+    func waitUntilApplied() async throws(ClusterError) -> [NodeObservation.ReplicationRow] {
+        let observer = Observer(credentials: credentials)
+        let deadline = ContinuousClock.now + .seconds(timeout)
+        var last = NodeObservation(node: primary)
+        while ContinuousClock.now < deadline {
+            last = await observer.observe(primary)
+            if last.reachable, last.synchronousStandbyNames == value {
+                let streaming = last.replication.filter { $0.state == "streaming" }
+                let expected = Self.expectedSyncStates(mode: mode, listed: standbys, streaming: streaming.map(\.applicationName))
+                if streaming.allSatisfy({ expected[$0.applicationName] == $0.syncState }) { return last.replication }
+            }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        let seen = last.replication.map { "\($0.applicationName)=\($0.syncState)" }.joined(separator: ", ")
+        throw ClusterError(
+            "\(primary.name): synchronous_standby_names = '\(value)' did not take effect within \(Int(timeout)) s",
+            details: ["pg_stat_replication shows: \(seen.isEmpty ? "no standbys" : seen)", last.error.map { "error: \($0)" } ?? ""]
+                .filter { !$0.isEmpty })
+    }
+}
+
+/// The live primary among observations, or why there is none to use.
+public enum PrimaryLookup {
+    public static func find(_ observations: [NodeObservation]) throws(ClusterError) -> NodeObservation {
+        let primaries = observations.filter(\.isPrimary)
+        if primaries.count == 1 { return primaries[0] }
+        if primaries.isEmpty {
+            let down = observations.filter { !$0.reachable }.map(\.node.name)
+            throw ClusterError(
+                "no primary answers" + (down.isEmpty ? "" : " (down: \(down.joined(separator: ", ")))"),
+                details: ["if the primary is gone, promote a standby with: pgcluster failover"])
+        }
+        throw ClusterError(
+            "more than one node is a primary: \(primaries.map(\.node.name).joined(separator: ", "))",
+            details: ["stop the one that should not be, then bring it back with: pgcluster rejoin NODE"])
+    }
+}

@@ -1,0 +1,195 @@
+import Foundation
+
+/// `pgcluster status`: the cluster as the live servers describe it. The JSON form is
+/// the stable contract of DESIGN.md; the table is for people.
+public struct StatusReport: Sendable, Encodable {
+    public struct Synchronous: Sendable, Encodable, Equatable {
+        public var mode: String
+        public var count: Int
+        public var standbys: [String]
+    }
+
+    public struct Node: Sendable, Encodable, Equatable {
+        public var name: String
+        public var host: String
+        public var port: Int
+        /// "primary", "standby" or "down".
+        public var role: String
+        public var timeline: Int?
+        public var lsn: String?
+        public var receiveLsn: String?
+        public var replayLsn: String?
+        public var lagBytes: UInt64?
+        public var syncState: String?
+        public var upstream: String?
+        public var streaming: Bool
+        /// For the table only: seconds of replay lag, and why a node is down.
+        var lagSeconds: Double?
+        var problem: String?
+
+        enum CodingKeys: String, CodingKey {
+            case name, host, port, role, timeline, lsn, receiveLsn, replayLsn, lagBytes, syncState, upstream, streaming
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            // Every key is present, with null where there is no value, so scripts can rely on the shape.
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(name, forKey: .name)
+            try c.encode(host, forKey: .host)
+            try c.encode(port, forKey: .port)
+            try c.encode(role, forKey: .role)
+            try c.encode(timeline, forKey: .timeline)
+            try c.encode(lsn, forKey: .lsn)
+            try c.encode(receiveLsn, forKey: .receiveLsn)
+            try c.encode(replayLsn, forKey: .replayLsn)
+            try c.encode(lagBytes, forKey: .lagBytes)
+            try c.encode(syncState, forKey: .syncState)
+            try c.encode(upstream, forKey: .upstream)
+            try c.encode(streaming, forKey: .streaming)
+        }
+    }
+
+    public var name: String
+    public var primary: String?
+    public var timeline: Int?
+    public var synchronous: Synchronous
+    public var nodes: [Node]
+    /// Why the cluster is not healthy; empty when every node is up and every standby streams.
+    public var problems: [String]
+
+    enum CodingKeys: String, CodingKey { case name, primary, timeline, synchronous, nodes }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(name, forKey: .name)
+        try c.encode(primary, forKey: .primary)
+        try c.encode(timeline, forKey: .timeline)
+        try c.encode(synchronous, forKey: .synchronous)
+        try c.encode(nodes, forKey: .nodes)
+    }
+
+    public var healthy: Bool { problems.isEmpty }
+
+    /// Builds the report from observations. Pure.
+    public static func make(spec: ClusterSpec, observations: [NodeObservation]) -> StatusReport {
+        let primaries = observations.filter(\.isPrimary)
+        let primary = primaries.count == 1 ? primaries[0] : nil
+        var problems: [String] = []
+        if primaries.isEmpty { problems.append("no primary answers") }
+        if primaries.count > 1 { problems.append("several primaries: \(primaries.map(\.node.name).joined(separator: ", "))") }
+
+        let parsed = SynchronousMode.parse(primary?.synchronousStandbyNames ?? "") ?? (.async, [])
+        let synchronous = Synchronous(mode: parsed.mode.modeName, count: parsed.mode.count, standbys: parsed.standbys)
+
+        var nodes: [Node] = []
+        for observation in observations {
+            let spec = observation.node
+            var node = Node(
+                name: spec.name, host: spec.host, port: spec.port, role: "down", streaming: false,
+                problem: observation.error)
+            guard observation.reachable else {
+                problems.append("\(spec.name) is down: \(observation.error ?? "no answer")")
+                nodes.append(node)
+                continue
+            }
+            node.timeline = observation.timeline
+            node.receiveLsn = observation.receiveLsn?.description
+            node.replayLsn = observation.replayLsn?.description
+            if observation.isPrimary {
+                node.role = "primary"
+                node.lsn = observation.currentLsn?.description
+            } else {
+                node.role = "standby"
+                node.lsn = observation.bestLsn?.description
+                node.streaming = observation.streaming
+                node.upstream = upstreamName(of: observation, among: observations)
+                if let primary, let current = primary.currentLsn, let replay = observation.replayLsn {
+                    node.lagBytes = current.bytes(after: replay)
+                }
+                let row = primary?.replication.first { $0.applicationName == spec.name }
+                node.syncState = row?.syncState
+                node.lagSeconds = row?.replayLagSeconds ?? (node.lagBytes == 0 ? 0 : nil)
+                if !observation.streaming {
+                    problems.append("\(spec.name) does not stream (WAL receiver: \(observation.walReceiver?.status ?? "none"))")
+                } else if let primary, node.upstream != primary.node.name {
+                    problems.append("\(spec.name) streams from \(node.upstream ?? "an unknown server"), not the primary \(primary.node.name)")
+                }
+            }
+            nodes.append(node)
+        }
+        return StatusReport(
+            name: spec.name, primary: primary?.node.name, timeline: primary?.timeline, synchronous: synchronous,
+            nodes: nodes, problems: problems)
+    }
+
+    /// The node a standby's WAL receiver is connected to, by address.
+    static func upstreamName(of standby: NodeObservation, among all: [NodeObservation]) -> String? {
+        guard let receiver = standby.walReceiver, let host = receiver.senderHost, let port = receiver.senderPort else {
+            return nil
+        }
+        let match = all.first { other in
+            (other.node.host == host && other.node.port == port)
+                || (other.node.serviceHost == host && other.node.servicePort == port)
+        }
+        return match?.node.name ?? "\(host):\(port)"
+    }
+
+    /// The human table.
+    public var table: String {
+        let header = ["NODE", "ROLE", "STATE", "TL", "LSN", "RECEIVED", "REPLAYED", "LAG", "SYNC", "UPSTREAM"]
+        var rows = [header]
+        for node in nodes {
+            let state: String
+            switch node.role {
+            case "primary": state = "running"
+            case "standby": state = node.streaming ? "streaming" : "not streaming"
+            default: state = "down"
+            }
+            var lag = "-"
+            if let bytes = node.lagBytes {
+                lag = formatBytes(bytes)
+                if let seconds = node.lagSeconds { lag += String(format: " %.1fs", seconds) }
+            }
+            rows.append([
+                node.name, node.role, state, node.timeline.map(String.init) ?? "-",
+                node.role == "primary" ? node.lsn ?? "-" : "-",
+                node.receiveLsn ?? "-", node.role == "standby" ? node.replayLsn ?? "-" : "-", lag,
+                node.syncState ?? "-", node.upstream ?? "-",
+            ])
+        }
+        var lines = [TextTable.render(rows)]
+        let mode = synchronous.mode == "async"
+            ? "async" : "\(synchronous.mode.uppercased()) \(synchronous.count) (\(synchronous.standbys.joined(separator: ", ")))"
+        lines.append("cluster \(name): primary \(primary ?? "none"), timeline \(timeline.map(String.init) ?? "-"), synchronous \(mode)")
+        if problems.isEmpty {
+            lines.append("healthy")
+        } else {
+            lines.append("DEGRADED:")
+            lines += problems.map { "  - " + $0 }
+        }
+        return lines.joined(separator: "\n")
+    }
+}
+
+func formatBytes(_ bytes: UInt64) -> String {
+    switch bytes {
+    case ..<1024: "\(bytes) B"
+    case ..<(1024 * 1024): String(format: "%.1f kB", Double(bytes) / 1024)
+    case ..<(1024 * 1024 * 1024): String(format: "%.1f MB", Double(bytes) / 1048576)
+    default: String(format: "%.1f GB", Double(bytes) / 1073741824)
+    }
+}
+
+/// Left-aligned columns separated by two spaces.
+public enum TextTable {
+    public static func render(_ rows: [[String]]) -> String {
+        guard let columns = rows.map(\.count).max() else { return "" }
+        var widths = [Int](repeating: 0, count: columns)
+        for row in rows { for (i, cell) in row.enumerated() { widths[i] = max(widths[i], cell.count) } }
+        return rows.map { row in
+            row.enumerated().map { i, cell in
+                i == row.count - 1 ? cell : cell.padding(toLength: widths[i], withPad: " ", startingAt: 0)
+            }.joined(separator: "  ")
+        }.joined(separator: "\n")
+    }
+}

@@ -1,0 +1,44 @@
+import ArgumentParser
+import Foundation
+import PGClusterKit
+
+/// Node names given on the command line, checked against the spec.
+enum NodeSelection {
+    static func resolve(_ names: [String], in spec: ClusterSpec, primaryFirst: Bool) throws(ClusterError) -> [NodeSpec] {
+        var nodes: [NodeSpec] = []
+        for name in names {
+            guard let node = spec.node(named: name) else {
+                throw ClusterError(
+                    "no node named '\(name)' in \(spec.file) (nodes: \(spec.nodes.map(\.name).joined(separator: ", ")))",
+                    exitCode: .usage)
+            }
+            nodes.append(node)
+        }
+        if nodes.isEmpty { nodes = spec.nodes }
+        return primaryFirst ? nodes.filter { $0.role == .primary } + nodes.filter { $0.role != .primary } : nodes
+    }
+}
+
+enum ClusterAccess {
+    /// Credentials for any backend: the local cluster's stored file.
+    static func credentials(_ spec: ClusterSpec) throws(ClusterError) -> Credentials {
+        guard let stored = try Credentials.load(LocalLayout(spec: spec).credentialsFile) else {
+            throw ClusterError(
+                "no cluster at \(spec.local.dir): credentials.json is missing",
+                details: ["create it with: pgcluster init -f \(spec.file)"])
+        }
+        return stored
+    }
+}
+
+enum JSONOutput {
+    static func encode<T: Encodable>(_ value: T) throws(ClusterError) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        do {
+            return String(decoding: try encoder.encode(value), as: UTF8.self)
+        } catch {
+            throw ClusterError("cannot encode JSON: \(error)")
+        }
+    }
+}
