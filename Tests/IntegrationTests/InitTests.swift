@@ -1,0 +1,147 @@
+import Foundation
+import Testing
+
+@testable import PGClusterKit
+
+/// `pgcluster init`, `status`, `stop`, `start` and `destroy` on real PostgreSQL 15 servers.
+@Suite("init and status on real servers", .serialized)
+struct InitTests {
+    @Test("a primary and two standbys stream, replicate rows, and report their state")
+    func primaryAndTwoStandbys() async throws {
+        try await withCluster(name: "init3", basePort: 21010) { cluster in
+            try await cluster.initCluster()
+
+            // The primary streams to both standbys, named by their node names.
+            let replication = try cluster.sql(
+                "node0", "SELECT application_name, state FROM pg_stat_replication ORDER BY application_name")
+            #expect(replication.rows.map { $0[0] } == ["node1", "node2"])
+            #expect(replication.rows.allSatisfy { $0[1] == "streaming" })
+
+            // Slots, SCRAM, files: what the operator relies on.
+            let slots = try cluster.sql("node0", "SELECT slot_name, active FROM pg_replication_slots ORDER BY 1")
+            #expect(slots.rows.map { $0[0] } == ["pgcluster_node1", "pgcluster_node2"])
+            let role = try cluster.sql("node0", "SELECT rolpassword LIKE 'SCRAM-SHA-256$%' FROM pg_authid WHERE rolname = 'replicator'")
+            #expect(role.scalar == "t")
+            let credentialMode = try FileManager.default.attributesOfItem(atPath: "\(cluster.dataRoot)/credentials.json")[.posixPermissions] as? Int
+            #expect(credentialMode == 0o600)
+            let dataMode = try FileManager.default.attributesOfItem(atPath: "\(cluster.dataRoot)/node1/data")[.posixPermissions] as? Int
+            #expect(dataMode == 0o700)
+            if OSUser.isRoot {
+                let owner = try FileManager.default.attributesOfItem(atPath: "\(cluster.dataRoot)/node0/data")[.ownerAccountName] as? String
+                #expect(owner == "postgres")
+            }
+
+            // A row written on the primary is read on both standbys.
+            try cluster.sql("node0", "CREATE TABLE demo (id int PRIMARY KEY, note text)")
+            try cluster.sql("node0", "INSERT INTO demo VALUES (1, 'written on the primary')")
+            for standby in ["node1", "node2"] {
+                let seen = await cluster.eventually {
+                    try cluster.sql(standby, "SELECT note FROM demo WHERE id = 1").scalar == "written on the primary"
+                }
+                #expect(seen, "\(standby) never showed the row")
+                #expect(try cluster.sql(standby, "SELECT pg_is_in_recovery()").scalar == "t")
+            }
+
+            // status --json matches what the servers say.
+            let status = await cluster.run(["status", "--json"])
+            #expect(status.status == 0, "status: \(status.stderr)")
+            let json = try #require(try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any])
+            #expect(json["name"] as? String == "init3")
+            #expect(json["primary"] as? String == "node0")
+            #expect(json["timeline"] as? Int == 1)
+            let nodes = try #require(json["nodes"] as? [[String: Any]])
+            #expect(nodes.map { $0["name"] as? String } == ["node0", "node1", "node2"])
+            #expect(nodes.map { $0["role"] as? String } == ["primary", "standby", "standby"])
+            let primaryLsn = try cluster.sql("node0", "SELECT pg_current_wal_lsn()::text").scalar
+            for node in nodes.dropFirst() {
+                #expect(node["upstream"] as? String == "node0")
+                #expect(node["streaming"] as? Bool == true)
+                #expect(node["syncState"] as? String == "async")
+                #expect(node["port"] as? Int == cluster.port(node["name"] as! String))
+                let replay = try cluster.sql(node["name"] as! String, "SELECT pg_last_wal_replay_lsn()::text").scalar
+                // The standby had replayed at least what status reported (it only moves forward).
+                let reported = try #require(LSN(node["replayLsn"] as? String ?? ""))
+                #expect(reported <= LSN(replay ?? "")!)
+                #expect(reported <= LSN(primaryLsn ?? "")!)
+                for key in ["timeline", "lsn", "receiveLsn", "lagBytes"] { #expect(node[key] != nil, "missing \(key)") }
+            }
+            let sync = try #require(json["synchronous"] as? [String: Any])
+            #expect(sync["mode"] as? String == "async")
+
+            // A second init refuses and leaves the running cluster alone.
+            let again = await cluster.run(["init"])
+            #expect(again.status == 2)
+            #expect(again.stderr.contains("data already exists"))
+            #expect(again.stderr.contains("--force"))
+            #expect(try cluster.sql("node0", "SELECT count(*) FROM demo").scalar == "1")
+
+            // One standby down: status says so and exits non-zero.
+            let stop = await cluster.run(["stop", "node2"])
+            #expect(stop.status == 0, "stop: \(stop.stderr)")
+            #expect(cluster.postmasterPID("node2") == nil)
+            let degraded = await cluster.run(["status"])
+            #expect(degraded.status == 1)
+            #expect(degraded.stdout.contains("DEGRADED"))
+            let row = degraded.stdout.split(separator: "\n").first { $0.hasPrefix("node2") } ?? ""
+            #expect(row.contains("down"), "row: \(row)")
+            let degradedJSON = await cluster.run(["status", "--json"])
+            #expect(degradedJSON.status == 1)
+            #expect(degradedJSON.stdout.contains("\"role\" : \"down\""))
+
+            // Start it again: healthy, and it caught up on what it missed.
+            try cluster.sql("node0", "INSERT INTO demo VALUES (2, 'while node2 was down')")
+            let start = await cluster.run(["start", "node2"])
+            #expect(start.status == 0, "start: \(start.stderr)")
+            let caughtUp = await cluster.eventually {
+                try cluster.sql("node2", "SELECT count(*) FROM demo").scalar == "2"
+            }
+            #expect(caughtUp)
+            var healthy = false
+            for _ in 0..<100 where !healthy {
+                healthy = await cluster.run(["status"]).status == 0
+                if !healthy { try await Task.sleep(for: .milliseconds(100)) }
+            }
+            #expect(healthy, "status never became healthy after node2 started")
+
+            // destroy: no process and no data left.
+            let destroy = await cluster.run(["destroy", "--yes"])
+            #expect(destroy.status == 0, "destroy: \(destroy.stderr)")
+            #expect(cluster.runningServers().isEmpty)
+            #expect(!FileManager.default.fileExists(atPath: cluster.dataRoot))
+        }
+    }
+
+    @Test("four standbys are cloned in parallel and all stream")
+    func fourStandbys() async throws {
+        try await withCluster(name: "init5", basePort: 21020, standbys: 4) { cluster in
+            try await cluster.initCluster()
+            let rows = try cluster.sql("node0", "SELECT application_name FROM pg_stat_replication WHERE state = 'streaming' ORDER BY 1")
+            #expect(rows.rows.map { $0[0] } == ["node1", "node2", "node3", "node4"])
+            let status = await cluster.run(["status"])
+            #expect(status.status == 0)
+            #expect(status.stdout.split(separator: "\n").filter { $0.contains("streaming") }.count == 4)
+        }
+    }
+
+    @Test("a busy port is refused before anything is created")
+    func busyPort() async throws {
+        try await withCluster(name: "busy", basePort: 21030, standbys: 1) { cluster in
+            let socket = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            defer { close(socket) }
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = in_port_t(UInt16(21031).bigEndian)
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            let bound = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            try #require(bound == 0)
+            listen(socket, 1)
+            let result = await cluster.run(["init"])
+            #expect(result.status == 1)
+            #expect(result.stderr.contains("port 21031"))
+            #expect(result.stderr.contains("already in use"))
+            #expect(!FileManager.default.fileExists(atPath: "\(cluster.dataRoot)/node0/data/PG_VERSION"))
+        }
+    }
+}

@@ -1,0 +1,218 @@
+import Foundation
+import Testing
+
+@testable import PGClusterKit
+
+/// What one run of the `pgcluster` binary did.
+struct RunResult {
+    var status: Int32
+    var stdout: String
+    var stderr: String
+}
+
+/// A cluster made by the tests through the real `pgcluster` binary, in its own
+/// temporary folder on its own ports. `teardown()` stops every server it started
+/// (by data directory, never by name) and removes the folder, pass or fail.
+final class TestCluster: @unchecked Sendable {
+    let root: String
+    let specPath: String
+    let name: String
+    let basePort: Int
+    let standbyCount: Int
+
+    /// - Parameters:
+    ///   - name: also names the folder; ports are basePort (primary), basePort+1, ...
+    ///   - synchronous: YAML for replication.synchronous, such as `{mode: any, count: 1}`.
+    init(name: String, basePort: Int, standbys: Int = 2, synchronous: String = "{mode: async}", extraNodeYAML: String = "") throws {
+        self.name = name
+        self.basePort = basePort
+        self.standbyCount = standbys
+        root = "/tmp/pgcluster-it-\(name)-\(UUID().uuidString.prefix(8).lowercased())"
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        chmod(root, 0o755)
+        specPath = "\(root)/pgcluster.yaml"
+        var yaml = """
+            version: 1
+            name: \(name)
+            postgres:
+              version: 15
+              parameters:
+                shared_buffers: 32MB
+                max_wal_size: 256MB
+            replication:
+              synchronous: \(synchronous)
+            network:
+              allow: [127.0.0.1/32]
+            local:
+              dir: ./data
+            nodes:
+              - name: node0
+                port: \(basePort)
+                role: primary
+
+            """
+        for i in 1...max(standbys, 1) where standbys > 0 {
+            yaml += "  - name: node\(i)\n    port: \(basePort + i)\n"
+        }
+        yaml += extraNodeYAML
+        try yaml.write(toFile: specPath, atomically: true, encoding: .utf8)
+    }
+
+    var dataRoot: String { "\(root)/data" }
+    var nodeNames: [String] { (0...standbyCount).map { "node\($0)" } }
+    func port(_ node: String) -> Int { basePort + Int(node.dropFirst(4))! }
+
+    // MARK: Running pgcluster
+
+    static let binary: String = {
+        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        return (exe as NSString).deletingLastPathComponent + "/pgcluster"
+    }()
+
+    /// Runs `pgcluster ARGS -f spec`, capturing both streams.
+    @discardableResult
+    func run(_ arguments: [String], timeout: Double = 300) async -> RunResult {
+        await Self.runBinary(arguments + ["-f", specPath], timeout: timeout)
+    }
+
+    static func runBinary(_ arguments: [String], timeout: Double = 300) async -> RunResult {
+        await Blocking.run { spawnWithFiles([binary] + arguments, timeout: timeout) }
+    }
+
+    /// posix_spawn with stdout and stderr sent to files (not pipes: a server the child
+    /// starts must never hold our read end), reaped with waitpid, killed after `timeout`.
+    static func spawnWithFiles(_ argv: [String], timeout: Double) -> RunResult {
+        let tag = UUID().uuidString
+        let outPath = "/tmp/pgc-test-\(tag).out"
+        let errPath = "/tmp/pgc-test-\(tag).err"
+        defer {
+            unlink(outPath)
+            unlink(errPath)
+        }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, outPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        posix_spawn_file_actions_addopen(&actions, 2, errPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        var environment = ProcessInfo.processInfo.environment
+        environment["NO_COLOR"] = "1"
+        let cArgv = argv.map { strdup($0) } + [nil]
+        let cEnv = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer {
+            cArgv.forEach { free($0) }
+            cEnv.forEach { free($0) }
+        }
+        var pid: pid_t = 0
+        let spawned = posix_spawn(&pid, argv[0], &actions, nil, cArgv, cEnv)
+        guard spawned == 0 else {
+            return RunResult(status: -1, stdout: "", stderr: "cannot run \(argv[0]): \(String(cString: strerror(spawned)))")
+        }
+        var status: Int32 = 0
+        let deadline = Date().addingTimeInterval(timeout)
+        var reaped = false
+        while Date() < deadline {
+            let r = waitpid(pid, &status, WNOHANG)
+            if r == pid { reaped = true; break }
+            usleep(10_000)
+        }
+        if !reaped {
+            kill(pid, SIGKILL)
+            waitpid(pid, &status, 0)
+        }
+        let code: Int32 = !reaped ? -1 : (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        return RunResult(
+            status: code,
+            stdout: (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? "",
+            stderr: (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? "")
+    }
+
+    /// `init` that must succeed; records the output in the failure message otherwise.
+    func initCluster(_ extra: [String] = []) async throws {
+        let result = await run(["init"] + extra)
+        try #require(result.status == 0, "init failed (\(result.status)):\n\(result.stderr)\n\(result.stdout)")
+    }
+
+    // MARK: Talking to the servers
+
+    func credentials() throws -> Credentials {
+        try #require(try Credentials.load("\(dataRoot)/credentials.json"))
+    }
+
+    func connect(_ node: String, timeout: Int = 5) throws -> PGConnection {
+        let credentials = try credentials()
+        return try PGConnection.connect(
+            ConnectionTarget(
+                host: "127.0.0.1", port: port(node), user: credentials.superuser.user,
+                password: credentials.superuser.password, connectTimeout: timeout))
+    }
+
+    /// Runs SQL on a node and returns the rows.
+    @discardableResult
+    func sql(_ node: String, _ query: String, _ parameters: [String?] = []) throws -> QueryResult {
+        let connection = try connect(node)
+        defer { connection.close() }
+        return try connection.query(query, parameters)
+    }
+
+    /// Polls `condition` every 50 ms until it holds or `timeout` passes.
+    func eventually(_ timeout: Double = 20, _ condition: () throws -> Bool) async -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if (try? condition()) == true { return true }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        return (try? condition()) == true
+    }
+
+    func postmasterPID(_ node: String) -> pid_t? {
+        guard let text = try? String(contentsOfFile: "\(dataRoot)/\(node)/data/postmaster.pid", encoding: .utf8),
+            let line = text.split(separator: "\n").first, let pid = pid_t(line), kill(pid, 0) == 0
+        else { return nil }
+        return pid
+    }
+
+    /// Every postgres process whose data directory is under this cluster's folder.
+    func runningServers() -> [pid_t] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.compactMap { entry -> pid_t? in
+            guard let pid = pid_t(entry),
+                let cmdline = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline")
+            else { return nil }
+            let text = String(decoding: cmdline, as: UTF8.self).replacingOccurrences(of: "\0", with: " ")
+            return text.contains("postgres") && text.contains(dataRoot + "/") ? pid : nil
+        }
+    }
+
+    /// Stops everything this cluster started and removes its folder.
+    func teardown() async {
+        _ = await run(["destroy", "--yes"], timeout: 60)
+        // Anything destroy could not stop (a SIGSTOPped or half-dead server): by data directory.
+        for node in nodeNames {
+            if let pid = postmasterPID(node) {
+                kill(pid, SIGCONT)
+                kill(pid, SIGKILL)
+            }
+        }
+        for pid in runningServers() {
+            kill(pid, SIGCONT)
+            kill(pid, SIGKILL)
+        }
+        try? FileManager.default.removeItem(atPath: root)
+    }
+}
+
+/// Runs `body` with a fresh cluster and always tears it down.
+func withCluster(
+    name: String, basePort: Int, standbys: Int = 2, synchronous: String = "{mode: async}",
+    _ body: (TestCluster) async throws -> Void
+) async throws {
+    let cluster = try TestCluster(name: name, basePort: basePort, standbys: standbys, synchronous: synchronous)
+    do {
+        try await body(cluster)
+    } catch {
+        await cluster.teardown()
+        throw error
+    }
+    await cluster.teardown()
+}
