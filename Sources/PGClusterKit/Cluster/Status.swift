@@ -117,6 +117,17 @@ public struct StatusReport: Sendable, Encodable {
             }
             nodes.append(node)
         }
+        // Commits wait when fewer listed standbys stream than the mode needs.
+        if let primary, parsed.mode != .async {
+            let streaming = Set(primary.replication.filter { $0.state == "streaming" }.map(\.applicationName))
+            let listedStreaming = parsed.standbys.filter(streaming.contains)
+            if listedStreaming.count < parsed.mode.count {
+                problems.append(
+                    "commits on \(primary.node.name) WAIT: synchronous_standby_names = '\(primary.synchronousStandbyNames)' "
+                        + "needs \(parsed.mode.count) of \(parsed.standbys.joined(separator: ", ")) streaming, "
+                        + "\(listedStreaming.count) \(listedStreaming.count == 1 ? "does" : "do")")
+            }
+        }
         return StatusReport(
             name: spec.name, primary: primary?.node.name, timeline: primary?.timeline, synchronous: synchronous,
             nodes: nodes, problems: problems)

@@ -99,6 +99,33 @@ public final class PGConnection: @unchecked Sendable {
         return connection
     }
 
+    /// Connects with a libpq connection string (multi-host and all), adding a password
+    /// separately so it never has to sit in the string.
+    public static func connect(conninfo: String, password: String? = nil) throws(PGError) -> PGConnection {
+        var keywords = ["dbname"]
+        var values = [conninfo]
+        if let password {
+            keywords.append("password")
+            values.append(password)
+        }
+        let conn = withCStringArray(keywords) { keys in
+            withCStringArray(values) { vals in PQconnectdbParams(keys, vals, 1) }
+        }
+        let target = ConnectionTarget(host: "(connection string)", port: 0, user: "", password: nil)
+        let connection = PGConnection(conn: conn, target: target)
+        guard let conn, PQstatus(conn) == CONNECTION_OK else {
+            let message = conn.map { String(cString: PQerrorMessage($0)) } ?? "out of memory"
+            throw PGError(message: Self.clean(message), target: "connection string")
+        }
+        return connection
+    }
+
+    /// The port of the server this connection reached (useful with multi-host strings).
+    public var connectedPort: Int? {
+        guard let conn, let port = PQport(conn) else { return nil }
+        return Int(String(cString: port))
+    }
+
     public func close() {
         lock.withLock {
             if let conn { PQfinish(conn) }

@@ -3,10 +3,75 @@ import PGClusterKit
 
 extension PGCluster {
     struct Quorum: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Not yet implemented.")
+        static let configuration = CommandConfiguration(
+            abstract: "Make commits wait for standbys: ANY k (quorum), FIRST k (priority) or async.",
+            discussion: """
+                Default: --any 1 over every standby that answers. On the live primary, ALTER SYSTEM sets \
+                synchronous_commit = on and synchronous_standby_names, pg_reload_conf() applies it, and \
+                the command waits until pg_stat_replication shows the new sync_state (quorum for ANY; \
+                sync and potential for FIRST; async). The mode is remembered: failover, switchover and \
+                rejoin keep it. FIRST lists standbys by failover priority, highest first.
+                Refuses (exit 2) a count larger than the standbys listed, and fewer of them streaming \
+                than the count (commits would wait) unless --force.
+                """)
+
         @OptionGroup var options: SpecOptions
+
+        @Option(help: ArgumentHelp("Quorum commit: every commit waits for any N of the listed standbys.", valueName: "n"))
+        var any: Int?
+
+        @Option(help: ArgumentHelp("Priority commit: every commit waits for the first N connected standbys of the list.", valueName: "n"))
+        var first: Int?
+
+        @Flag(help: "Asynchronous replication: commits never wait for standbys.")
+        var async = false
+
+        @Option(
+            help: ArgumentHelp("Comma-separated standbys to list (default: every standby that answers).", valueName: "a,b"),
+            transform: { $0.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) } })
+        var standbys: [String]?
+
+        @Flag(help: "Set it even when fewer standbys stream than the mode needs (commits wait meanwhile).")
+        var force = false
+
+        @Option(help: "Seconds to wait for pg_stat_replication to show the new mode.")
+        var timeout: Double = 30
+
+        func validate() throws {
+            let chosen = [any != nil, first != nil, async].filter { $0 }.count
+            if chosen > 1 { throw ValidationError("give one of --any N, --first N and --async") }
+            if let n = any ?? first, n < 1 { throw ValidationError("--\(any != nil ? "any" : "first") needs a count of at least 1") }
+        }
+
+        var mode: SynchronousMode {
+            if async { return .async }
+            if let first { return .first(first) }
+            return .any(any ?? 1)
+        }
+
         func run() async throws {
-            try await execute { throw ClusterError("not yet implemented") }
+            try await execute {
+                let spec = try options.load()
+                let credentials = try ClusterAccess.credentials(spec)
+                let observations = await Observer(credentials: credentials).observeAll(spec.nodes)
+                let plan = try QuorumPlan.make(
+                    spec: spec, observations: observations, mode: mode, requested: standbys, force: force)
+                if !plan.leftOut.isEmpty {
+                    Console.warn("not listed, because they do not answer: \(plan.leftOut.joined(separator: ", ")); run quorum again once they are back")
+                }
+                if plan.mode != .async && plan.streaming.count < plan.mode.count {
+                    Console.warn("only \(plan.streaming.count) listed standby(s) stream: commits on \(plan.primary) WAIT until \(plan.mode.count) do")
+                }
+                let primary = spec.node(named: plan.primary)!
+                let change = QuorumChange(
+                    credentials: credentials, primary: primary, mode: plan.mode, standbys: plan.standbys,
+                    timeout: timeout)
+                Console.progress("[\(primary.name)] synchronous_standby_names = '\(change.value)'")
+                let rows = try await change.apply()
+                try ClusterRecord.saveSynchronous(spec: spec, primary: plan.primary, mode: plan.mode, standbys: standbys == nil ? nil : plan.standbys)
+                Console.out("\(plan.primary): synchronous_standby_names = '\(change.value)', synchronous_commit = on")
+                Console.out(TextTable.render([["STANDBY", "STATE", "SYNC"]] + rows.map { [$0.applicationName, $0.state, $0.syncState] }))
+            }
         }
     }
 }

@@ -1,0 +1,21 @@
+/// libpq multi-host connection strings for applications: libpq itself finds the
+/// primary (`read-write`) or prefers a standby (`prefer-standby`), so moving reads to
+/// replicas needs only a connection string.
+public enum ConnectionStrings {
+    public static func make(
+        spec: ClusterSpec, readOnly: Bool, user: String, password: String?, database: String = "postgres"
+    ) -> String {
+        var pairs: [(String, String)] = [
+            ("host", spec.nodes.map(\.host).joined(separator: ",")),
+            ("port", spec.nodes.map { String($0.port) }.joined(separator: ",")),
+            ("user", user),
+        ]
+        if let password { pairs.append(("password", password)) }
+        pairs += [
+            ("dbname", database),
+            ("connect_timeout", "2"),
+            ("target_session_attrs", readOnly ? "prefer-standby" : "read-write"),
+        ]
+        return ConfigText.conninfo(pairs)
+    }
+}
