@@ -36,7 +36,8 @@ let package = Package(
         ),
         .testTarget(
             name: "PGClusterKitTests",
-            dependencies: ["PGClusterKit", "pgcluster"]
+            dependencies: ["PGClusterKit", "pgcluster"],
+            exclude: ["Golden"]
         ),
         .testTarget(
             name: "IntegrationTests",

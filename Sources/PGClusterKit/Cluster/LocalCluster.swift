@@ -66,8 +66,17 @@ public struct LocalCluster: Sendable {
             let first = text.split(separator: "\n").first, let pid = pid_t(first.trimmingCharacters(in: .whitespaces)),
             pid > 0
         else { return nil }
-        if kill(pid, 0) == 0 || errno == EPERM { return pid }
-        return nil
+        return Self.isAlive(pid) ? pid : nil
+    }
+
+    /// Alive and not a zombie (a killed server whose parent has not reaped it is gone for us).
+    static func isAlive(_ pid: pid_t) -> Bool {
+        guard kill(pid, 0) == 0 || errno == EPERM else { return false }
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let close = stat.lastIndex(of: ")")
+        else { return true }
+        let state = stat[stat.index(after: close)...].split(separator: " ").first
+        return state != "Z" && state != "X"
     }
 
     public func isRunning(_ node: NodeSpec) -> Bool { postmasterPID(node) != nil }
@@ -81,7 +90,23 @@ public struct LocalCluster: Sendable {
             binary(program), arguments, environment: environment, user: serverUser, workingDirectory: layout.root)
     }
 
+    /// A postmaster.pid left by a server that died. PostgreSQL treats a PID that still
+    /// exists as a live server, and a killed server stays a zombie until its parent (often
+    /// PID 1) reaps it: wait a little for that, then remove the stale file ourselves.
+    public func clearStalePidFile(_ node: NodeSpec) async {
+        let pidFile = "\(layout.dataDir(node.name))/postmaster.pid"
+        guard postmasterPID(node) == nil,
+            let text = try? String(contentsOfFile: pidFile, encoding: .utf8),
+            let pid = text.split(separator: "\n").first.flatMap({ pid_t($0.trimmingCharacters(in: .whitespaces)) })
+        else { return }
+        for _ in 0..<150 where kill(pid, 0) == 0 {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        if kill(pid, 0) == 0 { unlink(pidFile) }
+    }
+
     public func start(_ node: NodeSpec) async throws(ClusterError) {
+        await clearStalePidFile(node)
         let command = serverCommand(
             "pg_ctl", ["-D", layout.dataDir(node.name), "-l", layout.logFile(node.name), "-w", "-t", "120", "start"])
         let result = try await runner.run(command)
@@ -194,6 +219,38 @@ public struct LocalCluster: Sendable {
             try FileManager.default.removeItem(atPath: path)
         } catch {
             throw ClusterError("cannot remove \(path): \(error.localizedDescription)")
+        }
+    }
+}
+
+extension LocalCluster {
+    /// Makes sure a node that does not answer can never come back as a primary by itself:
+    /// kills its postmaster and every child of it (found by the data directory's pid file,
+    /// never by name). Returns the PIDs killed.
+    @discardableResult
+    public func fence(_ node: NodeSpec) -> [pid_t] {
+        guard let postmaster = postmasterPID(node) else { return [] }
+        let children = Self.childProcesses(of: postmaster)
+        for pid in [postmaster] + children {
+            kill(pid, SIGKILL)
+        }
+        // A stopped (SIGSTOP) process dies on SIGKILL too; wait briefly until it is gone.
+        for _ in 0..<100 where Self.isAlive(postmaster) {
+            usleep(10_000)
+        }
+        return [postmaster] + children
+    }
+
+    static func childProcesses(of parent: pid_t) -> [pid_t] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.compactMap { entry -> pid_t? in
+            guard let pid = pid_t(entry),
+                let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
+                let close = stat.lastIndex(of: ")")
+            else { return nil }
+            // Fields after "(comm)": state, ppid, ...
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            return fields.count > 1 && pid_t(fields[1]) == parent ? pid : nil
         }
     }
 }

@@ -104,6 +104,8 @@ public struct Observer: Sendable {
           CASE WHEN pg_is_in_recovery() THEN NULL
                ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END AS primary_tli,
           (SELECT timeline_id FROM pg_control_checkpoint()) AS checkpoint_tli,
+          (SELECT max(('x' || substr(name, 1, 8))::bit(32)::int) FROM pg_ls_waldir()
+             WHERE name ~ '^[0-9A-F]{8}[.]history$') AS history_tli,
           EXTRACT(epoch FROM now() - pg_last_xact_replay_timestamp())::float8 AS replay_age,
           current_setting('synchronous_standby_names') AS ssn,
           current_setting('primary_conninfo') AS conninfo,
@@ -134,9 +136,14 @@ public struct Observer: Sendable {
                 receivedTimeline: row.value(0, "received_tli").flatMap { Int($0) },
                 slot: row.value(0, "slot_name"))
         }
-        let checkpointTimeline = row.value(0, "checkpoint_tli").flatMap { Int($0) }
+        // A standby's timeline: the one it streams on; without a WAL receiver (frozen, or its
+        // primary just died) the newest timeline it knows a history file of. The last
+        // restartpoint's timeline alone can be far behind.
+        let checkpointTimeline = row.value(0, "checkpoint_tli").flatMap { Int($0) } ?? 1
+        let historyTimeline = row.value(0, "history_tli").flatMap { Int($0) } ?? 1
         observation.timeline =
-            row.value(0, "primary_tli").flatMap { Int($0) } ?? observation.walReceiver?.receivedTimeline ?? checkpointTimeline
+            row.value(0, "primary_tli").flatMap { Int($0) } ?? observation.walReceiver?.receivedTimeline
+            ?? max(checkpointTimeline, historyTimeline)
         if !observation.inRecovery {
             let rows = try connection.query(replicationQuery)
             observation.replication = rows.rows.indices.map { i in

@@ -164,7 +164,7 @@ public struct StatusReport: Sendable, Encodable {
             rows.append([
                 node.name, node.role, state, node.timeline.map(String.init) ?? "-",
                 node.role == "primary" ? node.lsn ?? "-" : "-",
-                node.receiveLsn ?? "-", node.role == "standby" ? node.replayLsn ?? "-" : "-", lag,
+                node.role == "standby" ? node.receiveLsn ?? "-" : "-", node.role == "standby" ? node.replayLsn ?? "-" : "-", lag,
                 node.syncState ?? "-", node.upstream ?? "-",
             ])
         }

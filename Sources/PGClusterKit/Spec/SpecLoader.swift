@@ -11,6 +11,8 @@ public enum SpecLoader {
     /// entries of `synchronous_standby_names`, slot names and compose service names.
     /// Lowercase only, because PostgreSQL compares standby names case-insensitively.
     static let namePattern = #/^[a-z0-9][a-z0-9_-]{0,62}$/#
+    /// A node's slot is `pgcluster_<name>`, and slot names have at most 63 bytes.
+    static let maxNodeNameLength = 63 - "pgcluster_".count
     static let rolePattern = #/^[a-z_][a-z0-9_]{0,62}$/#
     static let parameterPattern = #/^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$/#
 
@@ -57,10 +59,14 @@ public enum SpecLoader {
     }
 }
 
+/// Yams' own descriptions quote the spec (the duplicate-key one quotes all of it,
+/// passwords included), so problems are built from the parts, never from `description`.
 extension YamlError {
     var line: Int? {
         switch self {
         case .scanner(_, _, let mark, _), .parser(_, _, let mark, _), .composer(_, _, let mark, _): mark.line
+        case .duplicatedKeysInMapping(_, let context): context.mark.line
+        case .reader(_, let offset?, _, let yaml): yaml.prefix(offset).filter(\.isNewline).count + 1
         default: nil
         }
     }
@@ -68,7 +74,12 @@ extension YamlError {
     var shortReason: String {
         switch self {
         case .scanner(_, let problem, _, _), .parser(_, let problem, _, _), .composer(_, let problem, _, _): problem
-        default: "\(self)"
+        case .duplicatedKeysInMapping(let keys, _):
+            "key given twice in one mapping: \(keys.map { "'\($0)'" }.joined(separator: ", "))"
+        case .reader(let problem, _, _, _): problem
+        case .writer(let problem), .emitter(let problem), .representer(let problem): problem
+        case .dataCouldNotBeDecoded: "not UTF-8 text"
+        case .no, .memory: "\(self)"
         }
     }
 }
@@ -332,6 +343,13 @@ private struct Reader {
                 item, path, allowed: ["name", "host", "port", "role", "priority", "serviceHost", "servicePort"])
             if map.isEmpty { continue }
             let name = self.name(map["name"], "\(path).name")
+            if let name, name.count > SpecLoader.maxNodeNameLength {
+                // PostgreSQL cuts names at 63 bytes: a longer slot name would be refused
+                // by primary_slot_name and silently shortened by pg_create_physical_replication_slot.
+                fail(
+                    map["name"], "\(path).name",
+                    "'\(name)' is too long: at most \(SpecLoader.maxNodeNameLength) characters, because the node's replication slot is pgcluster_<name> and PostgreSQL allows 63")
+            }
             let host = string(map["host"], "\(path).host", default: "127.0.0.1") ?? "127.0.0.1"
             if host.isEmpty || host.contains(where: { $0.isWhitespace || $0 == "'" || $0 == "\\" }) {
                 fail(map["host"], "\(path).host", "'\(host)' is not a host name or address")

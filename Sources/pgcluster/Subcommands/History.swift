@@ -3,10 +3,20 @@ import PGClusterKit
 
 extension PGCluster {
     struct History: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Not yet implemented.")
+        static let configuration = CommandConfiguration(
+            abstract: "List past failovers, switchovers and rejoins: when, from, to, timeline, LSN, how long.")
+
         @OptionGroup var options: SpecOptions
+
+        @Flag(help: "Print a JSON array.")
+        var json = false
+
         func run() async throws {
-            try await execute { throw ClusterError("not yet implemented") }
+            try await execute {
+                let spec = try options.load()
+                let events = try PGClusterKit.History.load(spec: spec)
+                Console.out(json ? try JSONOutput.encode(events) : PGClusterKit.History.table(events))
+            }
         }
     }
 }

@@ -3,10 +3,36 @@ import PGClusterKit
 
 extension PGCluster {
     struct Rejoin: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Not yet implemented.")
+        static let configuration = CommandConfiguration(
+            abstract: "Bring a node back as a standby of the current primary (pg_rewind, or a fresh copy).",
+            discussion: """
+                Stops the node, runs pg_rewind against the current primary when its timeline forked \
+                (a failed old primary), or pg_basebackup with --reclone, when it has no data, or when \
+                rewind fails; writes its standby settings, starts it, confirms it streams, and lists it \
+                again in synchronous_standby_names per the remembered mode.
+                """)
+
         @OptionGroup var options: SpecOptions
+
+        @Argument(help: "The node to bring back.")
+        var node: String
+
+        @Flag(help: "Erase its data and copy it afresh from the primary with pg_basebackup.")
+        var reclone = false
+
+        @Flag(help: "Print the report as JSON.")
+        var json = false
+
         func run() async throws {
-            try await execute { throw ClusterError("not yet implemented") }
+            try await execute {
+                let spec = try options.load()
+                let cluster = try LocalCluster(spec: spec, templates: options.templateSet())
+                let target = try NodeSelection.resolve([node], in: spec, primaryFirst: false)[0]
+                let report = try await PGClusterKit.Rejoin(
+                    cluster: cluster, credentials: try cluster.credentials(), node: target, reclone: reclone
+                ).run()
+                Console.out(json ? try JSONOutput.encode(report) : report.text)
+            }
         }
     }
 }

@@ -3,10 +3,32 @@ import PGClusterKit
 
 extension PGCluster {
     struct Switchover: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Not yet implemented.")
+        static let configuration = CommandConfiguration(
+            abstract: "Planned change of primary with a live primary: nothing lost, the old primary follows the new one.",
+            discussion: """
+                Checkpoint and stop the primary cleanly, wait until the candidate has replayed its shutdown \
+                checkpoint, promote the candidate, re-point the other standbys, and start the old primary \
+                as a standby of the new one (no rewind needed). Without --candidate: the streaming standby \
+                with the most WAL replayed (ties: priority, then name).
+                """)
+
         @OptionGroup var options: SpecOptions
+
+        @Option(help: "The standby to promote.")
+        var candidate: String?
+
+        @Flag(help: "Print the report as JSON.")
+        var json = false
+
         func run() async throws {
-            try await execute { throw ClusterError("not yet implemented") }
+            try await execute {
+                let spec = try options.load()
+                let cluster = try LocalCluster(spec: spec, templates: options.templateSet())
+                let report = try await PGClusterKit.Switchover(
+                    cluster: cluster, credentials: try cluster.credentials(), candidate: candidate
+                ).run()
+                Console.out(json ? try JSONOutput.encode(report) : report.text)
+            }
         }
     }
 }

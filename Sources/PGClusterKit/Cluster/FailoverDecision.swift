@@ -1,0 +1,176 @@
+/// The failover choice as a pure function: from what the nodes said to a plan, or to
+/// a refusal with its reason. Nothing here talks to a server, so every rule is tested
+/// by tables (Tests/PGClusterKitTests/FailoverDecisionTests.swift).
+public enum FailoverDecision {
+    /// The synchronous configuration the dead primary had: its mode and the standbys it listed.
+    public struct SyncConfig: Sendable, Equatable {
+        public var mode: SynchronousMode
+        public var standbys: [String]
+
+        public init(mode: SynchronousMode, standbys: [String]) {
+            self.mode = mode
+            self.standbys = standbys
+        }
+    }
+
+    public struct Request: Sendable, Equatable {
+        public var candidate: String?
+        public var allowDataLoss: Bool
+
+        public init(candidate: String? = nil, allowDataLoss: Bool = false) {
+            self.candidate = candidate
+            self.allowDataLoss = allowDataLoss
+        }
+    }
+
+    public struct Plan: Sendable, Equatable {
+        public var candidate: String
+        /// The candidate's furthest WAL (received or replayed).
+        public var candidateLsn: LSN
+        /// The furthest WAL any reachable standby has.
+        public var freshestLsn: LSN
+        public var timeline: Int?
+        /// Why this candidate, in words.
+        public var reason: String
+        /// Reachable standbys to re-point at the candidate.
+        public var rePoint: [String]
+        /// Standbys on an older timeline: never the candidate; re-pointed all the same, and
+        /// reported as needing `pgcluster rejoin` if they cannot follow.
+        public var otherTimeline: [String]
+        /// Nodes that did not answer.
+        public var unreachable: [String]
+        /// Risks accepted or worth saying (async mode, --allow-data-loss).
+        public var warnings: [String]
+    }
+
+    public struct Refusal: Error, Sendable, Equatable, CustomStringConvertible {
+        public var reason: String
+        public var exitCode: ExitStatus
+        public var description: String { reason }
+    }
+
+    public static func decide(
+        observations: [NodeObservation], sync: SyncConfig, request: Request
+    ) -> Result<Plan, Refusal> {
+        func refuse(_ reason: String, _ code: ExitStatus = .refused) -> Result<Plan, Refusal> {
+            .failure(Refusal(reason: reason, exitCode: code))
+        }
+
+        // 1. A live primary: nothing to fail over from.
+        if let live = observations.first(where: \.isPrimary) {
+            return refuse(
+                "\(live.node.name) answers as a primary: refusing to fail over from a live primary. "
+                    + "For a planned change use `pgcluster switchover`")
+        }
+        let standbys = observations.filter(\.isStandby)
+        let unreachable = observations.filter { !$0.reachable }.map(\.node.name)
+        guard !standbys.isEmpty else {
+            return refuse("no standby answers (down: \(unreachable.joined(separator: ", "))): nothing can be promoted", .failure)
+        }
+
+        // 2. Quorum guard: with ANY/FIRST k over S, every acknowledged commit is on at least
+        //    k members of S; with |S| - k + 1 of them reachable, one of those is among them.
+        var warnings: [String] = []
+        let reachable = Set(standbys.map(\.node.name))
+        let members = sync.standbys
+        if sync.mode != .async && !members.isEmpty {
+            let k = min(sync.mode.count, members.count)
+            let needed = members.count - k + 1
+            let present = members.filter(reachable.contains)
+            if present.count < needed {
+                let missing = members.filter { !reachable.contains($0) }
+                let text = "quorum cannot be proven: synchronous_standby_names was \(sync.mode) over "
+                    + "\(members.joined(separator: ", ")), so \(needed) of them must answer to be sure the freshest "
+                    + "is among them, but only \(present.count) do; unreachable: \(missing.joined(separator: ", "))"
+                if !request.allowDataLoss {
+                    return refuse(text + ". Bring them back, or accept losing acknowledged commits with --allow-data-loss")
+                }
+                warnings.append(text + " (accepted with --allow-data-loss)")
+            }
+        } else {
+            warnings.append(
+                "replication was asynchronous: commits acknowledged after the freshest standby's position may be lost")
+        }
+
+        // 3. Timelines: only standbys on the newest timeline can be compared and promoted.
+        let newest = standbys.compactMap(\.timeline).max()
+        let current = standbys.filter { newest == nil || $0.timeline == newest }
+        let behindTimeline = standbys.filter { newest != nil && $0.timeline != newest }.map(\.node.name)
+
+        // 4. The freshest position any of them has; the candidate must have it.
+        func lsn(_ o: NodeObservation) -> LSN { o.bestLsn ?? LSN(0) }
+        let freshest = current.map(lsn).max() ?? LSN(0)
+        let eligible = current.filter { $0.node.priority > 0 }
+        let ranked = eligible.sorted { a, b in
+            if lsn(a) != lsn(b) { return lsn(a) > lsn(b) }
+            if a.node.priority != b.node.priority { return a.node.priority > b.node.priority }
+            return a.node.name < b.node.name
+        }
+
+        let chosen: NodeObservation
+        var reason: String
+        if let name = request.candidate {
+            guard let named = observations.first(where: { $0.node.name == name }) else {
+                let known = observations.map(\.node.name).joined(separator: ", ")
+                return refuse("--candidate \(name): no such node (nodes: \(known))", .usage)
+            }
+            guard named.isStandby else {
+                return refuse("--candidate \(name) does not answer as a standby (\(named.error ?? "not in recovery"))")
+            }
+            guard named.node.priority > 0 else {
+                return refuse("--candidate \(name) has priority 0: it is never promoted", .usage)
+            }
+            if behindTimeline.contains(name) {
+                return refuse("--candidate \(name) is on timeline \(named.timeline ?? 0), older than \(newest ?? 0): it missed a promotion")
+            }
+            chosen = named
+            reason = "named with --candidate"
+        } else {
+            guard let best = ranked.first else {
+                return refuse("no standby may be promoted: every reachable one has priority 0 or is on an older timeline")
+            }
+            chosen = best
+            let ties = ranked.filter { lsn($0) == lsn(best) }
+            reason = ties.count == 1
+                ? "the freshest standby (\(lsn(best)))"
+                : "freshest (\(lsn(best))), tied with \(ties.dropFirst().map(\.node.name).joined(separator: ", ")); "
+                    + (ties[1].node.priority != best.node.priority ? "higher priority (\(best.node.priority))" : "first by name")
+        }
+        if lsn(chosen) < freshest {
+            let ahead = current.filter { lsn($0) == freshest }.map(\.node.name).joined(separator: ", ")
+            let text = "\(chosen.node.name) is behind: it has \(lsn(chosen)), but \(ahead) has \(freshest) "
+                + "(\(freshest.bytes(after: lsn(chosen))) bytes more)"
+            if !request.allowDataLoss {
+                return refuse(text + "; promoting it would lose those commits. Accept that with --allow-data-loss")
+            }
+            warnings.append(text + " (accepted with --allow-data-loss)")
+        }
+
+        return .success(
+            Plan(
+                candidate: chosen.node.name, candidateLsn: lsn(chosen), freshestLsn: freshest,
+                timeline: chosen.timeline, reason: reason,
+                rePoint: standbys.map(\.node.name).filter { $0 != chosen.node.name },
+                otherTimeline: behindTimeline, unreachable: unreachable, warnings: warnings))
+    }
+
+    /// The synchronous setting for the new primary: the remembered mode over the standbys
+    /// that remain (never the dead primary, never the unreachable), with the count capped at
+    /// how many remain so that commits do not block on nodes that are gone.
+    public static func newSynchronous(
+        mode: SynchronousMode, remaining: [String]
+    ) -> (mode: SynchronousMode, standbys: [String], warning: String?) {
+        switch mode {
+        case .async:
+            return (.async, remaining, nil)
+        case .any(let k), .first(let k):
+            if remaining.isEmpty {
+                return (.async, [], "no standby remains: commits are not replicated until one rejoins")
+            }
+            let capped = min(k, remaining.count)
+            let newMode: SynchronousMode = if case .any = mode { .any(capped) } else { .first(capped) }
+            let warning = capped < k ? "only \(remaining.count) standby(s) remain: \(mode) lowered to \(newMode) until more rejoin" : nil
+            return (newMode, remaining, warning)
+        }
+    }
+}

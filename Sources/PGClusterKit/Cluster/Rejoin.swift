@@ -1,0 +1,143 @@
+import Foundation
+
+/// `pgcluster rejoin NODE`: a failed old primary (or any node that fell out) becomes a
+/// standby of the current primary. pg_rewind when its timeline forked; a fresh
+/// pg_basebackup with `--reclone`, when it has no data, or when rewind fails.
+public struct Rejoin: Sendable {
+    public let cluster: LocalCluster
+    public let credentials: Credentials
+    public let ops: ServerOps
+    public let node: NodeSpec
+    public var reclone: Bool
+
+    public init(cluster: LocalCluster, credentials: Credentials, node: NodeSpec, reclone: Bool) {
+        self.cluster = cluster
+        self.credentials = credentials
+        self.ops = ServerOps(spec: cluster.spec, credentials: credentials, templates: cluster.renderer.templates)
+        self.node = node
+        self.reclone = reclone
+    }
+
+    var spec: ClusterSpec { cluster.spec }
+
+    public struct Report: Sendable, Encodable {
+        public var node: String
+        public var primary: String
+        public var method: String
+        public var timeline: Int?
+        public var synchronous: String
+        public var steps: [StepTimer.Step]
+        public var totalSeconds: Double
+
+        public var text: String {
+            var lines = ["\(node) rejoined as a standby of \(primary) (\(method)) in \(String(format: "%.3f", totalSeconds)) s, streaming on timeline \(timeline.map(String.init) ?? "?")"]
+            lines.append("synchronous_standby_names = '\(synchronous)'")
+            return lines.joined(separator: "\n")
+        }
+    }
+
+    public func run() async throws(ClusterError) -> Report {
+        var timer = StepTimer()
+        let observations = await Observer(credentials: credentials).observeAll(spec.nodes)
+        let primaryObservation: NodeObservation
+        do {
+            primaryObservation = try PrimaryLookup.find(observations.filter { $0.node.name != node.name })
+        } catch {
+            throw ClusterError("cannot rejoin \(node.name): \(error.message)", details: error.details)
+        }
+        let primary = primaryObservation.node
+        if let own = observations.first(where: { $0.node.name == node.name }), own.isStandby,
+            own.streaming, StatusReport.upstreamName(of: own, among: observations) == primary.name, !reclone
+        {
+            throw ClusterError.refused("\(node.name) already streams from \(primary.name); nothing to do (use --reclone to copy it afresh)")
+        }
+        timer.lap("observe; \(primary.name) is the primary")
+
+        if cluster.isRunning(node) {
+            do {
+                try await cluster.stop(node, mode: .fast)
+            } catch {
+                try await cluster.stop(node, mode: .immediate)
+            }
+            timer.lap("stop \(node.name)")
+        }
+        await cluster.clearStalePidFile(node)
+        try await ops.ensureSlots(on: primary, for: [node])
+
+        var method = "pg_rewind"
+        if reclone || !cluster.hasData(node) {
+            method = "pg_basebackup"
+        } else {
+            let rewound = await rewind(from: primary)
+            switch rewound {
+            case .success(let output):
+                if output.contains("no rewind required") { method = "no rewind needed" }
+                timer.lap("pg_rewind \(node.name) from \(primary.name)")
+            case .failure(let error):
+                Console.warn("pg_rewind failed, copying \(node.name) afresh with pg_basebackup: \(error.description)")
+                method = "pg_basebackup (pg_rewind failed)"
+            }
+        }
+        if method.hasPrefix("pg_basebackup") {
+            try cluster.removeNodeFiles(node)
+            try cluster.prepareDirectories(node)
+            try await cluster.runner.check(
+                ClusterInit.cloneCommand(cluster: cluster, node, from: primary, credentials: credentials, progress: false),
+                what: "\(node.name): pg_basebackup")
+            timer.lap("pg_basebackup \(node.name) from \(primary.name)")
+        }
+        try cluster.placeConfig(node, following: primary)
+        try await cluster.start(node)
+        timer.lap("start \(node.name) as a standby")
+
+        let timeline = primaryObservation.timeline
+        let lagging = await ops.confirmStreaming([node], from: primary, timeline: timeline, timeout: 60)
+        guard lagging.isEmpty else {
+            throw ClusterError(
+                "\(node.name) started but does not stream from \(primary.name) after 60 s",
+                details: cluster.logTail(node, lines: 10).map { "log | " + $0 } + ["try: pgcluster rejoin \(node.name) --reclone"])
+        }
+        timer.lap("\(node.name) streams from \(primary.name)")
+
+        // Listed again in synchronous_standby_names, per the remembered mode.
+        let remembered = ClusterRecord.synchronous(spec: spec)
+        let now = await Observer(credentials: credentials).observeAll(spec.nodes)
+        let standbyNames = now.filter(\.isStandby).map(\.node.name)
+        let listed = (remembered.standbys ?? standbyNames).filter { $0 != primary.name && standbyNames.contains($0) }
+        let ordered = spec.nodes.filter { listed.contains($0.name) }
+            .sorted { ($0.priority, $1.name) > ($1.priority, $0.name) }.map(\.name)
+        let newSync = FailoverDecision.newSynchronous(mode: remembered.synchronousMode, remaining: ordered)
+        try await QuorumChange(
+            credentials: credentials, primary: primary, mode: newSync.mode, standbys: newSync.standbys, timeout: 30
+        ).apply()
+        timer.lap("synchronous_standby_names on \(primary.name)")
+
+        let report = Report(
+            node: node.name, primary: primary.name, method: method, timeline: timeline,
+            synchronous: newSync.mode.standbyNames(newSync.standbys), steps: timer.steps, totalSeconds: timer.total)
+        try History.append(
+            HistoryEvent(
+                kind: "rejoin", from: node.name, to: primary.name, timeline: timeline, lsn: primaryObservation.currentLsn,
+                durationSeconds: report.totalSeconds, rePointed: [node.name], needsRejoin: [], steps: report.steps),
+            spec: spec)
+        return report
+    }
+
+    /// pg_rewind against the primary, as the server's user; the superuser password goes
+    /// through the child's environment only.
+    func rewind(from primary: NodeSpec) async -> Result<String, ClusterError> {
+        let source = ConfigText.conninfo([
+            ("host", primary.host), ("port", String(primary.port)), ("user", credentials.superuser.user),
+            ("dbname", "postgres"), ("connect_timeout", "5"),
+        ])
+        let command = cluster.serverCommand(
+            "pg_rewind", ["--target-pgdata=\(cluster.layout.dataDir(node.name))", "--source-server=\(source)"],
+            environment: ["PGPASSWORD": credentials.superuser.password])
+        do {
+            let result = try await cluster.runner.check(command, what: "\(node.name): pg_rewind")
+            return .success(result.output)
+        } catch {
+            return .failure(error)
+        }
+    }
+}

@@ -1,0 +1,190 @@
+import Foundation
+
+/// The SQL-level steps failover, switchover and rejoin are made of. They work over
+/// libpq alone, so they serve every backend.
+public struct ServerOps: Sendable {
+    public let spec: ClusterSpec
+    public let credentials: Credentials
+    public let renderer: Renderer
+
+    public init(spec: ClusterSpec, credentials: Credentials, templates: TemplateSet = .embedded) {
+        self.spec = spec
+        self.credentials = credentials
+        self.renderer = Renderer(spec: spec, templates: templates)
+    }
+
+    var observer: Observer { Observer(credentials: credentials) }
+
+    /// Runs statements in order on one node, on a thread of their own, within `timeout`.
+    @discardableResult
+    public func execute(_ node: NodeSpec, _ statements: [String], timeout: Double = 10) async throws(ClusterError) -> QueryResult {
+        let target = observer.target(node, connectTimeout: max(1, Int(min(timeout, 5))))
+        let outcome: Result<QueryResult, PGError>? = await Blocking.run(timeout: timeout) {
+            do throws(PGError) {
+                let connection = try PGConnection.connect(target)
+                defer { connection.close() }
+                var last = QueryResult(columns: [], rows: [])
+                for statement in statements { last = try connection.query(statement) }
+                return .success(last)
+            } catch {
+                return .failure(error)
+            }
+        }
+        switch outcome {
+        case .success(let result)?: return result
+        case .failure(let error)?: throw ClusterError("\(node.name): \(error)")
+        case nil: throw ClusterError("\(node.name): no answer within \(timeout) s")
+        }
+    }
+
+    /// Polls `check` every 20 ms until it returns true or `timeout` passes.
+    public func waitFor(
+        _ what: String, timeout: Double, _ check: () async -> Bool
+    ) async throws(ClusterError) {
+        let deadline = ContinuousClock.now + .seconds(timeout)
+        while ContinuousClock.now < deadline {
+            if await check() { return }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        if await check() { return }
+        throw ClusterError("timed out after \(timeout) s waiting until \(what)")
+    }
+
+    /// Cuts a standby off from whatever it streams from, and waits until its WAL receiver
+    /// has stopped: from then on it acknowledges nothing and its LSNs stand still.
+    public func freeze(_ node: NodeSpec) async throws(ClusterError) {
+        try await execute(node, ["ALTER SYSTEM SET primary_conninfo = ''", "SELECT pg_reload_conf()"])
+        try await waitFor("\(node.name)'s WAL receiver stopped", timeout: 10) {
+            let rows = try? await execute(node, ["SELECT count(*) FROM pg_stat_wal_receiver WHERE pid IS NOT NULL"], timeout: 2)
+            return rows?.scalar == "0"
+        }
+    }
+
+    /// Waits until the standby has replayed everything it received.
+    public func waitForReplay(_ node: NodeSpec, timeout: Double = 60) async throws(ClusterError) {
+        try await waitFor("\(node.name) replayed all it received", timeout: timeout) {
+            let row = try? await execute(
+                node,
+                ["SELECT pg_last_wal_receive_lsn() IS NULL OR pg_last_wal_replay_lsn() >= pg_last_wal_receive_lsn()"],
+                timeout: 2)
+            return row?.scalar == "t"
+        }
+    }
+
+    /// Promotes a standby and waits until it accepts writes.
+    public func promote(_ node: NodeSpec, timeout: Int = 60) async throws(ClusterError) {
+        let result = try await execute(node, ["SELECT pg_promote(true, \(timeout))"], timeout: Double(timeout) + 5)
+        guard result.scalar == "t" else {
+            throw ClusterError("\(node.name): pg_promote did not finish within \(timeout) s", details: ["check its log"])
+        }
+    }
+
+    /// On a (new) primary: a physical slot, reserving WAL now, for each standby that will follow it.
+    public func ensureSlots(on primary: NodeSpec, for standbys: [NodeSpec]) async throws(ClusterError) {
+        guard spec.replication.slots, !standbys.isEmpty else { return }
+        let statements = standbys.map { standby in
+            let slot = ConfigText.sqlLiteral(renderer.slotName(standby))
+            return "SELECT pg_create_physical_replication_slot(\(slot), true) "
+                + "WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = \(slot))"
+        }
+        try await execute(primary, statements)
+    }
+
+    /// Drops slots on `primary` that no standby of the spec uses any more (its own, once it is primary).
+    public func dropSlot(on primary: NodeSpec, for node: NodeSpec) async throws(ClusterError) {
+        let slot = ConfigText.sqlLiteral(renderer.slotName(node))
+        try await execute(
+            primary,
+            ["SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = \(slot) AND NOT active"])
+    }
+
+    /// Points a running standby at `upstream` by ALTER SYSTEM and reload (no restart on PostgreSQL 13+).
+    public func rePoint(_ node: NodeSpec, to upstream: NodeSpec) async throws(ClusterError) {
+        var statements = [
+            "ALTER SYSTEM SET primary_conninfo = \(ConfigText.sqlLiteral(renderer.primaryConninfo(node, upstream: upstream)))"
+        ]
+        if spec.replication.slots {
+            statements.append("ALTER SYSTEM SET primary_slot_name = \(ConfigText.sqlLiteral(renderer.slotName(node)))")
+        } else {
+            statements.append("ALTER SYSTEM RESET primary_slot_name")
+        }
+        statements.append("SELECT pg_reload_conf()")
+        try await execute(node, statements)
+    }
+
+    /// Waits until every named standby streams from `primary` (by its pg_stat_replication)
+    /// and, when given, on `timeline`. Returns those that did not in time.
+    public func confirmStreaming(
+        _ standbys: [NodeSpec], from primary: NodeSpec, timeline: Int?, timeout: Double
+    ) async -> [NodeSpec] {
+        let deadline = ContinuousClock.now + .seconds(timeout)
+        var pending = standbys
+        while !pending.isEmpty && ContinuousClock.now < deadline {
+            let observation = await observer.observe(primary)
+            let streaming = Set(observation.replication.filter { $0.state == "streaming" }.map(\.applicationName))
+            var still: [NodeSpec] = []
+            for standby in pending {
+                guard streaming.contains(standby.name) else {
+                    still.append(standby)
+                    continue
+                }
+                if let timeline {
+                    let tli = try? await execute(
+                        standby, ["SELECT received_tli FROM pg_stat_wal_receiver WHERE status = 'streaming'"], timeout: 2)
+                    if tli?.scalar != String(timeline) {
+                        still.append(standby)
+                        continue
+                    }
+                }
+            }
+            pending = still
+            if !pending.isEmpty { try? await Task.sleep(for: .milliseconds(20)) }
+        }
+        return pending
+    }
+
+    /// Sets synchronous_standby_names on the primary and reloads, without waiting.
+    public func setSynchronous(on primary: NodeSpec, mode: SynchronousMode, standbys: [String]) async throws(ClusterError) {
+        let value = mode.standbyNames(standbys)
+        try await execute(
+            primary,
+            [
+                "ALTER SYSTEM SET synchronous_standby_names = \(ConfigText.sqlLiteral(value))",
+                "ALTER SYSTEM SET synchronous_commit = 'on'",
+                "SELECT pg_reload_conf()",
+            ])
+    }
+
+    /// A checkpoint, so that a shutdown that follows has little to write.
+    public func checkpoint(_ node: NodeSpec) async throws(ClusterError) {
+        try await execute(node, ["CHECKPOINT"], timeout: 120)
+    }
+}
+
+/// Times the steps of a command, for its report and the history.
+public struct StepTimer: Sendable {
+    public struct Step: Sendable, Codable, Equatable {
+        public var name: String
+        public var seconds: Double
+    }
+
+    private let clock = ContinuousClock()
+    private var last: ContinuousClock.Instant
+    public let began: ContinuousClock.Instant
+    public private(set) var steps: [Step] = []
+
+    public init() {
+        began = clock.now
+        last = began
+    }
+
+    /// Ends the current step under `name`.
+    public mutating func lap(_ name: String) {
+        let now = clock.now
+        steps.append(Step(name: name, seconds: (now - last).seconds))
+        last = now
+        Console.progress("  " + name.padding(toLength: max(50, name.count), withPad: " ", startingAt: 0) + String(format: " %7.3f s", steps.last!.seconds))
+    }
+
+    public var total: Double { (clock.now - began).seconds }
+}

@@ -1,0 +1,166 @@
+import Foundation
+
+/// `pgcluster switchover`: a planned change of primary with nothing lost. The old
+/// primary shuts down cleanly (its WAL senders ship everything, up to the shutdown
+/// checkpoint), the candidate is promoted once it has that checkpoint, and the old
+/// primary starts again as a standby of the new one — no rewind needed.
+public struct Switchover: Sendable {
+    public let cluster: LocalCluster
+    public let credentials: Credentials
+    public let ops: ServerOps
+    public var candidate: String?
+
+    public init(cluster: LocalCluster, credentials: Credentials, candidate: String?) {
+        self.cluster = cluster
+        self.credentials = credentials
+        self.ops = ServerOps(spec: cluster.spec, credentials: credentials, templates: cluster.renderer.templates)
+        self.candidate = candidate
+    }
+
+    var spec: ClusterSpec { cluster.spec }
+
+    public struct Report: Sendable, Encodable {
+        public var from: String
+        public var to: String
+        public var timeline: Int?
+        public var shutdownCheckpoint: String
+        public var following: [String]
+        public var needsRejoin: [String]
+        public var synchronous: String
+        public var steps: [StepTimer.Step]
+        public var totalSeconds: Double
+
+        public var text: String {
+            var lines = ["switchover done in \(String(format: "%.3f", totalSeconds)) s: \(to) is the primary on timeline \(timeline.map(String.init) ?? "?")"]
+            lines.append("old primary \(from) stopped cleanly at \(shutdownCheckpoint) and follows \(to)")
+            lines.append("following \(to): \(following.isEmpty ? "none" : following.joined(separator: ", "))")
+            lines.append("synchronous_standby_names = '\(synchronous)'")
+            if !needsRejoin.isEmpty { lines.append("needs rejoin: \(needsRejoin.joined(separator: ", "))") }
+            lines.append("steps:")
+            for step in steps {
+                lines.append("  " + step.name.padding(toLength: max(50, step.name.count), withPad: " ", startingAt: 0) + String(format: " %7.3f s", step.seconds))
+            }
+            return lines.joined(separator: "\n")
+        }
+    }
+
+    /// Chooses the candidate: the named one, or the streaming standby with the most WAL
+    /// replayed (ties: priority, then name); priority 0 never unless named. Pure.
+    public static func chooseCandidate(
+        primary: NodeObservation, standbys: [NodeObservation], named: String?
+    ) throws(ClusterError) -> NodeObservation {
+        let streaming = Set(primary.replication.filter { $0.state == "streaming" }.map(\.applicationName))
+        if let named {
+            guard let node = standbys.first(where: { $0.node.name == named }) else {
+                throw ClusterError("--candidate \(named) is not a standby that answers", exitCode: .refused)
+            }
+            guard streaming.contains(named) else {
+                throw ClusterError.refused("--candidate \(named) does not stream from \(primary.node.name): it could not receive everything")
+            }
+            return node
+        }
+        let eligible = standbys.filter { streaming.contains($0.node.name) && $0.node.priority > 0 }
+        guard
+            let best = eligible.max(by: { a, b in
+                let (la, lb) = (a.replayLsn ?? LSN(0), b.replayLsn ?? LSN(0))
+                if la != lb { return la < lb }
+                if a.node.priority != b.node.priority { return a.node.priority < b.node.priority }
+                return a.node.name > b.node.name
+            })
+        else {
+            throw ClusterError.refused("no standby streams from \(primary.node.name) with a priority above 0: nothing to switch over to")
+        }
+        return best
+    }
+
+    public func run() async throws(ClusterError) -> Report {
+        var timer = StepTimer()
+        let observations = await Observer(credentials: credentials).observeAll(spec.nodes)
+        let primaryObservation = try PrimaryLookup.find(observations)
+        let standbys = observations.filter(\.isStandby)
+        let chosen = try Self.chooseCandidate(primary: primaryObservation, standbys: standbys, named: candidate)
+        let primary = primaryObservation.node
+        let target = chosen.node
+        let remembered = ClusterRecord.synchronous(spec: spec)
+        timer.lap("observe; \(target.name) takes over from \(primary.name)")
+
+        try await ops.checkpoint(primary)
+        timer.lap("checkpoint on \(primary.name)")
+        try await cluster.stop(primary, mode: .fast)
+        timer.lap("stop \(primary.name) cleanly")
+        let checkpoint = try await shutdownCheckpoint(primary)
+
+        do {
+            try await ops.waitFor("\(target.name) replayed \(primary.name)'s shutdown checkpoint \(checkpoint)", timeout: 30) {
+                let row = try? await ops.execute(target, ["SELECT pg_last_wal_replay_lsn()::text"], timeout: 2)
+                return row?.scalar.flatMap(LSN.init).map { $0 > checkpoint } ?? false
+            }
+        } catch {
+            // Nothing was promoted: the old primary is still the only one; bring it back.
+            try? await cluster.start(primary)
+            throw ClusterError(
+                "\(error.message); \(primary.name) was started again as the primary, nothing changed")
+        }
+        timer.lap("\(target.name) has the shutdown checkpoint \(checkpoint)")
+
+        try await ops.promote(target)
+        let timeline = await Observer(credentials: credentials).observe(target).timeline
+        timer.lap("promote \(target.name)")
+
+        let others = standbys.map(\.node).filter { $0 != target }
+        let followers = others + [primary]
+        try await ops.ensureSlots(on: target, for: followers)
+        try await ops.dropSlot(on: target, for: target)
+        let listed = (remembered.standbys ?? followers.map(\.name)).filter { $0 != target.name }
+        let newSync = FailoverDecision.newSynchronous(mode: remembered.synchronousMode, remaining: listed)
+        try await ops.setSynchronous(on: target, mode: newSync.mode, standbys: newSync.standbys)
+        timer.lap("slots and synchronous_standby_names on \(target.name)")
+
+        let pointed = await parallel(others) { node throws(ClusterError) in try await ops.rePoint(node, to: target) }
+        try cluster.placeConfig(primary, following: target)
+        try await cluster.start(primary)
+        timer.lap("re-point \(others.count) standbys; start \(primary.name) as a standby")
+
+        let ok = pointed.filter { $0.1 == nil }.map(\.0) + [primary]
+        let lagging = await ops.confirmStreaming(ok, from: target, timeline: timeline, timeout: 30)
+        timer.lap("all follow \(target.name) on timeline \(timeline.map(String.init) ?? "?")")
+
+        try ClusterState(primary: target.name, synchronous: remembered).save(to: cluster.layout.stateFile)
+        let needsRejoin = pointed.filter { $0.1 != nil }.map(\.0.name) + lagging.map(\.name)
+        let report = Report(
+            from: primary.name, to: target.name, timeline: timeline, shutdownCheckpoint: checkpoint.description,
+            following: ok.filter { !lagging.contains($0) }.map(\.name), needsRejoin: needsRejoin,
+            synchronous: newSync.mode.standbyNames(newSync.standbys), steps: timer.steps, totalSeconds: timer.total)
+        try History.append(
+            HistoryEvent(
+                kind: "switchover", from: primary.name, to: target.name, timeline: timeline, lsn: checkpoint,
+                durationSeconds: report.totalSeconds, rePointed: report.following, needsRejoin: needsRejoin,
+                steps: report.steps),
+            spec: spec)
+        return report
+    }
+
+    /// The stopped server's last checkpoint, from pg_controldata.
+    func shutdownCheckpoint(_ node: NodeSpec) async throws(ClusterError) -> LSN {
+        let result = try await cluster.runner.check(
+            cluster.serverCommand("pg_controldata", ["-D", cluster.layout.dataDir(node.name)]),
+            what: "\(node.name): pg_controldata")
+        let state = ControlData.value("Database cluster state", in: result.output)
+        guard state == "shut down", let text = ControlData.value("Latest checkpoint location", in: result.output),
+            let lsn = LSN(text)
+        else {
+            throw ClusterError("\(node.name) did not shut down cleanly (state: \(state ?? "unknown")); use failover instead")
+        }
+        return lsn
+    }
+}
+
+/// Reads fields of pg_controldata's output.
+public enum ControlData {
+    public static func value(_ field: String, in output: String) -> String? {
+        for line in output.split(separator: "\n") where line.hasPrefix(field + ":") {
+            return line.dropFirst(field.count + 1).trimmingCharacters(in: .whitespaces)
+        }
+        return nil
+    }
+}
