@@ -88,13 +88,18 @@ public struct Failover: Sendable {
         let reachable = first.filter(\.isStandby)
         let frozen = await parallel(reachable.map(\.node)) { node throws(ClusterError) in try await ops.freeze(node) }
         timer.lap("freeze \(reachable.count) standbys")
-        if let failure = frozen.first(where: { $0.1 != nil }) {
-            await restore(reachable)
-            throw ClusterError("cannot freeze \(failure.0.name): \(failure.1!.message); standbys were put back as they were")
-        }
+        // A standby that cannot be frozen (its WAL receiver hangs) may still move: it is
+        // neither compared nor promoted, and the quorum guard counts it as missing.
+        let unfrozen = Dictionary(uniqueKeysWithValues: frozen.compactMap { node, error in error.map { (node.name, $0) } })
+        for (name, error) in unfrozen { Console.warn("\(name) could not be frozen, leaving it out: \(error.message)") }
 
         // The LSNs now stand still: decide for real.
-        let observations = await Observer(credentials: credentials).observeAll(spec.nodes)
+        var observations = await Observer(credentials: credentials).observeAll(spec.nodes)
+        for i in observations.indices {
+            if let error = unfrozen[observations[i].node.name] {
+                observations[i] = NodeObservation(node: observations[i].node, error: "could not be frozen: \(error.message)")
+            }
+        }
         timer.lap("observe frozen positions")
         let plan: FailoverDecision.Plan
         do {

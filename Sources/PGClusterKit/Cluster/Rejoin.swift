@@ -68,6 +68,10 @@ public struct Rejoin: Sendable {
         if reclone || !cluster.hasData(node) {
             method = "pg_basebackup"
         } else {
+            // pg_rewind reads the source's timeline from its control file, which a freshly
+            // promoted primary updates only at its first checkpoint: without this, it can
+            // wrongly find "no rewind required".
+            try await ops.checkpoint(primary)
             let rewound = await rewind(from: primary)
             switch rewound {
             case .success(let output):

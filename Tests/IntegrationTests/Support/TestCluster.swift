@@ -214,5 +214,10 @@ func withCluster(
         await cluster.teardown()
         throw error
     }
+    // PGCLUSTER_TEST_KEEP=1 leaves a cluster running after its test, to look at its logs.
+    if ProcessInfo.processInfo.environment["PGCLUSTER_TEST_KEEP"] == "1" {
+        print("kept: \(cluster.root)")
+        return
+    }
     await cluster.teardown()
 }

@@ -1,0 +1,216 @@
+import Foundation
+import Testing
+
+@testable import PGClusterKit
+
+extension TestCluster {
+    /// The read-write DSN with the superuser password, as an application would use it.
+    func readWriteDSN() async throws -> (String, String) {
+        let dsn = await run(["dsn"])
+        try #require(dsn.status == 0)
+        return (dsn.stdout.trimmingCharacters(in: .whitespacesAndNewlines), try credentials().superuser.password)
+    }
+
+    /// Writers inserting one row per transaction, recording acknowledged ids.
+    func startLoad(clients: Int) async throws -> WriteLoad {
+        let (conninfo, password) = try await readWriteDSN()
+        try WriteLoad.prepare(conninfo: conninfo, password: password)
+        let load = WriteLoad(conninfo: conninfo, password: password, clients: clients)
+        load.start()
+        return load
+    }
+
+    /// Waits until the load has at least `count` acknowledgements.
+    func waitForAcks(_ load: WriteLoad, atLeast count: Int, timeout: Double = 30) async -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if load.counts.acknowledged >= count { return true }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return false
+    }
+
+    /// Ids on `node` among `ids`, in one query.
+    func presentIds(_ node: String, _ ids: [Int64]) throws -> Set<Int64> {
+        let list = "{" + ids.map(String.init).joined(separator: ",") + "}"
+        let rows = try sql(node, "SELECT id FROM \(WriteLoad.table) WHERE id = ANY($1::bigint[])", [list])
+        return Set(rows.rows.compactMap { $0[0].flatMap { Int64($0) } })
+    }
+
+    func kill9Postmaster(_ node: String) throws {
+        let pid = try #require(postmasterPID(node), "\(node) has no running postmaster")
+        kill(pid, SIGKILL)
+    }
+
+    /// The node whose WAL receiver streams, and from where, by asking the standby itself.
+    func upstreamPort(of node: String) throws -> Int? {
+        try sql(node, "SELECT sender_port FROM pg_stat_wal_receiver WHERE status = 'streaming'").scalar.flatMap { Int($0) }
+    }
+}
+
+@Suite("failover, switchover and rejoin on real servers", .serialized)
+struct FailoverTests {
+    @Test("ANY 1 under write load: kill -9 the primary, fail over, lose nothing acknowledged, rejoin with pg_rewind")
+    func quorumFailoverLosesNothing() async throws {
+        try await withCluster(name: "fo-any", basePort: 21100, synchronous: "{mode: any, count: 1}") { cluster in
+            try await cluster.initCluster()
+            let load = try await cluster.startLoad(clients: 4)
+            #expect(await cluster.waitForAcks(load, atLeast: 300))
+            try cluster.kill9Postmaster("node0")
+
+            let failover = await cluster.run(["failover", "--json"])
+            #expect(failover.status == 0, "failover: \(failover.stderr)\n\(failover.stdout)")
+            let report = try #require(try JSONSerialization.jsonObject(with: Data(failover.stdout.utf8)) as? [String: Any])
+            let newPrimary = try #require(report["candidate"] as? String)
+            let other = newPrimary == "node1" ? "node2" : "node1"
+            #expect(report["timeline"] as? Int == 2)
+            #expect(report["rePointed"] as? [String] == [other])
+            #expect(report["needsRejoin"] as? [String] == ["node0"])
+
+            // Writes succeed again through the same DSN, then stop.
+            let before = load.counts.acknowledged
+            #expect(await cluster.waitForAcks(load, atLeast: before + 100), "no writes acknowledged after failover")
+            let summary = await load.stop()
+
+            // Every acknowledged id is on the new primary.
+            let present = try cluster.presentIds(newPrimary, summary.acknowledged)
+            let lost = summary.acknowledged.filter { !present.contains($0) }
+            #expect(lost.isEmpty, "lost \(lost.count) of \(summary.acknowledged.count) acknowledged rows")
+            #expect(summary.acknowledged.count > 400)
+
+            // The other standby streams from the new primary on the new timeline.
+            #expect(try cluster.sql(newPrimary, "SELECT pg_is_in_recovery()").scalar == "f")
+            #expect(try cluster.upstreamPort(of: other) == cluster.port(newPrimary))
+            #expect(try cluster.sql(other, "SELECT received_tli FROM pg_stat_wal_receiver").scalar == "2")
+            // synchronous_standby_names names only the remaining standby.
+            #expect(try cluster.sql(newPrimary, "SHOW synchronous_standby_names").scalar == "ANY 1 (\"\(other)\")")
+            let sync = try cluster.sql(newPrimary, "SELECT application_name, sync_state FROM pg_stat_replication")
+            #expect(sync.rows.map { $0[0]! } == [other])
+            #expect(sync.rows.first?[1] == "quorum")
+
+            // history recorded it.
+            let history = await cluster.run(["history", "--json"])
+            #expect(history.stdout.contains("\"kind\" : \"failover\""))
+            #expect(history.stdout.contains("\"to\" : \"\(newPrimary)\""))
+
+            // Rejoin the old primary: pg_rewind, then it streams and holds the same rows.
+            let rejoin = await cluster.run(["rejoin", "node0", "--json"])
+            #expect(rejoin.status == 0, "rejoin: \(rejoin.stderr)")
+            #expect(rejoin.stdout.contains("pg_rewind") || rejoin.stdout.contains("no rewind needed"), "\(rejoin.stdout)")
+            #expect(try cluster.upstreamPort(of: "node0") == cluster.port(newPrimary))
+            let primaryCount = try cluster.sql(newPrimary, "SELECT count(*) FROM \(WriteLoad.table)").scalar
+            let caughtUp = await cluster.eventually {
+                try cluster.sql("node0", "SELECT count(*) FROM \(WriteLoad.table)").scalar == primaryCount
+            }
+            #expect(caughtUp)
+            #expect(try cluster.presentIds("node0", summary.acknowledged).count == summary.acknowledged.count)
+            // Listed again for the quorum, and the cluster is healthy.
+            let names = try cluster.sql(newPrimary, "SHOW synchronous_standby_names").scalar ?? ""
+            #expect(names.contains("\"node0\"") && names.contains("\"\(other)\""), "\(names)")
+            #expect(await cluster.run(["status"]).status == 0)
+        }
+    }
+
+    @Test("a standby that lags is not promoted: the freshest one is")
+    func laggingStandbyIsNotChosen() async throws {
+        try await withCluster(name: "fo-lag", basePort: 21110, synchronous: "{mode: any, count: 1}") { cluster in
+            try await cluster.initCluster()
+            try cluster.sql("node0", "CREATE TABLE filler (x int, pad text)")
+            // node1 would win a tie by name: make it lag by stopping its WAL receiver.
+            let receiver = try #require(try cluster.sql("node1", "SELECT pid FROM pg_stat_wal_receiver").scalar.flatMap { pid_t($0) })
+            kill(receiver, SIGSTOP)
+            // Well past what socket buffers hold, so node1 cannot catch up from them later.
+            try cluster.sql("node0", "INSERT INTO filler SELECT g, repeat('x', 200) FROM generate_series(1, 200000) g")
+            let expected = try cluster.sql("node0", "SELECT count(*) FROM filler").scalar
+            try cluster.kill9Postmaster("node0")
+            kill(receiver, SIGCONT)
+
+            let failover = await cluster.run(["failover", "--json"])
+            #expect(failover.status == 0, "failover: \(failover.stderr)")
+            let report = try #require(try JSONSerialization.jsonObject(with: Data(failover.stdout.utf8)) as? [String: Any])
+            #expect(report["candidate"] as? String == "node2")
+            #expect(try cluster.sql("node2", "SELECT count(*) FROM filler").scalar == expected)
+            // node1 follows node2 and catches up.
+            let followed = await cluster.eventually { try cluster.upstreamPort(of: "node1") == cluster.port("node2") }
+            #expect(followed)
+        }
+    }
+
+    @Test("primary and one standby of ANY 1 (2 standbys) gone: refused, unless --allow-data-loss")
+    func quorumGuardRefuses() async throws {
+        try await withCluster(name: "fo-guard", basePort: 21120, synchronous: "{mode: any, count: 1}") { cluster in
+            try await cluster.initCluster()
+            try cluster.sql("node0", "CREATE TABLE t (id int)")
+            try cluster.sql("node0", "INSERT INTO t VALUES (1)")
+            try cluster.kill9Postmaster("node2")
+            try cluster.kill9Postmaster("node0")
+
+            let refused = await cluster.run(["failover"])
+            #expect(refused.status == 2)
+            #expect(refused.stderr.contains("node2"), "\(refused.stderr)")
+            #expect(refused.stderr.contains("--allow-data-loss"))
+            // Nothing changed: node1 is still a standby, and it is not frozen for good.
+            #expect(try cluster.sql("node1", "SELECT pg_is_in_recovery()").scalar == "t")
+            #expect(try cluster.sql("node1", "SHOW primary_conninfo").scalar?.contains("port=21120") == true)
+
+            let forced = await cluster.run(["failover", "--allow-data-loss"])
+            #expect(forced.status == 0, "forced: \(forced.stderr)")
+            #expect(forced.stdout.contains("warning"))
+            #expect(try cluster.sql("node1", "SELECT pg_is_in_recovery()").scalar == "f")
+            #expect(try cluster.sql("node1", "SELECT count(*) FROM t").scalar == "1")
+            // No standby remains: commits must not block.
+            #expect(try cluster.sql("node1", "SHOW synchronous_standby_names").scalar == "")
+            try cluster.sql("node1", "INSERT INTO t VALUES (2)")
+        }
+    }
+
+    @Test("a live primary is refused with exit 2 and nothing changes; --dry-run changes nothing")
+    func livePrimaryRefused() async throws {
+        try await withCluster(name: "fo-live", basePort: 21130, synchronous: "{mode: any, count: 1}") { cluster in
+            try await cluster.initCluster()
+            let before = try cluster.sql("node0", "SHOW synchronous_standby_names").scalar
+            let result = await cluster.run(["failover"])
+            #expect(result.status == 2)
+            #expect(result.stderr.contains("node0 answers as a primary"))
+            #expect(result.stderr.contains("switchover"))
+            #expect(try cluster.sql("node0", "SELECT pg_is_in_recovery()").scalar == "f")
+            #expect(try cluster.sql("node0", "SHOW synchronous_standby_names").scalar == before)
+            for standby in ["node1", "node2"] {
+                #expect(try cluster.upstreamPort(of: standby) == cluster.port("node0"))
+            }
+            let candidate = await cluster.run(["failover", "--candidate", "nope"])
+            #expect(candidate.status == 2 || candidate.status == 64)
+
+            // Dry run with the primary gone: a plan, and the standbys untouched.
+            try cluster.kill9Postmaster("node0")
+            let dry = await cluster.run(["failover", "--dry-run"])
+            #expect(dry.status == 0, "\(dry.stderr)")
+            #expect(dry.stdout.contains("dry run"))
+            #expect(try cluster.sql("node1", "SELECT pg_is_in_recovery()").scalar == "t")
+            #expect(try cluster.sql("node1", "SHOW primary_conninfo").scalar?.contains("port=21130") == true)
+        }
+    }
+
+    @Test("switchover under write load: nothing acknowledged lost, the old primary follows")
+    func switchoverUnderLoad() async throws {
+        try await withCluster(name: "so", basePort: 21140, synchronous: "{mode: any, count: 1}") { cluster in
+            try await cluster.initCluster()
+            let load = try await cluster.startLoad(clients: 4)
+            #expect(await cluster.waitForAcks(load, atLeast: 300))
+            let switchover = await cluster.run(["switchover", "--candidate", "node2", "--json"])
+            #expect(switchover.status == 0, "switchover: \(switchover.stderr)")
+            let before = load.counts.acknowledged
+            #expect(await cluster.waitForAcks(load, atLeast: before + 100))
+            let summary = await load.stop()
+
+            #expect(try cluster.sql("node2", "SELECT pg_is_in_recovery()").scalar == "f")
+            let present = try cluster.presentIds("node2", summary.acknowledged)
+            #expect(present.count == summary.acknowledged.count, "lost \(summary.acknowledged.count - present.count) rows")
+            #expect(try cluster.upstreamPort(of: "node0") == cluster.port("node2"))
+            #expect(try cluster.upstreamPort(of: "node1") == cluster.port("node2"))
+            #expect(await cluster.run(["status"]).status == 0)
+            let history = await cluster.run(["history"])
+            #expect(history.stdout.contains("switchover"))
+        }
+    }
+}
