@@ -14,7 +14,7 @@ struct PGCluster: AsyncParsableCommand {
         version: PGClusterKit.version,
         subcommands: [
             Validate.self, Render.self, Init.self, Status.self, Start.self, Stop.self, Destroy.self,
-            Quorum.self, Failover.self, Switchover.self, Rejoin.self, DSN.self, History.self,
+            Quorum.self, Failover.self, Switchover.self, Rejoin.self, Drill.self, DSN.self, History.self, Psql.self,
         ]
     )
 }
@@ -50,6 +50,6 @@ func execute(_ body: () async throws -> Void) async throws {
         throw ExitCode(error.exitCode.rawValue)
     } catch let error as SpecError {
         Console.error(ClusterError(error.description, exitCode: .badSpec))
-        throw ExitCode(ExitStatus.badSpec.rawValue)
+        throw ExitCode(ExitKind.badSpec.rawValue)
     }
 }

@@ -1,5 +1,5 @@
 /// How a command ended, as its exit code (DESIGN.md, "Exit codes").
-public enum ExitStatus: Int32, Sendable {
+public enum ExitKind: Int32, Sendable {
     case success = 0
     case failure = 1
     /// Refused as unsafe: a live primary, a quorum that cannot be proven, a candidate
@@ -13,11 +13,11 @@ public enum ExitStatus: Int32, Sendable {
 /// and what to do next. Its text never holds a password.
 public struct ClusterError: Error, Sendable, CustomStringConvertible {
     public var message: String
-    public var exitCode: ExitStatus
+    public var exitCode: ExitKind
     /// Extra lines shown under the message: the failing command, a log's tail.
     public var details: [String]
 
-    public init(_ message: String, exitCode: ExitStatus = .failure, details: [String] = []) {
+    public init(_ message: String, exitCode: ExitKind = .failure, details: [String] = []) {
         self.message = message
         self.exitCode = exitCode
         self.details = details

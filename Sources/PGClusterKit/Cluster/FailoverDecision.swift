@@ -45,14 +45,14 @@ public enum FailoverDecision {
 
     public struct Refusal: Error, Sendable, Equatable, CustomStringConvertible {
         public var reason: String
-        public var exitCode: ExitStatus
+        public var exitCode: ExitKind
         public var description: String { reason }
     }
 
     public static func decide(
         observations: [NodeObservation], sync: SyncConfig, request: Request
     ) -> Result<Plan, Refusal> {
-        func refuse(_ reason: String, _ code: ExitStatus = .refused) -> Result<Plan, Refusal> {
+        func refuse(_ reason: String, _ code: ExitKind = .refused) -> Result<Plan, Refusal> {
             .failure(Refusal(reason: reason, exitCode: code))
         }
 

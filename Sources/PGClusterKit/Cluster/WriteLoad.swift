@@ -14,6 +14,8 @@ public final class WriteLoad: @unchecked Sendable {
         public var failures: Int
         /// Wall-clock time of every acknowledgement, for gaps.
         public var ackTimes: [Date]
+        /// The server port each acknowledgement came from, in the same order.
+        public var ackPorts: [Int]
     }
 
     private let conninfo: String
@@ -22,6 +24,7 @@ public final class WriteLoad: @unchecked Sendable {
     private let lock = NSLock()
     private var acknowledged: [Int64] = []
     private var ackTimes: [Date] = []
+    private var ackPorts: [Int] = []
     private var failures = 0
     private var stopping = false
     /// Set once `stop` cancels statements: a cancelled wait for synchronous replication
@@ -73,7 +76,7 @@ public final class WriteLoad: @unchecked Sendable {
             }
             _ = await Blocking.run(timeout: 10) { group.wait(); return true }
         }
-        return lock.withLock { Summary(acknowledged: acknowledged, failures: failures, ackTimes: ackTimes) }
+        return lock.withLock { Summary(acknowledged: acknowledged, failures: failures, ackTimes: ackTimes, ackPorts: ackPorts) }
     }
 
     private var isStopping: Bool { lock.withLock { stopping } }
@@ -81,11 +84,13 @@ public final class WriteLoad: @unchecked Sendable {
     private func write(as writer: Int) {
         var connection: PGConnection?
         var sequence: Int64 = 0
+        var port = 0
         while !isStopping {
             if connection == nil {
                 do {
                     let fresh = try PGConnection.connect(conninfo: conninfo, password: password)
                     connection = fresh
+                    port = fresh.connectedPort ?? 0
                     lock.withLock { connections[writer] = fresh }
                 } catch {
                     lock.withLock { failures += 1 }
@@ -102,6 +107,7 @@ public final class WriteLoad: @unchecked Sendable {
                     if !cancelled {
                         acknowledged.append(id)
                         ackTimes.append(now)
+                        ackPorts.append(port)
                     }
                 }
             } catch {

@@ -96,6 +96,7 @@ public final class PGConnection: @unchecked Sendable {
             let message = conn.map { String(cString: PQerrorMessage($0)) } ?? "out of memory"
             throw PGError(message: Self.clean(message), target: target.description)
         }
+        silenceNotices(conn)
         return connection
     }
 
@@ -117,6 +118,7 @@ public final class PGConnection: @unchecked Sendable {
             let message = conn.map { String(cString: PQerrorMessage($0)) } ?? "out of memory"
             throw PGError(message: Self.clean(message), target: "connection string")
         }
+        silenceNotices(conn)
         return connection
     }
 
@@ -200,6 +202,12 @@ public final class PGConnection: @unchecked Sendable {
     private static func clean(_ message: String) -> String {
         message.trimmingCharacters(in: .whitespacesAndNewlines).replacingOccurrences(of: "\n", with: "; ")
     }
+}
+
+/// libpq prints notices and warnings (NOTICE, "terminating connection") to stderr by
+/// default; pgcluster reports what matters itself, so they are dropped.
+private func silenceNotices(_ conn: OpaquePointer) {
+    PQsetNoticeProcessor(conn, { _, _ in }, nil)
 }
 
 private func withCStringArray<R>(_ strings: [String], _ body: (UnsafePointer<UnsafePointer<CChar>?>) -> R) -> R {

@@ -32,7 +32,7 @@ extension PGCluster {
                 } else {
                     Console.out(report.table)
                 }
-                if !report.healthy { throw ExitCode(ExitStatus.failure.rawValue) }
+                if !report.healthy { throw ExitCode(ExitKind.failure.rawValue) }
             }
         }
     }

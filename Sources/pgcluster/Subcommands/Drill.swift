@@ -1,0 +1,72 @@
+import ArgumentParser
+import PGClusterKit
+
+extension Drill.Victim: ExpressibleByArgument {}
+
+extension PGCluster {
+    struct Drill: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Prove durability and measure recovery: write, kill -9, fail over, count what was lost.",
+            discussion: """
+                On a running, healthy local cluster: sets the synchronous mode, creates the table \
+                pgcluster_drill, and runs N writers that insert one row per transaction through the \
+                read-write DSN, remembering every id whose COMMIT returned. After a warm-up it kills the \
+                victim with SIGKILL, runs the same failover as `pgcluster failover` when the primary died, \
+                keeps writing, and reports: acknowledged, present on the new primary, lost (acknowledged \
+                but missing, listed), failed writes, time from the kill to the first acknowledged write, \
+                the longest gap between writes, and the failover's step timings. With --rounds R the old \
+                primary is rejoined and it all runs again. When the failover refuses (say, the quorum \
+                cannot be proven), the killed nodes are started again and the refusal is reported.
+                """)
+
+        @OptionGroup var options: SpecOptions
+
+        @Option(help: "Concurrent writers.")
+        var clients: Int = 4
+
+        @Option(help: "Seconds a round lasts (warm-up 40%, after the failover 60%).")
+        var duration: Double = 4
+
+        @Option(help: "Synchronous mode for the drill: async, any (ANY 1) or first (FIRST 1).")
+        var mode: String = "any"
+
+        @Option(help: "What to kill: primary, standby or primary+standby.")
+        var kill: PGClusterKit.Drill.Victim = .primary
+
+        @Option(help: "Kill, fail over and rejoin this many times.")
+        var rounds: Int = 1
+
+        @Flag(help: "Keep the drill table with the last round's rows (it is dropped otherwise).")
+        var keepTable = false
+
+        @Flag(help: "Print the report as JSON.")
+        var json = false
+
+        @Flag(help: "Run even when the spec's backend is not local.")
+        var yes = false
+
+        func validate() throws {
+            if clients < 1 || clients > 64 { throw ValidationError("--clients must be from 1 to 64") }
+            if duration < 1 { throw ValidationError("--duration must be at least 1 second") }
+            if rounds < 1 || rounds > 100 { throw ValidationError("--rounds must be from 1 to 100") }
+            if !["async", "any", "first"].contains(mode) { throw ValidationError("--mode must be async, any or first") }
+        }
+
+        func run() async throws {
+            try await execute {
+                let spec = try options.load()
+                if spec.backend != .local && !yes {
+                    throw ClusterError.refused("drill kills servers: it runs on a local cluster; add --yes to run it on backend \(spec.backend.rawValue)")
+                }
+                let cluster = try LocalCluster(spec: spec, templates: options.templateSet())
+                let drill = PGClusterKit.Drill(
+                    cluster: cluster, credentials: try cluster.credentials(), clients: clients, duration: duration,
+                    mode: SynchronousMode(mode: mode, count: 1)!, victim: kill, rounds: rounds)
+                var configured = drill
+                configured.keepTable = keepTable
+                let report = try await configured.run()
+                Console.out(json ? try JSONOutput.encode(report) : report.text)
+            }
+        }
+    }
+}
