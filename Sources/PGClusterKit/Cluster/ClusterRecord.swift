@@ -1,8 +1,24 @@
 /// Updates to what pgcluster remembers in local.dir/state.json.
 public enum ClusterRecord {
-    public static func saveSynchronous(spec: ClusterSpec, primary: String, mode: SynchronousMode, standbys: [String]?) throws(ClusterError) {
-        let layout = LocalLayout(spec: spec)
-        try ClusterState(primary: primary, synchronous: .init(mode, standbys: standbys)).save(to: layout.stateFile)
+    /// Records the operator's chosen mode and what the primary was given.
+    public static func saveSynchronous(
+        spec: ClusterSpec, primary: String, mode: SynchronousMode, standbys: [String]?,
+        applied: (mode: SynchronousMode, standbys: [String])
+    ) throws(ClusterError) {
+        try ClusterState(
+            primary: primary, synchronous: .init(mode, standbys: standbys),
+            applied: .init(applied.mode, standbys: applied.standbys)
+        ).save(to: LocalLayout(spec: spec).stateFile)
+    }
+
+    /// Records a new primary, keeping the operator's chosen mode.
+    public static func savePrimary(
+        spec: ClusterSpec, primary: String, applied: (mode: SynchronousMode, standbys: [String])
+    ) throws(ClusterError) {
+        try ClusterState(
+            primary: primary, synchronous: synchronous(spec: spec),
+            applied: .init(applied.mode, standbys: applied.standbys)
+        ).save(to: LocalLayout(spec: spec).stateFile)
     }
 
     /// The remembered synchronous mode, or the spec's when none was recorded.

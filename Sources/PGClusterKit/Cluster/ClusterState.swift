@@ -19,11 +19,17 @@ public struct ClusterState: Sendable, Equatable, Codable {
     }
 
     public var primary: String
+    /// The mode the operator chose (`quorum`, or the spec's): failover, switchover and
+    /// rejoin restore it as far as the standbys that remain allow.
     public var synchronous: Synchronous
+    /// What the primary was last given: the mode and the exact standbys listed. The
+    /// failover quorum guard reasons on this, since the dead primary cannot be asked.
+    public var applied: Synchronous?
 
-    public init(primary: String, synchronous: Synchronous) {
+    public init(primary: String, synchronous: Synchronous, applied: Synchronous? = nil) {
         self.primary = primary
         self.synchronous = synchronous
+        self.applied = applied
     }
 
     public static func load(_ path: String) -> ClusterState? {

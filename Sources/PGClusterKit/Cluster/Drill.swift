@@ -90,7 +90,8 @@ public struct Drill: Sendable {
         let primary = spec.node(named: plan.primary)!
         Console.progress("drill: synchronous mode \(mode) on \(primary.name)")
         try await QuorumChange(credentials: credentials, primary: primary, mode: mode, standbys: plan.standbys).apply()
-        try ClusterRecord.saveSynchronous(spec: spec, primary: primary.name, mode: mode, standbys: nil)
+        try ClusterRecord.saveSynchronous(
+            spec: spec, primary: primary.name, mode: mode, standbys: nil, applied: (mode, plan.standbys))
         if victim != .standby && spec.nodes.count < 2 {
             throw ClusterError.refused("killing the primary needs at least one standby to promote")
         }
@@ -216,7 +217,8 @@ public struct Drill: Sendable {
             round: round, mode: mode.description, killed: victims.map(\.name), oldPrimary: primary.name,
             newPrimary: newPrimary, refusal: refusal, acknowledged: summary.acknowledged.count, present: present.count,
             lost: lostIds.count, lostIds: Array(lostIds.prefix(1000)), rowsOnPrimary: rowsOnPrimary,
-            failedWrites: summary.failures, recoverySeconds: after.map { $0.timeIntervalSince(killedAt) },
+            failedWrites: summary.failures,
+            recoverySeconds: refusal == nil ? after.map { $0.timeIntervalSince(killedAt) } : nil,
             longestGapSeconds: gap, failoverSteps: failoverReport?.steps ?? [],
             failoverSeconds: failoverReport?.totalSeconds)
     }

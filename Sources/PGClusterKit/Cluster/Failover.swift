@@ -54,11 +54,14 @@ public struct Failover: Sendable {
         public var totalSeconds: Double
     }
 
-    /// The synchronous configuration the dead primary had, as remembered.
+    /// The synchronous configuration the dead primary had: what pgcluster last gave it, or
+    /// else the remembered mode over every other node (the larger set is the safer guess).
     func rememberedSync(oldPrimary: String?) -> (ClusterState.Synchronous, FailoverDecision.SyncConfig) {
-        let remembered = ClusterRecord.synchronous(spec: spec)
-        let members = remembered.standbys ?? spec.nodes.map(\.name).filter { $0 != oldPrimary }
-        return (remembered, .init(mode: remembered.synchronousMode, standbys: members.filter { $0 != oldPrimary }))
+        let state = ClusterState.load(LocalLayout(spec: spec).stateFile)
+        let remembered = state?.synchronous ?? .init(spec.replication.synchronous)
+        let guardConfig = state?.applied ?? remembered
+        let members = guardConfig.standbys ?? spec.nodes.map(\.name)
+        return (remembered, .init(mode: guardConfig.synchronousMode, standbys: members.filter { $0 != oldPrimary }))
     }
 
     public func run() async throws(ClusterError) -> Report {
@@ -134,7 +137,7 @@ public struct Failover: Sendable {
 
         var warnings = plan.warnings
         if let warning = newSync.warning { warnings.append(warning) }
-        try ClusterState(primary: candidate.name, synchronous: remembered).save(to: LocalLayout(spec: spec).stateFile)
+        try ClusterRecord.savePrimary(spec: spec, primary: candidate.name, applied: (newSync.mode, newSync.standbys))
         let following = rePointed.filter { node in !lagging.contains(node) }.map(\.name)
         let result = report(
             plan: plan, observations: observations, oldPrimary: oldPrimary, rePointed: following,

@@ -36,7 +36,7 @@ public struct ClusterInit: Sendable {
             let quorum = QuorumChange(
                 credentials: credentials, primary: primary, mode: mode, standbys: names, timeout: streamTimeout)
             try await quorum.apply()
-            try ClusterState(primary: primary.name, synchronous: .init(mode)).save(to: layout.stateFile)
+            try ClusterRecord.saveSynchronous(spec: spec, primary: primary.name, mode: mode, standbys: nil, applied: (mode, names))
         } catch {
             let running = spec.nodes.filter(cluster.isRunning).map(\.name)
             var failure = error

@@ -114,6 +114,7 @@ public struct Rejoin: Sendable {
         try await QuorumChange(
             credentials: credentials, primary: primary, mode: newSync.mode, standbys: newSync.standbys, timeout: 30
         ).apply()
+        try ClusterRecord.savePrimary(spec: spec, primary: primary.name, applied: (newSync.mode, newSync.standbys))
         timer.lap("synchronous_standby_names on \(primary.name)")
 
         let report = Report(

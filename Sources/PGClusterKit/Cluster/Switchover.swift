@@ -74,6 +74,11 @@ public struct Switchover: Sendable {
     }
 
     public func run() async throws(ClusterError) -> Report {
+        if let candidate, spec.node(named: candidate) == nil {
+            throw ClusterError(
+                "--candidate \(candidate): no such node (nodes: \(spec.nodes.map(\.name).joined(separator: ", ")))",
+                exitCode: .usage)
+        }
         var timer = StepTimer()
         let observations = await Observer(credentials: credentials).observeAll(spec.nodes)
         let primaryObservation = try PrimaryLookup.find(observations)
@@ -125,7 +130,7 @@ public struct Switchover: Sendable {
         let lagging = await ops.confirmStreaming(ok, from: target, timeline: timeline, timeout: 30)
         timer.lap("all follow \(target.name) on timeline \(timeline.map(String.init) ?? "?")")
 
-        try ClusterState(primary: target.name, synchronous: remembered).save(to: cluster.layout.stateFile)
+        try ClusterRecord.savePrimary(spec: spec, primary: target.name, applied: (newSync.mode, newSync.standbys))
         let needsRejoin = pointed.filter { $0.1 != nil }.map(\.0.name) + lagging.map(\.name)
         let report = Report(
             from: primary.name, to: target.name, timeline: timeline, shutdownCheckpoint: checkpoint.description,

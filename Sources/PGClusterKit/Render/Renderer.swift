@@ -119,7 +119,7 @@ public struct Renderer: Sendable {
             ("port", String(compose ? upstream.servicePort : upstream.port)),
             ("user", spec.replication.user),
             ("application_name", node.name),
-            ("passfile", compose ? "/var/lib/postgresql/pgpass" : LocalLayout(spec: spec).passfile),
+            ("passfile", compose ? ComposeRenderer.ContainerPath.passfile : LocalLayout(spec: spec).passfile),
             ("connect_timeout", "2"),
         ])
     }

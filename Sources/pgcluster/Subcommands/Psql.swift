@@ -21,24 +21,36 @@ extension PGCluster {
         var psqlArguments: [String] = []
 
         func run() async throws {
-            try await execute {
-                let spec = try options.load()
-                let credentials = try ClusterAccess.credentials(spec)
-                let target: NodeSpec
-                if let node {
-                    target = try NodeSelection.resolve([node], in: spec, primaryFirst: false)[0]
-                } else {
-                    let observations = await Observer(credentials: credentials).observeAll(spec.nodes)
-                    target = try PrimaryLookup.find(observations).node
-                }
-                let bindir = spec.postgres.bindir ?? "/usr/lib/postgresql/\(spec.postgres.version)/bin"
-                let psql = FileManager.default.isExecutableFile(atPath: "\(bindir)/psql") ? "\(bindir)/psql" : "/usr/bin/psql"
-                setenv("PGPASSWORD", credentials.superuser.password, 1)
-                let argv = [psql, "-h", target.host, "-p", String(target.port), "-U", credentials.superuser.user, "-d", "postgres"] + psqlArguments
-                let cArgs = argv.map { strdup($0) } + [nil]
-                execv(psql, cArgs)
-                throw ClusterError("cannot run \(psql): \(String(cString: strerror(errno)))", details: ["install the PostgreSQL client: apt-get install postgresql-client-15"])
-            }
+            try await execute { try await openPsql() }
+        }
+
+        func openPsql() async throws {
+            let spec = try options.load()
+            let credentials = try ClusterAccess.credentials(spec)
+            let target = try await targetNode(spec, credentials)
+            let bindir = spec.postgres.bindir ?? "/usr/lib/postgresql/\(spec.postgres.version)/bin"
+            let psql = FileManager.default.isExecutableFile(atPath: "\(bindir)/psql") ? "\(bindir)/psql" : "/usr/bin/psql"
+            let argv = [psql, "-h", target.host, "-p", String(target.port), "-U", credentials.superuser.user, "-d", "postgres"]
+                + psqlArguments
+            let failure = replaceProcess(with: argv, password: credentials.superuser.password)
+            throw ClusterError(
+                "cannot run \(psql): \(failure)", details: ["install the PostgreSQL client: apt-get install postgresql-client-15"])
+        }
+
+        func targetNode(_ spec: ClusterSpec, _ credentials: Credentials) async throws -> NodeSpec {
+            if let node { return try NodeSelection.resolve([node], in: spec, primaryFirst: false)[0] }
+            let observations = await Observer(credentials: credentials).observeAll(spec.nodes)
+            return try PrimaryLookup.find(observations).node
         }
     }
+}
+
+/// Replaces this process with `argv` (execv), the password passed in PGPASSWORD. Returns
+/// only on failure, with the reason. Kept out of async code: the optimizer crashed on an
+/// execv inside an async closure (Swift 6.3.1, release builds).
+func replaceProcess(with argv: [String], password: String) -> String {
+    setenv("PGPASSWORD", password, 1)
+    let cArgs = argv.map { strdup($0) } + [nil]
+    execv(argv[0], cArgs)
+    return String(cString: strerror(errno))
 }

@@ -68,7 +68,9 @@ extension PGCluster {
                     timeout: timeout)
                 Console.progress("[\(primary.name)] synchronous_standby_names = '\(change.value)'")
                 let rows = try await change.apply()
-                try ClusterRecord.saveSynchronous(spec: spec, primary: plan.primary, mode: plan.mode, standbys: standbys == nil ? nil : plan.standbys)
+                try ClusterRecord.saveSynchronous(
+                    spec: spec, primary: plan.primary, mode: plan.mode, standbys: standbys == nil ? nil : plan.standbys,
+                    applied: (plan.mode, plan.standbys))
                 Console.out("\(plan.primary): synchronous_standby_names = '\(change.value)', synchronous_commit = on")
                 Console.out(TextTable.render([["STANDBY", "STATE", "SYNC"]] + rows.map { [$0.applicationName, $0.state, $0.syncState] }))
             }

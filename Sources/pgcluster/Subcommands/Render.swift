@@ -24,7 +24,7 @@ extension PGCluster {
             try await execute {
                 let spec = try options.load()
                 let renderer = Renderer(spec: spec, templates: try options.templateSet())
-                let files = try RenderCommand.files(renderer)
+                let files = try RenderCommand.files(renderer, outputDirectory: out)
                 let outcomes = try FileWriter(dryRun: dryRun).write(files, under: out)
                 for outcome in outcomes {
                     let verb = dryRun && outcome.change != .unchanged ? "would be \(outcome.change.rawValue)" : outcome.change.rawValue

@@ -12,7 +12,7 @@ extension PGCluster {
         func run() async throws {
             try await execute {
                 let spec = try options.load()
-                _ = try Renderer(spec: spec, templates: options.templateSet()).nodeFiles()
+                _ = try RenderCommand.files(Renderer(spec: spec, templates: options.templateSet()))
                 let standbys = spec.standbys.map(\.name).joined(separator: ", ")
                 Console.out(
                     "\(spec.file): valid: cluster \(spec.name) (\(spec.backend.rawValue)), primary \(spec.primary.name), standbys \(standbys.isEmpty ? "none" : standbys), \(spec.replication.synchronous)")

@@ -25,7 +25,8 @@
 #   PASSFILE              (default /var/lib/postgresql/pgpass, the passfile that primary_conninfo names)
 #   PG_BINDIR             folder of the PostgreSQL programs (default: found on PATH)
 #   POSTGRES_OS_USER      the OS user the server runs as when this runs as root (default postgres)
-#   PRIMARY_WAIT_TRIES    seconds to wait for the primary before giving up (default 120)
+#   PRIMARY_WAIT_TRIES    how often to ask whether the primary accepts connections, about
+#                         a second apart, before giving up (default 120)
 #   PGCLUSTER_ENTRYPOINT_NO_EXEC
 #                         1: start the server in the background with `pg_ctl -w start` and
 #                         return once it accepts connections, instead of exec'ing it in the
@@ -53,12 +54,15 @@ pgbin() {
 }
 
 # PostgreSQL never runs as root: as root, run programs as the server's OS user (gosu in
-# the official image, setpriv elsewhere); as anyone else, run them as we are.
+# the official Debian image, su-exec in the Alpine one, setpriv elsewhere); as anyone
+# else, run them as we are.
 if [ "$(id -u)" = 0 ]; then
   server_uid="$(id -u "$POSTGRES_OS_USER")"
   server_gid="$(id -g "$POSTGRES_OS_USER")"
   if command -v gosu >/dev/null 2>&1; then
     run_as=(gosu "$POSTGRES_OS_USER")
+  elif command -v su-exec >/dev/null 2>&1; then
+    run_as=(su-exec "$POSTGRES_OS_USER")
   else
     run_as=(setpriv "--reuid=$server_uid" "--regid=$server_gid" --init-groups --)
   fi

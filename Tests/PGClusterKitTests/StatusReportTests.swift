@@ -1,0 +1,256 @@
+import Foundation
+import Testing
+
+@testable import PGClusterKit
+
+@Suite("Status report from observations")
+struct StatusReportTests {
+    typealias Obs = NodeFixture
+
+    static let yaml = """
+        name: demo
+        nodes:
+          - {name: db_0, port: 15432, role: primary}
+          - {name: db_1, port: 15433}
+          - {name: db_2, port: 15434}
+
+        """
+
+    static func spec() throws -> ClusterSpec {
+        try SpecLoader.parse(yaml, file: "/tmp/test.yaml")
+    }
+
+    static let fromPrimary = (host: "127.0.0.1", port: 15432)
+    static let anyOne = #"ANY 1 ("db_1", "db_2")"#
+
+    /// db_0 primary at 0/3000100 on timeline 2; db_1 and db_2 stream from it under ANY 1.
+    static func healthy() -> [NodeObservation] {
+        [
+            Obs.primary(
+                "db_0", current: "0/3000100", timeline: 2, port: 15432, synchronousStandbyNames: anyOne,
+                replication: [
+                    Obs.row("db_1", sync: "quorum", replay: "0/3000000"), Obs.row("db_2", sync: "quorum", replay: "0/2F00000"),
+                ]),
+            Obs.standby("db_1", replay: "0/3000000", received: "0/3000100", timeline: 2, port: 15433, upstream: fromPrimary),
+            Obs.standby("db_2", replay: "0/2F00000", timeline: 2, port: 15434, upstream: fromPrimary),
+        ]
+    }
+
+    static func node(_ report: StatusReport, _ name: String) throws -> StatusReport.Node {
+        try #require(report.nodes.first { $0.name == name })
+    }
+
+    @Test("a healthy cluster: no problems, and every field read from the servers")
+    func healthyCluster() throws {
+        let report = StatusReport.make(spec: try Self.spec(), observations: Self.healthy())
+        #expect(report.problems == [])
+        #expect(report.healthy)
+        #expect(report.name == "demo")
+        #expect(report.primary == "db_0")
+        #expect(report.timeline == 2)
+        #expect(report.synchronous == .init(mode: "any", count: 1, standbys: ["db_1", "db_2"]))
+        #expect(report.nodes.map(\.name) == ["db_0", "db_1", "db_2"])
+
+        let primary = try Self.node(report, "db_0")
+        #expect(primary.role == "primary")
+        #expect(primary.lsn == "0/3000100")
+        #expect(primary.lagBytes == nil)
+        #expect(primary.upstream == nil)
+        #expect(primary.syncState == nil)
+
+        let db1 = try Self.node(report, "db_1")
+        #expect(db1.role == "standby")
+        #expect(db1.host == "127.0.0.1")
+        #expect(db1.port == 15433)
+        #expect(db1.timeline == 2)
+        #expect(db1.lsn == "0/3000100")
+        #expect(db1.receiveLsn == "0/3000100")
+        #expect(db1.replayLsn == "0/3000000")
+        #expect(db1.lagBytes == 0x100)
+        #expect(db1.syncState == "quorum")
+        #expect(db1.upstream == "db_0")
+        #expect(db1.streaming)
+
+        let db2 = try Self.node(report, "db_2")
+        #expect(db2.lagBytes == 0x3000100 - 0x2F00000)
+        #expect(db2.receiveLsn == nil)
+        #expect(db2.lsn == "0/2F00000")
+        #expect(db2.upstream == "db_0")
+    }
+
+    @Test("FIRST 1 is read from the primary's synchronous_standby_names")
+    func firstOne() throws {
+        var observations = Self.healthy()
+        observations[0].synchronousStandbyNames = "FIRST 1 (db_2, db_1)"
+        observations[0].replication = [Obs.row("db_1", sync: "potential"), Obs.row("db_2", sync: "sync")]
+        let report = StatusReport.make(spec: try Self.spec(), observations: observations)
+        #expect(report.synchronous == .init(mode: "first", count: 1, standbys: ["db_2", "db_1"]))
+        #expect(try Self.node(report, "db_2").syncState == "sync")
+        #expect(try Self.node(report, "db_1").syncState == "potential")
+        #expect(report.problems == [])
+    }
+
+    @Test("upstream is found by the address a compose node is reached at inside its network")
+    func upstreamByServiceAddress() throws {
+        var observations = Self.healthy()
+        observations[1] = Obs.standby(
+            "db_1", replay: "0/3000000", timeline: 2, port: 15433, upstream: (host: "db_0", port: 5432))
+        let report = StatusReport.make(spec: try Self.spec(), observations: observations)
+        #expect(try Self.node(report, "db_1").upstream == "db_0")
+        #expect(report.problems == [])
+    }
+
+    @Test("a standby streaming from an unknown server: shown by address, and a problem")
+    func unknownUpstream() throws {
+        var observations = Self.healthy()
+        observations[2] = Obs.standby(
+            "db_2", replay: "0/2F00000", timeline: 2, port: 15434, upstream: (host: "10.0.0.9", port: 5432))
+        let report = StatusReport.make(spec: try Self.spec(), observations: observations)
+        #expect(try Self.node(report, "db_2").upstream == "10.0.0.9:5432")
+        #expect(report.problems == ["db_2 streams from 10.0.0.9:5432, not the primary db_0"])
+    }
+
+    @Test("a down node: role down, no positions, and a problem")
+    func downNode() throws {
+        var observations = Self.healthy()
+        observations[2] = Obs.down("db_2", port: 15434, error: "connection to server failed: Connection refused")
+        let report = StatusReport.make(spec: try Self.spec(), observations: observations)
+        let db2 = try Self.node(report, "db_2")
+        #expect(db2.role == "down")
+        #expect(db2.port == 15434)
+        #expect(db2.timeline == nil)
+        #expect(db2.lsn == nil)
+        #expect(db2.lagBytes == nil)
+        #expect(db2.syncState == nil)
+        #expect(db2.upstream == nil)
+        #expect(!db2.streaming)
+        #expect(report.problems == ["db_2 is down: connection to server failed: Connection refused"])
+        #expect(!report.healthy)
+        #expect(report.primary == "db_0")
+    }
+
+    @Test("a standby that does not stream is a problem")
+    func notStreaming() throws {
+        var observations = Self.healthy()
+        observations[2] = Obs.standby("db_2", replay: "0/2F00000", timeline: 2, port: 15434, receiver: nil)
+        observations[0].replication = [Obs.row("db_1", sync: "quorum")]
+        let report = StatusReport.make(spec: try Self.spec(), observations: observations)
+        let db2 = try Self.node(report, "db_2")
+        #expect(db2.role == "standby")
+        #expect(!db2.streaming)
+        #expect(db2.upstream == nil)
+        #expect(report.problems == ["db_2 does not stream (WAL receiver: none)"])
+    }
+
+    @Test("two primaries: a problem, and no primary reported")
+    func twoPrimaries() throws {
+        var observations = Self.healthy()
+        observations[1] = Obs.primary("db_1", current: "0/3000200", timeline: 3, port: 15433)
+        let report = StatusReport.make(spec: try Self.spec(), observations: observations)
+        #expect(report.primary == nil)
+        #expect(report.timeline == nil)
+        #expect(report.problems.contains("several primaries: db_0, db_1"))
+        #expect(try Self.node(report, "db_0").role == "primary")
+        #expect(try Self.node(report, "db_1").role == "primary")
+    }
+
+    @Test("no primary: a problem")
+    func noPrimary() throws {
+        var observations = Self.healthy()
+        observations[0] = Obs.down("db_0", role: .primary, port: 15432)
+        let report = StatusReport.make(spec: try Self.spec(), observations: observations)
+        #expect(report.primary == nil)
+        #expect(report.problems.contains("no primary answers"))
+        #expect(report.problems.contains { $0.hasPrefix("db_0 is down") })
+        #expect(try Self.node(report, "db_1").lagBytes == nil)
+    }
+
+    @Test("ANY 1 with no listed standby streaming: commits WAIT")
+    func commitsWait() throws {
+        var observations = Self.healthy()
+        observations[0].replication = []
+        observations[1].walReceiver?.status = "waiting"
+        observations[2].walReceiver = nil
+        let report = StatusReport.make(spec: try Self.spec(), observations: observations)
+        let wait = report.problems.filter { $0.contains("WAIT") }
+        #expect(wait.count == 1)
+        #expect(wait.first?.contains("commits on db_0 WAIT") == true)
+        #expect(wait.first?.contains("needs 1 of db_1, db_2 streaming, 0 do") == true)
+    }
+
+    @Test("ANY 2 with one listed standby streaming: commits WAIT")
+    func commitsWaitAnyTwo() throws {
+        var observations = Self.healthy()
+        observations[0].synchronousStandbyNames = #"ANY 2 ("db_1", "db_2")"#
+        observations[0].replication = [Obs.row("db_1", sync: "quorum"), Obs.row("db_2", state: "catchup", sync: "quorum")]
+        let report = StatusReport.make(spec: try Self.spec(), observations: observations)
+        #expect(report.problems.filter { $0.contains("WAIT") }.count == 1)
+        #expect(report.problems.contains { $0.contains("needs 2 of db_1, db_2 streaming, 1 does") })
+    }
+
+    @Test("async: commits never WAIT, even with nobody in pg_stat_replication")
+    func asyncNeverWaits() throws {
+        var observations = Self.healthy()
+        observations[0].synchronousStandbyNames = ""
+        observations[0].replication = []
+        let report = StatusReport.make(spec: try Self.spec(), observations: observations)
+        #expect(report.synchronous == .init(mode: "async", count: 0, standbys: []))
+        #expect(!report.problems.contains { $0.contains("WAIT") })
+    }
+
+    // MARK: - JSON
+
+    static func json(_ report: StatusReport) throws -> [String: Any] {
+        let data = try JSONEncoder().encode(report)
+        return try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+    }
+
+    @Test("JSON has exactly the keys of DESIGN.md")
+    func jsonKeys() throws {
+        let report = StatusReport.make(spec: try Self.spec(), observations: Self.healthy())
+        let object = try Self.json(report)
+        #expect(Set(object.keys) == ["name", "primary", "timeline", "synchronous", "nodes"])
+        let synchronous = try #require(object["synchronous"] as? [String: Any])
+        #expect(Set(synchronous.keys) == ["mode", "count", "standbys"])
+        #expect(synchronous["mode"] as? String == "any")
+        #expect(synchronous["count"] as? Int == 1)
+        #expect(synchronous["standbys"] as? [String] == ["db_1", "db_2"])
+        let nodes = try #require(object["nodes"] as? [[String: Any]])
+        #expect(nodes.count == 3)
+        let nodeKeys: Set<String> = [
+            "name", "host", "port", "role", "timeline", "lsn", "receiveLsn", "replayLsn", "lagBytes", "syncState",
+            "upstream", "streaming",
+        ]
+        for node in nodes { #expect(Set(node.keys) == nodeKeys) }
+        #expect(object["name"] as? String == "demo")
+        #expect(object["primary"] as? String == "db_0")
+        #expect(object["timeline"] as? Int == 2)
+        let db1 = try #require(nodes.first { $0["name"] as? String == "db_1" })
+        #expect(db1["lagBytes"] as? Int == 256)
+        #expect(db1["upstream"] as? String == "db_0")
+        #expect(db1["streaming"] as? Bool == true)
+        #expect(db1["replayLsn"] as? String == "0/3000000")
+    }
+
+    @Test("JSON writes null for absent values instead of leaving keys out")
+    func jsonNulls() throws {
+        var observations = Self.healthy()
+        observations[0] = Obs.down("db_0", role: .primary, port: 15432)
+        let report = StatusReport.make(spec: try Self.spec(), observations: observations)
+        let object = try Self.json(report)
+        #expect(object["primary"] is NSNull)
+        #expect(object["timeline"] is NSNull)
+        let nodes = try #require(object["nodes"] as? [[String: Any]])
+        let db0 = try #require(nodes.first { $0["name"] as? String == "db_0" })
+        #expect(db0["role"] as? String == "down")
+        #expect(db0["streaming"] as? Bool == false)
+        for key in ["timeline", "lsn", "receiveLsn", "replayLsn", "lagBytes", "syncState", "upstream"] {
+            #expect(db0[key] is NSNull, "\(key) should be null")
+        }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let text = String(decoding: try encoder.encode(report), as: UTF8.self)
+        #expect(text.contains(#""primary":null"#))
+        #expect(text.contains(#""lagBytes":null"#))
+    }
+}
