@@ -31,6 +31,16 @@ enum ClusterAccess {
     }
 }
 
+extension ClusterAccess {
+    /// The server-side control for the spec's backend.
+    static func control(_ spec: ClusterSpec, _ options: SpecOptions) throws(ClusterError) -> any ServerControl {
+        switch spec.backend {
+        case .local: return try LocalCluster(spec: spec, templates: options.templateSet())
+        case .compose: return ComposeCluster(spec: spec, templates: try options.templateSet())
+        }
+    }
+}
+
 enum JSONOutput {
     static func encode<T: Encodable>(_ value: T) throws(ClusterError) -> String {
         let encoder = JSONEncoder()

@@ -173,6 +173,27 @@ struct ComposeEntrypointTests {
             try await sql(standby, "SELECT note FROM compose_check", allowFailure: true)
         } until: { $0 == "written on db_0" }
         #expect(read == "written on db_0", "db_1 did not replay the row; it answered: \(read)")
+
+        // Follow mode, as switchover and rejoin use it on a stopped node: standby.signal and
+        // primary_conninfo/primary_slot_name in postgresql.auto.conf, then exit.
+        try await check(
+            Self.bindir + "/pg_ctl", ["-D", standby.data, "-m", "fast", "-w", "-t", "60", "stop"], as: user,
+            what: "stopping the standby")
+        unlink(standby.data + "/standby.signal")
+        var follow = environment
+        follow["PGCLUSTER_ENTRYPOINT_MODE"] = "follow"
+        try await check("/bin/bash", [rendered + "/pgcluster-entrypoint.sh"], environment: follow, what: "follow mode", timeout: 60)
+        let auto = try String(contentsOfFile: standby.data + "/postgresql.auto.conf", encoding: .utf8)
+        #expect(auto.contains("primary_conninfo = 'host=127.0.0.1 port=\(Self.primaryPort) user=replicator application_name=db_1"))
+        #expect(auto.contains("primary_slot_name = 'pgcluster_db_1'"))
+        #expect(FileManager.default.fileExists(atPath: standby.data + "/standby.signal"))
+        #expect(Self.mode(standby.data + "/postgresql.auto.conf")?.owner == user.uid)
+        // Started again in the default mode, it streams through the settings follow wrote.
+        try await check("/bin/bash", [rendered + "/pgcluster-entrypoint.sh"], environment: environment, what: "restart", timeout: 120)
+        let again = try await poll(seconds: 30) {
+            try await sql(primary, "SELECT state FROM pg_stat_replication WHERE application_name = 'db_1'")
+        } until: { $0 == "streaming" }
+        #expect(again == "streaming")
     }
 
     // MARK: Helpers

@@ -8,7 +8,7 @@ public struct ClusterDestroy: Sendable {
 
     public func run() async throws(ClusterError) {
         let layout = cluster.layout
-        for node in cluster.spec.nodes where cluster.isRunning(node) {
+        for node in cluster.spec.nodes where cluster.postmasterRuns(node) {
             Console.progress("[\(node.name)] stopping")
             do {
                 try await cluster.stop(node, mode: .fast)

@@ -153,7 +153,7 @@ public struct Drill: Sendable {
         var failoverReport: Failover.Report?
         if victims.contains(primary) {
             let failover = Failover(
-                spec: spec, credentials: credentials, local: cluster, request: .init(), dryRun: false,
+                spec: spec, credentials: credentials, control: cluster, request: .init(), dryRun: false,
                 templates: cluster.renderer.templates)
             do {
                 let report = try await failover.run()
@@ -207,7 +207,7 @@ public struct Drill: Sendable {
         // Bring the victims back for the next round.
         if refusal == nil, let name = newPrimary {
             for node in victims {
-                if node == primary || !cluster.isRunning(node) {
+                if node == primary || !cluster.postmasterRuns(node) {
                     progress.note("rejoin \(node.name) as a standby of \(name)")
                     _ = try await Rejoin(cluster: cluster, credentials: credentials, node: node, reclone: false).run()
                 }

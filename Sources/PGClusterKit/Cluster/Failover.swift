@@ -9,19 +9,19 @@ public struct Failover: Sendable {
     public let spec: ClusterSpec
     public let credentials: Credentials
     public let ops: ServerOps
-    /// The local cluster, for fencing a primary whose postmaster still runs here.
-    public let local: LocalCluster?
+    /// Server control, for fencing an old primary that still runs but does not answer.
+    public let control: (any ServerControl)?
     public var request: FailoverDecision.Request
     public var dryRun: Bool
 
     public init(
-        spec: ClusterSpec, credentials: Credentials, local: LocalCluster?, request: FailoverDecision.Request,
+        spec: ClusterSpec, credentials: Credentials, control: (any ServerControl)?, request: FailoverDecision.Request,
         dryRun: Bool, templates: TemplateSet = .embedded
     ) {
         self.spec = spec
         self.credentials = credentials
         self.ops = ServerOps(spec: spec, credentials: credentials, templates: templates)
-        self.local = local
+        self.control = control
         self.request = request
         self.dryRun = dryRun
     }
@@ -48,7 +48,8 @@ public struct Failover: Sendable {
         public var rePointed: [String]
         public var needsRejoin: [String]
         public var synchronous: String
-        public var fenced: [Int32]
+        /// What was done to fence the old primary, if anything.
+        public var fenced: String?
         public var warnings: [String]
         public var steps: [StepTimer.Step]
         public var totalSeconds: Double
@@ -75,16 +76,16 @@ public struct Failover: Sendable {
         let preliminary = try Self.unwrap(FailoverDecision.decide(observations: first, sync: sync, request: request))
         if dryRun {
             return report(plan: preliminary, observations: first, oldPrimary: oldPrimary, rePointed: [], needsRejoin: [],
-                synchronous: "unchanged", fenced: [], timer: timer)
+                synchronous: "unchanged", fenced: nil, timer: timer)
         }
 
-        // Fence: a postmaster of the old primary still running here but not answering.
-        var fenced: [pid_t] = []
-        if let local, let old = spec.node(named: oldPrimary),
-            first.first(where: { $0.node.name == oldPrimary })?.reachable == false, local.postmasterPID(old) != nil
+        // Fence: the old primary's server still running but not answering.
+        var fenced: String?
+        if let control, let old = spec.node(named: oldPrimary),
+            first.first(where: { $0.node.name == oldPrimary })?.reachable == false
         {
-            fenced = local.fence(old)
-            timer.lap("fence \(oldPrimary) (killed \(fenced.count) processes)")
+            fenced = await control.fence(old)
+            if let fenced { timer.lap("fence \(oldPrimary): \(fenced)") }
         }
 
         // Freeze every reachable standby: from now on none acknowledges the old primary.
@@ -170,7 +171,7 @@ public struct Failover: Sendable {
 
     func report(
         plan: FailoverDecision.Plan, observations: [NodeObservation], oldPrimary: String?, rePointed: [String],
-        needsRejoin: [String], synchronous: String, fenced: [pid_t], timer: StepTimer, warnings: [String]? = nil,
+        needsRejoin: [String], synchronous: String, fenced: String?, timer: StepTimer, warnings: [String]? = nil,
         timeline: Int? = nil
     ) -> Report {
         Report(

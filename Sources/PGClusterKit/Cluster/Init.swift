@@ -38,7 +38,7 @@ public struct ClusterInit: Sendable {
             try await quorum.apply()
             try ClusterRecord.saveSynchronous(spec: spec, primary: primary.name, mode: mode, standbys: nil, applied: (mode, names))
         } catch {
-            let running = spec.nodes.filter(cluster.isRunning).map(\.name)
+            let running = spec.nodes.filter(cluster.postmasterRuns).map(\.name)
             var failure = error
             if !running.isEmpty {
                 failure.details.append(
@@ -65,7 +65,7 @@ public struct ClusterInit: Sendable {
                         + "init does not touch it. Add --force to stop those servers and erase their data")
             }
             for node in spec.nodes {
-                if cluster.isRunning(node) {
+                if cluster.postmasterRuns(node) {
                     Console.progress("[\(node.name)] stopping the existing server (--force)")
                     try await cluster.stop(node, mode: .immediate)
                 }
@@ -216,7 +216,7 @@ public struct ClusterInit: Sendable {
         let missing = spec.standbys.filter { !streaming.contains($0.name) }
         throw ClusterError(
             "standbys not streaming after \(Int(streamTimeout)) s: \(missing.map(\.name).joined(separator: ", "))",
-            details: missing.flatMap { node in cluster.logTail(node, lines: 8).map { "\(node.name) log | " + $0 } })
+            details: missing.flatMap { node in cluster.serverLog(node, lines: 8).map { "\(node.name) log | " + $0 } })
     }
 }
 

@@ -79,9 +79,9 @@ public struct LocalCluster: Sendable {
         return state != "Z" && state != "X"
     }
 
-    public func isRunning(_ node: NodeSpec) -> Bool { postmasterPID(node) != nil }
+    public func postmasterRuns(_ node: NodeSpec) -> Bool { postmasterPID(node) != nil }
 
-    public func hasData(_ node: NodeSpec) -> Bool {
+    public func hasDataDirectory(_ node: NodeSpec) -> Bool {
         FileManager.default.fileExists(atPath: "\(layout.dataDir(node.name))/PG_VERSION")
     }
 
@@ -113,19 +113,15 @@ public struct LocalCluster: Sendable {
         guard result.succeeded else {
             throw ClusterError(
                 "\(node.name): the server did not start (exit \(result.status))",
-                details: ["command: \(command)"] + logTail(node).map { "log | " + $0 })
+                details: ["command: \(command)"] + serverLog(node).map { "log | " + $0 })
         }
     }
 
-    public enum StopMode: String, Sendable, CaseIterable {
-        case smart, fast, immediate
-    }
-
     public func stop(_ node: NodeSpec, mode: StopMode = .fast) async throws(ClusterError) {
-        guard isRunning(node) else { return }
+        guard postmasterRuns(node) else { return }
         let command = serverCommand("pg_ctl", ["-D", layout.dataDir(node.name), "-m", mode.rawValue, "-w", "-t", "120", "stop"])
         let result = try await runner.run(command)
-        if !result.succeeded && isRunning(node) {
+        if !result.succeeded && postmasterRuns(node) {
             throw ClusterError(
                 "\(node.name): the server did not stop (exit \(result.status))",
                 details: ["command: \(command)"] + result.output.split(separator: "\n").suffix(5).map { "| " + $0 })
@@ -133,7 +129,7 @@ public struct LocalCluster: Sendable {
     }
 
     /// The last lines of a node's server log, to show beside a failure.
-    public func logTail(_ node: NodeSpec, lines: Int = 15) -> [String] {
+    public func serverLog(_ node: NodeSpec, lines: Int = 15) -> [String] {
         guard let text = try? String(contentsOfFile: layout.logFile(node.name), encoding: .utf8) else { return [] }
         return text.split(separator: "\n").suffix(lines).map(String.init)
     }
@@ -228,7 +224,7 @@ extension LocalCluster {
     /// kills its postmaster and every child of it (found by the data directory's pid file,
     /// never by name). Returns the PIDs killed.
     @discardableResult
-    public func fence(_ node: NodeSpec) -> [pid_t] {
+    public func killServer(_ node: NodeSpec) -> [pid_t] {
         guard let postmaster = postmasterPID(node) else { return [] }
         let children = Self.childProcesses(of: postmaster)
         for pid in [postmaster] + children {

@@ -4,13 +4,13 @@ import Foundation
 /// standby of the current primary. pg_rewind when its timeline forked; a fresh
 /// pg_basebackup with `--reclone`, when it has no data, or when rewind fails.
 public struct Rejoin: Sendable {
-    public let cluster: LocalCluster
+    public let cluster: any ServerControl
     public let credentials: Credentials
     public let ops: ServerOps
     public let node: NodeSpec
     public var reclone: Bool
 
-    public init(cluster: LocalCluster, credentials: Credentials, node: NodeSpec, reclone: Bool) {
+    public init(cluster: any ServerControl, credentials: Credentials, node: NodeSpec, reclone: Bool) {
         self.cluster = cluster
         self.credentials = credentials
         self.ops = ServerOps(spec: cluster.spec, credentials: credentials, templates: cluster.renderer.templates)
@@ -53,7 +53,7 @@ public struct Rejoin: Sendable {
         }
         timer.lap("observe; \(primary.name) is the primary")
 
-        if cluster.isRunning(node) {
+        if await cluster.isRunning(node) {
             do {
                 try await cluster.stop(node, mode: .fast)
             } catch {
@@ -61,36 +61,30 @@ public struct Rejoin: Sendable {
             }
             timer.lap("stop \(node.name)")
         }
-        await cluster.clearStalePidFile(node)
         try await ops.ensureSlots(on: primary, for: [node])
 
         var method = "pg_rewind"
-        if reclone || !cluster.hasData(node) {
+        let hasData = await cluster.hasData(node)
+        if reclone || !hasData {
             method = "pg_basebackup"
         } else {
             // pg_rewind reads the source's timeline from its control file, which a freshly
             // promoted primary updates only at its first checkpoint: without this, it can
             // wrongly find "no rewind required".
             try await ops.checkpoint(primary)
-            let rewound = await rewind(from: primary)
-            switch rewound {
-            case .success(let output):
+            do {
+                let output = try await cluster.rewind(node, from: primary, credentials: credentials)
                 if output.contains("no rewind required") { method = "no rewind needed" }
                 timer.lap("pg_rewind \(node.name) from \(primary.name)")
-            case .failure(let error):
+            } catch {
                 Console.warn("pg_rewind failed, copying \(node.name) afresh with pg_basebackup: \(error.description)")
                 method = "pg_basebackup (pg_rewind failed)"
             }
         }
         if method.hasPrefix("pg_basebackup") {
-            try cluster.removeNodeFiles(node)
-            try cluster.prepareDirectories(node)
-            try await cluster.runner.check(
-                ClusterInit.cloneCommand(cluster: cluster, node, from: primary, credentials: credentials, progress: false),
-                what: "\(node.name): pg_basebackup")
+            try await cluster.reclone(node, from: primary, credentials: credentials)
             timer.lap("pg_basebackup \(node.name) from \(primary.name)")
         }
-        try cluster.placeConfig(node, following: primary)
         try await cluster.start(node)
         timer.lap("start \(node.name) as a standby")
 
@@ -99,7 +93,7 @@ public struct Rejoin: Sendable {
         guard lagging.isEmpty else {
             throw ClusterError(
                 "\(node.name) started but does not stream from \(primary.name) after 60 s",
-                details: cluster.logTail(node, lines: 10).map { "log | " + $0 } + ["try: pgcluster rejoin \(node.name) --reclone"])
+                details: await cluster.logTail(node, lines: 10).map { "log | " + $0 } + ["try: pgcluster rejoin \(node.name) --reclone"])
         }
         timer.lap("\(node.name) streams from \(primary.name)")
 
@@ -126,23 +120,5 @@ public struct Rejoin: Sendable {
                 durationSeconds: report.totalSeconds, rePointed: [node.name], needsRejoin: [], steps: report.steps),
             spec: spec)
         return report
-    }
-
-    /// pg_rewind against the primary, as the server's user; the superuser password goes
-    /// through the child's environment only.
-    func rewind(from primary: NodeSpec) async -> Result<String, ClusterError> {
-        let source = ConfigText.conninfo([
-            ("host", primary.host), ("port", String(primary.port)), ("user", credentials.superuser.user),
-            ("dbname", "postgres"), ("connect_timeout", "5"),
-        ])
-        let command = cluster.serverCommand(
-            "pg_rewind", ["--target-pgdata=\(cluster.layout.dataDir(node.name))", "--source-server=\(source)"],
-            environment: ["PGPASSWORD": credentials.superuser.password])
-        do {
-            let result = try await cluster.runner.check(command, what: "\(node.name): pg_rewind")
-            return .success(result.output)
-        } catch {
-            return .failure(error)
-        }
     }
 }

@@ -5,12 +5,12 @@ import Foundation
 /// checkpoint), the candidate is promoted once it has that checkpoint, and the old
 /// primary starts again as a standby of the new one — no rewind needed.
 public struct Switchover: Sendable {
-    public let cluster: LocalCluster
+    public let cluster: any ServerControl
     public let credentials: Credentials
     public let ops: ServerOps
     public var candidate: String?
 
-    public init(cluster: LocalCluster, credentials: Credentials, candidate: String?) {
+    public init(cluster: any ServerControl, credentials: Credentials, candidate: String?) {
         self.cluster = cluster
         self.credentials = credentials
         self.ops = ServerOps(spec: cluster.spec, credentials: credentials, templates: cluster.renderer.templates)
@@ -122,7 +122,7 @@ public struct Switchover: Sendable {
         timer.lap("slots and synchronous_standby_names on \(target.name)")
 
         let pointed = await parallel(others) { node throws(ClusterError) in try await ops.rePoint(node, to: target) }
-        try cluster.placeConfig(primary, following: target)
+        try await cluster.follow(primary, upstream: target)
         try await cluster.start(primary)
         timer.lap("re-point \(others.count) standbys; start \(primary.name) as a standby")
 
@@ -147,11 +147,9 @@ public struct Switchover: Sendable {
 
     /// The stopped server's last checkpoint, from pg_controldata.
     func shutdownCheckpoint(_ node: NodeSpec) async throws(ClusterError) -> LSN {
-        let result = try await cluster.runner.check(
-            cluster.serverCommand("pg_controldata", ["-D", cluster.layout.dataDir(node.name)]),
-            what: "\(node.name): pg_controldata")
-        let state = ControlData.value("Database cluster state", in: result.output)
-        guard state == "shut down", let text = ControlData.value("Latest checkpoint location", in: result.output),
+        let output = try await cluster.controlData(node)
+        let state = ControlData.value("Database cluster state", in: output)
+        guard state == "shut down", let text = ControlData.value("Latest checkpoint location", in: output),
             let lsn = LSN(text)
         else {
             throw ClusterError("\(node.name) did not shut down cleanly (state: \(state ?? "unknown")); use failover instead")

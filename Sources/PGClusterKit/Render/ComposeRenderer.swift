@@ -140,7 +140,9 @@ public struct ComposeRenderer: Sendable {
     }
 
     /// The named volume of `node`'s data directory.
-    public func volumeName(_ node: NodeSpec) -> String { "\(node.name)-data" }
+    public func volumeName(_ node: NodeSpec) -> String { Self.volumeName(node) }
+
+    public static func volumeName(_ node: NodeSpec) -> String { "\(node.name)-data" }
 
     /// `HOST:PORT:SERVICEPORT`: published on the node's `host` when that is an IPv4 address
     /// (so the default 127.0.0.1 keeps the server off other networks), otherwise on every

@@ -19,9 +19,12 @@ extension PGCluster {
         func run() async throws {
             try await execute {
                 let spec = try options.load()
-                let cluster = try LocalCluster(spec: spec, templates: options.templateSet())
-                try await ClusterDestroy(cluster: cluster).run()
-                Console.out("cluster \(spec.name) destroyed: \(cluster.layout.root) cleaned")
+                if spec.backend == .compose {
+                    try await ComposeCluster(spec: spec, templates: try options.templateSet()).destroy()
+                } else {
+                    try await ClusterDestroy(cluster: try LocalCluster(spec: spec, templates: options.templateSet())).run()
+                }
+                Console.out("cluster \(spec.name) destroyed: \(spec.local.dir) cleaned")
             }
         }
     }

@@ -34,9 +34,8 @@ extension PGCluster {
             try await execute {
                 let spec = try options.load()
                 let credentials = try ClusterAccess.credentials(spec)
-                let local = spec.backend == .local ? try LocalCluster(spec: spec, templates: options.templateSet()) : nil
                 let failover = PGClusterKit.Failover(
-                    spec: spec, credentials: credentials, local: local,
+                    spec: spec, credentials: credentials, control: try ClusterAccess.control(spec, options),
                     request: .init(candidate: candidate, allowDataLoss: allowDataLoss), dryRun: dryRun,
                     templates: try options.templateSet())
                 let report = try await failover.run()

@@ -11,6 +11,9 @@ extension PGCluster {
                 then apply the spec's synchronous mode. Passwords the spec does not give are generated and \
                 stored in local.dir/credentials.json (mode 0600). When run as root, the servers run as \
                 local.osUser. Refuses (exit 2) when data already exists, unless --force.
+                Compose backend: renders the project into local.dir/compose with the stored \
+                passwords, runs `docker compose up -d`, waits until every standby has cloned the \
+                primary and streams, then applies the synchronous mode.
                 """)
 
         @OptionGroup var options: SpecOptions
@@ -21,9 +24,14 @@ extension PGCluster {
         func run() async throws {
             try await execute {
                 let spec = try options.load()
-                let cluster = try LocalCluster(spec: spec, templates: options.templateSet())
-                try await ClusterInit(cluster: cluster, force: force).run()
-                let credentials = try cluster.credentials()
+                if spec.backend == .compose {
+                    let cluster = ComposeCluster(spec: spec, templates: try options.templateSet())
+                    try await ComposeInit(cluster: cluster, force: force).run()
+                } else {
+                    let cluster = try LocalCluster(spec: spec, templates: options.templateSet())
+                    try await ClusterInit(cluster: cluster, force: force).run()
+                }
+                let credentials = try ClusterAccess.credentials(spec)
                 let observations = await Observer(credentials: credentials).observeAll(spec.nodes)
                 Console.out(StatusReport.make(spec: spec, observations: observations).table)
             }

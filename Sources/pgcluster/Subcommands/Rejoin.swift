@@ -26,10 +26,10 @@ extension PGCluster {
         func run() async throws {
             try await execute {
                 let spec = try options.load()
-                let cluster = try LocalCluster(spec: spec, templates: options.templateSet())
+                let cluster = try ClusterAccess.control(spec, options)
                 let target = try NodeSelection.resolve([node], in: spec, primaryFirst: false)[0]
                 let report = try await PGClusterKit.Rejoin(
-                    cluster: cluster, credentials: try cluster.credentials(), node: target, reclone: reclone
+                    cluster: cluster, credentials: try ClusterAccess.credentials(spec), node: target, reclone: reclone
                 ).run()
                 Console.out(json ? try JSONOutput.encode(report) : report.text)
             }

@@ -14,14 +14,14 @@ extension PGCluster {
         func run() async throws {
             try await execute {
                 let spec = try options.load()
-                let cluster = try LocalCluster(spec: spec, templates: options.templateSet())
-                _ = try cluster.credentials()
+                let cluster = try ClusterAccess.control(spec, options)
+                _ = try ClusterAccess.credentials(spec)
                 for node in try NodeSelection.resolve(nodes, in: spec, primaryFirst: true) {
-                    guard cluster.hasData(node) else {
-                        throw ClusterError("\(node.name) has no data at \(cluster.layout.dataDir(node.name))",
+                    guard await cluster.hasData(node) else {
+                        throw ClusterError("\(node.name) has no data",
                             details: ["create the cluster with pgcluster init, or re-clone the node with pgcluster rejoin \(node.name) --reclone"])
                     }
-                    if cluster.isRunning(node) {
+                    if await cluster.isRunning(node) {
                         Console.progress("[\(node.name)] already running")
                         continue
                     }

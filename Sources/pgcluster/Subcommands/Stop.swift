@@ -1,7 +1,7 @@
 import ArgumentParser
 import PGClusterKit
 
-extension LocalCluster.StopMode: ExpressibleByArgument {}
+extension StopMode: ExpressibleByArgument {}
 
 extension PGCluster {
     struct Stop: AsyncParsableCommand {
@@ -11,7 +11,7 @@ extension PGCluster {
         @OptionGroup var options: SpecOptions
 
         @Option(help: "pg_ctl shutdown mode: smart, fast (the default: roll back open transactions) or immediate (no checkpoint, like a crash).")
-        var mode: LocalCluster.StopMode = .fast
+        var mode: StopMode = .fast
 
         @Argument(help: "Nodes to stop; all when none is named.")
         var nodes: [String] = []
@@ -19,9 +19,9 @@ extension PGCluster {
         func run() async throws {
             try await execute {
                 let spec = try options.load()
-                let cluster = try LocalCluster(spec: spec, templates: options.templateSet())
+                let cluster = try ClusterAccess.control(spec, options)
                 for node in try NodeSelection.resolve(nodes, in: spec, primaryFirst: true) {
-                    guard cluster.isRunning(node) else {
+                    guard await cluster.isRunning(node) else {
                         Console.progress("[\(node.name)] not running")
                         continue
                     }

@@ -23,9 +23,9 @@ extension PGCluster {
         func run() async throws {
             try await execute {
                 let spec = try options.load()
-                let cluster = try LocalCluster(spec: spec, templates: options.templateSet())
+                let cluster = try ClusterAccess.control(spec, options)
                 let report = try await PGClusterKit.Switchover(
-                    cluster: cluster, credentials: try cluster.credentials(), candidate: candidate
+                    cluster: cluster, credentials: try ClusterAccess.credentials(spec), candidate: candidate
                 ).run()
                 Console.out(json ? try JSONOutput.encode(report) : report.text)
             }

@@ -27,6 +27,12 @@
 #   POSTGRES_OS_USER      the OS user the server runs as when this runs as root (default postgres)
 #   PRIMARY_WAIT_TRIES    how often to ask whether the primary accepts connections, about
 #                         a second apart, before giving up (default 120)
+#   PGCLUSTER_ENTRYPOINT_MODE
+#                         serve (default): as above. follow: make the existing data a standby
+#                         of PRIMARY_HOST (standby.signal, primary_conninfo and primary_slot_name
+#                         in postgresql.auto.conf) and exit. clone: copy PRIMARY_HOST into the
+#                         empty $PGDATA, set it to follow, and exit. pgcluster's switchover and
+#                         rejoin run these in one-off containers while the server is down.
 #   PGCLUSTER_ENTRYPOINT_NO_EXEC
 #                         1: start the server in the background with `pg_ctl -w start` and
 #                         return once it accepts connections, instead of exec'ing it in the
@@ -128,7 +134,51 @@ clone_primary() {
   log "cloned; starting as a standby"
 }
 
+# Points the data at PRIMARY_HOST: primary_conninfo and primary_slot_name in
+# postgresql.auto.conf (it wins over standby.conf, which names the spec's first primary),
+# and standby.signal.
+write_follow_settings() {
+  : "${PRIMARY_HOST:?PRIMARY_HOST must name the node to follow}"
+  local auto="$PGDATA/postgresql.auto.conf" tmp="$PGDATA/postgresql.auto.conf.tmp.$$"
+  {
+    grep -v -E '^[[:space:]]*(primary_conninfo|primary_slot_name)[[:space:]]*=' "$auto" 2>/dev/null || true
+    printf "primary_conninfo = 'host=%s port=%s user=%s application_name=%s passfile=%s connect_timeout=2'\n" \
+      "$PRIMARY_HOST" "$PRIMARY_PORT" "$REPLICATION_USER" "$NODE_NAME" "$PASSFILE"
+    if [ -n "$SLOT_NAME" ]; then printf "primary_slot_name = '%s'\n" "$SLOT_NAME"; fi
+  } >"$tmp"
+  chmod 0600 "$tmp"
+  give_to_server_user "$tmp"
+  mv -f "$tmp" "$auto"
+  as_server_user touch "$PGDATA/standby.signal"
+}
+
 write_passfile
+
+case "${PGCLUSTER_ENTRYPOINT_MODE:-serve}" in
+serve) ;;
+follow)
+  if [ ! -s "$PGDATA/PG_VERSION" ]; then
+    log "follow: $PGDATA holds no cluster"
+    exit 1
+  fi
+  write_follow_settings
+  log "set to follow $PRIMARY_HOST:$PRIMARY_PORT on its next start"
+  exit 0
+  ;;
+clone)
+  if [ -s "$PGDATA/PG_VERSION" ]; then
+    log "clone: $PGDATA already holds a cluster"
+    exit 1
+  fi
+  clone_primary
+  write_follow_settings
+  exit 0
+  ;;
+*)
+  log "PGCLUSTER_ENTRYPOINT_MODE must be serve, follow or clone, not '${PGCLUSTER_ENTRYPOINT_MODE}'"
+  exit 1
+  ;;
+esac
 
 config_args=(-c "config_file=$POSTGRES_CONFIG_DIR/postgresql.conf" -c "hba_file=$POSTGRES_CONFIG_DIR/pg_hba.conf")
 

@@ -1,0 +1,51 @@
+import Foundation
+
+/// `pgcluster init` for the compose backend: render the project under
+/// `local.dir/compose` with the cluster's credentials, `docker compose up -d`, wait
+/// until every standby streams, apply the synchronous mode.
+public struct ComposeInit: Sendable {
+    public let cluster: ComposeCluster
+    public var force: Bool
+    public var streamTimeout: Double = 300
+
+    public init(cluster: ComposeCluster, force: Bool) {
+        self.cluster = cluster
+        self.force = force
+    }
+
+    public func run() async throws(ClusterError) {
+        let spec = cluster.spec
+        let layout = LocalLayout(spec: spec)
+        try await cluster.checkEngine()
+        if FileManager.default.fileExists(atPath: layout.credentialsFile) && !force {
+            throw ClusterError.refused(
+                "a cluster already exists at \(layout.root); init does not touch it. Add --force to render and start it again")
+        }
+        let credentials = try Credentials.resolve(spec: spec, storedAt: layout.credentialsFile)
+        try credentials.save(to: layout.credentialsFile)
+
+        let directory = ComposeCluster.projectDirectory(spec)
+        let compose = ComposeRenderer(
+            renderer: cluster.renderer, superuserPassword: credentials.superuser.password,
+            replicationPassword: credentials.replication.password)
+        let files = try cluster.renderer.nodeFiles() + compose.projectFiles()
+        try FileWriter().write(files, under: directory)
+        Console.progress("rendered the compose project in \(directory)")
+        try await cluster.run(cluster.commands.up(), what: "docker compose up")
+        Console.progress("started; waiting for \(spec.standbys.count) standbys to clone and stream")
+
+        let observer = Observer(credentials: credentials)
+        let expected = Set(spec.standbys.map(\.name))
+        let deadline = ContinuousClock.now + .seconds(streamTimeout)
+        while ContinuousClock.now < deadline {
+            let observation = await observer.observe(spec.primary)
+            let streaming = Set(observation.replication.filter { $0.state == "streaming" }.map(\.applicationName))
+            if expected.isSubset(of: streaming) { break }
+            try? await Task.sleep(for: .milliseconds(500))
+        }
+        let mode = spec.replication.synchronous
+        let names = spec.standbys.map(\.name)
+        try await QuorumChange(credentials: credentials, primary: spec.primary, mode: mode, standbys: names, timeout: 60).apply()
+        try ClusterRecord.saveSynchronous(spec: spec, primary: spec.primary.name, mode: mode, standbys: nil, applied: (mode, names))
+    }
+}

@@ -1,0 +1,114 @@
+import Testing
+
+@testable import PGClusterKit
+
+/// The exact `docker compose` command lines of each server-side step: there is no Docker
+/// engine on the machines this is built on, so these lines are what can be pinned down.
+@Suite("docker compose command lines")
+struct ComposeCommandsTests {
+    let commands = ComposeCommands(tool: ["docker", "compose"], projectDirectory: "/srv/pg/compose", project: "demo")
+    let base = ["docker", "compose", "--project-directory", "/srv/pg/compose", "-f", "/srv/pg/compose/docker-compose.yml", "-p", "demo"]
+
+    @Test("start, stop and fence one service")
+    func lifecycle() {
+        #expect(commands.up() == base + ["up", "-d"])
+        #expect(commands.start("db_1") == base + ["up", "-d", "--no-deps", "db_1"])
+        #expect(commands.stop("db_0", mode: .fast) == base + ["stop", "-t", "120", "db_0"])
+        #expect(commands.stop("db_0", mode: .immediate) == base + ["kill", "-s", "SIGQUIT", "db_0"])
+        #expect(commands.kill("db_0") == base + ["kill", "-s", "SIGKILL", "db_0"])
+        #expect(commands.running("db_2") == base + ["ps", "-q", "--status", "running", "db_2"])
+        #expect(commands.logs("db_2", lines: 15) == base + ["logs", "--no-color", "--tail", "15", "db_2"])
+        #expect(commands.down() == base + ["down", "-v", "--remove-orphans"])
+    }
+
+    @Test("pg_controldata and pg_rewind run in one-off containers as postgres; the password stays in the environment")
+    func serverSteps() {
+        #expect(
+            commands.controlData("db_0")
+                == base + ["run", "--rm", "--no-deps", "-T", "-u", "postgres", "--entrypoint", "pg_controldata", "db_0", "-D", "/var/lib/postgresql/data"])
+        let rewind = commands.rewind("db_0", sourceConninfo: "host=db_1 port=5432 user=postgres dbname=postgres")
+        #expect(
+            rewind
+                == base + [
+                    "run", "--rm", "--no-deps", "-T", "-u", "postgres", "-e", "PGPASSWORD", "--entrypoint", "pg_rewind", "db_0",
+                    "--target-pgdata=/var/lib/postgresql/data", "--source-server=host=db_1 port=5432 user=postgres dbname=postgres",
+                ])
+        #expect(!rewind.contains { $0.hasPrefix("PGPASSWORD=") })
+    }
+
+    @Test("follow and clone run the node's own entrypoint in a mode")
+    func entrypointModes() {
+        #expect(
+            commands.entrypoint("db_0", mode: "follow", upstreamHost: "db_1", upstreamPort: 5432, slot: "pgcluster_db_0")
+                == base + [
+                    "run", "--rm", "--no-deps", "-T", "-e", "PGCLUSTER_ENTRYPOINT_MODE=follow", "-e", "PRIMARY_HOST=db_1",
+                    "-e", "PRIMARY_PORT=5432", "-e", "SLOT_NAME=pgcluster_db_0", "db_0",
+                ])
+        #expect(commands.remove("db_2") == base + ["rm", "-s", "-f", "db_2"])
+        #expect(commands.removeVolume("db_2-data") == ["docker", "volume", "rm", "-f", "demo_db_2-data"])
+    }
+
+    @Test("docker-compose v1 gets the same arguments")
+    func version1() {
+        let v1 = ComposeCommands(tool: ["docker-compose"], projectDirectory: "/p", project: "x")
+        #expect(v1.up() == ["docker-compose", "--project-directory", "/p", "-f", "/p/docker-compose.yml", "-p", "x", "up", "-d"])
+    }
+
+    /// A runner that records what it is asked to run and answers from a script.
+    final class Recorder: CommandRunning, @unchecked Sendable {
+        var commands: [Command] = []
+        let answer: (Command) -> CommandResult
+        init(answer: @escaping (Command) -> CommandResult) { self.answer = answer }
+        func run(_ command: Command) async throws(ClusterError) -> CommandResult {
+            commands.append(command)
+            return answer(command)
+        }
+    }
+
+    func spec() throws -> ClusterSpec {
+        try SpecLoader.parse(
+            """
+            name: demo
+            backend: compose
+            local: {dir: /srv/pg}
+            nodes:
+              - {name: db_0, port: 25432, role: primary}
+              - {name: db_1, port: 25433}
+            """, file: "/srv/pg.yaml")
+    }
+
+    @Test("switchover's and rejoin's steps on compose go through these lines, the password only in the environment")
+    func clusterUsesTheLines() async throws {
+        let recorder = Recorder { _ in CommandResult(status: 0, output: "") }
+        let cluster = ComposeCluster(spec: try spec(), runner: recorder, tool: ["docker", "compose"])
+        let spec = try spec()
+        let credentials = Credentials(
+            superuser: .init(user: "postgres", password: "s3cret"), replication: .init(user: "replicator", password: "r3pl"))
+        _ = try await cluster.rewind(spec.node(named: "db_0")!, from: spec.node(named: "db_1")!, credentials: credentials)
+        let lines = recorder.commands.map { [($0.executable as NSString).lastPathComponent] + $0.arguments }
+        let prefix = ["docker", "compose", "--project-directory", "/srv/pg/compose", "-f", "/srv/pg/compose/docker-compose.yml", "-p", "demo"]
+        #expect(lines.count == 2)
+        #expect(lines.first == prefix + [
+            "run", "--rm", "--no-deps", "-T", "-u", "postgres", "-e", "PGPASSWORD", "--entrypoint", "pg_rewind", "db_0",
+            "--target-pgdata=/var/lib/postgresql/data", "--source-server=host=db_1 port=5432 user=postgres dbname=postgres connect_timeout=5",
+        ])
+        #expect(recorder.commands.first?.environment["PGPASSWORD"] == "s3cret")
+        #expect(lines.last?.contains("PGCLUSTER_ENTRYPOINT_MODE=follow") == true)
+        #expect(!lines.joined().joined().contains("s3cret"))
+    }
+
+    @Test("no Docker engine: one clear line")
+    func noEngine() async throws {
+        let recorder = Recorder { _ in CommandResult(status: 1, output: "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?\n") }
+        let cluster = ComposeCluster(spec: try spec(), runner: recorder, tool: ["docker", "compose"])
+        await #expect(throws: ClusterError.self) { try await cluster.checkEngine() }
+        do {
+            try await cluster.checkEngine()
+        } catch {
+            #expect(error.message.hasPrefix("no Docker engine answers") || error.message.hasPrefix("Docker is not installed"))
+            #expect(!error.message.contains("\n"))
+        }
+    }
+}
+
+import Foundation
