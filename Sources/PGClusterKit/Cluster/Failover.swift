@@ -211,9 +211,7 @@ extension Failover.Report {
                 lines.append("needs rejoin: \(needsRejoin.joined(separator: ", ")) (run: pgcluster rejoin NODE)")
             }
             lines.append("steps:")
-            for step in steps {
-                lines.append("  " + step.name.padding(toLength: max(50, step.name.count), withPad: " ", startingAt: 0) + String(format: " %7.3f s", step.seconds))
-            }
+            lines += steps.map(\.line)
         }
         for warning in warnings { lines.append("warning: \(warning)") }
         return lines.joined(separator: "\n")

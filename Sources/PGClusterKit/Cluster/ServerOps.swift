@@ -166,6 +166,11 @@ public struct StepTimer: Sendable {
     public struct Step: Sendable, Codable, Equatable {
         public var name: String
         public var seconds: Double
+
+        /// `  name ....   0.123 s`, for reports.
+        public var line: String {
+            "  " + name.padding(toLength: max(50, name.count), withPad: " ", startingAt: 0) + String(format: " %7.3f s", seconds)
+        }
     }
 
     private let clock = ContinuousClock()
@@ -183,7 +188,7 @@ public struct StepTimer: Sendable {
         let now = clock.now
         steps.append(Step(name: name, seconds: (now - last).seconds))
         last = now
-        Console.progress("  " + name.padding(toLength: max(50, name.count), withPad: " ", startingAt: 0) + String(format: " %7.3f s", steps.last!.seconds))
+        Console.progress(steps.last!.line)
     }
 
     public var total: Double { (clock.now - began).seconds }

@@ -37,9 +37,7 @@ public struct Switchover: Sendable {
             lines.append("synchronous_standby_names = '\(synchronous)'")
             if !needsRejoin.isEmpty { lines.append("needs rejoin: \(needsRejoin.joined(separator: ", "))") }
             lines.append("steps:")
-            for step in steps {
-                lines.append("  " + step.name.padding(toLength: max(50, step.name.count), withPad: " ", startingAt: 0) + String(format: " %7.3f s", step.seconds))
-            }
+            lines += steps.map(\.line)
             return lines.joined(separator: "\n")
         }
     }

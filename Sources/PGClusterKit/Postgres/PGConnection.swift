@@ -78,45 +78,35 @@ public final class PGConnection: @unchecked Sendable {
     deinit { close() }
 
     public static func connect(_ target: ConnectionTarget) throws(PGError) -> PGConnection {
-        var keywords = ["host", "port", "user", "dbname", "connect_timeout", "application_name", "sslmode"]
-        var values = [target.host, String(target.port), target.user, target.database, String(target.connectTimeout), "pgcluster", "disable"]
-        if let password = target.password {
-            keywords.append("password")
-            values.append(password)
-        }
-        if let options = target.options {
-            keywords.append("options")
-            values.append(options)
-        }
-        let conn = withCStringArray(keywords) { keys in
-            withCStringArray(values) { vals in PQconnectdbParams(keys, vals, 0) }
-        }
-        let connection = PGConnection(conn: conn, target: target)
-        guard let conn, PQstatus(conn) == CONNECTION_OK else {
-            let message = conn.map { String(cString: PQerrorMessage($0)) } ?? "out of memory"
-            throw PGError(message: Self.clean(message), target: target.description)
-        }
-        silenceNotices(conn)
-        return connection
+        var parameters = [
+            ("host", target.host), ("port", String(target.port)), ("user", target.user), ("dbname", target.database),
+            ("connect_timeout", String(target.connectTimeout)), ("application_name", "pgcluster"), ("sslmode", "disable"),
+        ]
+        if let password = target.password { parameters.append(("password", password)) }
+        if let options = target.options { parameters.append(("options", options)) }
+        return try open(parameters, expandDatabase: false, target: target, described: target.description)
     }
 
     /// Connects with a libpq connection string (multi-host and all), adding a password
     /// separately so it never has to sit in the string.
     public static func connect(conninfo: String, password: String? = nil) throws(PGError) -> PGConnection {
-        var keywords = ["dbname"]
-        var values = [conninfo]
-        if let password {
-            keywords.append("password")
-            values.append(password)
-        }
-        let conn = withCStringArray(keywords) { keys in
-            withCStringArray(values) { vals in PQconnectdbParams(keys, vals, 1) }
-        }
+        var parameters = [("dbname", conninfo)]
+        if let password { parameters.append(("password", password)) }
         let target = ConnectionTarget(host: "(connection string)", port: 0, user: "", password: nil)
+        return try open(parameters, expandDatabase: true, target: target, described: "connection string")
+    }
+
+    /// PQconnectdbParams; on failure the PGconn is still finished (by the wrapper's deinit).
+    private static func open(
+        _ parameters: [(String, String)], expandDatabase: Bool, target: ConnectionTarget, described: String
+    ) throws(PGError) -> PGConnection {
+        let conn = withCStringArray(parameters.map(\.0)) { keys in
+            withCStringArray(parameters.map(\.1)) { values in PQconnectdbParams(keys, values, expandDatabase ? 1 : 0) }
+        }
         let connection = PGConnection(conn: conn, target: target)
         guard let conn, PQstatus(conn) == CONNECTION_OK else {
             let message = conn.map { String(cString: PQerrorMessage($0)) } ?? "out of memory"
-            throw PGError(message: Self.clean(message), target: "connection string")
+            throw PGError(message: Self.clean(message), target: described)
         }
         silenceNotices(conn)
         return connection
