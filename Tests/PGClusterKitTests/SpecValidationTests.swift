@@ -215,7 +215,7 @@ struct SpecValidationTests {
             yaml: specYAML(nodes: nodesYAML(["name: db_0\nport: 15432\nrole: primary", "name: db_1\nport: 15433\nserviceHost: db1"])),
             key: "nodes[1]", reason: "compose backend only"),
         BadSpec(
-            label: "unsupported version", yaml: specYAML(top: "version: 2\n"), key: "version", reason: "must be from 1 to 1"),
+            label: "unsupported version", yaml: specYAML(top: "version: 2\n"), key: "version", reason: "must be 1"),
         BadSpec(
             label: "key given twice", yaml: specYAML(top: "backend: local\nbackend: compose\n"), key: "",
             reason: "malformed YAML: key given twice in one mapping: 'backend'", line: 2),

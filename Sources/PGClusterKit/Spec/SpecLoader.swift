@@ -140,7 +140,9 @@ private struct Reader {
             return value
         }
         guard range.contains(number) else {
-            fail(node, path, "must be from \(range.lowerBound) to \(range.upperBound)")
+            fail(
+                node, path,
+                range.count == 1 ? "must be \(range.lowerBound)" : "must be from \(range.lowerBound) to \(range.upperBound)")
             return value
         }
         return number
