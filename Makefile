@@ -29,8 +29,11 @@ demo: release
 demo-down: release
 	.build/release/pgcluster destroy --yes -f $(SPEC)
 
+# Benchmarks print figures (no timed assertions): init against the same steps by hand,
+# and failover, median of several runs with each step's time.
 bench: release
 	scripts/bench-init.sh
+	scripts/bench-failover.sh
 
 install: release
 	install -d $(DESTDIR)$(PREFIX)/bin
