@@ -71,11 +71,31 @@ public struct ServerOps: Sendable {
         }
     }
 
-    /// Promotes a standby and waits until it accepts writes.
-    public func promote(_ node: NodeSpec, timeout: Int = 60) async throws(ClusterError) {
-        let result = try await execute(node, ["SELECT pg_promote(true, \(timeout))"], timeout: Double(timeout) + 5)
-        guard result.scalar == "t" else {
-            throw ClusterError("\(node.name): pg_promote did not finish within \(timeout) s", details: ["check its log"])
+    /// Promotes a standby and waits until it accepts writes. `pg_promote(true)` re-checks
+    /// only every 100 ms; asking without waiting and polling every 10 ms ends sooner.
+    public func promote(_ node: NodeSpec, timeout: Double = 60) async throws(ClusterError) {
+        let target = observer.target(node, connectTimeout: 5)
+        let outcome: Result<Bool, PGError>? = await Blocking.run(timeout: timeout + 5) {
+            do throws(PGError) {
+                let connection = try PGConnection.connect(target)
+                defer { connection.close() }
+                guard try connection.query("SELECT pg_promote(false)").scalar == "t" else { return .success(false) }
+                let deadline = Date().addingTimeInterval(timeout)
+                while Date() < deadline {
+                    if try connection.query("SELECT pg_is_in_recovery()").scalar == "f" { return .success(true) }
+                    usleep(10_000)
+                }
+                return .success(false)
+            } catch {
+                return .failure(error)
+            }
+        }
+        switch outcome {
+        case .success(true)?: return
+        case .success(false)?, nil:
+            throw ClusterError("\(node.name): promotion did not finish within \(Int(timeout)) s", details: ["check its log"])
+        case .failure(let error)?:
+            throw ClusterError("\(node.name): pg_promote failed: \(error)")
         }
     }
 
