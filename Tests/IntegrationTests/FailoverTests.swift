@@ -164,6 +164,33 @@ struct FailoverTests {
         }
     }
 
+    @Test("a frozen primary (SIGSTOP: running, not answering) is fenced before the promotion")
+    func frozenPrimaryIsFenced() async throws {
+        try await withCluster(name: "fo-fence", basePort: 21150, synchronous: "{mode: any, count: 1}") { cluster in
+            try await cluster.initCluster()
+            try cluster.sql("node0", "CREATE TABLE t (id int)")
+            try cluster.sql("node0", "INSERT INTO t VALUES (1)")
+            let postmaster = try #require(cluster.postmasterPID("node0"))
+            kill(postmaster, SIGSTOP)
+            defer { kill(postmaster, SIGCONT) }
+
+            let failover = await cluster.run(["failover", "--json"])
+            #expect(failover.status == 0, "failover: \(failover.stderr)")
+            let report = try #require(try JSONSerialization.jsonObject(with: Data(failover.stdout.utf8)) as? [String: Any])
+            #expect((report["fenced"] as? String)?.contains("killed postmaster \(postmaster)") == true)
+            // The old postmaster is gone for good: it cannot wake up as a second primary.
+            var gone = false
+            for _ in 0..<100 where !gone {
+                gone = kill(postmaster, 0) != 0 || (try? String(contentsOfFile: "/proc/\(postmaster)/stat", encoding: .utf8))?.contains(") Z") == true
+                if !gone { try await Task.sleep(for: .milliseconds(20)) }
+            }
+            #expect(gone)
+            let newPrimary = try #require(report["candidate"] as? String)
+            try cluster.sql(newPrimary, "INSERT INTO t VALUES (2)")
+            #expect(try cluster.sql(newPrimary, "SELECT count(*) FROM t").scalar == "2")
+        }
+    }
+
     @Test("a live primary is refused with exit 2 and nothing changes; --dry-run changes nothing")
     func livePrimaryRefused() async throws {
         try await withCluster(name: "fo-live", basePort: 21130, synchronous: "{mode: any, count: 1}") { cluster in
