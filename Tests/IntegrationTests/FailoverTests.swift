@@ -88,8 +88,16 @@ struct FailoverTests {
             #expect(sync.rows.map { $0[0]! } == [other])
             #expect(sync.rows.first?[1] == "quorum")
 
+            // No password in what the operator sees.
+            let password = try cluster.credentials().superuser.password
+            let status = await cluster.run(["status", "--json"])
+            for output in [failover.stdout, failover.stderr, status.stdout, status.stderr] {
+                #expect(!output.contains(password))
+            }
+
             // history recorded it.
             let history = await cluster.run(["history", "--json"])
+            #expect(!history.stdout.contains(password))
             #expect(history.stdout.contains("\"kind\" : \"failover\""))
             #expect(history.stdout.contains("\"to\" : \"\(newPrimary)\""))
 
