@@ -123,6 +123,35 @@ struct InitTests {
         }
     }
 
+    @Test("missing PostgreSQL binaries and a missing OS user: one clear line, nothing created")
+    func missingBinariesAndUser() async throws {
+        let root = "/tmp/pgcluster-it-missing-\(UUID().uuidString.prefix(8).lowercased())"
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        func spec(postgres: String = "{version: 15}", osUser: String = "postgres") throws -> String {
+            let path = "\(root)/spec-\(UUID().uuidString.prefix(6)).yaml"
+            try """
+                name: missing
+                postgres: \(postgres)
+                local: {dir: ./data, osUser: \(osUser)}
+                nodes:
+                  - {name: node0, port: 21040, role: primary}
+                """.write(toFile: path, atomically: true, encoding: .utf8)
+            return path
+        }
+        let noBinaries = await TestCluster.runBinary(["init", "-f", try spec(postgres: "{bindir: /nonexistent/bin}")])
+        #expect(noBinaries.status == 1)
+        #expect(noBinaries.stderr.contains("PostgreSQL 15 binaries not found in /nonexistent/bin"))
+        #expect(noBinaries.stderr.contains("postgres.bindir"))
+        if OSUser.isRoot {
+            let noUser = await TestCluster.runBinary(["init", "-f", try spec(osUser: "pgc-no-such-user")])
+            #expect(noUser.status == 1)
+            #expect(noUser.stderr.contains("local.osUser 'pgc-no-such-user' does not exist"))
+            #expect(noUser.stderr.contains("useradd"))
+        }
+        #expect(!FileManager.default.fileExists(atPath: "\(root)/data"))
+    }
+
     @Test("a busy port is refused before anything is created")
     func busyPort() async throws {
         try await withCluster(name: "busy", basePort: 21030, standbys: 1) { cluster in
