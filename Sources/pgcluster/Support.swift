@@ -20,14 +20,9 @@ enum NodeSelection {
 }
 
 enum ClusterAccess {
-    /// Credentials for any backend: the local cluster's stored file.
+    /// Credentials for any backend: the cluster's stored file under local.dir.
     static func credentials(_ spec: ClusterSpec) throws(ClusterError) -> Credentials {
-        guard let stored = try Credentials.load(LocalLayout(spec: spec).credentialsFile) else {
-            throw ClusterError(
-                "no cluster at \(spec.local.dir): credentials.json is missing",
-                details: ["create it with: pgcluster init -f \(spec.file)"])
-        }
-        return stored
+        try Credentials.stored(spec: spec)
     }
 }
 

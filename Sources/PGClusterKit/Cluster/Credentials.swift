@@ -34,6 +34,18 @@ public struct Credentials: Sendable, Equatable, Codable, CustomStringConvertible
                 password: spec.replication.password ?? stored?.replication.password ?? generatePassword()))
     }
 
+    /// The cluster's stored credentials; an error saying how to create the cluster when
+    /// there are none.
+    public static func stored(spec: ClusterSpec) throws(ClusterError) -> Credentials {
+        let path = LocalLayout(spec: spec).credentialsFile
+        guard let stored = try load(path) else {
+            throw ClusterError(
+                "no cluster at \(spec.local.dir): \(path) is missing",
+                details: ["create it with: pgcluster init -f \(spec.file)"])
+        }
+        return stored
+    }
+
     public static func load(_ path: String) throws(ClusterError) -> Credentials? {
         guard let data = FileManager.default.contents(atPath: path) else { return nil }
         do {

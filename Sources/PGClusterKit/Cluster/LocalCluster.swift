@@ -46,14 +46,7 @@ public struct LocalCluster: Sendable {
     public func binary(_ name: String) -> String { "\(bindir)/\(name)" }
 
     /// The stored credentials; an error when the cluster was never initialised.
-    public func credentials() throws(ClusterError) -> Credentials {
-        guard let stored = try Credentials.load(layout.credentialsFile) else {
-            throw ClusterError(
-                "no cluster at \(layout.root): \(layout.credentialsFile) is missing",
-                details: ["create it with: pgcluster init -f \(spec.file)"])
-        }
-        return stored
-    }
+    public func credentials() throws(ClusterError) -> Credentials { try Credentials.stored(spec: spec) }
 
     public var state: ClusterState? { ClusterState.load(layout.stateFile) }
 
