@@ -60,11 +60,8 @@ extension CommandRunning {
     }
 }
 
-/// Runs programs on this machine with posix_spawn and waitpid.
-///
-/// Not Foundation's `Process`: pg_ctl leaves a daemon behind, and on Linux `Process`
-/// was seen never to reap a child that exited while we read its output. Here the
-/// child's output is read to EOF on a thread, then the child is reaped with waitpid.
+/// Runs programs on this machine through ``Spawn``, as the server's OS user when asked,
+/// with stdout and stderr collected together.
 public struct LocalRunner: CommandRunning {
     public init() {}
 
@@ -90,80 +87,7 @@ public struct LocalRunner: CommandRunning {
         if environment["LC_ALL"] == nil { environment["LC_ALL"] = "C.UTF-8" }
         let argv = arguments
         let envp = environment.map { "\($0.key)=\($0.value)" }
-        let passthrough = command.passthroughStderr
-
-        let outcome: Result<CommandResult, ClusterError> = await Blocking.run {
-            Self.spawnAndWait(argv: argv, envp: envp, passthroughStderr: passthrough)
-        }
-        return try outcome.get()
-    }
-
-    /// Held from creating a pipe until its write end is closed in the parent, so no other
-    /// child spawned meanwhile inherits it (a daemon holding it would block our read forever).
-    private static let spawnLock = NSLock()
-
-    static func spawnAndWait(argv: [String], envp: [String], passthroughStderr: Bool) -> Result<CommandResult, ClusterError> {
-        let executable = argv[0]
-        spawnLock.lock()
-        var fds: [Int32] = [0, 0]
-        guard pipe(&fds) == 0 else {
-            spawnLock.unlock()
-            return .failure(ClusterError("cannot run \(executable): pipe: \(String(cString: strerror(errno)))"))
-        }
-        _ = fcntl(fds[0], F_SETFD, FD_CLOEXEC)
-        _ = fcntl(fds[1], F_SETFD, FD_CLOEXEC)
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
-        if !passthroughStderr { posix_spawn_file_actions_adddup2(&actions, fds[1], 2) }
-
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var noSignals = sigset_t()
-        sigemptyset(&noSignals)
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        sigaddset(&defaults, SIGPIPE)
-        sigaddset(&defaults, SIGINT)
-        sigaddset(&defaults, SIGTERM)
-        posix_spawnattr_setsigmask(&attributes, &noSignals)
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-
-        var pid: pid_t = 0
-        let cArgv = argv.map { strdup($0) } + [nil]
-        let cEnvp = envp.map { strdup($0) } + [nil]
-        defer {
-            cArgv.forEach { free($0) }
-            cEnvp.forEach { free($0) }
-        }
-        let spawned = posix_spawn(&pid, executable, &actions, &attributes, cArgv, cEnvp)
-        close(fds[1])
-        spawnLock.unlock()
-        guard spawned == 0 else {
-            close(fds[0])
-            return .failure(ClusterError("cannot run \(executable): \(String(cString: strerror(spawned)))"))
-        }
-        var output = [UInt8]()
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let count = read(fds[0], &buffer, buffer.count)
-            if count > 0 {
-                output.append(contentsOf: buffer[0..<count])
-            } else if count < 0 && errno == EINTR {
-                continue
-            } else {
-                break
-            }
-        }
-        close(fds[0])
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-        // WIFEXITED / WEXITSTATUS, spelled out: Glibc's macros are not imported into Swift.
-        let exitCode: Int32 = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-        return .success(CommandResult(status: exitCode, output: String(decoding: output, as: UTF8.self)))
+        let stderr: Spawn.Sink = command.passthroughStderr ? .inherit : .pipe
+        return try await Blocking.run { Spawn.run(argv, environment: envp, stdout: .pipe, stderr: stderr) }.get()
     }
 }

@@ -79,8 +79,8 @@ final class TestCluster: @unchecked Sendable {
         await Blocking.run { spawnWithFiles([binary] + arguments, timeout: timeout) }
     }
 
-    /// posix_spawn with stdout and stderr sent to files (not pipes: a server the child
-    /// starts must never hold our read end), reaped with waitpid, killed after `timeout`.
+    /// stdout and stderr go to files, not pipes: a server the child starts must never hold
+    /// our read end. Killed after `timeout`.
     static func spawnWithFiles(_ argv: [String], timeout: Double) -> RunResult {
         let tag = UUID().uuidString
         let outPath = "/tmp/pgc-test-\(tag).out"
@@ -89,42 +89,20 @@ final class TestCluster: @unchecked Sendable {
             unlink(outPath)
             unlink(errPath)
         }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, outPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        posix_spawn_file_actions_addopen(&actions, 2, errPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
         var environment = ProcessInfo.processInfo.environment
         environment["NO_COLOR"] = "1"
-        let cArgv = argv.map { strdup($0) } + [nil]
-        let cEnv = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer {
-            cArgv.forEach { free($0) }
-            cEnv.forEach { free($0) }
+        let outcome = Spawn.run(
+            argv, environment: environment.map { "\($0.key)=\($0.value)" }, stdout: .file(outPath), stderr: .file(errPath),
+            timeout: timeout)
+        switch outcome {
+        case .failure(let error):
+            return RunResult(status: -1, stdout: "", stderr: error.description)
+        case .success(let result):
+            return RunResult(
+                status: result.status,
+                stdout: (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? "",
+                stderr: (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? "")
         }
-        var pid: pid_t = 0
-        let spawned = posix_spawn(&pid, argv[0], &actions, nil, cArgv, cEnv)
-        guard spawned == 0 else {
-            return RunResult(status: -1, stdout: "", stderr: "cannot run \(argv[0]): \(String(cString: strerror(spawned)))")
-        }
-        var status: Int32 = 0
-        let deadline = Date().addingTimeInterval(timeout)
-        var reaped = false
-        while Date() < deadline {
-            let r = waitpid(pid, &status, WNOHANG)
-            if r == pid { reaped = true; break }
-            usleep(10_000)
-        }
-        if !reaped {
-            kill(pid, SIGKILL)
-            waitpid(pid, &status, 0)
-        }
-        let code: Int32 = !reaped ? -1 : (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-        return RunResult(
-            status: code,
-            stdout: (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? "",
-            stderr: (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? "")
     }
 
     /// `init` that must succeed; records the output in the failure message otherwise.

@@ -1,0 +1,118 @@
+import Foundation
+
+/// The one place pgcluster starts a program: posix_spawn with an argument array, and
+/// waitpid. Not Foundation's `Process`: pg_ctl leaves a daemon behind, and on Linux
+/// `Process` was seen never to reap a child that exited while we read its output.
+public enum Spawn {
+    /// Where a child's stdout or stderr goes.
+    public enum Sink: Sendable, Equatable {
+        /// Collected into ``Outcome/output`` (stdout and stderr share one pipe).
+        case pipe
+        /// Written to a file, created or truncated, mode 0600.
+        case file(String)
+        /// Ours (a terminal, say).
+        case inherit
+    }
+
+    public struct Outcome: Sendable {
+        /// The exit code, or 128 + the signal that ended it (-1 when `timeout` passed).
+        public var status: Int32
+        /// What went to a `.pipe` sink.
+        public var output: String
+    }
+
+    /// Held from creating a pipe until its write end is closed in the parent, so no other
+    /// child spawned meanwhile inherits it (a daemon holding it would block our read forever).
+    private static let lock = NSLock()
+
+    /// Runs `argv` (argv[0] an absolute path) to its end. Blocks the calling thread.
+    /// - Parameter timeout: with no `.pipe` sink, SIGKILL the child after this many seconds.
+    public static func run(
+        _ argv: [String], environment: [String], stdout: Sink, stderr: Sink, timeout: Double? = nil
+    ) -> Result<CommandResult, ClusterError> {
+        let executable = argv[0]
+        let usesPipe = stdout == .pipe || stderr == .pipe
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+
+        lock.lock()
+        var fds: [Int32] = [-1, -1]
+        if usesPipe {
+            guard pipe(&fds) == 0 else {
+                lock.unlock()
+                return .failure(ClusterError("cannot run \(executable): pipe: \(String(cString: strerror(errno)))"))
+            }
+            _ = fcntl(fds[0], F_SETFD, FD_CLOEXEC)
+            _ = fcntl(fds[1], F_SETFD, FD_CLOEXEC)
+        }
+        for (fd, sink) in [(Int32(1), stdout), (Int32(2), stderr)] {
+            switch sink {
+            case .pipe: posix_spawn_file_actions_adddup2(&actions, fds[1], fd)
+            case .file(let path): posix_spawn_file_actions_addopen(&actions, fd, path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+            case .inherit: break
+            }
+        }
+
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var noSignals = sigset_t()
+        sigemptyset(&noSignals)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for signal in [SIGPIPE, SIGINT, SIGTERM, SIGQUIT] { sigaddset(&defaults, signal) }
+        posix_spawnattr_setsigmask(&attributes, &noSignals)
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+
+        var pid: pid_t = 0
+        let cArgv = argv.map { strdup($0) } + [nil]
+        let cEnvp = environment.map { strdup($0) } + [nil]
+        defer {
+            cArgv.forEach { free($0) }
+            cEnvp.forEach { free($0) }
+        }
+        let spawned = posix_spawn(&pid, executable, &actions, &attributes, cArgv, cEnvp)
+        if usesPipe { close(fds[1]) }
+        lock.unlock()
+        guard spawned == 0 else {
+            if usesPipe { close(fds[0]) }
+            return .failure(ClusterError("cannot run \(executable): \(String(cString: strerror(spawned)))"))
+        }
+
+        var output = [UInt8]()
+        if usesPipe {
+            var buffer = [UInt8](repeating: 0, count: 65536)
+            while true {
+                let count = read(fds[0], &buffer, buffer.count)
+                if count > 0 {
+                    output.append(contentsOf: buffer[0..<count])
+                } else if count < 0 && errno == EINTR {
+                    continue
+                } else {
+                    break
+                }
+            }
+            close(fds[0])
+        }
+        var status: Int32 = 0
+        if let timeout, !usesPipe {
+            let deadline = Date().addingTimeInterval(timeout)
+            while waitpid(pid, &status, WNOHANG) == 0 {
+                if Date() >= deadline {
+                    kill(pid, SIGKILL)
+                    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+                    return .success(CommandResult(status: -1, output: ""))
+                }
+                usleep(10_000)
+            }
+        } else {
+            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        }
+        // WIFEXITED / WEXITSTATUS, spelled out: Glibc's macros are not imported into Swift.
+        let exitCode: Int32 = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        return .success(CommandResult(status: exitCode, output: String(decoding: output, as: UTF8.self)))
+    }
+}
