@@ -109,23 +109,18 @@ public struct ComposeCluster: ServerControl {
 
     /// The v2 plugin when `docker` is on PATH, else docker-compose v1.
     static func findTool() -> [String] {
-        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
-        func has(_ name: String) -> Bool {
-            path.split(separator: ":").contains { FileManager.default.isExecutableFile(atPath: "\($0)/\(name)") }
-        }
-        if !has("docker") && has("docker-compose") { return ["docker-compose"] }
+        if onPath("docker") == nil && onPath("docker-compose") != nil { return ["docker-compose"] }
         return ["docker", "compose"]
     }
 
+    /// Where `name` is found on PATH, if anywhere.
+    static func onPath(_ name: String) -> String? {
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
+        return path.split(separator: ":").map { "\($0)/\(name)" }.first { FileManager.default.isExecutableFile(atPath: $0) }
+    }
+
     func command(_ line: [String], environment: [String: String] = [:]) -> Command {
-        let executable: String
-        if line[0].hasPrefix("/") {
-            executable = line[0]
-        } else {
-            let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
-            executable = path.split(separator: ":").map { "\($0)/\(line[0])" }
-                .first { FileManager.default.isExecutableFile(atPath: $0) } ?? "/usr/bin/\(line[0])"
-        }
+        let executable = line[0].hasPrefix("/") ? line[0] : Self.onPath(line[0]) ?? "/usr/bin/\(line[0])"
         return Command(executable, Array(line.dropFirst()), environment: environment)
     }
 

@@ -34,14 +34,14 @@ public struct ComposeInit: Sendable {
         try await cluster.run(cluster.commands.up(), what: "docker compose up")
         Console.progress("started; waiting for \(spec.standbys.count) standbys to clone and stream")
 
-        let observer = Observer(credentials: credentials)
-        let expected = Set(spec.standbys.map(\.name))
-        let deadline = ContinuousClock.now + .seconds(streamTimeout)
-        while ContinuousClock.now < deadline {
-            let observation = await observer.observe(spec.primary)
-            let streaming = Set(observation.replication.filter { $0.state == "streaming" }.map(\.applicationName))
-            if expected.isSubset(of: streaming) { break }
-            try? await Task.sleep(for: .milliseconds(500))
+        let ops = ServerOps(spec: spec, credentials: credentials, templates: cluster.renderer.templates)
+        let missing = await ops.confirmStreaming(spec.standbys, from: spec.primary, timeline: nil, timeout: streamTimeout)
+        if !missing.isEmpty {
+            var details: [String] = []
+            for node in missing { details += await cluster.logTail(node, lines: 8).map { "\(node.name) log | " + $0 } }
+            throw ClusterError(
+                "standbys not streaming after \(Int(streamTimeout)) s: \(missing.map(\.name).joined(separator: ", "))",
+                details: details)
         }
         let mode = spec.replication.synchronous
         let names = spec.standbys.map(\.name)

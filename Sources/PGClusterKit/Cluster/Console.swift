@@ -4,9 +4,8 @@ import Foundation
 public enum Console {
     private static let lock = NSLock()
 
-    /// True when stderr is a terminal and NO_COLOR is unset.
+    /// True when stderr is a terminal (progress may then redraw a line in place).
     public static var stderrIsTTY: Bool { isatty(STDERR_FILENO) == 1 }
-    public static var useColor: Bool { isatty(STDOUT_FILENO) == 1 && ProcessInfo.processInfo.environment["NO_COLOR"] == nil }
 
     public static func out(_ text: String) {
         lock.withLock { FileHandle.standardOutput.write(Data((text + "\n").utf8)) }

@@ -223,24 +223,14 @@ public struct Drill: Sendable {
             failoverSeconds: failoverReport?.totalSeconds)
     }
 
+    /// The acknowledged ids found on `node`, and how many rows the drill table holds there.
     func count(on node: NodeSpec, ids: [Int64]) async throws(ClusterError) -> (Set<Int64>, Int) {
+        let ops = ServerOps(spec: spec, credentials: credentials)
         let list = "{" + ids.map(String.init).joined(separator: ",") + "}"
-        let target = Observer(credentials: credentials).target(node, connectTimeout: 5)
-        let result: Result<(Set<Int64>, Int), PGError> = await Blocking.run {
-            do throws(PGError) {
-                let connection = try PGConnection.connect(target)
-                defer { connection.close() }
-                let found = try connection.query("SELECT id FROM \(WriteLoad.table) WHERE id = ANY($1::bigint[])", [list])
-                let total = try connection.query("SELECT count(*) FROM \(WriteLoad.table)").scalar.flatMap { Int($0) } ?? 0
-                return .success((Set(found.rows.compactMap { $0[0].flatMap { Int64($0) } }), total))
-            } catch {
-                return .failure(error)
-            }
-        }
-        switch result {
-        case .success(let value): return value
-        case .failure(let error): throw ClusterError("cannot count the drill's rows on \(node.name): \(error)")
-        }
+        let found = try await ops.execute(
+            node, ["SELECT id FROM \(WriteLoad.table) WHERE id = ANY('\(list)'::bigint[])"], timeout: 30)
+        let total = try await ops.execute(node, ["SELECT count(*) FROM \(WriteLoad.table)"], timeout: 30)
+        return (Set(found.rows.compactMap { $0[0].flatMap { Int64($0) } }), total.scalar.flatMap { Int($0) } ?? 0)
     }
 
     func dropTable() async throws {

@@ -57,8 +57,7 @@ public struct Failover: Sendable {
 
     /// The synchronous configuration the dead primary had: what pgcluster last gave it, or
     /// else the remembered mode over every other node (the larger set is the safer guess).
-    func rememberedSync(oldPrimary: String?) -> (ClusterState.Synchronous, FailoverDecision.SyncConfig) {
-        let state = ClusterState.load(LocalLayout(spec: spec).stateFile)
+    func rememberedSync(_ state: ClusterState?, oldPrimary: String) -> (ClusterState.Synchronous, FailoverDecision.SyncConfig) {
         let remembered = state?.synchronous ?? .init(spec.replication.synchronous)
         let guardConfig = state?.applied ?? remembered
         let members = guardConfig.standbys ?? spec.nodes.map(\.name)
@@ -67,8 +66,9 @@ public struct Failover: Sendable {
 
     public func run() async throws(ClusterError) -> Report {
         var timer = StepTimer()
-        let oldPrimary = ClusterState.load(LocalLayout(spec: spec).stateFile)?.primary ?? spec.primary.name
-        let (remembered, sync) = rememberedSync(oldPrimary: oldPrimary)
+        let state = ClusterState.load(LocalLayout(spec: spec).stateFile)
+        let oldPrimary = state?.primary ?? spec.primary.name
+        let (remembered, sync) = rememberedSync(state, oldPrimary: oldPrimary)
         let first = await Observer(credentials: credentials).observeAll(spec.nodes)
         timer.lap("observe \(spec.nodes.count) nodes")
 
@@ -125,7 +125,7 @@ public struct Failover: Sendable {
         let followers = plan.rePoint.compactMap(spec.node(named:))
         try await ops.ensureSlots(on: candidate, for: followers)
         let newSync = FailoverDecision.newSynchronous(mode: remembered.synchronousMode, remaining: followers.map(\.name))
-        try await ops.setSynchronous(on: candidate, mode: newSync.mode, standbys: newSync.standbys)
+        try await QuorumChange(credentials: credentials, primary: candidate, mode: newSync.mode, standbys: newSync.standbys).set()
         timer.lap("slots and synchronous_standby_names on \(candidate.name)")
 
         let pointed = await parallel(followers) { node throws(ClusterError) in try await ops.rePoint(node, to: candidate) }

@@ -197,23 +197,14 @@ public struct ClusterInit: Sendable {
         Console.progress("[\(node.name)] cloned (\(String(format: "%.1f", (clock.now - began).seconds)) s), starting")
     }
 
-    /// Polls the primary's pg_stat_replication until every standby streams.
+    /// Waits (polling the primary's pg_stat_replication) until every standby streams.
     func waitForStreaming(_ primary: NodeSpec, _ credentials: Credentials) async throws(ClusterError) {
-        let expected = Set(spec.standbys.map(\.name))
-        guard !expected.isEmpty else { return }
-        let observer = Observer(credentials: credentials)
-        let deadline = ContinuousClock.now + .seconds(streamTimeout)
-        var streaming = Set<String>()
-        while ContinuousClock.now < deadline {
-            let observation = await observer.observe(primary)
-            streaming = Set(observation.replication.filter { $0.state == "streaming" }.map(\.applicationName))
-            if expected.isSubset(of: streaming) {
-                Console.progress("[\(primary.name)] all \(expected.count) standbys stream")
-                return
-            }
-            try? await Task.sleep(for: .milliseconds(50))
+        let ops = ServerOps(spec: spec, credentials: credentials, templates: cluster.renderer.templates)
+        let missing = await ops.confirmStreaming(spec.standbys, from: primary, timeline: nil, timeout: streamTimeout)
+        guard !missing.isEmpty else {
+            Console.progress("[\(primary.name)] all \(spec.standbys.count) standbys stream")
+            return
         }
-        let missing = spec.standbys.filter { !streaming.contains($0.name) }
         throw ClusterError(
             "standbys not streaming after \(Int(streamTimeout)) s: \(missing.map(\.name).joined(separator: ", "))",
             details: missing.flatMap { node in cluster.serverLog(node, lines: 8).map { "\(node.name) log | " + $0 } })

@@ -48,8 +48,6 @@ public struct LocalCluster: Sendable {
     /// The stored credentials; an error when the cluster was never initialised.
     public func credentials() throws(ClusterError) -> Credentials { try Credentials.stored(spec: spec) }
 
-    public var state: ClusterState? { ClusterState.load(layout.stateFile) }
-
     // MARK: Processes
 
     /// The postmaster's PID when one runs for this node's data directory.

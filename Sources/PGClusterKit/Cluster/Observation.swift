@@ -30,8 +30,6 @@ public struct NodeObservation: Sendable, Equatable {
     public var currentLsn: LSN?
     public var receiveLsn: LSN?
     public var replayLsn: LSN?
-    /// Seconds since the last replayed transaction's commit on the primary.
-    public var replayAgeSeconds: Double?
     public var walReceiver: WalReceiver?
     public var replication: [ReplicationRow] = []
     public var synchronousStandbyNames: String = ""
@@ -46,6 +44,11 @@ public struct NodeObservation: Sendable, Equatable {
     public var isPrimary: Bool { reachable && !inRecovery }
     public var isStandby: Bool { reachable && inRecovery }
     public var streaming: Bool { walReceiver?.status == "streaming" }
+
+    /// On a primary: the application names of the standbys streaming from it.
+    public var streamingStandbys: Set<String> {
+        Set(replication.filter { $0.state == "streaming" }.map(\.applicationName))
+    }
 
     /// The furthest WAL this node has: written (primary) or received/replayed (standby).
     public var bestLsn: LSN? {
@@ -106,7 +109,6 @@ public struct Observer: Sendable {
           (SELECT timeline_id FROM pg_control_checkpoint()) AS checkpoint_tli,
           (SELECT max(('x' || substr(name, 1, 8))::bit(32)::int) FROM pg_ls_waldir()
              WHERE name ~ '^[0-9A-F]{8}[.]history$') AS history_tli,
-          EXTRACT(epoch FROM now() - pg_last_xact_replay_timestamp())::float8 AS replay_age,
           current_setting('synchronous_standby_names') AS ssn,
           current_setting('primary_conninfo') AS conninfo,
           r.status, r.sender_host, r.sender_port, r.received_tli, r.slot_name
@@ -126,7 +128,6 @@ public struct Observer: Sendable {
         observation.currentLsn = row.value(0, "current_lsn").flatMap(LSN.init)
         observation.receiveLsn = row.value(0, "receive_lsn").flatMap(LSN.init)
         observation.replayLsn = row.value(0, "replay_lsn").flatMap(LSN.init)
-        observation.replayAgeSeconds = row.value(0, "replay_age").flatMap(Double.init)
         observation.synchronousStandbyNames = row.value(0, "ssn") ?? ""
         observation.primaryConninfo = row.value(0, "conninfo") ?? ""
         if let status = row.value(0, "status") {

@@ -39,26 +39,25 @@ public struct QuorumChange: Sendable {
         return states
     }
 
-    /// Applies the setting and waits for pg_stat_replication to agree; returns the rows seen last.
+    /// Sets it (ALTER SYSTEM) and reloads, without waiting for the standbys.
+    public func set() async throws(ClusterError) {
+        let target = Observer(credentials: credentials).target(primary, connectTimeout: 5)
+        do {
+            try await ServerOps.execute(
+                [
+                    "ALTER SYSTEM SET synchronous_standby_names = \(ConfigText.sqlLiteral(value))",
+                    "ALTER SYSTEM SET synchronous_commit = 'on'",
+                    "SELECT pg_reload_conf()",
+                ], on: target, name: primary.name)
+        } catch {
+            throw ClusterError("cannot set synchronous_standby_names: \(error.message)")
+        }
+    }
+
+    /// Sets it and waits for pg_stat_replication to agree; returns the rows seen last.
     @discardableResult
     public func apply() async throws(ClusterError) -> [NodeObservation.ReplicationRow] {
-        let target = Observer(credentials: credentials).target(primary, connectTimeout: 5)
-        let value = self.value
-        let result: Result<Void, PGError> = await Blocking.run {
-            do throws(PGError) {
-                let connection = try PGConnection.connect(target)
-                defer { connection.close() }
-                try connection.query("ALTER SYSTEM SET synchronous_standby_names = \(ConfigText.sqlLiteral(value))")
-                try connection.query("ALTER SYSTEM SET synchronous_commit = 'on'")
-                try connection.query("SELECT pg_reload_conf()")
-                return .success(())
-            } catch {
-                return .failure(error)
-            }
-        }
-        if case .failure(let error) = result {
-            throw ClusterError("\(primary.name): cannot set synchronous_standby_names: \(error)")
-        }
+        try await set()
         return try await waitUntilApplied()
     }
 
@@ -136,8 +135,7 @@ public struct QuorumPlan: Sendable, Equatable {
             listed = ordered.filter(\.isStandby)
             leftOut = ordered.filter { !$0.isStandby }.map(\.node.name)
         }
-        let streamingNames = Set(
-            primary.replication.filter { $0.state == "streaming" }.map(\.applicationName))
+        let streamingNames = primary.streamingStandbys
         let streaming = listed.map(\.node.name).filter(streamingNames.contains)
         if mode != .async {
             if mode.count > listed.count {

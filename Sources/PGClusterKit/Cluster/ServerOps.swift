@@ -18,7 +18,17 @@ public struct ServerOps: Sendable {
     /// Runs statements in order on one node, on a thread of their own, within `timeout`.
     @discardableResult
     public func execute(_ node: NodeSpec, _ statements: [String], timeout: Double = 10) async throws(ClusterError) -> QueryResult {
-        let target = observer.target(node, connectTimeout: max(1, Int(min(timeout, 5))))
+        try await Self.execute(
+            statements, on: observer.target(node, connectTimeout: max(1, Int(min(timeout, 5)))), name: node.name,
+            timeout: timeout)
+    }
+
+    /// Runs statements in order on one server, on a thread of their own, within `timeout`;
+    /// errors name the server `name`.
+    @discardableResult
+    public static func execute(
+        _ statements: [String], on target: ConnectionTarget, name: String, timeout: Double = 10
+    ) async throws(ClusterError) -> QueryResult {
         let outcome: Result<QueryResult, PGError>? = await Blocking.run(timeout: timeout) {
             do throws(PGError) {
                 let connection = try PGConnection.connect(target)
@@ -32,8 +42,8 @@ public struct ServerOps: Sendable {
         }
         switch outcome {
         case .success(let result)?: return result
-        case .failure(let error)?: throw ClusterError("\(node.name): \(error)")
-        case nil: throw ClusterError("\(node.name): no answer within \(timeout) s")
+        case .failure(let error)?: throw ClusterError("\(name): \(error)")
+        case nil: throw ClusterError("\(name): no answer within \(timeout) s")
         }
     }
 
@@ -141,7 +151,7 @@ public struct ServerOps: Sendable {
         var pending = standbys
         while !pending.isEmpty && ContinuousClock.now < deadline {
             let observation = await observer.observe(primary)
-            let streaming = Set(observation.replication.filter { $0.state == "streaming" }.map(\.applicationName))
+            let streaming = observation.streamingStandbys
             var still: [NodeSpec] = []
             for standby in pending {
                 guard streaming.contains(standby.name) else {
@@ -161,18 +171,6 @@ public struct ServerOps: Sendable {
             if !pending.isEmpty { try? await Task.sleep(for: .milliseconds(20)) }
         }
         return pending
-    }
-
-    /// Sets synchronous_standby_names on the primary and reloads, without waiting.
-    public func setSynchronous(on primary: NodeSpec, mode: SynchronousMode, standbys: [String]) async throws(ClusterError) {
-        let value = mode.standbyNames(standbys)
-        try await execute(
-            primary,
-            [
-                "ALTER SYSTEM SET synchronous_standby_names = \(ConfigText.sqlLiteral(value))",
-                "ALTER SYSTEM SET synchronous_commit = 'on'",
-                "SELECT pg_reload_conf()",
-            ])
     }
 
     /// A checkpoint, so that a shutdown that follows has little to write.

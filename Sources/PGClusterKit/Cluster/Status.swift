@@ -23,9 +23,8 @@ public struct StatusReport: Sendable, Encodable {
         public var syncState: String?
         public var upstream: String?
         public var streaming: Bool
-        /// For the table only: seconds of replay lag, and why a node is down.
+        /// For the table only: seconds of replay lag.
         var lagSeconds: Double?
-        var problem: String?
 
         enum CodingKeys: String, CodingKey {
             case name, host, port, role, timeline, lsn, receiveLsn, replayLsn, lagBytes, syncState, upstream, streaming
@@ -85,8 +84,7 @@ public struct StatusReport: Sendable, Encodable {
         for observation in observations {
             let spec = observation.node
             var node = Node(
-                name: spec.name, host: spec.host, port: spec.port, role: "down", streaming: false,
-                problem: observation.error)
+                name: spec.name, host: spec.host, port: spec.port, role: "down", streaming: false)
             guard observation.reachable else {
                 problems.append("\(spec.name) is down: \(observation.error ?? "no answer")")
                 nodes.append(node)
@@ -119,7 +117,7 @@ public struct StatusReport: Sendable, Encodable {
         }
         // Commits wait when fewer listed standbys stream than the mode needs.
         if let primary, parsed.mode != .async {
-            let streaming = Set(primary.replication.filter { $0.state == "streaming" }.map(\.applicationName))
+            let streaming = primary.streamingStandbys
             let listedStreaming = parsed.standbys.filter(streaming.contains)
             if listedStreaming.count < parsed.mode.count {
                 problems.append(

@@ -47,7 +47,7 @@ public struct Switchover: Sendable {
     public static func chooseCandidate(
         primary: NodeObservation, standbys: [NodeObservation], named: String?
     ) throws(ClusterError) -> NodeObservation {
-        let streaming = Set(primary.replication.filter { $0.state == "streaming" }.map(\.applicationName))
+        let streaming = primary.streamingStandbys
         if let named {
             guard let node = standbys.first(where: { $0.node.name == named }) else {
                 throw ClusterError("--candidate \(named) is not a standby that answers", exitCode: .refused)
@@ -116,7 +116,7 @@ public struct Switchover: Sendable {
         try await ops.dropSlot(on: target, for: target)
         let listed = (remembered.standbys ?? followers.map(\.name)).filter { $0 != target.name }
         let newSync = FailoverDecision.newSynchronous(mode: remembered.synchronousMode, remaining: listed)
-        try await ops.setSynchronous(on: target, mode: newSync.mode, standbys: newSync.standbys)
+        try await QuorumChange(credentials: credentials, primary: target, mode: newSync.mode, standbys: newSync.standbys).set()
         timer.lap("slots and synchronous_standby_names on \(target.name)")
 
         let pointed = await parallel(others) { node throws(ClusterError) in try await ops.rePoint(node, to: target) }

@@ -11,11 +11,10 @@ public struct ConnectionTarget: Sendable, Equatable, CustomStringConvertible {
     public var database: String
     /// Seconds libpq may take to connect and authenticate (the whole startup).
     public var connectTimeout: Int
-    public var options: String?
 
     public init(
         host: String, port: Int, user: String, password: String?, database: String = "postgres",
-        connectTimeout: Int = 2, options: String? = nil
+        connectTimeout: Int = 2
     ) {
         self.host = host
         self.port = port
@@ -23,7 +22,6 @@ public struct ConnectionTarget: Sendable, Equatable, CustomStringConvertible {
         self.password = password
         self.database = database
         self.connectTimeout = connectTimeout
-        self.options = options
     }
 
     public var description: String { "\(user)@\(host):\(port)/\(database)" }
@@ -83,7 +81,6 @@ public final class PGConnection: @unchecked Sendable {
             ("connect_timeout", String(target.connectTimeout)), ("application_name", "pgcluster"), ("sslmode", "disable"),
         ]
         if let password = target.password { parameters.append(("password", password)) }
-        if let options = target.options { parameters.append(("options", options)) }
         return try open(parameters, expandDatabase: false, target: target, described: target.description)
     }
 
