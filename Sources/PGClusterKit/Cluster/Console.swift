@@ -13,7 +13,6 @@ public enum Console {
 
     /// A progress line on stderr, such as `[db_1] pg_basebackup done (1.2 s)`.
     public static func progress(_ text: String) {
-        if quiet { return }
         lock.withLock { FileHandle.standardError.write(Data((text + "\n").utf8)) }
     }
 
@@ -27,5 +26,4 @@ public enum Console {
         lock.withLock { FileHandle.standardError.write(Data((lines.joined(separator: "\n") + "\n").utf8)) }
     }
 
-    nonisolated(unsafe) public static var quiet = false
 }
