@@ -25,5 +25,4 @@ public enum Console {
         lines += error.details.map { "  " + $0 }
         lock.withLock { FileHandle.standardError.write(Data((lines.joined(separator: "\n") + "\n").utf8)) }
     }
-
 }
