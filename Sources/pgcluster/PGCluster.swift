@@ -53,3 +53,14 @@ func execute(_ body: () async throws -> Void) async throws {
         throw ExitCode(ExitKind.badSpec.rawValue)
     }
 }
+
+/// Runs the body of a command that changes the cluster: loads the spec, then holds the
+/// cluster lock while the body runs, so that no other command acts at the same time.
+func executeLocked(_ options: SpecOptions, _ command: String, _ body: (ClusterSpec) async throws -> Void) async throws {
+    try await execute {
+        let spec = try options.load()
+        let lock = try await ClusterLock.acquire(spec: spec, command: command)
+        defer { lock.release() }
+        try await body(spec)
+    }
+}

@@ -161,9 +161,13 @@ struct FailoverTests {
             #expect(try cluster.sql("node1", "SELECT pg_is_in_recovery()").scalar == "t")
             #expect(try cluster.sql("node1", "SHOW primary_conninfo").scalar?.contains("port=21120") == true)
 
+            // Promoted, but no standby follows: it cannot commit under ANY 1, so exit 1, saying
+            // what blocks and what brings the standbys back.
             let forced = await cluster.run(["failover", "--allow-data-loss"])
-            #expect(forced.status == 0, "forced: \(forced.stderr)")
+            #expect(forced.status == 1, "forced: \(forced.stderr)")
             #expect(forced.stdout.contains("warning"))
+            #expect(forced.stdout.contains("not done: node1 cannot commit under ANY 1"), "\(forced.stdout)")
+            #expect(forced.stdout.contains("pgcluster rejoin node2"))
             #expect(try cluster.sql("node1", "SELECT pg_is_in_recovery()").scalar == "f")
             #expect(try cluster.sql("node1", "SELECT count(*) FROM t").scalar == "1")
             // No standby remains: commits must not block.

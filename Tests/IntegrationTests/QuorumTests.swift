@@ -22,7 +22,7 @@ struct QuorumTests {
             #expect(try syncStates(cluster) == ["node1": "quorum", "node2": "quorum"])
             #expect(try cluster.sql("node0", "SHOW synchronous_standby_names").scalar == "ANY 1 (\"node1\", \"node2\")")
             #expect(quorum.stdout.contains("ANY 1"))
-            let state = try #require(ClusterState.load("\(cluster.dataRoot)/state.json"))
+            let state = try #require(try ClusterState.load("\(cluster.dataRoot)/state.json"))
             #expect(state.synchronous.mode == "any" && state.synchronous.count == 1)
 
             // One standby stopped: commits still return.

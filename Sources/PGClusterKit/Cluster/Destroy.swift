@@ -24,6 +24,8 @@ public struct ClusterDestroy: Sendable {
             try cluster.removeNodeFiles(node)
         }
         for file in [layout.credentialsFile, layout.stateFile, layout.historyFile, layout.passfile] { unlink(file) }
+        // The lock this command holds goes last; its descriptor stays valid until released.
+        unlink(ClusterLock.path(for: cluster.spec))
         // local.dir itself goes only when nothing else is left in it.
         if let rest = try? FileManager.default.contentsOfDirectory(atPath: layout.root), rest.isEmpty {
             rmdir(layout.root)

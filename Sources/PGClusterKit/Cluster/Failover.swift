@@ -51,13 +51,16 @@ public struct Failover: Sendable {
         /// What was done to fence the old primary, if anything.
         public var fenced: String?
         public var warnings: [String]
+        /// Why the cluster cannot commit under its mode after this failover, with the command
+        /// that fixes it; empty when it can. Not empty means exit 1.
+        public var problems: [String]
         public var steps: [StepTimer.Step]
         public var totalSeconds: Double
     }
 
     /// The synchronous configuration the dead primary had: what pgcluster last gave it, or
     /// else the remembered mode over every other node (the larger set is the safer guess).
-    func rememberedSync(_ state: ClusterState?, oldPrimary: String) -> (ClusterState.Synchronous, FailoverDecision.SyncConfig) {
+    func rememberedSync(_ state: ClusterState?, oldPrimary: String?) -> (ClusterState.Synchronous, FailoverDecision.SyncConfig) {
         let remembered = state?.synchronous ?? .init(spec.replication.synchronous)
         let guardConfig = state?.applied ?? remembered
         let members = guardConfig.standbys ?? spec.nodes.map(\.name)
@@ -66,11 +69,23 @@ public struct Failover: Sendable {
 
     public func run() async throws(ClusterError) -> Report {
         var timer = StepTimer()
-        let state = ClusterState.load(LocalLayout(spec: spec).stateFile)
-        let oldPrimary = state?.primary ?? spec.primary.name
-        let (remembered, sync) = rememberedSync(state, oldPrimary: oldPrimary)
+        let state = try ClusterRecord.load(spec: spec)
+        // Unknown when nothing was recorded: then every node that does not answer is fenced.
+        let oldPrimary = state?.primary
         let first = await Observer(credentials: credentials).observeAll(spec.nodes)
         timer.lap("observe \(spec.nodes.count) nodes")
+        // For the quorum guard, an unknown old primary is one of the silent nodes: whichever
+        // it was, the others count as missing standbys, so the guard is as strict either way.
+        let (remembered, sync) = rememberedSync(state, oldPrimary: oldPrimary ?? first.first { !$0.reachable }?.node.name)
+
+        // A live primary: either an earlier failover stopped part-way (finish it), or there is
+        // nothing to fail over from.
+        if let live = try Self.livePrimary(first) {
+            if let unfinished = Self.unfinished(live: live, observations: first, recordedPrimary: oldPrimary), !dryRun {
+                return try await finish(live: live, observations: first, why: unfinished, remembered: remembered, timer: timer)
+            }
+            _ = try Self.unwrap(FailoverDecision.decide(observations: first, sync: sync, request: request))
+        }
 
         // Decide once before touching anything: a refusal here changes nothing.
         let preliminary = try Self.unwrap(FailoverDecision.decide(observations: first, sync: sync, request: request))
@@ -79,23 +94,20 @@ public struct Failover: Sendable {
                 synchronous: "unchanged", fenced: nil, timer: timer)
         }
 
-        // Fence: the old primary's server still running but not answering.
-        var fenced: String?
-        if let control, let old = spec.node(named: oldPrimary),
-            first.first(where: { $0.node.name == oldPrimary })?.reachable == false
-        {
-            fenced = await control.fence(old)
-            if let fenced { timer.lap("fence \(oldPrimary): \(fenced)") }
-        }
+        let fenced = await fence(first, oldPrimary: oldPrimary)
+        if let fenced { timer.lap("fence: \(fenced)") }
 
         // Freeze every reachable standby: from now on none acknowledges the old primary.
         let reachable = first.filter(\.isStandby)
         let frozen = await parallel(reachable.map(\.node)) { node throws(ClusterError) in try await ops.freeze(node) }
         timer.lap("freeze \(reachable.count) standbys")
+        TestInterruption.point("freeze")
         // A standby that cannot be frozen (its WAL receiver hangs) may still move: it is
         // neither compared nor promoted, and the quorum guard counts it as missing.
         let unfrozen = Dictionary(uniqueKeysWithValues: frozen.compactMap { node, error in error.map { (node.name, $0) } })
         for (name, error) in unfrozen { Console.warn("\(name) could not be frozen, leaving it out: \(error.message)") }
+        // What this run changed, and so what a refusal puts back: no more.
+        let changedByUs = reachable.filter { !$0.primaryConninfo.isEmpty && unfrozen[$0.node.name] == nil }
 
         // The LSNs now stand still: decide for real.
         var observations = await Observer(credentials: credentials).observeAll(spec.nodes)
@@ -106,51 +118,173 @@ public struct Failover: Sendable {
         }
         timer.lap("observe frozen positions")
         let plan: FailoverDecision.Plan
+        let candidate: NodeSpec
+        let planned: (mode: SynchronousMode, standbys: [String], warning: String?)
         do {
             plan = try Self.unwrap(FailoverDecision.decide(observations: observations, sync: sync, request: request))
+            candidate = spec.node(named: plan.candidate)!
+            let chosen = observations.first { $0.node.name == candidate.name }!
+            try await ops.prepareReplay(chosen)
+            try await ops.waitForReplay(candidate)
+            timer.lap("\(candidate.name) replays all it received")
+            // The synchronous names go in before the promotion, so that not one commit on the
+            // new primary is acknowledged outside the remembered mode.
+            planned = FailoverDecision.newSynchronous(mode: remembered.synchronousMode, remaining: plan.rePoint)
+            try await QuorumChange(credentials: credentials, primary: candidate, mode: planned.mode, standbys: planned.standbys).set()
+            timer.lap("synchronous_standby_names on \(candidate.name)")
+            TestInterruption.point("synchronous")
+            try await ops.promote(candidate)
         } catch {
-            await restore(reachable)
+            await restore(changedByUs)
             throw error
         }
-        let candidate = spec.node(named: plan.candidate)!
-
-        try await ops.waitForReplay(candidate)
-        timer.lap("\(candidate.name) replays all it received")
-        try await ops.promote(candidate)
         timer.lap("promote \(candidate.name)")
-        let promoted = await Observer(credentials: credentials).observe(candidate)
-        let timeline = promoted.timeline
+        TestInterruption.point("promote")
+        let timeline = await Observer(credentials: credentials).observe(candidate).timeline
 
-        // The new primary: slots for its standbys, and the remembered mode over those that remain.
         let followers = plan.rePoint.compactMap(spec.node(named:))
         try await ops.ensureSlots(on: candidate, for: followers)
-        let newSync = FailoverDecision.newSynchronous(mode: remembered.synchronousMode, remaining: followers.map(\.name))
-        try await QuorumChange(credentials: credentials, primary: candidate, mode: newSync.mode, standbys: newSync.standbys).set()
-        timer.lap("slots and synchronous_standby_names on \(candidate.name)")
-
-        let pointed = await parallel(followers) { node throws(ClusterError) in try await ops.rePoint(node, to: candidate) }
-        var needsRejoin = plan.unreachable
-        let rePointed = pointed.filter { $0.1 == nil }.map(\.0)
-        needsRejoin += pointed.filter { $0.1 != nil }.map(\.0.name)
-        let lagging = await ops.confirmStreaming(rePointed, from: candidate, timeline: timeline, timeout: 15)
-        needsRejoin += lagging.map(\.name)
+        let (following, needsRejoin) = await rePoint(followers, to: candidate, timeline: timeline)
         timer.lap("re-point \(followers.count) standbys, streaming on timeline \(timeline.map(String.init) ?? "?")")
+        TestInterruption.point("re-point")
 
-        var warnings = plan.warnings
-        if let warning = newSync.warning { warnings.append(warning) }
-        try ClusterRecord.savePrimary(spec: spec, primary: candidate.name, applied: (newSync.mode, newSync.standbys))
-        let following = rePointed.filter { node in !lagging.contains(node) }.map(\.name)
+        let outcome = try await settle(
+            primary: candidate, following: following, planned: planned, remembered: remembered,
+            down: plan.unreachable + needsRejoin)
+        if outcome.changed { timer.lap("synchronous_standby_names over the standbys that follow") }
+        try ClusterRecord.savePrimary(spec: spec, primary: candidate.name, applied: (outcome.mode, outcome.standbys))
         let result = report(
-            plan: plan, observations: observations, oldPrimary: oldPrimary, rePointed: following,
-            needsRejoin: Array(Set(needsRejoin)).sorted(), synchronous: newSync.mode.standbyNames(newSync.standbys),
-            fenced: fenced, timer: timer, warnings: warnings, timeline: timeline)
+            plan: plan, observations: observations, oldPrimary: oldPrimary ?? plan.unreachable.first,
+            rePointed: following.map(\.name), needsRejoin: Array(Set(plan.unreachable + needsRejoin)).sorted(),
+            synchronous: outcome.mode.standbyNames(outcome.standbys), fenced: fenced, timer: timer,
+            warnings: plan.warnings + outcome.warnings, timeline: timeline, problems: outcome.problems)
+        try record(result, lsn: plan.candidateLsn)
+        return result
+    }
+
+    /// The one live primary, nil when none answers; two or more is refused: that is a split
+    /// brain a failover must not add to.
+    static func livePrimary(_ observations: [NodeObservation]) throws(ClusterError) -> NodeObservation? {
+        let primaries = observations.filter(\.isPrimary)
+        guard primaries.count > 1 else { return primaries.first }
+        let ordered = primaries.sorted { ($0.timeline ?? 0) > ($1.timeline ?? 0) }
+        let list = ordered.map { "\($0.node.name) (timeline \($0.timeline.map(String.init) ?? "?"))" }.joined(separator: ", ")
+        throw ClusterError.refused(
+            "\(primaries.count) nodes answer as primaries: \(list). Failover adds no third; "
+                + "decide which one holds the data you keep (normally the newest timeline, \(ordered[0].node.name)), "
+                + "then make the other a standby of it: pgcluster rejoin \(ordered[1].node.name) --force")
+    }
+
+    /// Why a live primary is the end of a failover that did not finish, or nil when it is
+    /// simply the primary. Signs: a standby still frozen (only a failover empties
+    /// primary_conninfo), or a primary other than the one pgcluster recorded.
+    static func unfinished(live: NodeObservation, observations: [NodeObservation], recordedPrimary: String?) -> String? {
+        let frozen = observations.filter { $0.isStandby && $0.primaryConninfo.isEmpty }.map(\.node.name)
+        if !frozen.isEmpty {
+            return "\(frozen.joined(separator: ", ")) \(frozen.count == 1 ? "is" : "are") still frozen"
+        }
+        if let recordedPrimary, recordedPrimary != live.node.name {
+            return "\(live.node.name) was promoted but the failover was not recorded (the last recorded primary is \(recordedPrimary))"
+        }
+        return nil
+    }
+
+    /// Finishes a failover that stopped after its promotion (or, with the old primary still
+    /// the primary, after the freeze): every other standby follows the live primary, the
+    /// synchronous names list those that do, and the result is recorded.
+    func finish(
+        live: NodeObservation, observations: [NodeObservation], why: String, remembered: ClusterState.Synchronous,
+        timer: StepTimer
+    ) async throws(ClusterError) -> Report {
+        var timer = timer
+        Console.progress("finishing an interrupted failover: \(why); \(live.node.name) is the primary")
+        let primary = live.node
+        let followers = observations.filter { $0.isStandby }.map(\.node)
+        try await ops.ensureSlots(on: primary, for: followers)
+        let (following, needsRejoin) = await rePoint(followers, to: primary, timeline: live.timeline)
+        timer.lap("re-point \(followers.count) standbys, streaming on timeline \(live.timeline.map(String.init) ?? "?")")
+        let unreachable = observations.filter { !$0.reachable }.map(\.node.name)
+        let outcome = try await settle(
+            primary: primary, following: following, planned: nil, remembered: remembered, down: unreachable + needsRejoin)
+        timer.lap("synchronous_standby_names over the standbys that follow")
+        try ClusterRecord.savePrimary(spec: spec, primary: primary.name, applied: (outcome.mode, outcome.standbys))
+        let lsn = live.currentLsn ?? LSN(0)
+        let plan = FailoverDecision.Plan(
+            candidate: primary.name, candidateLsn: lsn, freshestLsn: lsn, timeline: live.timeline,
+            reason: "already the primary: finished an interrupted failover (\(why))",
+            rePoint: followers.map(\.name), otherTimeline: [], unreachable: unreachable, warnings: [])
+        let result = report(
+            plan: plan, observations: observations, oldPrimary: nil, rePointed: following.map(\.name),
+            needsRejoin: Array(Set(unreachable + needsRejoin)).sorted(), synchronous: outcome.mode.standbyNames(outcome.standbys),
+            fenced: nil, timer: timer, warnings: outcome.warnings, timeline: live.timeline, problems: outcome.problems)
+        try record(result, lsn: lsn)
+        return result
+    }
+
+    /// Fences what could come back as a primary by itself: the recorded old primary when it
+    /// does not answer, or, when pgcluster cannot tell which node was primary, every node that
+    /// does not answer. Returns what was done.
+    func fence(_ observations: [NodeObservation], oldPrimary: String?) async -> String? {
+        guard let control else { return nil }
+        let silent = observations.filter { !$0.reachable && (oldPrimary == nil || $0.node.name == oldPrimary) }
+        var done: [String] = []
+        for observation in silent {
+            if let fenced = await control.fence(observation.node) { done.append("\(observation.node.name): \(fenced)") }
+        }
+        if oldPrimary == nil && !silent.isEmpty {
+            Console.warn("no primary was recorded, so every node that does not answer was fenced: \(silent.map(\.node.name).joined(separator: ", "))")
+        }
+        return done.isEmpty ? nil : done.joined(separator: "; ")
+    }
+
+    /// Points standbys at the (new) primary and waits until they stream from it on
+    /// `timeline`. Returns those that follow and the names of those that need `rejoin`.
+    func rePoint(_ standbys: [NodeSpec], to primary: NodeSpec, timeline: Int?) async -> ([NodeSpec], [String]) {
+        let pointed = await parallel(standbys) { node throws(ClusterError) in try await ops.rePoint(node, to: primary) }
+        let ok = pointed.filter { $0.1 == nil }.map(\.0)
+        let lagging = await ops.confirmStreaming(ok, from: primary, timeline: timeline, timeout: 15)
+        let failed = pointed.filter { $0.1 != nil }.map(\.0.name) + lagging.map(\.name)
+        return (ok.filter { !lagging.contains($0) }, failed)
+    }
+
+    /// The synchronous names the new primary keeps: the remembered mode over the standbys
+    /// that follow it, and never one that does not (its commits would hang on it). When fewer
+    /// follow than the mode needs, says what blocks and what fixes it.
+    func settle(
+        primary: NodeSpec, following: [NodeSpec], planned: (mode: SynchronousMode, standbys: [String], warning: String?)?,
+        remembered: ClusterState.Synchronous, down: [String]
+    ) async throws(ClusterError) -> (mode: SynchronousMode, standbys: [String], changed: Bool, warnings: [String], problems: [String]) {
+        let listed = (remembered.standbys ?? spec.nodes.map(\.name)).filter { name in following.contains { $0.name == name } }
+        let ordered = spec.nodes.filter { listed.contains($0.name) }
+            .sorted { ($0.priority, $1.name) > ($1.priority, $0.name) }.map(\.name)
+        let final = FailoverDecision.newSynchronous(mode: remembered.synchronousMode, remaining: ordered)
+        let changed = planned.map { $0.mode != final.mode || $0.standbys != final.standbys } ?? true
+        if changed {
+            try await QuorumChange(credentials: credentials, primary: primary, mode: final.mode, standbys: final.standbys).set()
+        }
+        var problems: [String] = []
+        let wanted = remembered.synchronousMode
+        if wanted.count > final.standbys.count && wanted != .async {
+            let missing = Array(Set(down)).sorted().filter { $0 != primary.name }
+            let who = final.standbys.isEmpty
+                ? "none does" : "only " + final.standbys.joined(separator: ", ") + (final.standbys.count == 1 ? " does" : " do")
+            problems.append(
+                "\(primary.name) cannot commit under \(wanted): it needs \(wanted.count) standby(s) following, and \(who)"
+                    + "; synchronous_standby_names is '\(final.mode.standbyNames(final.standbys))' until more follow. "
+                    + (missing.isEmpty
+                        ? "Add a standby to the cluster"
+                        : "Bring them back: " + missing.map { "pgcluster rejoin \($0)" }.joined(separator: "; ")))
+        }
+        return (final.mode, final.standbys, changed, final.warning.map { [$0] } ?? [], problems)
+    }
+
+    func record(_ result: Report, lsn: LSN) throws(ClusterError) {
         try History.append(
             HistoryEvent(
-                kind: "failover", from: oldPrimary, to: candidate.name, timeline: timeline, lsn: plan.candidateLsn,
+                kind: "failover", from: result.oldPrimary, to: result.candidate, timeline: result.timeline, lsn: lsn,
                 durationSeconds: result.totalSeconds, rePointed: result.rePointed, needsRejoin: result.needsRejoin,
                 steps: result.steps),
             spec: spec)
-        return result
     }
 
     static func unwrap(_ result: Result<FailoverDecision.Plan, FailoverDecision.Refusal>) throws(ClusterError) -> FailoverDecision.Plan {
@@ -160,19 +294,23 @@ public struct Failover: Sendable {
         }
     }
 
-    /// Puts frozen standbys back on the conninfo they had, after a refusal.
+    /// After a refusal or a failure before the promotion: puts back the conninfo of the
+    /// standbys this run froze, and only where it is still empty, so that it never undoes
+    /// what another command did meanwhile.
     func restore(_ standbys: [NodeObservation]) async {
         for standby in standbys {
+            let previous = ConfigText.sqlLiteral(standby.primaryConninfo)
+            let still = try? await ops.execute(standby.node, ["SHOW primary_conninfo"], timeout: 2)
+            guard still?.scalar == "" else { continue }
             _ = try? await ops.execute(
-                standby.node,
-                ["ALTER SYSTEM SET primary_conninfo = \(ConfigText.sqlLiteral(standby.primaryConninfo))", "SELECT pg_reload_conf()"])
+                standby.node, ["ALTER SYSTEM SET primary_conninfo = \(previous)", "SELECT pg_reload_conf()"])
         }
     }
 
     func report(
         plan: FailoverDecision.Plan, observations: [NodeObservation], oldPrimary: String?, rePointed: [String],
         needsRejoin: [String], synchronous: String, fenced: String?, timer: StepTimer, warnings: [String]? = nil,
-        timeline: Int? = nil
+        timeline: Int? = nil, problems: [String] = []
     ) -> Report {
         Report(
             dryRun: dryRun, oldPrimary: oldPrimary, candidate: plan.candidate, reason: plan.reason,
@@ -185,7 +323,7 @@ public struct Failover: Sendable {
                     priority: o.node.priority)
             },
             rePointed: rePointed, needsRejoin: needsRejoin, synchronous: synchronous, fenced: fenced,
-            warnings: warnings ?? plan.warnings, steps: timer.steps, totalSeconds: timer.total)
+            warnings: warnings ?? plan.warnings, problems: problems, steps: timer.steps, totalSeconds: timer.total)
     }
 }
 
@@ -214,6 +352,7 @@ extension Failover.Report {
             lines += steps.map(\.line)
         }
         for warning in warnings { lines.append("warning: \(warning)") }
+        for problem in problems { lines.append("not done: \(problem)") }
         return lines.joined(separator: "\n")
     }
 }

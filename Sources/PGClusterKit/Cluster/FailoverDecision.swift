@@ -100,7 +100,9 @@ public enum FailoverDecision {
         // 4. The freshest position any of them has; the candidate must have it.
         func lsn(_ o: NodeObservation) -> LSN { o.bestLsn ?? LSN(0) }
         let freshest = current.map(lsn).max() ?? LSN(0)
-        let eligible = current.filter { $0.node.priority > 0 }
+        // A standby that replays on purpose behind (recovery_min_apply_delay) is a safety
+        // net against mistakes, not a candidate; it is promoted only when named.
+        let eligible = current.filter { $0.node.priority > 0 && $0.applyDelayMs == 0 }
         let ranked = eligible.sorted { a, b in
             if lsn(a) != lsn(b) { return lsn(a) > lsn(b) }
             if a.node.priority != b.node.priority { return a.node.priority > b.node.priority }
@@ -127,7 +129,9 @@ public enum FailoverDecision {
             reason = "named with --candidate"
         } else {
             guard let best = ranked.first else {
-                return refuse("no standby may be promoted: every reachable one has priority 0 or is on an older timeline")
+                return refuse(
+                    "no standby may be promoted: every reachable one has priority 0, replays with a delay "
+                        + "(recovery_min_apply_delay), or is on an older timeline; name one with --candidate")
             }
             chosen = best
             let ties = ranked.filter { lsn($0) == lsn(best) }
@@ -138,8 +142,12 @@ public enum FailoverDecision {
         }
         if lsn(chosen) < freshest {
             let ahead = current.filter { lsn($0) == freshest }.map(\.node.name).joined(separator: ", ")
-            let text = "\(chosen.node.name) is behind: it has \(lsn(chosen)), but \(ahead) has \(freshest) "
+            var text = "\(chosen.node.name) is behind: it has \(lsn(chosen)), but \(ahead) has \(freshest) "
                 + "(\(freshest.bytes(after: lsn(chosen))) bytes more)"
+            let delayed = current.filter { lsn($0) == freshest && $0.applyDelayMs > 0 }.map(\.node.name)
+            if request.candidate == nil, let name = delayed.first {
+                text += "; \(name) replays with recovery_min_apply_delay and is promoted only when named: --candidate \(name)"
+            }
             if !request.allowDataLoss {
                 return refuse(text + "; promoting it would lose those commits. Accept that with --allow-data-loss")
             }

@@ -34,6 +34,10 @@ public struct NodeObservation: Sendable, Equatable {
     public var replication: [ReplicationRow] = []
     public var synchronousStandbyNames: String = ""
     public var primaryConninfo: String = ""
+    /// A standby's `recovery_min_apply_delay`, in milliseconds: it replays that far behind.
+    public var applyDelayMs: Int = 0
+    /// A standby's `pg_get_wal_replay_pause_state()`: nil, or `pause requested` / `paused`.
+    public var replayPause: String?
 
     public init(node: NodeSpec, error: String? = nil) {
         self.node = node
@@ -111,6 +115,8 @@ public struct Observer: Sendable {
              WHERE name ~ '^[0-9A-F]{8}[.]history$') AS history_tli,
           current_setting('synchronous_standby_names') AS ssn,
           current_setting('primary_conninfo') AS conninfo,
+          (SELECT setting::int FROM pg_settings WHERE name = 'recovery_min_apply_delay') AS apply_delay,
+          CASE WHEN pg_is_in_recovery() THEN pg_get_wal_replay_pause_state() END AS pause_state,
           r.status, r.sender_host, r.sender_port, r.received_tli, r.slot_name
         FROM (SELECT 1) AS one LEFT JOIN pg_stat_wal_receiver AS r ON r.pid IS NOT NULL
         """
@@ -130,6 +136,8 @@ public struct Observer: Sendable {
         observation.replayLsn = row.value(0, "replay_lsn").flatMap(LSN.init)
         observation.synchronousStandbyNames = row.value(0, "ssn") ?? ""
         observation.primaryConninfo = row.value(0, "conninfo") ?? ""
+        observation.applyDelayMs = row.value(0, "apply_delay").flatMap { Int($0) } ?? 0
+        observation.replayPause = row.value(0, "pause_state").flatMap { $0 == "not paused" ? nil : $0 }
         if let status = row.value(0, "status") {
             observation.walReceiver = .init(
                 status: status, senderHost: row.value(0, "sender_host"),

@@ -9,13 +9,17 @@ public struct Rejoin: Sendable {
     public let ops: ServerOps
     public let node: NodeSpec
     public var reclone: Bool
+    /// Rejoin a node that still accepts writes as a primary beside another primary,
+    /// discarding what it took since they parted.
+    public var force: Bool
 
-    public init(cluster: any ServerControl, credentials: Credentials, node: NodeSpec, reclone: Bool) {
+    public init(cluster: any ServerControl, credentials: Credentials, node: NodeSpec, reclone: Bool, force: Bool = false) {
         self.cluster = cluster
         self.credentials = credentials
         self.ops = ServerOps(spec: cluster.spec, credentials: credentials, templates: cluster.renderer.templates)
         self.node = node
         self.reclone = reclone
+        self.force = force
     }
 
     var spec: ClusterSpec { cluster.spec }
@@ -36,9 +40,34 @@ public struct Rejoin: Sendable {
         }
     }
 
+    /// A node that answers as a primary is rejoined only when another primary exists and the
+    /// operator accepts (`--force`) that its writes since the two parted are discarded. Pure.
+    public static func refuseLivePrimary(_ node: NodeSpec, observations: [NodeObservation], force: Bool) throws(ClusterError) {
+        guard let own = observations.first(where: { $0.node.name == node.name }), own.isPrimary else { return }
+        let others = observations.filter { $0.isPrimary && $0.node.name != node.name }
+        guard let other = others.first else {
+            throw ClusterError.refused(
+                "\(node.name) is the primary, and no other node is: there is nothing to rejoin it to. "
+                    + "To move the primary elsewhere use `pgcluster switchover`")
+        }
+        guard force else {
+            let tl = { (o: NodeObservation) in o.timeline.map { "timeline \($0)" } ?? "timeline ?" }
+            throw ClusterError(
+                "\(node.name) accepts writes as a primary (\(tl(own))) while \(other.node.name) is a primary too (\(tl(other))): "
+                    + "rejoining rewinds \(node.name) onto \(other.node.name) and discards every write it took since they parted",
+                exitCode: .refused,
+                details: [
+                    "check which one holds the data you keep (pgcluster status; the newest timeline is normally the real primary)",
+                    "stop the applications that write to \(node.name), then: pgcluster rejoin \(node.name) --force",
+                ])
+        }
+        Console.warn("\(node.name) is a primary beside \(other.node.name); rejoining it anyway (--force): its writes since they parted are discarded")
+    }
+
     public func run() async throws(ClusterError) -> Report {
         var timer = StepTimer()
         let observations = await Observer(credentials: credentials).observeAll(spec.nodes)
+        try Self.refuseLivePrimary(node, observations: observations, force: force)
         let primaryObservation: NodeObservation
         do {
             primaryObservation = try PrimaryLookup.find(observations.filter { $0.node.name != node.name })
@@ -98,7 +127,7 @@ public struct Rejoin: Sendable {
         timer.lap("\(node.name) streams from \(primary.name)")
 
         // Listed again in synchronous_standby_names, per the remembered mode.
-        let remembered = ClusterRecord.synchronous(spec: spec)
+        let remembered = try ClusterRecord.synchronous(spec: spec)
         let now = await Observer(credentials: credentials).observeAll(spec.nodes)
         let standbyNames = now.filter(\.isStandby).map(\.node.name)
         let listed = (remembered.standbys ?? standbyNames).filter { $0 != primary.name && standbyNames.contains($0) }

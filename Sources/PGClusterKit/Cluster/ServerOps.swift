@@ -70,14 +70,52 @@ public struct ServerOps: Sendable {
         }
     }
 
-    /// Waits until the standby has replayed everything it received.
+    /// Readies a chosen standby to replay all it received: resumes a paused replay and lifts a
+    /// `recovery_min_apply_delay` (a candidate with one is promoted only when named), saying so.
+    public func prepareReplay(_ standby: NodeObservation) async throws(ClusterError) {
+        let node = standby.node
+        if standby.applyDelayMs > 0 {
+            Console.progress("[\(node.name)] lifting recovery_min_apply_delay (\(standby.applyDelayMs) ms) to promote it")
+            try await execute(node, ["ALTER SYSTEM SET recovery_min_apply_delay = 0", "SELECT pg_reload_conf()"])
+        }
+        if let pause = standby.replayPause {
+            Console.progress("[\(node.name)] WAL replay was \(pause) (pg_wal_replay_pause): resuming it to promote")
+            try await execute(node, ["SELECT pg_wal_replay_resume()"])
+        }
+    }
+
+    /// Waits until the standby has replayed everything it received, saying every 2 s how much
+    /// is left; a replay paused meanwhile is resumed (and said).
     public func waitForReplay(_ node: NodeSpec, timeout: Double = 60) async throws(ClusterError) {
-        try await waitFor("\(node.name) replayed all it received", timeout: timeout) {
-            let row = try? await execute(
-                node,
-                ["SELECT pg_last_wal_receive_lsn() IS NULL OR pg_last_wal_replay_lsn() >= pg_last_wal_receive_lsn()"],
-                timeout: 2)
-            return row?.scalar == "t"
+        let query = """
+            SELECT pg_last_wal_receive_lsn() IS NULL OR pg_last_wal_replay_lsn() >= pg_last_wal_receive_lsn(),
+              pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::bigint, pg_get_wal_replay_pause_state()
+            """
+        let clock = ContinuousClock()
+        let began = clock.now
+        var said = began
+        var left = "?"
+        var paused = false
+        do {
+            try await waitFor("\(node.name) replayed all it received", timeout: timeout) {
+                guard let row = (try? await execute(node, [query], timeout: 2))?.rows.first, row.count == 3 else { return false }
+                if row[0] == "t" { return true }
+                left = row[1] ?? "?"
+                paused = row[2] != "not paused"
+                if let pause = row[2], paused {
+                Console.progress("[\(node.name)] WAL replay is \(pause): resuming it")
+                _ = try? await execute(node, ["SELECT pg_wal_replay_resume()"], timeout: 2)
+            }
+                if clock.now - said >= .seconds(2) {
+                    said = clock.now
+                    Console.progress("[\(node.name)] replaying what it received: \(left) bytes left after \(Int((clock.now - began).seconds)) s")
+                }
+                return false
+            }
+        } catch {
+            throw ClusterError(
+                "\(error.message): \(left) bytes not yet replayed" + (paused ? ", and its replay stays paused" : ""),
+                details: ["nothing was promoted; the standbys were put back on their upstream", "check \(node.name)'s log"])
         }
     }
 

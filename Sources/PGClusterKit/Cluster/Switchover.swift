@@ -84,7 +84,7 @@ public struct Switchover: Sendable {
         let chosen = try Self.chooseCandidate(primary: primaryObservation, standbys: standbys, named: candidate)
         let primary = primaryObservation.node
         let target = chosen.node
-        let remembered = ClusterRecord.synchronous(spec: spec)
+        let remembered = try ClusterRecord.synchronous(spec: spec)
         timer.lap("observe; \(target.name) takes over from \(primary.name)")
 
         try await ops.checkpoint(primary)

@@ -17,8 +17,7 @@ extension PGCluster {
         }
 
         func run() async throws {
-            try await execute {
-                let spec = try options.load()
+            try await executeLocked(options, "destroy") { spec in
                 if spec.backend == .compose {
                     try await ComposeCluster(spec: spec, templates: try options.templateSet()).destroy()
                 } else {

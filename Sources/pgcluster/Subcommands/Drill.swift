@@ -53,8 +53,7 @@ extension PGCluster {
         }
 
         func run() async throws {
-            try await execute {
-                let spec = try options.load()
+            try await executeLocked(options, "drill") { spec in
                 if spec.backend != .local && !yes {
                     throw ClusterError.refused("drill kills servers: it runs on a local cluster; add --yes to run it on backend \(spec.backend.rawValue)")
                 }

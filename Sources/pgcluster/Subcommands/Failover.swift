@@ -13,7 +13,13 @@ extension PGCluster {
                 highest received/replayed LSN (ties: priority, then name; priority 0 never); let it replay \
                 all it received; pg_promote; create slots and set synchronous_standby_names on it; \
                 re-point the other standbys and confirm they stream on the new timeline.
-                Refusals exit 2 and name the flag that accepts the risk.
+                Refusals exit 2 and name the flag that accepts the risk. Exit 1 when the new primary \
+                cannot commit under the remembered mode (too few standbys follow): what blocks and the \
+                command that fixes it are printed.
+                Interrupted (killed, a node lost) at any step, it is finished by running it again: a live \
+                primary with standbys still frozen, or one not yet recorded, is taken as the end of that \
+                failover, and the others are re-pointed at it. It holds the cluster lock: a second \
+                failover waits, then sees the first one's result.
                 """)
 
         @OptionGroup var options: SpecOptions
@@ -31,8 +37,7 @@ extension PGCluster {
         var json = false
 
         func run() async throws {
-            try await execute {
-                let spec = try options.load()
+            try await executeLocked(options, "failover") { spec in
                 let credentials = try ClusterAccess.credentials(spec)
                 let failover = PGClusterKit.Failover(
                     spec: spec, credentials: credentials, control: try ClusterAccess.control(spec, options),
@@ -40,6 +45,8 @@ extension PGCluster {
                     templates: try options.templateSet())
                 let report = try await failover.run()
                 Console.out(json ? try JSONOutput.encode(report) : report.text)
+                // Done, but the cluster cannot commit under its mode: say so by the exit code too.
+                if !report.problems.isEmpty { throw ExitCode(ExitKind.failure.rawValue) }
             }
         }
     }

@@ -22,8 +22,7 @@ extension PGCluster {
         var force = false
 
         func run() async throws {
-            try await execute {
-                let spec = try options.load()
+            try await executeLocked(options, "init") { spec in
                 if spec.backend == .compose {
                     let cluster = ComposeCluster(spec: spec, templates: try options.templateSet())
                     try await ComposeInit(cluster: cluster, force: force).run()

@@ -50,8 +50,7 @@ extension PGCluster {
         }
 
         func run() async throws {
-            try await execute {
-                let spec = try options.load()
+            try await executeLocked(options, "quorum") { spec in
                 let credentials = try ClusterAccess.credentials(spec)
                 let observations = await Observer(credentials: credentials).observeAll(spec.nodes)
                 let plan = try QuorumPlan.make(

@@ -10,6 +10,9 @@ extension PGCluster {
                 (a failed old primary), or pg_basebackup with --reclone, when it has no data, or when \
                 rewind fails; writes its standby settings, starts it, confirms it streams, and lists it \
                 again in synchronous_standby_names per the remembered mode.
+                A node that still answers as a primary beside another primary is refused (exit 2) unless \
+                --force: rejoining it discards the writes it took since the two parted. The only primary \
+                is never rejoined.
                 """)
 
         @OptionGroup var options: SpecOptions
@@ -20,16 +23,19 @@ extension PGCluster {
         @Flag(help: "Erase its data and copy it afresh from the primary with pg_basebackup.")
         var reclone = false
 
+        @Flag(help: "Rejoin it even though it still accepts writes as a primary beside another primary; its writes since they parted are discarded.")
+        var force = false
+
         @Flag(help: "Print the report as JSON.")
         var json = false
 
         func run() async throws {
-            try await execute {
-                let spec = try options.load()
+            try await executeLocked(options, "rejoin") { spec in
                 let cluster = try ClusterAccess.control(spec, options)
                 let target = try NodeSelection.resolve([node], in: spec, primaryFirst: false)[0]
                 let report = try await PGClusterKit.Rejoin(
-                    cluster: cluster, credentials: try ClusterAccess.credentials(spec), node: target, reclone: reclone
+                    cluster: cluster, credentials: try ClusterAccess.credentials(spec), node: target, reclone: reclone,
+                    force: force
                 ).run()
                 Console.out(json ? try JSONOutput.encode(report) : report.text)
             }

@@ -4,7 +4,14 @@ import PGClusterKit
 extension PGCluster {
     struct Start: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Start the cluster's servers (all, or the nodes named).")
+            abstract: "Start the cluster's servers (all, or the nodes named).",
+            discussion: """
+                Never makes a second primary: while a primary answers, every other node starts as its \
+                standby and must stream from it, or it is stopped again and `pgcluster rejoin NODE` is \
+                named (a primary deposed by a failover cannot follow until rewound). With no primary up, \
+                the recorded primary starts first, unless another node is on a newer timeline; the other \
+                nodes start as its standbys.
+                """)
 
         @OptionGroup var options: SpecOptions
 
@@ -12,23 +19,11 @@ extension PGCluster {
         var nodes: [String] = []
 
         func run() async throws {
-            try await execute {
-                let spec = try options.load()
-                let cluster = try ClusterAccess.control(spec, options)
-                _ = try ClusterAccess.credentials(spec)
-                for node in try NodeSelection.resolve(nodes, in: spec, primaryFirst: true) {
-                    guard await cluster.hasData(node) else {
-                        throw ClusterError("\(node.name) has no data",
-                            details: ["create the cluster with pgcluster init, or re-clone the node with pgcluster rejoin \(node.name) --reclone"])
-                    }
-                    if await cluster.isRunning(node) {
-                        Console.progress("[\(node.name)] already running")
-                        continue
-                    }
-                    Console.progress("[\(node.name)] starting")
-                    try await cluster.start(node)
-                    Console.out("\(node.name) started")
-                }
+            try await executeLocked(options, "start") { spec in
+                let control = try ClusterAccess.control(spec, options)
+                let nodes = try NodeSelection.resolve(nodes, in: spec, primaryFirst: false)
+                let lines = try await StartNodes(control: control, credentials: try ClusterAccess.credentials(spec)).run(nodes)
+                for line in lines { Console.out(line) }
             }
         }
     }

@@ -26,7 +26,13 @@ extension PGCluster {
                 let spec = try options.load()
                 let credentials = try ClusterAccess.credentials(spec)
                 let observations = await Observer(credentials: credentials, timeout: timeout).observeAll(spec.nodes)
-                let report = StatusReport.make(spec: spec, observations: observations)
+                var report = StatusReport.make(spec: spec, observations: observations)
+                // What pgcluster remembers must be readable, or its next failover could not trust it.
+                do throws(ClusterError) {
+                    _ = try ClusterRecord.load(spec: spec)
+                } catch {
+                    report.problems.append(([error.message] + error.details).joined(separator: "; "))
+                }
                 if json {
                     Console.out(try JSONOutput.encode(report))
                 } else {

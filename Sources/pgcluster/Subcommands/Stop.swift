@@ -17,8 +17,7 @@ extension PGCluster {
         var nodes: [String] = []
 
         func run() async throws {
-            try await execute {
-                let spec = try options.load()
+            try await executeLocked(options, "stop") { spec in
                 let cluster = try ClusterAccess.control(spec, options)
                 for node in try NodeSelection.resolve(nodes, in: spec, primaryFirst: true) {
                     guard await cluster.isRunning(node) else {

@@ -21,8 +21,7 @@ extension PGCluster {
         var json = false
 
         func run() async throws {
-            try await execute {
-                let spec = try options.load()
+            try await executeLocked(options, "switchover") { spec in
                 let cluster = try ClusterAccess.control(spec, options)
                 let report = try await PGClusterKit.Switchover(
                     cluster: cluster, credentials: try ClusterAccess.credentials(spec), candidate: candidate

@@ -71,17 +71,17 @@ final class TestCluster: @unchecked Sendable {
 
     /// Runs `pgcluster ARGS -f spec`, capturing both streams.
     @discardableResult
-    func run(_ arguments: [String], timeout: Double = 300) async -> RunResult {
-        await Self.runBinary(arguments + ["-f", specPath], timeout: timeout)
+    func run(_ arguments: [String], timeout: Double = 300, environment: [String: String] = [:]) async -> RunResult {
+        await Self.runBinary(arguments + ["-f", specPath], timeout: timeout, environment: environment)
     }
 
-    static func runBinary(_ arguments: [String], timeout: Double = 300) async -> RunResult {
-        await Blocking.run { spawnWithFiles([binary] + arguments, timeout: timeout) }
+    static func runBinary(_ arguments: [String], timeout: Double = 300, environment: [String: String] = [:]) async -> RunResult {
+        await Blocking.run { spawnWithFiles([binary] + arguments, timeout: timeout, extra: environment) }
     }
 
     /// stdout and stderr go to files, not pipes: a server the child starts must never hold
     /// our read end. Killed after `timeout`.
-    static func spawnWithFiles(_ argv: [String], timeout: Double) -> RunResult {
+    static func spawnWithFiles(_ argv: [String], timeout: Double, extra: [String: String] = [:]) -> RunResult {
         let tag = UUID().uuidString
         let outPath = "/tmp/pgc-test-\(tag).out"
         let errPath = "/tmp/pgc-test-\(tag).err"
@@ -91,6 +91,7 @@ final class TestCluster: @unchecked Sendable {
         }
         var environment = ProcessInfo.processInfo.environment
         environment["NO_COLOR"] = "1"
+        environment.merge(extra) { _, new in new }
         let outcome = Spawn.run(
             argv, environment: environment.map { "\($0.key)=\($0.value)" }, stdout: .file(outPath), stderr: .file(errPath),
             timeout: timeout)

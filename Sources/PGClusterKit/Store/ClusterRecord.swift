@@ -16,13 +16,18 @@ public enum ClusterRecord {
         spec: ClusterSpec, primary: String, applied: (mode: SynchronousMode, standbys: [String])
     ) throws(ClusterError) {
         try ClusterState(
-            primary: primary, synchronous: synchronous(spec: spec),
+            primary: primary, synchronous: try synchronous(spec: spec),
             applied: .init(applied.mode, standbys: applied.standbys)
         ).save(to: LocalLayout(spec: spec).stateFile)
     }
 
     /// The remembered synchronous mode, or the spec's when none was recorded.
-    public static func synchronous(spec: ClusterSpec) -> ClusterState.Synchronous {
-        ClusterState.load(LocalLayout(spec: spec).stateFile)?.synchronous ?? .init(spec.replication.synchronous)
+    public static func synchronous(spec: ClusterSpec) throws(ClusterError) -> ClusterState.Synchronous {
+        try load(spec: spec)?.synchronous ?? .init(spec.replication.synchronous)
+    }
+
+    /// What pgcluster remembers, or nil before anything was recorded; an error when damaged.
+    public static func load(spec: ClusterSpec) throws(ClusterError) -> ClusterState? {
+        try ClusterState.load(LocalLayout(spec: spec).stateFile)
     }
 }

@@ -1,0 +1,15 @@
+import Foundation
+
+/// Deterministic interruption for the tests: with `PGCLUSTER_TEST_STOP_AFTER=STEP`, the
+/// process stops dead (no clean-up, no lock release but the kernel's) right after the named
+/// step, as a `kill -9` there would. Steps: failover's `freeze`, `synchronous`, `promote`,
+/// `re-point`. Never set in normal use.
+public enum TestInterruption {
+    static let stopAfter = ProcessInfo.processInfo.environment["PGCLUSTER_TEST_STOP_AFTER"]
+
+    public static func point(_ step: String) {
+        guard stopAfter == step else { return }
+        FileHandle.standardError.write(Data("stopping dead after step '\(step)' (PGCLUSTER_TEST_STOP_AFTER)\n".utf8))
+        _exit(86)
+    }
+}

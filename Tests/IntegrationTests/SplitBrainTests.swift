@@ -1,0 +1,292 @@
+import Foundation
+import Testing
+
+@testable import PGClusterKit
+
+extension TestCluster {
+    /// The nodes that answer as primaries (accept writes), by asking each one.
+    func primaries() -> [String] {
+        nodeNames.filter { (try? sql($0, "SELECT pg_is_in_recovery()").scalar) == "f" }
+    }
+
+    /// The report of a `--json` run.
+    func json(_ result: RunResult) throws -> [String: Any] {
+        try #require(
+            JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any],
+            "no JSON (exit \(result.status)): \(result.stderr)")
+    }
+
+    /// Starts a node's server with pg_ctl directly, as an operator bypassing pgcluster would.
+    func pgCtlStart(_ node: String) -> RunResult {
+        // A killed postmaster lingers as a zombie until PID 1 reaps it; its lock files would stop pg_ctl.
+        let pidFile = "\(dataRoot)/\(node)/data/postmaster.pid"
+        if let text = try? String(contentsOfFile: pidFile, encoding: .utf8), let pid = text.split(separator: "\n").first.flatMap({ pid_t($0) }) {
+            for _ in 0..<200 where kill(pid, 0) == 0 { usleep(50_000) }
+            if kill(pid, 0) == 0 {
+                unlink(pidFile)
+                unlink("\(dataRoot)/\(node)/run/.s.PGSQL.\(port(node)).lock")
+            }
+        }
+        var argv = [
+            "/usr/lib/postgresql/15/bin/pg_ctl", "-D", "\(dataRoot)/\(node)/data", "-l", "\(dataRoot)/\(node)/postgres.log",
+            "-w", "start",
+        ]
+        if getuid() == 0 { argv = ["/usr/sbin/runuser", "-u", "postgres", "--"] + argv }
+        return Self.spawnWithFiles(argv, timeout: 60)
+    }
+
+    /// Runs a failover on a cluster whose primary was killed, and returns the node promoted.
+    func failOver(_ extra: [String] = []) async throws -> String {
+        let result = await run(["failover", "--json"] + extra)
+        #expect(result.status == 0, "failover: \(result.stderr)")
+        return try #require(try json(result)["candidate"] as? String)
+    }
+}
+
+/// Issue "Never two primaries": each defect found by fault testing, on real servers.
+/// Ports 21200-21399.
+@Suite("never two primaries: the lock, resumable failover, start and rejoin of a deposed primary", .serialized)
+struct SplitBrainTests {
+    @Test("two failovers at once with different candidates: one primary, one run refused, nothing acknowledged lost")
+    func concurrentFailovers() async throws {
+        try await withCluster(name: "sb-two", basePort: 21200, synchronous: "{mode: any, count: 1}") { cluster in
+            try await cluster.initCluster()
+            let load = try await cluster.startLoad(clients: 4)
+            #expect(await cluster.waitForAcks(load, atLeast: 200))
+            try cluster.kill9Postmaster("node0")
+
+            async let first = cluster.run(["failover", "--candidate", "node1"])
+            async let second = cluster.run(["failover", "--candidate", "node2"])
+            let results = await [first, second]
+            #expect(results.filter { $0.status == 0 }.count == 1, "\(results.map { "\($0.status): \($0.stderr)" })")
+            let loser = try #require(results.first { $0.status != 0 })
+            // It waited for the lock and then found the winner's primary, or gave up waiting.
+            let saysWhy = loser.stderr.contains("answers as a primary") || loser.stderr.contains("holds its lock")
+            #expect(saysWhy && (loser.status == 2 || loser.status == 1), "loser: \(loser.status) \(loser.stderr)")
+
+            let primaries = cluster.primaries()
+            #expect(primaries.count == 1, "primaries: \(primaries)")
+            let winner = try #require(primaries.first)
+            let other = winner == "node1" ? "node2" : "node1"
+            #expect(await cluster.eventually { try cluster.upstreamPort(of: other) == cluster.port(winner) })
+
+            let before = load.counts.acknowledged
+            #expect(await cluster.waitForAcks(load, atLeast: before + 100))
+            let summary = await load.stop()
+            let present = try cluster.presentIds(winner, summary.acknowledged)
+            #expect(present.count == summary.acknowledged.count, "lost \(summary.acknowledged.count - present.count)")
+        }
+    }
+
+    @Test("a failover killed after a named step is finished by running failover again", arguments: ["synchronous", "promote"])
+    func interruptedFailoverResumes(step: String) async throws {
+        let port = step == "promote" ? 21210 : 21220
+        try await withCluster(name: "sb-int-\(step)", basePort: port, synchronous: "{mode: any, count: 1}") { cluster in
+            try await cluster.initCluster()
+            let load = try await cluster.startLoad(clients: 4)
+            #expect(await cluster.waitForAcks(load, atLeast: 200))
+            try cluster.kill9Postmaster("node0")
+
+            let killed = await cluster.run(["failover"], environment: ["PGCLUSTER_TEST_STOP_AFTER": step])
+            #expect(killed.status == 86, "\(killed.stderr)")
+            #expect(killed.stderr.contains("stopping dead after step '\(step)'"))
+            // Left as a kill there leaves it: both standbys frozen.
+            for standby in ["node1", "node2"] {
+                #expect(try cluster.sql(standby, "SHOW primary_conninfo").scalar == "")
+            }
+
+            let again = await cluster.run(["failover", "--json"])
+            #expect(again.status == 0, "again: \(again.stderr)")
+            let report = try cluster.json(again)
+            let primary = try #require(report["candidate"] as? String)
+            let other = primary == "node1" ? "node2" : "node1"
+            if step == "promote" {
+                #expect(again.stderr.contains("finishing an interrupted failover"), "\(again.stderr)")
+            }
+            #expect(cluster.primaries() == [primary])
+            #expect(await cluster.eventually { try cluster.upstreamPort(of: other) == cluster.port(primary) })
+            #expect(try cluster.sql(primary, "SHOW synchronous_standby_names").scalar == "ANY 1 (\"\(other)\")")
+
+            let before = load.counts.acknowledged
+            #expect(await cluster.waitForAcks(load, atLeast: before + 100), "commits do not go through after the resumed failover")
+            let summary = await load.stop()
+            let present = try cluster.presentIds(primary, summary.acknowledged)
+            #expect(present.count == summary.acknowledged.count, "lost \(summary.acknowledged.count - present.count)")
+            #expect(await cluster.run(["history"]).stdout.contains("failover"))
+        }
+    }
+
+    @Test("start of a deposed primary: refused while it cannot follow, a standby once rejoined; never read-write")
+    func startDeposedPrimary() async throws {
+        try await withCluster(name: "sb-start", basePort: 21230, synchronous: "{mode: async}") { cluster in
+            try await cluster.initCluster()
+            try cluster.sql("node0", "CREATE TABLE t (id int)")
+            // node0 takes writes its standbys never get: its WAL goes past the coming fork.
+            let senders = try cluster.sql("node0", "SELECT pid FROM pg_stat_replication").rows.compactMap { $0[0].flatMap { pid_t($0) } }
+            for pid in senders { kill(pid, SIGSTOP) }
+            try cluster.sql("node0", "INSERT INTO t SELECT generate_series(1, 1000)")
+            try cluster.kill9Postmaster("node0")
+            for pid in senders { kill(pid, SIGKILL) }
+
+            let primary = try await cluster.failOver()
+            let start = await cluster.run(["start", "node0"])
+            #expect(start.status == 2, "start: \(start.status) \(start.stderr)")
+            #expect(start.stderr.contains("pgcluster rejoin node0"), "\(start.stderr)")
+            // It is not serving as a primary: stopped again, or at most in recovery.
+            #expect(cluster.primaries() == [primary])
+            let (dsn, password) = try await cluster.readWriteDSN()
+            let connection = try PGConnection.connect(conninfo: dsn, password: password)
+            #expect(try connection.query("SELECT inet_server_port()").scalar == String(cluster.port(primary)))
+            connection.close()
+
+            let rejoin = await cluster.run(["rejoin", "node0"])
+            #expect(rejoin.status == 0, "rejoin: \(rejoin.stderr)")
+            // Now that it follows, stop and start keep it a standby of the primary.
+            #expect(await cluster.run(["stop", "node0"]).status == 0)
+            let restart = await cluster.run(["start", "node0"])
+            #expect(restart.status == 0, "\(restart.stderr)")
+            #expect(restart.stdout.contains("node0 started as a standby of \(primary)"))
+            #expect(try cluster.upstreamPort(of: "node0") == cluster.port(primary))
+
+            // The whole cluster stopped and started: the recorded primary comes back as the only one.
+            #expect(await cluster.run(["stop"]).status == 0)
+            let all = await cluster.run(["start"])
+            #expect(all.status == 0, "\(all.stderr)")
+            #expect(cluster.primaries() == [primary])
+            var healthy = false
+            for _ in 0..<40 where !healthy {
+                healthy = await cluster.run(["status"]).status == 0
+                if !healthy { try await Task.sleep(for: .milliseconds(250)) }
+            }
+            #expect(healthy, "the restarted cluster is not healthy")
+        }
+    }
+
+    @Test("rejoin of a node that accepts writes beside another primary: refused without --force")
+    func rejoinLivePrimary() async throws {
+        try await withCluster(name: "sb-rejoin", basePort: 21240, synchronous: "{mode: any, count: 1}") { cluster in
+            try await cluster.initCluster()
+            try cluster.sql("node0", "CREATE TABLE t (id int)")
+            try cluster.sql("node0", "INSERT INTO t VALUES (1)")
+            try cluster.kill9Postmaster("node0")
+            let primary = try await cluster.failOver()
+            try cluster.sql(primary, "INSERT INTO t VALUES (2)")
+            // Someone starts the old primary by hand: two primaries.
+            let manual = cluster.pgCtlStart("node0")
+            try #require(manual.status == 0, "pg_ctl start: \(manual.stderr) \((try? String(contentsOfFile: "\(cluster.dataRoot)/node0/postgres.log", encoding: .utf8))?.suffix(800) ?? "")")
+            #expect(Set(cluster.primaries()) == Set(["node0", primary]))
+
+            let refused = await cluster.run(["rejoin", "node0"])
+            #expect(refused.status == 2, "\(refused.stderr)")
+            #expect(refused.stderr.contains("node0 accepts writes as a primary"))
+            #expect(refused.stderr.contains("--force"))
+            #expect(try cluster.sql("node0", "SELECT pg_is_in_recovery()").scalar == "f", "refused, yet node0 was touched")
+
+            let onlyPrimary = await cluster.run(["rejoin", primary])
+            #expect(onlyPrimary.status == 2)
+            #expect(onlyPrimary.stderr.contains("\(primary) is a primary too") || onlyPrimary.stderr.contains("accepts writes"))
+
+            let forced = await cluster.run(["rejoin", "node0", "--force"])
+            #expect(forced.status == 0, "forced: \(forced.stderr)")
+            #expect(cluster.primaries() == [primary])
+            #expect(try cluster.upstreamPort(of: "node0") == cluster.port(primary))
+            #expect(await cluster.eventually { try cluster.sql("node0", "SELECT count(*) FROM t").scalar == "2" })
+            // A second rejoin finds nothing to do and leaves a server that runs.
+            let twice = await cluster.run(["rejoin", "node0"])
+            #expect(twice.status == 2)
+            #expect(twice.stderr.contains("already streams"))
+            #expect(try cluster.sql("node0", "SELECT pg_is_in_recovery()").scalar == "t")
+        }
+    }
+
+    @Test("a candidate whose replay is paused is resumed; a delayed standby is not chosen unless named")
+    func pausedAndDelayedReplay() async throws {
+        try await withCluster(name: "sb-pause", basePort: 21250, synchronous: "{mode: any, count: 1}") { cluster in
+            try await cluster.initCluster()
+            try cluster.sql("node0", "CREATE TABLE t (id int)")
+            // node1 wins ties by name, but replays an hour behind; node2 has paused its replay.
+            try cluster.sql("node1", "ALTER SYSTEM SET recovery_min_apply_delay = '1h'")
+            try cluster.sql("node1", "SELECT pg_reload_conf()")
+            try cluster.sql("node2", "SELECT pg_wal_replay_pause()")
+            try cluster.sql("node0", "INSERT INTO t SELECT generate_series(1, 500)")
+            try cluster.kill9Postmaster("node0")
+
+            let plan = await cluster.run(["failover", "--dry-run", "--json"])
+            #expect(plan.status == 0, "\(plan.stderr)")
+            #expect(try cluster.json(plan)["candidate"] as? String == "node2", "a delayed standby was chosen")
+
+            // The paused one, named: its replay is resumed, said, and the failover does not wait.
+            try cluster.sql("node1", "ALTER SYSTEM RESET recovery_min_apply_delay")
+            try cluster.sql("node1", "SELECT pg_reload_conf()")
+            let started = Date()
+            let failover = await cluster.run(["failover", "--candidate", "node2", "--json"])
+            #expect(failover.status == 0, "\(failover.stderr)")
+            #expect(Date().timeIntervalSince(started) < 20, "a paused replay made failover wait")
+            #expect(failover.stderr.contains("WAL replay was paused"), "\(failover.stderr)")
+            #expect(try cluster.sql("node2", "SELECT count(*) FROM t").scalar == "500")
+            #expect(cluster.primaries() == ["node2"])
+            #expect(await cluster.eventually { try cluster.upstreamPort(of: "node1") == cluster.port("node2") })
+        }
+    }
+
+    @Test("an unreadable state file is an error; without one, failover fences every node that does not answer")
+    func damagedStateFile() async throws {
+        try await withCluster(name: "sb-state", basePort: 21260, synchronous: "{mode: any, count: 1}") { cluster in
+            try await cluster.initCluster()
+            try cluster.kill9Postmaster("node0")
+            let primary = try await cluster.failOver()
+            #expect(await cluster.run(["rejoin", "node0"]).status == 0)
+
+            let stateFile = "\(cluster.dataRoot)/state.json"
+            try "{ not json".write(toFile: stateFile, atomically: true, encoding: .utf8)
+            let status = await cluster.run(["status"])
+            #expect(status.status == 1)
+            #expect(status.stdout.contains("state.json is damaged"), "\(status.stdout)")
+
+            let postmaster = try #require(cluster.postmasterPID(primary))
+            kill(postmaster, SIGSTOP)
+            defer { kill(postmaster, SIGCONT) }
+            let refused = await cluster.run(["failover"])
+            #expect(refused.status == 1)
+            #expect(refused.stderr.contains("\(stateFile) is damaged"))
+            #expect(refused.stderr.contains("mv \(stateFile)"))
+            #expect(cluster.primaries().isEmpty, "nothing may change on a damaged state file")
+
+            // The repair the message gives: move it aside. pgcluster no longer knows the primary,
+            // so it fences every node that does not answer.
+            try FileManager.default.moveItem(atPath: stateFile, toPath: stateFile + ".damaged")
+            let failover = await cluster.run(["failover", "--json"])
+            #expect(failover.status == 0, "\(failover.stderr)")
+            #expect((try cluster.json(failover)["fenced"] as? String)?.contains("\(primary): killed postmaster \(postmaster)") == true)
+            kill(postmaster, SIGCONT)
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(cluster.primaries().count == 1)
+            #expect(!cluster.primaries().contains(primary))
+        }
+    }
+
+    @Test("the cluster lock: a second command waits, then names the holder; a dead holder's lock is taken over")
+    func clusterLock() async throws {
+        try await withCluster(name: "sb-lock", basePort: 21270, standbys: 1, synchronous: "{mode: async}") { cluster in
+            try await cluster.initCluster()
+            let spec = try SpecLoader.load(path: cluster.specPath)
+            let lock = try await ClusterLock.acquire(spec: spec, command: "test-holder")
+            let started = Date()
+            let busy = await cluster.run(["quorum", "--any", "1"])
+            #expect(busy.status == 1)
+            #expect(busy.stderr.contains("`pgcluster test-holder` (PID \(getpid())"), "\(busy.stderr)")
+            #expect(Date().timeIntervalSince(started) >= ClusterLock.defaultWait)
+            // Reading commands do not take it.
+            #expect(await cluster.run(["status"]).status == 0)
+            lock.release()
+
+            // A holder that died leaves its name in the file, not the lock.
+            let stale = ClusterLock.Holder(command: "failover", pid: 999_999, host: "elsewhere", since: "2026-01-01T00:00:00Z")
+            try JSONEncoder().encode(stale).write(to: URL(fileURLWithPath: ClusterLock.path(for: spec)))
+            let quorum = await cluster.run(["quorum", "--any", "1"])
+            #expect(quorum.status == 0, "\(quorum.stderr)")
+            #expect(quorum.stderr.contains("took over the cluster lock left by `pgcluster failover` (PID 999999"))
+            #expect(ClusterLock.currentHolder(spec: spec) == nil)
+        }
+    }
+}
