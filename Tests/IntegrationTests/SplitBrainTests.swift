@@ -44,12 +44,12 @@ extension TestCluster {
 }
 
 /// Issue "Never two primaries": each defect found by fault testing, on real servers.
-/// Ports 21200-21399.
+/// Ports 21400-21499.
 @Suite("never two primaries: the lock, resumable failover, start and rejoin of a deposed primary", .serialized)
 struct SplitBrainTests {
     @Test("two failovers at once with different candidates: one primary, one run refused, nothing acknowledged lost")
     func concurrentFailovers() async throws {
-        try await withCluster(name: "sb-two", basePort: 21200, synchronous: "{mode: any, count: 1}") { cluster in
+        try await withCluster(name: "sb-two", basePort: 21400, synchronous: "{mode: any, count: 1}") { cluster in
             try await cluster.initCluster()
             let load = try await cluster.startLoad(clients: 4)
             #expect(await cluster.waitForAcks(load, atLeast: 200))
@@ -80,7 +80,7 @@ struct SplitBrainTests {
 
     @Test("a failover killed after a named step is finished by running failover again", arguments: ["synchronous", "promote"])
     func interruptedFailoverResumes(step: String) async throws {
-        let port = step == "promote" ? 21210 : 21220
+        let port = step == "promote" ? 21410 : 21420
         try await withCluster(name: "sb-int-\(step)", basePort: port, synchronous: "{mode: any, count: 1}") { cluster in
             try await cluster.initCluster()
             let load = try await cluster.startLoad(clients: 4)
@@ -118,7 +118,7 @@ struct SplitBrainTests {
 
     @Test("start of a deposed primary: refused while it cannot follow, a standby once rejoined; never read-write")
     func startDeposedPrimary() async throws {
-        try await withCluster(name: "sb-start", basePort: 21230, synchronous: "{mode: async}") { cluster in
+        try await withCluster(name: "sb-start", basePort: 21430, synchronous: "{mode: async}") { cluster in
             try await cluster.initCluster()
             try cluster.sql("node0", "CREATE TABLE t (id int)")
             // node0 takes writes its standbys never get: its WAL goes past the coming fork.
@@ -164,7 +164,7 @@ struct SplitBrainTests {
 
     @Test("rejoin of a node that accepts writes beside another primary: refused without --force")
     func rejoinLivePrimary() async throws {
-        try await withCluster(name: "sb-rejoin", basePort: 21240, synchronous: "{mode: any, count: 1}") { cluster in
+        try await withCluster(name: "sb-rejoin", basePort: 21440, synchronous: "{mode: any, count: 1}") { cluster in
             try await cluster.initCluster()
             try cluster.sql("node0", "CREATE TABLE t (id int)")
             try cluster.sql("node0", "INSERT INTO t VALUES (1)")
@@ -201,7 +201,7 @@ struct SplitBrainTests {
 
     @Test("a candidate whose replay is paused is resumed; a delayed standby is not chosen unless named")
     func pausedAndDelayedReplay() async throws {
-        try await withCluster(name: "sb-pause", basePort: 21250, synchronous: "{mode: any, count: 1}") { cluster in
+        try await withCluster(name: "sb-pause", basePort: 21450, synchronous: "{mode: any, count: 1}") { cluster in
             try await cluster.initCluster()
             try cluster.sql("node0", "CREATE TABLE t (id int)")
             // node1 wins ties by name, but replays an hour behind; node2 has paused its replay.
@@ -231,7 +231,7 @@ struct SplitBrainTests {
 
     @Test("an unreadable state file is an error; without one, failover fences every node that does not answer")
     func damagedStateFile() async throws {
-        try await withCluster(name: "sb-state", basePort: 21260, synchronous: "{mode: any, count: 1}") { cluster in
+        try await withCluster(name: "sb-state", basePort: 21460, synchronous: "{mode: any, count: 1}") { cluster in
             try await cluster.initCluster()
             try cluster.kill9Postmaster("node0")
             let primary = try await cluster.failOver()
@@ -267,7 +267,7 @@ struct SplitBrainTests {
 
     @Test("the cluster lock: a second command waits, then names the holder; a dead holder's lock is taken over")
     func clusterLock() async throws {
-        try await withCluster(name: "sb-lock", basePort: 21270, standbys: 1, synchronous: "{mode: async}") { cluster in
+        try await withCluster(name: "sb-lock", basePort: 21470, standbys: 1, synchronous: "{mode: async}") { cluster in
             try await cluster.initCluster()
             let spec = try SpecLoader.load(path: cluster.specPath)
             let lock = try await ClusterLock.acquire(spec: spec, command: "test-holder")

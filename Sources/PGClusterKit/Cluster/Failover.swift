@@ -148,9 +148,9 @@ public struct Failover: Sendable {
         timer.lap("re-point \(followers.count) standbys, streaming on timeline \(timeline.map(String.init) ?? "?")")
         TestInterruption.point("re-point")
 
-        let outcome = try await settle(
-            primary: candidate, following: following, planned: planned, remembered: remembered,
-            down: plan.unreachable + needsRejoin)
+        let outcome = try await SynchronousSettlement.settle(
+            spec: spec, credentials: credentials, primary: candidate, following: following.map(\.name),
+            remembered: remembered, alreadySet: (planned.mode, planned.standbys), down: plan.unreachable + needsRejoin)
         if outcome.changed { timer.lap("synchronous_standby_names over the standbys that follow") }
         try ClusterRecord.savePrimary(spec: spec, primary: candidate.name, applied: (outcome.mode, outcome.standbys))
         let result = report(
@@ -204,8 +204,9 @@ public struct Failover: Sendable {
         let (following, needsRejoin) = await rePoint(followers, to: primary, timeline: live.timeline)
         timer.lap("re-point \(followers.count) standbys, streaming on timeline \(live.timeline.map(String.init) ?? "?")")
         let unreachable = observations.filter { !$0.reachable }.map(\.node.name)
-        let outcome = try await settle(
-            primary: primary, following: following, planned: nil, remembered: remembered, down: unreachable + needsRejoin)
+        let outcome = try await SynchronousSettlement.settle(
+            spec: spec, credentials: credentials, primary: primary, following: following.map(\.name),
+            remembered: remembered, alreadySet: nil, down: unreachable + needsRejoin)
         timer.lap("synchronous_standby_names over the standbys that follow")
         try ClusterRecord.savePrimary(spec: spec, primary: primary.name, applied: (outcome.mode, outcome.standbys))
         let lsn = live.currentLsn ?? LSN(0)
@@ -245,37 +246,6 @@ public struct Failover: Sendable {
         let lagging = await ops.confirmStreaming(ok, from: primary, timeline: timeline, timeout: 15)
         let failed = pointed.filter { $0.1 != nil }.map(\.0.name) + lagging.map(\.name)
         return (ok.filter { !lagging.contains($0) }, failed)
-    }
-
-    /// The synchronous names the new primary keeps: the remembered mode over the standbys
-    /// that follow it, and never one that does not (its commits would hang on it). When fewer
-    /// follow than the mode needs, says what blocks and what fixes it.
-    func settle(
-        primary: NodeSpec, following: [NodeSpec], planned: (mode: SynchronousMode, standbys: [String], warning: String?)?,
-        remembered: ClusterState.Synchronous, down: [String]
-    ) async throws(ClusterError) -> (mode: SynchronousMode, standbys: [String], changed: Bool, warnings: [String], problems: [String]) {
-        let listed = (remembered.standbys ?? spec.nodes.map(\.name)).filter { name in following.contains { $0.name == name } }
-        let ordered = spec.nodes.filter { listed.contains($0.name) }
-            .sorted { ($0.priority, $1.name) > ($1.priority, $0.name) }.map(\.name)
-        let final = FailoverDecision.newSynchronous(mode: remembered.synchronousMode, remaining: ordered)
-        let changed = planned.map { $0.mode != final.mode || $0.standbys != final.standbys } ?? true
-        if changed {
-            try await QuorumChange(credentials: credentials, primary: primary, mode: final.mode, standbys: final.standbys).set()
-        }
-        var problems: [String] = []
-        let wanted = remembered.synchronousMode
-        if wanted.count > final.standbys.count && wanted != .async {
-            let missing = Array(Set(down)).sorted().filter { $0 != primary.name }
-            let who = final.standbys.isEmpty
-                ? "none does" : "only " + final.standbys.joined(separator: ", ") + (final.standbys.count == 1 ? " does" : " do")
-            problems.append(
-                "\(primary.name) cannot commit under \(wanted): it needs \(wanted.count) standby(s) following, and \(who)"
-                    + "; synchronous_standby_names is '\(final.mode.standbyNames(final.standbys))' until more follow. "
-                    + (missing.isEmpty
-                        ? "Add a standby to the cluster"
-                        : "Bring them back: " + missing.map { "pgcluster rejoin \($0)" }.joined(separator: "; ")))
-        }
-        return (final.mode, final.standbys, changed, final.warning.map { [$0] } ?? [], problems)
     }
 
     func record(_ result: Report, lsn: LSN) throws(ClusterError) {

@@ -30,12 +30,15 @@ public struct Rejoin: Sendable {
         public var method: String
         public var timeline: Int?
         public var synchronous: String
+        /// Why the cluster cannot commit under its mode afterwards; not empty means exit 1.
+        public var problems: [String]
         public var steps: [StepTimer.Step]
         public var totalSeconds: Double
 
         public var text: String {
             var lines = ["\(node) rejoined as a standby of \(primary) (\(method)) in \(String(format: "%.3f", totalSeconds)) s, streaming on timeline \(timeline.map(String.init) ?? "?")"]
             lines.append("synchronous_standby_names = '\(synchronous)'")
+            lines += problems.map { "not done: " + $0 }
             return lines.joined(separator: "\n")
         }
     }
@@ -126,23 +129,24 @@ public struct Rejoin: Sendable {
         }
         timer.lap("\(node.name) streams from \(primary.name)")
 
-        // Listed again in synchronous_standby_names, per the remembered mode.
+        // Listed again in synchronous_standby_names, per the remembered mode, with every
+        // standby that streams from the primary now, and no other.
         let remembered = try ClusterRecord.synchronous(spec: spec)
-        let now = await Observer(credentials: credentials).observeAll(spec.nodes)
-        let standbyNames = now.filter(\.isStandby).map(\.node.name)
-        let listed = (remembered.standbys ?? standbyNames).filter { $0 != primary.name && standbyNames.contains($0) }
-        let ordered = spec.nodes.filter { listed.contains($0.name) }
-            .sorted { ($0.priority, $1.name) > ($1.priority, $0.name) }.map(\.name)
-        let newSync = FailoverDecision.newSynchronous(mode: remembered.synchronousMode, remaining: ordered)
+        let following = await Observer(credentials: credentials).observe(primary).streamingStandbys
+        let down = spec.nodes.map(\.name).filter { $0 != primary.name && !following.contains($0) }
+        let settlement = SynchronousSettlement.plan(
+            spec: spec, primary: primary.name, following: Array(following), remembered: remembered, alreadySet: nil,
+            down: down)
         try await QuorumChange(
-            credentials: credentials, primary: primary, mode: newSync.mode, standbys: newSync.standbys, timeout: 30
+            credentials: credentials, primary: primary, mode: settlement.mode, standbys: settlement.standbys, timeout: 30
         ).apply()
-        try ClusterRecord.savePrimary(spec: spec, primary: primary.name, applied: (newSync.mode, newSync.standbys))
+        try ClusterRecord.savePrimary(spec: spec, primary: primary.name, applied: (settlement.mode, settlement.standbys))
         timer.lap("synchronous_standby_names on \(primary.name)")
 
         let report = Report(
             node: node.name, primary: primary.name, method: method, timeline: timeline,
-            synchronous: newSync.mode.standbyNames(newSync.standbys), steps: timer.steps, totalSeconds: timer.total)
+            synchronous: settlement.mode.standbyNames(settlement.standbys), problems: settlement.problems,
+            steps: timer.steps, totalSeconds: timer.total)
         try History.append(
             HistoryEvent(
                 kind: "rejoin", from: node.name, to: primary.name, timeline: timeline, lsn: primaryObservation.currentLsn,

@@ -27,6 +27,8 @@ public struct Switchover: Sendable {
         public var following: [String]
         public var needsRejoin: [String]
         public var synchronous: String
+        /// Why the cluster cannot commit under its mode afterwards; not empty means exit 1.
+        public var problems: [String]
         public var steps: [StepTimer.Step]
         public var totalSeconds: Double
 
@@ -38,6 +40,7 @@ public struct Switchover: Sendable {
             if !needsRejoin.isEmpty { lines.append("needs rejoin: \(needsRejoin.joined(separator: ", "))") }
             lines.append("steps:")
             lines += steps.map(\.line)
+            lines += problems.map { "not done: " + $0 }
             return lines.joined(separator: "\n")
         }
     }
@@ -128,12 +131,17 @@ public struct Switchover: Sendable {
         let lagging = await ops.confirmStreaming(ok, from: target, timeline: timeline, timeout: 30)
         timer.lap("all follow \(target.name) on timeline \(timeline.map(String.init) ?? "?")")
 
-        try ClusterRecord.savePrimary(spec: spec, primary: target.name, applied: (newSync.mode, newSync.standbys))
         let needsRejoin = pointed.filter { $0.1 != nil }.map(\.0.name) + lagging.map(\.name)
+        let following = ok.filter { !lagging.contains($0) }.map(\.name)
+        let settlement = try await SynchronousSettlement.settle(
+            spec: spec, credentials: credentials, primary: target, following: following, remembered: remembered,
+            alreadySet: (newSync.mode, newSync.standbys), down: needsRejoin)
+        try ClusterRecord.savePrimary(spec: spec, primary: target.name, applied: (settlement.mode, settlement.standbys))
         let report = Report(
             from: primary.name, to: target.name, timeline: timeline, shutdownCheckpoint: checkpoint.description,
-            following: ok.filter { !lagging.contains($0) }.map(\.name), needsRejoin: needsRejoin,
-            synchronous: newSync.mode.standbyNames(newSync.standbys), steps: timer.steps, totalSeconds: timer.total)
+            following: following, needsRejoin: needsRejoin,
+            synchronous: settlement.mode.standbyNames(settlement.standbys), problems: settlement.problems,
+            steps: timer.steps, totalSeconds: timer.total)
         try History.append(
             HistoryEvent(
                 kind: "switchover", from: primary.name, to: target.name, timeline: timeline, lsn: checkpoint,

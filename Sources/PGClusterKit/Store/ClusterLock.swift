@@ -30,11 +30,15 @@ public final class ClusterLock: @unchecked Sendable {
     public let path: String
     public let holder: Holder
     private var fd: Int32
+    /// local.dir, when taking the lock created it: released with nothing else in it, it goes
+    /// again, so that a command refused before it did anything leaves nothing behind.
+    private let createdFolder: String?
 
-    private init(path: String, holder: Holder, fd: Int32) {
+    private init(path: String, holder: Holder, fd: Int32, createdFolder: String?) {
         self.path = path
         self.holder = holder
         self.fd = fd
+        self.createdFolder = createdFolder
     }
 
     deinit { release() }
@@ -43,7 +47,9 @@ public final class ClusterLock: @unchecked Sendable {
     public static let defaultWait: Double = 5
 
     /// The lock file of a cluster whose state lives in `local.dir`.
-    public static func path(for spec: ClusterSpec) -> String { "\(spec.local.dir)/.pgcluster.lock" }
+    public static func path(for spec: ClusterSpec) -> String { "\(spec.local.dir)/\(fileName)" }
+
+    public static let fileName = ".pgcluster.lock"
 
     /// Takes the lock for `command`, waiting up to `wait` seconds for another holder to finish.
     /// Fails (exit 1) naming the holder when it does not.
@@ -51,6 +57,7 @@ public final class ClusterLock: @unchecked Sendable {
         -> ClusterLock
     {
         let folder = spec.local.dir
+        let created = FileManager.default.fileExists(atPath: folder) ? nil : folder
         do {
             try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         } catch {
@@ -88,7 +95,7 @@ public final class ClusterLock: @unchecked Sendable {
         }
         let holder = Holder.current(command: command)
         writeHolder(fd, holder)
-        return ClusterLock(path: path, holder: holder, fd: fd)
+        return ClusterLock(path: path, holder: holder, fd: fd, createdFolder: created)
     }
 
     /// Runs `body` holding the lock; releases it however `body` ends.
@@ -116,6 +123,10 @@ public final class ClusterLock: @unchecked Sendable {
     public func release() {
         guard fd >= 0 else { return }
         _ = ftruncate(fd, 0)
+        if let createdFolder, (try? FileManager.default.contentsOfDirectory(atPath: createdFolder)) == [Self.fileName] {
+            unlink(path)
+            rmdir(createdFolder)
+        }
         close(fd)
         fd = -1
     }

@@ -38,6 +38,7 @@ extension PGCluster {
                     force: force
                 ).run()
                 Console.out(json ? try JSONOutput.encode(report) : report.text)
+                if !report.problems.isEmpty { throw ExitCode(ExitKind.failure.rawValue) }
             }
         }
     }

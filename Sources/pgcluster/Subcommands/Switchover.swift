@@ -27,6 +27,7 @@ extension PGCluster {
                     cluster: cluster, credentials: try ClusterAccess.credentials(spec), candidate: candidate
                 ).run()
                 Console.out(json ? try JSONOutput.encode(report) : report.text)
+                if !report.problems.isEmpty { throw ExitCode(ExitKind.failure.rawValue) }
             }
         }
     }
