@@ -205,7 +205,7 @@ public struct ComposeCluster: ServerControl {
         try await checkEngine()
         try await run(commands.down(), what: "docker compose down")
         let layout = LocalLayout(spec: spec)
-        for file in [layout.credentialsFile, layout.stateFile, layout.historyFile] { unlink(file) }
+        for file in layout.clusterFiles { unlink(file) }
         try? FileManager.default.removeItem(atPath: ComposeCluster.projectDirectory(spec))
         rmdir(layout.root)
     }

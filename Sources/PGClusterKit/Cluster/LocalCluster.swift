@@ -198,15 +198,36 @@ public struct LocalCluster: Sendable {
         if result != text { try writeServerFile(path, result) }
     }
 
-    /// Removes a node's folder (data, log, socket folder).
-    public func removeNodeFiles(_ node: NodeSpec) throws(ClusterError) {
-        let path = layout.nodeDir(node.name)
-        guard FileManager.default.fileExists(atPath: path) else { return }
+    /// Removes what pgcluster created for a node (data folder, log, socket folder, initdb's
+    /// password file), then the node's folder when nothing else is left in it. Files
+    /// pgcluster did not create are kept: their paths are returned.
+    @discardableResult
+    public func removeNodeFiles(_ node: NodeSpec) throws(ClusterError) -> [String] {
+        for path in layout.nodeFiles(node.name) {
+            try Self.remove(path)
+        }
+        return Self.removeFolderIfEmpty(layout.nodeDir(node.name))
+    }
+
+    /// Removes a file or a folder with everything in it; nothing when it does not exist.
+    static func remove(_ path: String) throws(ClusterError) {
+        var info = stat()
+        guard lstat(path, &info) == 0 else { return }
         do {
             try FileManager.default.removeItem(atPath: path)
         } catch {
             throw ClusterError("cannot remove \(path): \(error.localizedDescription)")
         }
+    }
+
+    /// Removes `folder` when it is empty; otherwise returns the paths of what is in it.
+    static func removeFolderIfEmpty(_ folder: String) -> [String] {
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: folder) else { return [] }
+        if entries.isEmpty {
+            rmdir(folder)
+            return []
+        }
+        return entries.sorted().map { "\(folder)/\($0)" }
     }
 }
 

@@ -28,6 +28,16 @@ public struct LocalLayout: Sendable {
     public var credentialsFile: String { "\(root)/credentials.json" }
     public var stateFile: String { "\(root)/state.json" }
     public var historyFile: String { "\(root)/history.json" }
+    /// The password file `initdb --pwfile` reads; removed as soon as initdb is done.
+    public func initdbPasswordFile(_ node: String) -> String { "\(root)/\(node)/.initdb-pw" }
+
+    /// What pgcluster creates in a node's folder; `destroy` removes these and nothing else there.
+    public func nodeFiles(_ node: String) -> [String] {
+        [dataDir(node), logFile(node), socketDir(node), initdbPasswordFile(node)]
+    }
+
+    /// What pgcluster creates directly in local.dir, besides the node folders.
+    public var clusterFiles: [String] { [credentialsFile, stateFile, historyFile, passfile] }
 }
 
 /// Turns a spec into the text of every configuration file. Pure: no file is read or written.
