@@ -64,6 +64,15 @@ struct CLIExitCodeTests {
             "name: t\nreplication:\n  synchronous: {mode: any, count: 2}\nnodes:\n  - {name: a, port: 15432, role: primary}\n  - {name: b, port: 15433}\n",
             "replication.synchronous.count"
         ),
+        BadFile(
+            "unsupported PostgreSQL version",
+            "name: t\npostgres:\n  version: 99\nnodes:\n  - {name: a, port: 15432, role: primary}\n", "postgres.version"
+        ),
+        BadFile(
+            "fsync off",
+            "name: t\npostgres:\n  parameters: {fsync: off}\nnodes:\n  - {name: a, port: 15432, role: primary}\n",
+            "postgres.parameters.fsync"
+        ),
     ]
 
     @Test("validate refuses a bad spec with exit code 65, naming file and key", arguments: badSpecs)
