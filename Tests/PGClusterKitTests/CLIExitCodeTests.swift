@@ -146,3 +146,24 @@ struct CLIExitCodeTests {
         #expect(!outcome.stderr.isEmpty)
     }
 }
+
+extension CLIExitCodeTests {
+    @Test(
+        "quorum's bad counts and lists exit 64 with a message quoting the flag",
+        arguments: [
+            (["quorum", "--first", "-1"], "--first needs a count of at least 1, not -1"),
+            (["quorum", "--any", "-3"], "--any needs a count of at least 1, not -3"),
+            (["quorum", "--any", "0"], "--any needs a count of at least 1, not 0"),
+            (["quorum", "--standbys", ""], "--standbys needs at least one standby name"),
+            (["quorum", "--standbys", " , "], "--standbys needs at least one standby name"),
+            (["quorum", "--standbys", "db_1,,db_2"], "--standbys: an empty name"),
+        ])
+    func quorumUsage(_ arguments: [String], _ message: String) throws {
+        let folder = try TestSupport.makeTempDir("cli")
+        defer { TestSupport.remove(folder) }
+        let outcome = try Self.run(arguments + ["-f", TestSupport.examplePath("local.yaml")], in: folder)
+        #expect(outcome.status == 64, "\(arguments): \(outcome.stderr)")
+        #expect(outcome.stderr.contains(message), "\(arguments): \(outcome.stderr)")
+        #expect(!outcome.stderr.contains("Missing value"), "\(outcome.stderr)")
+    }
+}
