@@ -63,6 +63,13 @@ public struct ComposeCommands: Sendable, Equatable {
         oneOff(service, user: "postgres", entrypoint: "test") + ["-s", "\(ComposeRenderer.ContainerPath.dataDir)/PG_VERSION"]
     }
 
+    /// The server in single-user mode in a one-off container: finishes crash recovery and
+    /// exits at the end of its (empty) input.
+    public func singleUserRecovery(_ service: String) -> [String] {
+        oneOff(service, user: "postgres", entrypoint: "postgres")
+            + ["--single", "-F", "-D", ComposeRenderer.ContainerPath.dataDir, "template1"]
+    }
+
     /// pg_rewind in a one-off container; `PGPASSWORD` (named, not valued) is passed on
     /// from pgcluster's environment, so the password is on no command line.
     public func rewind(_ service: String, sourceConninfo: String) -> [String] {
@@ -161,6 +168,10 @@ public struct ComposeCluster: ServerControl {
 
     public func controlData(_ node: NodeSpec) async throws(ClusterError) -> String {
         try await run(commands.controlData(node.serviceHost), what: "\(node.name): pg_controldata").output
+    }
+
+    public func finishCrashRecovery(_ node: NodeSpec) async throws(ClusterError) {
+        try await run(commands.singleUserRecovery(node.serviceHost), what: "\(node.name): crash recovery in single-user mode")
     }
 
     public func rewind(_ node: NodeSpec, from source: NodeSpec, credentials: Credentials) async throws(ClusterError) -> String {
