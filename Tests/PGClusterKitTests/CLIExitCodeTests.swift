@@ -64,6 +64,15 @@ struct CLIExitCodeTests {
             "name: t\nreplication:\n  synchronous: {mode: any, count: 2}\nnodes:\n  - {name: a, port: 15432, role: primary}\n  - {name: b, port: 15433}\n",
             "replication.synchronous.count"
         ),
+        BadFile(
+            "unsupported PostgreSQL version",
+            "name: t\npostgres:\n  version: 99\nnodes:\n  - {name: a, port: 15432, role: primary}\n", "postgres.version"
+        ),
+        BadFile(
+            "fsync off",
+            "name: t\npostgres:\n  parameters: {fsync: off}\nnodes:\n  - {name: a, port: 15432, role: primary}\n",
+            "postgres.parameters.fsync"
+        ),
     ]
 
     @Test("validate refuses a bad spec with exit code 65, naming file and key", arguments: badSpecs)
@@ -135,5 +144,26 @@ struct CLIExitCodeTests {
         let outcome = try Self.run(args, in: folder)
         #expect(outcome.status == 64, "\(args): \(outcome.stderr)")
         #expect(!outcome.stderr.isEmpty)
+    }
+}
+
+extension CLIExitCodeTests {
+    @Test(
+        "quorum's bad counts and lists exit 64 with a message quoting the flag",
+        arguments: [
+            (["quorum", "--first", "-1"], "--first needs a count of at least 1, not -1"),
+            (["quorum", "--any", "-3"], "--any needs a count of at least 1, not -3"),
+            (["quorum", "--any", "0"], "--any needs a count of at least 1, not 0"),
+            (["quorum", "--standbys", ""], "--standbys needs at least one standby name"),
+            (["quorum", "--standbys", " , "], "--standbys needs at least one standby name"),
+            (["quorum", "--standbys", "db_1,,db_2"], "--standbys: an empty name"),
+        ])
+    func quorumUsage(_ arguments: [String], _ message: String) throws {
+        let folder = try TestSupport.makeTempDir("cli")
+        defer { TestSupport.remove(folder) }
+        let outcome = try Self.run(arguments + ["-f", TestSupport.examplePath("local.yaml")], in: folder)
+        #expect(outcome.status == 64, "\(arguments): \(outcome.stderr)")
+        #expect(outcome.stderr.contains(message), "\(arguments): \(outcome.stderr)")
+        #expect(!outcome.stderr.contains("Missing value"), "\(outcome.stderr)")
     }
 }

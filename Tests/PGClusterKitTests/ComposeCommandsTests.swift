@@ -34,6 +34,12 @@ struct ComposeCommandsTests {
                     "--target-pgdata=/var/lib/postgresql/data", "--source-server=host=db_1 port=5432 user=postgres dbname=postgres",
                 ])
         #expect(!rewind.contains { $0.hasPrefix("PGPASSWORD=") })
+        #expect(
+            commands.singleUserRecovery("db_0")
+                == base + [
+                    "run", "--rm", "--no-deps", "-T", "-u", "postgres", "--entrypoint", "postgres", "db_0",
+                    "--single", "-F", "-D", "/var/lib/postgresql/data", "template1",
+                ])
     }
 
     @Test("follow and clone run the node's own entrypoint in a mode")

@@ -148,6 +148,30 @@ struct QuorumPlanTests {
         #expect(error.message.contains("not answering: db_3, db_1"))
     }
 
+    @Test("a count larger than the answering standbys: the refusal names --standbys to list the down ones too")
+    func countTooLargeHintsStandbys() throws {
+        let spec = try Self.spec()
+        let error = try #require(throws: ClusterError.self) {
+            try QuorumPlan.make(
+                spec: spec, observations: Self.observe(spec, down: ["db_1", "db_3"]), mode: .any(3), requested: nil,
+                force: true)
+        }
+        #expect(error.exitCode == .refused)
+        let text = ([error.message] + error.details).joined(separator: "\n")
+        #expect(text.contains("--standbys db_2,db_3,db_1,db_4 --force"), "\(text)")
+    }
+
+    @Test("a count larger than every standby of the spec: no --standbys hint, since listing cannot help")
+    func countLargerThanSpec() throws {
+        let spec = try Self.spec()
+        let error = try #require(throws: ClusterError.self) {
+            try QuorumPlan.make(
+                spec: spec, observations: Self.observe(spec, down: ["db_1"]), mode: .any(5), requested: nil, force: true)
+        }
+        let text = ([error.message] + error.details).joined(separator: "\n")
+        #expect(!text.contains("--standbys"), "\(text)")
+    }
+
     @Test("a count larger than the --standbys list is refused")
     func countLargerThanRequested() throws {
         let spec = try Self.spec()

@@ -233,6 +233,47 @@ struct SpecValidationTests {
             label: "malformed YAML (bad indentation)",
             yaml: "name: t\nnodes:\n  - name: db_0\n    port: 15432\n    role: primary\n   extra: 1\n",
             key: "", reason: "malformed YAML", line: 6),
+        BadSpec(
+            label: "PostgreSQL version not supported", yaml: specYAML(postgres: "postgres:\n  version: 99\n"),
+            key: "postgres.version", reason: "PostgreSQL 99 is not supported", line: 3),
+        BadSpec(
+            label: "PostgreSQL version too old", yaml: specYAML(postgres: "postgres:\n  version: 12\n"),
+            key: "postgres.version", reason: "PostgreSQL 12 is not supported"),
+        BadSpec(
+            label: "fsync off", yaml: specYAML(postgres: "postgres:\n  parameters:\n    fsync: off\n"),
+            key: "postgres.parameters.fsync", reason: "acknowledged commits", line: 4),
+        BadSpec(
+            label: "fsync given as a prefix of false", yaml: specYAML(postgres: "postgres:\n  parameters:\n    fsync: 'fa'\n"),
+            key: "postgres.parameters.fsync", reason: "acknowledged commits"),
+        BadSpec(
+            label: "fsync not a boolean", yaml: specYAML(postgres: "postgres:\n  parameters:\n    fsync: maybe\n"),
+            key: "postgres.parameters.fsync", reason: "not a boolean"),
+        BadSpec(
+            label: "full_page_writes off",
+            yaml: specYAML(postgres: "postgres:\n  parameters:\n    full_page_writes: 'false'\n"),
+            key: "postgres.parameters.full_page_writes", reason: "torn pages"),
+        BadSpec(
+            label: "recovery_min_apply_delay",
+            yaml: specYAML(postgres: "postgres:\n  parameters:\n    recovery_min_apply_delay: 5min\n"),
+            key: "postgres.parameters.recovery_min_apply_delay", reason: "failover"),
+        BadSpec(
+            label: "synchronous_commit local",
+            yaml: specYAML(postgres: "postgres:\n  parameters:\n    synchronous_commit: local\n"),
+            key: "postgres.parameters.synchronous_commit", reason: "no standby has"),
+        BadSpec(
+            label: "max_slot_wal_keep_size in parameters",
+            yaml: specYAML(postgres: "postgres:\n  parameters:\n    max_slot_wal_keep_size: 1GB\n"),
+            key: "postgres.parameters.max_slot_wal_keep_size", reason: "replication.maxSlotWalKeep"),
+        BadSpec(
+            label: "maxSlotWalKeep not a size", yaml: specYAML(replication: "replication:\n  maxSlotWalKeep: 8 apples\n"),
+            key: "replication.maxSlotWalKeep", reason: "not a size", line: 3),
+        BadSpec(
+            label: "maxSlotWalKeep in bytes", yaml: specYAML(replication: "replication:\n  maxSlotWalKeep: 8gb\n"),
+            key: "replication.maxSlotWalKeep", reason: "not a size"),
+        BadSpec(
+            label: "maxSlotWalKeep below one WAL segment",
+            yaml: specYAML(replication: "replication:\n  maxSlotWalKeep: 1MB\n"),
+            key: "replication.maxSlotWalKeep", reason: "at least 16MB"),
         BadSpec(label: "empty file", yaml: "", key: "", reason: "the file is empty"),
         BadSpec(label: "only comments", yaml: "# nothing here\n\n", key: "", reason: "the file is empty"),
     ]
@@ -450,6 +491,46 @@ struct SpecValidationTests {
             ]))
         let spec = try SpecLoader.parse(yaml, file: "/specs/pgcluster.yaml")
         #expect(spec.nodes.map(\.port) == [5432, 5432])
+    }
+
+    @Test("a parameter name with a newline is printed escaped, never raw")
+    func newlineInParameterName() throws {
+        let yaml = specYAML(postgres: "postgres:\n  parameters:\n    \"work_mem\\nfsync\": 'off'\n")
+        let problems = TestSupport.problems(yaml)
+        let problem = try #require(problems.first)
+        #expect(problems.count == 1)
+        #expect(problem.reason.contains("not a PostgreSQL parameter name"))
+        #expect(!problem.description.contains("\n"), "\(problem.description)")
+        #expect(problem.description.contains(#"postgres.parameters.work_mem\nfsync: "#), "\(problem.description)")
+    }
+
+    @Test("supported PostgreSQL versions load", arguments: [13, 14, 15, 16, 17])
+    func supportedVersions(_ version: Int) throws {
+        let spec = try SpecLoader.parse(specYAML(postgres: "postgres:\n  version: \(version)\n"), file: "/specs/pgcluster.yaml")
+        #expect(spec.postgres.version == version)
+    }
+
+    @Test("maxSlotWalKeep: a default cap, sizes in PostgreSQL's units, or unlimited")
+    func maxSlotWalKeep() throws {
+        func keep(_ text: String?) throws -> SlotWalKeep {
+            let replication = text.map { "replication:\n  maxSlotWalKeep: \($0)\n" } ?? ""
+            return try SpecLoader.parse(specYAML(replication: replication), file: "/specs/pgcluster.yaml").replication.maxSlotWalKeep
+        }
+        #expect(try keep(nil) == .megabytes(8192))
+        #expect(try keep(nil).setting == "8GB")
+        #expect(try keep("512MB") == .megabytes(512))
+        #expect(try keep("2GB").setting == "2GB")
+        #expect(try keep("1TB") == .megabytes(1024 * 1024))
+        #expect(try keep("65536kB") == .megabytes(64))
+        #expect(try keep("unlimited") == .unlimited)
+        #expect(try keep("unlimited").setting == "-1")
+    }
+
+    @Test("fsync and full_page_writes may be given when they stay on", arguments: ["on", "true", "yes", "1", "ON"])
+    func safeBooleans(_ value: String) throws {
+        let yaml = specYAML(postgres: "postgres:\n  parameters:\n    fsync: '\(value)'\n    full_page_writes: '\(value)'\n")
+        let spec = try SpecLoader.parse(yaml, file: "/specs/pgcluster.yaml")
+        #expect(spec.postgres.parameters.map(\.name) == ["fsync", "full_page_writes"])
     }
 
     @Test("parameters keep the spec's order and values")

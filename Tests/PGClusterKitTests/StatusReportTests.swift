@@ -152,6 +152,10 @@ struct StatusReportTests {
         #expect(report.problems.contains("several primaries: db_0, db_1"))
         #expect(try Self.node(report, "db_0").role == "primary")
         #expect(try Self.node(report, "db_1").role == "primary")
+        // The summary says what is true: no mode can be read from one primary.
+        let summary = try #require(report.table.split(separator: "\n").first { $0.hasPrefix("cluster ") })
+        #expect(summary == "cluster demo: 2 primaries (db_0 on timeline 2, db_1 on timeline 3), synchronous mode unknown", "\(summary)")
+        #expect(!report.table.contains("synchronous async"))
     }
 
     @Test("no primary: a problem")
@@ -163,6 +167,8 @@ struct StatusReportTests {
         #expect(report.problems.contains("no primary answers"))
         #expect(report.problems.contains { $0.hasPrefix("db_0 is down") })
         #expect(try Self.node(report, "db_1").lagBytes == nil)
+        let summary = try #require(report.table.split(separator: "\n").first { $0.hasPrefix("cluster ") })
+        #expect(summary == "cluster demo: no primary answers, synchronous mode unknown", "\(summary)")
     }
 
     @Test("ANY 1 with no listed standby streaming: commits WAIT")

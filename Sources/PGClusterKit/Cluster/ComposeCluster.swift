@@ -63,6 +63,13 @@ public struct ComposeCommands: Sendable, Equatable {
         oneOff(service, user: "postgres", entrypoint: "test") + ["-s", "\(ComposeRenderer.ContainerPath.dataDir)/PG_VERSION"]
     }
 
+    /// The server in single-user mode in a one-off container: finishes crash recovery and
+    /// exits at the end of its (empty) input.
+    public func singleUserRecovery(_ service: String) -> [String] {
+        oneOff(service, user: "postgres", entrypoint: "postgres")
+            + ["--single", "-F", "-D", ComposeRenderer.ContainerPath.dataDir, "template1"]
+    }
+
     /// pg_rewind in a one-off container; `PGPASSWORD` (named, not valued) is passed on
     /// from pgcluster's environment, so the password is on no command line.
     public func rewind(_ service: String, sourceConninfo: String) -> [String] {
@@ -163,6 +170,10 @@ public struct ComposeCluster: ServerControl {
         try await run(commands.controlData(node.serviceHost), what: "\(node.name): pg_controldata").output
     }
 
+    public func finishCrashRecovery(_ node: NodeSpec) async throws(ClusterError) {
+        try await run(commands.singleUserRecovery(node.serviceHost), what: "\(node.name): crash recovery in single-user mode")
+    }
+
     public func rewind(_ node: NodeSpec, from source: NodeSpec, credentials: Credentials) async throws(ClusterError) -> String {
         let conninfo = ConfigText.conninfo([
             ("host", source.serviceHost), ("port", String(source.servicePort)), ("user", credentials.superuser.user),
@@ -205,7 +216,7 @@ public struct ComposeCluster: ServerControl {
         try await checkEngine()
         try await run(commands.down(), what: "docker compose down")
         let layout = LocalLayout(spec: spec)
-        for file in [layout.credentialsFile, layout.stateFile, layout.historyFile, ClusterLock.path(for: spec)] { unlink(file) }
+        for file in layout.clusterFiles { unlink(file) }
         try? FileManager.default.removeItem(atPath: ComposeCluster.projectDirectory(spec))
         rmdir(layout.root)
     }

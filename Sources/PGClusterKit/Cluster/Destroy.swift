@@ -1,12 +1,16 @@
 import Foundation
 
-/// `pgcluster destroy`: stops every server and removes what pgcluster created under local.dir.
+/// `pgcluster destroy`: stops every server and removes what pgcluster created under
+/// local.dir — and only that: a file it did not create (beside a node's data, or in a
+/// local.dir shared with something else) is kept and named.
 public struct ClusterDestroy: Sendable {
     public let cluster: LocalCluster
 
     public init(cluster: LocalCluster) { self.cluster = cluster }
 
-    public func run() async throws(ClusterError) {
+    /// Returns the paths kept because pgcluster did not create them.
+    @discardableResult
+    public func run() async throws(ClusterError) -> [String] {
         let layout = cluster.layout
         for node in cluster.spec.nodes where cluster.postmasterRuns(node) {
             Console.progress("[\(node.name)] stopping")
@@ -17,18 +21,18 @@ public struct ClusterDestroy: Sendable {
                 try await cluster.stop(node, mode: .immediate)
             }
         }
+        var kept: [String] = []
         for node in cluster.spec.nodes {
             if let pid = cluster.postmasterPID(node) {
                 throw ClusterError("\(node.name): the server (PID \(pid)) is still running; nothing was removed for it")
             }
-            try cluster.removeNodeFiles(node)
+            kept += try cluster.removeNodeFiles(node)
         }
-        for file in [layout.credentialsFile, layout.stateFile, layout.historyFile, layout.passfile] { unlink(file) }
-        // The lock this command holds goes last; its descriptor stays valid until released.
-        unlink(ClusterLock.path(for: cluster.spec))
-        // local.dir itself goes only when nothing else is left in it.
-        if let rest = try? FileManager.default.contentsOfDirectory(atPath: layout.root), rest.isEmpty {
-            rmdir(layout.root)
-        }
+        for file in layout.clusterFiles { try LocalCluster.remove(file) }
+        // local.dir itself goes only when nothing else is left in it; node folders that
+        // hold foreign files were named above.
+        let nodeFolders = Set(cluster.spec.nodes.map { layout.nodeDir($0.name) })
+        kept += LocalCluster.removeFolderIfEmpty(layout.root).filter { !nodeFolders.contains($0) }
+        return kept
     }
 }

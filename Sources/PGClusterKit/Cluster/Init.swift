@@ -101,14 +101,15 @@ public struct ClusterInit: Sendable {
         let began = clock.now
         try cluster.prepareDirectories(primary)
         Console.progress("[\(primary.name)] initdb")
-        let pwfile = "\(layout.nodeDir(primary.name))/.initdb-pw"
-        try cluster.writeServerFile(pwfile, credentials.superuser.password + "\n")
-        defer { unlink(pwfile) }
+        let pwfile = try cluster.unlinkedSecretFile(
+            layout.initdbPasswordFile(primary.name), credentials.superuser.password + "\n")
+        defer { close(pwfile) }
         try await cluster.runner.check(
             cluster.serverCommand(
                 "initdb",
                 [
-                    "-D", layout.dataDir(primary.name), "-U", credentials.superuser.user, "--pwfile=\(pwfile)",
+                    "-D", layout.dataDir(primary.name), "-U", credentials.superuser.user,
+                    "--pwfile=/proc/self/fd/\(pwfile)",
                     "--auth=scram-sha-256", "--encoding=UTF8", "--locale=C.UTF-8", "--no-instructions",
                 ]),
             what: "\(primary.name): initdb")

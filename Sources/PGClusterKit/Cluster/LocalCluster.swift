@@ -161,6 +161,25 @@ public struct LocalCluster: Sendable {
             Data(contents.utf8), to: path, mode: mode, owner: OSUser.isRoot ? serverUser : nil)
     }
 
+    /// A file holding a secret for one program run, on disk only for the instant between
+    /// its creation and its unlink: the program reads it as `/proc/self/fd/N` through the
+    /// descriptor it inherits, and the kernel frees it when the last descriptor closes —
+    /// however pgcluster ends, kill -9 included. A stale file at `path` (left by an older
+    /// version) is removed first. Returns the descriptor; the caller closes it.
+    func unlinkedSecretFile(_ path: String, _ contents: String) throws(ClusterError) -> Int32 {
+        unlink(path)
+        let fd = open(path, O_CREAT | O_EXCL | O_WRONLY, 0o600)
+        guard fd >= 0 else { throw ClusterError("cannot create \(path): \(String(cString: strerror(errno)))") }
+        unlink(path)
+        if OSUser.isRoot { _ = fchown(fd, serverUser.uid, serverUser.gid) }
+        let bytes = Array(contents.utf8)
+        guard write(fd, bytes, bytes.count) == bytes.count else {
+            close(fd)
+            throw ClusterError("cannot write the password file for \(path): \(String(cString: strerror(errno)))")
+        }
+        return fd
+    }
+
     /// The replication password file walreceivers and pg_basebackup read (0600, server's user).
     public func writePassfile(_ credentials: Credentials) throws(ClusterError) {
         try writeServerFile(layout.passfile, credentials.replicationPassfile)
@@ -198,15 +217,36 @@ public struct LocalCluster: Sendable {
         if result != text { try writeServerFile(path, result) }
     }
 
-    /// Removes a node's folder (data, log, socket folder).
-    public func removeNodeFiles(_ node: NodeSpec) throws(ClusterError) {
-        let path = layout.nodeDir(node.name)
-        guard FileManager.default.fileExists(atPath: path) else { return }
+    /// Removes what pgcluster created for a node (data folder, log, socket folder, initdb's
+    /// password file), then the node's folder when nothing else is left in it. Files
+    /// pgcluster did not create are kept: their paths are returned.
+    @discardableResult
+    public func removeNodeFiles(_ node: NodeSpec) throws(ClusterError) -> [String] {
+        for path in layout.nodeFiles(node.name) {
+            try Self.remove(path)
+        }
+        return Self.removeFolderIfEmpty(layout.nodeDir(node.name))
+    }
+
+    /// Removes a file or a folder with everything in it; nothing when it does not exist.
+    static func remove(_ path: String) throws(ClusterError) {
+        var info = stat()
+        guard lstat(path, &info) == 0 else { return }
         do {
             try FileManager.default.removeItem(atPath: path)
         } catch {
             throw ClusterError("cannot remove \(path): \(error.localizedDescription)")
         }
+    }
+
+    /// Removes `folder` when it is empty; otherwise returns the paths of what is in it.
+    static func removeFolderIfEmpty(_ folder: String) -> [String] {
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: folder) else { return [] }
+        if entries.isEmpty {
+            rmdir(folder)
+            return []
+        }
+        return entries.sorted().map { "\(folder)/\($0)" }
     }
 }
 

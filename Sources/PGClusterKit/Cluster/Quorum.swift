@@ -139,10 +139,18 @@ public struct QuorumPlan: Sendable, Equatable {
         let streaming = listed.map(\.node.name).filter(streamingNames.contains)
         if mode != .async {
             if mode.count > listed.count {
-                throw ClusterError.refused(
+                var refusal = ClusterError.refused(
                     "\(mode) needs at least \(mode.count) standbys to list, but only \(listed.count) can be listed"
                         + (listed.isEmpty ? "" : " (\(listed.map(\.node.name).joined(separator: ", ")))")
                         + (leftOut.isEmpty ? "" : "; not answering: \(leftOut.joined(separator: ", "))"))
+                // Standbys that are down are listed only when named: say how, when that is enough.
+                let all = ordered.map(\.node.name)
+                if !leftOut.isEmpty && mode.count <= all.count {
+                    refusal.details.append(
+                        "to list the ones that do not answer too, name them: --standbys \(all.joined(separator: ",")) --force "
+                            + "(every commit on \(primary.node.name) then WAITS until \(mode.count) of them stream)")
+                }
+                throw refusal
             }
             if streaming.count < mode.count && !force {
                 throw ClusterError.refused(

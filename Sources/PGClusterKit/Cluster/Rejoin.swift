@@ -32,11 +32,14 @@ public struct Rejoin: Sendable {
         public var synchronous: String
         /// Why the cluster cannot commit under its mode afterwards; not empty means exit 1.
         public var problems: [String]
+        /// The WAL pg_rewind discarded; nil when nothing was rewound (or it cannot be told).
+        public var rewound: RewoundWAL?
         public var steps: [StepTimer.Step]
         public var totalSeconds: Double
 
         public var text: String {
             var lines = ["\(node) rejoined as a standby of \(primary) (\(method)) in \(String(format: "%.3f", totalSeconds)) s, streaming on timeline \(timeline.map(String.init) ?? "?")"]
+            if let rewound { lines.append(rewound.text(node: node, primary: primary)) }
             lines.append("synchronous_standby_names = '\(synchronous)'")
             lines += problems.map { "not done: " + $0 }
             return lines.joined(separator: "\n")
@@ -96,6 +99,7 @@ public struct Rejoin: Sendable {
         try await ops.ensureSlots(on: primary, for: [node])
 
         var method = "pg_rewind"
+        var rewound: RewoundWAL?
         let hasData = await cluster.hasData(node)
         if reclone || !hasData {
             method = "pg_basebackup"
@@ -104,9 +108,11 @@ public struct Rejoin: Sendable {
             // promoted primary updates only at its first checkpoint: without this, it can
             // wrongly find "no rewind required".
             try await ops.checkpoint(primary)
+            let endOfWAL = await controlDataBeforeRewind()
             do {
                 let output = try await cluster.rewind(node, from: primary, credentials: credentials)
                 if output.contains("no rewind required") { method = "no rewind needed" }
+                rewound = endOfWAL.flatMap { RewoundWAL.parse(controlData: $0, rewindOutput: output) }
                 timer.lap("pg_rewind \(node.name) from \(primary.name)")
             } catch {
                 Console.warn("pg_rewind failed, copying \(node.name) afresh with pg_basebackup: \(error.description)")
@@ -146,12 +152,31 @@ public struct Rejoin: Sendable {
         let report = Report(
             node: node.name, primary: primary.name, method: method, timeline: timeline,
             synchronous: settlement.mode.standbyNames(settlement.standbys), problems: settlement.problems,
-            steps: timer.steps, totalSeconds: timer.total)
+            rewound: rewound, steps: timer.steps, totalSeconds: timer.total)
         try History.append(
             HistoryEvent(
                 kind: "rejoin", from: node.name, to: primary.name, timeline: timeline, lsn: primaryObservation.currentLsn,
                 durationSeconds: report.totalSeconds, rePointed: [node.name], needsRejoin: [], steps: report.steps),
             spec: spec)
         return report
+    }
+
+    /// The node's control file before pg_rewind changes it, for the report of what is
+    /// discarded. A node that crashed first finishes its crash recovery (single-user mode,
+    /// as pg_rewind would), so that the control file knows where its WAL ends. nil, with
+    /// a warning, when that cannot be read: the rewind goes on, the report leaves it out.
+    func controlDataBeforeRewind() async -> String? {
+        do {
+            var output = try await cluster.controlData(node)
+            if RewoundWAL.needsCrashRecovery(controlData: output) {
+                Console.progress("[\(node.name)] finishing its crash recovery (single-user mode) before pg_rewind")
+                try await cluster.finishCrashRecovery(node)
+                output = try await cluster.controlData(node)
+            }
+            return output
+        } catch {
+            Console.warn("\(node.name): cannot tell where its WAL ends, the report will not say what is discarded: \(error.message)")
+            return nil
+        }
     }
 }

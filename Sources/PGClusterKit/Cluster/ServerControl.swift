@@ -20,6 +20,10 @@ public protocol ServerControl: Sendable {
     func stop(_ node: NodeSpec, mode: StopMode) async throws(ClusterError)
     /// pg_controldata's output for a stopped node.
     func controlData(_ node: NodeSpec) async throws(ClusterError) -> String
+    /// Finishes the crash recovery of a stopped server that did not shut down cleanly, in
+    /// single-user mode (no connections; what pg_rewind itself would do first), so that
+    /// its control file says where its WAL ends.
+    func finishCrashRecovery(_ node: NodeSpec) async throws(ClusterError)
     /// pg_rewind of the stopped `node` against the live `source`; returns pg_rewind's output.
     func rewind(_ node: NodeSpec, from source: NodeSpec, credentials: Credentials) async throws(ClusterError) -> String
     /// Erases the stopped `node`'s data and copies `source` afresh, set to follow it.
@@ -41,6 +45,14 @@ extension LocalCluster: ServerControl {
         try await runner.check(
             serverCommand("pg_controldata", ["-D", layout.dataDir(node.name)]), what: "\(node.name): pg_controldata"
         ).output
+    }
+
+    public func finishCrashRecovery(_ node: NodeSpec) async throws(ClusterError) {
+        await clearStalePidFile(node)
+        // stdin is /dev/null: the single-user backend recovers, reads end of input, shuts down.
+        try await runner.check(
+            serverCommand("postgres", ["--single", "-F", "-D", layout.dataDir(node.name), "template1"]),
+            what: "\(node.name): crash recovery in single-user mode")
     }
 
     public func rewind(_ node: NodeSpec, from source: NodeSpec, credentials: Credentials) async throws(ClusterError) -> String {

@@ -169,7 +169,7 @@ public struct StatusReport: Sendable, Encodable {
         var lines = [TextTable.render(rows)]
         let mode = synchronous.mode == "async"
             ? "async" : "\(synchronous.mode.uppercased()) \(synchronous.count) (\(synchronous.standbys.joined(separator: ", ")))"
-        lines.append("cluster \(name): primary \(primary ?? "none"), timeline \(timeline.map(String.init) ?? "-"), synchronous \(mode)")
+        lines.append("cluster \(name): " + summary(mode: mode))
         if problems.isEmpty {
             lines.append("healthy")
         } else {
@@ -177,6 +177,20 @@ public struct StatusReport: Sendable, Encodable {
             lines += problems.map { "  - " + $0 }
         }
         return lines.joined(separator: "\n")
+    }
+}
+
+extension StatusReport {
+    /// Who is primary and the synchronous mode, as far as the servers tell: the mode is
+    /// read from the one primary, so with none or several it is unknown, not "async".
+    func summary(mode: String) -> String {
+        if let primary {
+            return "primary \(primary), timeline \(timeline.map(String.init) ?? "-"), synchronous \(mode)"
+        }
+        let primaries = nodes.filter { $0.role == "primary" }
+        if primaries.isEmpty { return "no primary answers, synchronous mode unknown" }
+        let list = primaries.map { "\($0.name) on timeline \($0.timeline.map(String.init) ?? "?")" }
+        return "\(primaries.count) primaries (\(list.joined(separator: ", "))), synchronous mode unknown"
     }
 }
 

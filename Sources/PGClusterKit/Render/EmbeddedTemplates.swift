@@ -345,7 +345,7 @@ host    replication  {{replicationUser}}  {{cidr}}  scram-sha-256
 listen_addresses = {{listenAddresses}}
 port = {{port}}
 unix_socket_directories = {{socketDirectory}}
-max_connections = 100
+max_connections = {{tunable.max_connections}}
 password_encryption = scram-sha-256
 cluster_name = {{clusterName}}
 
@@ -353,28 +353,31 @@ cluster_name = {{clusterName}}
 wal_level = replica
 max_wal_senders = {{maxWalSenders}}
 max_replication_slots = {{maxReplicationSlots}}
-wal_keep_size = 256MB
+wal_keep_size = {{tunable.wal_keep_size}}
+# The most WAL a slot keeps for a standby that stays away (replication.maxSlotWalKeep);
+# past it the slot is given up and that standby needs `pgcluster rejoin`.
+max_slot_wal_keep_size = {{maxSlotWalKeepSize}}
 hot_standby = on
-hot_standby_feedback = on
+hot_standby_feedback = {{tunable.hot_standby_feedback}}
 # pg_rewind needs hint-bit changes in the WAL to bring back a failed primary.
 wal_log_hints = on
-wal_receiver_status_interval = 1s
-wal_sender_timeout = 10s
-wal_receiver_timeout = 10s
+wal_receiver_status_interval = {{tunable.wal_receiver_status_interval}}
+wal_sender_timeout = {{tunable.wal_sender_timeout}}
+wal_receiver_timeout = {{tunable.wal_receiver_timeout}}
 
 # Synchronous replication ({{syncMode}}). `pgcluster quorum` changes it with ALTER SYSTEM.
 synchronous_commit = on
 synchronous_standby_names = {{synchronousStandbyNames}}
 
 # Logs go to the file pg_ctl is given; one line per event, with the node's name.
-log_line_prefix = '%m [%p] {{node}} '
-log_replication_commands = on
+log_line_prefix = {{tunable.log_line_prefix}}
+log_replication_commands = {{tunable.log_replication_commands}}
 
 # Standby settings (primary_conninfo, primary_slot_name) when this node is a standby.
 include_if_exists = 'standby.conf'
 {{#hasParameters}}
 
-# From postgres.parameters in the spec.
+# From postgres.parameters in the spec (those above that it sets are shown there, once).
 {{/hasParameters}}
 {{#parameters}}
 {{name}} = {{value}}

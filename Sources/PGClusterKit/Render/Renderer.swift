@@ -28,6 +28,18 @@ public struct LocalLayout: Sendable {
     public var credentialsFile: String { "\(root)/credentials.json" }
     public var stateFile: String { "\(root)/state.json" }
     public var historyFile: String { "\(root)/history.json" }
+    /// The password file `initdb --pwfile` reads; removed as soon as initdb is done.
+    public func initdbPasswordFile(_ node: String) -> String { "\(root)/\(node)/.initdb-pw" }
+
+    /// What pgcluster creates in a node's folder; `destroy` removes these and nothing else there.
+    public func nodeFiles(_ node: String) -> [String] {
+        [dataDir(node), logFile(node), socketDir(node), initdbPasswordFile(node)]
+    }
+
+    /// What pgcluster creates directly in local.dir, besides the node folders.
+    /// The cluster lock (``ClusterLock``), with the files store.
+    public var lockFile: String { "\(root)/\(ClusterLock.fileName)" }
+    public var clusterFiles: [String] { [credentialsFile, stateFile, historyFile, passfile, lockFile] }
 }
 
 /// Turns a spec into the text of every configuration file. Pure: no file is read or written.
@@ -60,12 +72,35 @@ public struct Renderer: Sendable {
     /// primary of all others), two for pg_basebackup's streams, plus headroom.
     public var maxWalSenders: Int { max(10, spec.nodes.count * 2 + 4) }
 
+    /// Settings postgresql.conf sets to pgcluster's choice, which a spec may tune in
+    /// `postgres.parameters`: the spec's value then takes the place of this default, so
+    /// each is written once. (Settings a spec may not change are refused by
+    /// ``SpecLoader/managedParameters``.)
+    public func tunableSettings(_ node: NodeSpec) -> [String: String] {
+        var settings = [
+            "max_connections": "100",
+            "wal_keep_size": "256MB",
+            "hot_standby_feedback": "on",
+            "wal_receiver_status_interval": "1s",
+            "wal_sender_timeout": "10s",
+            "wal_receiver_timeout": "10s",
+            "log_line_prefix": ConfigText.confValue("%m [%p] \(node.name) "),
+            "log_replication_commands": "on",
+        ]
+        for parameter in spec.postgres.parameters where settings[parameter.name] != nil {
+            settings[parameter.name] = ConfigText.confValue(parameter.value)
+        }
+        return settings
+    }
+
     public func postgresqlConf(_ node: NodeSpec) throws(ClusterError) -> String {
         let compose = spec.backend == .compose
         let layout = LocalLayout(spec: spec)
         let standbyNames = node.role == .primary
             ? spec.replication.synchronous.standbyNames(spec.standbys.map(\.name)) : ""
-        let parameters = spec.postgres.parameters.map { ["name": $0.name, "value": ConfigText.confValue($0.value)] }
+        let tunable = tunableSettings(node)
+        let parameters = spec.postgres.parameters.filter { tunable[$0.name] == nil }
+            .map { ["name": $0.name, "value": ConfigText.confValue($0.value)] }
         let context: [String: Any] = [
             "node": node.name,
             "cluster": spec.name,
@@ -78,6 +113,8 @@ public struct Renderer: Sendable {
             "maxReplicationSlots": maxWalSenders,
             "syncMode": node.role == .primary ? spec.replication.synchronous.description : "applied when promoted",
             "synchronousStandbyNames": ConfigText.confValue(standbyNames),
+            "tunable": tunable,
+            "maxSlotWalKeepSize": spec.replication.maxSlotWalKeep.setting,
             "hasParameters": !parameters.isEmpty,
             "parameters": parameters,
         ]

@@ -56,6 +56,32 @@ public struct ReplicationSettings: Sendable, Equatable {
     public var password: String?
     public var slots: Bool
     public var synchronous: SynchronousMode
+    /// The most WAL a replication slot may hold back for a standby that stays away
+    /// (`max_slot_wal_keep_size`); past it the slot is invalidated and the standby needs
+    /// `rejoin`, instead of the primary's disk filling up.
+    public var maxSlotWalKeep: SlotWalKeep = .default
+}
+
+/// `replication.maxSlotWalKeep`: a cap in megabytes (PostgreSQL's unit for
+/// `max_slot_wal_keep_size`), or no cap at all.
+public enum SlotWalKeep: Sendable, Equatable {
+    case megabytes(Int)
+    case unlimited
+
+    /// 8GB: room for a standby to be away for a while under a busy load, small enough
+    /// that a standby that never comes back cannot fill the primary's disk.
+    public static let `default` = SlotWalKeep.megabytes(8192)
+
+    /// The value for postgresql.conf, in the largest unit that divides it exactly.
+    public var setting: String {
+        switch self {
+        case .unlimited: return "-1"
+        case .megabytes(let mb):
+            if mb % (1024 * 1024) == 0 { return "\(mb / (1024 * 1024))TB" }
+            if mb % 1024 == 0 { return "\(mb / 1024)GB" }
+            return "\(mb)MB"
+        }
+    }
 }
 
 /// How the primary waits for standbys before a commit returns.

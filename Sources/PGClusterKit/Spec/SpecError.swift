@@ -9,7 +9,25 @@ public struct SpecProblem: Sendable, Equatable, CustomStringConvertible {
 
     public var description: String {
         let place = line.map { "\(file):\($0)" } ?? file
+        let key = Self.escaped(key), reason = Self.escaped(reason)
         return key.isEmpty ? "\(place): \(reason)" : "\(place): \(key): \(reason)"
+    }
+
+    /// Keys and values come from the spec: a line break or another control character in
+    /// one is shown escaped (`\n`, `\u{1B}`), so one problem stays one line and cannot
+    /// pass itself off as another.
+    static func escaped(_ text: String) -> String {
+        guard text.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else { return text }
+        return text.unicodeScalars.map { scalar -> String in
+            switch scalar {
+            case "\n": return "\\n"
+            case "\r": return "\\r"
+            case "\t": return "\\t"
+            default:
+                return scalar.properties.generalCategory == .control
+                    ? "\\u{\(String(scalar.value, radix: 16, uppercase: true))}" : String(scalar)
+            }
+        }.joined()
     }
 }
 

@@ -17,14 +17,66 @@ public enum SpecLoader {
     static let parameterPattern = #/^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$/#
 
     /// Settings the rendered files own; a spec that sets them in `postgres.parameters`
-    /// would silently break replication or the tool's view of the cluster.
-    public static let managedParameters: Set<String> = [
-        "port", "listen_addresses", "unix_socket_directories", "wal_level", "hot_standby",
-        "wal_log_hints", "max_wal_senders", "max_replication_slots", "synchronous_standby_names",
-        "synchronous_commit", "primary_conninfo", "primary_slot_name", "hba_file", "ident_file",
-        "config_file", "data_directory", "cluster_name", "include", "include_if_exists", "include_dir",
-        "password_encryption",
+    /// would silently break replication or the tool's view of the cluster. Each is
+    /// refused with this reason. (Settings the rendered postgresql.conf only suggests,
+    /// such as max_connections, may be given: see ``Renderer/tunableSettings``.)
+    public static let managedParameters: [String: String] = {
+        var reasons: [String: String] = [:]
+        for name in [
+            "port", "listen_addresses", "unix_socket_directories", "wal_level", "hot_standby", "max_wal_senders",
+            "max_replication_slots", "synchronous_standby_names", "primary_conninfo", "primary_slot_name", "hba_file",
+            "ident_file", "config_file", "data_directory", "cluster_name", "include", "include_if_exists", "include_dir",
+            "password_encryption",
+        ] {
+            reasons[name] = "set by pgcluster itself; remove it from parameters"
+        }
+        reasons["wal_log_hints"] = "set by pgcluster itself: pg_rewind needs it to bring a failed primary back"
+        reasons["synchronous_commit"] =
+            "set by pgcluster itself: it stays on, because off or local would acknowledge commits that no standby has; "
+            + "choose the waiting with replication.synchronous or `pgcluster quorum`"
+        reasons["max_slot_wal_keep_size"] = "set by pgcluster itself: give the cap as replication.maxSlotWalKeep"
+        reasons["recovery_min_apply_delay"] =
+            "not supported: a delayed standby makes every failover wait for it to replay, or promotes a standby "
+            + "that has not applied acknowledged commits"
+        return reasons
+    }()
+
+    /// Settings that may be given only with a value that keeps acknowledged commits safe.
+    static let mustStayOn: [String: String] = [
+        "fsync": "off loses acknowledged commits and can corrupt the data in a crash of the server or the machine",
+        "full_page_writes": "off leaves torn pages after a crash, and pg_rewind cannot bring a failed primary back",
     ]
+
+    /// The major versions whose settings and steps pgcluster uses (wal_keep_size,
+    /// max_slot_wal_keep_size and re-pointing a standby by reload need 13).
+    public static let supportedVersions = 13...17
+
+    /// PostgreSQL's reading of a boolean (parse_bool): on/off, true/false, yes/no, 1/0,
+    /// any unambiguous prefix of those words, in any case. nil when it is not one.
+    static func postgresBool(_ text: String) -> Bool? {
+        let value = text.trimmingCharacters(in: .whitespaces).lowercased()
+        guard !value.isEmpty else { return nil }
+        switch value {
+        case "on", "1": return true
+        case "of", "off", "0": return false
+        default: break
+        }
+        if "true".hasPrefix(value) || "yes".hasPrefix(value) { return true }
+        if "false".hasPrefix(value) || "no".hasPrefix(value) { return false }
+        return nil
+    }
+
+    /// A size in PostgreSQL's memory units (`kB`, `MB`, `GB`, `TB`, case as PostgreSQL
+    /// writes them), in megabytes; nil when it is not one or not a whole number of MB.
+    static func megabytes(_ text: String) -> Int? {
+        guard let match = text.wholeMatch(of: #/([0-9]{1,12})(kB|MB|GB|TB)/#), let number = Int(match.1) else { return nil }
+        switch match.2 {
+        case "kB": return number % 1024 == 0 ? number / 1024 : nil
+        case "MB": return number
+        case "GB": return number * 1024
+        default: return number * 1024 * 1024
+        }
+    }
 
     public static func load(path: String) throws(SpecError) -> ClusterSpec {
         let file = absolutePath(path)
@@ -211,10 +263,11 @@ private struct Reader {
         let superuser = account(
             mapping(top["superuser"], "superuser", allowed: ["user", "password"]), "superuser", defaultUser: "postgres")
         let replicationMap = mapping(
-            top["replication"], "replication", allowed: ["user", "password", "slots", "synchronous"])
+            top["replication"], "replication", allowed: ["user", "password", "slots", "maxSlotWalKeep", "synchronous"])
         let replicationAccount = account(replicationMap, "replication", defaultUser: "replicator")
         let slots = bool(replicationMap["slots"], "replication.slots", default: true)
         let (syncMode, syncCount, syncNode) = synchronous(replicationMap["synchronous"])
+        let maxSlotWalKeep = slotWalKeep(replicationMap["maxSlotWalKeep"])
 
         let networkMap = mapping(top["network"], "network", allowed: ["allow"])
         var allow: [CIDR] = []
@@ -263,7 +316,8 @@ private struct Reader {
         return ClusterSpec(
             version: version, name: name, backend: backend, postgres: postgres, superuser: superuser,
             replication: ReplicationSettings(
-                user: replicationAccount.user, password: replicationAccount.password, slots: slots, synchronous: mode),
+                user: replicationAccount.user, password: replicationAccount.password, slots: slots, synchronous: mode,
+                maxSlotWalKeep: maxSlotWalKeep),
             network: NetworkSettings(allow: allow),
             local: LocalSettings(dir: dir, osUser: osUser),
             compose: ComposeSettings(project: project, image: image, subnet: subnet),
@@ -272,7 +326,14 @@ private struct Reader {
 
     mutating func postgresSection(_ node: Node?) -> PostgresSettings {
         let map = mapping(node, "postgres", allowed: ["version", "bindir", "parameters"])
-        let version = int(map["version"], "postgres.version", default: 15, range: 10...99) ?? 15
+        var version = int(map["version"], "postgres.version", default: 15, range: 1...1000) ?? 15
+        if !SpecLoader.supportedVersions.contains(version) {
+            let range = SpecLoader.supportedVersions
+            fail(
+                map["version"], "postgres.version",
+                "PostgreSQL \(version) is not supported: pgcluster drives \(range.lowerBound) to \(range.upperBound)")
+            version = 15
+        }
         let bindir = map["bindir"] == nil ? nil : string(map["bindir"], "postgres.bindir")
         if let bindir, !bindir.hasPrefix("/") {
             fail(map["bindir"], "postgres.bindir", "must be an absolute path")
@@ -286,11 +347,21 @@ private struct Reader {
                     let path = "postgres.parameters.\(key)"
                     if key.wholeMatch(of: SpecLoader.parameterPattern) == nil {
                         fail(keyNode, path, "not a PostgreSQL parameter name")
-                    } else if SpecLoader.managedParameters.contains(key) {
-                        fail(keyNode, path, "set by pgcluster itself; remove it from parameters")
+                    } else if let reason = SpecLoader.managedParameters[key] {
+                        fail(keyNode, path, reason)
                     } else if !seen.insert(key).inserted {
                         fail(keyNode, path, "given twice")
                     } else if let text = value.scalar?.string {
+                        if let risk = SpecLoader.mustStayOn[key] {
+                            guard let on = SpecLoader.postgresBool(text) else {
+                                fail(value, path, "'\(text)' is not a boolean (on or off)")
+                                continue
+                            }
+                            guard on else {
+                                fail(keyNode, path, "must stay on: \(risk)")
+                                continue
+                            }
+                        }
                         parameters.append(.init(name: key, value: text))
                     } else {
                         fail(value, path, "expected a single value")
@@ -313,6 +384,21 @@ private struct Reader {
             }
         }
         return Account(user: user, password: password)
+    }
+
+    mutating func slotWalKeep(_ node: Node?) -> SlotWalKeep {
+        let path = "replication.maxSlotWalKeep"
+        guard let text = string(node, path, default: "") , !text.isEmpty else { return .default }
+        if text == "unlimited" { return .unlimited }
+        guard let mb = SpecLoader.megabytes(text) else {
+            fail(node, path, "'\(text)' is not a size: write it as 8GB, 512MB, 1TB (PostgreSQL's units), or unlimited")
+            return .default
+        }
+        guard mb >= 16 else {
+            fail(node, path, "\(text) is less than one WAL segment: give at least 16MB")
+            return .default
+        }
+        return .megabytes(mb)
     }
 
     mutating func synchronous(_ node: Node?) -> (String, Int, Node?) {

@@ -47,7 +47,7 @@ public final class ClusterLock: @unchecked Sendable {
     public static let defaultWait: Double = 5
 
     /// The lock file of a cluster whose state lives in `local.dir`.
-    public static func path(for spec: ClusterSpec) -> String { "\(spec.local.dir)/\(fileName)" }
+    public static func path(for spec: ClusterSpec) -> String { LocalLayout(spec: spec).lockFile }
 
     public static let fileName = ".pgcluster.lock"
 

@@ -17,10 +17,15 @@ extension PGCluster {
 
         @OptionGroup var options: SpecOptions
 
-        @Option(help: ArgumentHelp("Quorum commit: every commit waits for any N of the listed standbys.", valueName: "n"))
+        // `.unconditional`: `--first -1` is a count to refuse by name, not a missing value.
+        @Option(
+            parsing: .unconditional,
+            help: ArgumentHelp("Quorum commit: every commit waits for any N of the listed standbys.", valueName: "n"))
         var any: Int?
 
-        @Option(help: ArgumentHelp("Priority commit: every commit waits for the first N connected standbys of the list.", valueName: "n"))
+        @Option(
+            parsing: .unconditional,
+            help: ArgumentHelp("Priority commit: every commit waits for the first N connected standbys of the list.", valueName: "n"))
         var first: Int?
 
         @Flag(help: "Asynchronous replication: commits never wait for standbys.")
@@ -28,7 +33,9 @@ extension PGCluster {
 
         @Option(
             help: ArgumentHelp("Comma-separated standbys to list (default: every standby that answers).", valueName: "a,b"),
-            transform: { $0.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) } })
+            transform: {
+                $0.split(separator: ",", omittingEmptySubsequences: false).map { String($0).trimmingCharacters(in: .whitespaces) }
+            })
         var standbys: [String]?
 
         @Flag(help: "Set it even when fewer standbys stream than the mode needs (commits wait meanwhile).")
@@ -40,7 +47,17 @@ extension PGCluster {
         func validate() throws {
             let chosen = [any != nil, first != nil, async].filter { $0 }.count
             if chosen > 1 { throw ValidationError("give one of --any N, --first N and --async") }
-            if let n = any ?? first, n < 1 { throw ValidationError("--\(any != nil ? "any" : "first") needs a count of at least 1") }
+            if let n = any ?? first, n < 1 {
+                throw ValidationError("--\(any != nil ? "any" : "first") needs a count of at least 1, not \(n)")
+            }
+            if let standbys {
+                if standbys.allSatisfy(\.isEmpty) {
+                    throw ValidationError("--standbys needs at least one standby name (such as --standbys db_1,db_2)")
+                }
+                if standbys.contains("") {
+                    throw ValidationError("--standbys: an empty name in the list (two commas in a row, or one at an end)")
+                }
+            }
         }
 
         var mode: SynchronousMode {

@@ -1,0 +1,66 @@
+import Foundation
+import Testing
+
+@testable import PGClusterKit
+
+/// `rejoin` says what pg_rewind discarded: the old primary's WAL from the point where the
+/// timelines forked to its last record (issue 10).
+@Suite("rejoin report on real servers", .serialized)
+struct RejoinReportTests {
+    @Test("a crashed old primary with WAL past the fork: rejoin reports the rewound range, text and JSON")
+    func reportsRewoundRange() async throws {
+        try await withCluster(name: "rejoin-report", basePort: 21720, standbys: 1) { cluster in
+            try await cluster.initCluster()
+            _ = try cluster.sql("node0", "CREATE TABLE t (id int)")
+            // Cut the standby off, then write on the primary only: WAL the standby never gets.
+            _ = try cluster.sql("node1", "ALTER SYSTEM SET primary_conninfo = ''")
+            _ = try cluster.sql("node1", "SELECT pg_reload_conf()")
+            #expect(await cluster.eventually { try cluster.sql("node1", "SELECT count(*) FROM pg_stat_wal_receiver").scalar == "0" })
+            _ = try cluster.sql("node0", "INSERT INTO t SELECT generate_series(1, 5000)")
+            let flushed = try cluster.sql("node0", "SELECT pg_current_wal_flush_lsn()").scalar ?? ""
+            let oldEnd = try #require(LSN(flushed), "\(flushed)")
+            try cluster.kill9Postmaster("node0")
+
+            let failover = await cluster.run(["failover"])
+            try #require(failover.status == 0, "failover: \(failover.stderr)")
+            // Where timeline 2 forked, as the new primary's history file says.
+            let history = try String(contentsOfFile: "\(cluster.dataRoot)/node1/data/pg_wal/00000002.history", encoding: .utf8)
+            let forkText = try #require(history.split(separator: "\n").last?.split(separator: "\t").dropFirst().first)
+            let fork = try #require(LSN(String(forkText)))
+            #expect(fork < oldEnd, "the test did not make the old primary diverge")
+
+            let rejoin = await cluster.run(["rejoin", "node0", "--json"])
+            try #require(rejoin.status == 0, "rejoin: \(rejoin.stderr)")
+            let object = try JSONSerialization.jsonObject(with: Data(rejoin.stdout.utf8))
+            let json = try #require(object as? [String: Any], "\(rejoin.stdout)")
+            let rewound = try #require(json["rewound"] as? [String: Any], "no rewound in \(rejoin.stdout)")
+            #expect(rewound["from"] as? String == fork.description, "\(rewound)")
+            #expect(rewound["timeline"] as? Int == 1, "\(rewound)")
+            let toText = rewound["to"] as? String ?? ""
+            let to = try #require(LSN(toText), "\(rewound)")
+            #expect(to >= oldEnd, "the reported end \(to) is before the old primary's flushed WAL \(oldEnd)")
+            #expect((rewound["bytes"] as? Int).map(UInt64.init) == to.bytes(after: fork), "\(rewound)")
+            let status = await cluster.run(["status"])
+            #expect(status.status == 0, "\(status.stdout)")
+        }
+    }
+
+    @Test("the text report names the discarded range")
+    func textReport() async throws {
+        try await withCluster(name: "rejoin-text", basePort: 21725, standbys: 1) { cluster in
+            try await cluster.initCluster()
+            _ = try cluster.sql("node1", "ALTER SYSTEM SET primary_conninfo = ''")
+            _ = try cluster.sql("node1", "SELECT pg_reload_conf()")
+            #expect(await cluster.eventually { try cluster.sql("node1", "SELECT count(*) FROM pg_stat_wal_receiver").scalar == "0" })
+            _ = try cluster.sql("node0", "CREATE TABLE lost AS SELECT generate_series(1, 1000) AS id")
+            try cluster.kill9Postmaster("node0")
+            let failover = await cluster.run(["failover"])
+            try #require(failover.status == 0, "failover: \(failover.stderr)")
+            let rejoin = await cluster.run(["rejoin", "node0"])
+            try #require(rejoin.status == 0, "rejoin: \(rejoin.stderr)")
+            #expect(rejoin.stdout.contains("discarded"), "\(rejoin.stdout)")
+            #expect(rejoin.stdout.contains("node0's WAL on timeline 1 from "), "\(rejoin.stdout)")
+            #expect(try cluster.sql("node0", "SELECT to_regclass('lost') IS NULL").scalar == "t")
+        }
+    }
+}

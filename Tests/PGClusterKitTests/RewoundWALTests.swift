@@ -1,0 +1,64 @@
+import Testing
+
+@testable import PGClusterKit
+
+/// What rejoin reports as discarded, from pg_controldata (before the rewind) and pg_rewind's output.
+@Suite("Rewound WAL report")
+struct RewoundWALTests {
+    static func controlData(state: String, checkpoint: String, minRecovery: String = "0/0") -> String {
+        """
+        pg_control version number:            1300
+        Database cluster state:               \(state)
+        Latest checkpoint location:           \(checkpoint)
+        Latest checkpoint's REDO location:    \(checkpoint)
+        Latest checkpoint's TimeLineID:       1
+        Minimum recovery ending location:     \(minRecovery)
+        Min recovery ending loc's timeline:   0
+        """
+    }
+
+    static let rewindOutput = """
+        pg_rewind: servers diverged at WAL location 0/3000148 on timeline 1
+        pg_rewind: rewinding from last common checkpoint at 0/2000060 on timeline 1
+        pg_rewind: Done!
+        """
+
+    @Test("a cleanly shut down old primary: from the fork to its shutdown checkpoint")
+    func clean() throws {
+        let rewound = try #require(
+            RewoundWAL.parse(controlData: Self.controlData(state: "shut down", checkpoint: "0/3A00028"), rewindOutput: Self.rewindOutput))
+        #expect(rewound == RewoundWAL(timeline: 1, from: LSN(0x300_0148), to: LSN(0x3A0_0028), bytes: 0x3A0_0028 - 0x300_0148))
+        let text = rewound.text(node: "db_0", primary: "db_1")
+        #expect(text.contains("db_0's WAL on timeline 1 from 0/3000148 (where db_1's timeline forked) to 0/3A00028"), "\(text)")
+        #expect(text.contains("10.0 MB"), "\(text)")
+    }
+
+    @Test("a former standby: its minimum recovery point when later than its checkpoint")
+    func minRecoveryPoint() throws {
+        let data = Self.controlData(state: "shut down in recovery", checkpoint: "0/3000060", minRecovery: "0/3100000")
+        let rewound = try #require(RewoundWAL.parse(controlData: data, rewindOutput: Self.rewindOutput))
+        #expect(rewound.to == LSN(0x310_0000))
+    }
+
+    @Test("a crashed server's control file does not know its end: nothing reported, crash recovery needed first")
+    func crashed() {
+        let data = Self.controlData(state: "in production", checkpoint: "0/2000060")
+        #expect(RewoundWAL.parse(controlData: data, rewindOutput: Self.rewindOutput) == nil)
+        #expect(RewoundWAL.needsCrashRecovery(controlData: data))
+        #expect(!RewoundWAL.needsCrashRecovery(controlData: Self.controlData(state: "shut down", checkpoint: "0/2000060")))
+    }
+
+    @Test("no rewind required, or output without the fork: nothing reported")
+    func noFork() {
+        let data = Self.controlData(state: "shut down", checkpoint: "0/3A00028")
+        #expect(RewoundWAL.parse(controlData: data, rewindOutput: "pg_rewind: no rewind required") == nil)
+    }
+
+    @Test("the old primary wrote nothing past the fork but its shutdown checkpoint: said so")
+    func nothingPastFork() throws {
+        let data = Self.controlData(state: "shut down", checkpoint: "0/3000148")
+        let rewound = try #require(RewoundWAL.parse(controlData: data, rewindOutput: Self.rewindOutput))
+        #expect(rewound.bytes == 0)
+        #expect(rewound.text(node: "db_0", primary: "db_1").contains("nothing"))
+    }
+}
