@@ -298,14 +298,15 @@ down() {
         if grep -q " $STATE/ns " /proc/self/mountinfo; then umount "$STATE/ns" || failed=1; fi
     fi
     for link in $(ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | sed 's/@.*//' | grep "^$PREFIX-" || true); do
-        ip link delete "$link" || failed=1
+        # (deleting one end of a veth pair deletes the other)
+        if ip link show "$link" >/dev/null 2>&1; then ip link delete "$link" || failed=1; fi
     done
     if command -v iptables >/dev/null 2>&1; then
         while iptables -C FORWARD -i "$BRIDGE" -o "$BRIDGE" -j ACCEPT 2>/dev/null; do
             iptables -D FORWARD -i "$BRIDGE" -o "$BRIDGE" -j ACCEPT || { failed=1; break; }
         done
     fi
-    if [ -e "$STATE/made-ssh-dir" ]; then rmdir "$SSH_DIR" 2>/dev/null || say "left $SSH_DIR (not empty on this machine)"; fi
+    if [ -e "$STATE/made-ssh-dir" ] && [ -d "$SSH_DIR" ]; then rmdir "$SSH_DIR" 2>/dev/null || say "left $SSH_DIR (not empty on this machine)"; fi
     if [ -e "$STATE/made-run-sshd" ]; then rmdir /run/sshd 2>/dev/null || true; fi
     if [ -d "$STATE" ]; then
         if [ $failed -eq 0 ]; then rm -rf --one-file-system "$STATE"; else say "left $STATE (something above failed)"; fi
