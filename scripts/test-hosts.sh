@@ -210,10 +210,17 @@ stop_sshd() {
     if is_our_sshd "$pid" "$dir"; then
         kill -TERM "$pid" 2>/dev/null || true
         local tries=0
-        while kill -0 "$pid" 2>/dev/null && [ $tries -lt 100 ]; do sleep 0.05; tries=$((tries + 1)); done
-        kill -KILL "$pid" 2>/dev/null || true
+        while alive "$pid" && [ $tries -lt 100 ]; do sleep 0.05; tries=$((tries + 1)); done
+        if alive "$pid"; then kill -KILL "$pid" 2>/dev/null || true; fi
     fi
     rm -f "$dir/sshd.pid"
+}
+
+# Runs, and is not a zombie (PID 1 may take a while to reap what we killed).
+alive() {
+    local state
+    state=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || return 1
+    [ -n "$state" ] && [ "$state" != Z ]
 }
 
 # The pid in a pid file is that host's sshd (not a recycled pid).
@@ -252,13 +259,13 @@ rekey() {
 
 # MARK: down
 
-# Every pid whose network or mount namespace is the given one (by inode).
+# Every live pid whose network or mount namespace is the given one (by inode; a
+# zombie has no namespaces left).
 pids_in_namespace() {
-    local file=$1 kind=$2 inode p
+    local file=$1 kind=$2 inode
     inode=$(stat -L -c %i "$file" 2>/dev/null) || return 0
-    for p in /proc/[0-9]*; do
-        [ "$(readlink "$p/ns/$kind" 2>/dev/null)" = "$kind:[$inode]" ] && echo "${p#/proc/}"
-    done
+    stat -L -c '%i %n' /proc/[0-9]*/ns/"$kind" 2>/dev/null |
+        awk -v inode="$inode" '$1 == inode { split($2, part, "/"); print part[3] }'
     return 0
 }
 

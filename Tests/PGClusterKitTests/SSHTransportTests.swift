@@ -57,6 +57,9 @@ struct SSHTransportTests {
     /// ssh's output (exit 255) → words the one-line message must hold.
     static let failures: [(output: String, expected: [String])] = [
         (changedHostKey, ["host 10.213.7.11", "different ssh host key", "/srv/demo/known_hosts:3", "refusing", "ssh-keygen -R '10.213.7.11'"]),
+        // As ssh really writes it: each line ends in "\r\n".
+        (changedHostKey.replacingOccurrences(of: "\n", with: "\r\n"), ["recorded in /srv/demo/known_hosts:3: refusing"]),
+        ("postgres@10.213.7.11: Permission denied (publickey).\r\n", ["refused the key /keys/id_ed25519"]),
         ("Host key verification failed.", ["host 10.213.7.11", "could not be verified", "/srv/demo/known_hosts"]),
         ("postgres@10.213.7.11: Permission denied (publickey).", ["host 10.213.7.11", "refused the key /keys/id_ed25519", "user postgres", "authorized_keys"]),
         ("Received disconnect from 10.213.7.11 port 22:2: Too many authentication failures", ["refused the key"]),

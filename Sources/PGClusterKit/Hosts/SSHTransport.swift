@@ -91,7 +91,7 @@ public struct SSHTransport: Sendable {
     public func check(_ arguments: [String], input: Data? = nil, what: String) async throws(ClusterError) -> CommandResult {
         let result = try await run(arguments, input: input)
         guard result.succeeded else {
-            let tail = result.output.split(separator: "\n", omittingEmptySubsequences: true).suffix(12).map { "| " + $0 }
+            let tail = result.output.split(whereSeparator: \.isNewline).suffix(12).map { "| " + $0 }
             throw ClusterError(
                 "\(what) on \(host) failed (exit \(result.status))",
                 details: ["command: \(ShellQuote.line(arguments))"] + tail)
@@ -126,7 +126,8 @@ public struct SSHTransport: Sendable {
     /// What ssh's own failure (exit 255) means, in one line naming the host and what to do;
     /// nil when the output is not one of ssh's failures (the remote program exited 255).
     public func failure(_ output: String) -> ClusterError? {
-        let lines = output.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+        // ssh ends its messages with "\r\n", which Swift counts as one Character, not "\n".
+        let lines = output.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
         func has(_ text: String) -> Bool { lines.contains { $0.contains(text) } }
         let target = "\(user)@\(host) port \(port)"
 
@@ -137,7 +138,7 @@ public struct SSHTransport: Sendable {
             let name = port == 22 ? host : "[\(host)]:\(port)"
             return ClusterError(
                 "host \(host) presents a different ssh host key than the one recorded"
-                    + " in \(offending.map { "\($0) (file:line)" } ?? knownHostsFile): refusing to connect;"
+                    + " in \(offending ?? knownHostsFile): refusing to connect;"
                     + " if the host was reinstalled, remove that line (ssh-keygen -R '\(name)' -f \(knownHostsFile)) and run again")
         }
         if has("Host key verification failed") {
