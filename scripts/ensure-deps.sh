@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Makes sure the system packages pgcluster builds and tests with are installed:
 # PostgreSQL 15 (server binaries), libpq-dev and pkg-config (the CLibPQ module),
-# util-linux (setpriv, to run servers as their OS user when we are root) and
-# docker-compose (validates rendered compose files; no engine needed).
+# util-linux (setpriv, to run servers as their OS user when we are root; nsenter and
+# unshare for the test hosts), docker-compose (validates rendered compose files; no
+# engine needed), openssh-client (the ssh backend), openssh-server and iproute2 (the
+# test hosts of scripts/test-hosts.sh).
 # As root it installs what is missing with apt-get; otherwise it prints the command.
 set -euo pipefail
 
@@ -12,6 +14,10 @@ missing=()
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
 command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+# The ssh backend's client, and the test hosts (scripts/test-hosts.sh): sshd, ip.
+command -v ssh >/dev/null 2>&1 || missing+=(openssh-client)
+[ -x /usr/sbin/sshd ] || missing+=(openssh-server)
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

@@ -11,10 +11,12 @@ public struct Command: Sendable, Equatable, CustomStringConvertible {
     public var workingDirectory: String?
     /// Pass the child's stderr straight to ours (pg_basebackup's progress on a terminal).
     public var passthroughStderr: Bool
+    /// Written to the program's stdin (a file's contents sent over ssh, say); nil: /dev/null. Never printed.
+    public var input: Data?
 
     public init(
         _ executable: String, _ arguments: [String], environment: [String: String] = [:], user: OSUser? = nil,
-        workingDirectory: String? = nil, passthroughStderr: Bool = false
+        workingDirectory: String? = nil, passthroughStderr: Bool = false, input: Data? = nil
     ) {
         self.executable = executable
         self.arguments = arguments
@@ -22,14 +24,12 @@ public struct Command: Sendable, Equatable, CustomStringConvertible {
         self.user = user
         self.workingDirectory = workingDirectory
         self.passthroughStderr = passthroughStderr
+        self.input = input
     }
 
-    /// The command line as a person would type it (the environment is left out: it may hold secrets).
-    public var description: String {
-        ([executable] + arguments).map { arg in
-            arg.contains(where: { $0 == " " || $0 == "'" || $0 == "\"" }) ? "'" + arg.replacingOccurrences(of: "'", with: "'\\''") + "'" : arg
-        }.joined(separator: " ")
-    }
+    /// The command line as a person would type it (the environment and input are left out:
+    /// they may hold secrets).
+    public var description: String { ShellQuote.line([executable] + arguments) }
 }
 
 public struct CommandResult: Sendable {
@@ -88,6 +88,8 @@ public struct LocalRunner: CommandRunning {
         let argv = arguments
         let envp = environment.map { "\($0.key)=\($0.value)" }
         let stderr: Spawn.Sink = command.passthroughStderr ? .inherit : .pipe
-        return try await Blocking.run { Spawn.run(argv, environment: envp, stdout: .pipe, stderr: stderr) }.get()
+        let input = command.input
+        return try await Blocking.run { Spawn.run(argv, environment: envp, input: input, stdout: .pipe, stderr: stderr) }
+            .get()
     }
 }

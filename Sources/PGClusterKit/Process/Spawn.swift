@@ -26,22 +26,36 @@ public enum Spawn {
     private static let lock = NSLock()
 
     /// Runs `argv` (argv[0] an absolute path) to its end. Blocks the calling thread.
-    /// - Parameter timeout: with no `.pipe` sink, SIGKILL the child after this many seconds.
+    /// - Parameters:
+    ///   - input: written to the child's stdin, which is then closed; without it stdin is /dev/null.
+    ///   - timeout: with no `.pipe` sink, SIGKILL the child after this many seconds.
     public static func run(
-        _ argv: [String], environment: [String], stdout: Sink, stderr: Sink, timeout: Double? = nil
+        _ argv: [String], environment: [String], input: Data? = nil, stdout: Sink, stderr: Sink, timeout: Double? = nil
     ) -> Result<CommandResult, ClusterError> {
         let executable = argv[0]
         let usesPipe = stdout == .pipe || stderr == .pipe
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
 
         lock.lock()
+        var inputFDs: [Int32] = [-1, -1]
+        if input != nil {
+            guard pipe(&inputFDs) == 0 else {
+                lock.unlock()
+                return .failure(ClusterError("cannot run \(executable): pipe: \(String(cString: strerror(errno)))"))
+            }
+            _ = fcntl(inputFDs[0], F_SETFD, FD_CLOEXEC)
+            _ = fcntl(inputFDs[1], F_SETFD, FD_CLOEXEC)
+            posix_spawn_file_actions_adddup2(&actions, inputFDs[0], 0)
+        } else {
+            posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        }
         var fds: [Int32] = [-1, -1]
         if usesPipe {
             guard pipe(&fds) == 0 else {
                 lock.unlock()
+                if input != nil { inputFDs.forEach { close($0) } }
                 return .failure(ClusterError("cannot run \(executable): pipe: \(String(cString: strerror(errno)))"))
             }
             _ = fcntl(fds[0], F_SETFD, FD_CLOEXEC)
@@ -76,10 +90,18 @@ public enum Spawn {
         }
         let spawned = posix_spawn(&pid, executable, &actions, &attributes, cArgv, cEnvp)
         if usesPipe { close(fds[1]) }
+        if input != nil { close(inputFDs[0]) }
         lock.unlock()
         guard spawned == 0 else {
             if usesPipe { close(fds[0]) }
+            if input != nil { close(inputFDs[1]) }
             return .failure(ClusterError("cannot run \(executable): \(String(cString: strerror(spawned)))"))
+        }
+        if let input {
+            // On a thread of its own: a child that reads its input only after writing output
+            // (or never reads it) must not block our reading of that output.
+            let fd = inputFDs[1]
+            Thread.detachNewThread { feed(input, to: fd) }
         }
 
         var output = [UInt8]()
@@ -114,5 +136,28 @@ public enum Spawn {
         // WIFEXITED / WEXITSTATUS, spelled out: Glibc's macros are not imported into Swift.
         let exitCode: Int32 = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
         return .success(CommandResult(status: exitCode, output: String(decoding: output, as: UTF8.self)))
+    }
+
+    /// Writes `data` to `fd` and closes it. A child that exits without reading all of it
+    /// ends the write with EPIPE: SIGPIPE is blocked on this thread, so it cannot kill us.
+    private static func feed(_ data: Data, to fd: Int32) {
+        var blocked = sigset_t()
+        sigemptyset(&blocked)
+        sigaddset(&blocked, SIGPIPE)
+        pthread_sigmask(SIG_BLOCK, &blocked, nil)
+        data.withUnsafeBytes { (buffer: UnsafeRawBufferPointer) in
+            var offset = 0
+            while offset < buffer.count {
+                let written = write(fd, buffer.baseAddress! + offset, buffer.count - offset)
+                if written > 0 {
+                    offset += written
+                } else if written < 0 && errno == EINTR {
+                    continue
+                } else {
+                    break
+                }
+            }
+        }
+        close(fd)
     }
 }
