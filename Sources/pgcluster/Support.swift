@@ -30,7 +30,7 @@ extension ClusterAccess {
     /// The server-side control for the spec's backend.
     static func control(_ spec: ClusterSpec, _ options: SpecOptions) throws(ClusterError) -> any ServerControl {
         switch spec.backend {
-        case .local: return try LocalCluster(spec: spec, templates: options.templateSet())
+        case .local, .ssh: return try HostCluster(spec: spec, templates: options.templateSet())
         case .compose: return ComposeCluster(spec: spec, templates: try options.templateSet())
         }
     }

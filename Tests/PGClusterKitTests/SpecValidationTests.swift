@@ -176,7 +176,7 @@ struct SpecValidationTests {
             label: "bad compose subnet",
             yaml: specYAML(top: "backend: compose\ncompose:\n  subnet: 172.28.0.1/16\n"),
             key: "compose.subnet", reason: "bits set beyond the prefix"),
-        BadSpec(label: "bad backend", yaml: specYAML(top: "backend: kubernetes\n"), key: "backend", reason: "must be local or compose, not 'kubernetes'"),
+        BadSpec(label: "bad backend", yaml: specYAML(top: "backend: kubernetes\n"), key: "backend", reason: "must be local, ssh or compose, not 'kubernetes'"),
         BadSpec(
             label: "managed parameter in postgres.parameters",
             yaml: specYAML(postgres: "postgres:\n  parameters:\n    max_wal_size: 1GB\n    port: 5433\n"),

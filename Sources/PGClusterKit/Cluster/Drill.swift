@@ -10,7 +10,7 @@ public struct Drill: Sendable {
         case primaryAndStandby = "primary+standby"
     }
 
-    public let cluster: LocalCluster
+    public let cluster: HostCluster
     public let credentials: Credentials
     public var clients: Int
     public var duration: Double
@@ -21,7 +21,7 @@ public struct Drill: Sendable {
     public var keepTable = false
 
     public init(
-        cluster: LocalCluster, credentials: Credentials, clients: Int, duration: Double, mode: SynchronousMode,
+        cluster: HostCluster, credentials: Credentials, clients: Int, duration: Double, mode: SynchronousMode,
         victim: Victim, rounds: Int
     ) {
         self.cluster = cluster
@@ -142,9 +142,8 @@ public struct Drill: Sendable {
         }
         let killedAt = Date()
         for node in victims {
-            if let pid = cluster.postmasterPID(node) {
-                progress.note("kill -9 \(node.name) (postmaster \(pid))")
-                kill(pid, SIGKILL)
+            if let killed = try? await cluster.killServer(node), let pid = killed.first {
+                progress.note("kill -9 \(node.name) (postmaster \(pid) and its \(killed.count - 1) children)")
             }
         }
 
@@ -207,7 +206,8 @@ public struct Drill: Sendable {
         // Bring the victims back for the next round.
         if refusal == nil, let name = newPrimary {
             for node in victims {
-                if node == primary || !cluster.postmasterRuns(node) {
+                let runs = await cluster.postmasterRuns(node)
+                if node == primary || !runs {
                     progress.note("rejoin \(node.name) as a standby of \(name)")
                     _ = try await Rejoin(cluster: cluster, credentials: credentials, node: node, reclone: false).run()
                 }

@@ -1,14 +1,14 @@
 import Foundation
 
-/// `pgcluster init` for the local backend: a primary and its standbys, streaming,
-/// in the spec's synchronous mode.
+/// `pgcluster init` for the local and ssh backends: a primary and its standbys,
+/// streaming, in the spec's synchronous mode.
 public struct ClusterInit: Sendable {
-    public let cluster: LocalCluster
+    public let cluster: HostCluster
     public var force: Bool
     /// Seconds to wait for every standby to stream.
     public var streamTimeout: Double = 120
 
-    public init(cluster: LocalCluster, force: Bool) {
+    public init(cluster: HostCluster, force: Bool) {
         self.cluster = cluster
         self.force = force
     }
@@ -23,7 +23,7 @@ public struct ClusterInit: Sendable {
         let credentials = try Credentials.resolve(spec: spec, storedAt: layout.credentialsFile)
         try cluster.makeRoot()
         try credentials.save(to: layout.credentialsFile)
-        try cluster.writePassfile(credentials)
+        try await cluster.writePassfile(credentials)
 
         let primary = spec.primary
         do {
@@ -38,7 +38,8 @@ public struct ClusterInit: Sendable {
             try await quorum.apply()
             try ClusterRecord.saveSynchronous(spec: spec, primary: primary.name, mode: mode, standbys: nil, applied: (mode, names))
         } catch {
-            let running = spec.nodes.filter(cluster.postmasterRuns).map(\.name)
+            var running: [String] = []
+            for node in spec.nodes where await cluster.postmasterRuns(node) { running.append(node.name) }
             var failure = error
             if !running.isEmpty {
                 failure.details.append(
@@ -51,34 +52,62 @@ public struct ClusterInit: Sendable {
         Console.progress("cluster \(spec.name) is up in \(String(format: "%.1f", seconds)) s: \(spec.nodes.count) nodes")
     }
 
-    /// Refuses existing data (unless `--force`), busy ports and a server user who cannot
-    /// reach local.dir, before anything is changed.
+    /// Refuses an unready host, existing data (unless `--force`), busy ports and a server
+    /// user who cannot reach local.dir, before anything is changed.
     func checkPreconditions() async throws(ClusterError) {
-        let existing = spec.nodes.filter { node in
-            let path = layout.dataDir(node.name)
-            return ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).isEmpty == false
+        try await preflightHosts()
+        var existing: [NodeSpec] = []
+        for node in spec.nodes where !((try await cluster.host(node).list(layout.dataDir(node.name))) ?? []).isEmpty {
+            existing.append(node)
         }
         if !existing.isEmpty {
             guard force else {
                 throw ClusterError.refused(
-                    "data already exists for \(existing.map(\.name).joined(separator: ", ")) under \(layout.root); "
+                    "data already exists for \(existing.map(\.name).joined(separator: ", ")) under \(layout.serverRoot); "
                         + "init does not touch it. Add --force to stop those servers and erase their data")
             }
             for node in spec.nodes {
-                if cluster.postmasterRuns(node) {
+                if await cluster.postmasterRuns(node) {
                     Console.progress("[\(node.name)] stopping the existing server (--force)")
                     try await cluster.stop(node, mode: .immediate)
                 }
-                try cluster.removeNodeFiles(node)
+                try await cluster.removeNodeFiles(node)
             }
             for file in [layout.stateFile, layout.historyFile] { unlink(file) }
         }
+        guard spec.backend == .local else { return }
         for node in spec.nodes where !PortProbe.isFree(host: node.host, port: node.port) {
             throw ClusterError(
                 "\(node.name): port \(node.port) on \(node.host) is already in use",
                 details: ["stop what listens there, or give the node another port in \(spec.file)"])
         }
         try await checkServerUserCanReach(layout.root)
+    }
+
+    /// Every host at once: it answers, has the programs, the user and room for the cluster.
+    /// One line per host that is not ready; nothing is changed anywhere before all are.
+    func preflightHosts() async throws(ClusterError) {
+        let hosts = cluster.distinctHosts.map(\.host)
+        let errors: [ClusterError] = await withTaskGroup(of: ClusterError?.self) { group in
+            for host in hosts {
+                group.addTask {
+                    do throws(ClusterError) {
+                        try await host.preflight(bindir: cluster.bindir, folder: layout.serverRoot)
+                        return nil
+                    } catch {
+                        return error
+                    }
+                }
+            }
+            var errors: [ClusterError] = []
+            for await error in group { if let error { errors.append(error) } }
+            return errors
+        }
+        if var first = errors.first {
+            first.details += errors.dropFirst().map { "also: \($0.message)" }
+            first.details.append("nothing was changed on any host")
+            throw first
+        }
     }
 
     /// When running as root, the server's user must be able to reach local.dir: entering the
@@ -88,10 +117,10 @@ public struct ClusterInit: Sendable {
         var folder = path
         while !FileManager.default.fileExists(atPath: folder) { folder = (folder as NSString).deletingLastPathComponent }
         if folder == path { _ = chmod(path, 0o755) }
-        let result = try await cluster.runner.run(Command("/usr/bin/test", ["-x", folder], user: cluster.serverUser))
+        let result = try await cluster.host(spec.primary).run(["/usr/bin/test", "-x", folder])
         guard result.succeeded else {
             throw ClusterError(
-                "the server's OS user '\(cluster.serverUser.name)' cannot enter \(folder), on the way to local.dir \(path)",
+                "the server's OS user '\(cluster.serverUserName)' cannot enter \(folder), on the way to local.dir \(path)",
                 details: ["set local.dir in \(spec.file) to a folder it can reach, such as /tmp/\(spec.name) or /var/lib/pgcluster/\(spec.name)"])
         }
     }
@@ -99,21 +128,21 @@ public struct ClusterInit: Sendable {
     func initPrimary(_ primary: NodeSpec, _ credentials: Credentials) async throws(ClusterError) {
         let clock = ContinuousClock()
         let began = clock.now
-        try cluster.prepareDirectories(primary)
+        try await cluster.prepareDirectories(primary)
         Console.progress("[\(primary.name)] initdb")
-        let pwfile = try cluster.unlinkedSecretFile(
-            layout.initdbPasswordFile(primary.name), credentials.superuser.password + "\n")
-        defer { close(pwfile) }
-        try await cluster.runner.check(
-            cluster.serverCommand(
-                "initdb",
-                [
-                    "-D", layout.dataDir(primary.name), "-U", credentials.superuser.user,
-                    "--pwfile=/proc/self/fd/\(pwfile)",
-                    "--auth=scram-sha-256", "--encoding=UTF8", "--locale=C.UTF-8", "--no-instructions",
-                ]),
-            what: "\(primary.name): initdb")
-        try cluster.placeConfig(primary, following: nil)
+        // A password file left by an older version goes. This one never has a name: the
+        // password arrives on stdin into a file unlinked at once, which initdb reads through
+        // the descriptor, so nothing is left however pgcluster ends (kill -9 included).
+        try await cluster.host(primary).remove([layout.initdbPasswordFile(primary.name)])
+        let withPasswordFile = #"f=$(mktemp) && exec 3<>"$f" && rm -f "$f" && cat >&3 && exec "$@" --pwfile=/proc/self/fd/3"#
+        try await cluster.host(primary).check(
+            [
+                "/bin/sh", "-c", withPasswordFile, "sh", cluster.binary("initdb"), "-D", layout.dataDir(primary.name),
+                "-U", credentials.superuser.user, "--auth=scram-sha-256", "--encoding=UTF8", "--locale=C.UTF-8",
+                "--no-instructions",
+            ],
+            input: Data((credentials.superuser.password + "\n").utf8), what: "\(primary.name): initdb")
+        try await cluster.placeConfig(primary, following: nil)
         Console.progress("[\(primary.name)] starting the primary")
         try await cluster.start(primary)
 
@@ -170,31 +199,11 @@ public struct ClusterInit: Sendable {
         }
     }
 
-    /// A fresh copy of `upstream` in `node`'s data folder, set up to follow it.
-    public static func cloneCommand(
-        cluster: LocalCluster, _ node: NodeSpec, from upstream: NodeSpec, credentials: Credentials, progress: Bool
-    ) -> Command {
-        var arguments = [
-            "-D", cluster.layout.dataDir(node.name), "-h", upstream.host, "-p", String(upstream.port),
-            "-U", credentials.replication.user, "-X", "stream", "-c", "fast", "--no-password",
-        ]
-        if cluster.spec.replication.slots { arguments += ["-S", cluster.renderer.slotName(node)] }
-        if progress { arguments.append("-P") }
-        var command = cluster.serverCommand("pg_basebackup", arguments, environment: ["PGPASSFILE": cluster.layout.passfile])
-        command.passthroughStderr = progress
-        return command
-    }
-
     func clone(_ node: NodeSpec, from primary: NodeSpec, _ credentials: Credentials) async throws(ClusterError) {
         let clock = ContinuousClock()
         let began = clock.now
-        try cluster.prepareDirectories(node)
         Console.progress("[\(node.name)] pg_basebackup from \(primary.name)")
-        let command = Self.cloneCommand(
-            cluster: cluster, node, from: primary, credentials: credentials,
-            progress: Console.stderrIsTTY && spec.standbys.count == 1)
-        try await cluster.runner.check(command, what: "\(node.name): pg_basebackup")
-        try cluster.placeConfig(node, following: primary)
+        try await cluster.clone(node, from: primary, credentials: credentials, progress: Console.stderrIsTTY && spec.standbys.count == 1)
         Console.progress("[\(node.name)] cloned (\(String(format: "%.1f", (clock.now - began).seconds)) s), starting")
     }
 
@@ -208,7 +217,13 @@ public struct ClusterInit: Sendable {
         }
         throw ClusterError(
             "standbys not streaming after \(Int(streamTimeout)) s: \(missing.map(\.name).joined(separator: ", "))",
-            details: missing.flatMap { node in cluster.serverLog(node, lines: 8).map { "\(node.name) log | " + $0 } })
+            details: await logs(missing))
+    }
+
+    func logs(_ nodes: [NodeSpec]) async -> [String] {
+        var lines: [String] = []
+        for node in nodes { lines += await cluster.serverLog(node, lines: 8).map { "\(node.name) log | " + $0 } }
+        return lines
     }
 }
 

@@ -36,57 +36,75 @@ public protocol ServerControl: Sendable {
     func logTail(_ node: NodeSpec, lines: Int) async -> [String]
 }
 
-extension LocalCluster: ServerControl {
-    public func isRunning(_ node: NodeSpec) async -> Bool { postmasterPID(node) != nil }
+extension HostCluster: ServerControl {
+    public func isRunning(_ node: NodeSpec) async -> Bool { await postmasterRuns(node) }
 
-    public func hasData(_ node: NodeSpec) async -> Bool { hasDataDirectory(node) }
+    public func hasData(_ node: NodeSpec) async -> Bool {
+        (try? await host(node).exists("\(layout.dataDir(node.name))/PG_VERSION")) ?? false
+    }
 
     public func controlData(_ node: NodeSpec) async throws(ClusterError) -> String {
-        try await runner.check(
-            serverCommand("pg_controldata", ["-D", layout.dataDir(node.name)]), what: "\(node.name): pg_controldata"
-        ).output
+        try await server(node, "pg_controldata", ["-D", layout.dataDir(node.name)], what: "\(node.name): pg_controldata").output
     }
 
     public func finishCrashRecovery(_ node: NodeSpec) async throws(ClusterError) {
-        await clearStalePidFile(node)
-        // stdin is /dev/null: the single-user backend recovers, reads end of input, shuts down.
-        try await runner.check(
-            serverCommand("postgres", ["--single", "-F", "-D", layout.dataDir(node.name), "template1"]),
+        try await clearStalePidFile(node)
+        // stdin is empty: the single-user backend recovers, reads end of input, shuts down.
+        try await server(
+            node, "postgres", ["--single", "-F", "-D", layout.dataDir(node.name), "template1"], input: Data(),
             what: "\(node.name): crash recovery in single-user mode")
     }
 
     public func rewind(_ node: NodeSpec, from source: NodeSpec, credentials: Credentials) async throws(ClusterError) -> String {
-        await clearStalePidFile(node)
+        try await clearStalePidFile(node)
         let conninfo = ConfigText.conninfo([
             ("host", source.host), ("port", String(source.port)), ("user", credentials.superuser.user),
             ("dbname", "postgres"), ("connect_timeout", "5"),
         ])
         // The superuser password goes through the child's environment only.
-        let command = serverCommand(
-            "pg_rewind", ["--target-pgdata=\(layout.dataDir(node.name))", "--source-server=\(conninfo)"],
-            environment: ["PGPASSWORD": credentials.superuser.password])
-        let output = try await runner.check(command, what: "\(node.name): pg_rewind").output
-        try placeConfig(node, following: source)
+        let output = try await server(
+            node, "pg_rewind", ["--target-pgdata=\(layout.dataDir(node.name))", "--source-server=\(conninfo)"],
+            environment: ["PGPASSWORD": credentials.superuser.password], what: "\(node.name): pg_rewind"
+        ).output
+        try await placeConfig(node, following: source)
         return output
     }
 
     public func reclone(_ node: NodeSpec, from source: NodeSpec, credentials: Credentials) async throws(ClusterError) {
-        try removeNodeFiles(node)
-        try prepareDirectories(node)
-        try await runner.check(
-            ClusterInit.cloneCommand(cluster: self, node, from: source, credentials: credentials, progress: false),
-            what: "\(node.name): pg_basebackup")
-        try placeConfig(node, following: source)
+        try await removeNodeFiles(node)
+        try await clone(node, from: source, credentials: credentials, progress: false)
     }
 
     public func follow(_ node: NodeSpec, upstream: NodeSpec) async throws(ClusterError) {
-        try placeConfig(node, following: upstream)
+        try await placeConfig(node, following: upstream)
     }
 
     public func fence(_ node: NodeSpec) async -> String? {
-        let killed = killServer(node)
-        return killed.isEmpty ? nil : "killed postmaster \(killed[0]) and \(killed.count - 1) children"
+        do {
+            let killed = try await killServer(node)
+            return killed.isEmpty ? nil : "killed postmaster \(killed[0]) and \(killed.count - 1) children"
+        } catch {
+            return "cannot fence on \(host(node).label): \(error.message)"
+        }
     }
 
-    public func logTail(_ node: NodeSpec, lines: Int) async -> [String] { serverLog(node, lines: lines) }
+    public func logTail(_ node: NodeSpec, lines: Int) async -> [String] { await serverLog(node, lines: lines) }
+}
+
+extension HostCluster {
+    /// A fresh copy of `upstream` in `node`'s (new) data folder by pg_basebackup on the
+    /// node's host, set up to follow it.
+    func clone(_ node: NodeSpec, from upstream: NodeSpec, credentials: Credentials, progress: Bool) async throws(ClusterError) {
+        try await prepareDirectories(node)
+        var arguments = [
+            "-D", layout.dataDir(node.name), "-h", upstream.host, "-p", String(upstream.port),
+            "-U", credentials.replication.user, "-X", "stream", "-c", "fast", "--no-password",
+        ]
+        if spec.replication.slots { arguments += ["-S", renderer.slotName(node)] }
+        if progress && spec.backend == .local { arguments.append("-P") }
+        try await server(
+            node, "pg_basebackup", arguments, environment: ["PGPASSFILE": layout.passfile],
+            progress: progress && spec.backend == .local, what: "\(node.name): pg_basebackup")
+        try await placeConfig(node, following: upstream)
+    }
 }

@@ -7,7 +7,7 @@ public enum RenderCommand {
     ///   whose volumes were initialised with them.
     public static func files(_ renderer: Renderer, outputDirectory: String? = nil) throws(ClusterError) -> [RenderedFile] {
         switch renderer.spec.backend {
-        case .local:
+        case .local, .ssh:
             return try renderer.nodeFiles()
         case .compose:
             let existing = outputDirectory.flatMap { EnvFile.read("\($0)/\(ComposeRenderer.FileName.env)") } ?? [:]

@@ -13,33 +13,49 @@ public struct RenderedFile: Sendable, Equatable {
     }
 }
 
-/// Where a local cluster keeps its files, all under `local.dir`.
+/// Where pgcluster keeps its files: its own memory in `local.dir` on this machine, and each
+/// node's folder on the node's host — under local.dir too for backend local, under
+/// `<ssh.dir>/<cluster>` for backend ssh.
 public struct LocalLayout: Sendable {
+    /// local.dir, on this machine.
     public let root: String
+    /// Where node folders and the replication passfile live, on each node's host.
+    public let serverRoot: String
 
-    public init(spec: ClusterSpec) { root = spec.local.dir }
+    public init(spec: ClusterSpec) {
+        root = spec.local.dir
+        serverRoot = spec.backend == .ssh ? "\(spec.ssh.dir)/\(spec.name)" : spec.local.dir
+        isSSH = spec.backend == .ssh
+    }
 
-    public func nodeDir(_ node: String) -> String { "\(root)/\(node)" }
-    public func dataDir(_ node: String) -> String { "\(root)/\(node)/data" }
-    public func logFile(_ node: String) -> String { "\(root)/\(node)/postgres.log" }
-    public func socketDir(_ node: String) -> String { "\(root)/\(node)/run" }
-    /// The replication password for standbys' walreceivers, owned by the server's OS user.
-    public var passfile: String { "\(root)/pgpass" }
+    let isSSH: Bool
+
+    public func nodeDir(_ node: String) -> String { "\(serverRoot)/\(node)" }
+    public func dataDir(_ node: String) -> String { "\(serverRoot)/\(node)/data" }
+    public func logFile(_ node: String) -> String { "\(serverRoot)/\(node)/postgres.log" }
+    public func socketDir(_ node: String) -> String { "\(serverRoot)/\(node)/run" }
+    /// The replication password for standbys' walreceivers, owned by the server's OS user (on each host).
+    public var passfile: String { "\(serverRoot)/pgpass" }
     public var credentialsFile: String { "\(root)/credentials.json" }
     public var stateFile: String { "\(root)/state.json" }
     public var historyFile: String { "\(root)/history.json" }
-    /// The password file `initdb --pwfile` reads; removed as soon as initdb is done.
-    public func initdbPasswordFile(_ node: String) -> String { "\(root)/\(node)/.initdb-pw" }
+    /// The password file older versions gave `initdb --pwfile`; removed if one was left behind.
+    public func initdbPasswordFile(_ node: String) -> String { "\(serverRoot)/\(node)/.initdb-pw" }
+    /// Backend ssh: this machine's record of the hosts' keys, and the master connections' sockets.
+    public var knownHostsFile: String { "\(root)/known_hosts" }
+    public var sshControlDirectory: String { "\(root)/ssh" }
 
     /// What pgcluster creates in a node's folder; `destroy` removes these and nothing else there.
     public func nodeFiles(_ node: String) -> [String] {
         [dataDir(node), logFile(node), socketDir(node), initdbPasswordFile(node)]
     }
 
-    /// What pgcluster creates directly in local.dir, besides the node folders.
     /// The cluster lock (``ClusterLock``), with the files store.
     public var lockFile: String { "\(root)/\(ClusterLock.fileName)" }
-    public var clusterFiles: [String] { [credentialsFile, stateFile, historyFile, passfile, lockFile] }
+    /// What pgcluster creates directly in local.dir, besides the node folders.
+    public var clusterFiles: [String] {
+        [credentialsFile, stateFile, historyFile, lockFile] + (isSSH ? [knownHostsFile, sshControlDirectory] : [passfile])
+    }
 }
 
 /// Turns a spec into the text of every configuration file. Pure: no file is read or written.

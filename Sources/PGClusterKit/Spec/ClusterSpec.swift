@@ -7,7 +7,7 @@ import Foundation
 /// synchronous count no larger than the number of standbys.
 public struct ClusterSpec: Sendable, Equatable {
     public enum Backend: String, Sendable, Equatable, CaseIterable {
-        case local, compose
+        case local, ssh, compose
     }
 
     public var version: Int
@@ -19,6 +19,8 @@ public struct ClusterSpec: Sendable, Equatable {
     public var network: NetworkSettings
     public var local: LocalSettings
     public var compose: ComposeSettings
+    /// Backend ssh: how every host is reached.
+    public var ssh: SSHSettings = SSHSettings()
     public var nodes: [NodeSpec]
     /// The absolute path of the file this spec was read from.
     public var file: String
@@ -135,6 +137,21 @@ public struct LocalSettings: Sendable, Equatable {
     public var osUser: String
 }
 
+/// `ssh:`: the login every host of backend ssh is reached with, and where nodes live there.
+public struct SSHSettings: Sendable, Equatable {
+    /// The login; root works too (the server steps then run as `local.osUser`).
+    public var user: String = "postgres"
+    public var port: Int = 22
+    /// Absolute path on this machine, or nil for ssh's defaults.
+    public var identityFile: String?
+    /// On each host: `<dir>/<cluster>/<node>/{data, postgres.log, run}`.
+    public var dir: String = "/var/lib/pgcluster"
+    /// Seconds to wait for a host to answer.
+    public var connectTimeout: Int = 3
+
+    public init() {}
+}
+
 public struct ComposeSettings: Sendable, Equatable {
     public var project: String
     public var image: String
@@ -157,10 +174,12 @@ public struct NodeSpec: Sendable, Equatable {
     public var serviceHost: String
     /// Compose only: the port the server listens on inside its container.
     public var servicePort: Int
+    /// Backend ssh: where ssh goes, when it differs from `host`.
+    public var sshHost: String?
 
     public init(
         name: String, host: String = "127.0.0.1", port: Int, role: Role = .standby, priority: Int = 100,
-        serviceHost: String? = nil, servicePort: Int = 5432
+        serviceHost: String? = nil, servicePort: Int = 5432, sshHost: String? = nil
     ) {
         self.name = name
         self.host = host
@@ -169,5 +188,6 @@ public struct NodeSpec: Sendable, Equatable {
         self.priority = priority
         self.serviceHost = serviceHost ?? name
         self.servicePort = servicePort
+        self.sshHost = sshHost
     }
 }

@@ -246,7 +246,10 @@ private struct Reader {
         }
         let top = mapping(
             root, "",
-            allowed: ["version", "name", "backend", "postgres", "superuser", "replication", "network", "local", "compose", "nodes"])
+            allowed: [
+                "version", "name", "backend", "postgres", "superuser", "replication", "network", "local", "ssh", "compose",
+                "nodes",
+            ])
         if top.isEmpty && problems.isEmpty { fail(root, "", "expected a mapping with name and nodes") }
 
         let version = int(top["version"], "version", default: 1, range: 1...1) ?? 1
@@ -256,7 +259,7 @@ private struct Reader {
             if let value = ClusterSpec.Backend(rawValue: text) {
                 backend = value
             } else {
-                fail(top["backend"], "backend", "must be local or compose, not '\(text)'")
+                fail(top["backend"], "backend", "must be local, ssh or compose, not '\(text)'")
             }
         }
         let postgres = postgresSection(top["postgres"])
@@ -296,6 +299,7 @@ private struct Reader {
         var subnet = try! CIDR(parsing: "172.28.0.0/16")
         if composeMap["subnet"] != nil, let value = cidr(composeMap["subnet"], "compose.subnet") { subnet = value }
 
+        let ssh = sshSection(top["ssh"], backend: backend, specFolder: specFolder)
         let nodes = nodesSection(top["nodes"], backend: backend)
 
         // Cross-checks that need the whole spec.
@@ -320,7 +324,7 @@ private struct Reader {
                 maxSlotWalKeep: maxSlotWalKeep),
             network: NetworkSettings(allow: allow),
             local: LocalSettings(dir: dir, osUser: osUser),
-            compose: ComposeSettings(project: project, image: image, subnet: subnet),
+            compose: ComposeSettings(project: project, image: image, subnet: subnet), ssh: ssh,
             nodes: nodes, file: file)
     }
 
@@ -412,6 +416,36 @@ private struct Reader {
         return (mode, count, map["count"] ?? map["mode"] ?? node)
     }
 
+    mutating func sshSection(_ node: Node?, backend: ClusterSpec.Backend, specFolder: URL) -> SSHSettings {
+        var ssh = SSHSettings()
+        if node != nil && backend != .ssh {
+            fail(node, "ssh", "applies to backend: ssh only (this spec has backend: \(backend.rawValue))")
+        }
+        let map = mapping(node, "ssh", allowed: ["user", "port", "identityFile", "dir", "connectTimeout"])
+        if let user = string(map["user"], "ssh.user", default: "postgres") {
+            if user.isEmpty || user.contains(where: { $0.isWhitespace || $0 == "@" || $0 == "'" }) {
+                fail(map["user"], "ssh.user", "'\(user)' is not a login name")
+            } else {
+                ssh.user = user
+            }
+        }
+        ssh.port = int(map["port"], "ssh.port", default: 22, range: 1...65535) ?? 22
+        ssh.connectTimeout = int(map["connectTimeout"], "ssh.connectTimeout", default: 3, range: 1...60) ?? 3
+        if map["identityFile"] != nil, let text = string(map["identityFile"], "ssh.identityFile") {
+            let expanded = text.hasPrefix("~/")
+                ? FileManager.default.homeDirectoryForCurrentUser.path + String(text.dropFirst(1)) : text
+            ssh.identityFile = URL(fileURLWithPath: expanded, relativeTo: specFolder).standardizedFileURL.path
+        }
+        if let dir = string(map["dir"], "ssh.dir", default: "/var/lib/pgcluster") {
+            if !dir.hasPrefix("/") || dir.contains(where: { $0.isNewline || $0 == "'" }) {
+                fail(map["dir"], "ssh.dir", "must be an absolute path on the hosts, such as /var/lib/pgcluster, not '\(dir)'")
+            } else {
+                ssh.dir = dir.count > 1 && dir.hasSuffix("/") ? String(dir.dropLast()) : dir
+            }
+        }
+        return ssh
+    }
+
     mutating func nodesSection(_ node: Node?, backend: ClusterSpec.Backend) -> [NodeSpec] {
         guard let node else {
             fail(nil, "nodes", "required: list the primary and its standbys")
@@ -428,7 +462,7 @@ private struct Reader {
         for (i, item) in items.enumerated() {
             let path = "nodes[\(i)]"
             let map = mapping(
-                item, path, allowed: ["name", "host", "port", "role", "priority", "serviceHost", "servicePort"])
+                item, path, allowed: ["name", "host", "port", "role", "priority", "serviceHost", "servicePort", "sshHost"])
             if map.isEmpty { continue }
             let name = self.name(map["name"], "\(path).name")
             if let name, name.count > SpecLoader.maxNodeNameLength {
@@ -452,7 +486,17 @@ private struct Reader {
             let priority = int(map["priority"], "\(path).priority", default: 100, range: 0...1_000_000) ?? 100
             let serviceHost = map["serviceHost"] == nil ? nil : string(map["serviceHost"], "\(path).serviceHost")
             let servicePort = int(map["servicePort"], "\(path).servicePort", default: 5432, range: 1...65535) ?? 5432
-            if backend == .local && (map["serviceHost"] != nil || map["servicePort"] != nil) {
+            let sshHost = map["sshHost"] == nil ? nil : string(map["sshHost"], "\(path).sshHost")
+            if backend != .ssh && map["sshHost"] != nil {
+                fail(map["sshHost"], "\(path).sshHost", "applies to backend: ssh only")
+            }
+            if let sshHost, sshHost.isEmpty || sshHost.contains(where: { $0.isWhitespace || $0 == "'" || $0 == "@" }) {
+                fail(map["sshHost"], "\(path).sshHost", "'\(sshHost)' is not a host name or address")
+            }
+            if backend == .ssh && map["host"] == nil && map["sshHost"] == nil {
+                fail(item, path, "backend ssh needs the node's host (or sshHost): where its server runs")
+            }
+            if backend != .compose && (map["serviceHost"] != nil || map["servicePort"] != nil) {
                 fail(map["serviceHost"] ?? map["servicePort"], path, "serviceHost and servicePort apply to the compose backend only")
             }
             if let name {
@@ -477,7 +521,7 @@ private struct Reader {
                 nodes.append(
                     NodeSpec(
                         name: name, host: host, port: port, role: role, priority: priority,
-                        serviceHost: serviceHost, servicePort: servicePort))
+                        serviceHost: serviceHost, servicePort: servicePort, sshHost: sshHost))
             }
         }
         if items.isEmpty {

@@ -25,7 +25,7 @@ extension PGCluster {
                 if spec.backend == .compose {
                     try await ComposeCluster(spec: spec, templates: try options.templateSet()).destroy()
                 } else {
-                    kept = try await ClusterDestroy(cluster: try LocalCluster(spec: spec, templates: options.templateSet())).run()
+                    kept = try await ClusterDestroy(cluster: try HostCluster(spec: spec, templates: options.templateSet())).run()
                 }
                 if kept.isEmpty {
                     Console.out("cluster \(spec.name) destroyed: \(spec.local.dir) cleaned")

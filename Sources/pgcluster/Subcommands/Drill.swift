@@ -57,7 +57,7 @@ extension PGCluster {
                 if spec.backend != .local && !yes {
                     throw ClusterError.refused("drill kills servers: it runs on a local cluster; add --yes to run it on backend \(spec.backend.rawValue)")
                 }
-                let cluster = try LocalCluster(spec: spec, templates: options.templateSet())
+                let cluster = try HostCluster(spec: spec, templates: options.templateSet())
                 let drill = PGClusterKit.Drill(
                     cluster: cluster, credentials: try cluster.credentials(), clients: clients, duration: duration,
                     mode: SynchronousMode(mode: mode, count: 1)!, victim: kill, rounds: rounds)

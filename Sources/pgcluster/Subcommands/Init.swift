@@ -27,7 +27,7 @@ extension PGCluster {
                     let cluster = ComposeCluster(spec: spec, templates: try options.templateSet())
                     try await ComposeInit(cluster: cluster, force: force).run()
                 } else {
-                    let cluster = try LocalCluster(spec: spec, templates: options.templateSet())
+                    let cluster = try HostCluster(spec: spec, templates: options.templateSet())
                     try await ClusterInit(cluster: cluster, force: force).run()
                 }
                 let credentials = try ClusterAccess.credentials(spec)

@@ -1,0 +1,259 @@
+import Foundation
+
+/// A cluster whose servers run on hosts: every node on this machine (backend `local`), or
+/// each on its own host reached by ssh (backend `ssh`). One implementation of the
+/// server-side steps (initdb, pg_ctl, pg_basebackup, pg_rewind, config files, fencing),
+/// written against ``Host``; the two backends differ only in the host each node gets.
+public struct HostCluster: Sendable {
+    public let spec: ClusterSpec
+    /// local.dir (this machine) and, per node, where its files live on its host.
+    public let layout: LocalLayout
+    public let renderer: Renderer
+    /// The OS user the servers run as (never root).
+    public let serverUserName: String
+    /// Where PostgreSQL's programs are, on every host.
+    public let bindir: String
+    let hosts: [String: any Host]
+
+    public init(spec: ClusterSpec, templates: TemplateSet = .embedded, runner: any CommandRunning = LocalRunner())
+        throws(ClusterError)
+    {
+        self.spec = spec
+        self.layout = LocalLayout(spec: spec)
+        self.renderer = Renderer(spec: spec, templates: templates)
+        switch spec.backend {
+        case .local:
+            let user = try OSUser.serverUser(for: spec)
+            let host = LocalHost(serverUser: user, runner: runner)
+            serverUserName = user.name
+            bindir = try Self.findBindir(spec)
+            hosts = Dictionary(uniqueKeysWithValues: spec.nodes.map { ($0.name, host as any Host) })
+        case .ssh:
+            serverUserName = spec.ssh.user == "root" ? spec.local.osUser : spec.ssh.user
+            bindir = spec.postgres.bindir ?? "/usr/lib/postgresql/\(spec.postgres.version)/bin"
+            var byAddress: [String: any Host] = [:]
+            var hosts: [String: any Host] = [:]
+            for node in spec.nodes {
+                let address = node.sshHost ?? node.host
+                let host = byAddress[address] ?? SSHHost(
+                    transport: SSHTransport(
+                        host: address, user: spec.ssh.user, port: spec.ssh.port, identityFile: spec.ssh.identityFile,
+                        controlDirectory: LocalLayout(spec: spec).sshControlDirectory,
+                        knownHostsFile: LocalLayout(spec: spec).knownHostsFile, connectTimeout: spec.ssh.connectTimeout,
+                        runner: runner),
+                    serverUser: serverUserName)
+                byAddress[address] = host
+                hosts[node.name] = host
+            }
+            self.hosts = hosts
+        case .compose:
+            throw ClusterError(
+                "this command drives backends local and ssh; \(spec.file) has backend: compose",
+                details: ["render it with `pgcluster render --out DIR` and start it with `docker compose up -d` in DIR"])
+        }
+    }
+
+    static func findBindir(_ spec: ClusterSpec) throws(ClusterError) -> String {
+        let version = spec.postgres.version
+        let candidates = spec.postgres.bindir.map { [$0] } ?? ["/usr/lib/postgresql/\(version)/bin", "/usr/pgsql-\(version)/bin"]
+        for dir in candidates where FileManager.default.isExecutableFile(atPath: "\(dir)/pg_ctl") {
+            return dir
+        }
+        throw ClusterError(
+            "PostgreSQL \(version) binaries not found in \(candidates.joined(separator: " or "))",
+            details: [
+                spec.postgres.bindir == nil
+                    ? "install them: apt-get install postgresql-\(version) (or set postgres.bindir in \(spec.file))"
+                    : "check postgres.bindir in \(spec.file)"
+            ])
+    }
+
+    /// The host a node lives on.
+    public func host(_ node: NodeSpec) -> any Host { hosts[node.name]! }
+
+    /// Each distinct host once, with the nodes on it.
+    public var distinctHosts: [(host: any Host, nodes: [NodeSpec])] {
+        var seen: [String: Int] = [:]
+        var result: [(host: any Host, nodes: [NodeSpec])] = []
+        for node in spec.nodes {
+            let host = self.host(node)
+            if let index = seen[host.label] {
+                result[index].nodes.append(node)
+            } else {
+                seen[host.label] = result.count
+                result.append((host, [node]))
+            }
+        }
+        return result
+    }
+
+    public func binary(_ name: String) -> String { "\(bindir)/\(name)" }
+
+    /// The stored credentials; an error when the cluster was never initialised.
+    public func credentials() throws(ClusterError) -> Credentials { try Credentials.stored(spec: spec) }
+
+    /// Runs one of PostgreSQL's programs on the node's host, as the server's user.
+    @discardableResult
+    func server(
+        _ node: NodeSpec, _ program: String, _ arguments: [String], environment: [String: String] = [:],
+        input: Data? = nil, progress: Bool = false, what: String
+    ) async throws(ClusterError) -> CommandResult {
+        try await host(node).check(
+            [binary(program)] + arguments, environment: environment, input: input, progress: progress, what: what)
+    }
+
+    // MARK: Processes
+
+    /// The postmaster's PID when one runs for this node's data directory.
+    public func postmasterPID(_ node: NodeSpec) async throws(ClusterError) -> Int32? {
+        try await host(node).postmasterPID(dataDir: layout.dataDir(node.name))
+    }
+
+    /// Whether a postmaster runs for the node; false also when its host cannot be asked.
+    public func postmasterRuns(_ node: NodeSpec) async -> Bool { ((try? await postmasterPID(node)) ?? nil) != nil }
+
+    /// A postmaster.pid (and socket lock) left by a server that died. PostgreSQL treats a
+    /// PID that still exists as a live server, and a killed server stays a zombie until its
+    /// parent (often PID 1) reaps it: wait a little for that, then remove the stale files.
+    static let clearStale = #"""
+        pid=$(head -n 1 "$1/postmaster.pid" 2>/dev/null) || exit 0
+        case "$pid" in ''|*[!0-9]*) exit 0 ;; esac
+        i=0
+        while [ $i -lt 150 ] && kill -0 "$pid" 2>/dev/null; do sleep 0.02; i=$((i + 1)); done
+        if kill -0 "$pid" 2>/dev/null; then rm -f "$1/postmaster.pid" "$2"; fi
+        exit 0
+        """#
+
+    public func clearStalePidFile(_ node: NodeSpec) async throws(ClusterError) {
+        guard try await postmasterPID(node) == nil else { return }
+        try await host(node).run(
+            ["/bin/sh", "-c", Self.clearStale, "sh", layout.dataDir(node.name),
+             "\(layout.socketDir(node.name))/.s.PGSQL.\(node.port).lock"])
+    }
+
+    public func start(_ node: NodeSpec) async throws(ClusterError) {
+        try await clearStalePidFile(node)
+        let arguments = ["-D", layout.dataDir(node.name), "-l", layout.logFile(node.name), "-w", "-t", "120", "start"]
+        let result = try await host(node).run([binary("pg_ctl")] + arguments)
+        guard result.succeeded else {
+            throw ClusterError(
+                "\(node.name): the server did not start on \(host(node).label) (exit \(result.status))",
+                details: ["command: \(ShellQuote.line([binary("pg_ctl")] + arguments))"]
+                    + (await serverLog(node)).map { "log | " + $0 })
+        }
+    }
+
+    public func stop(_ node: NodeSpec, mode: StopMode = .fast) async throws(ClusterError) {
+        guard try await postmasterPID(node) != nil else { return }
+        let arguments = ["-D", layout.dataDir(node.name), "-m", mode.rawValue, "-w", "-t", "120", "stop"]
+        let result = try await host(node).run([binary("pg_ctl")] + arguments)
+        if !result.succeeded, try await postmasterPID(node) != nil {
+            throw ClusterError(
+                "\(node.name): the server did not stop (exit \(result.status))",
+                details: ["command: \(ShellQuote.line([binary("pg_ctl")] + arguments))"]
+                    + result.output.split(whereSeparator: \.isNewline).suffix(5).map { "| " + $0 })
+        }
+    }
+
+    /// The last lines of a node's server log, to show beside a failure.
+    public func serverLog(_ node: NodeSpec, lines: Int = 15) async -> [String] {
+        guard let result = try? await host(node).run(["/usr/bin/tail", "-n", String(lines), layout.logFile(node.name)]),
+            result.succeeded
+        else { return [] }
+        return result.output.split(whereSeparator: \.isNewline).map(String.init)
+    }
+
+    // MARK: Files
+
+    /// The node's folders on its host, owned by the server's user; the data folder 0700.
+    /// For backend local, local.dir itself first.
+    public func prepareDirectories(_ node: NodeSpec) async throws(ClusterError) {
+        if spec.backend == .local { try makeRoot() }
+        let host = self.host(node)
+        try await host.makeDirectory(layout.nodeDir(node.name), mode: 0o750)
+        try await host.makeDirectory(layout.socketDir(node.name), mode: 0o750)
+        try await host.makeDirectory(layout.dataDir(node.name), mode: 0o700)
+    }
+
+    /// local.dir on this machine: credentials, state, history (and for backend local, the nodes).
+    public func makeRoot() throws(ClusterError) {
+        do {
+            try FileManager.default.createDirectory(atPath: layout.root, withIntermediateDirectories: true)
+        } catch {
+            throw ClusterError("cannot create local.dir \(layout.root): \(error.localizedDescription)")
+        }
+        // The server's user must be able to enter it; the secrets inside are 0600 each.
+        _ = chmod(layout.root, 0o755)
+    }
+
+    /// The replication password file walreceivers and pg_basebackup read (0600, server's
+    /// user), on every host.
+    public func writePassfile(_ credentials: Credentials) async throws(ClusterError) {
+        for (host, _) in distinctHosts {
+            if spec.backend == .ssh { try await host.makeDirectory(layout.serverRoot, mode: 0o750) }
+            try await host.writeFile(layout.passfile, credentials.replicationPassfile)
+        }
+    }
+
+    /// Puts the rendered postgresql.conf and pg_hba.conf in a node's data folder and, when
+    /// `upstream` is given, standby.signal and standby.conf following it. Settings a copy
+    /// brought along from another node (pg_basebackup and pg_rewind copy
+    /// postgresql.auto.conf) that would point it elsewhere are removed.
+    public func placeConfig(_ node: NodeSpec, following upstream: NodeSpec?) async throws(ClusterError) {
+        let host = self.host(node)
+        let data = layout.dataDir(node.name)
+        try await host.writeFile("\(data)/postgresql.conf", renderer.postgresqlConf(node))
+        try await host.writeFile("\(data)/pg_hba.conf", renderer.hbaConf(node))
+        if let upstream {
+            try await host.writeFile("\(data)/standby.conf", renderer.standbyConf(node, upstream: upstream))
+            try await host.writeFile("\(data)/standby.signal", "")
+        } else {
+            try await host.remove(["\(data)/standby.conf", "\(data)/standby.signal"])
+        }
+        try await scrubAutoConf(node)
+    }
+
+    /// Drops the settings that say whom to follow or wait for from postgresql.auto.conf:
+    /// they belong to the node the copy came from.
+    func scrubAutoConf(_ node: NodeSpec) async throws(ClusterError) {
+        let path = "\(layout.dataDir(node.name))/postgresql.auto.conf"
+        guard let text = try await host(node).readText(path) else { return }
+        let result = Self.scrubbed(text)
+        if result != text { try await host(node).writeFile(path, result) }
+    }
+
+    static func scrubbed(_ autoConf: String) -> String {
+        let dropped: Set<String> = ["primary_conninfo", "primary_slot_name", "synchronous_standby_names"]
+        return autoConf.split(separator: "\n", omittingEmptySubsequences: false).filter { line in
+            let key = line.split(separator: "=").first?.trimmingCharacters(in: .whitespaces) ?? ""
+            return !dropped.contains(key)
+        }.joined(separator: "\n")
+    }
+
+    /// Removes what pgcluster created for a node (data folder, log, socket folder, initdb's
+    /// password file), then the node's folder when nothing else is left in it. Files
+    /// pgcluster did not create are kept: their paths are returned.
+    @discardableResult
+    public func removeNodeFiles(_ node: NodeSpec) async throws(ClusterError) -> [String] {
+        try await host(node).remove(layout.nodeFiles(node.name))
+        return try await removeFolderIfEmpty(layout.nodeDir(node.name), on: host(node))
+    }
+
+    /// Removes `folder` when it is empty; otherwise returns the paths of what is in it.
+    func removeFolderIfEmpty(_ folder: String, on host: any Host) async throws(ClusterError) -> [String] {
+        guard let entries = try await host.list(folder) else { return [] }
+        if entries.isEmpty {
+            try await host.remove([folder])
+            return []
+        }
+        return entries.sorted().map { "\(folder)/\($0)" }
+    }
+
+    /// Makes sure a node that does not answer can never come back as a primary by itself:
+    /// kills its postmaster and every child of it (found by the data directory's pid file,
+    /// never by name). Returns the PIDs killed.
+    @discardableResult
+    public func killServer(_ node: NodeSpec) async throws(ClusterError) -> [Int32] {
+        try await host(node).killServer(dataDir: layout.dataDir(node.name))
+    }
+}

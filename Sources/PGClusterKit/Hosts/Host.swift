@@ -1,0 +1,333 @@
+import Foundation
+
+/// Where a node's server-side steps run and its files live: this machine (``LocalHost``),
+/// or a host reached by ssh (``SSHHost``). ``HostCluster`` writes every step (initdb,
+/// pg_ctl, pg_basebackup, pg_rewind, config files, fencing) once, against this; the local
+/// backend is the ssh backend with every host being this machine.
+///
+/// Programs run as the server's OS user, never root. Secrets travel in `environment` or
+/// `input`, never on a command line.
+public protocol Host: Sendable {
+    /// How messages name it: `this machine`, or `host 10.0.0.11`.
+    var label: String { get }
+
+    /// Runs `argv` on the host as the server's OS user, with `environment` added and
+    /// `input` on stdin; stdout and stderr come back together.
+    func run(_ argv: [String], environment: [String: String], input: Data?, progress: Bool) async throws(ClusterError)
+        -> CommandResult
+
+    /// Writes `data` to `path` at once or not at all, with `mode`, owned by the server's user.
+    func writeFile(_ path: String, _ data: Data, mode: Int) async throws(ClusterError)
+
+    /// The file's contents; nil when it does not exist.
+    func readFile(_ path: String) async throws(ClusterError) -> Data?
+
+    /// Creates `path` and missing parents; the last one gets `mode`, owned by the server's user.
+    func makeDirectory(_ path: String, mode: Int) async throws(ClusterError)
+
+    /// Removes files or folders with all they hold; missing ones are fine.
+    func remove(_ paths: [String]) async throws(ClusterError)
+
+    /// A folder's entries; nil when it does not exist.
+    func list(_ path: String) async throws(ClusterError) -> [String]?
+
+    /// The PID of the postmaster running for `dataDir` (a zombie counts as gone), or nil.
+    func postmasterPID(dataDir: String) async throws(ClusterError) -> Int32?
+
+    /// Kills (SIGKILL) the postmaster of `dataDir` and all its processes; returns the PIDs killed.
+    func killServer(dataDir: String) async throws(ClusterError) -> [Int32]
+
+    /// Before anything is changed: the host answers, PostgreSQL's programs are in `bindir`,
+    /// the server's OS user exists, and `folder` can be created there. One line naming the
+    /// host and what to do, otherwise.
+    func preflight(bindir: String, folder: String) async throws(ClusterError)
+}
+
+extension Host {
+    public func run(_ argv: [String], environment: [String: String] = [:], input: Data? = nil) async throws(ClusterError)
+        -> CommandResult
+    {
+        try await run(argv, environment: environment, input: input, progress: false)
+    }
+
+    /// Runs and fails with the command line and the tail of its output when it exits non-zero.
+    @discardableResult
+    public func check(
+        _ argv: [String], environment: [String: String] = [:], input: Data? = nil, progress: Bool = false, what: String
+    ) async throws(ClusterError) -> CommandResult {
+        let result = try await run(argv, environment: environment, input: input, progress: progress)
+        guard result.succeeded else {
+            let tail = result.output.split(whereSeparator: \.isNewline).suffix(12).map { "| " + $0 }
+            throw ClusterError(
+                "\(what) failed on \(label) (exit \(result.status))", details: ["command: \(ShellQuote.line(argv))"] + tail)
+        }
+        return result
+    }
+
+    public func writeFile(_ path: String, _ text: String, mode: Int = 0o600) async throws(ClusterError) {
+        try await writeFile(path, Data(text.utf8), mode: mode)
+    }
+
+    public func readText(_ path: String) async throws(ClusterError) -> String? {
+        try await readFile(path).map { String(decoding: $0, as: UTF8.self) }
+    }
+
+    public func exists(_ path: String) async throws(ClusterError) -> Bool {
+        try await run(["/usr/bin/test", "-e", path]).succeeded
+    }
+}
+
+/// This machine: programs through ``LocalRunner`` (as the server's user when pgcluster is
+/// root), files through the file system.
+public struct LocalHost: Host {
+    public let serverUser: OSUser
+    public let runner: any CommandRunning
+
+    public init(serverUser: OSUser, runner: any CommandRunning = LocalRunner()) {
+        self.serverUser = serverUser
+        self.runner = runner
+    }
+
+    public var label: String { "this machine" }
+
+    public func run(_ argv: [String], environment: [String: String], input: Data?, progress: Bool) async throws(ClusterError)
+        -> CommandResult
+    {
+        try await runner.run(
+            Command(
+                argv[0], Array(argv.dropFirst()), environment: environment, user: serverUser, workingDirectory: "/",
+                passthroughStderr: progress, input: input))
+    }
+
+    public func writeFile(_ path: String, _ data: Data, mode: Int) async throws(ClusterError) {
+        try FileWriter.writeAtomically(data, to: path, mode: mode, owner: OSUser.isRoot ? serverUser : nil)
+    }
+
+    public func readFile(_ path: String) async throws(ClusterError) -> Data? {
+        guard FileManager.default.fileExists(atPath: path) else { return nil }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ClusterError("cannot read \(path): \(String(cString: strerror(errno)))")
+        }
+        return data
+    }
+
+    public func makeDirectory(_ path: String, mode: Int) async throws(ClusterError) {
+        do {
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        } catch {
+            throw ClusterError("cannot create \(path): \(error.localizedDescription)")
+        }
+        _ = chmod(path, mode_t(mode))
+        if OSUser.isRoot { _ = chown(path, serverUser.uid, serverUser.gid) }
+    }
+
+    public func remove(_ paths: [String]) async throws(ClusterError) {
+        for path in paths {
+            var info = stat()
+            guard lstat(path, &info) == 0 else { continue }
+            do {
+                try FileManager.default.removeItem(atPath: path)
+            } catch {
+                throw ClusterError("cannot remove \(path): \(error.localizedDescription)")
+            }
+        }
+    }
+
+    public func list(_ path: String) async throws(ClusterError) -> [String]? {
+        try? FileManager.default.contentsOfDirectory(atPath: path)
+    }
+
+    public func postmasterPID(dataDir: String) async throws(ClusterError) -> Int32? {
+        guard let pid = Self.pidFileEntry(dataDir) else { return nil }
+        return Self.isAlive(pid) ? pid : nil
+    }
+
+    public func killServer(dataDir: String) async throws(ClusterError) -> [Int32] {
+        guard let postmaster = try await postmasterPID(dataDir: dataDir) else { return [] }
+        let pids = [postmaster] + Self.childProcesses(of: postmaster)
+        for pid in pids { kill(pid, SIGKILL) }
+        // A stopped (SIGSTOP) process dies on SIGKILL too; wait briefly until it is gone.
+        for _ in 0..<100 where Self.isAlive(postmaster) {
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        return pids
+    }
+
+    /// The PID the data directory's postmaster.pid names, alive or not.
+    static func pidFileEntry(_ dataDir: String) -> pid_t? {
+        guard let text = try? String(contentsOfFile: "\(dataDir)/postmaster.pid", encoding: .utf8),
+            let first = text.split(separator: "\n").first, let pid = pid_t(first.trimmingCharacters(in: .whitespaces)),
+            pid > 0
+        else { return nil }
+        return pid
+    }
+
+    /// Alive and not a zombie (a killed server whose parent has not reaped it is gone for us).
+    static func isAlive(_ pid: pid_t) -> Bool {
+        guard kill(pid, 0) == 0 || errno == EPERM else { return false }
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let close = stat.lastIndex(of: ")")
+        else { return true }
+        let state = stat[stat.index(after: close)...].split(separator: " ").first
+        return state != "Z" && state != "X"
+    }
+
+    public func preflight(bindir: String, folder: String) async throws(ClusterError) {}
+
+    static func childProcesses(of parent: pid_t) -> [pid_t] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.compactMap { entry -> pid_t? in
+            guard let pid = pid_t(entry),
+                let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
+                let close = stat.lastIndex(of: ")")
+            else { return nil }
+            // Fields after "(comm)": state, ppid, ...
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            return fields.count > 1 && pid_t(fields[1]) == parent ? pid : nil
+        }
+    }
+}
+
+/// A host reached by OpenSSH (``SSHTransport``: batch mode, one multiplexed connection per
+/// host, our own known_hosts). Each step is one small POSIX shell program run there;
+/// programs run as the server's OS user (through runuser when the login is root), and
+/// the environment crosses on stdin, never on the remote command line.
+public struct SSHHost: Host {
+    public let transport: SSHTransport
+    /// The server's OS user on the host.
+    public let serverUser: String
+
+    public init(transport: SSHTransport, serverUser: String) {
+        self.transport = transport
+        self.serverUser = serverUser
+    }
+
+    public var label: String { "host \(transport.host)" }
+    var loginIsRoot: Bool { transport.user == "root" }
+    var asServer: [String] { loginIsRoot && serverUser != "root" ? ["/usr/sbin/runuser", "-u", serverUser, "--"] : [] }
+
+    /// Reads `$1` lines of NAME=VALUE from stdin into the environment, then runs the rest of
+    /// its arguments from `/`; whatever stdin holds after those lines is the program's.
+    static let launcher = #"""
+        cd / || exit 1
+        n=$1; shift
+        while [ "$n" -gt 0 ]; do IFS= read -r kv || exit 70; export "$kv"; n=$((n - 1)); done
+        exec "$@"
+        """#
+
+    public func run(_ argv: [String], environment: [String: String], input: Data?, progress: Bool) async throws(ClusterError)
+        -> CommandResult
+    {
+        let variables = environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)\n" }.joined()
+        var stdin = Data(variables.utf8)
+        if let input { stdin.append(input) }
+        return try await transport.run(
+            ["/bin/sh", "-c", Self.launcher, "sh", String(environment.count)] + asServer + argv,
+            input: stdin.isEmpty ? nil : stdin)
+    }
+
+    /// A small shell program, run as the login (for folders it may have to create above the
+    /// server's, and for files it must hand over to the server's user).
+    func script(_ body: String, _ arguments: [String], input: Data? = nil) async throws(ClusterError) -> CommandResult {
+        try await transport.run(["/bin/sh", "-c", body, "sh"] + arguments, input: input)
+    }
+
+    var owner: String? { loginIsRoot ? "\(serverUser):" : nil }
+
+    public func writeFile(_ path: String, _ data: Data, mode: Int) async throws(ClusterError) {
+        try await transport.writeFile(path, contents: data, mode: mode, owner: owner)
+    }
+
+    public func readFile(_ path: String) async throws(ClusterError) -> Data? {
+        let result = try await script(#"[ -e "$1" ] || exit 3; exec cat -- "$1""#, [path])
+        if result.status == 3 { return nil }
+        guard result.succeeded else {
+            throw ClusterError("cannot read \(path) on \(label): \(result.output.trimmingCharacters(in: .whitespacesAndNewlines))")
+        }
+        return Data(result.output.utf8)
+    }
+
+    public func makeDirectory(_ path: String, mode: Int) async throws(ClusterError) {
+        let result = try await script(
+            #"mkdir -p -- "$1" && chmod "$2" "$1" && { [ -z "$3" ] || chown "$3" "$1"; }"#,
+            [path, String(mode, radix: 8), owner ?? ""])
+        guard result.succeeded else {
+            throw ClusterError(
+                "cannot create \(path) on \(label) as \(transport.user): \(result.output.trimmingCharacters(in: .whitespacesAndNewlines))",
+                details: ["make ssh.dir writable for \(transport.user) there, or log in as root (ssh.user: root)"])
+        }
+    }
+
+    public func remove(_ paths: [String]) async throws(ClusterError) {
+        guard !paths.isEmpty else { return }
+        let result = try await script(#"rm -rf -- "$@""#, paths)
+        guard result.succeeded else {
+            throw ClusterError("cannot remove files on \(label): \(result.output.trimmingCharacters(in: .whitespacesAndNewlines))")
+        }
+    }
+
+    public func list(_ path: String) async throws(ClusterError) -> [String]? {
+        let result = try await script(#"[ -d "$1" ] || exit 3; exec ls -A1 -- "$1""#, [path])
+        if result.status == 3 { return nil }
+        return result.output.split(whereSeparator: \.isNewline).map(String.init)
+    }
+
+    /// Prints the postmaster's PID when it runs and is no zombie.
+    static let findPostmaster = #"""
+        pid=$(head -n 1 "$1/postmaster.pid" 2>/dev/null) || exit 0
+        case "$pid" in ''|*[!0-9]*) exit 0 ;; esac
+        [ -r "/proc/$pid/stat" ] || exit 0
+        state=$(sed 's/.*) //' "/proc/$pid/stat" | cut -d ' ' -f 1)
+        case "$state" in Z|X) exit 0 ;; esac
+        echo "$pid"
+        """#
+
+    public func postmasterPID(dataDir: String) async throws(ClusterError) -> Int32? {
+        let result = try await script(Self.findPostmaster, [dataDir])
+        return Int32(result.output.trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
+    /// Kills the postmaster and every process whose parent it is, then waits until it is gone.
+    static let killTree = findPostmaster.replacingOccurrences(of: "echo \"$pid\"", with: #"""
+        kids=""
+        for stat in /proc/[0-9]*/stat; do
+          set -- $(sed 's/.*) //' "$stat" 2>/dev/null)
+          [ "$2" = "$pid" ] && kids="$kids ${stat#/proc/}" 
+        done
+        kids=$(echo "$kids" | sed 's|/stat||g')
+        kill -KILL "$pid" $kids 2>/dev/null
+        i=0
+        while [ $i -lt 100 ] && [ -r "/proc/$pid/stat" ] && ! sed 's/.*) //' "/proc/$pid/stat" | grep -q '^[ZX]'; do
+          sleep 0.01; i=$((i + 1))
+        done
+        echo "$pid" $kids
+        """#)
+
+    static let checks = #"""
+        [ -x "$1/pg_ctl" ] || { echo "PostgreSQL's programs are not in $1 (no pg_ctl there)"; exit 10; }
+        id -u "$2" >/dev/null 2>&1 || { echo "the server's OS user '$2' does not exist"; exit 11; }
+        d=$3
+        while [ ! -e "$d" ]; do d=$(dirname "$d"); done
+        [ -d "$d" ] && [ -w "$d" ] || { echo "$(id -un) cannot create $3 (cannot write $d)"; exit 12; }
+        exit 0
+        """#
+
+    public func preflight(bindir: String, folder: String) async throws(ClusterError) {
+        let result = try await script(Self.checks, [bindir, serverUser, folder])
+        guard !result.succeeded else { return }
+        let problem = result.output.trimmingCharacters(in: .whitespacesAndNewlines)
+        let fix: String
+        switch result.status {
+        case 10: fix = "install PostgreSQL there (apt-get install postgresql-NN), or set postgres.bindir in the spec"
+        case 11: fix = "create it there, or set local.osUser (ssh.user root) or ssh.user to the user PostgreSQL runs as"
+        case 12: fix = "create ssh.dir there and give it to \(transport.user), or set ssh.dir to a folder it may write"
+        default: fix = "check the host"
+        }
+        throw ClusterError("\(label): \(problem); \(fix)")
+    }
+
+    public func killServer(dataDir: String) async throws(ClusterError) -> [Int32] {
+        let result = try await script(Self.killTree, [dataDir])
+        return result.output.split(whereSeparator: { $0 == " " || $0.isNewline }).compactMap { Int32($0) }
+    }
+}
