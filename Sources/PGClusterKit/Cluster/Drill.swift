@@ -10,7 +10,8 @@ public struct Drill: Sendable {
         case primaryAndStandby = "primary+standby"
     }
 
-    public let cluster: LocalCluster
+    /// Its nodes: processes of this machine, or compose services.
+    public let cluster: any ServerControl
     public let credentials: Credentials
     public var clients: Int
     public var duration: Double
@@ -21,7 +22,7 @@ public struct Drill: Sendable {
     public var keepTable = false
 
     public init(
-        cluster: LocalCluster, credentials: Credentials, clients: Int, duration: Double, mode: SynchronousMode,
+        cluster: any ServerControl, credentials: Credentials, clients: Int, duration: Double, mode: SynchronousMode,
         victim: Victim, rounds: Int
     ) {
         self.cluster = cluster
@@ -142,10 +143,7 @@ public struct Drill: Sendable {
         }
         let killedAt = Date()
         for node in victims {
-            if let pid = cluster.postmasterPID(node) {
-                progress.note("kill -9 \(node.name) (postmaster \(pid))")
-                kill(pid, SIGKILL)
-            }
+            if let killed = await cluster.crash(node) { progress.note(killed) }
         }
 
         var newPrimary: String? = primary.name
@@ -207,7 +205,8 @@ public struct Drill: Sendable {
         // Bring the victims back for the next round.
         if refusal == nil, let name = newPrimary {
             for node in victims {
-                if node == primary || !cluster.postmasterRuns(node) {
+                let running = node == primary ? false : await cluster.isRunning(node)
+                if !running {
                     progress.note("rejoin \(node.name) as a standby of \(name)")
                     _ = try await Rejoin(cluster: cluster, credentials: credentials, node: node, reclone: false).run()
                 }

@@ -29,6 +29,9 @@ public protocol ServerControl: Sendable {
     /// Kills a server that does not answer, so it cannot come back as a primary by itself.
     /// Returns what was done, or nil when nothing runs there.
     func fence(_ node: NodeSpec) async -> String?
+    /// SIGKILL to the node's server, as a crash would (the drill's victim). Returns what
+    /// was killed, or nil when nothing ran.
+    func crash(_ node: NodeSpec) async -> String?
     func logTail(_ node: NodeSpec, lines: Int) async -> [String]
 }
 
@@ -74,6 +77,12 @@ extension LocalCluster: ServerControl {
     public func fence(_ node: NodeSpec) async -> String? {
         let killed = killServer(node)
         return killed.isEmpty ? nil : "killed postmaster \(killed[0]) and \(killed.count - 1) children"
+    }
+
+    public func crash(_ node: NodeSpec) async -> String? {
+        guard let pid = postmasterPID(node) else { return nil }
+        kill(pid, SIGKILL)
+        return "kill -9 \(node.name) (postmaster \(pid))"
     }
 
     public func logTail(_ node: NodeSpec, lines: Int) async -> [String] { serverLog(node, lines: lines) }
