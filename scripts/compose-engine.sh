@@ -270,7 +270,7 @@ status() {
     local name pid
     for name in service healthcheck; do
         pid="$(recorded "$name" || true)"
-        say "$name: ${pid:+running, PID $pid}${pid:-not started by this script}"
+        if [ -n "$pid" ]; then say "$name: running, PID $pid"; else say "$name: not started by this script"; fi
     done
     if engine_answers; then say "engine answers on $SOCKET"; else say "no engine answers on $SOCKET"; return 1; fi
 }
