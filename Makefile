@@ -30,10 +30,15 @@ demo-down: release
 	.build/release/pgcluster destroy --yes -f $(SPEC)
 
 # Benchmarks print figures (no timed assertions): init against the same steps by hand,
-# and failover, median of several runs with each step's time.
+# failover, median of several runs with each step's time, and init, failover and
+# switchover on compose containers beside local processes (the engine of
+# scripts/compose-engine.sh, started here when it is not running; `scripts/compose-engine.sh
+# down` stops it).
 bench: release
 	scripts/bench-init.sh
 	scripts/bench-failover.sh
+	scripts/compose-engine.sh up
+	scripts/bench-compose.sh
 
 install: release
 	install -d $(DESTDIR)$(PREFIX)/bin

@@ -66,19 +66,6 @@ wait_streaming() {
     done
 }
 
-# json_field FILE KEY: a top-level scalar of pgcluster's pretty-printed JSON report.
-json_field() { sed -n "s/^  \"$2\" : \"\{0,1\}\([^\",]*\)\"\{0,1\},\{0,1\}\$/\1/p" "$1" | head -n1; }
-
-# json_steps FILE: "seconds<TAB>name" per step of the report's steps array.
-json_steps() {
-    awk '
-        /^  "steps" : \[/ { inside = 1; next }
-        inside && /^  \]/ { inside = 0 }
-        inside && /"name" : / { name = $0; sub(/^[^:]*: "/, "", name); sub(/",?[ \t]*$/, "", name) }
-        inside && /"seconds" : / { s = $0; sub(/^[^:]*: /, "", s); sub(/,?[ \t]*$/, "", s); printf "%.3f\t%s\n", s, name }
-    ' "$1"
-}
-
 say "bench-failover: kill -9 the primary, time pgcluster failover until a write commits and the standby streams"
 machine_line
 say "cluster: 1 primary + 2 standbys, synchronous ANY 1, $RUNS runs"

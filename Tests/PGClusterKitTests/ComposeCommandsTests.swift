@@ -2,8 +2,8 @@ import Testing
 
 @testable import PGClusterKit
 
-/// The exact `docker compose` command lines of each server-side step: there is no Docker
-/// engine on the machines this is built on, so these lines are what can be pinned down.
+/// The exact `docker compose` command lines of each server-side step, pinned here; the
+/// container tests (Tests/IntegrationTests/ComposeTests.swift) run them on a real engine.
 @Suite("docker compose command lines")
 struct ComposeCommandsTests {
     let commands = ComposeCommands(tool: ["docker", "compose"], projectDirectory: "/srv/pg/compose", project: "demo")
@@ -16,7 +16,7 @@ struct ComposeCommandsTests {
         #expect(commands.stop("db_0", mode: .fast) == base + ["stop", "-t", "120", "db_0"])
         #expect(commands.stop("db_0", mode: .immediate) == base + ["kill", "-s", "SIGQUIT", "db_0"])
         #expect(commands.kill("db_0") == base + ["kill", "-s", "SIGKILL", "db_0"])
-        #expect(commands.running("db_2") == base + ["ps", "-q", "--status", "running", "db_2"])
+        #expect(commands.running("db_2") == base + ["ps", "--services", "--filter", "status=running", "db_2"])
         #expect(commands.logs("db_2", lines: 15) == base + ["logs", "--no-color", "--tail", "15", "db_2"])
         #expect(commands.down() == base + ["down", "-v", "--remove-orphans"])
     }
@@ -52,6 +52,48 @@ struct ComposeCommandsTests {
                 ])
         #expect(commands.remove("db_2") == base + ["rm", "-s", "-f", "db_2"])
         #expect(commands.removeVolume("db_2-data") == ["docker", "volume", "rm", "-f", "demo_db_2-data"])
+    }
+
+    /// What `ps --services --filter status=running db_0` printed, read as "db_0 runs" or not.
+    /// v1 (1.29) ignores the service argument and lists every running service; its
+    /// `ps -q --status running` (the old line) printed this usage text and exited 0.
+    static let version1Usage = """
+        List containers.
+
+        Usage: ps [options] [--] [SERVICE...]
+
+        Options:
+            -q, --quiet          Only display IDs
+            --services           Display services
+            --filter KEY=VAL     Filter services by a property
+            -a, --all            Show all stopped containers (including those created by the run command)
+        """
+
+    @Test(
+        "running: only a line that is the service's own name counts",
+        arguments: [
+            ("db_0\n", true),  // v2, and v1 with only db_0 running
+            ("db_0\ndb_1\n", true),  // v1 lists every running service
+            ("db_1\ndb_2\n", false),  // v1: others run, db_0 does not
+            ("", false),  // v2: not running
+            (version1Usage, false),  // v1 without --services support: usage, exit 0
+            ("db_0-old\nxdb_0\n", false),
+            ("  db_0  \r\n", true),
+        ])
+    func runningIsRead(output: String, running: Bool) {
+        #expect(ComposeCommands.lists("db_0", in: output) == running)
+    }
+
+    @Test(
+        "the compose program is the one that works: the v2 plugin, else docker-compose v1",
+        arguments: [
+            (true, "/usr/bin/docker-compose", ["docker", "compose"]),
+            (true, nil, ["docker", "compose"]),
+            (false, "/usr/bin/docker-compose", ["docker-compose"]),  // Debian 12's stock state
+            (false, nil, ["docker", "compose"]),  // neither: the first command says what is missing
+        ] as [(Bool, String?, [String])])
+    func toolChoice(pluginWorks: Bool, version1: String?, tool: [String]) {
+        #expect(ComposeCommands.chooseTool(pluginWorks: pluginWorks, version1: version1) == tool)
     }
 
     @Test("docker-compose v1 gets the same arguments")

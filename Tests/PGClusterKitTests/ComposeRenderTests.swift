@@ -41,6 +41,50 @@ struct ComposeRenderTests {
         #expect(result.status == 0, "docker-compose config -q refused the rendered file:\n\(result.output)")
     }
 
+    @Test("render --out DIR stores the .env's passwords and DIR as init does, so every command drives a project started by hand")
+    func renderRemembersTheProject() throws {
+        let root = try ComposeTestSupport.makeTempDir("compose-remember")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let spec = try SpecLoader.parse(
+            ComposeTestSupport.spec(extra: "local: {dir: \(root)/state}\n"), file: "\(root)/pgcluster.yaml")
+        let out = "\(root)/project"
+        #expect(try Credentials.load(LocalLayout(spec: spec).credentialsFile) == nil)
+
+        let plan = try RenderCommand.plan(Renderer(spec: spec), outputDirectory: out)
+        try FileWriter().write(plan.files, under: out)
+        try RenderCommand.remember(plan, spec: spec, outputDirectory: out)
+
+        // What status, failover and the rest read: the passwords the containers were given.
+        let env = try #require(EnvFile.read("\(out)/.env"))
+        let stored = try Credentials.stored(spec: spec)
+        #expect(stored.superuser.password == env["POSTGRES_PASSWORD"])
+        #expect(stored.replication.password == env["REPLICATION_PASSWORD"])
+        #expect(stored.superuser.user == spec.superuser.user)
+        let attributes = try FileManager.default.attributesOfItem(atPath: LocalLayout(spec: spec).credentialsFile)
+        #expect((attributes[.posixPermissions] as? Int) == 0o600)
+        // Server-side steps run in that folder, not in local.dir/compose.
+        #expect(ComposeCluster.projectDirectory(spec) == out)
+
+        // Rendering again changes no secret.
+        let again = try RenderCommand.plan(Renderer(spec: spec), outputDirectory: out)
+        #expect(again.credentials == stored)
+        // A second folder gets the stored passwords, not new ones.
+        #expect(try RenderCommand.plan(Renderer(spec: spec), outputDirectory: "\(root)/other").credentials == stored)
+
+        // A folder whose .env holds other passwords would be a second cluster under this name.
+        let stranger = "\(root)/stranger"
+        try FileManager.default.createDirectory(atPath: stranger, withIntermediateDirectories: true)
+        try "POSTGRES_PASSWORD=other\nREPLICATION_PASSWORD=other\n".write(
+            toFile: "\(stranger)/.env", atomically: true, encoding: .utf8)
+        do {
+            _ = try RenderCommand.plan(Renderer(spec: spec), outputDirectory: stranger)
+            Issue.record("a .env with other passwords was accepted")
+        } catch {
+            #expect(error.exitCode == .refused)
+            #expect(!error.description.contains(stored.superuser.password))
+        }
+    }
+
     @Test("the compose project has one service per node, wired as the issue asks")
     func composeFileShape() throws {
         let compose = try Self.exampleRenderer()

@@ -126,7 +126,7 @@ public struct HostCluster: Sendable {
 
     public func clearStalePidFile(_ node: NodeSpec) async throws(ClusterError) {
         guard try await postmasterPID(node) == nil else { return }
-        try await host(node).run(
+        _ = try await host(node).run(
             ["/bin/sh", "-c", Self.clearStale, "sh", layout.dataDir(node.name),
              "\(layout.socketDir(node.name))/.s.PGSQL.\(node.port).lock"])
     }

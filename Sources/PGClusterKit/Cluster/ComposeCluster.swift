@@ -38,8 +38,28 @@ public struct ComposeCommands: Sendable, Equatable {
 
     public func kill(_ service: String) -> [String] { base + ["kill", "-s", "SIGKILL", service] }
 
-    /// The service's container id when it runs; empty output when it does not.
-    public func running(_ service: String) -> [String] { base + ["ps", "-q", "--status", "running", service] }
+    /// The project's running services, one name a line. docker-compose v1 has no
+    /// `ps --status` (it prints its usage and exits 0, which must never read as "running"),
+    /// but both versions know `ps --services --filter status=running`; v1 ignores the
+    /// service argument and lists them all, so the answer is read by ``lists(_:in:)``.
+    public func running(_ service: String) -> [String] {
+        base + ["ps", "--services", "--filter", "status=running", service]
+    }
+
+    /// True when `output` of ``running(_:)`` names `service` on a line of its own: usage
+    /// text, errors or another service's name never count.
+    public static func lists(_ service: String, in output: String) -> Bool {
+        output.split(whereSeparator: \.isNewline).contains { $0.trimmingCharacters(in: .whitespaces) == service }
+    }
+
+    /// The compose program to use: the v2 plugin when `docker compose version` worked,
+    /// else docker-compose v1 when it is on PATH, else the v2 plugin (whose absence the
+    /// first command then reports). Pure.
+    public static func chooseTool(pluginWorks: Bool, version1: String?) -> [String] {
+        if pluginWorks { return ["docker", "compose"] }
+        if version1 != nil { return ["docker-compose"] }
+        return ["docker", "compose"]
+    }
 
     public func logs(_ service: String, lines: Int) -> [String] {
         base + ["logs", "--no-color", "--tail", String(lines), service]
@@ -101,23 +121,50 @@ public struct ComposeCluster: ServerControl {
     public let spec: ClusterSpec
     public let renderer: Renderer
     public let runner: any CommandRunning
-    public let commands: ComposeCommands
+    private let tool: ToolChoice
 
+    /// - Parameter tool: the compose program; found on first use when not given
+    ///   (``ComposeCommands/chooseTool(pluginWorks:version1:)``).
     public init(spec: ClusterSpec, templates: TemplateSet = .embedded, runner: any CommandRunning = LocalRunner(), tool: [String]? = nil) {
         self.spec = spec
         self.renderer = Renderer(spec: spec, templates: templates)
         self.runner = runner
-        self.commands = ComposeCommands(
-            tool: tool ?? ComposeCluster.findTool(), projectDirectory: Self.projectDirectory(spec), project: spec.compose.project)
+        self.tool = ToolChoice(tool)
+    }
+
+    /// The command lines for this cluster's project, in the project folder on record.
+    public func commands() async -> ComposeCommands {
+        ComposeCommands(tool: await tool.resolve(self), projectDirectory: Self.projectDirectory(spec), project: spec.compose.project)
     }
 
     /// Where `init` renders the compose project: `local.dir/compose`.
-    public static func projectDirectory(_ spec: ClusterSpec) -> String { "\(spec.local.dir)/compose" }
+    public static func defaultProjectDirectory(_ spec: ClusterSpec) -> String { "\(spec.local.dir)/compose" }
 
-    /// The v2 plugin when `docker` is on PATH, else docker-compose v1.
-    static func findTool() -> [String] {
-        if onPath("docker") == nil && onPath("docker-compose") != nil { return ["docker-compose"] }
-        return ["docker", "compose"]
+    /// The project folder every command drives: the one `render --out DIR` or `init` put on
+    /// record in local.dir (``ComposeProjectRecord``), else `local.dir/compose`.
+    public static func projectDirectory(_ spec: ClusterSpec) -> String {
+        ComposeProjectRecord.load(spec: spec)?.projectDirectory ?? defaultProjectDirectory(spec)
+    }
+
+    /// Asks once per process which compose program works: `docker compose version`, else
+    /// docker-compose v1 on PATH.
+    final class ToolChoice: @unchecked Sendable {
+        private let lock = NSLock()
+        private var chosen: [String]?
+
+        init(_ given: [String]?) { chosen = given }
+
+        func resolve(_ cluster: ComposeCluster) async -> [String] {
+            if let known = lock.withLock({ chosen }) { return known }
+            var pluginWorks = false
+            if ComposeCluster.onPath("docker") != nil {
+                let probe = try? await cluster.runner.run(cluster.command(["docker", "compose", "version"]))
+                pluginWorks = probe?.succeeded == true
+            }
+            let tool = ComposeCommands.chooseTool(pluginWorks: pluginWorks, version1: ComposeCluster.onPath("docker-compose"))
+            lock.withLock { chosen = tool }
+            return tool
+        }
     }
 
     /// Where `name` is found on PATH, if anywhere.
@@ -150,28 +197,30 @@ public struct ComposeCluster: ServerControl {
     }
 
     public func isRunning(_ node: NodeSpec) async -> Bool {
-        let result = try? await runner.run(command(commands.running(node.serviceHost)))
-        return result?.succeeded == true && !(result?.output.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty ?? true)
+        guard let result = try? await runner.run(command(await commands().running(node.serviceHost))), result.succeeded else {
+            return false
+        }
+        return ComposeCommands.lists(node.serviceHost, in: result.output)
     }
 
     public func hasData(_ node: NodeSpec) async -> Bool {
-        (try? await runner.run(command(commands.hasData(node.serviceHost))))?.succeeded == true
+        (try? await runner.run(command(await commands().hasData(node.serviceHost))))?.succeeded == true
     }
 
     public func start(_ node: NodeSpec) async throws(ClusterError) {
-        try await run(commands.start(node.serviceHost), what: "\(node.name): docker compose up")
+        try await run(await commands().start(node.serviceHost), what: "\(node.name): docker compose up")
     }
 
     public func stop(_ node: NodeSpec, mode: StopMode) async throws(ClusterError) {
-        try await run(commands.stop(node.serviceHost, mode: mode), what: "\(node.name): docker compose stop")
+        try await run(await commands().stop(node.serviceHost, mode: mode), what: "\(node.name): docker compose stop")
     }
 
     public func controlData(_ node: NodeSpec) async throws(ClusterError) -> String {
-        try await run(commands.controlData(node.serviceHost), what: "\(node.name): pg_controldata").output
+        try await run(await commands().controlData(node.serviceHost), what: "\(node.name): pg_controldata").output
     }
 
     public func finishCrashRecovery(_ node: NodeSpec) async throws(ClusterError) {
-        try await run(commands.singleUserRecovery(node.serviceHost), what: "\(node.name): crash recovery in single-user mode")
+        try await run(await commands().singleUserRecovery(node.serviceHost), what: "\(node.name): crash recovery in single-user mode")
     }
 
     public func rewind(_ node: NodeSpec, from source: NodeSpec, credentials: Credentials) async throws(ClusterError) -> String {
@@ -180,7 +229,7 @@ public struct ComposeCluster: ServerControl {
             ("dbname", "postgres"), ("connect_timeout", "5"),
         ])
         let output = try await run(
-            commands.rewind(node.serviceHost, sourceConninfo: conninfo), what: "\(node.name): pg_rewind",
+            await commands().rewind(node.serviceHost, sourceConninfo: conninfo), what: "\(node.name): pg_rewind",
             environment: ["PGPASSWORD": credentials.superuser.password]
         ).output
         try await follow(node, upstream: source)
@@ -188,10 +237,10 @@ public struct ComposeCluster: ServerControl {
     }
 
     public func reclone(_ node: NodeSpec, from source: NodeSpec, credentials: Credentials) async throws(ClusterError) {
-        try await run(commands.remove(node.serviceHost), what: "\(node.name): docker compose rm")
-        try await run(commands.removeVolume(ComposeRenderer.volumeName(node)), what: "\(node.name): docker volume rm")
+        try await run(await commands().remove(node.serviceHost), what: "\(node.name): docker compose rm")
+        try await run(await commands().removeVolume(ComposeRenderer.volumeName(node)), what: "\(node.name): docker volume rm")
         try await run(
-            commands.entrypoint(
+            await commands().entrypoint(
                 node.serviceHost, mode: "clone", upstreamHost: source.serviceHost, upstreamPort: source.servicePort,
                 slot: spec.replication.slots ? renderer.slotName(node) : nil),
             what: "\(node.name): clone from \(source.name)")
@@ -199,7 +248,7 @@ public struct ComposeCluster: ServerControl {
 
     public func follow(_ node: NodeSpec, upstream: NodeSpec) async throws(ClusterError) {
         try await run(
-            commands.entrypoint(
+            await commands().entrypoint(
                 node.serviceHost, mode: "follow", upstreamHost: upstream.serviceHost, upstreamPort: upstream.servicePort,
                 slot: spec.replication.slots ? renderer.slotName(node) : nil),
             what: "\(node.name): follow \(upstream.name)")
@@ -207,22 +256,54 @@ public struct ComposeCluster: ServerControl {
 
     public func fence(_ node: NodeSpec) async -> String? {
         guard await isRunning(node) else { return nil }
-        _ = try? await runner.run(command(commands.kill(node.serviceHost)))
+        _ = try? await runner.run(command(await commands().kill(node.serviceHost)))
         return "killed the container of service \(node.serviceHost)"
     }
 
-    /// `docker compose down -v` (containers and volumes), then pgcluster's own files.
+    /// SIGKILL to the container's server (its PID 1): the whole node crashes at once.
+    public func crash(_ node: NodeSpec) async -> String? {
+        guard let result = try? await runner.run(command(await commands().kill(node.serviceHost))), result.succeeded else {
+            return nil
+        }
+        return "docker compose kill -s SIGKILL \(node.serviceHost)"
+    }
+
+    /// `docker compose down -v` (containers and volumes), then pgcluster's own files. A
+    /// project folder rendered elsewhere by `render --out DIR` is left in place.
     public func destroy() async throws(ClusterError) {
         try await checkEngine()
-        try await run(commands.down(), what: "docker compose down")
+        try await run(await commands().down(), what: "docker compose down")
         let layout = LocalLayout(spec: spec)
-        for file in layout.clusterFiles { unlink(file) }
-        try? FileManager.default.removeItem(atPath: ComposeCluster.projectDirectory(spec))
+        for file in layout.clusterFiles + [ComposeProjectRecord.path(spec: spec)] { unlink(file) }
+        try? FileManager.default.removeItem(atPath: ComposeCluster.defaultProjectDirectory(spec))
         rmdir(layout.root)
     }
 
     public func logTail(_ node: NodeSpec, lines: Int) async -> [String] {
-        let result = try? await runner.run(command(commands.logs(node.serviceHost, lines: lines)))
+        let result = try? await runner.run(command(await commands().logs(node.serviceHost, lines: lines)))
         return result?.output.split(separator: "\n").map(String.init) ?? []
+    }
+}
+
+/// Which folder holds the compose project that pgcluster drives: `local.dir/compose.json`,
+/// written by `init` (local.dir/compose) and by `render --out DIR`, so every command also
+/// works on a project started by hand with `docker compose up -d` in DIR.
+public struct ComposeProjectRecord: Codable, Sendable, Equatable {
+    /// An absolute path.
+    public var projectDirectory: String
+
+    public init(projectDirectory: String) { self.projectDirectory = projectDirectory }
+
+    public static func path(spec: ClusterSpec) -> String { "\(spec.local.dir)/compose.json" }
+
+    public static func load(spec: ClusterSpec) -> ComposeProjectRecord? {
+        guard let data = FileManager.default.contents(atPath: path(spec: spec)) else { return nil }
+        return try? JSONDecoder().decode(ComposeProjectRecord.self, from: data)
+    }
+
+    public func save(spec: ClusterSpec) throws(ClusterError) {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        try FileWriter.writeAtomically((try? encoder.encode(self)) ?? Data(), to: Self.path(spec: spec), mode: 0o644)
     }
 }

@@ -24,14 +24,15 @@ public struct ComposeInit: Sendable {
         let credentials = try Credentials.resolve(spec: spec, storedAt: layout.credentialsFile)
         try credentials.save(to: layout.credentialsFile)
 
-        let directory = ComposeCluster.projectDirectory(spec)
+        let directory = ComposeCluster.defaultProjectDirectory(spec)
         let compose = ComposeRenderer(
             renderer: cluster.renderer, superuserPassword: credentials.superuser.password,
             replicationPassword: credentials.replication.password)
         let files = try cluster.renderer.nodeFiles() + compose.projectFiles()
         try FileWriter().write(files, under: directory)
+        try ComposeProjectRecord(projectDirectory: directory).save(spec: spec)
         Console.progress("rendered the compose project in \(directory)")
-        try await cluster.run(cluster.commands.up(), what: "docker compose up")
+        try await cluster.run(await cluster.commands().up(), what: "docker compose up")
         Console.progress("started; waiting for \(spec.standbys.count) standbys to clone and stream")
 
         let ops = ServerOps(spec: spec, credentials: credentials, templates: cluster.renderer.templates)

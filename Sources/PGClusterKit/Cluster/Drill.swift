@@ -10,7 +10,8 @@ public struct Drill: Sendable {
         case primaryAndStandby = "primary+standby"
     }
 
-    public let cluster: HostCluster
+    /// Its nodes: processes of this machine, or compose services.
+    public let cluster: any ServerControl
     public let credentials: Credentials
     public var clients: Int
     public var duration: Double
@@ -21,7 +22,7 @@ public struct Drill: Sendable {
     public var keepTable = false
 
     public init(
-        cluster: HostCluster, credentials: Credentials, clients: Int, duration: Double, mode: SynchronousMode,
+        cluster: any ServerControl, credentials: Credentials, clients: Int, duration: Double, mode: SynchronousMode,
         victim: Victim, rounds: Int
     ) {
         self.cluster = cluster
@@ -142,9 +143,7 @@ public struct Drill: Sendable {
         }
         let killedAt = Date()
         for node in victims {
-            if let killed = try? await cluster.killServer(node), let pid = killed.first {
-                progress.note("kill -9 \(node.name) (postmaster \(pid) and its \(killed.count - 1) children)")
-            }
+            if let killed = await cluster.crash(node) { progress.note(killed) }
         }
 
         var newPrimary: String? = primary.name
@@ -206,8 +205,8 @@ public struct Drill: Sendable {
         // Bring the victims back for the next round.
         if refusal == nil, let name = newPrimary {
             for node in victims {
-                let runs = await cluster.postmasterRuns(node)
-                if node == primary || !runs {
+                let running = node == primary ? false : await cluster.isRunning(node)
+                if !running {
                     progress.note("rejoin \(node.name) as a standby of \(name)")
                     _ = try await Rejoin(cluster: cluster, credentials: credentials, node: node, reclone: false).run()
                 }

@@ -33,6 +33,9 @@ public protocol ServerControl: Sendable {
     /// Kills a server that does not answer, so it cannot come back as a primary by itself.
     /// Returns what was done, or nil when nothing runs there.
     func fence(_ node: NodeSpec) async -> String?
+    /// SIGKILL to the node's server, as a crash would (the drill's victim). Returns what
+    /// was killed, or nil when nothing ran.
+    func crash(_ node: NodeSpec) async -> String?
     func logTail(_ node: NodeSpec, lines: Int) async -> [String]
 }
 
@@ -86,6 +89,12 @@ extension HostCluster: ServerControl {
         } catch {
             return "cannot fence on \(host(node).label): \(error.message)"
         }
+    }
+
+    /// SIGKILL to the postmaster and all its processes: the whole node crashes at once.
+    public func crash(_ node: NodeSpec) async -> String? {
+        guard let killed = try? await killServer(node), let pid = killed.first else { return nil }
+        return "kill -9 \(node.name) (postmaster \(pid) and its \(killed.count - 1) processes)"
     }
 
     public func logTail(_ node: NodeSpec, lines: Int) async -> [String] { await serverLog(node, lines: lines) }

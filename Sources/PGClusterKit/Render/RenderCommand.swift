@@ -2,20 +2,58 @@ import Foundation
 
 /// What `pgcluster render` writes for a spec, by backend.
 public enum RenderCommand {
-    /// - Parameter outputDirectory: where the files go; for compose, passwords already in
-    ///   its `.env` are kept, so rendering again never changes the secrets of a cluster
-    ///   whose volumes were initialised with them.
+    /// The files, and for compose the credentials its `.env` holds.
+    public struct Plan: Sendable {
+        public var files: [RenderedFile]
+        public var credentials: Credentials?
+    }
+
     public static func files(_ renderer: Renderer, outputDirectory: String? = nil) throws(ClusterError) -> [RenderedFile] {
-        switch renderer.spec.backend {
+        try plan(renderer, outputDirectory: outputDirectory).files
+    }
+
+    /// - Parameter outputDirectory: where the files go. For compose the passwords are, in
+    ///   order: those already in its `.env` (rendering again never changes the secrets of
+    ///   a cluster whose volumes were initialised with them), the spec's, those stored in
+    ///   local.dir, new ones. Passwords in `.env` that differ from the stored ones are
+    ///   refused: two projects would claim the same cluster.
+    public static func plan(_ renderer: Renderer, outputDirectory: String? = nil) throws(ClusterError) -> Plan {
+        let spec = renderer.spec
+        switch spec.backend {
         case .local, .ssh:
-            return try renderer.nodeFiles()
+            return Plan(files: try renderer.nodeFiles(), credentials: nil)
         case .compose:
-            let existing = outputDirectory.flatMap { EnvFile.read("\($0)/\(ComposeRenderer.FileName.env)") } ?? [:]
+            let envPath = outputDirectory.map { "\($0)/\(ComposeRenderer.FileName.env)" }
+            let existing = envPath.flatMap { EnvFile.read($0) } ?? [:]
+            let storedPath = LocalLayout(spec: spec).credentialsFile
+            let resolved = try Credentials.resolve(spec: spec, storedAt: storedPath)
+            let credentials = Credentials(
+                superuser: .init(user: spec.superuser.user, password: existing["POSTGRES_PASSWORD"] ?? resolved.superuser.password),
+                replication: .init(
+                    user: spec.replication.user, password: existing["REPLICATION_PASSWORD"] ?? resolved.replication.password))
+            if let stored = try Credentials.load(storedPath), stored != credentials {
+                throw ClusterError(
+                    "\(envPath ?? "the rendered .env") and \(storedPath) hold different passwords: they would be two clusters under one name",
+                    exitCode: .refused,
+                    details: [
+                        "render into the folder of the cluster pgcluster knows (or a new one), or run pgcluster destroy first"
+                    ])
+            }
             let compose = ComposeRenderer(
-                renderer: renderer, superuserPassword: existing["POSTGRES_PASSWORD"],
-                replicationPassword: existing["REPLICATION_PASSWORD"])
-            return try renderer.nodeFiles() + compose.projectFiles()
+                renderer: renderer, superuserPassword: credentials.superuser.password,
+                replicationPassword: credentials.replication.password)
+            return Plan(files: try renderer.nodeFiles() + compose.projectFiles(), credentials: credentials)
         }
+    }
+
+    /// After a compose project was written to `outputDirectory` (absolute): its passwords
+    /// go to local.dir/credentials.json (0600) as `init` stores them, and its folder on
+    /// record (``ComposeProjectRecord``), so `status`, `failover`, `drill` and every other
+    /// command work on it once it was started by hand with `docker compose up -d`.
+    public static func remember(_ plan: Plan, spec: ClusterSpec, outputDirectory: String) throws(ClusterError) {
+        guard let credentials = plan.credentials else { return }
+        try credentials.save(to: LocalLayout(spec: spec).credentialsFile)
+        try ComposeProjectRecord(projectDirectory: outputDirectory).save(spec: spec)
     }
 }
 

@@ -8,7 +8,8 @@ extension PGCluster {
         static let configuration = CommandConfiguration(
             abstract: "Prove durability and measure recovery: write, kill -9, fail over, count what was lost.",
             discussion: """
-                On a running, healthy local cluster: sets the synchronous mode, creates the table \
+                On a running, healthy cluster (local, or compose: the victim's container is killed with \
+                `docker compose kill -s SIGKILL`): sets the synchronous mode, creates the table \
                 pgcluster_drill, and runs N writers that insert one row per transaction through the \
                 read-write DSN, remembering every id whose COMMIT returned. After a warm-up it kills the \
                 victim with SIGKILL, runs the same failover as `pgcluster failover` when the primary died, \
@@ -42,7 +43,8 @@ extension PGCluster {
         @Flag(help: "Print the report as JSON.")
         var json = false
 
-        @Flag(help: "Run even when the spec's backend is not local.")
+        /// Once needed for backends other than local; every backend runs the drill now.
+        @Flag(help: .hidden)
         var yes = false
 
         func validate() throws {
@@ -54,12 +56,8 @@ extension PGCluster {
 
         func run() async throws {
             try await executeLocked(options, "drill") { spec in
-                if spec.backend != .local && !yes {
-                    throw ClusterError.refused("drill kills servers: it runs on a local cluster; add --yes to run it on backend \(spec.backend.rawValue)")
-                }
-                let cluster = try HostCluster(spec: spec, templates: options.templateSet())
                 let drill = PGClusterKit.Drill(
-                    cluster: cluster, credentials: try cluster.credentials(), clients: clients, duration: duration,
+                    cluster: try ClusterAccess.control(spec, options), credentials: try ClusterAccess.credentials(spec), clients: clients, duration: duration,
                     mode: SynchronousMode(mode: mode, count: 1)!, victim: kill, rounds: rounds)
                 var configured = drill
                 configured.keepTable = keepTable

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import PGClusterKit
 
 extension PGCluster {
@@ -8,7 +9,9 @@ extension PGCluster {
             discussion: """
                 For each node: postgresql.conf and pg_hba.conf; for standbys also standby.signal and \
                 standby.conf (primary_conninfo, primary_slot_name). A compose spec also gets \
-                docker-compose.yml, its scripts and a .env with the passwords (mode 0600).
+                docker-compose.yml, its scripts and a .env with the passwords (mode 0600); the \
+                passwords are also stored in local.dir/credentials.json and the folder is put on record \
+                there, so every command drives the project once `docker compose up -d` started it.
                 Files are written atomically and only when their contents change.
                 """)
 
@@ -24,8 +27,10 @@ extension PGCluster {
             try await execute {
                 let spec = try options.load()
                 let renderer = Renderer(spec: spec, templates: try options.templateSet())
-                let files = try RenderCommand.files(renderer, outputDirectory: out)
-                let outcomes = try FileWriter(dryRun: dryRun).write(files, under: out)
+                let folder = URL(fileURLWithPath: out).standardizedFileURL.path
+                let plan = try RenderCommand.plan(renderer, outputDirectory: folder)
+                let outcomes = try FileWriter(dryRun: dryRun).write(plan.files, under: folder)
+                if !dryRun { try RenderCommand.remember(plan, spec: spec, outputDirectory: folder) }
                 for outcome in outcomes {
                     let verb = dryRun && outcome.change != .unchanged ? "would be \(outcome.change.rawValue)" : outcome.change.rawValue
                     Console.out("\(verb.padding(toLength: 20, withPad: " ", startingAt: 0)) \(outcome.path)")

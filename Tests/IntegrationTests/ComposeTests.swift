@@ -1,0 +1,318 @@
+import Foundation
+import Testing
+
+@testable import PGClusterKit
+
+/// The container engine the compose tests use: `DOCKER_HOST` when set, else the socket
+/// that `scripts/compose-engine.sh up` starts. Never /var/run/docker.sock.
+enum ComposeEngine {
+    static let host: String =
+        ProcessInfo.processInfo.environment["DOCKER_HOST"].flatMap { $0.isEmpty ? nil : $0 }
+        ?? "unix:///run/podman/podman.sock"
+
+    static let docker: String? = ["/usr/local/bin/docker", "/usr/bin/docker"].first {
+        FileManager.default.isExecutableFile(atPath: $0)
+    }
+
+    /// The environment every child gets: ours, with DOCKER_HOST and no colour.
+    static var environment: [String] {
+        var environment = ProcessInfo.processInfo.environment
+        environment["DOCKER_HOST"] = host
+        environment["NO_COLOR"] = "1"
+        return environment.map { "\($0.key)=\($0.value)" }
+    }
+
+    /// True when `docker info` gets an answer from the engine at `host` and the compose
+    /// v2 plugin runs.
+    static let available: Bool = {
+        guard let docker else { return false }
+        for probe in [["info", "--format", "{{.ServerVersion}}"], ["compose", "version"]] {
+            guard case .success(let result) = Spawn.run(
+                [docker] + probe, environment: environment, stdout: .pipe, stderr: .pipe, timeout: 20), result.succeeded
+            else { return false }
+        }
+        return true
+    }()
+
+    /// Runs `argv` (argv[0] absolute), in `directory` when given: stdout collected, stderr
+    /// through a file.
+    static func run(_ argv: [String], in directory: String? = nil, timeout: Double = 300) async -> RunResult {
+        let line = directory.map { ["/usr/bin/env", "-C", $0, "--"] + argv } ?? argv
+        let errPath = "/tmp/pgc-compose-test-\(UUID().uuidString).err"
+        defer { unlink(errPath) }
+        let outcome = await Blocking.run(timeout: timeout + 10) {
+            Spawn.run(line, environment: environment, stdout: .pipe, stderr: .file(errPath), timeout: timeout)
+        }
+        let stderr = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
+        switch outcome {
+        case .success(let result)?: return RunResult(status: result.status, stdout: result.output, stderr: stderr)
+        case .failure(let error)?: return RunResult(status: -1, stdout: "", stderr: error.description)
+        case nil: return RunResult(status: -1, stdout: "", stderr: "timed out after \(timeout) s")
+        }
+    }
+
+    static func docker(_ arguments: [String], in directory: String? = nil, timeout: Double = 300) async -> RunResult {
+        await run([docker ?? "/usr/bin/docker"] + arguments, in: directory, timeout: timeout)
+    }
+}
+
+/// A compose cluster of three nodes made by a test, in its own folder, on its own ports,
+/// compose project and subnet. `teardown()` removes its containers and volumes, pass or fail.
+final class ComposeTestCluster: @unchecked Sendable {
+    let root: String
+    let specPath: String
+    let project: String
+    let basePort: Int
+    let nodeNames = ["node0", "node1", "node2"]
+
+    init(name: String, basePort: Int, subnet: String) throws {
+        let suffix = UUID().uuidString.prefix(6).lowercased()
+        self.basePort = basePort
+        project = "pgc-it-\(name)-\(suffix)"
+        root = "/tmp/pgcluster-it-compose-\(name)-\(suffix)"
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        specPath = "\(root)/pgcluster.yaml"
+        try """
+            version: 1
+            name: \(name)
+            backend: compose
+            postgres:
+              version: 15
+              parameters:
+                shared_buffers: 32MB
+            replication:
+              synchronous: {mode: async}
+            network:
+              allow: [127.0.0.1/32]
+            local:
+              dir: ./state
+            compose: {project: \(project), image: postgres:15, subnet: \(subnet)}
+            nodes:
+              - {name: node0, port: \(basePort), role: primary}
+              - {name: node1, port: \(basePort + 1)}
+              - {name: node2, port: \(basePort + 2)}
+
+            """.write(toFile: specPath, atomically: true, encoding: .utf8)
+    }
+
+    var stateDir: String { "\(root)/state" }
+    func port(_ node: String) -> Int { basePort + Int(node.dropFirst(4))! }
+
+    /// `pgcluster ARGS -f spec`, stdout and stderr together.
+    @discardableResult
+    func pgcluster(_ arguments: [String], timeout: Double = 300) async -> RunResult {
+        await ComposeEngine.run([TestCluster.binary] + arguments + ["-f", specPath], timeout: timeout)
+    }
+
+    /// `docker compose ARGS` in the project folder, as a person types it there.
+    @discardableResult
+    func compose(_ arguments: [String], in directory: String) async -> RunResult {
+        await ComposeEngine.docker(["compose"] + arguments, in: directory)
+    }
+
+    func credentials() throws -> Credentials {
+        try #require(try Credentials.load("\(stateDir)/credentials.json"))
+    }
+
+    func sql(_ node: String, _ query: String, _ parameters: [String?] = []) throws -> QueryResult {
+        let credentials = try credentials()
+        let connection = try PGConnection.connect(
+            ConnectionTarget(
+                host: "127.0.0.1", port: port(node), user: credentials.superuser.user,
+                password: credentials.superuser.password, connectTimeout: 5))
+        defer { connection.close() }
+        return try connection.query(query, parameters)
+    }
+
+    /// `status --json`, parsed.
+    func status() async throws -> [String: Any] {
+        let result = await pgcluster(["status", "--json"])
+        return try #require(
+            try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any], "status: \(result.stderr)")
+    }
+
+    /// Polls `status` until it exits 0 (healthy), within `timeout`.
+    func waitHealthy(_ timeout: Double = 120) async -> RunResult {
+        let deadline = Date().addingTimeInterval(timeout)
+        var last = await pgcluster(["status"])
+        while last.status != 0 && Date() < deadline {
+            try? await Task.sleep(for: .milliseconds(500))
+            last = await pgcluster(["status"])
+        }
+        return last
+    }
+
+    /// The project's containers and volumes still on the engine.
+    func leftovers() async -> [String] {
+        let label = "label=com.docker.compose.project=\(project)"
+        let containers = await ComposeEngine.docker(["ps", "-a", "-q", "--filter", label])
+        let volumes = await ComposeEngine.docker(["volume", "ls", "-q", "--filter", label])
+        let byName = await ComposeEngine.docker(["volume", "ls", "-q", "--filter", "name=\(project)_"])
+        return (containers.stdout + "\n" + volumes.stdout + "\n" + byName.stdout)
+            .split(separator: "\n").map(String.init).filter { !$0.isEmpty }
+    }
+
+    /// Removes everything of the project, whatever state the test left it in.
+    func teardown() async {
+        _ = await pgcluster(["destroy", "--yes"], timeout: 120)
+        for directory in ["\(stateDir)/compose", "\(root)/project"]
+        where FileManager.default.fileExists(atPath: "\(directory)/docker-compose.yml") {
+            _ = await compose(["-p", project, "down", "-v", "--remove-orphans", "-t", "1"], in: directory)
+        }
+        let label = "label=com.docker.compose.project=\(project)"
+        let containers = await ComposeEngine.docker(["ps", "-a", "-q", "--filter", label])
+        for id in containers.stdout.split(separator: "\n") where !id.isEmpty {
+            _ = await ComposeEngine.docker(["rm", "-f", String(id)])
+        }
+        for volume in await leftovers() { _ = await ComposeEngine.docker(["volume", "rm", "-f", volume]) }
+        try? FileManager.default.removeItem(atPath: root)
+    }
+}
+
+func withComposeCluster(
+    name: String, basePort: Int, subnet: String, _ body: (ComposeTestCluster) async throws -> Void
+) async throws {
+    let cluster = try ComposeTestCluster(name: name, basePort: basePort, subnet: subnet)
+    do {
+        try await body(cluster)
+    } catch {
+        await cluster.teardown()
+        throw error
+    }
+    await cluster.teardown()
+}
+
+/// Real containers: podman serving the Docker API (scripts/compose-engine.sh), the compose
+/// v2 plugin, and the local postgres:15 image. Ports 22100-22119.
+/// One test, so that a machine without an engine prints one line saying so.
+@Suite("compose: real containers", .serialized)
+struct ComposeTests {
+    @Test(
+        "compose: init and destroy; then render + docker compose up by hand, status, quorum, kill, failover (lost 0), rejoin, switchover, drill, destroy",
+        .enabled(
+            if: ComposeEngine.available,
+            "no container engine answers at \(ComposeEngine.host) (start one: scripts/compose-engine.sh up)"))
+    func composeForReal() async throws {
+        try await initAndDestroy()
+        try await byHandThenEveryCommand()
+    }
+
+    func byHandThenEveryCommand() async throws {
+        try await withComposeCluster(name: "hand", basePort: 22100, subnet: "172.29.100.0/24") { cluster in
+            // The README's path: render, then docker compose up -d in that folder.
+            let project = "\(cluster.root)/project"
+            let render = await cluster.pgcluster(["render", "--out", project])
+            try #require(render.status == 0, "render: \(render.stderr)")
+            let up = await cluster.compose(["up", "-d"], in: project)
+            try #require(up.status == 0, "docker compose up -d: \(up.stderr)")
+
+            let healthy = await cluster.waitHealthy()
+            #expect(healthy.status == 0, "status after docker compose up: \(healthy.stdout)\(healthy.stderr)")
+            let status = try await cluster.status()
+            #expect(status["primary"] as? String == "node0")
+            let nodes = try #require(status["nodes"] as? [[String: Any]])
+            #expect(nodes.filter { $0["streaming"] as? Bool == true }.count == 2)
+
+            let quorum = await cluster.pgcluster(["quorum", "--any", "1"])
+            #expect(quorum.status == 0, "quorum: \(quorum.stderr)")
+            #expect(try cluster.sql("node0", "SHOW synchronous_standby_names").scalar == "ANY 1 (\"node1\", \"node2\")")
+
+            // Four writers through the read-write DSN; the primary's container is killed.
+            let dsn = await cluster.pgcluster(["dsn"])
+            try #require(dsn.status == 0, "dsn: \(dsn.stderr)")
+            let conninfo = dsn.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+            let password = try cluster.credentials().superuser.password
+            try WriteLoad.prepare(conninfo: conninfo, password: password)
+            let load = WriteLoad(conninfo: conninfo, password: password, clients: 4)
+            load.start()
+            let newPrimary: String
+            do {
+                newPrimary = try await Self.killPrimaryAndFailOver(cluster, project: project, load: load)
+            } catch {
+                _ = await load.stop()
+                throw error
+            }
+            let summary = await load.stop()
+            let list = "{" + summary.acknowledged.map(String.init).joined(separator: ",") + "}"
+            let present = try cluster.sql(
+                newPrimary, "SELECT count(*) FROM \(WriteLoad.table) WHERE id = ANY($1::bigint[])", [list]
+            ).scalar.flatMap { Int($0) }
+            #expect(present == summary.acknowledged.count, "lost \(summary.acknowledged.count - (present ?? 0)) acknowledged rows")
+            #expect(summary.acknowledged.count > 300)
+
+            let rejoin = await cluster.pgcluster(["rejoin", "node0"])
+            #expect(rejoin.status == 0, "rejoin: \(rejoin.stderr)")
+            #expect(await cluster.waitHealthy(60).status == 0)
+            #expect(try cluster.sql("node0", "SELECT pg_is_in_recovery()").scalar == "t")
+
+            let switchover = await cluster.pgcluster(["switchover", "--candidate", "node0"])
+            #expect(switchover.status == 0, "switchover: \(switchover.stderr)")
+            #expect(try cluster.sql("node0", "SELECT pg_is_in_recovery()").scalar == "f")
+            #expect(try cluster.sql(newPrimary, "SELECT pg_is_in_recovery()").scalar == "t")
+            #expect(await cluster.waitHealthy(60).status == 0)
+
+            let drill = await cluster.pgcluster(["drill", "--mode", "any", "--duration", "3", "--json"])
+            #expect(drill.status == 0, "drill: \(drill.stderr)")
+            if let json = try? JSONSerialization.jsonObject(with: Data(drill.stdout.utf8)) as? [String: Any],
+                let round = (json["rounds"] as? [[String: Any]])?.first
+            {
+                #expect(round["lost"] as? Int == 0, "drill lost rows: \(round["lostIds"] ?? [])")
+                #expect((round["acknowledged"] as? Int ?? 0) > 100)
+                #expect(round["refusal"] == nil || round["refusal"] is NSNull)
+            } else {
+                Issue.record("drill printed no report: \(drill.stdout)")
+            }
+            #expect(await cluster.waitHealthy(60).status == 0)
+
+            let destroy = await cluster.pgcluster(["destroy", "--yes"])
+            #expect(destroy.status == 0, "destroy: \(destroy.stderr)")
+            #expect(await cluster.leftovers() == [], "containers or volumes left after destroy")
+        }
+    }
+
+    /// With the writers running: `docker compose kill` the primary, `failover`, and wait
+    /// until writes are acknowledged again. Returns the new primary.
+    static func killPrimaryAndFailOver(_ cluster: ComposeTestCluster, project: String, load: WriteLoad) async throws -> String {
+        #expect(await waitFor(30) { load.counts.acknowledged >= 200 }, "the writers got no acknowledgements")
+        let kill = await cluster.compose(["kill", "node0"], in: project)
+        #expect(kill.status == 0, "docker compose kill: \(kill.stderr)")
+
+        let failover = await cluster.pgcluster(["failover", "--json"])
+        try #require(failover.status == 0, "failover: \(failover.stderr)\n\(failover.stdout)")
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(failover.stdout.utf8)) as? [String: Any])
+        let newPrimary = try #require(report["candidate"] as? String)
+        #expect(["node1", "node2"].contains(newPrimary))
+        #expect(report["needsRejoin"] as? [String] == ["node0"])
+        let before = load.counts.acknowledged
+        #expect(await waitFor(30) { load.counts.acknowledged >= before + 100 }, "no write acknowledged after failover")
+        return newPrimary
+    }
+
+    /// init on a compose spec: the project in local.dir/compose, healthy; destroy leaves no
+    /// container or volume.
+    func initAndDestroy() async throws {
+        try await withComposeCluster(name: "init", basePort: 22110, subnet: "172.29.110.0/24") { cluster in
+            let initResult = await cluster.pgcluster(["init"])
+            try #require(initResult.status == 0, "init: \(initResult.stderr)")
+            #expect(FileManager.default.fileExists(atPath: "\(cluster.stateDir)/compose/docker-compose.yml"))
+            #expect(await cluster.pgcluster(["status"]).status == 0)
+            let again = await cluster.pgcluster(["init"])
+            #expect(again.status == 2, "a second init must refuse: \(again.stderr)")
+
+            let destroy = await cluster.pgcluster(["destroy", "--yes"])
+            #expect(destroy.status == 0, "destroy: \(destroy.stderr)")
+            #expect(await cluster.leftovers() == [], "containers or volumes left after destroy")
+            #expect(!FileManager.default.fileExists(atPath: "\(cluster.stateDir)/credentials.json"))
+        }
+    }
+}
+
+/// Polls `condition` every 20 ms until it holds or `timeout` passes.
+private func waitFor(_ timeout: Double, _ condition: () -> Bool) async -> Bool {
+    let deadline = Date().addingTimeInterval(timeout)
+    while Date() < deadline {
+        if condition() { return true }
+        try? await Task.sleep(for: .milliseconds(20))
+    }
+    return condition()
+}
