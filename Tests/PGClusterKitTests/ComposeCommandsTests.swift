@@ -38,7 +38,8 @@ struct ComposeCommandsTests {
             commands.singleUserRecovery("db_0")
                 == base + [
                     "run", "--rm", "--no-deps", "-T", "-u", "postgres", "--entrypoint", "postgres", "db_0",
-                    "--single", "-F", "-D", "/var/lib/postgresql/data", "template1",
+                    "--single", "-F", "-D", "/var/lib/postgresql/data", "-c", "config_file=/etc/pgcluster/postgresql.conf",
+                    "-c", "hba_file=/etc/pgcluster/pg_hba.conf", "template1",
                 ])
     }
 

@@ -87,7 +87,13 @@ public struct ComposeCommands: Sendable, Equatable {
     /// exits at the end of its (empty) input.
     public func singleUserRecovery(_ service: String) -> [String] {
         oneOff(service, user: "postgres", entrypoint: "postgres")
-            + ["--single", "-F", "-D", ComposeRenderer.ContainerPath.dataDir, "template1"]
+            + [
+                "--single", "-F", "-D", ComposeRenderer.ContainerPath.dataDir,
+                // The node's own settings (wal_log_hints = on among them): the checkpoint that
+                // ends recovery writes them into pg_control, where pg_rewind looks for them.
+                "-c", "config_file=\(ComposeRenderer.ContainerPath.configDir)/postgresql.conf",
+                "-c", "hba_file=\(ComposeRenderer.ContainerPath.configDir)/pg_hba.conf", "template1",
+            ]
     }
 
     /// pg_rewind in a one-off container; `PGPASSWORD` (named, not valued) is passed on

@@ -81,6 +81,11 @@ public struct SSHTransport: Sendable {
                 "the folder for ssh's connection sockets, \(controlDirectory), is \(controlDirectory.utf8.count) bytes long;"
                     + " at most \(Self.maxControlDirectoryLength) fit in a socket path: use a shorter local.dir")
         }
+        if !FileManager.default.fileExists(atPath: controlDirectory) {
+            // Ours alone: whoever can reach the sockets can use the logged-in connections.
+            try? FileManager.default.createDirectory(
+                atPath: controlDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        }
         let result = try await runner.run(command(arguments, input: input))
         if result.status == 255, let failure = failure(result.output) { throw failure }
         return result

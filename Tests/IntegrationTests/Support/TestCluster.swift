@@ -23,18 +23,27 @@ final class TestCluster: @unchecked Sendable {
     /// - Parameters:
     ///   - name: also names the folder; ports are basePort (primary), basePort+1, ...
     ///   - synchronous: YAML for replication.synchronous, such as `{mode: any, count: 1}`.
-    init(name: String, basePort: Int, standbys: Int = 2, synchronous: String = "{mode: async}", extraNodeYAML: String = "") throws {
+    /// Where each node runs (node0 first): this machine, or for backend ssh a test host's address.
+    let nodeHosts: [String]
+
+    /// - Parameter ssh: backend ssh: the YAML of the `ssh:` block, and each node's host address.
+    init(
+        name: String, basePort: Int, standbys: Int = 2, synchronous: String = "{mode: async}", extraNodeYAML: String = "",
+        ssh: (block: String, hosts: [String])? = nil
+    ) throws {
         self.name = name
         self.basePort = basePort
         self.standbyCount = standbys
+        nodeHosts = ssh?.hosts ?? Array(repeating: "127.0.0.1", count: standbys + 1)
         root = "/tmp/pgcluster-it-\(name)-\(UUID().uuidString.prefix(8).lowercased())"
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
         chmod(root, 0o755)
         specPath = "\(root)/pgcluster.yaml"
+        let backend = ssh == nil ? "" : "backend: ssh\n\(ssh!.block)\n"
         var yaml = """
             version: 1
             name: \(name)
-            postgres:
+            \(backend)postgres:
               version: 15
               parameters:
                 shared_buffers: 32MB
@@ -42,17 +51,18 @@ final class TestCluster: @unchecked Sendable {
             replication:
               synchronous: \(synchronous)
             network:
-              allow: [127.0.0.1/32]
+              allow: [\(ssh == nil ? "127.0.0.1/32" : "10.213.7.0/24")]
             local:
               dir: ./data
             nodes:
               - name: node0
+                host: \(nodeHosts[0])
                 port: \(basePort)
                 role: primary
 
             """
         for i in 1...max(standbys, 1) where standbys > 0 {
-            yaml += "  - name: node\(i)\n    port: \(basePort + i)\n"
+            yaml += "  - name: node\(i)\n    host: \(nodeHosts[i])\n    port: \(basePort + i)\n"
         }
         yaml += extraNodeYAML
         try yaml.write(toFile: specPath, atomically: true, encoding: .utf8)
@@ -61,6 +71,7 @@ final class TestCluster: @unchecked Sendable {
     var dataRoot: String { "\(root)/data" }
     var nodeNames: [String] { (0...standbyCount).map { "node\($0)" } }
     func port(_ node: String) -> Int { basePort + Int(node.dropFirst(4))! }
+    func host(_ node: String) -> String { nodeHosts[Int(node.dropFirst(4))!] }
 
     // MARK: Running pgcluster
 
@@ -122,7 +133,7 @@ final class TestCluster: @unchecked Sendable {
         let credentials = try credentials()
         return try PGConnection.connect(
             ConnectionTarget(
-                host: "127.0.0.1", port: port(node), user: credentials.superuser.user,
+                host: host(node), port: port(node), user: credentials.superuser.user,
                 password: credentials.superuser.password, connectTimeout: timeout))
     }
 

@@ -1,0 +1,171 @@
+import Foundation
+import Testing
+
+@testable import PGClusterKit
+
+extension TestCluster {
+    /// A cluster of backend ssh on test hosts h1, h2, h3 (node0 on h1, ...), reached as `user`.
+    static func onHosts(
+        name: String, basePort: Int, synchronous: String = "{mode: any, count: 1}", user: String = "root",
+        identityFile: String = TestHosts.keyFile
+    ) throws -> TestCluster {
+        try TestCluster(
+            name: name, basePort: basePort, synchronous: synchronous,
+            ssh: (
+                block: "ssh: {user: \(user), identityFile: \(identityFile), dir: \(TestHosts.sshDir), connectTimeout: 2}",
+                hosts: (1...3).map(TestHosts.address)
+            ))
+    }
+
+    /// The node's folder on its host, as backend ssh lays it out.
+    func remoteDataDir(_ node: String) -> String { "\(TestHosts.sshDir)/\(name)/\(node)/data" }
+}
+
+extension TestHosts {
+    /// Whether `path` exists on `host`, asked through nsenter (works while it is cut off).
+    func exists(_ host: Int, _ path: String) async -> Bool {
+        await exec(host, ["/usr/bin/test", "-e", path]).status == 0
+    }
+
+    /// kill -9 of the postmaster of `dataDir` on `host`, as a crash there would.
+    func kill9Postmaster(_ host: Int, dataDir: String) async throws {
+        let result = await exec(host, ["/bin/sh", "-c", "kill -9 $(head -n 1 \(dataDir)/postmaster.pid)"])
+        try #require(result.status == 0, "kill on h\(host): \(result.stderr)")
+    }
+
+    /// The postgres processes running on `host` (by its mount namespace's view of /proc).
+    func postmasters(_ host: Int) async -> Int {
+        let result = await exec(host, ["/bin/sh", "-c", "ls /var/lib/pgcluster-test/*/*/data/postmaster.pid 2>/dev/null | wc -l"])
+        return Int(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
+    }
+}
+
+/// Backend ssh on three test hosts (network namespaces with their own sshd, ssh.dir, /tmp):
+/// every command as on local, each node's files on its own host only. Ports 21600-21699.
+@Suite("backend ssh on three test hosts", .serialized)
+struct SSHBackendTests {
+    @Test("init, quorum, kill -9 on its host, failover losing nothing, rejoin with pg_rewind, switchover back, destroy")
+    func lifecycle() async throws {
+        try await withTestHosts(count: 3) { hosts in
+            let cluster = try TestCluster.onHosts(name: "sshlc", basePort: 21600)
+            defer { try? FileManager.default.removeItem(atPath: cluster.root) }
+            let initialised = await cluster.run(["init"])
+            try #require(initialised.status == 0, "init: \(initialised.stderr)")
+
+            // Each node's data is on its own host, and on no other (nor on this machine).
+            for (i, node) in cluster.nodeNames.enumerated() {
+                for host in hosts.hosts {
+                    #expect(await hosts.exists(host, "\(cluster.remoteDataDir(node))/PG_VERSION") == (host == i + 1), "\(node) on h\(host)")
+                }
+                #expect(!FileManager.default.fileExists(atPath: cluster.remoteDataDir(node)))
+            }
+            #expect(try cluster.sql("node0", "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'").scalar == "2")
+            #expect(await cluster.run(["status"]).status == 0)
+            #expect(try cluster.sql("node0", "SHOW synchronous_standby_names").scalar == "ANY 1 (\"node1\", \"node2\")")
+
+            let load = try await cluster.startLoad(clients: 4)
+            #expect(await cluster.waitForAcks(load, atLeast: 200))
+            try await hosts.kill9Postmaster(1, dataDir: cluster.remoteDataDir("node0"))
+            let failover = await cluster.run(["failover", "--json"])
+            #expect(failover.status == 0, "failover: \(failover.stderr)")
+            let report = try cluster.json(failover)
+            let primary = try #require(report["candidate"] as? String)
+            let other = primary == "node1" ? "node2" : "node1"
+            #expect(report["timeline"] as? Int == 2)
+            #expect(await cluster.eventually { try cluster.upstreamPort(of: other) == cluster.port(primary) })
+            let before = load.counts.acknowledged
+            #expect(await cluster.waitForAcks(load, atLeast: before + 100), "no writes acknowledged after failover")
+            let summary = await load.stop()
+            let present = try cluster.presentIds(primary, summary.acknowledged)
+            #expect(present.count == summary.acknowledged.count, "lost \(summary.acknowledged.count - present.count)")
+
+            let rejoin = await cluster.run(["rejoin", "node0"])
+            #expect(rejoin.status == 0, "rejoin: \(rejoin.stderr)")
+            #expect(rejoin.stdout.contains("pg_rewind") || rejoin.stdout.contains("no rewind"), "\(rejoin.stdout)")
+            #expect(try cluster.upstreamPort(of: "node0") == cluster.port(primary))
+
+            let back = await cluster.run(["switchover", "--candidate", "node0"])
+            #expect(back.status == 0, "switchover: \(back.stderr)")
+            #expect(cluster.primaries() == ["node0"])
+            #expect(await cluster.eventually { try cluster.upstreamPort(of: primary) == cluster.port("node0") })
+            #expect(await cluster.run(["history"]).stdout.contains("switchover"))
+
+            let destroy = await cluster.run(["destroy", "--yes"])
+            #expect(destroy.status == 0, "destroy: \(destroy.stderr)")
+            for host in hosts.hosts {
+                #expect(await hosts.postmasters(host) == 0, "a postmaster is left on h\(host)")
+                #expect(!(await hosts.exists(host, "\(TestHosts.sshDir)/\(cluster.name)")), "files left on h\(host)")
+            }
+        }
+    }
+
+    @Test("the primary's host cut off: failover proceeds by the quorum, says it cannot fence; healed, the old primary is rejoined")
+    func partitionedPrimary() async throws {
+        try await withTestHosts(count: 3) { hosts in
+            let cluster = try TestCluster.onHosts(name: "sshpart", basePort: 21610)
+            defer { try? FileManager.default.removeItem(atPath: cluster.root) }
+            try await cluster.initCluster()
+            let load = try await cluster.startLoad(clients: 4)
+            #expect(await cluster.waitForAcks(load, atLeast: 200))
+
+            try await hosts.partition(1)
+            let failover = await cluster.run(["failover", "--json"])
+            #expect(failover.status == 0, "failover: \(failover.stderr)")
+            let report = try cluster.json(failover)
+            let primary = try #require(report["candidate"] as? String)
+            #expect((report["fenced"] as? String)?.contains("cannot fence") == true, "\(report["fenced"] ?? "nil")")
+            // The writers' connections to the cut-off primary hang on commits it cannot
+            // acknowledge (its standbys left it): those were never acknowledged.
+            let summary = await load.stop()
+            let present = try cluster.presentIds(primary, summary.acknowledged)
+            #expect(present.count == summary.acknowledged.count, "lost \(summary.acknowledged.count - present.count)")
+            try cluster.sql(primary, "INSERT INTO \(WriteLoad.table) (id, writer) VALUES (-1, -1)")
+
+            // Healed: the old primary runs again, cut off from its frozen standbys: it could not
+            // acknowledge a commit (ANY 1), and pgcluster refuses to let it rejoin silently.
+            try await hosts.heal(1)
+            #expect(await cluster.eventually(10) { Set(cluster.primaries()) == Set(["node0", primary]) })
+            let refused = await cluster.run(["rejoin", "node0"])
+            #expect(refused.status == 2, "\(refused.stderr)")
+            let rejoin = await cluster.run(["rejoin", "node0", "--force"])
+            #expect(rejoin.status == 0, "rejoin: \(rejoin.stderr)")
+            #expect(cluster.primaries() == [primary])
+            #expect(try cluster.upstreamPort(of: "node0") == cluster.port(primary))
+            _ = await cluster.run(["destroy", "--yes"])
+        }
+    }
+
+    @Test("an unreachable host, a refused key, a missing bindir, an ssh.dir the login cannot write: one line each, nothing done")
+    func unreadyHosts() async throws {
+        try await withTestHosts(count: 3) { hosts in
+            func refusedInit(_ cluster: TestCluster, _ expected: String, _ label: String) async {
+                let result = await cluster.run(["init"])
+                #expect(result.status == 1, "\(label): \(result.status) \(result.stderr)")
+                #expect(result.stderr.contains(expected), "\(label): \(result.stderr)")
+                for host in hosts.hosts {
+                    #expect(!(await hosts.exists(host, "\(TestHosts.sshDir)/\(cluster.name)")), "\(label): h\(host) was touched")
+                }
+            }
+
+            let cut = try TestCluster.onHosts(name: "sshcut", basePort: 21620)
+            try await hosts.partition(3)
+            await refusedInit(cut, "host 10.213.7.13 is unreachable by ssh", "unreachable")
+            try await hosts.heal(3)
+
+            let otherKey = "\(cut.root)/other_key"
+            _ = TestCluster.spawnWithFiles(["/usr/bin/ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", otherKey], timeout: 30)
+            let wrongKey = try TestCluster.onHosts(name: "sshkey", basePort: 21620, identityFile: otherKey)
+            await refusedInit(wrongKey, "refused the key \(otherKey)", "refused key")
+
+            _ = await hosts.exec(2, ["/bin/sh", "-c", "mkdir -p /tmp/empty && mount --bind /tmp/empty /usr/lib/postgresql/15/bin"])
+            let noBin = try TestCluster.onHosts(name: "sshbin", basePort: 21620)
+            await refusedInit(noBin, "host 10.213.7.12: PostgreSQL's programs are not in /usr/lib/postgresql/15/bin", "bindir")
+            _ = await hosts.exec(2, ["/bin/umount", "/usr/lib/postgresql/15/bin"])
+
+            _ = await hosts.exec(1, ["/bin/sh", "-c", "chown root:root \(TestHosts.sshDir) && chmod 0755 \(TestHosts.sshDir)"])
+            let readOnly = try TestCluster.onHosts(name: "sshro", basePort: 21620, user: "postgres")
+            await refusedInit(readOnly, "host 10.213.7.11: postgres cannot create \(TestHosts.sshDir)/sshro", "ssh.dir")
+            for cluster in [cut, wrongKey, noBin, readOnly] { try? FileManager.default.removeItem(atPath: cluster.root) }
+        }
+    }
+}
