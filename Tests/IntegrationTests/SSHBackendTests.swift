@@ -114,16 +114,15 @@ struct SSHBackendTests {
             let report = try cluster.json(failover)
             let primary = try #require(report["candidate"] as? String)
             #expect((report["fenced"] as? String)?.contains("cannot fence") == true, "\(report["fenced"] ?? "nil")")
-            // The writers' connections to the cut-off primary hang on commits it cannot
-            // acknowledge (its standbys left it): those were never acknowledged.
+            try cluster.sql(primary, "INSERT INTO \(WriteLoad.table) (id, writer) VALUES (-1, -1)")
+
+            // Healed: the old primary runs again without its standbys, which follow the new
+            // one: it cannot acknowledge a commit (ANY 1). The writers' commits that hung on it
+            // are cancelled by stop: they were never acknowledged.
+            try await hosts.heal(1)
             let summary = await load.stop()
             let present = try cluster.presentIds(primary, summary.acknowledged)
             #expect(present.count == summary.acknowledged.count, "lost \(summary.acknowledged.count - present.count)")
-            try cluster.sql(primary, "INSERT INTO \(WriteLoad.table) (id, writer) VALUES (-1, -1)")
-
-            // Healed: the old primary runs again, cut off from its frozen standbys: it could not
-            // acknowledge a commit (ANY 1), and pgcluster refuses to let it rejoin silently.
-            try await hosts.heal(1)
             #expect(await cluster.eventually(10) { Set(cluster.primaries()) == Set(["node0", primary]) })
             let refused = await cluster.run(["rejoin", "node0"])
             #expect(refused.status == 2, "\(refused.stderr)")

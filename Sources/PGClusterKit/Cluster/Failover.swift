@@ -94,13 +94,14 @@ public struct Failover: Sendable {
                 synchronous: "unchanged", fenced: nil, timer: timer)
         }
 
-        let fenced = await fence(first, oldPrimary: oldPrimary)
-        if let fenced { timer.lap("fence: \(fenced)") }
-
+        // Fence and freeze at once (both are done before anything is promoted): fencing a
+        // host that does not answer costs its connect timeout, freezing costs milliseconds.
+        async let fencing = fence(first, oldPrimary: oldPrimary)
         // Freeze every reachable standby: from now on none acknowledges the old primary.
         let reachable = first.filter(\.isStandby)
         let frozen = await parallel(reachable.map(\.node)) { node throws(ClusterError) in try await ops.freeze(node) }
-        timer.lap("freeze \(reachable.count) standbys")
+        let fenced = await fencing
+        timer.lap("freeze \(reachable.count) standbys" + (fenced.map { "; fence: \($0)" } ?? ""))
         TestInterruption.point("freeze")
         // A standby that cannot be frozen (its WAL receiver hangs) may still move: it is
         // neither compared nor promoted, and the quorum guard counts it as missing.
@@ -109,12 +110,14 @@ public struct Failover: Sendable {
         // What this run changed, and so what a refusal puts back: no more.
         let changedByUs = reachable.filter { !$0.primaryConninfo.isEmpty && unfrozen[$0.node.name] == nil }
 
-        // The LSNs now stand still: decide for real.
-        var observations = await Observer(credentials: credentials).observeAll(spec.nodes)
-        for i in observations.indices {
-            if let error = unfrozen[observations[i].node.name] {
-                observations[i] = NodeObservation(node: observations[i].node, error: "could not be frozen: \(error.message)")
+        // The LSNs now stand still: decide for real, on the frozen standbys as they are now.
+        // A node that did not answer before was not frozen: it stays out, counted as missing.
+        let again = await Observer(credentials: credentials).observeAll(reachable.map(\.node))
+        let observations = first.map { before in
+            if let error = unfrozen[before.node.name] {
+                return NodeObservation(node: before.node, error: "could not be frozen: \(error.message)")
             }
+            return again.first { $0.node == before.node } ?? NodeObservation(node: before.node, error: before.error ?? "not observed")
         }
         timer.lap("observe frozen positions")
         let plan: FailoverDecision.Plan
