@@ -170,9 +170,9 @@ public struct HostCluster: Sendable {
     public func prepareDirectories(_ node: NodeSpec) async throws(ClusterError) {
         if spec.backend == .local { try makeRoot() }
         let host = self.host(node)
-        try await host.makeDirectory(layout.nodeDir(node.name), mode: 0o750)
-        try await host.makeDirectory(layout.socketDir(node.name), mode: 0o750)
-        try await host.makeDirectory(layout.dataDir(node.name), mode: 0o700)
+        try await host.makeDirectories([
+            (layout.nodeDir(node.name), 0o750), (layout.socketDir(node.name), 0o750), (layout.dataDir(node.name), 0o700),
+        ])
     }
 
     /// local.dir on this machine: credentials, state, history (and for backend local, the nodes).
@@ -189,10 +189,26 @@ public struct HostCluster: Sendable {
     /// The replication password file walreceivers and pg_basebackup read (0600, server's
     /// user), on every host.
     public func writePassfile(_ credentials: Credentials) async throws(ClusterError) {
-        for (host, _) in distinctHosts {
-            if spec.backend == .ssh { try await host.makeDirectory(layout.serverRoot, mode: 0o750) }
-            try await host.writeFile(layout.passfile, credentials.replicationPassfile)
+        let hosts = distinctHosts.map(\.host)
+        let serverRoot = spec.backend == .ssh ? layout.serverRoot : nil
+        let passfile = layout.passfile
+        let errors = await withTaskGroup(of: ClusterError?.self) { group in
+            for host in hosts {
+                group.addTask {
+                    do throws(ClusterError) {
+                        if let serverRoot { try await host.makeDirectories([(serverRoot, 0o750)]) }
+                        try await host.writeFile(passfile, credentials.replicationPassfile)
+                        return nil
+                    } catch {
+                        return error
+                    }
+                }
+            }
+            var errors: [ClusterError] = []
+            for await error in group { if let error { errors.append(error) } }
+            return errors
         }
+        if let first = errors.first { throw first }
     }
 
     /// Puts the rendered postgresql.conf and pg_hba.conf in a node's data folder and, when

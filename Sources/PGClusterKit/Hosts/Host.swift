@@ -22,8 +22,9 @@ public protocol Host: Sendable {
     /// The file's contents; nil when it does not exist.
     func readFile(_ path: String) async throws(ClusterError) -> Data?
 
-    /// Creates `path` and missing parents; the last one gets `mode`, owned by the server's user.
-    func makeDirectory(_ path: String, mode: Int) async throws(ClusterError)
+    /// Creates each folder and its missing parents, in order; each given one gets its mode,
+    /// owned by the server's user.
+    func makeDirectories(_ folders: [(path: String, mode: Int)]) async throws(ClusterError)
 
     /// Removes files or folders with all they hold; missing ones are fine.
     func remove(_ paths: [String]) async throws(ClusterError)
@@ -111,14 +112,16 @@ public struct LocalHost: Host {
         return data
     }
 
-    public func makeDirectory(_ path: String, mode: Int) async throws(ClusterError) {
-        do {
-            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-        } catch {
-            throw ClusterError("cannot create \(path): \(error.localizedDescription)")
+    public func makeDirectories(_ folders: [(path: String, mode: Int)]) async throws(ClusterError) {
+        for (path, mode) in folders {
+            do {
+                try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+            } catch {
+                throw ClusterError("cannot create \(path): \(error.localizedDescription)")
+            }
+            _ = chmod(path, mode_t(mode))
+            if OSUser.isRoot { _ = chown(path, serverUser.uid, serverUser.gid) }
         }
-        _ = chmod(path, mode_t(mode))
-        if OSUser.isRoot { _ = chown(path, serverUser.uid, serverUser.gid) }
     }
 
     public func remove(_ paths: [String]) async throws(ClusterError) {
@@ -247,13 +250,21 @@ public struct SSHHost: Host {
         return Data(result.output.utf8)
     }
 
-    public func makeDirectory(_ path: String, mode: Int) async throws(ClusterError) {
+    /// `OWNER PATH MODE PATH MODE ...`, in one round trip.
+    static let makeFolders = #"""
+        owner=$1; shift
+        while [ $# -ge 2 ]; do
+          mkdir -p -- "$1" && chmod "$2" "$1" && { [ -z "$owner" ] || chown "$owner" "$1"; } || exit 1
+          shift 2
+        done
+        """#
+
+    public func makeDirectories(_ folders: [(path: String, mode: Int)]) async throws(ClusterError) {
         let result = try await script(
-            #"mkdir -p -- "$1" && chmod "$2" "$1" && { [ -z "$3" ] || chown "$3" "$1"; }"#,
-            [path, String(mode, radix: 8), owner ?? ""])
+            Self.makeFolders, [owner ?? ""] + folders.flatMap { [$0.path, String($0.mode, radix: 8)] })
         guard result.succeeded else {
             throw ClusterError(
-                "cannot create \(path) on \(label) as \(transport.user): \(result.output.trimmingCharacters(in: .whitespacesAndNewlines))",
+                "cannot create \(folders.map(\.path).joined(separator: ", ")) on \(label) as \(transport.user): \(result.output.trimmingCharacters(in: .whitespacesAndNewlines))",
                 details: ["make ssh.dir writable for \(transport.user) there, or log in as root (ssh.user: root)"])
         }
     }
