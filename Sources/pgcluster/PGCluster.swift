@@ -60,7 +60,7 @@ func executeLocked(_ options: SpecOptions, _ command: String, _ body: (ClusterSp
     try await execute {
         let spec = try options.load()
         let lock = try await ClusterLock.acquire(spec: spec, command: command)
-        defer { lock.release() }
+        defer { lock.releaseNow() }
         try await body(spec)
     }
 }

@@ -90,6 +90,27 @@ struct SSHBackendTests {
             #expect(await cluster.eventually { try cluster.upstreamPort(of: primary) == cluster.port("node0") })
             #expect(await cluster.run(["history"]).stdout.contains("switchover"))
 
+            // The rest of the commands, as on local.
+            #expect(await cluster.run(["quorum", "--any", "1"]).status == 0)
+            #expect(await cluster.run(["stop", primary]).status == 0)
+            #expect(await hosts.postmasters(primary == "node1" ? 2 : 3) == 0)
+            let start = await cluster.run(["start", primary])
+            #expect(start.status == 0, "start: \(start.stderr)")
+            #expect(await cluster.eventually { try cluster.upstreamPort(of: primary) == cluster.port("node0") })
+            let drill = await cluster.run(["drill", "--duration", "2", "--mode", "any", "--json"])
+            #expect(drill.status == 0, "drill: \(drill.stderr)")
+            #expect(try cluster.json(drill)["totalLost"] as? Int == 0, "\(drill.stdout)")
+
+            // A hung primary (SIGSTOP) is fenced on its host before anything is promoted.
+            let current = try #require(cluster.primaries().first)
+            let index = Int(current.dropFirst(4))! + 1
+            let stopped = await hosts.exec(index, ["/bin/sh", "-c", "kill -STOP $(head -n 1 \(cluster.remoteDataDir(current))/postmaster.pid)"])
+            #expect(stopped.status == 0)
+            let fenced = await cluster.run(["failover", "--json"])
+            #expect(fenced.status == 0, "failover of a hung primary: \(fenced.stderr)")
+            #expect((try cluster.json(fenced)["fenced"] as? String)?.contains("\(current): killed postmaster") == true, "\(fenced.stdout)")
+            #expect(!cluster.primaries().contains(current), "the hung primary answers as a primary again")
+
             let destroy = await cluster.run(["destroy", "--yes"])
             #expect(destroy.status == 0, "destroy: \(destroy.stderr)")
             for host in hosts.hosts {

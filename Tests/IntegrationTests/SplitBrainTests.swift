@@ -278,7 +278,7 @@ struct SplitBrainTests {
             #expect(Date().timeIntervalSince(started) >= ClusterLock.defaultWait)
             // Reading commands do not take it.
             #expect(await cluster.run(["status"]).status == 0)
-            lock.release()
+            lock.releaseNow()
 
             // A holder that died leaves its name in the file, not the lock.
             let stale = ClusterLock.Holder(command: "failover", pid: 999_999, host: "elsewhere", since: "2026-01-01T00:00:00Z")

@@ -21,6 +21,8 @@ public struct ClusterSpec: Sendable, Equatable {
     public var compose: ComposeSettings
     /// Backend ssh: how every host is reached.
     public var ssh: SSHSettings = SSHSettings()
+    /// Where the cluster's state, history, lock and watchers' leadership live.
+    public var store: StoreSettings = StoreSettings()
     public var nodes: [NodeSpec]
     /// The absolute path of the file this spec was read from.
     public var file: String
@@ -135,6 +137,27 @@ public struct LocalSettings: Sendable, Equatable {
     /// Absolute path: the spec's `local.dir`, resolved against the spec file's folder.
     public var dir: String
     public var osUser: String
+}
+
+/// `store:`: absent, files in local.dir; `store.etcd`, an etcd cluster shared by several machines.
+public struct StoreSettings: Sendable, Equatable {
+    public var etcd: EtcdSettings?
+    public init(etcd: EtcdSettings? = nil) { self.etcd = etcd }
+}
+
+public struct EtcdSettings: Sendable, Equatable {
+    /// Tried in turn: `http://host:2379`.
+    public var endpoints: [URL]
+    /// Keys live under `<prefix>/<cluster name>/`.
+    public var prefix: String = "/pgcluster"
+    /// Seconds each request may take.
+    public var timeout: Double = 1
+
+    public init(endpoints: [URL], prefix: String = "/pgcluster", timeout: Double = 1) {
+        self.endpoints = endpoints
+        self.prefix = prefix
+        self.timeout = timeout
+    }
 }
 
 /// `ssh:`: the login every host of backend ssh is reached with, and where nodes live there.

@@ -248,7 +248,7 @@ private struct Reader {
             root, "",
             allowed: [
                 "version", "name", "backend", "postgres", "superuser", "replication", "network", "local", "ssh", "compose",
-                "nodes",
+                "store", "nodes",
             ])
         if top.isEmpty && problems.isEmpty { fail(root, "", "expected a mapping with name and nodes") }
 
@@ -300,6 +300,7 @@ private struct Reader {
         if composeMap["subnet"] != nil, let value = cidr(composeMap["subnet"], "compose.subnet") { subnet = value }
 
         let ssh = sshSection(top["ssh"], backend: backend, specFolder: specFolder)
+        let store = storeSection(top["store"])
         let nodes = nodesSection(top["nodes"], backend: backend)
 
         // Cross-checks that need the whole spec.
@@ -324,7 +325,7 @@ private struct Reader {
                 maxSlotWalKeep: maxSlotWalKeep),
             network: NetworkSettings(allow: allow),
             local: LocalSettings(dir: dir, osUser: osUser),
-            compose: ComposeSettings(project: project, image: image, subnet: subnet), ssh: ssh,
+            compose: ComposeSettings(project: project, image: image, subnet: subnet), ssh: ssh, store: store,
             nodes: nodes, file: file)
     }
 
@@ -414,6 +415,32 @@ private struct Reader {
         }
         let count = int(map["count"], "replication.synchronous.count", default: 1, range: 1...100) ?? 1
         return (mode, count, map["count"] ?? map["mode"] ?? node)
+    }
+
+    mutating func storeSection(_ node: Node?) -> StoreSettings {
+        let map = mapping(node, "store", allowed: ["etcd"])
+        guard let etcdNode = map["etcd"] else { return StoreSettings() }
+        let etcd = mapping(etcdNode, "store.etcd", allowed: ["endpoints", "prefix", "timeout"])
+        var endpoints: [URL] = []
+        if case .sequence(let items)? = etcd["endpoints"] {
+            for (i, item) in items.enumerated() {
+                guard let text = string(item, "store.etcd.endpoints[\(i)]") else { continue }
+                if let url = URL(string: text), ["http", "https"].contains(url.scheme ?? ""), url.host != nil {
+                    endpoints.append(url)
+                } else {
+                    fail(item, "store.etcd.endpoints[\(i)]", "'\(text)' is not an etcd client URL such as http://10.0.0.5:2379")
+                }
+            }
+            if items.isEmpty { fail(etcd["endpoints"], "store.etcd.endpoints", "list at least one endpoint") }
+        } else {
+            fail(etcd["endpoints"] ?? etcdNode, "store.etcd.endpoints", "required: a list of etcd client URLs such as [http://10.0.0.5:2379]")
+        }
+        let prefix = string(etcd["prefix"], "store.etcd.prefix", default: "/pgcluster") ?? "/pgcluster"
+        if !prefix.hasPrefix("/") || prefix.hasSuffix("/") || prefix.contains(where: { $0.isWhitespace }) {
+            fail(etcd["prefix"], "store.etcd.prefix", "must start with / and not end with one, such as /pgcluster, not '\(prefix)'")
+        }
+        let timeout = int(etcd["timeout"], "store.etcd.timeout", default: 1, range: 1...30) ?? 1
+        return StoreSettings(etcd: EtcdSettings(endpoints: endpoints, prefix: prefix, timeout: Double(timeout)))
     }
 
     mutating func sshSection(_ node: Node?, backend: ClusterSpec.Backend, specFolder: URL) -> SSHSettings {

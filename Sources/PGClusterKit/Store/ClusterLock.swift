@@ -41,7 +41,7 @@ public final class ClusterLock: @unchecked Sendable {
         self.createdFolder = createdFolder
     }
 
-    deinit { release() }
+    deinit { releaseNow() }
 
     /// How long a second taker waits by default before it gives up.
     public static let defaultWait: Double = 5
@@ -103,7 +103,7 @@ public final class ClusterLock: @unchecked Sendable {
         spec: ClusterSpec, command: String, wait: Double = defaultWait, _ body: () async throws -> T
     ) async throws -> T {
         let lock = try await acquire(spec: spec, command: command, wait: wait)
-        defer { lock.release() }
+        defer { lock.releaseNow() }
         return try await body()
     }
 
@@ -120,7 +120,7 @@ public final class ClusterLock: @unchecked Sendable {
     }
 
     /// Empties the file (nobody holds it) and drops the lock. Safe to call twice.
-    public func release() {
+    public func releaseNow() {
         guard fd >= 0 else { return }
         _ = ftruncate(fd, 0)
         if let createdFolder, (try? FileManager.default.contentsOfDirectory(atPath: createdFolder)) == [Self.fileName] {

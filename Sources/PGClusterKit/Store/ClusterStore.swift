@@ -1,0 +1,190 @@
+import Foundation
+
+/// Where pgcluster remembers a cluster between commands and shares it between machines:
+/// the state (primary, synchronous mode, pause), the history, the cluster lock, and the
+/// watchers' leadership. Two implementations pass the same conformance table: files in
+/// `local.dir` (``FileStore``, the default) and etcd (``EtcdStore``, `store.etcd`).
+///
+/// The live servers stay the truth; a store only remembers.
+public protocol ClusterStore: Sendable {
+    /// How messages name it: `local.dir /var/lib/x` or `etcd http://10.0.0.5:2379`.
+    var label: String { get }
+
+    /// The state, or nil before anything was recorded; an error when it cannot be read.
+    func loadState() async throws(ClusterError) -> ClusterState?
+
+    /// Changes the state atomically: `change` gets what is stored now (nil: nothing yet)
+    /// and returns what to store. Another writer in between makes it run again.
+    @discardableResult
+    func updateState(_ change: @Sendable (ClusterState?) throws(ClusterError) -> ClusterState) async throws(ClusterError)
+        -> ClusterState
+
+    func loadHistory() async throws(ClusterError) -> [HistoryEvent]
+    func appendHistory(_ event: HistoryEvent) async throws(ClusterError)
+
+    /// Takes the cluster lock for `command`, waiting up to `wait` seconds; fails (exit 1)
+    /// naming the holder when it cannot. A holder that dies loses it: the kernel drops a
+    /// file lock at once, etcd a lease after its TTL.
+    func acquireLock(command: String, wait: Double) async throws(ClusterError) -> any HeldLock
+
+    /// Who holds the cluster lock, or nil.
+    func lockHolder() async throws(ClusterError) -> ClusterLock.Holder?
+
+    /// The watchers' leadership, to campaign for as `id` (only the leader acts).
+    func leadership(id: String, ttl: Double) -> any Leadership
+
+    /// Removes everything the store keeps for the cluster (`destroy`).
+    func removeAll() async throws(ClusterError)
+}
+
+/// A cluster lock held; released by ``release()`` (or by the holder's death).
+public protocol HeldLock: Sendable {
+    var holder: ClusterLock.Holder { get }
+    func release() async
+}
+
+/// One watcher's claim to lead. `campaign()` tries to take or keep it, `isLeader` says
+/// whether it may act now: with a lease, only while it was renewed within half its TTL,
+/// so that it stops acting before the lease can expire and another can take over.
+public protocol Leadership: AnyObject, Sendable {
+    /// Tries to become the leader, or to renew the lease when it already is; returns
+    /// whether it leads. A store that cannot be reached makes it false, never an error.
+    func campaign() async -> Bool
+    var isLeader: Bool { get }
+    /// Who leads now, as the store says (nil: nobody, or unknown).
+    func leader() async -> String?
+    /// Gives leadership up (on shutdown), so another takes over at once.
+    func resign() async
+}
+
+extension ClusterStore {
+    public func acquireLock(command: String) async throws(ClusterError) -> any HeldLock {
+        try await acquireLock(command: command, wait: ClusterLock.defaultWait)
+    }
+
+    /// Runs `body` holding the cluster lock.
+    public func holdingLock<T>(command: String, wait: Double = ClusterLock.defaultWait, _ body: () async throws -> T)
+        async throws -> T
+    {
+        let lock = try await acquireLock(command: command, wait: wait)
+        do {
+            let result = try await body()
+            await lock.release()
+            return result
+        } catch {
+            await lock.release()
+            throw error
+        }
+    }
+}
+
+/// The spec's store: etcd when `store.etcd` is given, else files in local.dir.
+public enum Stores {
+    public static func of(_ spec: ClusterSpec) -> any ClusterStore {
+        if let etcd = spec.store.etcd { return EtcdStore(spec: spec, settings: etcd) }
+        return FileStore(spec: spec)
+    }
+}
+
+// MARK: Files
+
+/// The state, history and lock as files in local.dir (0600 each); the lock and the
+/// watchers' leadership are kernel `flock`s, dropped when their holder dies.
+public struct FileStore: ClusterStore {
+    public let spec: ClusterSpec
+    var layout: LocalLayout { LocalLayout(spec: spec) }
+
+    public init(spec: ClusterSpec) { self.spec = spec }
+
+    public var label: String { "local.dir \(spec.local.dir)" }
+
+    public func loadState() async throws(ClusterError) -> ClusterState? {
+        try ClusterState.load(layout.stateFile)
+    }
+
+    public func updateState(_ change: @Sendable (ClusterState?) throws(ClusterError) -> ClusterState) async throws(ClusterError)
+        -> ClusterState
+    {
+        // Writers hold the cluster lock (or are the one watcher): read, change, write atomically.
+        let state = try change(try ClusterState.load(layout.stateFile))
+        try state.save(to: layout.stateFile)
+        return state
+    }
+
+    public func loadHistory() async throws(ClusterError) -> [HistoryEvent] { try History.load(spec: spec) }
+
+    public func appendHistory(_ event: HistoryEvent) async throws(ClusterError) { try History.append(event, spec: spec) }
+
+    public func acquireLock(command: String, wait: Double) async throws(ClusterError) -> any HeldLock {
+        try await ClusterLock.acquire(spec: spec, command: command, wait: wait)
+    }
+
+    public func lockHolder() async throws(ClusterError) -> ClusterLock.Holder? { ClusterLock.currentHolder(spec: spec) }
+
+    public func leadership(id: String, ttl: Double) -> any Leadership {
+        FileLeadership(path: "\(spec.local.dir)/.pgcluster-watch.lock", id: id)
+    }
+
+    public func removeAll() async throws(ClusterError) {
+        for file in [layout.stateFile, layout.historyFile] { unlink(file) }
+    }
+}
+
+extension ClusterLock: HeldLock {
+    public func release() async { releaseNow() }
+}
+
+/// One watcher per local.dir: an flock held for as long as it leads.
+public final class FileLeadership: Leadership, @unchecked Sendable {
+    let path: String
+    let id: String
+    private let lock = NSLock()
+    private var fd: Int32 = -1
+
+    init(path: String, id: String) {
+        self.path = path
+        self.id = id
+    }
+
+    deinit { if fd >= 0 { close(fd) } }
+
+    public func campaign() async -> Bool {
+        lock.withLock {
+            if fd >= 0 { return true }
+            let folder = (path as NSString).deletingLastPathComponent
+            try? FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            let opened = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+            guard opened >= 0 else { return false }
+            guard flock(opened, LOCK_EX | LOCK_NB) == 0 else {
+                close(opened)
+                return false
+            }
+            _ = ftruncate(opened, 0)
+            let bytes = Array(id.utf8)
+            _ = pwrite(opened, bytes, bytes.count, 0)
+            fd = opened
+            return true
+        }
+    }
+
+    public var isLeader: Bool { lock.withLock { fd >= 0 } }
+
+    public func leader() async -> String? {
+        if isLeader { return id }
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8), !text.isEmpty else { return nil }
+        let probe = open(path, O_RDONLY | O_CLOEXEC)
+        defer { if probe >= 0 { close(probe) } }
+        // Nobody holds it: what the file says is an old leader's name.
+        if probe >= 0, flock(probe, LOCK_SH | LOCK_NB) == 0 { return nil }
+        return text
+    }
+
+    public func resign() async {
+        lock.withLock {
+            guard fd >= 0 else { return }
+            _ = ftruncate(fd, 0)
+            close(fd)
+            fd = -1
+        }
+    }
+}

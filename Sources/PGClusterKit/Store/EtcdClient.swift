@@ -1,0 +1,232 @@
+import Foundation
+
+#if canImport(FoundationNetworking)
+    import FoundationNetworking
+#endif
+
+/// A small client for etcd's v3 JSON gateway (`POST /v3/kv/range`, `/v3/kv/put`,
+/// `/v3/kv/deleterange`, `/v3/kv/txn`, `/v3/lease/grant`, `/v3/lease/keepalive`,
+/// `/v3/lease/revoke`): keys and values base64, 64-bit numbers as JSON strings.
+///
+/// Every call has a timeout; the endpoints are tried in turn, the last one that answered
+/// first. A member whose raft term is older than one already seen is stale (cut off from
+/// its cluster's leader, it may serve old data): its answer is dropped and the next
+/// endpoint asked, as Patroni's etcd3 driver does.
+public final class EtcdClient: @unchecked Sendable {
+    public struct KeyValue: Sendable, Equatable {
+        public var key: String
+        public var value: Data
+        public var createRevision: Int64
+        public var modRevision: Int64
+        public var lease: Int64
+    }
+
+    public let endpoints: [URL]
+    /// Seconds each request may take.
+    public let timeout: Double
+    private let session: URLSession
+    private let lock = NSLock()
+    private var preferred = 0
+    private var highestTerm: Int64 = 0
+
+    public init(endpoints: [URL], timeout: Double = 2) {
+        self.endpoints = endpoints
+        self.timeout = timeout
+        let configuration = URLSessionConfiguration.ephemeral
+        configuration.timeoutIntervalForRequest = timeout
+        configuration.timeoutIntervalForResource = timeout
+        configuration.httpMaximumConnectionsPerHost = 4
+        session = URLSession(configuration: configuration)
+    }
+
+    deinit { session.invalidateAndCancel() }
+
+    // MARK: Keys
+
+    public func get(_ key: String) async throws(ClusterError) -> KeyValue? {
+        try await range(key).first
+    }
+
+    /// Every key that starts with `prefix`.
+    public func list(prefix: String) async throws(ClusterError) -> [KeyValue] {
+        try await range(prefix, end: Self.prefixEnd(prefix))
+    }
+
+    func range(_ key: String, end: String? = nil) async throws(ClusterError) -> [KeyValue] {
+        var body: [String: Any] = ["key": Self.b64(key)]
+        if let end { body["range_end"] = Self.b64(end) }
+        let reply = try await call("/v3/kv/range", body)
+        return ((reply["kvs"] as? [[String: Any]]) ?? []).compactMap(Self.keyValue)
+    }
+
+    public func put(_ key: String, _ value: Data, lease: Int64? = nil) async throws(ClusterError) {
+        var body: [String: Any] = ["key": Self.b64(key), "value": value.base64EncodedString()]
+        if let lease { body["lease"] = String(lease) }
+        _ = try await call("/v3/kv/put", body)
+    }
+
+    public func delete(_ key: String, prefix: Bool = false) async throws(ClusterError) {
+        var body: [String: Any] = ["key": Self.b64(key)]
+        if prefix { body["range_end"] = Self.b64(Self.prefixEnd(key)) }
+        _ = try await call("/v3/kv/deleterange", body)
+    }
+
+    /// Puts `value` only while `key` is as `expected` says: absent (`nil`), or at that
+    /// mod revision. Returns whether it was put, and the key as it is now when not.
+    public func put(
+        _ key: String, _ value: Data, lease: Int64? = nil, ifModRevision expected: Int64?
+    ) async throws(ClusterError) -> (done: Bool, current: KeyValue?) {
+        let compare: [String: Any] =
+            if let expected {
+                ["key": Self.b64(key), "result": "EQUAL", "target": "MOD", "mod_revision": String(expected)]
+            } else {
+                ["key": Self.b64(key), "result": "EQUAL", "target": "CREATE", "create_revision": "0"]
+            }
+        var put: [String: Any] = ["key": Self.b64(key), "value": value.base64EncodedString()]
+        if let lease { put["lease"] = String(lease) }
+        let reply = try await call(
+            "/v3/kv/txn",
+            [
+                "compare": [compare], "success": [["request_put": put]],
+                "failure": [["request_range": ["key": Self.b64(key)]]],
+            ])
+        if reply["succeeded"] as? Bool == true { return (true, nil) }
+        let responses = reply["responses"] as? [[String: Any]]
+        let range = responses?.first?["response_range"] as? [String: Any]
+        let current = (range?["kvs"] as? [[String: Any]])?.first.flatMap(Self.keyValue)
+        return (false, current)
+    }
+
+    /// Deletes `key` only while it is at `modRevision` (it is still ours).
+    public func delete(_ key: String, ifModRevision modRevision: Int64) async throws(ClusterError) -> Bool {
+        let reply = try await call(
+            "/v3/kv/txn",
+            [
+                "compare": [["key": Self.b64(key), "result": "EQUAL", "target": "MOD", "mod_revision": String(modRevision)]],
+                "success": [["request_delete_range": ["key": Self.b64(key)]]],
+            ])
+        return reply["succeeded"] as? Bool == true
+    }
+
+    // MARK: Leases
+
+    /// A lease of `ttl` seconds; its ID.
+    public func grant(ttl: Int) async throws(ClusterError) -> Int64 {
+        let reply = try await call("/v3/lease/grant", ["TTL": String(ttl)])
+        guard let id = Self.int(reply["ID"]) else { throw ClusterError("etcd granted no lease: \(reply)") }
+        return id
+    }
+
+    /// Renews the lease; returns the seconds it now has, 0 when it had already expired.
+    public func keepAlive(_ lease: Int64) async throws(ClusterError) -> Int {
+        let reply = try await call("/v3/lease/keepalive", ["ID": String(lease)])
+        let result = reply["result"] as? [String: Any] ?? reply
+        return Self.int(result["TTL"]).map(Int.init) ?? 0
+    }
+
+    public func revoke(_ lease: Int64) async {
+        _ = try? await call("/v3/lease/revoke", ["ID": String(lease)])
+    }
+
+    // MARK: Transport
+
+    /// POSTs `body` to the endpoints in turn (the one that answered last first); returns the
+    /// first fresh answer. etcd's own errors (a lease not found, a bad request) are final.
+    func call(_ path: String, _ body: [String: Any]) async throws(ClusterError) -> [String: Any] {
+        let data: Data
+        do {
+            data = try JSONSerialization.data(withJSONObject: body)
+        } catch {
+            throw ClusterError("cannot encode an etcd request: \(error)")
+        }
+        let start = lock.withLock { preferred }
+        var problems: [String] = []
+        for offset in 0..<endpoints.count {
+            let index = (start + offset) % endpoints.count
+            let endpoint = endpoints[index]
+            var request = URLRequest(url: endpoint.appendingPathComponent(path))
+            request.httpMethod = "POST"
+            request.httpBody = data
+            request.timeoutInterval = timeout
+            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+            let reply: [String: Any]
+            do {
+                let (bytes, _) = try await session.data(for: request)
+                guard let object = try JSONSerialization.jsonObject(with: bytes) as? [String: Any] else {
+                    problems.append("\(endpoint.absoluteString): not a JSON object")
+                    continue
+                }
+                reply = object
+            } catch {
+                problems.append("\(endpoint.absoluteString): \(Self.describe(error))")
+                continue
+            }
+            if let message = reply["message"] as? String ?? reply["error"] as? String {
+                throw ClusterError("etcd at \(endpoint.absoluteString) refused \(path): \(message)")
+            }
+            let header = (reply["header"] as? [String: Any]) ?? ((reply["result"] as? [String: Any])?["header"] as? [String: Any])
+            if let term = Self.int(header?["raft_term"]) {
+                let stale: Bool = lock.withLock {
+                    if term < highestTerm { return true }
+                    highestTerm = term
+                    return false
+                }
+                if stale {
+                    problems.append("\(endpoint.absoluteString): a stale member (raft term \(term), older than one already seen)")
+                    continue
+                }
+            }
+            lock.withLock { preferred = index }
+            return reply
+        }
+        throw ClusterError(
+            "no etcd endpoint answered \(path) within \(Self.seconds(timeout)): \(problems.joined(separator: "; "))",
+            details: ["check that etcd runs and that store.etcd.endpoints lists it"])
+    }
+
+    static func describe(_ error: Error) -> String {
+        if let url = error as? URLError {
+            switch url.code {
+            case .timedOut: return "timed out"
+            case .cannotConnectToHost: return "connection refused"
+            case .networkConnectionLost: return "connection lost"
+            default: return url.localizedDescription
+            }
+        }
+        return "\(error)"
+    }
+
+    static func seconds(_ value: Double) -> String {
+        value == value.rounded() ? "\(Int(value)) s" : String(format: "%.1f s", value)
+    }
+
+    static func b64(_ text: String) -> String { Data(text.utf8).base64EncodedString() }
+
+    static func int(_ value: Any?) -> Int64? {
+        if let text = value as? String { return Int64(text) }
+        if let number = value as? NSNumber { return number.int64Value }
+        return nil
+    }
+
+    static func keyValue(_ object: [String: Any]) -> KeyValue? {
+        guard let key = (object["key"] as? String).flatMap({ Data(base64Encoded: $0) }) else { return nil }
+        return KeyValue(
+            key: String(decoding: key, as: UTF8.self),
+            value: (object["value"] as? String).flatMap { Data(base64Encoded: $0) } ?? Data(),
+            createRevision: int(object["create_revision"]) ?? 0, modRevision: int(object["mod_revision"]) ?? 0,
+            lease: int(object["lease"]) ?? 0)
+    }
+
+    /// The end of the range of keys that start with `prefix`: its last byte plus one.
+    static func prefixEnd(_ prefix: String) -> String {
+        var bytes = Array(prefix.utf8)
+        while let last = bytes.last {
+            if last < 0xff {
+                bytes[bytes.count - 1] = last + 1
+                return String(decoding: bytes, as: UTF8.self)
+            }
+            bytes.removeLast()
+        }
+        return "\0"
+    }
+}

@@ -1,0 +1,148 @@
+import Foundation
+import Testing
+
+@testable import PGClusterKit
+
+/// The same table for both stores: files in local.dir, and a real etcd started here.
+/// etcd on ports 23790-23799.
+@Suite("stores: files and etcd pass one conformance table", .serialized)
+struct StoreTests {
+    static func spec(_ folder: String, etcd: String? = nil) throws -> ClusterSpec {
+        let path = "\(folder)/pgcluster.yaml"
+        var yaml = """
+            version: 1
+            name: storetest
+            local: {dir: ./state}
+            nodes:
+              - {name: db_0, port: 5432, role: primary}
+              - {name: db_1, port: 5433}
+
+            """
+        if let etcd { yaml += "store: {etcd: {endpoints: [\(etcd)], prefix: /pgc-test}}\n" }
+        try yaml.write(toFile: path, atomically: true, encoding: .utf8)
+        return try SpecLoader.load(path: path)
+    }
+
+    static func folder() throws -> String {
+        let folder = "/tmp/pgcluster-it-store-\(UUID().uuidString.prefix(8).lowercased())"
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        return folder
+    }
+
+    /// The conformance table: what every store must do alike.
+    static func conformance(_ store: any ClusterStore) async throws {
+        // State: nothing, then created, then changed atomically.
+        #expect(try await store.loadState() == nil)
+        let first = try await store.updateState { old in
+            #expect(old == nil)
+            return ClusterState(primary: "db_0", synchronous: .init(.any(1)))
+        }
+        #expect(try await store.loadState() == first)
+        try await store.updateState { old in
+            var state = old!
+            state.primary = "db_1"
+            return state
+        }
+        #expect(try await store.loadState()?.primary == "db_1")
+        #expect(try await store.loadState()?.synchronous.mode == "any")
+
+        // History: appended in order.
+        #expect(try await store.loadHistory().isEmpty)
+        for to in ["db_1", "db_0"] {
+            try await store.appendHistory(
+                HistoryEvent(
+                    kind: "failover", from: nil, to: to, timeline: 2, lsn: nil, durationSeconds: 0.1, rePointed: [],
+                    needsRejoin: [], steps: []))
+        }
+        #expect(try await store.loadHistory().map(\.to) == ["db_1", "db_0"])
+
+        // The lock: a second taker waits, then names the holder; free again once released.
+        let held = try await store.acquireLock(command: "holder-a", wait: 1)
+        #expect(try await store.lockHolder()?.command == "holder-a")
+        do throws(ClusterError) {
+            _ = try await store.acquireLock(command: "holder-b", wait: 0.3)
+            Issue.record("a second taker got the lock of \(store.label)")
+        } catch {
+            #expect(error.message.contains("`pgcluster holder-a`"), "\(error.message)")
+        }
+        await held.release()
+        #expect(try await store.lockHolder() == nil)
+        let again = try await store.acquireLock(command: "holder-b", wait: 1)
+        await again.release()
+
+        // Leadership: one leads, the other does not, until the first resigns.
+        let one = store.leadership(id: "watcher-1", ttl: 4)
+        let two = store.leadership(id: "watcher-2", ttl: 4)
+        #expect(await one.campaign())
+        #expect(one.isLeader)
+        #expect(!(await two.campaign()))
+        #expect(!two.isLeader)
+        #expect(await two.leader() == "watcher-1")
+        #expect(await one.campaign(), "a leader keeps leading when it renews")
+        await one.resign()
+        #expect(!one.isLeader)
+        #expect(await two.campaign())
+        await two.resign()
+
+        // Removed for destroy.
+        try await store.removeAll()
+        #expect(try await store.loadState() == nil)
+        #expect(try await store.loadHistory().isEmpty)
+    }
+
+    @Test("files in local.dir")
+    func files() async throws {
+        let folder = try Self.folder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        try await Self.conformance(FileStore(spec: try Self.spec(folder)))
+    }
+
+    @Test("etcd")
+    func etcd() async throws {
+        let folder = try Self.folder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        try await withEtcd(port: 23790) { etcd in
+            let spec = try Self.spec(folder, etcd: etcd.endpoint)
+            #expect(Stores.of(spec) is EtcdStore)
+            try await Self.conformance(Stores.of(spec))
+        }
+    }
+
+    @Test("etcd: a leader that cannot renew stops leading within TTL/2; a dead lock holder's lease lets go")
+    func etcdFailures() async throws {
+        let folder = try Self.folder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        try await withEtcd(port: 23792) { etcd in
+            let store = Stores.of(try Self.spec(folder, etcd: "\(etcd.endpoint), http://127.0.0.1:23799"))
+            let leader = store.leadership(id: "watcher-1", ttl: 4)
+            #expect(await leader.campaign())
+
+            // etcd gone: no error, and leadership lapses at TTL/2 (2 s), before the lease (4 s).
+            etcd.stop(hard: true)
+            let lost = ContinuousClock.now
+            while leader.isLeader && ContinuousClock.now - lost < .seconds(5) {
+                _ = await leader.campaign()
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            #expect(!leader.isLeader)
+            #expect(ContinuousClock.now - lost < .seconds(3), "still leading \(ContinuousClock.now - lost) after etcd went away")
+            do throws(ClusterError) {
+                _ = try await store.loadState()
+                Issue.record("no error without etcd")
+            } catch {
+                #expect(error.message.contains("no etcd endpoint answered"), "\(error.message)")
+            }
+
+            // Back: the old lease has expired (or expires), and another watcher can lead.
+            try await etcd.start()
+            let other = store.leadership(id: "watcher-2", ttl: 4)
+            var took = false
+            for _ in 0..<100 where !took {
+                took = await other.campaign()
+                if !took { try await Task.sleep(for: .milliseconds(100)) }
+            }
+            #expect(took, "nobody could lead after the old leader's lease")
+            await other.resign()
+        }
+    }
+}
