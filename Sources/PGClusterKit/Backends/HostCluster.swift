@@ -115,9 +115,12 @@ public struct HostCluster: Sendable {
     /// A postmaster.pid (and socket lock) left by a server that died. PostgreSQL treats a
     /// PID that still exists as a live server, and a killed server stays a zombie until its
     /// parent (often PID 1) reaps it: wait a little for that, then remove the stale files.
+    /// A live postmaster's files are never touched. One round trip.
     static let clearStale = #"""
         pid=$(head -n 1 "$1/postmaster.pid" 2>/dev/null) || exit 0
         case "$pid" in ''|*[!0-9]*) exit 0 ;; esac
+        zombie() { [ -r "/proc/$pid/stat" ] && sed 's/.*) //' "/proc/$pid/stat" | grep -q '^[ZX]'; }
+        if [ -r "/proc/$pid/stat" ] && ! zombie; then exit 0; fi
         i=0
         while [ $i -lt 150 ] && kill -0 "$pid" 2>/dev/null; do sleep 0.02; i=$((i + 1)); done
         if kill -0 "$pid" 2>/dev/null; then rm -f "$1/postmaster.pid" "$2"; fi
@@ -125,7 +128,6 @@ public struct HostCluster: Sendable {
         """#
 
     public func clearStalePidFile(_ node: NodeSpec) async throws(ClusterError) {
-        guard try await postmasterPID(node) == nil else { return }
         _ = try await host(node).run(
             ["/bin/sh", "-c", Self.clearStale, "sh", layout.dataDir(node.name),
              "\(layout.socketDir(node.name))/.s.PGSQL.\(node.port).lock"])
@@ -216,35 +218,44 @@ public struct HostCluster: Sendable {
     /// brought along from another node (pg_basebackup and pg_rewind copy
     /// postgresql.auto.conf) that would point it elsewhere are removed.
     public func placeConfig(_ node: NodeSpec, following upstream: NodeSpec?) async throws(ClusterError) {
-        let host = self.host(node)
         let data = layout.dataDir(node.name)
-        try await host.writeFile("\(data)/postgresql.conf", renderer.postgresqlConf(node))
-        try await host.writeFile("\(data)/pg_hba.conf", renderer.hbaConf(node))
+        var files = [
+            ("\(data)/postgresql.conf", try renderer.postgresqlConf(node)), ("\(data)/pg_hba.conf", try renderer.hbaConf(node)),
+        ]
+        var removed: [String] = []
         if let upstream {
-            try await host.writeFile("\(data)/standby.conf", renderer.standbyConf(node, upstream: upstream))
-            try await host.writeFile("\(data)/standby.signal", "")
+            files += [("\(data)/standby.conf", try renderer.standbyConf(node, upstream: upstream)), ("\(data)/standby.signal", "")]
         } else {
-            try await host.remove(["\(data)/standby.conf", "\(data)/standby.signal"])
+            removed = ["\(data)/standby.conf", "\(data)/standby.signal"]
         }
-        try await scrubAutoConf(node)
+        var arguments = ["/bin/sh", "-c", Self.place, "sh", "\(data)/postgresql.auto.conf"]
+        for (path, text) in files { arguments += [path, "600", Data(text.utf8).base64EncodedString()] }
+        arguments += ["--"] + removed
+        try await host(node).check(arguments, what: "\(node.name): writing its configuration")
     }
 
-    /// Drops the settings that say whom to follow or wait for from postgresql.auto.conf:
-    /// they belong to the node the copy came from.
-    func scrubAutoConf(_ node: NodeSpec) async throws(ClusterError) {
-        let path = "\(layout.dataDir(node.name))/postgresql.auto.conf"
-        guard let text = try await host(node).readText(path) else { return }
-        let result = Self.scrubbed(text)
-        if result != text { try await host(node).writeFile(path, result) }
-    }
-
-    static func scrubbed(_ autoConf: String) -> String {
-        let dropped: Set<String> = ["primary_conninfo", "primary_slot_name", "synchronous_standby_names"]
-        return autoConf.split(separator: "\n", omittingEmptySubsequences: false).filter { line in
-            let key = line.split(separator: "=").first?.trimmingCharacters(in: .whitespaces) ?? ""
-            return !dropped.contains(key)
-        }.joined(separator: "\n")
-    }
+    /// One round trip on the node's host, as the server's user: writes each `PATH MODE
+    /// BASE64` file atomically (temporary file, mode, rename), removes the paths after `--`,
+    /// and drops from postgresql.auto.conf (`$1`) the settings that say whom to follow or
+    /// wait for: a copy brought them from the node it came from.
+    static let place = #"""
+        set -e
+        auto=$1; shift
+        while [ "$1" != "--" ]; do
+          tmp="$1.tmp.$$"
+          printf '%s' "$3" | base64 -d >"$tmp"
+          chmod "$2" "$tmp"
+          mv -f "$tmp" "$1"
+          shift 3
+        done
+        shift
+        [ $# -eq 0 ] || rm -f -- "$@"
+        if [ -f "$auto" ]; then
+          tmp="$auto.tmp.$$"
+          grep -v -E '^[[:space:]]*(primary_conninfo|primary_slot_name|synchronous_standby_names)[[:space:]]*=' "$auto" >"$tmp" || true
+          if cmp -s "$tmp" "$auto"; then rm -f "$tmp"; else chmod 600 "$tmp"; mv -f "$tmp" "$auto"; fi
+        fi
+        """#
 
     /// Removes what pgcluster created for a node (data folder, log, socket folder, initdb's
     /// password file), then the node's folder when nothing else is left in it. Files

@@ -330,23 +330,31 @@ extension Failover.Report {
     }
 }
 
+/// Runs `body` for every node at once; returns each node with its result, in order.
+func parallelResults<T: Sendable>(
+    _ nodes: [NodeSpec], _ body: @escaping @Sendable (NodeSpec) async throws(ClusterError) -> T
+) async -> [(NodeSpec, Result<T, ClusterError>)] {
+    await withTaskGroup(of: (Int, Result<T, ClusterError>).self) { group in
+        for (i, node) in nodes.enumerated() {
+            group.addTask {
+                do throws(ClusterError) {
+                    return (i, .success(try await body(node)))
+                } catch {
+                    return (i, .failure(error))
+                }
+            }
+        }
+        var results: [Int: Result<T, ClusterError>] = [:]
+        for await (i, result) in group { results[i] = result }
+        return nodes.indices.map { (nodes[$0], results[$0]!) }
+    }
+}
+
 /// Runs `body` for every node at once; returns each node with its error, if any.
 func parallel(
     _ nodes: [NodeSpec], _ body: @escaping @Sendable (NodeSpec) async throws(ClusterError) -> Void
 ) async -> [(NodeSpec, ClusterError?)] {
-    await withTaskGroup(of: (Int, ClusterError?).self) { group in
-        for (i, node) in nodes.enumerated() {
-            group.addTask {
-                do throws(ClusterError) {
-                    try await body(node)
-                    return (i, nil)
-                } catch {
-                    return (i, error)
-                }
-            }
-        }
-        var results = [(NodeSpec, ClusterError?)](repeating: (nodes.first ?? NodeSpec(name: "", port: 0), nil), count: nodes.count)
-        for await (i, error) in group { results[i] = (nodes[i], error) }
-        return results
+    await parallelResults(nodes, body).map { node, result in
+        if case .failure(let error) = result { (node, error) } else { (node, nil) }
     }
 }

@@ -56,10 +56,7 @@ public struct ClusterInit: Sendable {
     /// user who cannot reach local.dir, before anything is changed.
     func checkPreconditions() async throws(ClusterError) {
         try await preflightHosts()
-        var existing: [NodeSpec] = []
-        for node in spec.nodes where !((try await cluster.host(node).list(layout.dataDir(node.name))) ?? []).isEmpty {
-            existing.append(node)
-        }
+        let existing = try await nodesWithData()
         if !existing.isEmpty {
             guard force else {
                 throw ClusterError.refused(
@@ -82,6 +79,22 @@ public struct ClusterInit: Sendable {
                 details: ["stop what listens there, or give the node another port in \(spec.file)"])
         }
         try await checkServerUserCanReach(layout.root)
+    }
+
+    /// The nodes whose data folder holds anything, asking every host at once.
+    func nodesWithData() async throws(ClusterError) -> [NodeSpec] {
+        let results = await parallelResults(spec.nodes) { node throws(ClusterError) in
+            !((try await cluster.host(node).list(layout.dataDir(node.name))) ?? []).isEmpty
+        }
+        var existing: [NodeSpec] = []
+        for (node, result) in results {
+            switch result {
+            case .success(true): existing.append(node)
+            case .success(false): break
+            case .failure(let error): throw error
+            }
+        }
+        return existing
     }
 
     /// Every host at once: it answers, has the programs, the user and room for the cluster.
