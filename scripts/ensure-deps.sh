@@ -4,7 +4,8 @@
 # util-linux (setpriv, to run servers as their OS user when we are root; nsenter and
 # unshare for the test hosts), docker-compose (validates rendered compose files; no
 # engine needed), openssh-client (the ssh backend), openssh-server and iproute2 (the
-# test hosts of scripts/test-hosts.sh).
+# test hosts of scripts/test-hosts.sh), etcd-server (the etcd store's tests start a
+# real etcd on loopback).
 # As root it installs what is missing with apt-get; otherwise it prints the command.
 set -euo pipefail
 
@@ -18,6 +19,7 @@ command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
 command -v ssh >/dev/null 2>&1 || missing+=(openssh-client)
 [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+[ -x /usr/bin/etcd ] || missing+=(etcd-server)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
