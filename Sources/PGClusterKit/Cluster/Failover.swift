@@ -13,6 +13,10 @@ public struct Failover: Sendable {
     public let control: (any ServerControl)?
     public var request: FailoverDecision.Request
     public var dryRun: Bool
+    /// Seconds each node may take to answer an observation (`watch` gives less).
+    public var observeTimeout: Double = 2
+    /// Recorded in history as who failed over: nil for a person's command, `watch`.
+    public var by: String?
 
     public init(
         spec: ClusterSpec, credentials: Credentials, control: (any ServerControl)?, request: FailoverDecision.Request,
@@ -72,7 +76,7 @@ public struct Failover: Sendable {
         let state = try ClusterRecord.load(spec: spec)
         // Unknown when nothing was recorded: then every node that does not answer is fenced.
         let oldPrimary = state?.primary
-        let first = await Observer(credentials: credentials).observeAll(spec.nodes)
+        let first = await Observer(credentials: credentials, timeout: observeTimeout).observeAll(spec.nodes)
         timer.lap("observe \(spec.nodes.count) nodes")
         // For the quorum guard, an unknown old primary is one of the silent nodes: whichever
         // it was, the others count as missing standbys, so the guard is as strict either way.
@@ -110,7 +114,7 @@ public struct Failover: Sendable {
         let changedByUs = reachable.filter { !$0.primaryConninfo.isEmpty && unfrozen[$0.node.name] == nil }
 
         // The LSNs now stand still: decide for real.
-        var observations = await Observer(credentials: credentials).observeAll(spec.nodes)
+        var observations = await Observer(credentials: credentials, timeout: observeTimeout).observeAll(spec.nodes)
         for i in observations.indices {
             if let error = unfrozen[observations[i].node.name] {
                 observations[i] = NodeObservation(node: observations[i].node, error: "could not be frozen: \(error.message)")
@@ -253,7 +257,7 @@ public struct Failover: Sendable {
             HistoryEvent(
                 kind: "failover", from: result.oldPrimary, to: result.candidate, timeline: result.timeline, lsn: lsn,
                 durationSeconds: result.totalSeconds, rePointed: result.rePointed, needsRejoin: result.needsRejoin,
-                steps: result.steps),
+                steps: result.steps, by: by),
             spec: spec)
     }
 

@@ -12,6 +12,8 @@ public struct Rejoin: Sendable {
     /// Rejoin a node that still accepts writes as a primary beside another primary,
     /// discarding what it took since they parted.
     public var force: Bool
+    /// Recorded in history as who rejoined: nil for a person's command, `watch`.
+    public var by: String?
 
     public init(cluster: any ServerControl, credentials: Credentials, node: NodeSpec, reclone: Bool, force: Bool = false) {
         self.cluster = cluster
@@ -156,7 +158,7 @@ public struct Rejoin: Sendable {
         try History.append(
             HistoryEvent(
                 kind: "rejoin", from: node.name, to: primary.name, timeline: timeline, lsn: primaryObservation.currentLsn,
-                durationSeconds: report.totalSeconds, rePointed: [node.name], needsRejoin: [], steps: report.steps),
+                durationSeconds: report.totalSeconds, rePointed: [node.name], needsRejoin: [], steps: report.steps, by: by),
             spec: spec)
         return report
     }

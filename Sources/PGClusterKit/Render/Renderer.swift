@@ -82,8 +82,9 @@ public struct Renderer: Sendable {
             "wal_keep_size": "256MB",
             "hot_standby_feedback": "on",
             "wal_receiver_status_interval": "1s",
-            "wal_sender_timeout": "10s",
-            "wal_receiver_timeout": "10s",
+            // Short enough that standbys give up a silent primary within watch.failoverAfter.
+            "wal_sender_timeout": spec.watch.replicationTimeout,
+            "wal_receiver_timeout": spec.watch.replicationTimeout,
             "log_line_prefix": ConfigText.confValue("%m [%p] \(node.name) "),
             "log_replication_commands": "on",
         ]
