@@ -35,13 +35,17 @@ public enum WatchDecision {
         /// What `watch` lowered (durability available), nil when nothing is lowered.
         public var lowered: ClusterState.Synchronous?
         public var paused: Bool
-        /// Seconds on the watcher's monotonic clock.
+        /// Seconds on the watcher's monotonic clock, once the observations are in.
         public var now: Double
+        /// When this tick's probes started: a primary that did not answer them has been
+        /// silent since then at least. Nil: `now`.
+        public var probedAt: Double?
 
         public init(
             nodes: [Node], recordedPrimary: String, applied: ClusterState.Synchronous, lowered: ClusterState.Synchronous? = nil,
-            paused: Bool = false, now: Double
+            paused: Bool = false, now: Double, probedAt: Double? = nil
         ) {
+            self.probedAt = probedAt
             self.nodes = nodes
             self.recordedPrimary = recordedPrimary
             self.applied = applied
@@ -191,7 +195,7 @@ public enum WatchDecision {
     static func withoutPrimary(_ input: Input, memory: inout Memory, settings: WatchSettings) -> Action {
         let old = input.nodes.first { $0.name == input.recordedPrimary }
         let name = input.recordedPrimary
-        let since = memory.primaryLostSince ?? input.now
+        let since = memory.primaryLostSince ?? input.probedAt ?? input.now
         memory.primaryLostSince = since
         let lost = input.now - since
         let asynchronous = input.applied.synchronousMode == .async || input.lowered != nil

@@ -36,11 +36,13 @@ public struct Watcher: Service {
         var memory = WatchDecision.Memory()
         var lastKey: String?
         while !Task.isShuttingDownGracefully {
+            let began = elapsed()
             let acted = await tick(&memory, now: elapsed, lastKey: &lastKey)
             if Task.isShuttingDownGracefully { break }
-            // After an action, look again at once: the next step may follow (fence, then failover).
-            if !acted {
-                let pause = settings.interval
+            // A probe every interval (a slow probe eats into the pause); after an action, look
+            // again at once: the next step may follow (fence, then failover).
+            let pause = settings.interval - (elapsed() - began)
+            if !acted, pause > 0 {
                 try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(pause)) }
             }
         }
@@ -58,7 +60,7 @@ public struct Watcher: Service {
             report(.refuse(error.message), lastKey: &lastKey)
             return false
         }
-        let input = await observe(state: state, now: now())
+        let input = await observe(state: state, probedAt: now(), now: now)
         let action = WatchDecision.next(input, memory: &memory, settings: settings)
         if action.changes, lock == nil {
             let holder = ClusterLock.currentHolder(spec: spec)?.description ?? "another command"
@@ -72,7 +74,7 @@ public struct Watcher: Service {
         return true
     }
 
-    func observe(state: ClusterState?, now: Double) async -> WatchDecision.Input {
+    func observe(state: ClusterState?, probedAt: Double, now: () -> Double) async -> WatchDecision.Input {
         let observations = await Observer(credentials: credentials, timeout: probeTimeout).observeAll(spec.nodes)
         var nodes: [WatchDecision.Node] = []
         for observation in observations {
@@ -84,7 +86,7 @@ public struct Watcher: Service {
         if applied.standbys == nil { applied.standbys = spec.nodes.map(\.name).filter { $0 != recorded } }
         return .init(
             nodes: nodes, recordedPrimary: recorded, applied: applied, lowered: state?.lowered, paused: state?.paused ?? false,
-            now: now)
+            now: now(), probedAt: probedAt)
     }
 
     /// Hosts the tests pretend cannot be reached (`PGCLUSTER_TEST_SILENT_HOSTS=node0,...`):
