@@ -30,10 +30,12 @@ demo-down: release
 	.build/release/pgcluster destroy --yes -f $(SPEC)
 
 # Benchmarks print figures (no timed assertions): init against the same steps by hand,
-# and failover, median of several runs with each step's time.
+# failover, median of several runs with each step's time, and watch (automatic failover
+# after kill -9 and SIGSTOP under 4 writers).
 bench: release
 	scripts/bench-init.sh
 	scripts/bench-failover.sh
+	scripts/bench-watch.sh
 
 install: release
 	install -d $(DESTDIR)$(PREFIX)/bin
