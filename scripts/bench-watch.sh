@@ -34,6 +34,12 @@ NODES=3
 CLIENTS=4
 
 bench_setup
+WRITERS=()
+stop_writers() {
+    local pid
+    for pid in "${WRITERS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    WRITERS=()
+}
 WATCH_PID=""
 stop_watcher() {
     [ -n "$WATCH_PID" ] || return 0
@@ -41,7 +47,7 @@ stop_watcher() {
     wait "$WATCH_PID" 2>/dev/null || true
     WATCH_PID=""
 }
-trap 'st=$?; stop_writers; stop_watcher; (exit $st); bench_cleanup' EXIT
+trap 'st=$?; set +e; stop_writers; stop_watcher; (exit $st); bench_cleanup' EXIT
 
 DIR="$BENCH_ROOT/cluster"
 SPEC="$BENCH_ROOT/watch.yaml"
@@ -81,12 +87,6 @@ writer() {
         fi
     done
 }
-WRITERS=()
-stop_writers() {
-    local pid
-    for pid in "${WRITERS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    WRITERS=()
-}
 
 say "bench-watch: kill -9 / SIGSTOP the primary under $CLIENTS writers; pgcluster watch fails over by itself"
 machine_line
@@ -119,7 +119,7 @@ run_one() {
         kill -9 "$pid"
     else
         # shellcheck disable=SC2086
-        kill -STOP $pids
+        kill -STOP $pids 2>/dev/null || true
     fi
     deadline=$(($(date +%s) + 30))
     first=""
@@ -140,8 +140,8 @@ run_one() {
     lost=$((acked - present))
     FIGURES[$how]+="$(awk -v a="$first" -v b="$t0" 'BEGIN { printf "%.3f", a - b }') "
     LOSTS[$how]+="$lost "
-    printf '%-8s run %d/%d: %s -> %s, first write on the new primary after %s s; acknowledged %d, lost %d\n' \
-        "$how" "$run" "$RUNS" "$primary" "$new" "$(awk -v a="$first" -v b="$t0" 'BEGIN { printf "%.3f", a - b }')" "$acked" "$lost"
+    printf '%-8s run %s/%s: %s -> %s, first write on the new primary after %s s; acknowledged %s, lost %s\n' \
+        "$how" "${run#?}" "$RUNS" "$primary" "$new" "$(awk -v a="$first" -v b="$t0" 'BEGIN { printf "%.3f", a - b }')" "$acked" "$lost"
 }
 
 for run in $(seq 1 "$RUNS"); do run_one kill "k$run"; done

@@ -39,7 +39,8 @@ WATCH=$!
 trap 'kill -TERM $WATCH 2>/dev/null; wait $WATCH 2>/dev/null || true' EXIT
 sleep 1
 DSN=$("$PGC" dsn --with-password -f "$SPEC")
-reader() { PGCONNECT_TIMEOUT=1 psql "$DSN" -X -At -c "SELECT 'primary: ' || current_setting('cluster_name') || ', ' || count(*) || ' row(s) in demo' FROM demo" 2>/dev/null || echo "no primary answers"; }
+# (env -u: Debian's psql wrapper reads PGCLUSTER as a cluster version of its own.)
+reader() { env -u PGCLUSTER PGCONNECT_TIMEOUT=1 psql "$DSN" -X -At -c "SELECT 'primary: ' || current_setting('cluster_name') || ', ' || count(*) || ' row(s) in demo' FROM demo" 2>/dev/null || echo "no primary answers"; }
 echo "reader: $(reader)"
 echo "kill -9 the primary's postmaster (db_0), then the reader looks every 0.25 s; nobody types a command"
 kill -9 "$(head -1 /tmp/pgcluster-demo/db_0/data/postmaster.pid)"
