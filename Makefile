@@ -30,14 +30,16 @@ demo-down: release
 	.build/release/pgcluster destroy --yes -f $(SPEC)
 
 # Benchmarks print figures (no timed assertions): init against the same steps by hand,
-# failover, median of several runs with each step's time, and init, failover and
-# switchover on compose containers beside local processes (the engine of
-# scripts/compose-engine.sh, started here when it is not running; `scripts/compose-engine.sh
+# failover, median of several runs with each step's time; backend ssh beside local on three
+# test hosts; watch (automatic failover after kill -9 and SIGSTOP under 4 writers); and
+# init, failover and switchover on compose containers beside local processes (the engine
+# of scripts/compose-engine.sh, started here when it is not running; `scripts/compose-engine.sh
 # down` stops it).
 bench: release
 	scripts/bench-init.sh
 	scripts/bench-failover.sh
 	scripts/bench-ssh.sh
+	scripts/bench-watch.sh
 	scripts/compose-engine.sh up
 	scripts/bench-compose.sh
 

@@ -15,6 +15,7 @@ struct PGCluster: AsyncParsableCommand {
         subcommands: [
             Validate.self, Render.self, Init.self, Status.self, Start.self, Stop.self, Destroy.self,
             Quorum.self, Failover.self, Switchover.self, Rejoin.self, Drill.self, DSN.self, History.self, Psql.self,
+            Watch.self, Pause.self, Resume.self,
         ]
     )
 }
@@ -55,12 +56,11 @@ func execute(_ body: () async throws -> Void) async throws {
 }
 
 /// Runs the body of a command that changes the cluster: loads the spec, then holds the
-/// cluster lock while the body runs, so that no other command acts at the same time.
+/// cluster lock (in the cluster's store: local.dir or etcd) while the body runs, so that no
+/// other command, and no watcher, acts at the same time.
 func executeLocked(_ options: SpecOptions, _ command: String, _ body: (ClusterSpec) async throws -> Void) async throws {
     try await execute {
         let spec = try options.load()
-        let lock = try await ClusterLock.acquire(spec: spec, command: command)
-        defer { lock.releaseNow() }
-        try await body(spec)
+        try await Stores.of(spec).holdingLock(command: command) { try await body(spec) }
     }
 }

@@ -133,7 +133,9 @@ struct StoreTests {
                 #expect(error.message.contains("no etcd endpoint answered"), "\(error.message)")
             }
 
-            // Back: the old lease has expired (or expires), and another watcher can lead.
+            // The old watcher dies; etcd comes back: its lease runs out (etcd gives leases a
+            // fresh TTL when it restarts), and another watcher can lead.
+            await leader.resign()
             try await etcd.start()
             let other = store.leadership(id: "watcher-2", ttl: 4)
             var took = false

@@ -45,6 +45,14 @@ private func nodesYAML(_ entries: [String]) -> String {
 @Suite("Spec validation")
 struct SpecValidationTests {
     static let badSpecs: [BadSpec] = [
+        BadSpec(label: "unknown key in watch", yaml: specYAML(top: "watch:\n  intervall: 1\n"), key: "watch.intervall", reason: "unknown key", line: 3),
+        BadSpec(label: "watch.interval not a duration", yaml: specYAML(top: "watch:\n  interval: soon\n"), key: "watch.interval", reason: "not a duration", line: 3),
+        BadSpec(label: "watch.interval of zero", yaml: specYAML(top: "watch:\n  interval: 0\n"), key: "watch.interval", reason: "outside"),
+        BadSpec(label: "watch.failoverAfter shorter than the interval", yaml: specYAML(top: "watch:\n  interval: 5\n  failoverAfter: 1\n"), key: "watch.failoverAfter", reason: "shorter than watch.interval"),
+        BadSpec(label: "watch.failoverAfter negative", yaml: specYAML(top: "watch:\n  failoverAfter: -2\n"), key: "watch.failoverAfter", reason: "outside"),
+        BadSpec(label: "watch.durability unknown", yaml: specYAML(top: "watch:\n  durability: relaxed\n"), key: "watch.durability", reason: "strict or available", line: 3),
+        BadSpec(label: "watch.rejoin unknown", yaml: specYAML(top: "watch:\n  rejoin: always\n"), key: "watch.rejoin", reason: "auto or manual", line: 3),
+        BadSpec(label: "watch.leaseTTL too long", yaml: specYAML(top: "watch:\n  leaseTTL: 1h\n"), key: "watch.leaseTTL", reason: "not a duration"),
         BadSpec(
             label: "unknown top-level key", yaml: specYAML(top: "nmae: typo\n"), key: "nmae", reason: "unknown key", line: 2),
         BadSpec(
@@ -385,6 +393,16 @@ struct SpecValidationTests {
         #expect(local.local.osUser == "postgres")
     }
 
+    @Test("the watch block: seconds as numbers or with a unit, both policies")
+    func watchBlock() throws {
+        let yaml = "name: w\nwatch:\n  interval: 250ms\n  failoverAfter: 3s\n  durability: available\n  rejoin: manual\n  leaseTTL: 10\n"
+            + "nodes:\n  - name: a\n    port: 15432\n    role: primary\n  - name: b\n    port: 15433\n"
+        let spec = try SpecLoader.parse(yaml, file: "/srv/pgcluster.yaml")
+        #expect(spec.watch == WatchSettings(interval: 0.25, failoverAfter: 3, durability: .available, rejoin: .manual, leaseTTL: 10))
+        let conf = try Renderer(spec: spec).postgresqlConf(spec.nodes[1])
+        #expect(conf.contains("wal_receiver_timeout = 1500ms") && conf.contains("wal_sender_timeout = 10s"))
+    }
+
     @Test("defaults are filled in")
     func defaults() throws {
         let yaml = """
@@ -411,6 +429,7 @@ struct SpecValidationTests {
         #expect(spec.network.allow == [try CIDR(parsing: "127.0.0.1/32")])
         #expect(spec.local.dir == "/srv/specs/minimal-data")
         #expect(spec.local.osUser == "postgres")
+        #expect(spec.watch == WatchSettings(interval: 0.5, failoverAfter: 2, durability: .strict, rejoin: .auto, leaseTTL: 5))
         #expect(spec.compose.project == "minimal")
         #expect(spec.compose.image == "postgres:15")
         #expect(spec.compose.subnet.description == "172.28.0.0/16")

@@ -215,7 +215,7 @@ struct StatusReportTests {
     func jsonKeys() throws {
         let report = StatusReport.make(spec: try Self.spec(), observations: Self.healthy())
         let object = try Self.json(report)
-        #expect(Set(object.keys) == ["name", "primary", "timeline", "synchronous", "nodes"])
+        #expect(Set(object.keys) == ["name", "primary", "timeline", "synchronous", "paused", "nodes"])
         let synchronous = try #require(object["synchronous"] as? [String: Any])
         #expect(Set(synchronous.keys) == ["mode", "count", "standbys"])
         #expect(synchronous["mode"] as? String == "any")

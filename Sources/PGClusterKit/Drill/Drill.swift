@@ -91,7 +91,7 @@ public struct Drill: Sendable {
         let primary = spec.node(named: plan.primary)!
         Console.progress("drill: synchronous mode \(mode) on \(primary.name)")
         try await QuorumChange(credentials: credentials, primary: primary, mode: mode, standbys: plan.standbys).apply()
-        try ClusterRecord.saveSynchronous(
+        try await ClusterRecord.saveSynchronous(
             spec: spec, primary: primary.name, mode: mode, standbys: nil, applied: (mode, plan.standbys))
         if victim != .standby && spec.nodes.count < 2 {
             throw ClusterError.refused("killing the primary needs at least one standby to promote")

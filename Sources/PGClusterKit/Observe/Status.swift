@@ -55,8 +55,10 @@ public struct StatusReport: Sendable, Encodable {
     public var nodes: [Node]
     /// Why the cluster is not healthy; empty when every node is up and every standby streams.
     public var problems: [String]
+    /// `pgcluster pause` is in force: `watch` observes and reports only.
+    public var paused = false
 
-    enum CodingKeys: String, CodingKey { case name, primary, timeline, synchronous, nodes }
+    enum CodingKeys: String, CodingKey { case name, primary, timeline, synchronous, paused, nodes }
 
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
@@ -64,6 +66,7 @@ public struct StatusReport: Sendable, Encodable {
         try c.encode(primary, forKey: .primary)
         try c.encode(timeline, forKey: .timeline)
         try c.encode(synchronous, forKey: .synchronous)
+        try c.encode(paused, forKey: .paused)
         try c.encode(nodes, forKey: .nodes)
     }
 
@@ -170,6 +173,7 @@ public struct StatusReport: Sendable, Encodable {
         let mode = synchronous.mode == "async"
             ? "async" : "\(synchronous.mode.uppercased()) \(synchronous.count) (\(synchronous.standbys.joined(separator: ", ")))"
         lines.append("cluster \(name): " + summary(mode: mode))
+        if paused { lines.append("paused: pgcluster watch observes and reports only (pgcluster resume)") }
         if problems.isEmpty {
             lines.append("healthy")
         } else {

@@ -13,6 +13,10 @@ public struct Failover: Sendable {
     public let control: (any ServerControl)?
     public var request: FailoverDecision.Request
     public var dryRun: Bool
+    /// Seconds each node may take to answer an observation (`watch` gives less).
+    public var observeTimeout: Double = 2
+    /// Recorded in history as who failed over: nil for a person's command, `watch`.
+    public var by: String?
 
     public init(
         spec: ClusterSpec, credentials: Credentials, control: (any ServerControl)?, request: FailoverDecision.Request,
@@ -69,10 +73,10 @@ public struct Failover: Sendable {
 
     public func run() async throws(ClusterError) -> Report {
         var timer = StepTimer()
-        let state = try ClusterRecord.load(spec: spec)
+        let state = try await ClusterRecord.load(spec: spec)
         // Unknown when nothing was recorded: then every node that does not answer is fenced.
         let oldPrimary = state?.primary
-        let first = await Observer(credentials: credentials).observeAll(spec.nodes)
+        let first = await Observer(credentials: credentials, timeout: observeTimeout).observeAll(spec.nodes)
         timer.lap("observe \(spec.nodes.count) nodes")
         // For the quorum guard, an unknown old primary is one of the silent nodes: whichever
         // it was, the others count as missing standbys, so the guard is as strict either way.
@@ -112,7 +116,7 @@ public struct Failover: Sendable {
 
         // The LSNs now stand still: decide for real, on the frozen standbys as they are now.
         // A node that did not answer before was not frozen: it stays out, counted as missing.
-        let again = await Observer(credentials: credentials).observeAll(reachable.map(\.node))
+        let again = await Observer(credentials: credentials, timeout: observeTimeout).observeAll(reachable.map(\.node))
         let observations = first.map { before in
             if let error = unfrozen[before.node.name] {
                 return NodeObservation(node: before.node, error: "could not be frozen: \(error.message)")
@@ -155,13 +159,13 @@ public struct Failover: Sendable {
             spec: spec, credentials: credentials, primary: candidate, following: following.map(\.name),
             remembered: remembered, alreadySet: (planned.mode, planned.standbys), down: plan.unreachable + needsRejoin)
         if outcome.changed { timer.lap("synchronous_standby_names over the standbys that follow") }
-        try ClusterRecord.savePrimary(spec: spec, primary: candidate.name, applied: (outcome.mode, outcome.standbys))
+        try await ClusterRecord.savePrimary(spec: spec, primary: candidate.name, applied: (outcome.mode, outcome.standbys))
         let result = report(
             plan: plan, observations: observations, oldPrimary: oldPrimary ?? plan.unreachable.first,
             rePointed: following.map(\.name), needsRejoin: Array(Set(plan.unreachable + needsRejoin)).sorted(),
             synchronous: outcome.mode.standbyNames(outcome.standbys), fenced: fenced, timer: timer,
             warnings: plan.warnings + outcome.warnings, timeline: timeline, problems: outcome.problems)
-        try record(result, lsn: plan.candidateLsn)
+        try await record(result, lsn: plan.candidateLsn)
         return result
     }
 
@@ -211,7 +215,7 @@ public struct Failover: Sendable {
             spec: spec, credentials: credentials, primary: primary, following: following.map(\.name),
             remembered: remembered, alreadySet: nil, down: unreachable + needsRejoin)
         timer.lap("synchronous_standby_names over the standbys that follow")
-        try ClusterRecord.savePrimary(spec: spec, primary: primary.name, applied: (outcome.mode, outcome.standbys))
+        try await ClusterRecord.savePrimary(spec: spec, primary: primary.name, applied: (outcome.mode, outcome.standbys))
         let lsn = live.currentLsn ?? LSN(0)
         let plan = FailoverDecision.Plan(
             candidate: primary.name, candidateLsn: lsn, freshestLsn: lsn, timeline: live.timeline,
@@ -221,7 +225,7 @@ public struct Failover: Sendable {
             plan: plan, observations: observations, oldPrimary: nil, rePointed: following.map(\.name),
             needsRejoin: Array(Set(unreachable + needsRejoin)).sorted(), synchronous: outcome.mode.standbyNames(outcome.standbys),
             fenced: nil, timer: timer, warnings: outcome.warnings, timeline: live.timeline, problems: outcome.problems)
-        try record(result, lsn: lsn)
+        try await record(result, lsn: lsn)
         return result
     }
 
@@ -251,13 +255,12 @@ public struct Failover: Sendable {
         return (ok.filter { !lagging.contains($0) }, failed)
     }
 
-    func record(_ result: Report, lsn: LSN) throws(ClusterError) {
-        try History.append(
+    func record(_ result: Report, lsn: LSN) async throws(ClusterError) {
+        try await Stores.of(spec).appendHistory(
             HistoryEvent(
                 kind: "failover", from: result.oldPrimary, to: result.candidate, timeline: result.timeline, lsn: lsn,
                 durationSeconds: result.totalSeconds, rePointed: result.rePointed, needsRejoin: result.needsRejoin,
-                steps: result.steps),
-            spec: spec)
+                steps: result.steps, by: by))
     }
 
     static func unwrap(_ result: Result<FailoverDecision.Plan, FailoverDecision.Refusal>) throws(ClusterError) -> FailoverDecision.Plan {

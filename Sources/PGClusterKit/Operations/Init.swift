@@ -36,7 +36,7 @@ public struct ClusterInit: Sendable {
             let quorum = QuorumChange(
                 credentials: credentials, primary: primary, mode: mode, standbys: names, timeout: streamTimeout)
             try await quorum.apply()
-            try ClusterRecord.saveSynchronous(spec: spec, primary: primary.name, mode: mode, standbys: nil, applied: (mode, names))
+            try await ClusterRecord.saveSynchronous(spec: spec, primary: primary.name, mode: mode, standbys: nil, applied: (mode, names))
         } catch {
             var running: [String] = []
             for node in spec.nodes where await cluster.postmasterRuns(node) { running.append(node.name) }

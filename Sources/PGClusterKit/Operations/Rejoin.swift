@@ -12,6 +12,8 @@ public struct Rejoin: Sendable {
     /// Rejoin a node that still accepts writes as a primary beside another primary,
     /// discarding what it took since they parted.
     public var force: Bool
+    /// Recorded in history as who rejoined: nil for a person's command, `watch`.
+    public var by: String?
 
     public init(cluster: any ServerControl, credentials: Credentials, node: NodeSpec, reclone: Bool, force: Bool = false) {
         self.cluster = cluster
@@ -137,7 +139,7 @@ public struct Rejoin: Sendable {
 
         // Listed again in synchronous_standby_names, per the remembered mode, with every
         // standby that streams from the primary now, and no other.
-        let remembered = try ClusterRecord.synchronous(spec: spec)
+        let remembered = try await ClusterRecord.synchronous(spec: spec)
         let following = await Observer(credentials: credentials).observe(primary).streamingStandbys
         let down = spec.nodes.map(\.name).filter { $0 != primary.name && !following.contains($0) }
         let settlement = SynchronousSettlement.plan(
@@ -146,18 +148,17 @@ public struct Rejoin: Sendable {
         try await QuorumChange(
             credentials: credentials, primary: primary, mode: settlement.mode, standbys: settlement.standbys, timeout: 30
         ).apply()
-        try ClusterRecord.savePrimary(spec: spec, primary: primary.name, applied: (settlement.mode, settlement.standbys))
+        try await ClusterRecord.savePrimary(spec: spec, primary: primary.name, applied: (settlement.mode, settlement.standbys))
         timer.lap("synchronous_standby_names on \(primary.name)")
 
         let report = Report(
             node: node.name, primary: primary.name, method: method, timeline: timeline,
             synchronous: settlement.mode.standbyNames(settlement.standbys), problems: settlement.problems,
             rewound: rewound, steps: timer.steps, totalSeconds: timer.total)
-        try History.append(
+        try await Stores.of(spec).appendHistory(
             HistoryEvent(
                 kind: "rejoin", from: node.name, to: primary.name, timeline: timeline, lsn: primaryObservation.currentLsn,
-                durationSeconds: report.totalSeconds, rePointed: [node.name], needsRejoin: [], steps: report.steps),
-            spec: spec)
+                durationSeconds: report.totalSeconds, rePointed: [node.name], needsRejoin: [], steps: report.steps, by: by))
         return report
     }
 

@@ -87,7 +87,7 @@ public struct Switchover: Sendable {
         let chosen = try Self.chooseCandidate(primary: primaryObservation, standbys: standbys, named: candidate)
         let primary = primaryObservation.node
         let target = chosen.node
-        let remembered = try ClusterRecord.synchronous(spec: spec)
+        let remembered = try await ClusterRecord.synchronous(spec: spec)
         timer.lap("observe; \(target.name) takes over from \(primary.name)")
 
         try await ops.checkpoint(primary)
@@ -136,18 +136,17 @@ public struct Switchover: Sendable {
         let settlement = try await SynchronousSettlement.settle(
             spec: spec, credentials: credentials, primary: target, following: following, remembered: remembered,
             alreadySet: (newSync.mode, newSync.standbys), down: needsRejoin)
-        try ClusterRecord.savePrimary(spec: spec, primary: target.name, applied: (settlement.mode, settlement.standbys))
+        try await ClusterRecord.savePrimary(spec: spec, primary: target.name, applied: (settlement.mode, settlement.standbys))
         let report = Report(
             from: primary.name, to: target.name, timeline: timeline, shutdownCheckpoint: checkpoint.description,
             following: following, needsRejoin: needsRejoin,
             synchronous: settlement.mode.standbyNames(settlement.standbys), problems: settlement.problems,
             steps: timer.steps, totalSeconds: timer.total)
-        try History.append(
+        try await Stores.of(spec).appendHistory(
             HistoryEvent(
                 kind: "switchover", from: primary.name, to: target.name, timeline: timeline, lsn: checkpoint,
                 durationSeconds: report.totalSeconds, rePointed: report.following, needsRejoin: needsRejoin,
-                steps: report.steps),
-            spec: spec)
+                steps: report.steps))
         return report
     }
 

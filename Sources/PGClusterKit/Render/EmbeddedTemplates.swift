@@ -364,6 +364,7 @@ wal_log_hints = on
 wal_receiver_status_interval = {{tunable.wal_receiver_status_interval}}
 wal_sender_timeout = {{tunable.wal_sender_timeout}}
 wal_receiver_timeout = {{tunable.wal_receiver_timeout}}
+wal_retrieve_retry_interval = {{tunable.wal_retrieve_retry_interval}}
 
 # Synchronous replication ({{syncMode}}). `pgcluster quorum` changes it with ALTER SYSTEM.
 synchronous_commit = on

@@ -98,8 +98,13 @@ public struct Renderer: Sendable {
             "wal_keep_size": "256MB",
             "hot_standby_feedback": "on",
             "wal_receiver_status_interval": "1s",
+            // Short enough that standbys give up a silent primary within watch.failoverAfter;
+            // one that gave up a busy one reconnects within a second.
+            "wal_receiver_timeout": spec.watch.replicationTimeout,
+            "wal_retrieve_retry_interval": "1s",
+            // The primary's side needs no haste (it detects standbys, not failures), and a
+            // second would cut pg_basebackup's WAL stream, which replies every 10 s, on a busy host.
             "wal_sender_timeout": "10s",
-            "wal_receiver_timeout": "10s",
             "log_line_prefix": ConfigText.confValue("%m [%p] \(node.name) "),
             "log_replication_commands": "on",
         ]

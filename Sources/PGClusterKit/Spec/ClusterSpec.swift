@@ -26,6 +26,8 @@ public struct ClusterSpec: Sendable, Equatable {
     public var nodes: [NodeSpec]
     /// The absolute path of the file this spec was read from.
     public var file: String
+    /// `pgcluster watch`: probe interval, failover delay, durability, rejoin policy.
+    public var watch = WatchSettings()
 
     public var primary: NodeSpec { nodes.first { $0.role == .primary }! }
     public var standbys: [NodeSpec] { nodes.filter { $0.role == .standby } }

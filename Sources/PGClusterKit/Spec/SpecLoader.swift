@@ -248,7 +248,7 @@ private struct Reader {
             root, "",
             allowed: [
                 "version", "name", "backend", "postgres", "superuser", "replication", "network", "local", "ssh", "compose",
-                "store", "nodes",
+                "store", "watch", "nodes",
             ])
         if top.isEmpty && problems.isEmpty { fail(root, "", "expected a mapping with name and nodes") }
 
@@ -302,6 +302,7 @@ private struct Reader {
         let ssh = sshSection(top["ssh"], backend: backend, specFolder: specFolder)
         let store = storeSection(top["store"])
         let nodes = nodesSection(top["nodes"], backend: backend)
+        let watch = watchSection(top["watch"])
 
         // Cross-checks that need the whole spec.
         let standbyCount = nodes.filter { $0.role == .standby }.count
@@ -326,7 +327,46 @@ private struct Reader {
             network: NetworkSettings(allow: allow),
             local: LocalSettings(dir: dir, osUser: osUser),
             compose: ComposeSettings(project: project, image: image, subnet: subnet), ssh: ssh, store: store,
-            nodes: nodes, file: file)
+            nodes: nodes, file: file, watch: watch)
+    }
+
+    mutating func watchSection(_ node: Node?) -> WatchSettings {
+        let map = mapping(node, "watch", allowed: ["interval", "failoverAfter", "durability", "rejoin", "leaseTTL"])
+        var settings = WatchSettings()
+        func seconds(_ key: String, _ range: ClosedRange<Double>) -> Double? {
+            guard let value = map[key], let text = string(value, "watch.\(key)", default: "") , !text.isEmpty else { return nil }
+            guard let seconds = WatchSettings.seconds(text) else {
+                fail(value, "watch.\(key)", "'\(text)' is not a duration: write seconds (0.5, 2) or with a unit (500ms, 2s)")
+                return nil
+            }
+            guard range.contains(seconds) else {
+                fail(value, "watch.\(key)", "\(text) is outside \(range.lowerBound) to \(range.upperBound) seconds")
+                return nil
+            }
+            return seconds
+        }
+        if let interval = seconds("interval", 0.05...60) { settings.interval = interval }
+        if let after = seconds("failoverAfter", 0.5...3600) { settings.failoverAfter = after }
+        if let ttl = seconds("leaseTTL", 1...600) { settings.leaseTTL = ttl }
+        if settings.failoverAfter < settings.interval {
+            fail(map["failoverAfter"] ?? map["interval"], "watch.failoverAfter",
+                "\(settings.failoverAfter) s is shorter than watch.interval (\(settings.interval) s): a primary must be probed at least once before failover")
+        }
+        if let text = string(map["durability"], "watch.durability", default: "strict") {
+            if let value = WatchSettings.Durability(rawValue: text) {
+                settings.durability = value
+            } else {
+                fail(map["durability"], "watch.durability", "must be strict or available, not '\(text)'")
+            }
+        }
+        if let text = string(map["rejoin"], "watch.rejoin", default: "auto") {
+            if let value = WatchSettings.RejoinPolicy(rawValue: text) {
+                settings.rejoin = value
+            } else {
+                fail(map["rejoin"], "watch.rejoin", "must be auto or manual, not '\(text)'")
+            }
+        }
+        return settings
     }
 
     mutating func postgresSection(_ node: Node?) -> PostgresSettings {

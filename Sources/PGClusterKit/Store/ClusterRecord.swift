@@ -1,33 +1,78 @@
-/// Updates to what pgcluster remembers in local.dir/state.json.
+/// Updates to what pgcluster remembers about a cluster, in its store (``Stores/of(_:)``:
+/// local.dir, or etcd). Each is one atomic change of the state.
 public enum ClusterRecord {
-    /// Records the operator's chosen mode and what the primary was given.
+    /// Records the operator's chosen mode and what the primary was given. `paused` is kept;
+    /// a mode lowered by `watch` is not: what was applied now is the truth.
     public static func saveSynchronous(
         spec: ClusterSpec, primary: String, mode: SynchronousMode, standbys: [String]?,
         applied: (mode: SynchronousMode, standbys: [String])
-    ) throws(ClusterError) {
-        try ClusterState(
-            primary: primary, synchronous: .init(mode, standbys: standbys),
-            applied: .init(applied.mode, standbys: applied.standbys)
-        ).save(to: LocalLayout(spec: spec).stateFile)
+    ) async throws(ClusterError) {
+        let applied = ClusterState.Synchronous(applied.mode, standbys: applied.standbys)
+        try await Stores.of(spec).updateState { previous in
+            var state = ClusterState(primary: primary, synchronous: .init(mode, standbys: standbys), applied: applied)
+            state.keep(from: previous)
+            return state
+        }
     }
 
-    /// Records a new primary, keeping the operator's chosen mode.
+    /// Records a new primary, keeping the operator's chosen mode and `paused`. A mode lowered
+    /// by `watch` is not kept: `applied` says what the new primary was given.
     public static func savePrimary(
         spec: ClusterSpec, primary: String, applied: (mode: SynchronousMode, standbys: [String])
-    ) throws(ClusterError) {
-        try ClusterState(
-            primary: primary, synchronous: try synchronous(spec: spec),
-            applied: .init(applied.mode, standbys: applied.standbys)
-        ).save(to: LocalLayout(spec: spec).stateFile)
+    ) async throws(ClusterError) {
+        let applied = ClusterState.Synchronous(applied.mode, standbys: applied.standbys)
+        let fallback = ClusterState.Synchronous(spec.replication.synchronous)
+        try await Stores.of(spec).updateState { previous in
+            var state = ClusterState(primary: primary, synchronous: previous?.synchronous ?? fallback, applied: applied)
+            state.keep(from: previous)
+            return state
+        }
+    }
+
+    /// `pause` / `resume`: whether `watch` may act. Needs a recorded state (after `init`).
+    public static func savePaused(spec: ClusterSpec, _ paused: Bool) async throws(ClusterError) {
+        let store = Stores.of(spec)
+        let label = store.label
+        try await store.updateState { previous throws(ClusterError) in
+            guard var state = previous else {
+                throw ClusterError(
+                    "nothing is recorded for cluster \(spec.name) in \(label)", details: ["create the cluster first: pgcluster init"])
+            }
+            state.paused = paused ? true : nil
+            return state
+        }
+    }
+
+    /// `watch` lowered the synchronous mode (`lowered` = what was applied before, the primary
+    /// now has none) or restored it (`lowered` = nil, `applied` = what it has again).
+    public static func saveLowered(
+        spec: ClusterSpec, primary: String, applied: ClusterState.Synchronous, lowered: ClusterState.Synchronous?
+    ) async throws(ClusterError) {
+        let fallback = ClusterState.Synchronous(spec.replication.synchronous)
+        try await Stores.of(spec).updateState { previous in
+            var state = ClusterState(primary: primary, synchronous: previous?.synchronous ?? fallback, applied: applied)
+            state.keep(from: previous)
+            state.lowered = lowered
+            return state
+        }
     }
 
     /// The remembered synchronous mode, or the spec's when none was recorded.
-    public static func synchronous(spec: ClusterSpec) throws(ClusterError) -> ClusterState.Synchronous {
-        try load(spec: spec)?.synchronous ?? .init(spec.replication.synchronous)
+    public static func synchronous(spec: ClusterSpec) async throws(ClusterError) -> ClusterState.Synchronous {
+        try await load(spec: spec)?.synchronous ?? .init(spec.replication.synchronous)
     }
 
     /// What pgcluster remembers, or nil before anything was recorded; an error when damaged.
-    public static func load(spec: ClusterSpec) throws(ClusterError) -> ClusterState? {
-        try ClusterState.load(LocalLayout(spec: spec).stateFile)
+    public static func load(spec: ClusterSpec) async throws(ClusterError) -> ClusterState? {
+        try await Stores.of(spec).loadState()
+    }
+}
+
+extension ClusterState {
+    /// What every writer keeps from the state before it: the pause, and any fields it does
+    /// not itself decide (a newer pgcluster's). A lowered mode is not kept: each writer says
+    /// what the primary has now.
+    mutating func keep(from previous: ClusterState?) {
+        paused = previous?.paused
     }
 }

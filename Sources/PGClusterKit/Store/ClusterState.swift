@@ -25,11 +25,19 @@ public struct ClusterState: Sendable, Equatable, Codable {
     /// What the primary was last given: the mode and the exact standbys listed. The
     /// failover quorum guard reasons on this, since the dead primary cannot be asked.
     public var applied: Synchronous?
+    /// `pgcluster pause`: `watch` observes and reports, and changes nothing.
+    public var paused: Bool?
+    /// `watch` with `durability: available` emptied synchronous_standby_names because no
+    /// synchronous standby streamed: what was applied before, to restore when one does.
+    /// While set, `applied` is async: a failover's guard knows commits were not replicated.
+    public var lowered: Synchronous?
 
-    public init(primary: String, synchronous: Synchronous, applied: Synchronous? = nil) {
+    public init(primary: String, synchronous: Synchronous, applied: Synchronous? = nil, paused: Bool? = nil, lowered: Synchronous? = nil) {
         self.primary = primary
         self.synchronous = synchronous
         self.applied = applied
+        self.paused = paused
+        self.lowered = lowered
     }
 
     /// The remembered state, or nil when none was recorded yet. A file that exists but

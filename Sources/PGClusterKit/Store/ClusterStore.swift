@@ -78,11 +78,21 @@ extension ClusterStore {
     }
 }
 
-/// The spec's store: etcd when `store.etcd` is given, else files in local.dir.
+/// The spec's store: etcd when `store.etcd` is given, else files in local.dir. One per
+/// cluster and process (an etcd store keeps its connections and the raft term it has seen).
 public enum Stores {
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var made: [String: any ClusterStore] = [:]
+
     public static func of(_ spec: ClusterSpec) -> any ClusterStore {
-        if let etcd = spec.store.etcd { return EtcdStore(spec: spec, settings: etcd) }
-        return FileStore(spec: spec)
+        guard let etcd = spec.store.etcd else { return FileStore(spec: spec) }
+        let key = "\(spec.file)|\(spec.name)|\(etcd.endpoints.map(\.absoluteString))|\(etcd.prefix)"
+        return lock.withLock {
+            if let store = made[key] { return store }
+            let store = EtcdStore(spec: spec, settings: etcd)
+            made[key] = store
+            return store
+        }
     }
 }
 

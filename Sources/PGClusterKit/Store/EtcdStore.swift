@@ -149,9 +149,9 @@ final class EtcdHeldLock: HeldLock, @unchecked Sendable {
 }
 
 /// The watchers' leadership in etcd: a leader key created by a transaction only when absent
-/// (create_revision = 0), on a lease of `ttl` seconds renewed every TTL/3. A leader that has
-/// not renewed within TTL/2 stops counting itself as leader, well before its lease can expire
-/// and another watcher can take the key.
+/// (create_revision = 0), on a lease of `ttl` seconds renewed every TTL/3 in the background.
+/// A leader that has not renewed within TTL/2 stops counting itself as leader, well before
+/// its lease can expire and another watcher can take the key.
 public final class EtcdLeadership: Leadership, @unchecked Sendable {
     let client: EtcdClient
     let key: String
@@ -160,6 +160,7 @@ public final class EtcdLeadership: Leadership, @unchecked Sendable {
     private let lock = NSLock()
     private var lease: Int64?
     private var renewed: ContinuousClock.Instant?
+    private var renewer: Task<Void, Never>?
 
     init(client: EtcdClient, key: String, id: String, ttl: Int) {
         self.client = client
@@ -167,6 +168,8 @@ public final class EtcdLeadership: Leadership, @unchecked Sendable {
         self.id = id
         self.ttl = ttl
     }
+
+    deinit { renewer?.cancel() }
 
     public var isLeader: Bool {
         lock.withLock {
@@ -176,22 +179,12 @@ public final class EtcdLeadership: Leadership, @unchecked Sendable {
     }
 
     public func campaign() async -> Bool {
-        let started = ContinuousClock.now
-        let held = lock.withLock { lease }
-        if let held {
-            // Renew every TTL/3; a lease that expired meanwhile is gone with its key.
-            if let renewed = lock.withLock({ renewed }), started - renewed < .seconds(Double(ttl) / 3) { return isLeader }
-            guard let left = try? await client.keepAlive(held) else { return isLeader }
-            if left > 0, let kv = try? await client.get(key), kv.lease == held {
-                lock.withLock { renewed = started }
-                return isLeader
-            }
-            lock.withLock {
-                lease = nil
-                renewed = nil
-            }
-            return false
+        if lock.withLock({ lease != nil }) {
+            if isLeader { return true }
+            // Not renewed in time: the lease may be gone, or going. Start afresh.
+            await resign()
         }
+        let started = ContinuousClock.now
         guard let granted = try? await client.grant(ttl: ttl) else { return false }
         guard let (done, _) = try? await client.put(key, Data(id.utf8), lease: granted, ifModRevision: nil), done else {
             await client.revoke(granted)
@@ -200,8 +193,23 @@ public final class EtcdLeadership: Leadership, @unchecked Sendable {
         lock.withLock {
             lease = granted
             renewed = started
+            renewer = Task { [weak self] in await self?.renew(granted) }
         }
         return true
+    }
+
+    /// Every TTL/3: keepalive, and the key must still be ours. Stops on the first failure
+    /// to say so (isLeader lapses by itself at TTL/2).
+    private func renew(_ held: Int64) async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .seconds(Double(ttl) / 3))
+            if Task.isCancelled { return }
+            let sent = ContinuousClock.now
+            guard let left = try? await client.keepAlive(held), left > 0,
+                let kv = try? await client.get(key), kv.lease == held
+            else { continue }
+            lock.withLock { if lease == held { renewed = sent } }
+        }
     }
 
     public func leader() async -> String? {
@@ -210,7 +218,9 @@ public final class EtcdLeadership: Leadership, @unchecked Sendable {
     }
 
     public func resign() async {
-        let held = lock.withLock {
+        let held: Int64? = lock.withLock {
+            renewer?.cancel()
+            renewer = nil
             defer {
                 lease = nil
                 renewed = nil

@@ -13,11 +13,14 @@ public struct HistoryEvent: Sendable, Codable, Equatable {
     public var rePointed: [String]
     public var needsRejoin: [String]
     public var steps: [StepTimer.Step]
+    /// Who acted when not a person's command: `watch`.
+    public var by: String?
 
     public init(
         kind: String, from: String?, to: String, timeline: Int?, lsn: LSN?, durationSeconds: Double,
-        rePointed: [String], needsRejoin: [String], steps: [StepTimer.Step], at: Date = Date()
+        rePointed: [String], needsRejoin: [String], steps: [StepTimer.Step], at: Date = Date(), by: String? = nil
     ) {
+        self.by = by
         self.kind = kind
         let formatter = ISO8601DateFormatter()
         formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]

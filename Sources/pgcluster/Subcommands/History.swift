@@ -14,7 +14,7 @@ extension PGCluster {
         func run() async throws {
             try await execute {
                 let spec = try options.load()
-                let events = try PGClusterKit.History.load(spec: spec)
+                let events = try await Stores.of(spec).loadHistory()
                 Console.out(json ? try JSONOutput.encode(events) : PGClusterKit.History.table(events))
             }
         }

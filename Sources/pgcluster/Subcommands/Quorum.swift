@@ -84,7 +84,7 @@ extension PGCluster {
                     timeout: timeout)
                 Console.progress("[\(primary.name)] synchronous_standby_names = '\(change.value)'")
                 let rows = try await change.apply()
-                try ClusterRecord.saveSynchronous(
+                try await ClusterRecord.saveSynchronous(
                     spec: spec, primary: plan.primary, mode: plan.mode, standbys: standbys == nil ? nil : plan.standbys,
                     applied: (plan.mode, plan.standbys))
                 Console.out("\(plan.primary): synchronous_standby_names = '\(change.value)', synchronous_commit = on")

@@ -29,7 +29,7 @@ extension PGCluster {
                 var report = StatusReport.make(spec: spec, observations: observations)
                 // What pgcluster remembers must be readable, or its next failover could not trust it.
                 do throws(ClusterError) {
-                    _ = try ClusterRecord.load(spec: spec)
+                    report.paused = try await ClusterRecord.load(spec: spec)?.paused ?? false
                 } catch {
                     report.problems.append(([error.message] + error.details).joined(separator: "; "))
                 }

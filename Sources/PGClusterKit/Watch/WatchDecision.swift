@@ -1,0 +1,291 @@
+/// The watcher's next step as a pure function: from one tick's observations, the
+/// postmaster each unreachable node has, the time, and the watcher's own memory, to ONE
+/// action (DESIGN.md, "Watch"). Nothing here touches a server; every rule is tested by
+/// tables in Tests/PGClusterKitTests/WatchDecisionTests.swift. ``Watcher`` carries the
+/// action out through the same code as the commands.
+public enum WatchDecision {
+    /// Whether a postmaster runs for a node's data directory, as its host says.
+    public enum Postmaster: String, Sendable, Equatable {
+        case running
+        /// Its host answers and no postmaster runs there: the server is proven down.
+        case stopped
+        /// Its host does not answer: nothing is proven.
+        case unknown
+    }
+
+    public struct Node: Sendable, Equatable {
+        public var observation: NodeObservation
+        public var postmaster: Postmaster
+
+        public init(_ observation: NodeObservation, postmaster: Postmaster) {
+            self.observation = observation
+            self.postmaster = postmaster
+        }
+
+        public var name: String { observation.node.name }
+    }
+
+    /// One tick: what was seen, and what pgcluster remembers.
+    public struct Input: Sendable {
+        public var nodes: [Node]
+        /// The node pgcluster last made primary (state.json), or the spec's.
+        public var recordedPrimary: String
+        /// What the primary was last given (mode and listed standbys).
+        public var applied: ClusterState.Synchronous
+        /// What `watch` lowered (durability available), nil when nothing is lowered.
+        public var lowered: ClusterState.Synchronous?
+        public var paused: Bool
+        /// Seconds on the watcher's monotonic clock, once the observations are in.
+        public var now: Double
+        /// When this tick's probes started: a primary that did not answer them has been
+        /// silent since then at least. Nil: `now`.
+        public var probedAt: Double?
+
+        public init(
+            nodes: [Node], recordedPrimary: String, applied: ClusterState.Synchronous, lowered: ClusterState.Synchronous? = nil,
+            paused: Bool = false, now: Double, probedAt: Double? = nil
+        ) {
+            self.probedAt = probedAt
+            self.nodes = nodes
+            self.recordedPrimary = recordedPrimary
+            self.applied = applied
+            self.lowered = lowered
+            self.paused = paused
+            self.now = now
+        }
+    }
+
+    /// What the watcher remembers between ticks.
+    public struct Memory: Sendable, Equatable {
+        /// Since when (watcher's clock) no primary has answered; nil while one does.
+        public var primaryLostSince: Double?
+        /// Nodes that must be rejoined before they serve again: the primaries this watcher
+        /// failed over from, and standbys that could not follow.
+        public var needsRejoin: Set<String> = []
+        /// A node whose start or rejoin failed is left alone until then (watcher's clock).
+        public var retryAfter: [String: Double] = [:]
+
+        public init(primaryLostSince: Double? = nil, needsRejoin: Set<String> = [], retryAfter: [String: Double] = [:]) {
+            self.primaryLostSince = primaryLostSince
+            self.needsRejoin = needsRejoin
+            self.retryAfter = retryAfter
+        }
+    }
+
+    public indirect enum Action: Sendable, Equatable {
+        /// All is well, or nothing may be done (said once when it changes).
+        case nothing(String)
+        /// A primary is lost but not yet for long enough, or standbys still reach it.
+        case wait(String)
+        /// Fail over (``Failover``); the reason is logged and recorded.
+        case failover(String)
+        /// A failover would break a rule: reported each interval, nothing done.
+        case refuse(String)
+        /// Kill the node's postmaster: it must not serve (a second primary, or a silent
+        /// primary about to be failed over).
+        case fence(String, why: String)
+        /// pg_rewind the node into a standby of the live primary (``Rejoin``).
+        case rejoin(String, why: String)
+        /// Start a stopped standby (``StartNodes``: never a second primary).
+        case start(String)
+        /// durability available: empty synchronous_standby_names, record what it was.
+        case lowerSynchronous(String)
+        /// Put the lowered mode back.
+        case restoreSynchronous(String)
+        /// Paused: what would have been done.
+        case paused(Action)
+
+        /// Whether carrying it out changes the cluster (and so needs the lock).
+        public var changes: Bool {
+            switch self {
+            case .nothing, .wait, .refuse, .paused: false
+            default: true
+            }
+        }
+    }
+
+    public static func next(_ input: Input, memory: inout Memory, settings: WatchSettings) -> Action {
+        let action = decide(input, memory: &memory, settings: settings)
+        return input.paused && action.changes ? .paused(action) : action
+    }
+
+    static func decide(_ input: Input, memory: inout Memory, settings: WatchSettings) -> Action {
+        let primaries = input.nodes.filter(\.observation.isPrimary)
+        if primaries.count > 1 {
+            memory.primaryLostSince = nil
+            return secondPrimary(primaries, recorded: input.recordedPrimary)
+        }
+        if let live = primaries.first {
+            memory.primaryLostSince = nil
+            return withLivePrimary(live, input, memory: memory, settings: settings)
+        }
+        return withoutPrimary(input, memory: &memory, settings: settings)
+    }
+
+    /// Two primaries: the one pgcluster did not make primary (or, unrecorded, the one on the
+    /// older timeline) is fenced; on one timeline with neither recorded, nobody can tell.
+    static func secondPrimary(_ primaries: [Node], recorded: String) -> Action {
+        let list = primaries.map { "\($0.name) (timeline \($0.observation.timeline.map(String.init) ?? "?"))" }
+            .joined(separator: ", ")
+        let keep = primaries.first { $0.name == recorded }
+            ?? primaries.max { ($0.observation.timeline ?? 0) < ($1.observation.timeline ?? 0) }!
+        let others = primaries.filter { $0.name != keep.name }
+        if keep.name != recorded, others.contains(where: { $0.observation.timeline == keep.observation.timeline }) {
+            return .refuse(
+                "\(list) answer as primaries on one timeline and pgcluster recorded neither: it cannot tell which one "
+                    + "holds the data to keep. Stop the wrong one, then: pgcluster rejoin NODE --force")
+        }
+        let intruder = others.min { ($0.observation.timeline ?? 0) < ($1.observation.timeline ?? 0) }!
+        return .fence(intruder.name, why: "a second primary beside \(keep.name): \(list); it must never serve")
+    }
+
+    static func withLivePrimary(_ live: Node, _ input: Input, memory: Memory, settings: WatchSettings) -> Action {
+        let observations = input.nodes.map(\.observation)
+        if let why = Failover.unfinished(
+            live: live.observation, observations: observations, recordedPrimary: input.recordedPrimary)
+        {
+            return .failover("an interrupted failover to \(live.name): \(why)")
+        }
+
+        // Commits must not hang (available), and the mode comes back as soon as it can.
+        let streaming = live.observation.streamingStandbys
+        if settings.durability == .available {
+            if let lowered = input.lowered {
+                let members = (lowered.standbys ?? []).filter(streaming.contains)
+                if members.count >= max(1, lowered.synchronousMode.count) {
+                    return .restoreSynchronous(
+                        "\(members.sorted().joined(separator: ", ")) \(members.count == 1 ? "streams" : "stream") again: "
+                            + "restoring \(lowered.synchronousMode.standbyNames(lowered.standbys ?? []))")
+                }
+            } else if input.applied.synchronousMode != .async {
+                let listed = input.applied.standbys ?? []
+                let members = listed.filter(streaming.contains)
+                if members.count < input.applied.synchronousMode.count {
+                    return .lowerSynchronous(
+                        "\(members.isEmpty ? "no" : "only \(members.count)") synchronous standby streams "
+                            + "(\(input.applied.synchronousMode) over \(listed.joined(separator: ", "))): "
+                            + "commits on \(live.name) would wait; durability: available lowers it until one does")
+                }
+            }
+        }
+
+        // Stopped nodes: a failed primary is rejoined (or left stopped), a standby started.
+        for node in input.nodes where node.name != live.name && !node.observation.reachable && node.postmaster == .stopped {
+            if let until = memory.retryAfter[node.name], until > input.now { continue }
+            if memory.needsRejoin.contains(node.name) {
+                if settings.rejoin == .auto {
+                    return .rejoin(node.name, why: "it cannot serve as it is (a former primary, or it could not follow)")
+                }
+                continue
+            }
+            return .start(node.name)
+        }
+        let waiting = memory.needsRejoin.filter { name in
+            input.nodes.contains { $0.name == name && !$0.observation.reachable }
+        }
+        if settings.rejoin == .manual, !waiting.isEmpty {
+            let names = waiting.sorted()
+            return .nothing(
+                "\(names.joined(separator: ", ")) stays stopped (rejoin: manual): "
+                    + names.map { "pgcluster rejoin \($0)" }.joined(separator: "; "))
+        }
+        return .nothing("\(live.name) is the primary")
+    }
+
+    static func withoutPrimary(_ input: Input, memory: inout Memory, settings: WatchSettings) -> Action {
+        let old = input.nodes.first { $0.name == input.recordedPrimary }
+        let name = input.recordedPrimary
+        let since = memory.primaryLostSince ?? input.probedAt ?? input.now
+        memory.primaryLostSince = since
+        let lost = input.now - since
+        let asynchronous = input.applied.synchronousMode == .async || input.lowered != nil
+        let sync = guardConfig(input)
+        let observations = input.nodes.map(\.observation)
+
+        func failover(_ why: String) -> Action {
+            switch FailoverDecision.decide(observations: observations, sync: sync, request: .init()) {
+            case .failure(let refusal): return .refuse(refusal.reason)
+            case .success(let plan): return .failover("\(why); \(plan.candidate) is \(plan.reason)")
+            }
+        }
+
+        // Proven dead: its host answers and no postmaster runs. At once.
+        if old?.postmaster == .stopped {
+            return failover("\(name) is down: no postmaster runs for its data directory")
+        }
+        let how = old?.postmaster == .running ? "its postmaster runs but it does not answer" : "its host does not answer"
+        let seconds = { (s: Double) in String(format: "%.1f", s) }
+        if lost < settings.failoverAfter {
+            return .wait("\(name) lost for \(seconds(lost)) s of \(seconds(settings.failoverAfter)) (\(how))")
+        }
+        // Only the watcher lost it? Then it is not lost.
+        let still = input.nodes.filter { $0.observation.isStandby && $0.observation.streaming }.map(\.name)
+        if !still.isEmpty {
+            return .wait(
+                "\(name) does not answer pgcluster, but \(still.joined(separator: ", ")) still "
+                    + "\(still.count == 1 ? "streams" : "stream") from it: no failover while a standby reaches it")
+        }
+        if asynchronous, old?.postmaster != .running {
+            return .refuse(
+                "\(name) is lost, but replication is asynchronous\(input.lowered != nil ? " (lowered by durability: available)" : "") "
+                    + "and \(name) cannot be proven stopped (its host does not answer): failing over could leave two primaries "
+                    + "and lose commits. Stop it (or its host), or run: pgcluster failover")
+        }
+        if old?.postmaster == .running {
+            // Its host answers: kill it first, so that it is proven down when the failover runs;
+            // but not when the failover would be refused anyway.
+            if case .failure(let refusal) = FailoverDecision.decide(observations: observations, sync: sync, request: .init()) {
+                return .refuse(refusal.reason)
+            }
+            return .fence(name, why: "lost for \(seconds(lost)) s (\(how)), and no standby streams from it")
+        }
+        return failover("\(name) lost for \(seconds(lost)) s (\(how)), and no standby streams from it")
+    }
+
+    /// The configuration the quorum guard reasons on, as ``Failover`` does: what the dead
+    /// primary was given, over every member but itself.
+    static func guardConfig(_ input: Input) -> FailoverDecision.SyncConfig {
+        let members = input.applied.standbys ?? input.nodes.map(\.name)
+        return .init(mode: input.applied.synchronousMode, standbys: members.filter { $0 != input.recordedPrimary })
+    }
+}
+
+extension WatchDecision.Action {
+    /// The event name logged for it.
+    public var event: String {
+        switch self {
+        case .nothing: "ok"
+        case .wait: "wait"
+        case .failover: "failover"
+        case .refuse: "refused"
+        case .fence: "fence"
+        case .rejoin: "rejoin"
+        case .start: "start"
+        case .lowerSynchronous: "lower-synchronous"
+        case .restoreSynchronous: "restore-synchronous"
+        case .paused: "paused"
+        }
+    }
+
+    /// The node it concerns, if one.
+    public var node: String? {
+        switch self {
+        case .fence(let name, _), .rejoin(let name, _), .start(let name): name
+        case .paused(let action): action.node
+        default: nil
+        }
+    }
+
+    /// In words.
+    public var details: String {
+        switch self {
+        case .nothing(let why), .wait(let why), .failover(let why), .refuse(let why), .lowerSynchronous(let why),
+            .restoreSynchronous(let why):
+            why
+        case .fence(let name, let why): "fencing \(name): \(why)"
+        case .rejoin(let name, let why): "rejoining \(name): \(why)"
+        case .start(let name): "\(name) is stopped: starting it as a standby"
+        case .paused(let action): "paused, would \(action.event): \(action.details) (pgcluster resume)"
+        }
+    }
+}

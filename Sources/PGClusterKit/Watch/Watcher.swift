@@ -1,0 +1,211 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+
+/// `pgcluster watch`: each `interval`, take the cluster lock if free, observe every node,
+/// ask ``WatchDecision`` for one action and carry it out through the same code as the
+/// commands (``Failover``, ``Rejoin``, ``StartNodes``, ``QuorumChange``). While another
+/// command holds the lock it only observes. A graceful shutdown (SIGTERM, SIGINT) is
+/// honoured between steps, never in the middle of one.
+public struct Watcher: Service {
+    public let control: any ServerControl
+    public let credentials: Credentials
+    public let logger: Logger
+    /// Where the cluster lock, the state and the leadership live (local.dir or etcd).
+    public let store: any ClusterStore
+    /// Only the leader acts: with the files store the one watcher of local.dir; with etcd the
+    /// holder of the leader key's lease, across machines.
+    public let leadership: any Leadership
+    /// How this watcher is named in the leader key: host and PID.
+    public let id: String
+
+    public init(control: any ServerControl, credentials: Credentials, logger: Logger) {
+        self.control = control
+        self.credentials = credentials
+        self.logger = logger
+        store = Stores.of(control.spec)
+        id = "\(ProcessInfo.processInfo.hostName):\(getpid())"
+        leadership = store.leadership(id: id, ttl: control.spec.watch.leaseTTL)
+    }
+
+    var spec: ClusterSpec { control.spec }
+    var settings: WatchSettings { spec.watch }
+    /// How long one probe waits for a node: short, so a silent node costs little of a tick.
+    var probeTimeout: Double { min(2, max(0.5, settings.interval)) }
+
+    public func run() async throws {
+        logger.event(
+            "start",
+            "watching cluster \(spec.name) (\(spec.nodes.count) nodes): every \(settings.interval) s, failover after "
+                + "\(settings.failoverAfter) s, durability \(settings.durability.rawValue), rejoin \(settings.rejoin.rawValue)")
+        let start = ContinuousClock.now
+        let elapsed = { () -> Double in
+            let d = ContinuousClock.now - start
+            return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+        }
+        var memory = WatchDecision.Memory()
+        var lastKey: String?
+        while !Task.isShuttingDownGracefully {
+            let began = elapsed()
+            let acted = await tick(&memory, now: elapsed, lastKey: &lastKey)
+            if Task.isShuttingDownGracefully { break }
+            // A probe every interval (a slow probe eats into the pause); after an action, look
+            // again at once: the next step may follow (fence, then failover).
+            let pause = settings.interval - (elapsed() - began)
+            if !acted, pause > 0 {
+                try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(pause)) }
+            }
+        }
+        await leadership.resign()
+        logger.event("stop", "stopped between steps on SIGTERM or SIGINT")
+    }
+
+    /// One probe, one decision, at most one action. Returns whether it acted.
+    func tick(_ memory: inout WatchDecision.Memory, now: () -> Double, lastKey: inout String?) async -> Bool {
+        // Only the leader acts; the others observe and are ready to take over.
+        guard await leadership.campaign() else {
+            let leader = await leadership.leader()
+            report(.wait("following: \(leader ?? "no leader (the store does not answer)") leads; observing only"), lastKey: &lastKey)
+            memory.primaryLostSince = nil
+            return false
+        }
+        let lock = try? await store.acquireLock(command: "watch", wait: 0)
+        let acted = await tickHolding(lock, &memory, now: now, lastKey: &lastKey)
+        await lock?.release()
+        return acted
+    }
+
+    func tickHolding(
+        _ lock: (any HeldLock)?, _ memory: inout WatchDecision.Memory, now: () -> Double, lastKey: inout String?
+    ) async -> Bool {
+        let state: ClusterState?
+        do {
+            state = try await store.loadState()
+        } catch {
+            report(.refuse(error.message), lastKey: &lastKey)
+            return false
+        }
+        let input = await observe(state: state, probedAt: now(), now: now)
+        let action = WatchDecision.next(input, memory: &memory, settings: settings)
+        if action.changes, lock == nil {
+            let holder = (try? await store.lockHolder())?.description ?? "another command"
+            report(.wait("\(holder) holds the cluster lock: observing only (would \(action.event): \(action.details))"), lastKey: &lastKey)
+            return false
+        }
+        // Leadership lapses when it could not be renewed in time: then act no more.
+        if action.changes, !leadership.isLeader {
+            report(.wait("leadership lapsed before acting (would \(action.event)); observing only"), lastKey: &lastKey)
+            return false
+        }
+        report(action, lastKey: &lastKey)
+        guard action.changes else { return false }
+        await carryOut(action, input: input, memory: &memory, now: now)
+        lastKey = nil
+        return true
+    }
+
+    func observe(state: ClusterState?, probedAt: Double, now: () -> Double) async -> WatchDecision.Input {
+        let observations = await Observer(credentials: credentials, timeout: probeTimeout).observeAll(spec.nodes)
+        var nodes: [WatchDecision.Node] = []
+        for observation in observations {
+            let postmaster = observation.reachable ? .running : await postmaster(observation.node)
+            nodes.append(.init(observation, postmaster: postmaster))
+        }
+        let recorded = state?.primary ?? spec.primary.name
+        var applied = state?.applied ?? state?.synchronous ?? .init(spec.replication.synchronous)
+        if applied.standbys == nil { applied.standbys = spec.nodes.map(\.name).filter { $0 != recorded } }
+        return .init(
+            nodes: nodes, recordedPrimary: recorded, applied: applied, lowered: state?.lowered, paused: state?.paused ?? false,
+            now: now(), probedAt: probedAt)
+    }
+
+    /// Hosts the tests pretend cannot be reached (`PGCLUSTER_TEST_SILENT_HOSTS=node0,...`):
+    /// on this machine every host answers, so "not provably stopped" needs this. Never set
+    /// in normal use.
+    static let silentHosts = Set(
+        (ProcessInfo.processInfo.environment["PGCLUSTER_TEST_SILENT_HOSTS"] ?? "").split(separator: ",").map(String.init))
+
+    func postmaster(_ node: NodeSpec) async -> WatchDecision.Postmaster {
+        if Self.silentHosts.contains(node.name) { return .unknown }
+        return await control.isRunning(node) ? .running : .stopped
+    }
+
+    /// Logs an action: refusals every interval, other states when they change.
+    func report(_ action: WatchDecision.Action, lastKey: inout String?) {
+        let key = action.event + (action.node ?? "") + action.details.filter { !$0.isNumber }
+        if case .refuse = action {} else if key == lastKey { return }
+        lastKey = key
+        let level: Logger.Level = if case .refuse = action { .warning } else { .info }
+        logger.event(action.event, node: action.node, action.details, level: level)
+    }
+
+    func carryOut(
+        _ action: WatchDecision.Action, input: WatchDecision.Input, memory: inout WatchDecision.Memory, now: () -> Double
+    ) async {
+        let live = input.nodes.first { $0.observation.isPrimary }.map(\.observation.node)
+        do throws(ClusterError) {
+            switch action {
+            case .failover:
+                var failover = Failover(
+                    spec: spec, credentials: credentials, control: control, request: .init(), dryRun: false,
+                    templates: control.renderer.templates)
+                failover.observeTimeout = probeTimeout
+                failover.by = "watch"
+                let result = try await failover.run()
+                memory.primaryLostSince = nil
+                memory.needsRejoin.formUnion(result.needsRejoin)
+                memory.needsRejoin.remove(result.candidate)
+                logger.event(
+                    "failed-over", node: result.candidate,
+                    "\(result.candidate) is the primary on timeline \(result.timeline.map(String.init) ?? "?") "
+                        + "(\(String(format: "%.3f", result.totalSeconds)) s); following: "
+                        + "\(result.rePointed.isEmpty ? "none" : result.rePointed.joined(separator: ", ")); "
+                        + "synchronous_standby_names = '\(result.synchronous)'"
+                        + (result.needsRejoin.isEmpty ? "" : "; needs rejoin: \(result.needsRejoin.joined(separator: ", "))"))
+                for warning in result.warnings { logger.event("warning", warning, level: .warning) }
+                for problem in result.problems { logger.event("problem", problem, level: .warning) }
+            case .fence(let name, _):
+                guard let node = spec.node(named: name) else { return }
+                let done = await control.fence(node)
+                memory.needsRejoin.insert(name)
+                logger.event("fenced", node: name, done ?? "no postmaster was running")
+            case .rejoin(let name, _):
+                guard let node = spec.node(named: name) else { return }
+                var rejoin = Rejoin(cluster: control, credentials: credentials, node: node, reclone: false)
+                rejoin.by = "watch"
+                let result = try await rejoin.run()
+                memory.needsRejoin.remove(name)
+                logger.event("rejoined", node: name, result.text.replacingOccurrences(of: "\n", with: "; "))
+            case .start(let name):
+                guard let node = spec.node(named: name) else { return }
+                let lines = try await StartNodes(control: control, credentials: credentials).run([node])
+                logger.event("started", node: name, lines.joined(separator: "; "))
+            case .lowerSynchronous:
+                guard let live else { return }
+                try await QuorumChange(credentials: credentials, primary: live, mode: .async, standbys: []).set()
+                try await ClusterRecord.saveLowered(
+                    spec: spec, primary: live.name, applied: .init(.async, standbys: []), lowered: input.applied)
+                logger.event("lowered", node: live.name, "synchronous_standby_names = '' until a synchronous standby streams (recorded)")
+            case .restoreSynchronous:
+                guard let live, let lowered = input.lowered else { return }
+                let standbys = lowered.standbys ?? []
+                try await QuorumChange(credentials: credentials, primary: live, mode: lowered.synchronousMode, standbys: standbys).set()
+                try await ClusterRecord.saveLowered(spec: spec, primary: live.name, applied: lowered, lowered: nil)
+                logger.event(
+                    "restored", node: live.name, "synchronous_standby_names = '\(lowered.synchronousMode.standbyNames(standbys))'")
+            case .nothing, .wait, .refuse, .paused:
+                return
+            }
+        } catch {
+            let name = action.node
+            if case .start = action, error.exitCode == .refused, let name {
+                // It cannot follow (its WAL went past the fork): a rejoin's job, not a start's.
+                memory.needsRejoin.insert(name)
+            } else if let name {
+                memory.retryAfter[name] = now() + max(10, settings.failoverAfter * 5)
+            }
+            let text = ([error.message] + error.details).joined(separator: "; ")
+            logger.event(action.event + "-failed", node: name, text, level: .warning)
+        }
+    }
+}

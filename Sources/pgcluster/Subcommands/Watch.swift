@@ -1,0 +1,77 @@
+import ArgumentParser
+import Logging
+import PGClusterKit
+import ServiceLifecycle
+
+extension PGCluster {
+    struct Watch: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Automatic failover: watch the cluster in the foreground until SIGTERM or SIGINT.",
+            discussion: """
+                Every watch.interval it observes each node and takes at most one step, holding the \
+                cluster lock (while another command holds it, it only observes): a primary whose \
+                postmaster is gone (its host answers) is failed over at once; one that does not answer \
+                only once it stayed lost for watch.failoverAfter and no standby streams from it any more. \
+                The failover's rules hold: no failover when the quorum cannot be proven (never \
+                --allow-data-loss), and with asynchronous replication only when the old primary is \
+                proven stopped or fenced; a refusal is logged each interval. A failed primary that \
+                comes back is rejoined (watch.rejoin: auto) or kept stopped (manual), never a second \
+                primary; a stopped standby is started. durability: available empties \
+                synchronous_standby_names while no synchronous standby streams, and restores it. \
+                `pgcluster pause` makes it observe and report only. One line per event on stderr \
+                (--json: one JSON object per line); failovers go to history with "by": "watch". \
+                SIGTERM or SIGINT stops it between steps, exit 0.
+                """)
+
+        @OptionGroup var options: SpecOptions
+
+        @Flag(help: "Log one JSON object per line: time, event, node, details.")
+        var json = false
+
+        func run() async throws {
+            try await execute {
+                let spec = try options.load()
+                let credentials = try ClusterAccess.credentials(spec)
+                let control = try ClusterAccess.control(spec, options)
+                let logger = WatchLogHandler.logger(format: json ? .json : .text)
+                // What the shared steps print becomes events of this one logger.
+                Console.redirect = { text, isWarning in
+                    logger.log(level: isWarning ? .warning : .info, "\(text)", metadata: ["event": .string(isWarning ? "warning" : "progress")])
+                }
+                var quiet = logger
+                quiet.logLevel = .warning
+                let group = ServiceGroup(
+                    services: [Watcher(control: control, credentials: credentials, logger: logger)],
+                    gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [], logger: quiet)
+                try await group.run()
+            }
+        }
+    }
+
+    struct Pause: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Maintenance: `pgcluster watch` observes and reports, and changes nothing, until resume.")
+
+        @OptionGroup var options: SpecOptions
+
+        func run() async throws {
+            try await executeLocked(options, "pause") { spec in
+                try await ClusterRecord.savePaused(spec: spec, true)
+                Console.out("cluster \(spec.name) paused: watch observes and reports only (pgcluster resume)")
+            }
+        }
+    }
+
+    struct Resume: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "End `pause`: `pgcluster watch` acts again.")
+
+        @OptionGroup var options: SpecOptions
+
+        func run() async throws {
+            try await executeLocked(options, "resume") { spec in
+                try await ClusterRecord.savePaused(spec: spec, false)
+                Console.out("cluster \(spec.name) resumed: watch acts again")
+            }
+        }
+    }
+}

@@ -1,0 +1,274 @@
+import Foundation
+import Testing
+
+@testable import PGClusterKit
+
+/// A `pgcluster watch` child process of the test (posix_spawn, reaped with waitpid by
+/// us: never a zombie left to a Foundation monitor), its stderr in a file. Always
+/// stopped by PID (`stop()`), also when the test fails.
+final class WatchProcess: @unchecked Sendable {
+    let pid: pid_t
+    let logPath: String
+    private var exitStatus: Int32?
+
+    init(_ cluster: TestCluster, json: Bool = false, environment: [String: String] = [:]) throws {
+        logPath = "\(cluster.root)/watch.log"
+        let argv = [TestCluster.binary, "watch", "-f", cluster.specPath] + (json ? ["--json"] : [])
+        var env = ProcessInfo.processInfo.environment
+        env["NO_COLOR"] = "1"
+        env.merge(environment) { _, new in new }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, logPath + ".out", O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        posix_spawn_file_actions_addopen(&actions, 2, logPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        let cArgs = argv.map { strdup($0) } + [nil]
+        let cEnv = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { (cArgs + cEnv).forEach { free($0) } }
+        var child: pid_t = 0
+        let rc = posix_spawn(&child, argv[0], &actions, nil, cArgs, cEnv)
+        try #require(rc == 0, "cannot start pgcluster watch: \(String(cString: strerror(rc)))")
+        pid = child
+    }
+
+    /// Reaps the child if it ended; true while it runs.
+    var isRunning: Bool {
+        if exitStatus != nil { return false }
+        var status: Int32 = 0
+        guard waitpid(pid, &status, WNOHANG) == pid else { return true }
+        exitStatus = (status & 0x7f) == 0 ? (status >> 8) & 0xff : -(status & 0x7f)
+        return false
+    }
+
+    var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+
+    func lines(_ event: String) -> [String] {
+        // The event is the second field of a text line, or the JSON's "event".
+        log.split(separator: "\n").map(String.init).filter { line in
+            line.split(separator: " ").dropFirst().first == Substring(event) || line.contains("\"event\":\"\(event)\"")
+        }
+    }
+
+    func waitFor(_ event: String, timeout: Double = 20) async -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if !lines(event).isEmpty { return true }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        return !lines(event).isEmpty
+    }
+
+    /// SIGTERM, then the exit status (SIGKILL after `timeout`, status nil then).
+    @discardableResult
+    func stop(timeout: Double = 30) async -> Int32? {
+        guard isRunning else { return exitStatus }
+        kill(pid, SIGTERM)
+        let deadline = Date().addingTimeInterval(timeout)
+        while isRunning && Date() < deadline { try? await Task.sleep(for: .milliseconds(50)) }
+        if isRunning {
+            kill(pid, SIGKILL)
+            while isRunning { try? await Task.sleep(for: .milliseconds(50)) }
+            return nil
+        }
+        return exitStatus
+    }
+}
+
+extension TestCluster {
+    /// SIGSTOP (or SIGCONT) the node's postmaster and every child of it: the whole server hangs.
+    func signalServer(_ node: String, _ signal: Int32) throws {
+        let postmaster = try #require(postmasterPID(node), "\(node) has no running postmaster")
+        for pid in [postmaster] + LocalHost.childProcesses(of: postmaster) { kill(pid, signal) }
+    }
+
+    /// The one node that answers as a primary, if exactly one does.
+    func onePrimary(besides excluded: String? = nil) -> String? {
+        let found = primaries().filter { $0 != excluded }
+        return found.count == 1 ? found[0] : nil
+    }
+}
+
+/// Runs `body` with a fresh cluster that has a `watch:` block and a watcher started on
+/// it; the watcher is stopped (by PID) and the cluster torn down however the test ends.
+func withWatchedCluster(
+    name: String, basePort: Int, synchronous: String = "{mode: any, count: 1}", watch: String = "",
+    environment: [String: String] = [:], json: Bool = false, startWatcher: Bool = true,
+    _ body: (TestCluster, WatchProcess?) async throws -> Void
+) async throws {
+    let block = "watch:\n  interval: 0.5\n  failoverAfter: 2\n" + watch
+    let cluster = try TestCluster(name: name, basePort: basePort, synchronous: synchronous, extraNodeYAML: block)
+    var watcher: WatchProcess?
+    do {
+        try await cluster.initCluster()
+        if startWatcher {
+            watcher = try WatchProcess(cluster, json: json, environment: environment)
+            #expect(await watcher!.waitFor("start"), "watch did not start:\n\(watcher!.log)")
+        }
+        try await body(cluster, watcher)
+    } catch {
+        await watcher?.stop()
+        print(watcher?.log ?? "")
+        await cluster.teardown()
+        throw error
+    }
+    await watcher?.stop()
+    // The watcher's log outlives the cluster's folder, for reading after a failure.
+    try? FileManager.default.createDirectory(atPath: "/tmp/pgcluster-watch-logs", withIntermediateDirectories: true)
+    try? watcher?.log.write(toFile: "/tmp/pgcluster-watch-logs/\(name).log", atomically: true, encoding: .utf8)
+    await cluster.teardown()
+}
+
+/// Issue 12, `pgcluster watch`, on the local backend. Ports 21500-21599.
+@Suite("watch: automatic failover on real servers", .serialized)
+struct WatchTests {
+    @Test("kill -9 of the primary under a 4-client writer with ANY 1: a new primary with no command, nothing lost, the other standby follows, the old one is rejoined")
+    func killNine() async throws {
+        try await withWatchedCluster(name: "w-kill", basePort: 21500) { cluster, watcher in
+            let watcher = try #require(watcher)
+            let load = try await cluster.startLoad(clients: 4)
+            #expect(await cluster.waitForAcks(load, atLeast: 300))
+            try cluster.kill9Postmaster("node0")
+            let promoted = await cluster.eventually(15) { cluster.onePrimary(besides: "node0") != nil }
+            #expect(promoted, "no new primary:\n\(watcher.log)")
+            let newPrimary = try #require(cluster.onePrimary(besides: "node0"))
+            let other = newPrimary == "node1" ? "node2" : "node1"
+
+            let before = load.counts.acknowledged
+            #expect(await cluster.waitForAcks(load, atLeast: before + 100), "no writes after the failover")
+            let summary = await load.stop()
+            let present = try cluster.presentIds(newPrimary, summary.acknowledged)
+            #expect(summary.acknowledged.filter { !present.contains($0) }.isEmpty, "acknowledged rows lost")
+
+            #expect(await cluster.eventually(20) { try cluster.upstreamPort(of: other) == cluster.port(newPrimary) })
+            let history = await cluster.run(["history", "--json"])
+            #expect(history.stdout.contains("\"by\" : \"watch\""), "\(history.stdout)")
+            // rejoin: auto brings the old primary back as a standby, never as a primary.
+            #expect(await cluster.eventually(60) { try cluster.upstreamPort(of: "node0") == cluster.port(newPrimary) }, "\(watcher.log)")
+            #expect(cluster.primaries() == [newPrimary])
+            #expect(!watcher.lines("failed-over").isEmpty)
+        }
+    }
+
+    @Test("SIGSTOP of the whole primary: failover only after failoverAfter, then SIGCONT: the old primary never takes a write as a primary")
+    func silentPrimary() async throws {
+        try await withWatchedCluster(name: "w-stop", basePort: 21510) { cluster, watcher in
+            let watcher = try #require(watcher)
+            let load = try await cluster.startLoad(clients: 4)
+            #expect(await cluster.waitForAcks(load, atLeast: 300))
+            let postmaster = try #require(cluster.postmasterPID("node0"))
+            let stopped = [postmaster] + LocalHost.childProcesses(of: postmaster)
+            for pid in stopped { kill(pid, SIGSTOP) }
+            let stoppedAt = Date()
+            let promoted = await cluster.eventually(20) { cluster.onePrimary(besides: "node0") != nil }
+            let took = Date().timeIntervalSince(stoppedAt)
+            #expect(promoted, "no failover:\n\(watcher.log)")
+            #expect(took >= 2.0, "failed over after \(took) s, before failoverAfter")
+            print("SIGSTOP -> new primary seen: \(String(format: "%.2f", took)) s")
+            for pid in stopped { kill(pid, SIGCONT) }
+            let newPrimary = try #require(cluster.onePrimary(besides: "node0"))
+
+            // For the next seconds, a write straight to node0 never succeeds as a primary.
+            let deadline = Date().addingTimeInterval(8)
+            var acceptedOnOld = 0
+            while Date() < deadline {
+                if (try? cluster.sql("node0", "INSERT INTO \(WriteLoad.table) (id, writer) VALUES (-(extract(epoch from clock_timestamp())*1000000)::bigint, 99)")) != nil {
+                    acceptedOnOld += 1
+                }
+                try? await Task.sleep(for: .milliseconds(100))
+            }
+            #expect(acceptedOnOld == 0)
+            let summary = await load.stop()
+            let present = try cluster.presentIds(newPrimary, summary.acknowledged)
+            #expect(summary.acknowledged.filter { !present.contains($0) }.isEmpty, "acknowledged rows lost")
+            #expect(await cluster.eventually(60) { try cluster.upstreamPort(of: "node0") == cluster.port(newPrimary) }, "\(watcher.log)")
+            #expect(cluster.primaries() == [newPrimary])
+        }
+    }
+
+    @Test("async, the old primary silent and not provably stopped: no failover, the refusal is logged each interval")
+    func asyncNotProvablyStopped() async throws {
+        try await withWatchedCluster(
+            name: "w-async", basePort: 21520, synchronous: "{mode: async}", environment: ["PGCLUSTER_TEST_SILENT_HOSTS": "node0"]
+        ) { cluster, watcher in
+            let watcher = try #require(watcher)
+            try cluster.signalServer("node0", SIGSTOP)
+            try await Task.sleep(for: .seconds(6))
+            let refusals = watcher.lines("refused")
+            try cluster.signalServer("node0", SIGCONT)
+            #expect(refusals.count >= 2, "\(watcher.log)")
+            #expect(refusals.first?.contains("cannot be proven stopped") == true, "\(refusals)")
+            #expect(watcher.lines("failover").isEmpty && watcher.lines("fenced").isEmpty)
+            #expect(await cluster.eventually(10) { cluster.primaries() == ["node0"] })
+            #expect(try cluster.sql("node0", "SELECT timeline_id FROM pg_control_checkpoint()").scalar == "1")
+        }
+    }
+
+    @Test("pause: a dead primary is only reported; resume: failover")
+    func pauseAndResume() async throws {
+        try await withWatchedCluster(name: "w-pause", basePort: 21530) { cluster, watcher in
+            let watcher = try #require(watcher)
+            #expect(await cluster.run(["pause"]).status == 0)
+            let status = try cluster.json(await cluster.run(["status", "--json"]))
+            #expect(status["paused"] as? Bool == true)
+            try cluster.kill9Postmaster("node0")
+            try await Task.sleep(for: .seconds(4))
+            #expect(cluster.primaries().isEmpty, "failed over while paused:\n\(watcher.log)")
+            #expect(!watcher.lines("paused").isEmpty, "\(watcher.log)")
+            #expect(await cluster.run(["resume"]).status == 0)
+            #expect(await cluster.eventually(15) { cluster.onePrimary(besides: "node0") != nil }, "\(watcher.log)")
+            let after = try cluster.json(await cluster.run(["status", "--json"]))
+            #expect(after["paused"] as? Bool == false)
+        }
+    }
+
+    @Test("a standby killed is started again and streams")
+    func standbyRestarted() async throws {
+        try await withWatchedCluster(name: "w-standby", basePort: 21540) { cluster, watcher in
+            let watcher = try #require(watcher)
+            try cluster.kill9Postmaster("node2")
+            #expect(await cluster.eventually(30) { try cluster.upstreamPort(of: "node2") == cluster.port("node0") }, "\(watcher.log)")
+            #expect(await watcher.waitFor("started", timeout: 5))
+            #expect(cluster.primaries() == ["node0"])
+        }
+    }
+
+    @Test("durability available: both standbys down, commits return; the mode comes back when a standby streams")
+    func durabilityAvailable() async throws {
+        try await withWatchedCluster(name: "w-avail", basePort: 21550, watch: "  durability: available\n") { cluster, watcher in
+            let watcher = try #require(watcher)
+            try WriteLoad.prepare(conninfo: try await cluster.readWriteDSN().0, password: try cluster.credentials().superuser.password)
+            try cluster.kill9Postmaster("node1")
+            try cluster.kill9Postmaster("node2")
+            let connection = try cluster.connect("node0")
+            defer { connection.close() }
+            let committed = await Blocking.run(timeout: 15) {
+                (try? connection.query("INSERT INTO \(WriteLoad.table) (id, writer) VALUES (424242, 7)")) != nil
+            }
+            #expect(committed == true, "the commit did not return:\n\(watcher.log)")
+            #expect(await watcher.waitFor("lowered", timeout: 5), "\(watcher.log)")
+            #expect(await cluster.eventually(60) {
+                try cluster.sql("node0", "SHOW synchronous_standby_names").scalar == "ANY 1 (\"node1\", \"node2\")"
+            }, "\(watcher.log)")
+            #expect(await watcher.waitFor("restored", timeout: 5))
+            let state = try String(contentsOfFile: "\(cluster.dataRoot)/state.json", encoding: .utf8)
+            #expect(!state.contains("lowered"), "\(state)")
+        }
+    }
+
+    @Test("SIGTERM while idle: exit 0, JSON lines on stderr")
+    func sigtermWhileIdle() async throws {
+        try await withWatchedCluster(name: "w-term", basePort: 21560, json: true) { cluster, watcher in
+            let watcher = try #require(watcher)
+            try await Task.sleep(for: .seconds(1))
+            #expect(await watcher.stop(timeout: 10) == 0, "\(watcher.log)")
+            let lines = watcher.log.split(separator: "\n")
+            #expect(lines.count >= 2)
+            for line in lines {
+                let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+                #expect(object?["time"] is String && object?["event"] is String, "\(line)")
+            }
+            #expect(!watcher.lines("stop").isEmpty)
+        }
+    }
+}

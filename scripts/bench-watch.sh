@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# How long `pgcluster watch` takes, with no command typed, to give writers a primary again.
+#
+# What is measured: a primary and 2 standbys with quorum commit ANY 1, the spec's default
+# watch settings (interval 0.5 s, failoverAfter 2 s), and `pgcluster watch` running. Each
+# run starts 4 writer clients, each a loop of one-row INSERTs through the read-write DSN
+# (`pgcluster dsn`: libpq tries every node, target_session_attrs=read-write), one psql
+# per statement, each acknowledged id written down with the port that acknowledged it and
+# the time. Then the current primary is hit, two ways, RUNS times each:
+#   kill -9   its postmaster (a crash: the watcher proves it down and fails over at once);
+#   SIGSTOP   its postmaster and every child (a hung server: nothing answers, nothing is
+#             proven; the watcher waits failoverAfter, until no standby streams from it,
+#             fences it and fails over), SIGCONT afterwards.
+# The figure is the time from the signal to the first INSERT acknowledged by another node
+# (the writer's clock, taken when psql returns). lost = acknowledged ids missing on the
+# new primary afterwards. Between runs the watcher brings the old primary back by itself
+# (rejoin: auto, pg_rewind); the next run waits until both standbys stream again.
+#
+# Why it is fair: nobody runs a command; the clock starts at the fault and stops at a write
+# that an application sees succeed, through the connection string it would use. A writer
+# connects afresh per statement (psql), which adds a few ms of resolution to each figure.
+#
+# Usage: scripts/bench-watch.sh     (env: RUNS=7, PGCLUSTER=.build/release/pgcluster)
+# Uses ports 22060-22062 and a folder /tmp/pgcluster-bench-XXXXXX, removed on exit.
+set -euo pipefail
+
+# shellcheck source=scripts/bench-common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/bench-common.sh"
+
+RUNS="${RUNS:-7}"
+case "$RUNS" in '' | *[!0-9]* | 0) die "RUNS must be a positive integer, not '$RUNS'" ;; esac
+PORT0=22060
+NODES=3
+CLIENTS=4
+
+bench_setup
+WRITERS=()
+stop_writers() {
+    local pid
+    for pid in "${WRITERS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    WRITERS=()
+}
+WATCH_PID=""
+stop_watcher() {
+    [ -n "$WATCH_PID" ] || return 0
+    kill -TERM "$WATCH_PID" 2>/dev/null || true
+    wait "$WATCH_PID" 2>/dev/null || true
+    WATCH_PID=""
+}
+trap 'st=$?; set +e; stop_writers; stop_watcher; (exit $st); bench_cleanup' EXIT
+
+DIR="$BENCH_ROOT/cluster"
+SPEC="$BENCH_ROOT/watch.yaml"
+# shellcheck disable=SC2046
+require_ports_free $(seq "$PORT0" $((PORT0 + NODES - 1)))
+# shellcheck disable=SC2046
+write_spec "$SPEC" bench_watch "$DIR" "{mode: any, count: 1}" $(seq "$PORT0" $((PORT0 + NODES - 1)))
+printf 'watch:\n  interval: 0.5\n  failoverAfter: 2\n' >>"$SPEC"
+BENCH_SPECS+=("$SPEC")
+
+node_port() { echo $((PORT0 + ${1#db_})); }
+port_node() { echo "db_$(($1 - PORT0))"; }
+
+sql() {
+    PGPASSWORD="$SU_PASS" PGCONNECT_TIMEOUT=2 timeout 10 "$PGBIN/psql" -X -qAt -v ON_ERROR_STOP=1 \
+        -h 127.0.0.1 -p "$(node_port "$1")" -U "$SU_USER" -d postgres -c "$2"
+}
+streaming_count() { sql "$1" "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'" 2>/dev/null || echo 0; }
+primary_now() {
+    local n
+    for n in $(seq 0 $((NODES - 1))); do
+        [ "$(sql "db_$n" "SELECT pg_is_in_recovery()" 2>/dev/null)" = f ] && { echo "db_$n"; return 0; }
+    done
+    return 1
+}
+
+# writer RUN CLIENT: INSERTs until the stop file exists; "id port time" per acknowledgement.
+writer() {
+    local run="$1" client="$2" seq=0 port
+    while [ ! -e "$BENCH_ROOT/stop-$run" ]; do
+        seq=$((seq + 1))
+        if port="$(PGPASSWORD="$SU_PASS" PGCONNECT_TIMEOUT=1 timeout 5 "$PGBIN/psql" "$DSN" -X -qAt -v ON_ERROR_STOP=1 \
+            -c "INSERT INTO bench_watch (id) VALUES ('$run-$client-$seq') RETURNING inet_server_port()" 2>/dev/null)"; then
+            printf '%s %s %s\n' "$run-$client-$seq" "$port" "$(now)" >>"$BENCH_ROOT/acks-$run"
+        else
+            sleep 0.01
+        fi
+    done
+}
+
+say "bench-watch: kill -9 / SIGSTOP the primary under $CLIENTS writers; pgcluster watch fails over by itself"
+machine_line
+say "cluster: 1 primary + 2 standbys, synchronous ANY 1, watch interval 0.5 s, failoverAfter 2 s; $RUNS runs each"
+"$PGCLUSTER" init -f "$SPEC" >"$BENCH_ROOT/init.log" 2>&1 || { sed 's/^/  | /' "$BENCH_ROOT/init.log" >&2; die "pgcluster init failed"; }
+SU_USER="$(json_login "$DIR/credentials.json" superuser user)"
+SU_PASS="$(json_login "$DIR/credentials.json" superuser password)"
+DSN="$("$PGCLUSTER" dsn -f "$SPEC")"
+sql db_0 "CREATE TABLE bench_watch (id text PRIMARY KEY, at timestamptz DEFAULT clock_timestamp())" >/dev/null
+"$PGCLUSTER" watch -f "$SPEC" 2>"$BENCH_ROOT/watch.log" &
+WATCH_PID=$!
+
+declare -A FIGURES LOSTS
+run_one() {
+    local how="$1" run="$2" primary old_port pid pids t0 first lost acked present new deadline
+    # A healthy cluster: one primary, both standbys streaming from it (the watcher rejoined the last one).
+    deadline=$(($(date +%s) + 90))
+    until primary="$(primary_now)" && [ "$(streaming_count "$primary")" -eq 2 ]; do
+        [ "$(date +%s)" -lt "$deadline" ] || { sed 's/^/  | /' "$BENCH_ROOT/watch.log" | tail -20 >&2; die "$how run $run: no healthy cluster to start from"; }
+        sleep 0.1
+    done
+    old_port="$(node_port "$primary")"
+    : >"$BENCH_ROOT/acks-$run"
+    for client in $(seq 1 "$CLIENTS"); do writer "$run" "$client" & WRITERS+=($!); done
+    sleep 2
+    pid="$(head -n1 "$DIR/$primary/data/postmaster.pid")"
+    pids="$pid $(ps -o pid= --ppid "$pid" | tr '\n' ' ')"
+    t0="$(now)"
+    if [ "$how" = kill ]; then
+        kill -9 "$pid"
+    else
+        # shellcheck disable=SC2086
+        kill -STOP $pids 2>/dev/null || true
+    fi
+    deadline=$(($(date +%s) + 30))
+    first=""
+    while [ -z "$first" ]; do
+        first="$(awk -v p="$old_port" -v t="$t0" '$2 != p && $3 > t { print $3; exit }' "$BENCH_ROOT/acks-$run")"
+        [ -n "$first" ] && break
+        [ "$(date +%s)" -lt "$deadline" ] || die "$how run $run: no write acknowledged by another node within 30 s"
+        sleep 0.02
+    done
+    # shellcheck disable=SC2086
+    [ "$how" = kill ] || kill -CONT $pids 2>/dev/null || true
+    sleep 1
+    touch "$BENCH_ROOT/stop-$run"
+    stop_writers
+    new="$(port_node "$(tail -n1 "$BENCH_ROOT/acks-$run" | awk '{ print $2 }')")"
+    acked="$(wc -l <"$BENCH_ROOT/acks-$run")"
+    present="$(sql "$new" "SELECT count(*) FROM bench_watch WHERE id = ANY('{$(awk '{ print $1 }' "$BENCH_ROOT/acks-$run" | paste -sd, -)}'::text[])")"
+    lost=$((acked - present))
+    FIGURES[$how]+="$(awk -v a="$first" -v b="$t0" 'BEGIN { printf "%.3f", a - b }') "
+    LOSTS[$how]+="$lost "
+    printf '%-8s run %s/%s: %s -> %s, first write on the new primary after %s s; acknowledged %s, lost %s\n' \
+        "$how" "${run#?}" "$RUNS" "$primary" "$new" "$(awk -v a="$first" -v b="$t0" 'BEGIN { printf "%.3f", a - b }')" "$acked" "$lost"
+}
+
+for run in $(seq 1 "$RUNS"); do run_one kill "k$run"; done
+for run in $(seq 1 "$RUNS"); do run_one stop "s$run"; done
+
+say ""
+printf '%-40s %8s %8s %8s  %s\n' "fault -> first write on the new primary" median min max "lost per run"
+# shellcheck disable=SC2086
+printf '%-40s %8s %8s %8s  %s\n' "kill -9 (postmaster gone)" "$(median ${FIGURES[kill]})" "$(minimum ${FIGURES[kill]})" "$(maximum ${FIGURES[kill]})" "${LOSTS[kill]}"
+# shellcheck disable=SC2086
+printf '%-40s %8s %8s %8s  %s\n' "SIGSTOP (silent, failoverAfter 2 s)" "$(median ${FIGURES[stop]})" "$(minimum ${FIGURES[stop]})" "$(maximum ${FIGURES[stop]})" "${LOSTS[stop]}"
+stop_watcher
+grep -c ' failed-over ' "$BENCH_ROOT/watch.log" | xargs printf 'failovers by watch: %s (history: by "watch")\n'
