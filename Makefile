@@ -37,6 +37,7 @@ demo-down: release
 bench: release
 	scripts/bench-init.sh
 	scripts/bench-failover.sh
+	scripts/bench-tls.sh
 	scripts/bench-ssh.sh
 	scripts/compose-engine.sh up
 	scripts/bench-compose.sh

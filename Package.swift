@@ -12,6 +12,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.1.1"),
+        .package(url: "https://github.com/apple/swift-certificates", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
+        .package(url: "https://github.com/apple/swift-asn1", from: "1.7.4"),
     ],
     targets: [
         .systemLibrary(
@@ -25,6 +28,9 @@ let package = Package(
                 "CLibPQ",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Mustache", package: "swift-mustache"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
             ]
         ),
         .executableTarget(
@@ -36,12 +42,17 @@ let package = Package(
         ),
         .testTarget(
             name: "PGClusterKitTests",
-            dependencies: ["PGClusterKit", "pgcluster"],
+            dependencies: [
+                "PGClusterKit", "pgcluster",
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+            ],
             exclude: ["Golden"]
         ),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["PGClusterKit", "pgcluster"]
+            dependencies: ["PGClusterKit", "pgcluster", .product(name: "X509", package: "swift-certificates")]
         ),
     ],
     swiftLanguageModes: [.v5]
