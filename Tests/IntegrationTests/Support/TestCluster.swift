@@ -52,7 +52,7 @@ final class TestCluster: @unchecked Sendable {
               synchronous: \(synchronous)
             network:
               allow: [\(ssh == nil ? "127.0.0.1/32" : "10.213.7.0/24")]
-            \(tls.map { "tls: \($0)\n" } ?? "")            local:
+            \(tls.map { "tls: \($0)\n" } ?? "")local:
               dir: ./data
             nodes:
               - name: node0
