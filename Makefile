@@ -38,6 +38,7 @@ demo-down: release
 bench: release
 	scripts/bench-init.sh
 	scripts/bench-failover.sh
+	scripts/bench-tls.sh
 	scripts/bench-ssh.sh
 	scripts/bench-watch.sh
 	scripts/compose-engine.sh up

@@ -14,6 +14,9 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.1.1"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-certificates", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
+        .package(url: "https://github.com/apple/swift-asn1", from: "1.7.4"),
     ],
     targets: [
         .systemLibrary(
@@ -29,6 +32,9 @@ let package = Package(
                 .product(name: "Mustache", package: "swift-mustache"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
             ]
         ),
         .executableTarget(
@@ -42,12 +48,17 @@ let package = Package(
         ),
         .testTarget(
             name: "PGClusterKitTests",
-            dependencies: ["PGClusterKit", "pgcluster"],
+            dependencies: [
+                "PGClusterKit", "pgcluster",
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+            ],
             exclude: ["Golden"]
         ),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["PGClusterKit", "pgcluster"]
+            dependencies: ["PGClusterKit", "pgcluster", .product(name: "X509", package: "swift-certificates")]
         ),
     ],
     swiftLanguageModes: [.v5]

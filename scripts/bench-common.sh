@@ -130,6 +130,7 @@ bench_cleanup() {
 }
 
 # write_spec FILE NAME DIR SYNC_YAML PORT... : a local spec, first port the primary (db_0).
+# TLS_MODE (generate, the default, files or off) sets tls.mode.
 write_spec() {
     local file="$1" name="$2" dir="$3" sync="$4" i=0 port
     shift 4
@@ -143,6 +144,7 @@ write_spec() {
         say "  bindir: $PGBIN"
         say "replication:"
         say "  synchronous: $sync"
+        say "tls: {mode: ${TLS_MODE:-generate}}"
         say "local:"
         say "  dir: $dir"
         say "  osUser: $PG_OS_USER"

@@ -66,7 +66,7 @@ struct EmbeddedTemplatesTests {
         let text = try Renderer(spec: spec, templates: TemplateSet(directory: folder))
             .standbyConf(spec.standbys[0], upstream: spec.primary)
         // A rendered file always ends with a newline.
-        #expect(text.hasSuffix("pgpass'' connect_timeout=2'\n"))
+        #expect(text.hasSuffix("pgpass'' connect_timeout=2 sslmode=verify-full sslrootcert=''/tmp/a&b <c>/b/tls/ca.crt'''\n"))
         #expect(text.contains("/tmp/a&b <c>/pgpass"))
         #expect(!text.contains("&amp;"))
     }

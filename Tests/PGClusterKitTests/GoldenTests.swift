@@ -43,14 +43,26 @@ struct GoldenTests {
 
     @Test("rendering each example gives the golden files", arguments: TestSupport.exampleNames)
     func example(_ file: String) throws {
+        try check(file, tlsOff: false)
+    }
+
+    /// With `tls: {mode: off}` every example renders exactly what it rendered before TLS
+    /// existed: Golden/tls-off/ holds those files, unchanged.
+    @Test("with tls.mode off, each example renders the files of before TLS", arguments: TestSupport.exampleNames)
+    func exampleWithTLSOff(_ file: String) throws {
+        try check(file, tlsOff: true)
+    }
+
+    func check(_ file: String, tlsOff: Bool) throws {
         let name = (file as NSString).deletingPathExtension
         var spec = try SpecLoader.load(path: TestSupport.examplePath(file))
+        if tlsOff { spec.tls = TLSSettings(mode: .off) }
         // Passwords a spec leaves out are generated when rendering (compose's .env): fix
         // them here so that the golden files stay the same from run to run.
         if spec.superuser.password == nil { spec.superuser.password = "golden-superuser-password" }
         if spec.replication.password == nil { spec.replication.password = "golden-replication-password" }
         let rendered = try RenderCommand.files(Renderer(spec: spec))
-        let folder = TestSupport.goldenDir.appendingPathComponent(name)
+        let folder = TestSupport.goldenDir.appendingPathComponent(tlsOff ? "tls-off/\(name)" : name)
 
         #expect(Set(rendered.map(\.path)).count == rendered.count, "two rendered files share a path")
         if Self.recording {

@@ -223,13 +223,30 @@ struct PostgresAcceptsConfigTests {
         }
         try server.initdb()
         try server.install(["postgresql.conf": try renderer.postgresqlConf(spec.primary), "pg_hba.conf": hba])
-        try server.makeDirectory(LocalLayout(spec: spec).socketDir(spec.primary.name))
+        let layout = LocalLayout(spec: spec)
+        try server.makeDirectory(layout.socketDir(spec.primary.name))
+        // tls.mode generate (the default): the node's certificate where postgresql.conf names it.
+        let ca = try ClusterCA.generate(cluster: spec.name)
+        let issued = try ca.issue(node: "db_0", names: ClusterCA.names(of: spec.primary, backend: .local))
+        try server.makeDirectory(layout.tlsDir("db_0"))
+        try server.write(issued.keyPEM, to: layout.serverKey("db_0"), mode: 0o600)
+        try server.write(issued.certificatePEM, to: layout.serverCertificate("db_0"), mode: 0o644)
+        let caFile = "\(server.folder)/ca.crt"
+        try server.write(ca.certificatePEM, to: caFile, mode: 0o644)
         try server.start()
 
+        // TCP without TLS is turned away by pg_hba.conf; with the CA and verify-full it gets in.
+        #expect(throws: PGError.self) {
+            try PGConnection.connect(
+                ConnectionTarget(host: "127.0.0.1", port: 21920, user: "postgres", password: server.password, connectTimeout: 10))
+        }
         let connection = try PGConnection.connect(
             ConnectionTarget(
-                host: "127.0.0.1", port: 21920, user: "postgres", password: server.password, connectTimeout: 10))
+                host: "127.0.0.1", port: 21920, user: "postgres", password: server.password, connectTimeout: 10,
+                rootCertificate: caFile))
         defer { connection.close() }
+        #expect(try connection.query("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").scalar == "t")
+        #expect(try connection.query("SHOW ssl_min_protocol_version").scalar == "TLSv1.2")
 
         // Every rule parsed, none of them trust: the server's own reading of pg_hba.conf.
         let rules = try connection.query(
@@ -244,9 +261,10 @@ struct PostgresAcceptsConfigTests {
         let replicationRules = try connection.query(
             """
             SELECT count(*) FROM pg_hba_file_rules
-            WHERE type = 'host' AND 'replication' = ANY(database) AND 'replicator' = ANY(user_name)
+            WHERE type = 'hostssl' AND 'replication' = ANY(database) AND 'replicator' = ANY(user_name)
             """)
         #expect(replicationRules.scalar == "1")
+        #expect(try connection.query("SELECT count(*) FROM pg_hba_file_rules WHERE type = 'host'").scalar == "0")
 
         // And postgresql.conf: no line the server could not use.
         let settingErrors = try connection.query(

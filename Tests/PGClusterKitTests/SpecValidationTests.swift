@@ -282,6 +282,46 @@ struct SpecValidationTests {
             label: "maxSlotWalKeep below one WAL segment",
             yaml: specYAML(replication: "replication:\n  maxSlotWalKeep: 1MB\n"),
             key: "replication.maxSlotWalKeep", reason: "at least 16MB"),
+        BadSpec(
+            label: "tls.mode not a mode", yaml: specYAML(top: "tls:\n  mode: on\n"), key: "tls.mode",
+            reason: "must be generate, files or off", line: 3),
+        BadSpec(
+            label: "unknown key in tls", yaml: specYAML(top: "tls:\n  mode: off\n  ca: x\n"), key: "tls.ca",
+            reason: "unknown key"),
+        BadSpec(
+            label: "tls.caFile with mode generate", yaml: specYAML(top: "tls:\n  caFile: /etc/passwd\n"), key: "tls.caFile",
+            reason: "applies to mode files only"),
+        BadSpec(
+            label: "tls mode files without caFile",
+            yaml: specYAML(top: "tls:\n  mode: files\n", nodes: nodesYAML([
+                    "name: db_0\nport: 15432\nrole: primary\ntlsCert: /etc/passwd\ntlsKey: /etc/passwd",
+                    "name: db_1\nport: 15433\ntlsCert: /etc/passwd\ntlsKey: /etc/passwd",
+                ])),
+            key: "tls.caFile", reason: "required with mode files"),
+        BadSpec(
+            label: "tls.caFile that does not exist",
+            yaml: specYAML(top: "tls:\n  mode: files\n  caFile: /nonexistent/ca.crt\n", nodes: nodesYAML([
+                    "name: db_0\nport: 15432\nrole: primary\ntlsCert: /etc/passwd\ntlsKey: /etc/passwd",
+                    "name: db_1\nport: 15433\ntlsCert: /etc/passwd\ntlsKey: /etc/passwd",
+                ])),
+            key: "tls.caFile", reason: "/nonexistent/ca.crt: no such file"),
+        BadSpec(
+            label: "tls mode files, a node without its key",
+            yaml: specYAML(
+                top: "tls:\n  mode: files\n  caFile: /etc/passwd\n",
+                nodes: nodesYAML([
+                    "name: db_0\nport: 15432\nrole: primary\ntlsCert: /etc/passwd\ntlsKey: /etc/passwd",
+                    "name: db_1\nport: 15433\ntlsCert: /etc/passwd",
+                ])),
+            key: "nodes[1].tlsKey", reason: "required with tls.mode files"),
+        BadSpec(
+            label: "tlsCert with tls mode generate",
+            yaml: specYAML(
+                nodes: nodesYAML(["name: db_0\nport: 15432\nrole: primary", "name: db_1\nport: 15433\ntlsCert: /etc/passwd"])),
+            key: "nodes[1]", reason: "apply to tls.mode files only"),
+        BadSpec(
+            label: "tls with backend compose", yaml: specYAML(top: "backend: compose\ntls:\n  mode: generate\n"),
+            key: "tls.mode", reason: "backend compose does not install certificates yet"),
         BadSpec(label: "empty file", yaml: "", key: "", reason: "the file is empty"),
         BadSpec(label: "only comments", yaml: "# nothing here\n\n", key: "", reason: "the file is empty"),
     ]
@@ -433,6 +473,7 @@ struct SpecValidationTests {
         #expect(spec.compose.project == "minimal")
         #expect(spec.compose.image == "postgres:15")
         #expect(spec.compose.subnet.description == "172.28.0.0/16")
+        #expect(spec.tls == TLSSettings(mode: .generate, caFile: nil))
         let b = try #require(spec.node(named: "b"))
         #expect(b.host == "127.0.0.1")
         #expect(b.priority == 100)
@@ -441,6 +482,38 @@ struct SpecValidationTests {
         #expect(b.servicePort == 5432)
         #expect(spec.primary.name == "a")
         #expect(spec.standbys.map(\.name) == ["b"])
+    }
+
+    @Test("tls.mode files: the CA and each node's certificate and key, resolved against the spec's folder")
+    func tlsFiles() throws {
+        let folder = try TestSupport.makeTempDir("tlsfiles")
+        defer { TestSupport.remove(folder) }
+        try FileManager.default.createDirectory(atPath: "\(folder)/certs", withIntermediateDirectories: true)
+        for file in ["ca.crt", "a.crt", "a.key", "b.crt", "b.key"] { try TestSupport.write("x", to: "\(folder)/certs/\(file)") }
+        let yaml = """
+            name: files
+            tls: {mode: files, caFile: certs/ca.crt}
+            nodes:
+              - {name: a, port: 15432, role: primary, tlsCert: certs/a.crt, tlsKey: ./certs/a.key}
+              - {name: b, port: 15433, tlsCert: certs/b.crt, tlsKey: certs/b.key}
+
+            """
+        let spec = try SpecLoader.parse(yaml, file: "\(folder)/pgcluster.yaml")
+        #expect(spec.tls == TLSSettings(mode: .files, caFile: "\(folder)/certs/ca.crt"))
+        #expect(spec.nodes.map(\.tlsCert) == ["\(folder)/certs/a.crt", "\(folder)/certs/b.crt"])
+        #expect(spec.nodes.map(\.tlsKey) == ["\(folder)/certs/a.key", "\(folder)/certs/b.key"])
+        #expect(Credentials.rootCertificate(for: spec) == "\(folder)/certs/ca.crt")
+    }
+
+    @Test("TLS defaults: generate for local and ssh, off for compose; off needs nothing")
+    func tlsDefaults() throws {
+        let compose = try SpecLoader.parse(specYAML(top: "backend: compose\n"), file: "/specs/c.yaml")
+        #expect(compose.tls.mode == .off)
+        #expect(Credentials.rootCertificate(for: compose) == nil)
+        let local = try SpecLoader.parse(specYAML(), file: "/specs/l.yaml")
+        #expect(Credentials.rootCertificate(for: local) == "/specs/t-data/ca.crt")
+        let off = try SpecLoader.parse(specYAML(top: "tls: {mode: off}\n"), file: "/specs/o.yaml")
+        #expect(off.tls.mode == .off)
     }
 
     @Test("the synchronous count defaults to 1")

@@ -226,6 +226,8 @@ struct StatusReportTests {
         let nodeKeys: Set<String> = [
             "name", "host", "port", "role", "timeline", "lsn", "receiveLsn", "replayLsn", "lagBytes", "syncState",
             "upstream", "streaming",
+            // Issue 15: days left on the node's TLS certificate (null with TLS off or the node down).
+            "certificateDaysLeft",
         ]
         for node in nodes { #expect(Set(node.keys) == nodeKeys) }
         #expect(object["name"] as? String == "demo")

@@ -175,6 +175,7 @@ struct SynchronousNamesTests {
         #expect(
             conninfo
                 == "host=127.0.0.1 port=15432 user=replicator application_name=1node passfile='/tmp/pgcluster odd/pgpass' connect_timeout=2"
+                + " sslmode=verify-full sslrootcert='/tmp/pgcluster odd/1node/tls/ca.crt'"
         )
         #expect(!conninfo.contains("s3cret"))
         #expect(renderer.slotName(standby) == "pgcluster_1node")

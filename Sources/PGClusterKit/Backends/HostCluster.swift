@@ -168,13 +168,17 @@ public struct HostCluster: Sendable {
     // MARK: Files
 
     /// The node's folders on its host, owned by the server's user; the data folder 0700.
-    /// For backend local, local.dir itself first.
+    /// For backend local, local.dir itself first. With TLS, the node's certificate too when
+    /// it has none yet (a new node, or one whose files were removed).
     public func prepareDirectories(_ node: NodeSpec) async throws(ClusterError) {
         if spec.backend == .local { try makeRoot() }
         let host = self.host(node)
         try await host.makeDirectories([
             (layout.nodeDir(node.name), 0o750), (layout.socketDir(node.name), 0o750), (layout.dataDir(node.name), 0o700),
         ])
+        if spec.tls.enabled, try await !host.exists(layout.serverCertificate(node.name)) {
+            try await installTLS(node)
+        }
     }
 
     /// local.dir on this machine: credentials, state, history (and for backend local, the nodes).

@@ -63,7 +63,7 @@ extension HostCluster: ServerControl {
         let conninfo = ConfigText.conninfo([
             ("host", source.host), ("port", String(source.port)), ("user", credentials.superuser.user),
             ("dbname", "postgres"), ("connect_timeout", "5"),
-        ])
+        ] + renderer.verifyServer(from: node))
         // The superuser password goes through the child's environment only.
         let output = try await server(
             node, "pg_rewind", ["--target-pgdata=\(layout.dataDir(node.name))", "--source-server=\(conninfo)"],
@@ -105,9 +105,11 @@ extension HostCluster {
     /// node's host, set up to follow it.
     func clone(_ node: NodeSpec, from upstream: NodeSpec, credentials: Credentials, progress: Bool) async throws(ClusterError) {
         try await prepareDirectories(node)
+        let source = ConfigText.conninfo(
+            [("host", upstream.host), ("port", String(upstream.port)), ("user", credentials.replication.user)]
+                + renderer.verifyServer(from: node))
         var arguments = [
-            "-D", layout.dataDir(node.name), "-h", upstream.host, "-p", String(upstream.port),
-            "-U", credentials.replication.user, "-X", "stream", "-c", "fast", "--no-password",
+            "-D", layout.dataDir(node.name), "-d", source, "-X", "stream", "-c", "fast", "--no-password",
         ]
         if spec.replication.slots { arguments += ["-S", renderer.slotName(node)] }
         if progress && spec.backend == .local { arguments.append("-P") }

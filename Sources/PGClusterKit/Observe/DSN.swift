@@ -16,6 +16,10 @@ public enum ConnectionStrings {
             ("connect_timeout", "2"),
             ("target_session_attrs", readOnly ? "prefer-standby" : "read-write"),
         ]
+        // Applications verify every node as pgcluster does: the cluster CA, by its absolute path.
+        if let rootCertificate = Credentials.rootCertificate(for: spec) {
+            pairs += [("sslmode", "verify-full"), ("sslrootcert", rootCertificate)]
+        }
         return ConfigText.conninfo(pairs)
     }
 }

@@ -75,7 +75,8 @@ public struct Observer: Sendable {
     public func target(_ node: NodeSpec, connectTimeout: Int = 2) -> ConnectionTarget {
         ConnectionTarget(
             host: node.host, port: node.port, user: credentials.superuser.user,
-            password: credentials.superuser.password, connectTimeout: connectTimeout)
+            password: credentials.superuser.password, connectTimeout: connectTimeout,
+            rootCertificate: credentials.rootCertificate)
     }
 
     public func observeAll(_ nodes: [NodeSpec]) async -> [NodeObservation] {

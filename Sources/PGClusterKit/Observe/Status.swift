@@ -23,11 +23,15 @@ public struct StatusReport: Sendable, Encodable {
         public var syncState: String?
         public var upstream: String?
         public var streaming: Bool
+        /// Whole days until the certificate the server is configured with expires; nil with
+        /// TLS off or when the node does not answer.
+        public var certificateDaysLeft: Int?
         /// For the table only: seconds of replay lag.
         var lagSeconds: Double?
 
         enum CodingKeys: String, CodingKey {
-            case name, host, port, role, timeline, lsn, receiveLsn, replayLsn, lagBytes, syncState, upstream, streaming
+            case name, host, port, role, timeline, lsn, receiveLsn, replayLsn, lagBytes, syncState, upstream, streaming,
+                certificateDaysLeft
         }
 
         public func encode(to encoder: any Encoder) throws {
@@ -45,6 +49,7 @@ public struct StatusReport: Sendable, Encodable {
             try c.encode(syncState, forKey: .syncState)
             try c.encode(upstream, forKey: .upstream)
             try c.encode(streaming, forKey: .streaming)
+            try c.encode(certificateDaysLeft, forKey: .certificateDaysLeft)
         }
     }
 
@@ -57,6 +62,27 @@ public struct StatusReport: Sendable, Encodable {
     public var problems: [String]
     /// `pgcluster pause` is in force: `watch` observes and reports only.
     public var paused = false
+
+    /// What needs attention soon but does not make the cluster degraded (certificates near expiry).
+    public var warnings: [String] = []
+
+    /// Fewer days than this left on a node's certificate is warned about.
+    public static let certificateWarningDays = 30
+
+    /// Adds each node's certificate expiry, and a warning for each one under
+    /// ``certificateWarningDays`` (or expired). Pure.
+    public mutating func addCertificates(_ certificates: [String: CertificateSummary], now: Date = Date()) {
+        for index in nodes.indices {
+            guard let certificate = certificates[nodes[index].name] else { continue }
+            let days = certificate.daysLeft(now: now)
+            nodes[index].certificateDaysLeft = days
+            if days < 0 {
+                warnings.append("\(nodes[index].name): its TLS certificate has EXPIRED; run `pgcluster tls rotate`")
+            } else if days < Self.certificateWarningDays {
+                warnings.append("\(nodes[index].name): its TLS certificate expires in \(days) days; run `pgcluster tls rotate`")
+            }
+        }
+    }
 
     enum CodingKeys: String, CodingKey { case name, primary, timeline, synchronous, paused, nodes }
 
@@ -148,7 +174,9 @@ public struct StatusReport: Sendable, Encodable {
 
     /// The human table.
     public var table: String {
+        let showCertificates = nodes.contains { $0.certificateDaysLeft != nil }
         let header = ["NODE", "ROLE", "STATE", "TL", "LSN", "RECEIVED", "REPLAYED", "LAG", "SYNC", "UPSTREAM"]
+            + (showCertificates ? ["CERT"] : [])
         var rows = [header]
         for node in nodes {
             let state: String
@@ -167,7 +195,7 @@ public struct StatusReport: Sendable, Encodable {
                 node.role == "primary" ? node.lsn ?? "-" : "-",
                 node.role == "standby" ? node.receiveLsn ?? "-" : "-", node.role == "standby" ? node.replayLsn ?? "-" : "-", lag,
                 node.syncState ?? "-", node.upstream ?? "-",
-            ])
+            ] + (showCertificates ? [node.certificateDaysLeft.map { "\($0)d" } ?? "-"] : []))
         }
         var lines = [TextTable.render(rows)]
         let mode = synchronous.mode == "async"
@@ -179,6 +207,10 @@ public struct StatusReport: Sendable, Encodable {
         } else {
             lines.append("DEGRADED:")
             lines += problems.map { "  - " + $0 }
+        }
+        if !warnings.isEmpty {
+            lines.append("WARNING:")
+            lines += warnings.map { "  - " + $0 }
         }
         return lines.joined(separator: "\n")
     }

@@ -22,6 +22,9 @@ public struct ClusterInit: Sendable {
         try await checkPreconditions()
         let credentials = try Credentials.resolve(spec: spec, storedAt: layout.credentialsFile)
         try cluster.makeRoot()
+        // The CA first (kept from an earlier init, so applications keep trusting it); each
+        // node's certificate is signed when its folder is prepared.
+        if spec.tls.mode == .generate { _ = try cluster.clusterCA() }
         try credentials.save(to: layout.credentialsFile)
         try await cluster.writePassfile(credentials)
 

@@ -11,10 +11,13 @@ public struct ConnectionTarget: Sendable, Equatable, CustomStringConvertible {
     public var database: String
     /// Seconds libpq may take to connect and authenticate (the whole startup).
     public var connectTimeout: Int
+    /// The CA certificate (a path on this machine) the server's certificate must chain to,
+    /// with its name matching `host` (`sslmode=verify-full`); nil: no TLS (`sslmode=disable`).
+    public var rootCertificate: String?
 
     public init(
         host: String, port: Int, user: String, password: String?, database: String = "postgres",
-        connectTimeout: Int = 2
+        connectTimeout: Int = 2, rootCertificate: String? = nil
     ) {
         self.host = host
         self.port = port
@@ -22,6 +25,13 @@ public struct ConnectionTarget: Sendable, Equatable, CustomStringConvertible {
         self.password = password
         self.database = database
         self.connectTimeout = connectTimeout
+        self.rootCertificate = rootCertificate
+    }
+
+    /// libpq's TLS settings for this target.
+    var tlsParameters: [(String, String)] {
+        guard let rootCertificate else { return [("sslmode", "disable")] }
+        return [("sslmode", "verify-full"), ("sslrootcert", rootCertificate)]
     }
 
     public var description: String { "\(user)@\(host):\(port)/\(database)" }
@@ -78,8 +88,8 @@ public final class PGConnection: @unchecked Sendable {
     public static func connect(_ target: ConnectionTarget) throws(PGError) -> PGConnection {
         var parameters = [
             ("host", target.host), ("port", String(target.port)), ("user", target.user), ("dbname", target.database),
-            ("connect_timeout", String(target.connectTimeout)), ("application_name", "pgcluster"), ("sslmode", "disable"),
-        ]
+            ("connect_timeout", String(target.connectTimeout)), ("application_name", "pgcluster"),
+        ] + target.tlsParameters
         if let password = target.password { parameters.append(("password", password)) }
         return try open(parameters, expandDatabase: false, target: target, described: target.description)
     }

@@ -332,8 +332,8 @@ volumes:
 local   all          {{superuser}}  peer
 local   all          all           scram-sha-256
 {{#allow}}
-host    all          all           {{cidr}}  scram-sha-256
-host    replication  {{replicationUser}}  {{cidr}}  scram-sha-256
+{{tcp}} all          all           {{cidr}}  scram-sha-256
+{{tcp}} replication  {{replicationUser}}  {{cidr}}  scram-sha-256
 {{/allow}}
 
 """##,
@@ -348,6 +348,15 @@ unix_socket_directories = {{socketDirectory}}
 max_connections = {{tunable.max_connections}}
 password_encryption = scram-sha-256
 cluster_name = {{clusterName}}
+{{#tls}}
+
+# TLS (tls.mode {{mode}}): TCP clients and standbys verify this node's certificate
+# against the cluster CA (sslmode=verify-full); pg_hba.conf admits TCP only over TLS.
+ssl = on
+ssl_cert_file = {{certFile}}
+ssl_key_file = {{keyFile}}
+ssl_min_protocol_version = 'TLSv1.2'
+{{/tls}}
 
 # Replication: every node is ready to be a primary or a standby.
 wal_level = replica

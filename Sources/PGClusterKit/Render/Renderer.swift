@@ -47,14 +47,27 @@ public struct LocalLayout: Sendable {
 
     /// What pgcluster creates in a node's folder; `destroy` removes these and nothing else there.
     public func nodeFiles(_ node: String) -> [String] {
-        [dataDir(node), logFile(node), socketDir(node), initdbPasswordFile(node)]
+        [dataDir(node), logFile(node), socketDir(node), initdbPasswordFile(node), tlsDir(node)]
     }
+
+    /// The node's TLS files on its host (`tls.mode` generate or files), outside the data
+    /// folder so that pg_basebackup and pg_rewind never carry one node's key to another.
+    public func tlsDir(_ node: String) -> String { "\(serverRoot)/\(node)/tls" }
+    public func serverCertificate(_ node: String) -> String { "\(tlsDir(node))/server.crt" }
+    public func serverKey(_ node: String) -> String { "\(tlsDir(node))/server.key" }
+    /// The cluster CA's certificate on the node's host: its walreceiver and pg_basebackup verify the upstream with it.
+    public func nodeCACertificate(_ node: String) -> String { "\(tlsDir(node))/ca.crt" }
+    /// The cluster CA (`tls.mode: generate`), on this machine only; its key never leaves it.
+    /// Node names cannot hold a '.', so these never clash with a node's folder.
+    public var caCertificate: String { "\(root)/ca.crt" }
+    public var caKey: String { "\(root)/ca.key" }
 
     /// The cluster lock (``ClusterLock``), with the files store.
     public var lockFile: String { "\(root)/\(ClusterLock.fileName)" }
     /// What pgcluster creates directly in local.dir, besides the node folders.
     public var clusterFiles: [String] {
-        [credentialsFile, stateFile, historyFile, lockFile] + (isSSH ? [knownHostsFile, sshControlDirectory] : [passfile])
+        [credentialsFile, stateFile, historyFile, lockFile, caCertificate, caKey]
+            + (isSSH ? [knownHostsFile, sshControlDirectory] : [passfile])
     }
 }
 
@@ -136,6 +149,12 @@ public struct Renderer: Sendable {
             "synchronousStandbyNames": ConfigText.confValue(standbyNames),
             "tunable": tunable,
             "maxSlotWalKeepSize": spec.replication.maxSlotWalKeep.setting,
+            "tls": tlsFiles(node).map { files -> [String: Any] in
+                [
+                    "mode": spec.tls.mode.rawValue, "certFile": ConfigText.confValue(files.certificate),
+                    "keyFile": ConfigText.confValue(files.key),
+                ]
+            } ?? false,
             "hasParameters": !parameters.isEmpty,
             "parameters": parameters,
         ]
@@ -153,6 +172,7 @@ public struct Renderer: Sendable {
             "superuser": spec.superuser.user,
             "replicationUser": spec.replication.user,
             "allow": allow.map { ["cidr": $0] },
+            "tcp": spec.tls.enabled ? "hostssl" : "host   ",
         ]
         return try templates.render("pg_hba.conf.mustache", context)
     }
@@ -179,7 +199,23 @@ public struct Renderer: Sendable {
             ("application_name", node.name),
             ("passfile", compose ? ComposeRenderer.ContainerPath.passfile : LocalLayout(spec: spec).passfile),
             ("connect_timeout", "2"),
-        ])
+        ] + verifyServer(from: node))
+    }
+
+    /// Where a node's TLS files are on its host; nil with `tls.mode: off` (and for
+    /// compose, which the spec keeps off).
+    public func tlsFiles(_ node: NodeSpec) -> (certificate: String, key: String, ca: String)? {
+        guard spec.tls.enabled, spec.backend != .compose else { return nil }
+        let layout = LocalLayout(spec: spec)
+        return (layout.serverCertificate(node.name), layout.serverKey(node.name), layout.nodeCACertificate(node.name))
+    }
+
+    /// The conninfo settings with which a program on `node`'s host (walreceiver,
+    /// pg_basebackup, pg_rewind) checks that it talks to the real server: the cluster CA
+    /// and the server's name in its certificate. Nothing with `tls.mode: off`.
+    public func verifyServer(from node: NodeSpec) -> [(String, String)] {
+        guard let files = tlsFiles(node) else { return [] }
+        return [("sslmode", "verify-full"), ("sslrootcert", files.ca)]
     }
 
     /// The physical slot a standby streams from. Slot names allow only `[a-z0-9_]`.

@@ -23,6 +23,8 @@ public struct ClusterSpec: Sendable, Equatable {
     public var ssh: SSHSettings = SSHSettings()
     /// Where the cluster's state, history, lock and watchers' leadership live.
     public var store: StoreSettings = StoreSettings()
+    /// `tls:`: how servers prove who they are and encrypt what crosses the network.
+    public var tls: TLSSettings = TLSSettings()
     public var nodes: [NodeSpec]
     /// The absolute path of the file this spec was read from.
     public var file: String
@@ -177,6 +179,30 @@ public struct SSHSettings: Sendable, Equatable {
     public init() {}
 }
 
+/// `tls:`: a cluster CA and a certificate per node (generate, the default), the
+/// operator's own (files), or no TLS at all (off).
+public struct TLSSettings: Sendable, Equatable {
+    public enum Mode: String, Sendable, Equatable, CaseIterable {
+        /// pgcluster makes a cluster CA in local.dir and signs one certificate per node.
+        case generate
+        /// The spec names the CA certificate (`tls.caFile`) and each node's `tlsCert`/`tlsKey`.
+        case files
+        /// No TLS: `ssl = off`, TCP clients admitted by `host` lines, `sslmode=disable`.
+        case off
+    }
+
+    public var mode: Mode = .generate
+    /// Mode files: the CA certificate that signed the nodes' certificates (absolute path on this machine).
+    public var caFile: String?
+
+    public var enabled: Bool { mode != .off }
+
+    public init(mode: Mode = .generate, caFile: String? = nil) {
+        self.mode = mode
+        self.caFile = caFile
+    }
+}
+
 public struct ComposeSettings: Sendable, Equatable {
     public var project: String
     public var image: String
@@ -201,6 +227,9 @@ public struct NodeSpec: Sendable, Equatable {
     public var servicePort: Int
     /// Backend ssh: where ssh goes, when it differs from `host`.
     public var sshHost: String?
+    /// `tls.mode: files`: the node's certificate and its key (absolute paths on this machine).
+    public var tlsCert: String?
+    public var tlsKey: String?
 
     public init(
         name: String, host: String = "127.0.0.1", port: Int, role: Role = .standby, priority: Int = 100,

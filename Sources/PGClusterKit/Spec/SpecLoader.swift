@@ -247,8 +247,8 @@ private struct Reader {
         let top = mapping(
             root, "",
             allowed: [
-                "version", "name", "backend", "postgres", "superuser", "replication", "network", "local", "ssh", "compose",
-                "store", "watch", "nodes",
+                "version", "name", "backend", "postgres", "superuser", "replication", "network", "tls", "local", "ssh",
+                "compose", "store", "watch", "nodes",
             ])
         if top.isEmpty && problems.isEmpty { fail(root, "", "expected a mapping with name and nodes") }
 
@@ -301,7 +301,8 @@ private struct Reader {
 
         let ssh = sshSection(top["ssh"], backend: backend, specFolder: specFolder)
         let store = storeSection(top["store"])
-        let nodes = nodesSection(top["nodes"], backend: backend)
+        let tls = tlsSection(top["tls"], backend: backend, specFolder: specFolder)
+        let nodes = nodesSection(top["nodes"], backend: backend, tls: tls.mode, specFolder: specFolder)
         let watch = watchSection(top["watch"])
 
         // Cross-checks that need the whole spec.
@@ -326,7 +327,7 @@ private struct Reader {
                 maxSlotWalKeep: maxSlotWalKeep),
             network: NetworkSettings(allow: allow),
             local: LocalSettings(dir: dir, osUser: osUser),
-            compose: ComposeSettings(project: project, image: image, subnet: subnet), ssh: ssh, store: store,
+            compose: ComposeSettings(project: project, image: image, subnet: subnet), ssh: ssh, store: store, tls: tls,
             nodes: nodes, file: file, watch: watch)
     }
 
@@ -513,7 +514,51 @@ private struct Reader {
         return ssh
     }
 
-    mutating func nodesSection(_ node: Node?, backend: ClusterSpec.Backend) -> [NodeSpec] {
+    /// A path on this machine, resolved against the spec's folder, that must name a readable file.
+    mutating func localFile(_ node: Node?, _ path: String, specFolder: URL) -> String? {
+        guard let text = string(node, path) else { return nil }
+        let expanded = text.hasPrefix("~/") ? FileManager.default.homeDirectoryForCurrentUser.path + String(text.dropFirst(1)) : text
+        let resolved = URL(fileURLWithPath: expanded, relativeTo: specFolder).standardizedFileURL.path
+        guard FileManager.default.isReadableFile(atPath: resolved) else {
+            fail(node, path, "\(resolved): no such file, or not readable")
+            return nil
+        }
+        return resolved
+    }
+
+    mutating func tlsSection(_ node: Node?, backend: ClusterSpec.Backend, specFolder: URL) -> TLSSettings {
+        let map = mapping(node, "tls", allowed: ["mode", "caFile"])
+        var tls = TLSSettings()
+        // Compose projects do not carry certificates yet: TLS stays off there until they do.
+        let defaultMode = backend == .compose ? TLSSettings.Mode.off : .generate
+        if let text = string(map["mode"], "tls.mode", default: defaultMode.rawValue) {
+            if let mode = TLSSettings.Mode(rawValue: text) {
+                tls.mode = mode
+            } else {
+                fail(map["mode"], "tls.mode", "must be generate, files or off, not '\(text)'")
+            }
+        }
+        if backend == .compose && tls.mode != .off {
+            fail(
+                map["mode"], "tls.mode",
+                "backend compose does not install certificates yet: leave tls out or set tls.mode: off")
+            tls.mode = .off
+        }
+        if tls.mode == .files {
+            if map["caFile"] == nil {
+                fail(node, "tls.caFile", "required with mode files: the CA certificate that signed the nodes' certificates")
+            } else {
+                tls.caFile = localFile(map["caFile"], "tls.caFile", specFolder: specFolder)
+            }
+        } else if map["caFile"] != nil {
+            fail(map["caFile"], "tls.caFile", "applies to mode files only (this spec has mode \(tls.mode.rawValue))")
+        }
+        return tls
+    }
+
+    mutating func nodesSection(
+        _ node: Node?, backend: ClusterSpec.Backend, tls: TLSSettings.Mode = .generate, specFolder: URL
+    ) -> [NodeSpec] {
         guard let node else {
             fail(nil, "nodes", "required: list the primary and its standbys")
             return []
@@ -529,7 +574,9 @@ private struct Reader {
         for (i, item) in items.enumerated() {
             let path = "nodes[\(i)]"
             let map = mapping(
-                item, path, allowed: ["name", "host", "port", "role", "priority", "serviceHost", "servicePort", "sshHost"])
+                item, path, allowed: [
+                    "name", "host", "port", "role", "priority", "serviceHost", "servicePort", "sshHost", "tlsCert", "tlsKey",
+                ])
             if map.isEmpty { continue }
             let name = self.name(map["name"], "\(path).name")
             if let name, name.count > SpecLoader.maxNodeNameLength {
@@ -563,6 +610,17 @@ private struct Reader {
             if backend == .ssh && map["host"] == nil && map["sshHost"] == nil {
                 fail(item, path, "backend ssh needs the node's host (or sshHost): where its server runs")
             }
+            var tlsCert: String?
+            var tlsKey: String?
+            if tls == .files {
+                for key in ["tlsCert", "tlsKey"] where map[key] == nil {
+                    fail(item, "\(path).\(key)", "required with tls.mode files: the node's \(key == "tlsCert" ? "certificate" : "private key") (PEM)")
+                }
+                if map["tlsCert"] != nil { tlsCert = localFile(map["tlsCert"], "\(path).tlsCert", specFolder: specFolder) }
+                if map["tlsKey"] != nil { tlsKey = localFile(map["tlsKey"], "\(path).tlsKey", specFolder: specFolder) }
+            } else if let given = map["tlsCert"] ?? map["tlsKey"] {
+                fail(given, path, "tlsCert and tlsKey apply to tls.mode files only (this spec has mode \(tls.rawValue))")
+            }
             if backend != .compose && (map["serviceHost"] != nil || map["servicePort"] != nil) {
                 fail(map["serviceHost"] ?? map["servicePort"], path, "serviceHost and servicePort apply to the compose backend only")
             }
@@ -585,10 +643,12 @@ private struct Reader {
             }
             if role == .primary { primaries.append(i) }
             if let name, let port {
-                nodes.append(
-                    NodeSpec(
-                        name: name, host: host, port: port, role: role, priority: priority,
-                        serviceHost: serviceHost, servicePort: servicePort, sshHost: sshHost))
+                var spec = NodeSpec(
+                    name: name, host: host, port: port, role: role, priority: priority,
+                    serviceHost: serviceHost, servicePort: servicePort, sshHost: sshHost)
+                spec.tlsCert = tlsCert
+                spec.tlsKey = tlsKey
+                nodes.append(spec)
             }
         }
         if items.isEmpty {

@@ -10,6 +10,30 @@ public struct Credentials: Sendable, Equatable, Codable, CustomStringConvertible
 
     public var superuser: Login
     public var replication: Login
+    /// The CA certificate pgcluster verifies the servers with (a path on this machine), or
+    /// nil with `tls.mode: off`. Not stored: it follows from the spec. It travels with the
+    /// passwords because everything that connects to a node carries both.
+    public var rootCertificate: String?
+
+    enum CodingKeys: String, CodingKey {
+        case superuser, replication
+    }
+
+    public init(superuser: Login, replication: Login, rootCertificate: String? = nil) {
+        self.superuser = superuser
+        self.replication = replication
+        self.rootCertificate = rootCertificate
+    }
+
+    /// The CA certificate clients of `spec`'s servers verify them with: local.dir/ca.crt
+    /// (generate), the spec's `tls.caFile` (files), none (off).
+    public static func rootCertificate(for spec: ClusterSpec) -> String? {
+        switch spec.tls.mode {
+        case .generate: LocalLayout(spec: spec).caCertificate
+        case .files: spec.tls.caFile
+        case .off: nil
+        }
+    }
 
     /// Passwords are left out on purpose.
     public var description: String { "Credentials(superuser: \(superuser.user), replication: \(replication.user))" }
@@ -31,18 +55,20 @@ public struct Credentials: Sendable, Equatable, Codable, CustomStringConvertible
                 password: spec.superuser.password ?? stored?.superuser.password ?? generatePassword()),
             replication: Login(
                 user: spec.replication.user,
-                password: spec.replication.password ?? stored?.replication.password ?? generatePassword()))
+                password: spec.replication.password ?? stored?.replication.password ?? generatePassword()),
+            rootCertificate: rootCertificate(for: spec))
     }
 
     /// The cluster's stored credentials; an error saying how to create the cluster when
     /// there are none.
     public static func stored(spec: ClusterSpec) throws(ClusterError) -> Credentials {
         let path = LocalLayout(spec: spec).credentialsFile
-        guard let stored = try load(path) else {
+        guard var stored = try load(path) else {
             throw ClusterError(
                 "no cluster at \(spec.local.dir): \(path) is missing",
                 details: ["create it with: pgcluster init -f \(spec.file)"])
         }
+        stored.rootCertificate = rootCertificate(for: spec)
         return stored
     }
 

@@ -8,7 +8,7 @@ extension PGCluster {
             abstract: "Show each node as the live servers report it; exit 1 when the cluster is degraded.",
             discussion: """
                 One row a node: role, state, timeline, LSNs, lag in bytes and seconds, sync state and \
-                upstream. Every node is asked at once with a short timeout, so a dead node costs at most \
+                upstream, and with TLS the days left on each node's certificate (a warning under 30). Every node is asked at once with a short timeout, so a dead node costs at most \
                 that. The cluster is degraded when a node is down, a standby does not stream from the \
                 primary, or there is not exactly one primary.
                 """)
@@ -27,6 +27,9 @@ extension PGCluster {
                 let credentials = try ClusterAccess.credentials(spec)
                 let observations = await Observer(credentials: credentials, timeout: timeout).observeAll(spec.nodes)
                 var report = StatusReport.make(spec: spec, observations: observations)
+                if spec.tls.enabled {
+                    report.addCertificates(await CertificateProbe(credentials: credentials, timeout: timeout).read(spec.nodes))
+                }
                 // What pgcluster remembers must be readable, or its next failover could not trust it.
                 do throws(ClusterError) {
                     report.paused = try await ClusterRecord.load(spec: spec)?.paused ?? false
@@ -34,6 +37,7 @@ extension PGCluster {
                     report.problems.append(([error.message] + error.details).joined(separator: "; "))
                 }
                 if json {
+                    for warning in report.warnings { Console.warn(warning) }
                     Console.out(try JSONOutput.encode(report))
                 } else {
                     Console.out(report.table)

@@ -29,7 +29,7 @@ final class TestCluster: @unchecked Sendable {
     /// - Parameter ssh: backend ssh: the YAML of the `ssh:` block, and each node's host address.
     init(
         name: String, basePort: Int, standbys: Int = 2, synchronous: String = "{mode: async}", extraNodeYAML: String = "",
-        ssh: (block: String, hosts: [String])? = nil
+        ssh: (block: String, hosts: [String])? = nil, tls: String? = nil
     ) throws {
         self.name = name
         self.basePort = basePort
@@ -52,7 +52,7 @@ final class TestCluster: @unchecked Sendable {
               synchronous: \(synchronous)
             network:
               allow: [\(ssh == nil ? "127.0.0.1/32" : "10.213.7.0/24")]
-            local:
+            \(tls.map { "tls: \($0)\n" } ?? "")local:
               dir: ./data
             nodes:
               - name: node0
@@ -129,12 +129,20 @@ final class TestCluster: @unchecked Sendable {
         try #require(try Credentials.load("\(dataRoot)/credentials.json"))
     }
 
-    func connect(_ node: String, timeout: Int = 5) throws -> PGConnection {
+    /// The cluster CA `init` made (tls.mode generate, the default), or nil when TLS is off.
+    var caFile: String? {
+        let path = "\(dataRoot)/ca.crt"
+        return FileManager.default.fileExists(atPath: path) ? path : nil
+    }
+
+    /// A superuser connection, verifying the server's certificate with the cluster CA
+    /// (sslmode=verify-full) when the cluster has one, as applications do.
+    func connect(_ node: String, timeout: Int = 5, host: String? = nil) throws -> PGConnection {
         let credentials = try credentials()
         return try PGConnection.connect(
             ConnectionTarget(
-                host: host(node), port: port(node), user: credentials.superuser.user,
-                password: credentials.superuser.password, connectTimeout: timeout))
+                host: host ?? self.host(node), port: port(node), user: credentials.superuser.user,
+                password: credentials.superuser.password, connectTimeout: timeout, rootCertificate: caFile))
     }
 
     /// Runs SQL on a node and returns the rows.
@@ -194,10 +202,10 @@ final class TestCluster: @unchecked Sendable {
 
 /// Runs `body` with a fresh cluster and always tears it down.
 func withCluster(
-    name: String, basePort: Int, standbys: Int = 2, synchronous: String = "{mode: async}",
+    name: String, basePort: Int, standbys: Int = 2, synchronous: String = "{mode: async}", tls: String? = nil,
     _ body: (TestCluster) async throws -> Void
 ) async throws {
-    let cluster = try TestCluster(name: name, basePort: basePort, standbys: standbys, synchronous: synchronous)
+    let cluster = try TestCluster(name: name, basePort: basePort, standbys: standbys, synchronous: synchronous, tls: tls)
     do {
         try await body(cluster)
     } catch {
