@@ -7,7 +7,7 @@ public enum ClusterRecord {
     ) throws(ClusterError) {
         try ClusterState(
             primary: primary, synchronous: .init(mode, standbys: standbys),
-            applied: .init(applied.mode, standbys: applied.standbys)
+            applied: .init(applied.mode, standbys: applied.standbys), nodes: try members(spec: spec)
         ).save(to: LocalLayout(spec: spec).stateFile)
     }
 
@@ -17,7 +17,7 @@ public enum ClusterRecord {
     ) throws(ClusterError) {
         try ClusterState(
             primary: primary, synchronous: try synchronous(spec: spec),
-            applied: .init(applied.mode, standbys: applied.standbys)
+            applied: .init(applied.mode, standbys: applied.standbys), nodes: try members(spec: spec)
         ).save(to: LocalLayout(spec: spec).stateFile)
     }
 
@@ -29,5 +29,17 @@ public enum ClusterRecord {
     /// What pgcluster remembers, or nil before anything was recorded; an error when damaged.
     public static func load(spec: ClusterSpec) throws(ClusterError) -> ClusterState? {
         try ClusterState.load(LocalLayout(spec: spec).stateFile)
+    }
+
+    /// The nodes recorded (kept by every writer), or the spec's when none were recorded yet.
+    static func members(spec: ClusterSpec) throws(ClusterError) -> [ClusterState.Member] {
+        try load(spec: spec)?.nodes ?? spec.nodes.map(ClusterState.Member.init)
+    }
+
+    /// Records the nodes the cluster has now (`apply`, after adding or removing one).
+    public static func saveMembers(spec: ClusterSpec, primary: String, members: [ClusterState.Member]) throws(ClusterError) {
+        var state = try load(spec: spec) ?? ClusterState(primary: primary, synchronous: .init(spec.replication.synchronous))
+        state.nodes = members
+        try state.save(to: LocalLayout(spec: spec).stateFile)
     }
 }

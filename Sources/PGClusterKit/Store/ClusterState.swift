@@ -25,11 +25,33 @@ public struct ClusterState: Sendable, Equatable, Codable {
     /// What the primary was last given: the mode and the exact standbys listed. The
     /// failover quorum guard reasons on this, since the dead primary cannot be asked.
     public var applied: Synchronous?
+    /// The nodes the cluster has, and where each lives: `apply` must still reach a node
+    /// after it was taken out of the spec. Nil in states written before `apply` existed.
+    public var nodes: [Member]?
 
-    public init(primary: String, synchronous: Synchronous, applied: Synchronous? = nil) {
+    /// A node of the cluster as `apply` last left it: enough to find its server and files.
+    public struct Member: Sendable, Equatable, Codable {
+        public var name: String
+        public var host: String
+        public var port: Int
+        public var sshHost: String?
+
+        public init(_ node: NodeSpec) {
+            name = node.name
+            host = node.host
+            port = node.port
+            sshHost = node.sshHost
+        }
+
+        /// The node as a standby of the cluster (its role in a spec no longer matters).
+        public var node: NodeSpec { NodeSpec(name: name, host: host, port: port, role: .standby, sshHost: sshHost) }
+    }
+
+    public init(primary: String, synchronous: Synchronous, applied: Synchronous? = nil, nodes: [Member]? = nil) {
         self.primary = primary
         self.synchronous = synchronous
         self.applied = applied
+        self.nodes = nodes
     }
 
     /// The remembered state, or nil when none was recorded yet. A file that exists but
