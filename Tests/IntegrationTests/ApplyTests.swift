@@ -132,7 +132,7 @@ struct ApplyTests {
             let load = try await cluster.startLoad(clients: 4)
             #expect(await cluster.waitForAcks(load, atLeast: 200))
             try cluster.editSpec { $0.replacingOccurrences(of: "shared_buffers: 32MB", with: "shared_buffers: 40MB") }
-            let restart = await cluster.run(["apply"])
+            let restart = await cluster.run(["apply", "--json"])
             #expect(restart.status == 0, "apply: \(restart.stderr)\n\(restart.stdout)")
             let before = load.counts.acknowledged
             #expect(await cluster.waitForAcks(load, atLeast: before + 100), "no writes acknowledged after apply")
@@ -152,7 +152,11 @@ struct ApplyTests {
             #expect(restarted["node0"]! > restarted["node1"]! && restarted["node0"]! > restarted["node2"]!)
             let history = try String(contentsOfFile: "\(cluster.dataRoot)/history.json", encoding: .utf8)
             #expect(history.contains("switchover") && !history.contains("failover"))
-            #expect(restart.stdout.components(separatedBy: "restart standby").count - 1 == 2, "\(restart.stdout)")
+            let report = try #require(try JSONSerialization.jsonObject(with: Data(restart.stdout.utf8)) as? [String: Any])
+            let steps = try #require((report["plan"] as? [String: Any])?["steps"] as? [String])
+            #expect(steps.filter { $0.hasPrefix("restart standby") }.count == 2, "\(steps)")
+            #expect(steps.last?.hasPrefix("restart primary node0 by switchover") == true, "\(steps)")
+            #expect(report["primary"] as? String == primary)
         }
     }
 
