@@ -38,6 +38,7 @@ bench: release
 	scripts/bench-init.sh
 	scripts/bench-failover.sh
 	scripts/bench-ssh.sh
+	scripts/bench-apply.sh
 	scripts/compose-engine.sh up
 	scripts/bench-compose.sh
 
