@@ -15,13 +15,13 @@
 #   restarts    the apply's own "restart standby" steps.
 #
 # Usage: scripts/bench-apply.sh     (env: PGCLUSTER=.build/release/pgcluster)
-# Uses ports 22060-22062 and a folder /tmp/pgcluster-bench-XXXXXX, removed on exit.
+# Uses ports 22070-22072 and a folder /tmp/pgcluster-bench-XXXXXX, removed on exit.
 set -euo pipefail
 
 # shellcheck source=scripts/bench-common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/bench-common.sh"
 
-PORT0=22060
+PORT0="${PORT0:-22070}"
 NODES=3
 bench_setup
 
@@ -46,7 +46,7 @@ SU_PASS="$(json_login "$DIR/credentials.json" superuser password)"
 PGPASSWORD="$SU_PASS" "$PGBIN/psql" -X -qAt "$DSN" -c "CREATE TABLE bench_apply (id bigserial PRIMARY KEY, c int)" >/dev/null
 
 "$PGCLUSTER" switchover -f "$SPEC" --json >"$BENCH_ROOT/switchover.json" 2>"$BENCH_ROOT/switchover.log" || die "switchover failed"
-switchover="$(json_field "$BENCH_ROOT/switchover.json" 'd["totalSeconds"]')"
+switchover="$(json_field "$BENCH_ROOT/switchover.json" 'round(d["totalSeconds"], 3)')"
 
 for c in 1 2 3 4; do
     (
