@@ -40,6 +40,7 @@ public struct ClusterInit: Sendable {
                 credentials: credentials, primary: primary, mode: mode, standbys: names, timeout: streamTimeout)
             try await quorum.apply()
             try await ClusterRecord.saveSynchronous(spec: spec, primary: primary.name, mode: mode, standbys: nil, applied: (mode, names))
+            try await ClusterRecord.saveMembers(spec: spec, primary: primary.name, members: spec.nodes.map(ClusterState.Member.init))
         } catch {
             var running: [String] = []
             for node in spec.nodes where await cluster.postmasterRuns(node) { running.append(node.name) }

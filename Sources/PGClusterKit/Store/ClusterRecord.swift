@@ -11,6 +11,7 @@ public enum ClusterRecord {
         try await Stores.of(spec).updateState { previous in
             var state = ClusterState(primary: primary, synchronous: .init(mode, standbys: standbys), applied: applied)
             state.keep(from: previous)
+            state.nodes = state.nodes ?? spec.nodes.map(ClusterState.Member.init)
             return state
         }
     }
@@ -25,6 +26,7 @@ public enum ClusterRecord {
         try await Stores.of(spec).updateState { previous in
             var state = ClusterState(primary: primary, synchronous: previous?.synchronous ?? fallback, applied: applied)
             state.keep(from: previous)
+            state.nodes = state.nodes ?? spec.nodes.map(ClusterState.Member.init)
             return state
         }
     }
@@ -66,6 +68,21 @@ public enum ClusterRecord {
     public static func load(spec: ClusterSpec) async throws(ClusterError) -> ClusterState? {
         try await Stores.of(spec).loadState()
     }
+
+    /// The nodes recorded (kept by every writer), or the spec's when none were recorded yet.
+    static func members(spec: ClusterSpec) async throws(ClusterError) -> [ClusterState.Member] {
+        try await load(spec: spec)?.nodes ?? spec.nodes.map(ClusterState.Member.init)
+    }
+
+    /// Records the nodes the cluster has now (`apply`, after adding or removing one).
+    public static func saveMembers(spec: ClusterSpec, primary: String, members: [ClusterState.Member]) async throws(ClusterError) {
+        let fallback = ClusterState.Synchronous(spec.replication.synchronous)
+        try await Stores.of(spec).updateState { previous in
+            var state = previous ?? ClusterState(primary: primary, synchronous: fallback)
+            state.nodes = members
+            return state
+        }
+    }
 }
 
 extension ClusterState {
@@ -74,5 +91,6 @@ extension ClusterState {
     /// what the primary has now.
     mutating func keep(from previous: ClusterState?) {
         paused = previous?.paused
+        nodes = previous?.nodes
     }
 }

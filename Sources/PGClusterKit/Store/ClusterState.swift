@@ -31,13 +31,38 @@ public struct ClusterState: Sendable, Equatable, Codable {
     /// synchronous standby streamed: what was applied before, to restore when one does.
     /// While set, `applied` is async: a failover's guard knows commits were not replicated.
     public var lowered: Synchronous?
+    /// The nodes the cluster has, and where each lives: `apply` must still reach a node
+    /// after it was taken out of the spec. Nil in states written before `apply` existed.
+    public var nodes: [Member]?
 
-    public init(primary: String, synchronous: Synchronous, applied: Synchronous? = nil, paused: Bool? = nil, lowered: Synchronous? = nil) {
+    /// A node of the cluster as `apply` last left it: enough to find its server and files.
+    public struct Member: Sendable, Equatable, Codable {
+        public var name: String
+        public var host: String
+        public var port: Int
+        public var sshHost: String?
+
+        public init(_ node: NodeSpec) {
+            name = node.name
+            host = node.host
+            port = node.port
+            sshHost = node.sshHost
+        }
+
+        /// The node as a standby of the cluster (its role in a spec no longer matters).
+        public var node: NodeSpec { NodeSpec(name: name, host: host, port: port, role: .standby, sshHost: sshHost) }
+    }
+
+    public init(
+        primary: String, synchronous: Synchronous, applied: Synchronous? = nil, paused: Bool? = nil,
+        lowered: Synchronous? = nil, nodes: [Member]? = nil
+    ) {
         self.primary = primary
         self.synchronous = synchronous
         self.applied = applied
         self.paused = paused
         self.lowered = lowered
+        self.nodes = nodes
     }
 
     /// The remembered state, or nil when none was recorded yet. A file that exists but

@@ -1,0 +1,225 @@
+import Foundation
+
+/// `pgcluster apply`: looks at the live cluster, and carries an ``ApplyPlan`` out step by
+/// step, each timed. A step that fails stops it: the error says what was done and what is
+/// left, and `apply` run again plans from what is then live.
+public struct Apply: Sendable {
+    /// The desired state: the edited spec.
+    public let spec: ClusterSpec
+    public let credentials: Credentials
+    public let cluster: HostCluster
+    public let ops: ServerOps
+
+    public init(spec: ClusterSpec, credentials: Credentials, templates: TemplateSet = .embedded) throws(ClusterError) {
+        self.spec = spec
+        self.credentials = credentials
+        self.cluster = try HostCluster(spec: spec, templates: templates)
+        self.ops = ServerOps(spec: spec, credentials: credentials, templates: templates)
+    }
+
+    public struct Report: Sendable, Encodable {
+        public var plan: ApplyPlan
+        public var primary: String
+        public var steps: [StepTimer.Step]
+        public var totalSeconds: Double
+
+        public var text: String {
+            (["apply done in \(String(format: "%.3f", totalSeconds)) s; the primary is \(primary)", "steps:"]
+                + steps.map(\.line)).joined(separator: "\n")
+        }
+    }
+
+    /// The recorded nodes that the spec no longer has: where they live comes from the record.
+    func formerNodes(_ recorded: ClusterState?) -> [NodeSpec] {
+        (recorded?.nodes ?? []).filter { spec.node(named: $0.name) == nil }.map(\.node)
+    }
+
+    /// The spec with the former nodes added, so the server-side steps can reach them.
+    func clusterWithFormer(_ former: [NodeSpec]) throws(ClusterError) -> HostCluster {
+        var wider = spec
+        wider.nodes += former
+        return try HostCluster(spec: wider, templates: cluster.renderer.templates)
+    }
+
+    /// Observes every node the spec or the record knows, reads each answering node's
+    /// pg_settings, and asks the hosts of those that do not answer whether they have data.
+    public func gather() async throws(ClusterError) -> ApplyFacts {
+        let recorded = try await ClusterRecord.load(spec: spec)
+        let former = formerNodes(recorded)
+        let observations = await Observer(credentials: credentials).observeAll(spec.nodes + former)
+        let answering = observations.filter(\.reachable).map(\.node)
+        let settings = await parallelResults(answering) { node throws(ClusterError) in
+            try await self.liveSettings(node)
+        }
+        var facts = ApplyFacts(observations: observations, recorded: recorded)
+        for (node, result) in settings {
+            switch result {
+            case .success(let rows): facts.settings[node.name] = rows
+            case .failure(let error): throw error
+            }
+        }
+        let wider = try clusterWithFormer(former)
+        for observation in observations where !observation.reachable {
+            if await wider.hasData(observation.node) { facts.hasData.insert(observation.node.name) }
+        }
+        return facts
+    }
+
+    func liveSettings(_ node: NodeSpec) async throws(ClusterError) -> [LiveSetting] {
+        let rows = try await ops.execute(
+            node, ["SELECT name, setting, unit, vartype, context, sourcefile, pending_restart FROM pg_settings"], timeout: 5)
+        return rows.rows.map { row in
+            LiveSetting(
+                name: row[0] ?? "", setting: row[1] ?? "", unit: row[2], vartype: row[3] ?? "string", context: row[4] ?? "",
+                sourcefile: row[5], pendingRestart: row[6] == "t")
+        }
+    }
+
+    /// Carries the plan out, one step at a time.
+    public func execute(_ plan: ApplyPlan) async throws(ClusterError) -> Report {
+        var timer = StepTimer()
+        var primary = spec.node(named: plan.primary)!
+        for (index, step) in plan.steps.enumerated() {
+            Console.progress("[apply] step \(index + 1)/\(plan.steps.count): \(step.text)")
+            do throws(ClusterError) {
+                let outcome = try await perform(step, plan: plan, primary: primary)
+                if let newPrimary = outcome { primary = newPrimary }
+                timer.lap("\(index + 1). " + step.text)
+            } catch {
+                let done = plan.steps.prefix(index).map { "done: " + $0.text }
+                let left = plan.steps.dropFirst(index).map { "left: " + $0.text }
+                throw ClusterError(
+                    "apply stopped at step \(index + 1) of \(plan.steps.count) (\(step.text)): \(error.message)",
+                    exitCode: error.exitCode,
+                    details: error.details + done + left
+                        + ["fix what is named above, then run pgcluster apply again: it plans afresh from the live cluster"])
+            }
+        }
+        return Report(plan: plan, primary: primary.name, steps: timer.steps, totalSeconds: timer.total)
+    }
+
+    /// One step; returns the new primary when the step changed it.
+    func perform(_ step: ApplyStep, plan: ApplyPlan, primary: NodeSpec) async throws(ClusterError) -> NodeSpec? {
+        switch step {
+        case .addNode(let name, _):
+            try await add(spec.node(named: name)!, from: primary)
+        case .synchronous(let mode, let standbys, _):
+            try await QuorumChange(credentials: credentials, primary: primary, mode: mode, standbys: standbys).apply()
+            try await ClusterRecord.saveSynchronous(
+                spec: spec, primary: primary.name, mode: mode, standbys: plan.restriction, applied: (mode, standbys))
+        case .removeNode(let name, _):
+            try await remove(name, primary: primary)
+        case .reload(let names):
+            for name in names { try await reload(spec.node(named: name)!, primary: primary) }
+        case .restartStandby(let name):
+            let node = spec.node(named: name)!
+            guard try await pendingRestart(node) else {
+                Console.progress("[\(name)] nothing pending_restart: not restarted")
+                return nil
+            }
+            try await cluster.stop(node, mode: .fast)
+            try await cluster.start(node)
+            try await confirmStreaming([node], from: primary)
+        case .restartPrimary(let name, let how):
+            let node = spec.node(named: name)!
+            guard try await pendingRestart(node) else {
+                Console.progress("[\(name)] nothing pending_restart: not restarted")
+                return nil
+            }
+            switch how {
+            case .switchover:
+                let report = try await Switchover(cluster: cluster, credentials: credentials, candidate: nil).run()
+                Console.progress(report.text)
+                if let problem = report.problems.first ?? report.needsRejoin.first.map({ "\($0) needs rejoin" }) {
+                    throw ClusterError("the switchover left a problem: \(problem)")
+                }
+                return spec.node(named: report.to)
+            case .restart:
+                try await ops.checkpoint(node)
+                try await cluster.stop(node, mode: .fast)
+                try await cluster.start(node)
+                let standbys = spec.nodes.filter { $0.name != node.name }
+                try await confirmStreaming(standbys, from: node)
+            }
+        }
+        return nil
+    }
+
+    /// A new standby: slot first (so the primary keeps its WAL), a copy, started, streaming.
+    /// Data left by an add that did not finish is removed first (never while a server runs on it).
+    func add(_ node: NodeSpec, from primary: NodeSpec) async throws(ClusterError) {
+        if await cluster.postmasterRuns(node) {
+            throw ClusterError(
+                "\(node.name): a server runs on its data folder but does not answer as a member of the cluster",
+                details: ["stop it (pgcluster stop \(node.name)), then apply again"])
+        }
+        if await cluster.hasData(node) {
+            Console.progress("[\(node.name)] removing the data an unfinished add left")
+            try await cluster.removeNodeFiles(node)
+        }
+        try await cluster.writePassfile(credentials)
+        try await ops.ensureSlots(on: primary, for: [node])
+        try await cluster.clone(node, from: primary, credentials: credentials, progress: false)
+        try await cluster.start(node)
+        try await confirmStreaming([node], from: primary)
+        var members = try await ClusterRecord.members(spec: spec).filter { $0.name != node.name }
+        members.append(.init(node))
+        try await ClusterRecord.saveMembers(spec: spec, primary: primary.name, members: members)
+    }
+
+    /// A node that left the spec (already out of synchronous_standby_names): stopped, its
+    /// slot dropped, its files removed, then forgotten.
+    func remove(_ name: String, primary: NodeSpec) async throws(ClusterError) {
+        let recorded = try await ClusterRecord.load(spec: spec)
+        guard let node = formerNodes(recorded).first(where: { $0.name == name }) else { return }
+        let wider = try clusterWithFormer([node])
+        try await wider.stop(node, mode: .fast)
+        // Its WAL sender may take a moment to end; an active slot cannot be dropped.
+        let slot = ConfigText.sqlLiteral(ops.renderer.slotName(node))
+        try await ops.waitFor("\(node.name)'s slot on \(primary.name) is dropped", timeout: 15) {
+            try? await ops.dropSlot(on: primary, for: node)
+            let left = try? await ops.execute(primary, ["SELECT count(*) FROM pg_replication_slots WHERE slot_name = \(slot)"])
+            return left?.scalar == "0"
+        }
+        let kept = try await wider.removeNodeFiles(node)
+        if !kept.isEmpty { Console.warn("\(node.name): kept files pgcluster did not create: \(kept.joined(separator: ", "))") }
+        let members = try await ClusterRecord.members(spec: spec).filter { $0.name != name }
+        try await ClusterRecord.saveMembers(spec: spec, primary: primary.name, members: members)
+    }
+
+    /// Places the rendered files and reloads. The files drop settings set at run time from
+    /// postgresql.auto.conf: the primary's synchronous_standby_names is set again before the
+    /// reload, so it never changes; a standby's upstream comes from standby.conf.
+    func reload(_ node: NodeSpec, primary: NodeSpec) async throws(ClusterError) {
+        let isPrimary = node.name == primary.name
+        let before = try await ops.execute(
+            node, ["SELECT pg_conf_load_time()::text, current_setting('synchronous_standby_names')"]
+        ).rows.first ?? []
+        try await cluster.placeConfig(node, following: isPrimary ? nil : primary)
+        var statements: [String] = []
+        if isPrimary, before.count == 2 {
+            statements.append("ALTER SYSTEM SET synchronous_standby_names = \(ConfigText.sqlLiteral(before[1] ?? ""))")
+        }
+        statements.append("SELECT pg_reload_conf()")
+        try await ops.execute(node, statements)
+        try await ops.waitFor("\(node.name) reloaded its configuration", timeout: 10) {
+            let now = try? await ops.execute(node, ["SELECT pg_conf_load_time()::text"], timeout: 2)
+            return now?.scalar != nil && now?.scalar != before.first ?? nil
+        }
+    }
+
+    func pendingRestart(_ node: NodeSpec) async throws(ClusterError) -> Bool {
+        let pending = try await ops.execute(node, ["SELECT string_agg(name, ', ') FROM pg_settings WHERE pending_restart"])
+        guard let names = pending.scalar else { return false }
+        Console.progress("[\(node.name)] pending_restart: \(names)")
+        return true
+    }
+
+    func confirmStreaming(_ standbys: [NodeSpec], from primary: NodeSpec) async throws(ClusterError) {
+        let lagging = await ops.confirmStreaming(standbys, from: primary, timeline: nil, timeout: 60)
+        guard let first = lagging.first else { return }
+        throw ClusterError(
+            "\(lagging.map(\.name).joined(separator: ", ")) not streaming from \(primary.name) after 60 s",
+            details: await cluster.serverLog(first, lines: 8).map { "\(first.name) log | " + $0 })
+    }
+}
