@@ -11,9 +11,16 @@ final class WatchProcess: @unchecked Sendable {
     let logPath: String
     private var exitStatus: Int32?
 
-    init(_ cluster: TestCluster, json: Bool = false, environment: [String: String] = [:]) throws {
-        logPath = "\(cluster.root)/watch.log"
-        let argv = [TestCluster.binary, "watch", "-f", cluster.specPath] + (json ? ["--json"] : [])
+    /// - Parameters:
+    ///   - name: names its log (`<name>.log` in the cluster's folder), for several watchers.
+    ///   - netns: runs it in that network namespace (a test host's "operator machine").
+    init(
+        _ cluster: TestCluster, json: Bool = false, environment: [String: String] = [:], name: String = "watch",
+        netns: String? = nil
+    ) throws {
+        logPath = "\(cluster.root)/\(name).log"
+        let argv = (netns.map { ["/usr/sbin/ip", "netns", "exec", $0] } ?? [])
+            + [TestCluster.binary, "watch", "-f", cluster.specPath] + (json ? ["--json"] : [])
         var env = ProcessInfo.processInfo.environment
         env["NO_COLOR"] = "1"
         env.merge(environment) { _, new in new }

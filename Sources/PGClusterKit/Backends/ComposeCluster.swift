@@ -202,6 +202,8 @@ public struct ComposeCluster: ServerControl {
         try await runner.check(command(line, environment: environment), what: what)
     }
 
+    public func serverRuns(_ node: NodeSpec) async -> Bool? { await isRunning(node) }
+
     public func isRunning(_ node: NodeSpec) async -> Bool {
         guard let result = try? await runner.run(command(await commands().running(node.serviceHost))), result.succeeded else {
             return false

@@ -15,6 +15,9 @@ public protocol ServerControl: Sendable {
     var renderer: Renderer { get }
 
     func isRunning(_ node: NodeSpec) async -> Bool
+    /// Whether a server runs for the node: true or false as its host says, nil when its host
+    /// cannot be asked (unreachable). Only a host that answers proves a server stopped.
+    func serverRuns(_ node: NodeSpec) async -> Bool?
     func hasData(_ node: NodeSpec) async -> Bool
     func start(_ node: NodeSpec) async throws(ClusterError)
     func stop(_ node: NodeSpec, mode: StopMode) async throws(ClusterError)
@@ -41,6 +44,14 @@ public protocol ServerControl: Sendable {
 
 extension HostCluster: ServerControl {
     public func isRunning(_ node: NodeSpec) async -> Bool { await postmasterRuns(node) }
+
+    public func serverRuns(_ node: NodeSpec) async -> Bool? {
+        do throws(ClusterError) {
+            return try await postmasterPID(node) != nil
+        } catch {
+            return nil
+        }
+    }
 
     public func hasData(_ node: NodeSpec) async -> Bool {
         (try? await host(node).exists("\(layout.dataDir(node.name))/PG_VERSION")) ?? false

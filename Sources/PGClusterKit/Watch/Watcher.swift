@@ -127,7 +127,11 @@ public struct Watcher: Service {
 
     func postmaster(_ node: NodeSpec) async -> WatchDecision.Postmaster {
         if Self.silentHosts.contains(node.name) { return .unknown }
-        return await control.isRunning(node) ? .running : .stopped
+        switch await control.serverRuns(node) {
+        case true?: return .running
+        case false?: return .stopped
+        case nil: return .unknown
+        }
     }
 
     /// Logs an action: refusals every interval, other states when they change.

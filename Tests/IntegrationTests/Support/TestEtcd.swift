@@ -8,13 +8,16 @@ import Testing
 final class TestEtcd: @unchecked Sendable {
     static let binary = "/usr/bin/etcd"
     let port: Int
+    /// Where it listens: loopback, or the test hosts' bridge address so they reach it too.
+    let address: String
     let folder: String
     private(set) var pid: pid_t = 0
 
-    var endpoint: String { "http://127.0.0.1:\(port)" }
+    var endpoint: String { "http://\(address):\(port)" }
 
-    init(port: Int) throws {
+    init(port: Int, address: String = "127.0.0.1") throws {
         self.port = port
+        self.address = address
         folder = "/tmp/pgcluster-it-etcd-\(port)-\(UUID().uuidString.prefix(8).lowercased())"
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
     }
@@ -24,9 +27,9 @@ final class TestEtcd: @unchecked Sendable {
         let argv = [
             Self.binary, "--name", "t", "--data-dir", "\(folder)/data",
             "--listen-client-urls", endpoint, "--advertise-client-urls", endpoint,
-            "--listen-peer-urls", "http://127.0.0.1:\(port + 1)",
-            "--initial-advertise-peer-urls", "http://127.0.0.1:\(port + 1)",
-            "--initial-cluster", "t=http://127.0.0.1:\(port + 1)", "--log-level", "error",
+            "--listen-peer-urls", "http://\(address):\(port + 1)",
+            "--initial-advertise-peer-urls", "http://\(address):\(port + 1)",
+            "--initial-cluster", "t=http://\(address):\(port + 1)", "--log-level", "error",
         ]
         var spawned: pid_t = 0
         let log = "\(folder)/etcd.log"
@@ -66,8 +69,8 @@ final class TestEtcd: @unchecked Sendable {
 }
 
 /// Runs `body` with a fresh etcd, always stopped and removed afterwards.
-func withEtcd(port: Int, _ body: (TestEtcd) async throws -> Void) async throws {
-    let etcd = try TestEtcd(port: port)
+func withEtcd(port: Int, address: String = "127.0.0.1", _ body: (TestEtcd) async throws -> Void) async throws {
+    let etcd = try TestEtcd(port: port, address: address)
     do {
         try await etcd.start()
         try await body(etcd)

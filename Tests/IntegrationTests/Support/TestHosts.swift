@@ -56,14 +56,19 @@ final class TestHosts: @unchecked Sendable {
         await Self.script(["exec", "h\(host)"] + argv)
     }
 
-    func partition(_ host: Int) async throws {
-        let result = await Self.script(["partition", "h\(host)"])
-        try #require(result.status == 0, "partition h\(host): \(result.stderr)")
+    func partition(_ host: Int) async throws { try await partition("h\(host)") }
+
+    func heal(_ host: Int) async throws { try await heal("h\(host)") }
+
+    /// Cuts a host (h1...) or the operator namespace (`op`) off: its link down, inside it.
+    func partition(_ name: String) async throws {
+        let result = await Self.script(["partition", name])
+        try #require(result.status == 0, "partition \(name): \(result.stderr)")
     }
 
-    func heal(_ host: Int) async throws {
-        let result = await Self.script(["heal", "h\(host)"])
-        try #require(result.status == 0, "heal h\(host): \(result.stderr)")
+    func heal(_ name: String) async throws {
+        let result = await Self.script(["heal", name])
+        try #require(result.status == 0, "heal \(name): \(result.stderr)")
     }
 
     /// Gives the host's sshd a new host key, as a reinstalled machine would have.
