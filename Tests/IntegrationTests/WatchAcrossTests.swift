@@ -246,7 +246,8 @@ struct WatchAcrossTests {
                     // The cluster still has one primary, and a failure is handled by the new leader.
                     try cluster.kill9Postmaster("node0")
                     #expect(await cluster.eventually(20) { cluster.onePrimary(besides: "node0") != nil }, "\(local.log)")
-                    #expect(!local.lines("failed-over").isEmpty && remote.lines("failed-over").isEmpty)
+                    #expect(await local.waitFor("failed-over"), "\(local.log)")
+                    #expect(remote.lines("failed-over").isEmpty, "\(remote.log)")
                 } catch {
                     for watcher in watchers { await watcher.stop() }
                     for watcher in watchers { print(watcher.log) }
