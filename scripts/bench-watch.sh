@@ -101,7 +101,7 @@ WATCH_PID=$!
 
 declare -A FIGURES LOSTS
 run_one() {
-    local how="$1" run="$2" primary old_port pid pids t0 first lost acked present new deadline
+    local how="$1" run="$2" label="${3:-$1}" primary old_port pid pids t0 first lost acked present new deadline
     # A healthy cluster: one primary, both standbys streaming from it (the watcher rejoined the last one).
     deadline=$(($(date +%s) + 90))
     until primary="$(primary_now)" && [ "$(streaming_count "$primary")" -eq 2 ]; do
@@ -138,8 +138,8 @@ run_one() {
     acked="$(wc -l <"$BENCH_ROOT/acks-$run")"
     present="$(sql "$new" "SELECT count(*) FROM bench_watch WHERE id = ANY('{$(awk '{ print $1 }' "$BENCH_ROOT/acks-$run" | paste -sd, -)}'::text[])")"
     lost=$((acked - present))
-    FIGURES[$how]+="$(awk -v a="$first" -v b="$t0" 'BEGIN { printf "%.3f", a - b }') "
-    LOSTS[$how]+="$lost "
+    FIGURES[$label]+="$(awk -v a="$first" -v b="$t0" 'BEGIN { printf "%.3f", a - b }') "
+    LOSTS[$label]+="$lost "
     printf '%-8s run %s/%s: %s -> %s, first write on the new primary after %s s; acknowledged %s, lost %s\n' \
         "$how" "${run#?}" "$RUNS" "$primary" "$new" "$(awk -v a="$first" -v b="$t0" 'BEGIN { printf "%.3f", a - b }')" "$acked" "$lost"
 }
@@ -155,3 +155,32 @@ printf '%-40s %8s %8s %8s  %s\n' "kill -9 (postmaster gone)" "$(median ${FIGURES
 printf '%-40s %8s %8s %8s  %s\n' "SIGSTOP (silent, failoverAfter 2 s)" "$(median ${FIGURES[stop]})" "$(minimum ${FIGURES[stop]})" "$(maximum ${FIGURES[stop]})" "${LOSTS[stop]}"
 stop_watcher
 grep -c ' failed-over ' "$BENCH_ROOT/watch.log" | xargs printf 'failovers by watch: %s (history: by "watch")\n'
+
+# The same kill -9 with the state, lock and leadership in etcd (Debian's etcd-server, on
+# loopback): what the store costs a failover.
+if [ -x /usr/bin/etcd ]; then
+    "$PGCLUSTER" destroy --yes -f "$SPEC" >/dev/null 2>&1 || true
+    /usr/bin/etcd --name bench --data-dir "$BENCH_ROOT/etcd" --log-level error \
+        --listen-client-urls http://127.0.0.1:22090 --advertise-client-urls http://127.0.0.1:22090 \
+        --listen-peer-urls http://127.0.0.1:22091 --initial-advertise-peer-urls http://127.0.0.1:22091 \
+        --initial-cluster bench=http://127.0.0.1:22091 >"$BENCH_ROOT/etcd.log" 2>&1 &
+    ETCD_PID=$!
+    trap 'st=$?; set +e; stop_writers; stop_watcher; kill "$ETCD_PID" 2>/dev/null; wait "$ETCD_PID" 2>/dev/null; (exit $st); bench_cleanup' EXIT
+    for _ in $(seq 1 100); do
+        curl -s -X POST http://127.0.0.1:22090/v3/kv/range -d '{"key":"AA=="}' >/dev/null 2>&1 && break
+        sleep 0.1
+    done
+    printf 'store: {etcd: {endpoints: [http://127.0.0.1:22090], prefix: /bench}}\n' >>"$SPEC"
+    "$PGCLUSTER" init -f "$SPEC" >"$BENCH_ROOT/init.log" 2>&1 || { sed 's/^/  | /' "$BENCH_ROOT/init.log" >&2; die "pgcluster init (etcd) failed"; }
+    SU_PASS="$(json_login "$DIR/credentials.json" superuser password)"
+    DSN="$("$PGCLUSTER" dsn -f "$SPEC")"
+    sql db_0 "CREATE TABLE bench_watch (id text PRIMARY KEY, at timestamptz DEFAULT clock_timestamp())" >/dev/null
+    "$PGCLUSTER" watch -f "$SPEC" 2>"$BENCH_ROOT/watch.log" &
+    WATCH_PID=$!
+    for run in $(seq 1 "$RUNS"); do run_one kill "e$run" etcd; done
+    # shellcheck disable=SC2086
+    printf '%-40s %8s %8s %8s  %s\n' "kill -9, store etcd" "$(median ${FIGURES[etcd]})" "$(minimum ${FIGURES[etcd]})" "$(maximum ${FIGURES[etcd]})" "${LOSTS[etcd]}"
+    # shellcheck disable=SC2086
+    say "etcd store minus files store (kill -9 medians): $(awk -v a="$(median ${FIGURES[etcd]})" -v b="$(median ${FIGURES[kill]})" 'BEGIN { printf "%+.3f s", a - b }')"
+    stop_watcher
+fi
