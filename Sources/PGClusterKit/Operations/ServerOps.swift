@@ -60,14 +60,52 @@ public struct ServerOps: Sendable {
         throw ClusterError("timed out after \(timeout) s waiting until \(what)")
     }
 
+    /// Runs `statements`, then `query` every 10 ms until `done` says so, all on one
+    /// connection (a handshake, with TLS, costs more than the query): nil after `timeout`.
+    /// A lost connection is opened again.
+    public func poll(
+        _ node: NodeSpec, after statements: [String] = [], _ query: String, timeout: Double,
+        until done: @escaping @Sendable (QueryResult) -> Bool
+    ) async throws(ClusterError) -> QueryResult? {
+        let target = observer.target(node, connectTimeout: max(1, Int(min(timeout, 5))))
+        let outcome: Result<QueryResult?, PGError>? = await Blocking.run(timeout: timeout + 5) {
+            let deadline = Date().addingTimeInterval(timeout)
+            var pending = statements
+            var lastError: PGError?
+            while Date() < deadline {
+                do throws(PGError) {
+                    let connection = try PGConnection.connect(target)
+                    defer { connection.close() }
+                    for statement in pending { try connection.query(statement) }
+                    pending = []
+                    while Date() < deadline {
+                        let result = try connection.query(query)
+                        if done(result) { return .success(result) }
+                        usleep(10_000)
+                    }
+                } catch {
+                    lastError = error
+                    if !pending.isEmpty { return .failure(error) }
+                    usleep(20_000)
+                }
+            }
+            return lastError.map { .failure($0) } ?? .success(nil)
+        }
+        switch outcome {
+        case .success(let result)?: return result
+        case .failure(let error)?: throw ClusterError("\(node.name): \(error)")
+        case nil: return nil
+        }
+    }
+
     /// Cuts a standby off from whatever it streams from, and waits until its WAL receiver
     /// has stopped: from then on it acknowledges nothing and its LSNs stand still.
     public func freeze(_ node: NodeSpec) async throws(ClusterError) {
-        try await execute(node, ["ALTER SYSTEM SET primary_conninfo = ''", "SELECT pg_reload_conf()"])
-        try await waitFor("\(node.name)'s WAL receiver stopped", timeout: 10) {
-            let rows = try? await execute(node, ["SELECT count(*) FROM pg_stat_wal_receiver WHERE pid IS NOT NULL"], timeout: 2)
-            return rows?.scalar == "0"
-        }
+        let stopped = try await poll(
+            node, after: ["ALTER SYSTEM SET primary_conninfo = ''", "SELECT pg_reload_conf()"],
+            "SELECT count(*) FROM pg_stat_wal_receiver WHERE pid IS NOT NULL", timeout: 10
+        ) { $0.scalar == "0" }
+        if stopped == nil { throw ClusterError("timed out after 10 s waiting until \(node.name)'s WAL receiver stopped") }
     }
 
     /// Readies a chosen standby to replay all it received: resumes a paused replay and lifts a
@@ -181,22 +219,30 @@ public struct ServerOps: Sendable {
     }
 
     /// Waits until every named standby streams from `primary` (by its pg_stat_replication)
-    /// and, when given, on `timeline`. Returns those that did not in time.
+    /// and, when given, on `timeline`. Returns those that did not in time. The primary is
+    /// asked on one connection; each standby once it shows there, for its timeline.
     public func confirmStreaming(
         _ standbys: [NodeSpec], from primary: NodeSpec, timeline: Int?, timeout: Double
     ) async -> [NodeSpec] {
+        guard !standbys.isEmpty else { return [] }
         let deadline = ContinuousClock.now + .seconds(timeout)
         var pending = standbys
+        var confirmed: Set<String> = []
         while !pending.isEmpty && ContinuousClock.now < deadline {
-            let observation = await observer.observe(primary)
-            let streaming = observation.streamingStandbys
+            let names = pending.map(\.name)
+            let left = max(0.1, (deadline - ContinuousClock.now).seconds)
+            // Wait (on one connection) until at least one more of them streams.
+            let rows = try? await poll(
+                primary, "SELECT application_name FROM pg_stat_replication WHERE state = 'streaming'", timeout: left
+            ) { result in result.rows.contains { names.contains($0.first.flatMap { $0 } ?? "") } }
+            let streaming = Set(rows?.rows.compactMap { $0.first.flatMap { $0 } } ?? [])
             var still: [NodeSpec] = []
             for standby in pending {
                 guard streaming.contains(standby.name) else {
                     still.append(standby)
                     continue
                 }
-                if let timeline {
+                if let timeline, !confirmed.contains(standby.name) {
                     let tli = try? await execute(
                         standby, ["SELECT received_tli FROM pg_stat_wal_receiver WHERE status = 'streaming'"], timeout: 2)
                     if tli?.scalar != String(timeline) {
@@ -204,9 +250,10 @@ public struct ServerOps: Sendable {
                         continue
                     }
                 }
+                confirmed.insert(standby.name)
             }
+            if still.count == pending.count { try? await Task.sleep(for: .milliseconds(20)) }
             pending = still
-            if !pending.isEmpty { try? await Task.sleep(for: .milliseconds(20)) }
         }
         return pending
     }
