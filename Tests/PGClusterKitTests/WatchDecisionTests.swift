@@ -197,7 +197,7 @@ struct WatchDecisionTests {
         #expect(action.changes == !["ok", "wait", "refused", "paused"].contains(c.event))
     }
 
-    @Test("the clock: lost since the first tick without a primary, forgotten once one answers")
+    @Test("the clock: lost since the last probe that found it answering (or the first without it), forgotten once one answers")
     func memoryOfLoss() {
         var memory = WatchDecision.Memory()
         let silent = [Self.down("db_0", .running, role: .primary), Self.standby("db_1", receiver: nil), Self.standby("db_2", receiver: nil)]
@@ -210,8 +210,16 @@ struct WatchDecisionTests {
         #expect(tick(silent, at: 101.9).event == "wait")
         #expect(tick(Self.healthy, at: 102).event == "ok")
         #expect(memory.primaryLostSince == nil)
-        #expect(tick(silent, at: 103).event == "wait")
-        #expect(tick(silent, at: 105).event == "fence")
+        #expect(tick(silent, at: 102.5).event == "wait")
+        // Silent since the probe that last found it answering, one interval before.
+        #expect(memory.primaryLostSince == 102)
+        #expect(tick(silent, at: 103.9).event == "wait")
+        #expect(tick(silent, at: 104.1).event == "fence")
+        // A last answer from long ago (the watcher was busy) does not shorten the wait.
+        memory = .init()
+        #expect(tick(Self.healthy, at: 110).event == "ok")
+        #expect(tick(silent, at: 120).event == "wait")
+        #expect(memory.primaryLostSince == 120)
         // The clock starts when the probes that went unanswered were sent, not when they gave up.
         memory = .init()
         #expect(WatchDecision.next(

@@ -59,6 +59,9 @@ public enum WatchDecision {
     public struct Memory: Sendable, Equatable {
         /// Since when (watcher's clock) no primary has answered; nil while one does.
         public var primaryLostSince: Double?
+        /// When the probe that last found the primary answering started: a primary is silent
+        /// since then, not since the first probe that missed it (up to an interval later).
+        public var primaryLastAnswered: Double?
         /// Nodes that must be rejoined before they serve again: the primaries this watcher
         /// failed over from, and standbys that could not follow.
         public var needsRejoin: Set<String> = []
@@ -117,6 +120,7 @@ public enum WatchDecision {
         }
         if let live = primaries.first {
             memory.primaryLostSince = nil
+            memory.primaryLastAnswered = input.probedAt ?? input.now
             return withLivePrimary(live, input, memory: memory, settings: settings)
         }
         return withoutPrimary(input, memory: &memory, settings: settings)
@@ -195,7 +199,12 @@ public enum WatchDecision {
     static func withoutPrimary(_ input: Input, memory: inout Memory, settings: WatchSettings) -> Action {
         let old = input.nodes.first { $0.name == input.recordedPrimary }
         let name = input.recordedPrimary
-        let since = memory.primaryLostSince ?? input.probedAt ?? input.now
+        // Lost since it last answered, when the probe just before this one saw it; else (no
+        // recent probe: the watcher was busy, or has just started) since this probe, so that
+        // it always gets a full failoverAfter of probes.
+        let probed = input.probedAt ?? input.now
+        let recent = memory.primaryLastAnswered.flatMap { last in probed - last <= settings.interval * 2 ? last : nil }
+        let since = memory.primaryLostSince ?? recent ?? probed
         memory.primaryLostSince = since
         let lost = input.now - since
         let asynchronous = input.applied.synchronousMode == .async || input.lowered != nil

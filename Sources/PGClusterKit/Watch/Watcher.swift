@@ -67,6 +67,7 @@ public struct Watcher: Service {
             let leader = await leadership.leader()
             report(.wait("following: \(leader ?? "no leader (the store does not answer)") leads; observing only"), lastKey: &lastKey)
             memory.primaryLostSince = nil
+            memory.primaryLastAnswered = nil
             return false
         }
         let lock = try? await store.acquireLock(command: "watch", wait: 0)
@@ -157,6 +158,7 @@ public struct Watcher: Service {
                 failover.by = "watch"
                 let result = try await failover.run()
                 memory.primaryLostSince = nil
+                memory.primaryLastAnswered = nil
                 memory.needsRejoin.formUnion(result.needsRejoin)
                 memory.needsRejoin.remove(result.candidate)
                 logger.event(
