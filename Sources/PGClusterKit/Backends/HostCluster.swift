@@ -192,18 +192,15 @@ public struct HostCluster: Sendable {
         _ = chmod(layout.root, 0o755)
     }
 
-    /// The replication password file walreceivers and pg_basebackup read (0600, server's
-    /// user), on every host.
-    public func writePassfile(_ credentials: Credentials) async throws(ClusterError) {
-        let hosts = distinctHosts.map(\.host)
-        let serverRoot = spec.backend == .ssh ? layout.serverRoot : nil
-        let passfile = layout.passfile
-        let errors = await withTaskGroup(of: ClusterError?.self) { group in
+    /// Runs `body` on every host at once; returns the errors, if any.
+    static func onEveryHost(
+        _ hosts: [any Host], _ body: @escaping @Sendable (any Host) async throws(ClusterError) -> Void
+    ) async -> [ClusterError] {
+        await withTaskGroup(of: ClusterError?.self) { group in
             for host in hosts {
                 group.addTask {
                     do throws(ClusterError) {
-                        if let serverRoot { try await host.makeDirectories([(serverRoot, 0o750)]) }
-                        try await host.writeFile(passfile, credentials.replicationPassfile)
+                        try await body(host)
                         return nil
                     } catch {
                         return error
@@ -213,6 +210,18 @@ public struct HostCluster: Sendable {
             var errors: [ClusterError] = []
             for await error in group { if let error { errors.append(error) } }
             return errors
+        }
+    }
+
+    /// The replication password file walreceivers and pg_basebackup read (0600, server's
+    /// user), on every host.
+    public func writePassfile(_ credentials: Credentials) async throws(ClusterError) {
+        let hosts = distinctHosts.map(\.host)
+        let serverRoot = spec.backend == .ssh ? layout.serverRoot : nil
+        let passfile = layout.passfile
+        let errors = await Self.onEveryHost(hosts) { host throws(ClusterError) in
+            if let serverRoot { try await host.makeDirectories([(serverRoot, 0o750)]) }
+            try await host.writeFile(passfile, credentials.replicationPassfile)
         }
         if let first = errors.first { throw first }
     }

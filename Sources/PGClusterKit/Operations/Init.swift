@@ -105,20 +105,9 @@ public struct ClusterInit: Sendable {
     /// One line per host that is not ready; nothing is changed anywhere before all are.
     func preflightHosts() async throws(ClusterError) {
         let hosts = cluster.distinctHosts.map(\.host)
-        let errors: [ClusterError] = await withTaskGroup(of: ClusterError?.self) { group in
-            for host in hosts {
-                group.addTask {
-                    do throws(ClusterError) {
-                        try await host.preflight(bindir: cluster.bindir, folder: layout.serverRoot)
-                        return nil
-                    } catch {
-                        return error
-                    }
-                }
-            }
-            var errors: [ClusterError] = []
-            for await error in group { if let error { errors.append(error) } }
-            return errors
+        let (bindir, folder) = (cluster.bindir, layout.serverRoot)
+        let errors = await HostCluster.onEveryHost(hosts) { host throws(ClusterError) in
+            try await host.preflight(bindir: bindir, folder: folder)
         }
         if var first = errors.first {
             first.details += errors.dropFirst().map { "also: \($0.message)" }
