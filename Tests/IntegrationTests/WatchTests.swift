@@ -154,6 +154,11 @@ struct WatchTests {
             #expect(await cluster.eventually(60) { try cluster.upstreamPort(of: "node0") == cluster.port(newPrimary) }, "\(watcher.log)")
             #expect(cluster.primaries() == [newPrimary])
             #expect(!watcher.lines("failed-over").isEmpty)
+            // The watcher's own files (its leadership lock) are pgcluster's: destroy leaves nothing.
+            #expect(await watcher.stop() == 0)
+            let destroy = await cluster.run(["destroy", "--yes"])
+            #expect(destroy.status == 0 && !destroy.stdout.contains("kept"), "\(destroy.stdout)")
+            #expect(!FileManager.default.fileExists(atPath: cluster.dataRoot), "local.dir was left behind")
         }
     }
 

@@ -64,9 +64,11 @@ public struct LocalLayout: Sendable {
 
     /// The cluster lock (``ClusterLock``), with the files store.
     public var lockFile: String { "\(root)/\(ClusterLock.fileName)" }
+    /// The one watcher's leadership (``FileLeadership``), with the files store.
+    public var watchLockFile: String { "\(root)/.pgcluster-watch.lock" }
     /// What pgcluster creates directly in local.dir, besides the node folders.
     public var clusterFiles: [String] {
-        [credentialsFile, stateFile, historyFile, lockFile, caCertificate, caKey]
+        [credentialsFile, stateFile, historyFile, lockFile, watchLockFile, caCertificate, caKey]
             + (isSSH ? [knownHostsFile, sshControlDirectory] : [passfile])
     }
 }

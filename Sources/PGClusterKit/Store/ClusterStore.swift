@@ -132,7 +132,7 @@ public struct FileStore: ClusterStore {
     public func lockHolder() async throws(ClusterError) -> ClusterLock.Holder? { ClusterLock.currentHolder(spec: spec) }
 
     public func leadership(id: String, ttl: Double) -> any Leadership {
-        FileLeadership(path: "\(spec.local.dir)/.pgcluster-watch.lock", id: id)
+        FileLeadership(path: layout.watchLockFile, id: id)
     }
 
     public func removeAll() async throws(ClusterError) {
