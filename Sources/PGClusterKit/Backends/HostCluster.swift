@@ -89,9 +89,6 @@ public struct HostCluster: Sendable {
 
     public func binary(_ name: String) -> String { "\(bindir)/\(name)" }
 
-    /// The stored credentials; an error when the cluster was never initialised.
-    public func credentials() throws(ClusterError) -> Credentials { try Credentials.stored(spec: spec) }
-
     /// Runs one of PostgreSQL's programs on the node's host, as the server's user.
     @discardableResult
     func server(

@@ -98,15 +98,6 @@ public final class ClusterLock: @unchecked Sendable {
         return ClusterLock(path: path, holder: holder, fd: fd, createdFolder: created)
     }
 
-    /// Runs `body` holding the lock; releases it however `body` ends.
-    public static func holding<T>(
-        spec: ClusterSpec, command: String, wait: Double = defaultWait, _ body: () async throws -> T
-    ) async throws -> T {
-        let lock = try await acquire(spec: spec, command: command, wait: wait)
-        defer { lock.releaseNow() }
-        return try await body()
-    }
-
     /// Who holds the lock now, or nil when nobody does.
     public static func currentHolder(spec: ClusterSpec) -> Holder? {
         let fd = open(path(for: spec), O_RDONLY | O_CLOEXEC)

@@ -28,7 +28,7 @@ extension PGCluster {
                 let observations = await Observer(credentials: credentials, timeout: timeout).observeAll(spec.nodes)
                 var report = StatusReport.make(spec: spec, observations: observations)
                 if spec.tls.enabled {
-                    report.addCertificates(await CertificateProbe(credentials: credentials, timeout: timeout).read(spec.nodes))
+                    report.addCertificates(await Observer(credentials: credentials, timeout: timeout).certificates(spec.nodes))
                 }
                 // What pgcluster remembers must be readable, or its next failover could not trust it.
                 do throws(ClusterError) {
