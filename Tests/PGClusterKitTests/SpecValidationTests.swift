@@ -52,6 +52,13 @@ struct SpecValidationTests {
         BadSpec(label: "watch.failoverAfter negative", yaml: specYAML(top: "watch:\n  failoverAfter: -2\n"), key: "watch.failoverAfter", reason: "outside"),
         BadSpec(label: "watch.durability unknown", yaml: specYAML(top: "watch:\n  durability: relaxed\n"), key: "watch.durability", reason: "strict or available", line: 3),
         BadSpec(label: "watch.rejoin unknown", yaml: specYAML(top: "watch:\n  rejoin: always\n"), key: "watch.rejoin", reason: "auto or manual", line: 3),
+        BadSpec(
+            label: "an https etcd endpoint", yaml: specYAML(top: "store:\n  etcd:\n    endpoints: [https://10.0.0.5:2379]\n"),
+            key: "store.etcd.endpoints[0]", reason: "over http only", line: 4),
+        BadSpec(
+            label: "an etcd endpoint that is not a URL", yaml: specYAML(top: "store:\n  etcd:\n    endpoints: [10.0.0.5:2379]\n"),
+            key: "store.etcd.endpoints[0]", reason: "not an etcd client URL", line: 4),
+        BadSpec(label: "no etcd endpoints", yaml: specYAML(top: "store:\n  etcd:\n    endpoints: []\n"), key: "store.etcd.endpoints", reason: "at least one"),
         BadSpec(label: "watch.leaseTTL too long", yaml: specYAML(top: "watch:\n  leaseTTL: 1h\n"), key: "watch.leaseTTL", reason: "not a duration"),
         BadSpec(
             label: "unknown top-level key", yaml: specYAML(top: "nmae: typo\n"), key: "nmae", reason: "unknown key", line: 2),

@@ -466,8 +466,13 @@ private struct Reader {
         if case .sequence(let items)? = etcd["endpoints"] {
             for (i, item) in items.enumerated() {
                 guard let text = string(item, "store.etcd.endpoints[\(i)]") else { continue }
-                if let url = URL(string: text), ["http", "https"].contains(url.scheme ?? ""), url.host != nil {
+                if let url = URL(string: text), url.scheme == "http", url.host != nil {
                     endpoints.append(url)
+                } else if URL(string: text)?.scheme == "https" {
+                    fail(
+                        item, "store.etcd.endpoints[\(i)]",
+                        "'\(text)': pgcluster speaks to etcd over http only (no client certificates yet); "
+                            + "keep etcd's client port on the cluster's private network and list it as http://")
                 } else {
                     fail(item, "store.etcd.endpoints[\(i)]", "'\(text)' is not an etcd client URL such as http://10.0.0.5:2379")
                 }

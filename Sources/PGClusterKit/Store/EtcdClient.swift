@@ -1,13 +1,10 @@
 import Foundation
 
-#if canImport(FoundationNetworking)
-    import FoundationNetworking
-#endif
-
 /// A small client for etcd's v3 JSON gateway (`POST /v3/kv/range`, `/v3/kv/put`,
 /// `/v3/kv/deleterange`, `/v3/kv/txn`, `/v3/lease/grant`, `/v3/lease/keepalive`,
 /// `/v3/lease/revoke`): keys and values base64, 64-bit numbers as JSON strings.
 ///
+/// Requests go over `HTTPPost` (a plain socket, one connection a call), not URLSession.
 /// Every call has a timeout; the endpoints are tried in turn, the last one that answered
 /// first. A member whose raft term is older than one already seen is stale (cut off from
 /// its cluster's leader, it may serve old data): its answer is dropped and the next
@@ -24,7 +21,6 @@ public final class EtcdClient: @unchecked Sendable {
     public let endpoints: [URL]
     /// Seconds each request may take.
     public let timeout: Double
-    private let session: URLSession
     private let lock = NSLock()
     private var preferred = 0
     private var highestTerm: Int64 = 0
@@ -32,14 +28,7 @@ public final class EtcdClient: @unchecked Sendable {
     public init(endpoints: [URL], timeout: Double = 2) {
         self.endpoints = endpoints
         self.timeout = timeout
-        let configuration = URLSessionConfiguration.ephemeral
-        configuration.timeoutIntervalForRequest = timeout
-        configuration.timeoutIntervalForResource = timeout
-        configuration.httpMaximumConnectionsPerHost = 4
-        session = URLSession(configuration: configuration)
     }
-
-    deinit { session.invalidateAndCancel() }
 
     // MARK: Keys
 
@@ -144,22 +133,18 @@ public final class EtcdClient: @unchecked Sendable {
         for offset in 0..<endpoints.count {
             let index = (start + offset) % endpoints.count
             let endpoint = endpoints[index]
-            var request = URLRequest(url: endpoint.appendingPathComponent(path))
-            request.httpMethod = "POST"
-            request.httpBody = data
-            request.timeoutInterval = timeout
-            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
             let reply: [String: Any]
-            do {
-                let (bytes, _) = try await session.data(for: request)
-                guard let object = try JSONSerialization.jsonObject(with: bytes) as? [String: Any] else {
-                    problems.append("\(endpoint.absoluteString): not a JSON object")
+            switch await HTTPPost.post(endpoint.appendingPathComponent(path), body: data, timeout: timeout) {
+            case .failure(let failure):
+                problems.append("\(endpoint.absoluteString): \(failure)")
+                continue
+            case .success(let response):
+                guard let object = (try? JSONSerialization.jsonObject(with: response.body)) as? [String: Any] else {
+                    let text = String(decoding: response.body.prefix(120), as: UTF8.self)
+                    problems.append("\(endpoint.absoluteString): HTTP \(response.status), not a JSON object: \(text)")
                     continue
                 }
                 reply = object
-            } catch {
-                problems.append("\(endpoint.absoluteString): \(Self.describe(error))")
-                continue
             }
             if let message = reply["message"] as? String ?? reply["error"] as? String {
                 throw ClusterError("etcd at \(endpoint.absoluteString) refused \(path): \(message)")
@@ -182,18 +167,6 @@ public final class EtcdClient: @unchecked Sendable {
         throw ClusterError(
             "no etcd endpoint answered \(path) within \(Self.seconds(timeout)): \(problems.joined(separator: "; "))",
             details: ["check that etcd runs and that store.etcd.endpoints lists it"])
-    }
-
-    static func describe(_ error: Error) -> String {
-        if let url = error as? URLError {
-            switch url.code {
-            case .timedOut: return "timed out"
-            case .cannotConnectToHost: return "connection refused"
-            case .networkConnectionLost: return "connection lost"
-            default: return url.localizedDescription
-            }
-        }
-        return "\(error)"
     }
 
     static func seconds(_ value: Double) -> String {
