@@ -26,7 +26,7 @@ extension PGCluster {
 
             func run() async throws {
                 try await executeLocked(options, "tls rotate") { spec in
-                    let cluster = try HostCluster(spec: spec, templates: try options.templateSet())
+                    let cluster = try ClusterAccess.control(spec, options)
                     let report = try await TLSRotate(cluster: cluster, credentials: try ClusterAccess.credentials(spec)).run()
                     Console.out(json ? try JSONOutput.encode(report) : report.text)
                     if !report.problems.isEmpty { throw ExitCode(ExitKind.failure.rawValue) }
