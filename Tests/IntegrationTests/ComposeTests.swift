@@ -65,13 +65,17 @@ final class ComposeTestCluster: @unchecked Sendable {
     let basePort: Int
     let nodeNames = ["node0", "node1", "node2"]
 
-    init(name: String, basePort: Int, subnet: String) throws {
+    /// Whether the spec has TLS on (the default); `extra` adds top-level keys to the spec.
+    let tls: Bool
+
+    init(name: String, basePort: Int, subnet: String, extra: String = "") throws {
         let suffix = UUID().uuidString.prefix(6).lowercased()
         self.basePort = basePort
         project = "pgc-it-\(name)-\(suffix)"
         root = "/tmp/pgcluster-it-compose-\(name)-\(suffix)"
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
         specPath = "\(root)/pgcluster.yaml"
+        tls = !extra.contains("mode: off")
         try """
             version: 1
             name: \(name)
@@ -87,6 +91,7 @@ final class ComposeTestCluster: @unchecked Sendable {
             local:
               dir: ./state
             compose: {project: \(project), image: postgres:15, subnet: \(subnet)}
+            \(extra)
             nodes:
               - {name: node0, port: \(basePort), role: primary}
               - {name: node1, port: \(basePort + 1)}
@@ -114,12 +119,20 @@ final class ComposeTestCluster: @unchecked Sendable {
         try #require(try Credentials.load("\(stateDir)/credentials.json"))
     }
 
-    func sql(_ node: String, _ query: String, _ parameters: [String?] = []) throws -> QueryResult {
+    /// The cluster CA in local.dir, which pgcluster verifies the nodes with.
+    var caCertificate: String { "\(stateDir)/ca.crt" }
+
+    /// SQL as the superuser on `node`'s published port: with TLS, verify-full against the
+    /// cluster CA (for the name `host`), as pgcluster connects; without, plain TCP.
+    func sql(
+        _ node: String, _ query: String, _ parameters: [String?] = [], host: String = "127.0.0.1", tls: Bool? = nil
+    ) throws -> QueryResult {
         let credentials = try credentials()
         let connection = try PGConnection.connect(
             ConnectionTarget(
-                host: "127.0.0.1", port: port(node), user: credentials.superuser.user,
-                password: credentials.superuser.password, connectTimeout: 5))
+                host: host, port: port(node), user: credentials.superuser.user,
+                password: credentials.superuser.password, connectTimeout: 5,
+                rootCertificate: (tls ?? self.tls) ? caCertificate : nil))
         defer { connection.close() }
         return try connection.query(query, parameters)
     }
@@ -170,9 +183,9 @@ final class ComposeTestCluster: @unchecked Sendable {
 }
 
 func withComposeCluster(
-    name: String, basePort: Int, subnet: String, _ body: (ComposeTestCluster) async throws -> Void
+    name: String, basePort: Int, subnet: String, extra: String = "", _ body: (ComposeTestCluster) async throws -> Void
 ) async throws {
-    let cluster = try ComposeTestCluster(name: name, basePort: basePort, subnet: subnet)
+    let cluster = try ComposeTestCluster(name: name, basePort: basePort, subnet: subnet, extra: extra)
     do {
         try await body(cluster)
     } catch {
@@ -183,8 +196,8 @@ func withComposeCluster(
 }
 
 /// Real containers: podman serving the Docker API (scripts/compose-engine.sh), the compose
-/// v2 plugin, and the local postgres:15 image. Ports 22100-22119.
-/// One test, so that a machine without an engine prints one line saying so.
+/// v2 plugin, and the local postgres:15 image. Ports 22100-22122. TLS is on (the default)
+/// but where a test sets `tls.mode: off`.
 @Suite("compose: real containers", .serialized)
 struct ComposeTests {
     @Test(
@@ -288,13 +301,19 @@ struct ComposeTests {
         return newPrimary
     }
 
-    /// init on a compose spec: the project in local.dir/compose, healthy; destroy leaves no
-    /// container or volume.
+    /// init on a compose spec with `tls.mode: off` (TLS-on init is ComposeTLS's): the
+    /// project in local.dir/compose, healthy; destroy leaves no container or volume.
     func initAndDestroy() async throws {
-        try await withComposeCluster(name: "init", basePort: 22110, subnet: "172.29.110.0/24") { cluster in
+        try await withComposeCluster(
+            name: "init", basePort: 22110, subnet: "172.29.110.0/24", extra: "tls: {mode: off}"
+        ) { cluster in
             let initResult = await cluster.pgcluster(["init"])
             try #require(initResult.status == 0, "init: \(initResult.stderr)")
             #expect(FileManager.default.fileExists(atPath: "\(cluster.stateDir)/compose/docker-compose.yml"))
+            // TLS off: plain TCP is what the nodes take, and no certificate was made.
+            #expect(try cluster.sql("node0", "SHOW ssl").scalar == "off")
+            #expect(!FileManager.default.fileExists(atPath: cluster.caCertificate))
+            #expect(!FileManager.default.fileExists(atPath: "\(cluster.stateDir)/compose/node0/tls"))
             #expect(await cluster.pgcluster(["status"]).status == 0)
             let again = await cluster.pgcluster(["init"])
             #expect(again.status == 2, "a second init must refuse: \(again.stderr)")

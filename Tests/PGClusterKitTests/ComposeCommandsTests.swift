@@ -139,7 +139,9 @@ struct ComposeCommandsTests {
         #expect(lines.count == 2)
         #expect(lines.first == prefix + [
             "run", "--rm", "--no-deps", "-T", "-u", "postgres", "-e", "PGPASSWORD", "--entrypoint", "pg_rewind", "db_0",
-            "--target-pgdata=/var/lib/postgresql/data", "--source-server=host=db_1 port=5432 user=postgres dbname=postgres connect_timeout=5",
+            "--target-pgdata=/var/lib/postgresql/data", // TLS is on by default: pg_rewind checks the source against the CA in the config mount.
+            "--source-server=host=db_1 port=5432 user=postgres dbname=postgres connect_timeout=5"
+                + " sslmode=verify-full sslrootcert=/etc/pgcluster/tls/ca.crt",
         ])
         #expect(recorder.commands.first?.environment["PGPASSWORD"] == "s3cret")
         #expect(lines.last?.contains("PGCLUSTER_ENTRYPOINT_MODE=follow") == true)

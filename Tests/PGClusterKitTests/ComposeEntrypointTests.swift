@@ -15,12 +15,14 @@ struct ComposeEntrypointTests {
     static let replicationPassword = #"r3pl:pa\ss word"#
 
     /// A compose spec whose in-network addresses are this machine's, so the rendered
-    /// primary_conninfo and the standby's environment work without Docker.
+    /// primary_conninfo and the standby's environment work without Docker. TLS off: its
+    /// container paths have no stand-in here; ComposeTests run the TLS steps in containers.
     static var specText: String {
         """
         version: 1
         name: composetest
         backend: compose
+        tls: {mode: off}
         superuser:
           user: \(superuserName)
         replication:

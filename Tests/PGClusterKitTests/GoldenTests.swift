@@ -47,8 +47,9 @@ struct GoldenTests {
     }
 
     /// With `tls: {mode: off}` every example renders exactly what it rendered before TLS
-    /// existed: Golden/tls-off/ holds those files, unchanged. An example whose TLS is off
-    /// already (compose) is checked against its own golden files.
+    /// existed: Golden/tls-off/ holds those files, unchanged (for compose, but for the
+    /// entrypoint script, which also carries the TLS steps that TLS_SOURCE_DIR turns on).
+    /// An example whose TLS is off already would be checked against its own golden files.
     @Test("with tls.mode off, each example renders the files of before TLS", arguments: TestSupport.exampleNames)
     func exampleWithTLSOff(_ file: String) throws {
         try check(file, tlsOff: true)

@@ -326,9 +326,6 @@ struct SpecValidationTests {
             yaml: specYAML(
                 nodes: nodesYAML(["name: db_0\nport: 15432\nrole: primary", "name: db_1\nport: 15433\ntlsCert: /etc/passwd"])),
             key: "nodes[1]", reason: "apply to tls.mode files only"),
-        BadSpec(
-            label: "tls with backend compose", yaml: specYAML(top: "backend: compose\ntls:\n  mode: generate\n"),
-            key: "tls.mode", reason: "backend compose does not install certificates yet"),
         BadSpec(label: "empty file", yaml: "", key: "", reason: "the file is empty"),
         BadSpec(label: "only comments", yaml: "# nothing here\n\n", key: "", reason: "the file is empty"),
     ]
@@ -512,11 +509,14 @@ struct SpecValidationTests {
         #expect(Credentials.rootCertificate(for: spec) == "\(folder)/certs/ca.crt")
     }
 
-    @Test("TLS defaults: generate for local and ssh, off for compose; off needs nothing")
+    @Test("TLS defaults to generate on every backend; off needs nothing")
     func tlsDefaults() throws {
         let compose = try SpecLoader.parse(specYAML(top: "backend: compose\n"), file: "/specs/c.yaml")
-        #expect(compose.tls.mode == .off)
-        #expect(Credentials.rootCertificate(for: compose) == nil)
+        #expect(compose.tls.mode == .generate)
+        #expect(Credentials.rootCertificate(for: compose) == "/specs/t-data/ca.crt")
+        let composeOff = try SpecLoader.parse(specYAML(top: "backend: compose\ntls: {mode: off}\n"), file: "/specs/c.yaml")
+        #expect(composeOff.tls.mode == .off)
+        #expect(Credentials.rootCertificate(for: composeOff) == nil)
         let local = try SpecLoader.parse(specYAML(), file: "/specs/l.yaml")
         #expect(Credentials.rootCertificate(for: local) == "/specs/t-data/ca.crt")
         let off = try SpecLoader.parse(specYAML(top: "tls: {mode: off}\n"), file: "/specs/o.yaml")

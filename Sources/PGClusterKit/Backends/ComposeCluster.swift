@@ -114,6 +114,16 @@ public struct ComposeCommands: Sendable, Equatable {
             ], entrypoint: nil)
     }
 
+    /// Runs the entrypoint in the running container in mode `tls`: it copies the node's key
+    /// from the config mount to where the server reads it, owned by the server's OS user
+    /// with mode 0600 (as root, which can read the host's file), and exits.
+    public func installTLS(_ service: String) -> [String] {
+        base + [
+            "exec", "-T", "-u", "root", "-e", "PGCLUSTER_ENTRYPOINT_MODE=tls", service, "bash",
+            ComposeRenderer.ContainerPath.entrypoint,
+        ]
+    }
+
     /// Removes the service's container, then its data volume.
     public func remove(_ service: String) -> [String] { base + ["rm", "-s", "-f", service] }
 
@@ -235,7 +245,7 @@ public struct ComposeCluster: ServerControl {
         let conninfo = ConfigText.conninfo([
             ("host", source.serviceHost), ("port", String(source.servicePort)), ("user", credentials.superuser.user),
             ("dbname", "postgres"), ("connect_timeout", "5"),
-        ])
+        ] + renderer.verifyServer(from: node))
         let output = try await run(
             await commands().rewind(node.serviceHost, sourceConninfo: conninfo), what: "\(node.name): pg_rewind",
             environment: ["PGPASSWORD": credentials.superuser.password]
@@ -290,6 +300,59 @@ public struct ComposeCluster: ServerControl {
     public func logTail(_ node: NodeSpec, lines: Int) async -> [String] {
         let result = try? await runner.run(command(await commands().logs(node.serviceHost, lines: lines)))
         return result?.output.split(separator: "\n").map(String.init) ?? []
+    }
+}
+
+// MARK: TLS
+
+extension ComposeCluster {
+    /// Every node's TLS files for the project in `projectDirectory` (``ComposeRenderer/tlsFiles(_:_:)``);
+    /// none with `tls.mode: off`. With `generate`, a node keeps the files it has there while
+    /// they are still good (``NodeTLS/stillValid(_:caPEM:for:spec:ca:now:)``), so that
+    /// rendering again changes nothing; otherwise it gets a new certificate from the cluster
+    /// CA in local.dir (made there first; `createCA: false` for a dry run). With `files`, the
+    /// spec's files.
+    public static func certificates(spec: ClusterSpec, projectDirectory: String, createCA: Bool = true) throws(ClusterError)
+        -> [RenderedFile]
+    {
+        guard spec.tls.enabled else { return [] }
+        let ca = spec.tls.mode == .generate ? try NodeTLS.clusterCA(spec, create: createCA) : nil
+        var material: [String: (certificate: NodeCertificate, caPEM: String)] = [:]
+        for node in spec.nodes {
+            if let ca, let existing = existingTLS(node, in: projectDirectory),
+                NodeTLS.stillValid(existing.certificate, caPEM: existing.caPEM, for: node, spec: spec, ca: ca)
+            {
+                material[node.name] = existing
+            } else {
+                material[node.name] = try NodeTLS.material(spec, node, ca: ca)
+            }
+        }
+        return ComposeRenderer.tlsFiles(spec, material)
+    }
+
+    static func existingTLS(_ node: NodeSpec, in directory: String) -> (certificate: NodeCertificate, caPEM: String)? {
+        typealias Name = ComposeRenderer.FileName
+        func read(_ file: String) -> String? {
+            FileManager.default.contents(atPath: "\(directory)/\(Name.tls(node.name, file))").map { String(decoding: $0, as: UTF8.self) }
+        }
+        guard let certificate = read(Name.serverCertificate), let key = read(Name.serverKey), let ca = read(Name.caCertificate)
+        else { return nil }
+        return (NodeCertificate(certificatePEM: certificate, keyPEM: key), ca)
+    }
+
+    /// A new certificate for `node` (or the spec's files again) written into its folder of
+    /// the project; a running container copies the key into place at once (the entrypoint
+    /// does so on every start too). The server reads them on its next reload.
+    @discardableResult
+    public func installTLS(_ node: NodeSpec, ca: ClusterCA? = nil) async throws(ClusterError) -> NodeCertificate {
+        var authority = ca
+        if authority == nil && spec.tls.mode == .generate { authority = try NodeTLS.clusterCA(spec) }
+        let material = try NodeTLS.material(spec, node, ca: authority)
+        try FileWriter().write(ComposeRenderer.tlsFiles(spec, [node.name: material]), under: Self.projectDirectory(spec))
+        if await isRunning(node) {
+            try await run(await commands().installTLS(node.serviceHost), what: "\(node.name): copy its new key into the container")
+        }
+        return material.certificate
     }
 }
 

@@ -40,6 +40,10 @@ public protocol ServerControl: Sendable {
     /// was killed, or nil when nothing ran.
     func crash(_ node: NodeSpec) async -> String?
     func logTail(_ node: NodeSpec, lines: Int) async -> [String]
+    /// Gives the node a new certificate from `ca` (or the spec's files with `tls.mode:
+    /// files`) where its server reads it; a running server uses it from its next reload.
+    @discardableResult
+    func installTLS(_ node: NodeSpec, ca: ClusterCA?) async throws(ClusterError) -> NodeCertificate
 }
 
 extension HostCluster: ServerControl {

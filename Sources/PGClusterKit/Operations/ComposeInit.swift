@@ -1,7 +1,8 @@
 import Foundation
 
 /// `pgcluster init` for the compose backend: render the project under
-/// `local.dir/compose` with the cluster's credentials, `docker compose up -d`, wait
+/// `local.dir/compose` with the cluster's credentials (and, with TLS, each node's
+/// certificate from the cluster CA in local.dir), `docker compose up -d`, wait
 /// until every standby streams, apply the synchronous mode.
 public struct ComposeInit: Sendable {
     public let cluster: ComposeCluster
@@ -29,6 +30,7 @@ public struct ComposeInit: Sendable {
             renderer: cluster.renderer, superuserPassword: credentials.superuser.password,
             replicationPassword: credentials.replication.password)
         let files = try cluster.renderer.nodeFiles() + compose.projectFiles()
+            + ComposeCluster.certificates(spec: spec, projectDirectory: directory)
         try FileWriter().write(files, under: directory)
         try ComposeProjectRecord(projectDirectory: directory).save(spec: spec)
         Console.progress("rendered the compose project in \(directory)")

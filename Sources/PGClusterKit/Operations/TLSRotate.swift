@@ -1,13 +1,14 @@
 import Foundation
 
 /// `pgcluster tls rotate`: every node gets a new certificate (signed by the same cluster CA,
-/// or the spec's files again with `tls.mode: files`), installed on its host, and its server
-/// reloads it (`pg_reload_conf()`): connections keep going, nothing restarts.
+/// or the spec's files again with `tls.mode: files`), installed on its host (compose: in
+/// its folder of the project and its container), and its server reloads it
+/// (`pg_reload_conf()`): connections keep going, nothing restarts.
 public struct TLSRotate: Sendable {
-    public let cluster: HostCluster
+    public let cluster: any ServerControl
     public let credentials: Credentials
 
-    public init(cluster: HostCluster, credentials: Credentials) {
+    public init(cluster: any ServerControl, credentials: Credentials) {
         self.cluster = cluster
         self.credentials = credentials
     }
@@ -52,7 +53,7 @@ public struct TLSRotate: Sendable {
                 "TLS is off in \(spec.file) (tls.mode: off): there is no certificate to rotate",
                 details: ["set tls.mode to generate or files first"])
         }
-        let ca = spec.tls.mode == .generate ? try cluster.clusterCA() : nil
+        let ca = spec.tls.mode == .generate ? try NodeTLS.clusterCA(spec) : nil
         let nodes = spec.nodes
         let results = await withTaskGroup(of: (Int, NodeResult).self) { group in
             for (index, node) in nodes.enumerated() {

@@ -11,8 +11,11 @@ import Foundation
 /// | `.env` | 0600 | the project name and both passwords: the only file that holds a secret |
 /// | `pgcluster-entrypoint.sh` | 0755 | every node's entrypoint: passfile, clone of the primary, server |
 /// | `primary-init.sh` | 0755 | run once by the image after initdb: replication role and slots |
+/// | `<node>/tls/server.crt`, `ca.crt` | 0644 | with TLS on: the node's certificate and the cluster CA's (``tlsFiles(_:_:)``) |
+/// | `<node>/tls/server.key` | 0600 | its key; the entrypoint copies it to ``ContainerPath/serverKey`` |
 ///
-/// Everything but `.env` depends on the spec alone, so it is the same on every render.
+/// Everything but `.env` and the TLS files depends on the spec alone, so it is the same on
+/// every render. The cluster CA's key never enters the project: it stays in local.dir.
 /// `.env` holds the passwords given to ``init(renderer:superuserPassword:replicationPassword:)``,
 /// else those of the spec, else new random ones.
 public struct ComposeRenderer: Sendable {
@@ -33,6 +36,15 @@ public struct ComposeRenderer: Sendable {
         public static let entrypoint = "/usr/local/bin/pgcluster-entrypoint.sh"
         /// The official image runs the scripts of /docker-entrypoint-initdb.d/ after initdb.
         public static let primaryInit = "/docker-entrypoint-initdb.d/10-pgcluster-replication.sh"
+        /// The node's TLS files as rendered (``FileName/tlsDir``), in its read-only config
+        /// mount: the certificate and the CA certificate are read there.
+        public static let tlsSource = "\(configDir)/\(FileName.tlsDir)"
+        public static let serverCertificate = "\(tlsSource)/\(FileName.serverCertificate)"
+        public static let caCertificate = "\(tlsSource)/\(FileName.caCertificate)"
+        /// The entrypoint's copy of the key, owned by the server's OS user with mode 0600:
+        /// PostgreSQL refuses a key others may read, and a mount keeps the host's owner.
+        /// Outside the data volume, so pg_basebackup never carries it to another node.
+        public static let serverKey = "/var/lib/postgresql/tls/server.key"
     }
 
     /// Names of the project's files in the output folder. Node names cannot hold a `.`, so
@@ -42,6 +54,14 @@ public struct ComposeRenderer: Sendable {
         public static let env = ".env"
         public static let entrypoint = "pgcluster-entrypoint.sh"
         public static let primaryInit = "primary-init.sh"
+        /// A node's TLS files, in its folder: `<node>/tls/{server.crt,server.key,ca.crt}`.
+        public static let tlsDir = "tls"
+        public static let serverCertificate = "server.crt"
+        public static let serverKey = "server.key"
+        public static let caCertificate = "ca.crt"
+
+        /// `<node>/tls/<file>`, relative to the project folder.
+        public static func tls(_ node: String, _ file: String) -> String { "\(node)/\(tlsDir)/\(file)" }
     }
 
     /// The compose network every node joins; its subnet is `compose.subnet`.
@@ -70,6 +90,20 @@ public struct ComposeRenderer: Sendable {
             RenderedFile(path: FileName.entrypoint, contents: try entrypointScript(), mode: 0o755),
             RenderedFile(path: FileName.primaryInit, contents: try primaryInitScript(), mode: 0o755),
         ]
+    }
+
+    /// Each node's TLS files, from `material` (by node name): ``FileName/tls(_:_:)``.
+    public static func tlsFiles(
+        _ spec: ClusterSpec, _ material: [String: (certificate: NodeCertificate, caPEM: String)]
+    ) -> [RenderedFile] {
+        spec.nodes.flatMap { node -> [RenderedFile] in
+            guard let (certificate, caPEM) = material[node.name] else { return [] }
+            return [
+                RenderedFile(path: FileName.tls(node.name, FileName.serverCertificate), contents: certificate.certificatePEM),
+                RenderedFile(path: FileName.tls(node.name, FileName.serverKey), contents: certificate.keyPEM, mode: 0o600),
+                RenderedFile(path: FileName.tls(node.name, FileName.caCertificate), contents: caPEM),
+            ]
+        }
     }
 
     // MARK: docker-compose.yml
@@ -131,6 +165,10 @@ public struct ComposeRenderer: Sendable {
             ("POSTGRES_CONFIG_DIR", ContainerPath.configDir),
             ("PASSFILE", ContainerPath.passfile),
         ]
+        if renderer.spec.tls.enabled {
+            variables.append(("TLS_SOURCE_DIR", ContainerPath.tlsSource))
+            variables.append(("TLS_KEY_FILE", ContainerPath.serverKey))
+        }
         if node.role == .standby {
             variables.append(("PRIMARY_HOST", spec.primary.serviceHost))
             variables.append(("PRIMARY_PORT", String(spec.primary.servicePort)))
@@ -218,6 +256,7 @@ public struct ComposeRenderer: Sendable {
             "replicationUser": spec.replication.user,
             "configDir": ContainerPath.configDir,
             "passfile": ContainerPath.passfile,
+            "tlsKeyFile": ContainerPath.serverKey,
         ]
         return try renderer.templates.render("compose-entrypoint.sh.mustache", context)
     }

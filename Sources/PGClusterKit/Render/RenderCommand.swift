@@ -30,8 +30,11 @@ public enum RenderCommand {
             let credentials = Credentials(
                 superuser: .init(user: spec.superuser.user, password: existing["POSTGRES_PASSWORD"] ?? resolved.superuser.password),
                 replication: .init(
-                    user: spec.replication.user, password: existing["REPLICATION_PASSWORD"] ?? resolved.replication.password))
-            if let stored = try Credentials.load(storedPath), stored != credentials {
+                    user: spec.replication.user, password: existing["REPLICATION_PASSWORD"] ?? resolved.replication.password),
+                rootCertificate: resolved.rootCertificate)
+            if let stored = try Credentials.load(storedPath),
+                stored.superuser != credentials.superuser || stored.replication != credentials.replication
+            {
                 throw ClusterError(
                     "\(envPath ?? "the rendered .env") and \(storedPath) hold different passwords: they would be two clusters under one name",
                     exitCode: .refused,
@@ -44,6 +47,18 @@ public enum RenderCommand {
                 replicationPassword: credentials.replication.password)
             return Plan(files: try renderer.nodeFiles() + compose.projectFiles(), credentials: credentials)
         }
+    }
+
+    /// The TLS files of a compose project rendered into `outputDirectory`
+    /// (``ComposeCluster/certificates(spec:projectDirectory:createCA:)``): made here rather
+    /// than in ``plan(_:outputDirectory:)`` because they come from the cluster CA in
+    /// local.dir, which a render (not a dry run) creates. None for the other backends, whose
+    /// nodes get theirs on their hosts at `init`.
+    public static func certificates(_ spec: ClusterSpec, outputDirectory: String, dryRun: Bool) throws(ClusterError)
+        -> [RenderedFile]
+    {
+        guard spec.backend == .compose else { return [] }
+        return try ComposeCluster.certificates(spec: spec, projectDirectory: outputDirectory, createCA: !dryRun)
     }
 
     /// After a compose project was written to `outputDirectory` (absolute): its passwords

@@ -204,10 +204,15 @@ public struct Renderer: Sendable {
         ] + verifyServer(from: node))
     }
 
-    /// Where a node's TLS files are on its host; nil with `tls.mode: off` (and for
-    /// compose, which the spec keeps off).
+    /// Where a node's TLS files are on its host, or in its container for compose (the key
+    /// as the entrypoint copies it, see ``ComposeRenderer/ContainerPath``); nil with
+    /// `tls.mode: off`.
     public func tlsFiles(_ node: NodeSpec) -> (certificate: String, key: String, ca: String)? {
-        guard spec.tls.enabled, spec.backend != .compose else { return nil }
+        guard spec.tls.enabled else { return nil }
+        if spec.backend == .compose {
+            typealias Path = ComposeRenderer.ContainerPath
+            return (Path.serverCertificate, Path.serverKey, Path.caCertificate)
+        }
         let layout = LocalLayout(spec: spec)
         return (layout.serverCertificate(node.name), layout.serverKey(node.name), layout.nodeCACertificate(node.name))
     }

@@ -301,7 +301,7 @@ private struct Reader {
 
         let ssh = sshSection(top["ssh"], backend: backend, specFolder: specFolder)
         let store = storeSection(top["store"])
-        let tls = tlsSection(top["tls"], backend: backend, specFolder: specFolder)
+        let tls = tlsSection(top["tls"], specFolder: specFolder)
         let nodes = nodesSection(top["nodes"], backend: backend, tls: tls.mode, specFolder: specFolder)
         let watch = watchSection(top["watch"])
 
@@ -531,23 +531,15 @@ private struct Reader {
         return resolved
     }
 
-    mutating func tlsSection(_ node: Node?, backend: ClusterSpec.Backend, specFolder: URL) -> TLSSettings {
+    mutating func tlsSection(_ node: Node?, specFolder: URL) -> TLSSettings {
         let map = mapping(node, "tls", allowed: ["mode", "caFile"])
         var tls = TLSSettings()
-        // Compose projects do not carry certificates yet: TLS stays off there until they do.
-        let defaultMode = backend == .compose ? TLSSettings.Mode.off : .generate
-        if let text = string(map["mode"], "tls.mode", default: defaultMode.rawValue) {
+        if let text = string(map["mode"], "tls.mode", default: TLSSettings.Mode.generate.rawValue) {
             if let mode = TLSSettings.Mode(rawValue: text) {
                 tls.mode = mode
             } else {
                 fail(map["mode"], "tls.mode", "must be generate, files or off, not '\(text)'")
             }
-        }
-        if backend == .compose && tls.mode != .off {
-            fail(
-                map["mode"], "tls.mode",
-                "backend compose does not install certificates yet: leave tls out or set tls.mode: off")
-            tls.mode = .off
         }
         if tls.mode == .files {
             if map["caFile"] == nil {

@@ -11,7 +11,10 @@ extension PGCluster {
                 standby.conf (primary_conninfo, primary_slot_name). A compose spec also gets \
                 docker-compose.yml, its scripts and a .env with the passwords (mode 0600); the \
                 passwords are also stored in local.dir/credentials.json and the folder is put on record \
-                there, so every command drives the project once `docker compose up -d` started it.
+                there, so every command drives the project once `docker compose up -d` started it. \
+                With TLS (tls.mode generate, the default) each node's folder gets tls/server.crt, \
+                tls/server.key (0600) and tls/ca.crt, signed by the cluster CA in local.dir (ca.crt, \
+                ca.key: the key never enters the project); certificates still valid are kept.
                 Files are written atomically and only when their contents change.
                 """)
 
@@ -29,7 +32,8 @@ extension PGCluster {
                 let renderer = Renderer(spec: spec, templates: try options.templateSet())
                 let folder = URL(fileURLWithPath: out).standardizedFileURL.path
                 let plan = try RenderCommand.plan(renderer, outputDirectory: folder)
-                let outcomes = try FileWriter(dryRun: dryRun).write(plan.files, under: folder)
+                let files = plan.files + (try RenderCommand.certificates(spec, outputDirectory: folder, dryRun: dryRun))
+                let outcomes = try FileWriter(dryRun: dryRun).write(files, under: folder)
                 if !dryRun { try RenderCommand.remember(plan, spec: spec, outputDirectory: folder) }
                 for outcome in outcomes {
                     let verb = dryRun && outcome.change != .unchanged ? "would be \(outcome.change.rawValue)" : outcome.change.rawValue

@@ -16,7 +16,9 @@ extension PGCluster {
                     CA in local.dir (ca.crt, ca.key), so clients that trust the CA notice nothing. With \
                     tls.mode files, the spec's tlsCert and tlsKey are installed again (after you renewed \
                     them). Each running server reloads (pg_reload_conf()): open connections and streaming \
-                    continue. A node that is down gets its files and uses them when it starts.
+                    continue. A node that is down gets its files and uses them when it starts. \
+                    Compose: the files go into each node's tls/ folder of the project, and each running \
+                    container copies the new key into place (docker compose exec) before the reload.
                     """)
 
             @OptionGroup var options: SpecOptions
@@ -26,7 +28,7 @@ extension PGCluster {
 
             func run() async throws {
                 try await executeLocked(options, "tls rotate") { spec in
-                    let cluster = try HostCluster(spec: spec, templates: try options.templateSet())
+                    let cluster = try ClusterAccess.control(spec, options)
                     let report = try await TLSRotate(cluster: cluster, credentials: try ClusterAccess.credentials(spec)).run()
                     Console.out(json ? try JSONOutput.encode(report) : report.text)
                     if !report.problems.isEmpty { throw ExitCode(ExitKind.failure.rawValue) }

@@ -5,11 +5,15 @@
 # On every start it
 #  1. writes the replication passfile ($PASSFILE) that primary_conninfo names, owned by
 #     the server's OS user, mode 0600: on every node, since any node may become a standby;
+#     with TLS, copies the node's key from the read-only config mount (where it keeps the
+#     host's owner) to $TLS_KEY_FILE, owned by the server's OS user, mode 0600, as
+#     PostgreSQL demands; the certificate and the CA certificate are read in the mount;
 #  2. when $PGDATA holds no cluster yet:
 #     - primary: hands over to the image's docker-entrypoint.sh, which runs initdb and the
 #       scripts in /docker-entrypoint-initdb.d/ (primary-init.sh: replication role, slots);
-#     - standby: waits for the primary, clones it with pg_basebackup through its slot,
-#       writes standby.signal and makes the data directory private (0700);
+#     - standby: waits for the primary, clones it with pg_basebackup through its slot
+#       (with TLS: sslmode=verify-full against the cluster CA), writes standby.signal and
+#       makes the data directory private (0700);
 #  3. runs the server as the server's OS user with the configuration in $POSTGRES_CONFIG_DIR.
 #
 # It reads nothing but these environment variables, so it also runs outside a container:
@@ -25,6 +29,9 @@
 #   PASSFILE              (default /var/lib/postgresql/pgpass, the passfile that primary_conninfo names)
 #   PG_BINDIR             folder of the PostgreSQL programs (default: found on PATH)
 #   POSTGRES_OS_USER      the OS user the server runs as when this runs as root (default postgres)
+#   TLS_SOURCE_DIR        with TLS: the folder of server.crt, server.key and ca.crt (the config
+#                         mount's tls/); empty or unset: TLS is off
+#   TLS_KEY_FILE          where the server's copy of the key goes (default /var/lib/postgresql/tls/server.key)
 #   PRIMARY_WAIT_TRIES    how often to ask whether the primary accepts connections, about
 #                         a second apart, before giving up (default 120)
 #   PGCLUSTER_ENTRYPOINT_MODE
@@ -33,6 +40,8 @@
 #                         in postgresql.auto.conf) and exit. clone: copy PRIMARY_HOST into the
 #                         empty $PGDATA, set it to follow, and exit. pgcluster's switchover and
 #                         rejoin run these in one-off containers while the server is down.
+#                         tls: copy the key into place (as on every start) and exit;
+#                         `pgcluster tls rotate` runs it in the running container, then reloads.
 #   PGCLUSTER_ENTRYPOINT_NO_EXEC
 #                         1: start the server in the background with `pg_ctl -w start` and
 #                         return once it accepts connections, instead of exec'ing it in the
@@ -51,6 +60,17 @@ POSTGRES_CONFIG_DIR="${POSTGRES_CONFIG_DIR:-/etc/pgcluster}"
 PASSFILE="${PASSFILE:-/var/lib/postgresql/pgpass}"
 POSTGRES_OS_USER="${POSTGRES_OS_USER:-postgres}"
 PRIMARY_WAIT_TRIES="${PRIMARY_WAIT_TRIES:-120}"
+TLS_SOURCE_DIR="${TLS_SOURCE_DIR:-}"
+TLS_KEY_FILE="${TLS_KEY_FILE:-/var/lib/postgresql/tls/server.key}"
+
+# With TLS, how this node checks the server it streams or clones from: the cluster CA, and
+# the upstream's name (PRIMARY_HOST, its service name) in the upstream's certificate.
+tls_conninfo=""
+tls_environment=()
+if [ -n "$TLS_SOURCE_DIR" ]; then
+  tls_conninfo=" sslmode=verify-full sslrootcert=$TLS_SOURCE_DIR/ca.crt"
+  tls_environment=(PGSSLMODE=verify-full "PGSSLROOTCERT=$TLS_SOURCE_DIR/ca.crt")
+fi
 
 log() { echo "pgcluster-entrypoint ($NODE_NAME): $*" >&2; }
 
@@ -100,6 +120,26 @@ write_passfile() {
   mv -f "$tmp" "$PASSFILE"
 }
 
+# With TLS, copies the node's key to $TLS_KEY_FILE (a temporary file first, so the server
+# never reads half a key), owned by the server's OS user, mode 0600.
+install_tls_key() {
+  [ -n "$TLS_SOURCE_DIR" ] || return 0
+  local source="$TLS_SOURCE_DIR/server.key" folder tmp
+  if [ ! -r "$source" ]; then
+    log "TLS is on but $source cannot be read: render the project again (pgcluster render)"
+    exit 1
+  fi
+  folder="$(dirname "$TLS_KEY_FILE")"
+  mkdir -p "$folder"
+  give_to_server_user "$folder"
+  chmod 0700 "$folder"
+  tmp="$TLS_KEY_FILE.tmp.$$"
+  (umask 077 && cat "$source" >"$tmp")
+  chmod 0600 "$tmp"
+  give_to_server_user "$tmp"
+  mv -f "$tmp" "$TLS_KEY_FILE"
+}
+
 # Clones the primary into the empty $PGDATA and makes it a standby.
 clone_primary() {
   : "${PRIMARY_HOST:?PRIMARY_HOST must name the primary a standby clones from}"
@@ -124,7 +164,7 @@ clone_primary() {
   local slot_args=()
   if [ -n "$SLOT_NAME" ]; then slot_args=(-S "$SLOT_NAME"); fi
   log "cloning $PRIMARY_HOST:$PRIMARY_PORT into $PGDATA${SLOT_NAME:+ through slot $SLOT_NAME}"
-  as_server_user env PGPASSFILE="$PASSFILE" PGAPPNAME="pgcluster-clone-$NODE_NAME" \
+  as_server_user env PGPASSFILE="$PASSFILE" PGAPPNAME="pgcluster-clone-$NODE_NAME" ${tls_environment[@]+"${tls_environment[@]}"} \
     "$(pgbin pg_basebackup)" -h "$PRIMARY_HOST" -p "$PRIMARY_PORT" -U "$REPLICATION_USER" --no-password \
     -D "$PGDATA" -X stream -c fast ${slot_args[@]+"${slot_args[@]}"}
   # primary_conninfo and primary_slot_name come from standby.conf in the config folder.
@@ -142,8 +182,8 @@ write_follow_settings() {
   local auto="$PGDATA/postgresql.auto.conf" tmp="$PGDATA/postgresql.auto.conf.tmp.$$"
   {
     grep -v -E '^[[:space:]]*(primary_conninfo|primary_slot_name)[[:space:]]*=' "$auto" 2>/dev/null || true
-    printf "primary_conninfo = 'host=%s port=%s user=%s application_name=%s passfile=%s connect_timeout=2'\n" \
-      "$PRIMARY_HOST" "$PRIMARY_PORT" "$REPLICATION_USER" "$NODE_NAME" "$PASSFILE"
+    printf "primary_conninfo = 'host=%s port=%s user=%s application_name=%s passfile=%s connect_timeout=2%s'\n" \
+      "$PRIMARY_HOST" "$PRIMARY_PORT" "$REPLICATION_USER" "$NODE_NAME" "$PASSFILE" "$tls_conninfo"
     if [ -n "$SLOT_NAME" ]; then printf "primary_slot_name = '%s'\n" "$SLOT_NAME"; fi
   } >"$tmp"
   chmod 0600 "$tmp"
@@ -153,9 +193,18 @@ write_follow_settings() {
 }
 
 write_passfile
+install_tls_key
 
 case "${PGCLUSTER_ENTRYPOINT_MODE:-serve}" in
 serve) ;;
+tls)
+  if [ -n "$TLS_SOURCE_DIR" ]; then
+    log "installed the TLS key in $TLS_KEY_FILE; the server reads it on its next reload"
+  else
+    log "TLS is off (no TLS_SOURCE_DIR): no key to install"
+  fi
+  exit 0
+  ;;
 follow)
   if [ ! -s "$PGDATA/PG_VERSION" ]; then
     log "follow: $PGDATA holds no cluster"
@@ -175,7 +224,7 @@ clone)
   exit 0
   ;;
 *)
-  log "PGCLUSTER_ENTRYPOINT_MODE must be serve, follow or clone, not '${PGCLUSTER_ENTRYPOINT_MODE}'"
+  log "PGCLUSTER_ENTRYPOINT_MODE must be serve, follow, clone or tls, not '${PGCLUSTER_ENTRYPOINT_MODE}'"
   exit 1
   ;;
 esac
