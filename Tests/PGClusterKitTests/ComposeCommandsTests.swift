@@ -21,11 +21,29 @@ struct ComposeCommandsTests {
         #expect(commands.down() == base + ["down", "-v", "--remove-orphans"])
     }
 
-    @Test("pg_controldata and pg_rewind run in one-off containers as postgres; the password stays in the environment")
+    /// db_0 as a throwaway container sees it.
+    let node = ComposeCommands.Node(
+        folder: "db_0", volume: "db_0-data", image: "postgres:15", environment: ["PGDATA=/var/lib/postgresql/data", "NODE_NAME=db_0"])
+    /// `docker run` of such a container, up to its user.
+    let offline = [
+        "docker", "run", "--rm", "--network", "none", "-v", "demo_db_0-data:/var/lib/postgresql/data",
+        "-v", "/srv/pg/compose/db_0:/etc/pgcluster:ro",
+        "-v", "/srv/pg/compose/pgcluster-entrypoint.sh:/usr/local/bin/pgcluster-entrypoint.sh:ro",
+        "-e", "PGDATA=/var/lib/postgresql/data", "-e", "NODE_NAME=db_0",
+    ]
+
+    @Test("steps on a stopped server's data run in a container without network, as postgres; pg_rewind on the project's network, its password in the environment")
     func serverSteps() {
         #expect(
-            commands.controlData("db_0")
-                == base + ["run", "--rm", "--no-deps", "-T", "-u", "postgres", "--entrypoint", "pg_controldata", "db_0", "-D", "/var/lib/postgresql/data"])
+            commands.controlData(node)
+                == offline + ["-u", "postgres", "--entrypoint", "pg_controldata", "postgres:15", "-D", "/var/lib/postgresql/data"])
+        #expect(
+            commands.singleUserRecovery(node)
+                == offline + [
+                    "-u", "postgres", "--entrypoint", "postgres", "postgres:15",
+                    "--single", "-F", "-D", "/var/lib/postgresql/data", "-c", "config_file=/etc/pgcluster/postgresql.conf",
+                    "-c", "hba_file=/etc/pgcluster/pg_hba.conf", "template1",
+                ])
         let rewind = commands.rewind("db_0", sourceConninfo: "host=db_1 port=5432 user=postgres dbname=postgres")
         #expect(
             rewind
@@ -35,20 +53,24 @@ struct ComposeCommandsTests {
                 ])
         #expect(!rewind.contains { $0.hasPrefix("PGPASSWORD=") })
         #expect(
-            commands.singleUserRecovery("db_0")
-                == base + [
-                    "run", "--rm", "--no-deps", "-T", "-u", "postgres", "--entrypoint", "postgres", "db_0",
-                    "--single", "-F", "-D", "/var/lib/postgresql/data", "-c", "config_file=/etc/pgcluster/postgresql.conf",
-                    "-c", "hba_file=/etc/pgcluster/pg_hba.conf", "template1",
-                ])
+            commands.hasData("db_0")
+                == base + ["run", "--rm", "--no-deps", "-T", "-u", "postgres", "--entrypoint", "test", "db_0", "-s", "/var/lib/postgresql/data/PG_VERSION"])
     }
 
-    @Test("follow and clone run the node's own entrypoint in a mode")
+    @Test("follow and clone run the node's own entrypoint in a mode; follow needs no network nor password")
     func entrypointModes() {
+        let follow = commands.follow(node, upstreamHost: "db_1", upstreamPort: 5432, slot: "pgcluster_db_0")
         #expect(
-            commands.entrypoint("db_0", mode: "follow", upstreamHost: "db_1", upstreamPort: 5432, slot: "pgcluster_db_0")
+            follow
+                == offline + [
+                    "-e", "PGCLUSTER_ENTRYPOINT_MODE=follow", "-e", "PRIMARY_HOST=db_1", "-e", "PRIMARY_PORT=5432",
+                    "-e", "SLOT_NAME=pgcluster_db_0", "--entrypoint", "bash", "postgres:15", "/usr/local/bin/pgcluster-entrypoint.sh",
+                ])
+        #expect(!follow.contains("--env-file") && !follow.contains { $0.contains("PASSWORD") })
+        #expect(
+            commands.clone("db_0", upstreamHost: "db_1", upstreamPort: 5432, slot: "pgcluster_db_0")
                 == base + [
-                    "run", "--rm", "--no-deps", "-T", "-e", "PGCLUSTER_ENTRYPOINT_MODE=follow", "-e", "PRIMARY_HOST=db_1",
+                    "run", "--rm", "--no-deps", "-T", "-e", "PGCLUSTER_ENTRYPOINT_MODE=clone", "-e", "PRIMARY_HOST=db_1",
                     "-e", "PRIMARY_PORT=5432", "-e", "SLOT_NAME=pgcluster_db_0", "db_0",
                 ])
         #expect(commands.remove("db_2") == base + ["rm", "-s", "-f", "db_2"])

@@ -184,6 +184,8 @@ struct ComposeEntrypointTests {
         unlink(standby.data + "/standby.signal")
         var follow = environment
         follow["PGCLUSTER_ENTRYPOINT_MODE"] = "follow"
+        // pgcluster runs it in a container given only the service's own variables: no password.
+        follow["REPLICATION_PASSWORD"] = nil
         try await check("/bin/bash", [rendered + "/pgcluster-entrypoint.sh"], environment: follow, what: "follow mode", timeout: 60)
         let auto = try String(contentsOfFile: standby.data + "/postgresql.auto.conf", encoding: .utf8)
         #expect(auto.contains("primary_conninfo = 'host=127.0.0.1 port=\(Self.primaryPort) user=replicator application_name=db_1"))

@@ -109,9 +109,19 @@ public struct Switchover: Sendable {
         }
         timer.lap("\(target.name) has the shutdown checkpoint \(checkpoint)")
 
+        // The candidate has everything the old primary wrote: it takes over. Meanwhile the
+        // old primary, stopped, is set to follow it (files only; with compose a container).
+        async let followed: ClusterError? = {
+            do throws(ClusterError) {
+                try await cluster.follow(primary, upstream: target)
+                return nil
+            } catch {
+                return error
+            }
+        }()
         try await ops.promote(target)
         let timeline = await Observer(credentials: credentials).observe(target).timeline
-        timer.lap("promote \(target.name)")
+        timer.lap("promote \(target.name); \(primary.name) set to follow it meanwhile")
 
         let others = standbys.map(\.node).filter { $0 != target }
         let followers = others + [primary]
@@ -123,7 +133,11 @@ public struct Switchover: Sendable {
         timer.lap("slots and synchronous_standby_names on \(target.name)")
 
         let pointed = await parallel(others) { node throws(ClusterError) in try await ops.rePoint(node, to: target) }
-        try await cluster.follow(primary, upstream: target)
+        if let error = await followed {
+            throw ClusterError(
+                "\(target.name) is the primary now, but \(primary.name) (stopped) could not be set to follow it: \(error.message)",
+                details: ["bring it back as a standby with: pgcluster rejoin \(primary.name)"])
+        }
         try await cluster.start(primary)
         timer.lap("re-point \(others.count) standbys; start \(primary.name) as a standby")
 

@@ -116,7 +116,12 @@ public struct Renderer: Sendable {
             // Short enough that standbys give up a silent primary within watch.failoverAfter;
             // one that gave up a busy one reconnects within a second.
             "wal_receiver_timeout": spec.watch.replicationTimeout,
-            "wal_retrieve_retry_interval": "1s",
+            // Compose: PostgreSQL's own 5 s. A standby there names its upstream by service
+            // name; once that container stops, the name leaves the engine's DNS, which may
+            // pass the question on to a resolver that never answers, and a WAL receiver
+            // stuck in that lookup holds up a promotion for as long (4.4 s measured with
+            // podman). Retrying less often, a switchover promotes before the next lookup.
+            "wal_retrieve_retry_interval": spec.backend == .compose ? "5s" : "1s",
             // The primary's side needs no haste (it detects standbys, not failures), and a
             // second would cut pg_basebackup's WAL stream, which replies every 10 s, on a busy host.
             "wal_sender_timeout": "10s",

@@ -23,7 +23,7 @@
 #   PRIMARY_HOST          where a standby clones from (required for a standby)
 #   PRIMARY_PORT          (default 5432)
 #   REPLICATION_USER      (default replicator)
-#   REPLICATION_PASSWORD  (required; compose takes it from .env)
+#   REPLICATION_PASSWORD  (required to serve or clone; compose takes it from .env)
 #   SLOT_NAME             physical slot the clone streams through; empty for none
 #   POSTGRES_CONFIG_DIR   folder of postgresql.conf, pg_hba.conf and standby.conf (default /etc/pgcluster)
 #   PASSFILE              (default /var/lib/postgresql/pgpass, the passfile that primary_conninfo names)
@@ -39,7 +39,9 @@
 #                         of PRIMARY_HOST (standby.signal, primary_conninfo and primary_slot_name
 #                         in postgresql.auto.conf) and exit. clone: copy PRIMARY_HOST into the
 #                         empty $PGDATA, set it to follow, and exit. pgcluster's switchover and
-#                         rejoin run these in one-off containers while the server is down.
+#                         rejoin run these in one-off containers while the server is down
+#                         (follow in one without a network, given only the service's own
+#                         variables: it needs no password).
 #                         tls: copy the key into place (as on every start) and exit;
 #                         `pgcluster tls rotate` runs it in the running container, then reloads.
 #   PGCLUSTER_ENTRYPOINT_NO_EXEC
@@ -50,7 +52,6 @@
 set -eu
 
 : "${PGDATA:?PGDATA must name the data directory}"
-: "${REPLICATION_PASSWORD:?REPLICATION_PASSWORD must be set (compose takes it from .env)}"
 NODE_NAME="${NODE_NAME:-${HOSTNAME:-node}}"
 NODE_ROLE="${NODE_ROLE:-standby}"
 PRIMARY_PORT="${PRIMARY_PORT:-5432}"
@@ -108,6 +109,7 @@ give_to_server_user() {
 # libpq passfile line for the replication role on every host: *:*:*:user:password,
 # with '\' and ':' escaped. Written to a temporary file first, so it is never half there.
 write_passfile() {
+  : "${REPLICATION_PASSWORD:?REPLICATION_PASSWORD must be set (compose takes it from .env)}"
   local escape='s/\\/\\\\/g; s/:/\\:/g'
   local user password tmp
   user="$(printf '%s' "$REPLICATION_USER" | sed "$escape")"
@@ -192,7 +194,11 @@ write_follow_settings() {
   as_server_user touch "$PGDATA/standby.signal"
 }
 
-write_passfile
+# follow and tls touch no server connection: they need no passfile (nor the password).
+case "${PGCLUSTER_ENTRYPOINT_MODE:-serve}" in
+follow | tls) ;;
+*) write_passfile ;;
+esac
 install_tls_key
 
 case "${PGCLUSTER_ENTRYPOINT_MODE:-serve}" in
