@@ -8,25 +8,13 @@ extension ComposeTestCluster {
 
     /// Per standby streaming from `primary`: whether its connection is over TLS.
     func replicationTLS(_ primary: String) throws -> [String: String] {
-        let rows = try sql(
-            primary,
-            """
-            SELECT r.application_name, s.ssl::text FROM pg_stat_replication r JOIN pg_stat_ssl s USING (pid)
-            WHERE r.state = 'streaming' ORDER BY 1
-            """)
-        return Dictionary(uniqueKeysWithValues: rows.rows.map { ($0[0] ?? "?", $0[1] ?? "?") })
+        TLSProbe.replicationTLS(try sql(primary, TLSProbe.replicationQuery))
     }
 
     /// The serial of the certificate `node` presents in its TLS handshake on its published
     /// port (what a client gets, not a file), read with `openssl s_client`.
     func servedSerial(_ node: String) -> String? {
-        let connect = TestCluster.spawnWithFiles(
-            ["/usr/bin/openssl", "s_client", "-starttls", "postgres", "-connect", "127.0.0.1:\(port(node))", "-showcerts"],
-            timeout: 10)
-        guard let begin = connect.stdout.range(of: "-----BEGIN CERTIFICATE-----"),
-            let end = connect.stdout.range(of: "-----END CERTIFICATE-----", range: begin.upperBound..<connect.stdout.endIndex)
-        else { return nil }
-        return try? CertificateSummary(pem: String(connect.stdout[begin.lowerBound..<end.upperBound])).serial
+        TLSProbe.servedSerial(host: "127.0.0.1", port: port(node))
     }
 
     /// Polls `condition` until it holds, within `timeout`.

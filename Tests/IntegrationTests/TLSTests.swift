@@ -7,25 +7,13 @@ import X509
 extension TestCluster {
     /// Replication connections to `node` (a primary) and whether each is over TLS.
     func replicationTLS(_ node: String) throws -> [String: String] {
-        let rows = try sql(
-            node,
-            """
-            SELECT r.application_name, s.ssl::text FROM pg_stat_replication r JOIN pg_stat_ssl s USING (pid)
-            WHERE r.state = 'streaming' ORDER BY 1
-            """)
-        return Dictionary(uniqueKeysWithValues: rows.rows.map { ($0[0] ?? "?", $0[1] ?? "?") })
+        TLSProbe.replicationTLS(try sql(node, TLSProbe.replicationQuery))
     }
 
     /// The serial number of the certificate the server on `node` presents in its TLS
     /// handshake (not the file: what a client gets), read with `openssl s_client`.
     func servedSerial(_ node: String) -> String? {
-        let connect = TestCluster.spawnWithFiles(
-            ["/usr/bin/openssl", "s_client", "-starttls", "postgres", "-connect", "\(host(node)):\(port(node))", "-showcerts"],
-            timeout: 10)
-        guard let begin = connect.stdout.range(of: "-----BEGIN CERTIFICATE-----"),
-            let end = connect.stdout.range(of: "-----END CERTIFICATE-----", range: begin.upperBound..<connect.stdout.endIndex)
-        else { return nil }
-        return try? CertificateSummary(pem: String(connect.stdout[begin.lowerBound..<end.upperBound])).serial
+        TLSProbe.servedSerial(host: host(node), port: port(node))
     }
 
     func mode(_ path: String) -> Int? { (try? FileManager.default.attributesOfItem(atPath: path))?[.posixPermissions] as? Int }
