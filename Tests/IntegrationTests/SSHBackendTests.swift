@@ -129,13 +129,43 @@ struct SSHBackendTests {
             let load = try await cluster.startLoad(clients: 4)
             #expect(await cluster.waitForAcks(load, atLeast: 200))
 
+            // An application's connection through `pgcluster dsn`, busy on the primary when
+            // its host is cut off: the reply can never come back.
+            let dsn = await cluster.run(["dsn"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+            let password = try cluster.credentials().superuser.password
+            let application = try PGConnection.connect(conninfo: dsn, password: password)
+            defer { application.close() }
+            #expect(try application.query("SELECT inet_server_port()").scalar == String(cluster.port("node0")))
+            let busy = Task {
+                await Blocking.run(timeout: 45) { () -> String in
+                    do {
+                        _ = try application.query("SELECT pg_sleep(40)")
+                        return "answered"
+                    } catch {
+                        return "\(error)"
+                    }
+                }
+            }
+            try await Task.sleep(for: .milliseconds(300))
+
             try await hosts.partition(1)
+            let cutOff = ContinuousClock.now
             let failover = await cluster.run(["failover", "--json"])
             #expect(failover.status == 0, "failover: \(failover.stderr)")
             let report = try cluster.json(failover)
             let primary = try #require(report["candidate"] as? String)
             #expect((report["fenced"] as? String)?.contains("cannot fence") == true, "\(report["fenced"] ?? "nil")")
             try cluster.sql(primary, "INSERT INTO \(WriteLoad.table) (id, writer) VALUES (-1, -1)")
+
+            // The dsn's TCP keepalives end that connection within about 11 s (not the kernel's
+            // two hours), and the same string then lands on the new primary.
+            let outcome = await busy.value
+            let waited = ContinuousClock.now - cutOff
+            #expect(outcome != nil && outcome != "answered", "the application's query: \(outcome ?? "still waiting after 45 s")")
+            #expect(waited < .seconds(25), "the application learned of the cut-off host after \(waited)")
+            let reconnected = try PGConnection.connect(conninfo: dsn, password: password)
+            defer { reconnected.close() }
+            #expect(try reconnected.query("SELECT inet_server_port()").scalar == String(cluster.port(primary)))
 
             // Healed: the old primary runs again without its standbys, which follow the new
             // one: it cannot acknowledge a commit (ANY 1). The writers' commits that hung on it

@@ -10,7 +10,10 @@ extension PGCluster {
                 Lists every node; libpq tries them in order. Read-write (the default) uses \
                 target_session_attrs=read-write, so it always lands on the current primary, also after \
                 a failover. --read-only uses target_session_attrs=prefer-standby: reads go to a standby, \
-                or to the primary when no standby answers. No password unless --with-password.
+                or to the primary when no standby answers. TCP keepalives (5 s idle, 3 probes 2 s \
+                apart) end a connection to a node whose host went silent within about 11 s, so a \
+                client stuck on a cut-off primary reconnects to the new one. With TLS on, \
+                sslmode=verify-full and the cluster CA. No password unless --with-password.
                 """)
 
         @OptionGroup var options: SpecOptions
