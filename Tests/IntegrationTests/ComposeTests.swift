@@ -109,6 +109,14 @@ final class ComposeTestCluster: @unchecked Sendable {
         await ComposeEngine.run([TestCluster.binary] + arguments + ["-f", specPath], timeout: timeout)
     }
 
+    /// When `node`'s container last started (`docker inspect`), nil when it has none.
+    func containerStarted(_ node: String, in directory: String) async -> String? {
+        let id = await compose(["ps", "-a", "-q", node], in: directory).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !id.isEmpty else { return nil }
+        let started = await ComposeEngine.docker(["inspect", "-f", "{{.State.StartedAt}}", id])
+        return started.status == 0 ? started.stdout.trimmingCharacters(in: .whitespacesAndNewlines) : nil
+    }
+
     /// `docker compose ARGS` in the project folder, as a person types it there.
     @discardableResult
     func compose(_ arguments: [String], in directory: String) async -> RunResult {
@@ -258,10 +266,17 @@ struct ComposeTests {
             #expect(await cluster.waitHealthy(60).status == 0)
             #expect(try cluster.sql("node0", "SELECT pg_is_in_recovery()").scalar == "t")
 
+            // The old primary's server stops and starts again inside its running container
+            // (the entrypoint's hold): the container keeps its start time, the server not.
+            let containerBefore = await cluster.containerStarted(newPrimary, in: project)
+            let serverBefore = try cluster.sql(newPrimary, "SELECT pg_postmaster_start_time()::text").scalar
             let switchover = await cluster.pgcluster(["switchover", "--candidate", "node0"])
             #expect(switchover.status == 0, "switchover: \(switchover.stderr)")
             #expect(try cluster.sql("node0", "SELECT pg_is_in_recovery()").scalar == "f")
             #expect(try cluster.sql(newPrimary, "SELECT pg_is_in_recovery()").scalar == "t")
+            let containerAfter = await cluster.containerStarted(newPrimary, in: project)
+            #expect(containerBefore != nil && containerAfter == containerBefore, "\(containerBefore ?? "nil") then \(containerAfter ?? "nil")")
+            #expect(try cluster.sql(newPrimary, "SELECT pg_postmaster_start_time()::text").scalar != serverBefore)
             #expect(await cluster.waitHealthy(60).status == 0)
 
             let drill = await cluster.pgcluster(["drill", "--mode", "any", "--duration", "3", "--json"])

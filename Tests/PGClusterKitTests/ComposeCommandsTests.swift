@@ -77,6 +77,25 @@ struct ComposeCommandsTests {
         #expect(commands.removeVolume("db_2-data") == ["docker", "volume", "rm", "-f", "demo_db_2-data"])
     }
 
+    @Test("a switchover holds the old primary's container: stop, control data, follow and start run inside it")
+    func heldSteps() {
+        let entrypoint = ["bash", "/usr/local/bin/pgcluster-entrypoint.sh"]
+        #expect(commands.hold("db_0") == base + ["exec", "-T", "-u", "root", "-e", "PGCLUSTER_ENTRYPOINT_MODE=hold", "db_0"] + entrypoint)
+        #expect(
+            commands.heldControlData("db_0")
+                == base + ["exec", "-T", "-u", "postgres", "db_0", "pg_controldata", "-D", "/var/lib/postgresql/data"])
+        #expect(
+            commands.heldFollow("db_0", upstreamHost: "db_1", upstreamPort: 5432, slot: nil)
+                == base + [
+                    "exec", "-T", "-u", "root", "-e", "PGCLUSTER_ENTRYPOINT_MODE=follow", "-e", "PRIMARY_HOST=db_1",
+                    "-e", "PRIMARY_PORT=5432", "-e", "SLOT_NAME=", "db_0",
+                ] + entrypoint)
+        #expect(commands.release("db_0") == base + ["exec", "-T", "-u", "root", "db_0", "rm", "-f", "/run/pgcluster/hold"])
+        #expect(commands.installTLS("db_0") == base + ["exec", "-T", "-u", "root", "-e", "PGCLUSTER_ENTRYPOINT_MODE=tls", "db_0"] + entrypoint)
+        // `stop` of the command line never holds: it stops the container.
+        #expect(commands.stop("db_0", mode: .switchover) == base + ["stop", "-t", "120", "db_0"])
+    }
+
     /// What `ps --services --filter status=running db_0` printed, read as "db_0 runs" or not.
     /// v1 (1.29) ignores the service argument and lists every running service; its
     /// `ps -q --status running` (the old line) printed this usage text and exited 0.

@@ -28,7 +28,7 @@ public struct ComposeCommands: Sendable, Equatable {
     /// shutdown); `immediate` sends SIGQUIT to the server.
     public func stop(_ service: String, mode: StopMode) -> [String] {
         switch mode {
-        case .smart, .fast: base + ["stop", "-t", "120", service]
+        case .smart, .fast, .switchover: base + ["stop", "-t", "120", service]
         case .immediate: base + ["kill", "-s", "SIGQUIT", service]
         }
     }
@@ -166,11 +166,32 @@ public struct ComposeCommands: Sendable, Equatable {
     /// Runs the entrypoint in the running container in mode `tls`: it copies the node's key
     /// from the config mount to where the server reads it, owned by the server's OS user
     /// with mode 0600 (as root, which can read the host's file), and exits.
-    public func installTLS(_ service: String) -> [String] {
-        base + [
-            "exec", "-T", "-u", "root", "-e", "PGCLUSTER_ENTRYPOINT_MODE=tls", service, "bash",
-            ComposeRenderer.ContainerPath.entrypoint,
-        ]
+    public func installTLS(_ service: String) -> [String] { inContainer(service, mode: "tls") }
+
+    /// The entrypoint in the running container, as root, in `mode`, with `variables` added.
+    func inContainer(_ service: String, mode: String, _ variables: [String] = []) -> [String] {
+        var line = base + ["exec", "-T", "-u", "root", "-e", "PGCLUSTER_ENTRYPOINT_MODE=\(mode)"]
+        for variable in variables { line += ["-e", variable] }
+        return line + [service, "bash", ComposeRenderer.ContainerPath.entrypoint]
+    }
+
+    /// Stops the server cleanly and keeps its container running (the entrypoint's `hold`;
+    /// exit 3 when the container's first process is the server itself, which cannot).
+    public func hold(_ service: String) -> [String] { inContainer(service, mode: "hold") }
+
+    /// pg_controldata in the running container of a held server.
+    public func heldControlData(_ service: String) -> [String] {
+        base + ["exec", "-T", "-u", "postgres", service, "pg_controldata", "-D", ComposeRenderer.ContainerPath.dataDir]
+    }
+
+    /// The entrypoint's follow mode in the running container of a held server.
+    public func heldFollow(_ service: String, upstreamHost: String, upstreamPort: Int, slot: String?) -> [String] {
+        inContainer(service, mode: "follow", ["PRIMARY_HOST=\(upstreamHost)", "PRIMARY_PORT=\(upstreamPort)", "SLOT_NAME=\(slot ?? "")"])
+    }
+
+    /// Lets a held server start again in its container.
+    public func release(_ service: String) -> [String] {
+        base + ["exec", "-T", "-u", "root", service, "rm", "-f", ComposeRenderer.ContainerPath.holdFile]
     }
 
     /// Removes the service's container, then its data volume.
@@ -187,6 +208,7 @@ public struct ComposeCluster: ServerControl {
     public let renderer: Renderer
     public let runner: any CommandRunning
     private let tool: ToolChoice
+    private let held = HeldNodes()
 
     /// - Parameter tool: the compose program; found on first use when not given
     ///   (``ComposeCommands/chooseTool(pluginWorks:version1:)``).
@@ -275,11 +297,39 @@ public struct ComposeCluster: ServerControl {
     }
 
     public func start(_ node: NodeSpec) async throws(ClusterError) {
+        if held.release(node.name) {
+            try await run(await commands().release(node.serviceHost), what: "\(node.name): start the held server again")
+            return
+        }
         try await run(await commands().start(node.serviceHost), what: "\(node.name): docker compose up")
     }
 
+    /// `.switchover` holds the container with its server stopped (``ComposeCommands/hold(_:)``),
+    /// so that `controlData`, `follow` and `start` run inside it; a container whose first
+    /// process is the server itself is stopped as for `.fast`.
     public func stop(_ node: NodeSpec, mode: StopMode) async throws(ClusterError) {
+        if mode == .switchover {
+            let result = try await runner.run(command(await commands().hold(node.serviceHost)))
+            if result.succeeded {
+                held.add(node.name)
+                return
+            }
+            if result.status != 3 {
+                throw ClusterError("\(node.name): stopping the server in its container failed: \(result.output.suffix(300))")
+            }
+        }
         try await run(await commands().stop(node.serviceHost, mode: mode), what: "\(node.name): docker compose stop")
+    }
+
+    /// The nodes whose container this process holds with the server stopped.
+    final class HeldNodes: @unchecked Sendable {
+        private let lock = NSLock()
+        private var names: Set<String> = []
+
+        func add(_ name: String) { lock.withLock { _ = names.insert(name) } }
+        func contains(_ name: String) -> Bool { lock.withLock { names.contains(name) } }
+        /// Whether `name` was held; it is not any more.
+        func release(_ name: String) -> Bool { lock.withLock { names.remove(name) != nil } }
     }
 
     /// `node` as a throwaway container outside compose sees it (``ComposeCommands/Node``).
@@ -291,7 +341,8 @@ public struct ComposeCluster: ServerControl {
     }
 
     public func controlData(_ node: NodeSpec) async throws(ClusterError) -> String {
-        try await run(await commands().controlData(offline(node)), what: "\(node.name): pg_controldata").output
+        let line = held.contains(node.name) ? await commands().heldControlData(node.serviceHost) : await commands().controlData(offline(node))
+        return try await run(line, what: "\(node.name): pg_controldata").output
     }
 
     public func finishCrashRecovery(_ node: NodeSpec) async throws(ClusterError) {
@@ -322,11 +373,13 @@ public struct ComposeCluster: ServerControl {
     }
 
     public func follow(_ node: NodeSpec, upstream: NodeSpec) async throws(ClusterError) {
-        try await run(
-            await commands().follow(
-                offline(node), upstreamHost: upstream.serviceHost, upstreamPort: upstream.servicePort,
-                slot: spec.replication.slots ? renderer.slotName(node) : nil),
-            what: "\(node.name): follow \(upstream.name)")
+        let slot = spec.replication.slots ? renderer.slotName(node) : nil
+        let commands = await commands()
+        let line =
+            held.contains(node.name)
+            ? commands.heldFollow(node.serviceHost, upstreamHost: upstream.serviceHost, upstreamPort: upstream.servicePort, slot: slot)
+            : commands.follow(offline(node), upstreamHost: upstream.serviceHost, upstreamPort: upstream.servicePort, slot: slot)
+        try await run(line, what: "\(node.name): follow \(upstream.name)")
     }
 
     public func fence(_ node: NodeSpec) async -> String? {

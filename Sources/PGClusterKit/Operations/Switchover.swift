@@ -92,7 +92,7 @@ public struct Switchover: Sendable {
 
         try await ops.checkpoint(primary)
         timer.lap("checkpoint on \(primary.name)")
-        try await cluster.stop(primary, mode: .fast)
+        try await cluster.stop(primary, mode: .switchover)
         timer.lap("stop \(primary.name) cleanly")
         let checkpoint = try await shutdownCheckpoint(primary)
 

@@ -45,6 +45,10 @@ public struct ComposeRenderer: Sendable {
         /// PostgreSQL refuses a key others may read, and a mount keeps the host's owner.
         /// Outside the data volume, so pg_basebackup never carries it to another node.
         public static let serverKey = "/var/lib/postgresql/tls/server.key"
+        /// Present while a switchover holds the container with its server stopped (the
+        /// entrypoint's `hold` mode); `supervisor.pid` beside it says the entrypoint runs
+        /// the server as its child.
+        public static let holdFile = "/run/pgcluster/hold"
     }
 
     /// Names of the project's files in the output folder. Node names cannot hold a `.`, so
@@ -257,6 +261,7 @@ public struct ComposeRenderer: Sendable {
             "configDir": ContainerPath.configDir,
             "passfile": ContainerPath.passfile,
             "tlsKeyFile": ContainerPath.serverKey,
+            "holdFile": ContainerPath.holdFile,
         ]
         return try renderer.templates.render("compose-entrypoint.sh.mustache", context)
     }

@@ -30,7 +30,13 @@ REPLICATION_PASSWORD={{replicationPassword}}
 #     - standby: waits for the primary, clones it with pg_basebackup through its slot
 #       (with TLS: sslmode=verify-full against the cluster CA), writes standby.signal and
 #       makes the data directory private (0700);
-#  3. runs the server as the server's OS user with the configuration in $POSTGRES_CONFIG_DIR.
+#  3. runs the server as the server's OS user with the configuration in $POSTGRES_CONFIG_DIR,
+#     as its child: signals to the container (stop, kill) go on to the server, and the
+#     container ends with the server's exit status. One exception: a server stopped by
+#     `hold` (a switchover: the old primary's clean stop) leaves the container running
+#     until $HOLD_FILE is removed (then the server starts again, now set to follow the new
+#     primary) or for at most 120 s (then the container ends). Stopping, reading the control
+#     file and starting again inside the running container saves three container starts.
 #
 # It reads nothing but these environment variables, so it also runs outside a container:
 #   PGDATA                data directory (required)
@@ -60,6 +66,8 @@ REPLICATION_PASSWORD={{replicationPassword}}
 #                         variables: it needs no password).
 #                         tls: copy the key into place (as on every start) and exit;
 #                         `pgcluster tls rotate` runs it in the running container, then reloads.
+#                         hold: stop the server cleanly but keep the container (see below);
+#                         `pgcluster switchover` runs it in the running container.
 #   PGCLUSTER_ENTRYPOINT_NO_EXEC
 #                         1: start the server in the background with `pg_ctl -w start` and
 #                         return once it accepts connections, instead of exec'ing it in the
@@ -77,6 +85,7 @@ POSTGRES_CONFIG_DIR="${POSTGRES_CONFIG_DIR:-{{configDir}}}"
 PASSFILE="${PASSFILE:-{{passfile}}}"
 POSTGRES_OS_USER="${POSTGRES_OS_USER:-postgres}"
 PRIMARY_WAIT_TRIES="${PRIMARY_WAIT_TRIES:-120}"
+HOLD_FILE="${PGCLUSTER_HOLD_FILE:-{{holdFile}}}"
 TLS_SOURCE_DIR="${TLS_SOURCE_DIR:-}"
 TLS_KEY_FILE="${TLS_KEY_FILE:-{{tlsKeyFile}}}"
 
@@ -210,12 +219,16 @@ write_follow_settings() {
   as_server_user touch "$PGDATA/standby.signal"
 }
 
-# follow and tls touch no server connection: they need no passfile (nor the password).
+# follow, tls and hold make no server connection: they need no passfile (nor the
+# password); only the server needs its key.
 case "${PGCLUSTER_ENTRYPOINT_MODE:-serve}" in
-follow | tls) ;;
+follow | tls | hold) ;;
 *) write_passfile ;;
 esac
-install_tls_key
+case "${PGCLUSTER_ENTRYPOINT_MODE:-serve}" in
+follow | hold) ;;
+*) install_tls_key ;;
+esac
 
 case "${PGCLUSTER_ENTRYPOINT_MODE:-serve}" in
 serve) ;;
@@ -236,6 +249,18 @@ follow)
   log "set to follow $PRIMARY_HOST:$PRIMARY_PORT on its next start"
   exit 0
   ;;
+hold)
+  if [ ! -e "$(dirname "$HOLD_FILE")/supervisor.pid" ]; then
+    log "hold: the server here is not this entrypoint's child (it runs as the container's first process)"
+    exit 3
+  fi
+  touch "$HOLD_FILE"
+  if ! as_server_user "$(pgbin pg_ctl)" -D "$PGDATA" -m fast -w -t 120 stop; then
+    rm -f "$HOLD_FILE"
+    exit 1
+  fi
+  exit 0
+  ;;
 clone)
   if [ -s "$PGDATA/PG_VERSION" ]; then
     log "clone: $PGDATA already holds a cluster"
@@ -246,23 +271,25 @@ clone)
   exit 0
   ;;
 *)
-  log "PGCLUSTER_ENTRYPOINT_MODE must be serve, follow, clone or tls, not '${PGCLUSTER_ENTRYPOINT_MODE}'"
+  log "PGCLUSTER_ENTRYPOINT_MODE must be serve, follow, clone, tls or hold, not '${PGCLUSTER_ENTRYPOINT_MODE}'"
   exit 1
   ;;
 esac
 
 config_args=(-c "config_file=$POSTGRES_CONFIG_DIR/postgresql.conf" -c "hba_file=$POSTGRES_CONFIG_DIR/pg_hba.conf")
 
+# The first start of the primary: the image's entrypoint runs initdb (with POSTGRES_USER
+# and POSTGRES_PASSWORD) and /docker-entrypoint-initdb.d/ against a temporary server, then
+# execs the server.
+initialize=""
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
   case "$NODE_ROLE" in
   primary)
-    if command -v docker-entrypoint.sh >/dev/null 2>&1; then
-      # The image's entrypoint runs initdb (with POSTGRES_USER and POSTGRES_PASSWORD) and
-      # /docker-entrypoint-initdb.d/ against a temporary server, then execs the server.
-      exec docker-entrypoint.sh postgres "${config_args[@]}" "$@"
+    if ! command -v docker-entrypoint.sh >/dev/null 2>&1; then
+      log "$PGDATA holds no cluster and there is no docker-entrypoint.sh here to create one"
+      exit 1
     fi
-    log "$PGDATA holds no cluster and there is no docker-entrypoint.sh here to create one"
-    exit 1
+    initialize=1
     ;;
   standby) clone_primary ;;
   *)
@@ -280,7 +307,47 @@ if [ "${PGCLUSTER_ENTRYPOINT_NO_EXEC:-0}" = 1 ]; then
   exit 0
 fi
 
-exec ${run_as[@]+"${run_as[@]}"} "$(pgbin postgres)" -D "$PGDATA" "${config_args[@]}" "$@"
+# The server, as this script's child (see the top). Signals go on to it; `stopping` makes
+# a signal end the container also while the server is held.
+server=""
+stopping=""
+pass_on() {
+  stopping=1
+  if [ -n "$server" ]; then kill -"$1" "$server" 2>/dev/null || true; fi
+}
+trap 'pass_on INT' INT
+trap 'pass_on TERM' TERM
+trap 'pass_on QUIT' QUIT
+mkdir -p "$(dirname "$HOLD_FILE")"
+rm -f "$HOLD_FILE"
+echo "$$" >"$(dirname "$HOLD_FILE")/supervisor.pid"
+while :; do
+  if [ -n "$initialize" ]; then
+    docker-entrypoint.sh postgres "${config_args[@]}" "$@" &
+    initialize=""
+  else
+    ${run_as[@]+"${run_as[@]}"} "$(pgbin postgres)" -D "$PGDATA" "${config_args[@]}" "$@" &
+  fi
+  server=$!
+  # `wait` returns early when a signal comes in (the trap has passed it on): wait again.
+  while kill -0 "$server" 2>/dev/null; do wait "$server" || true; done
+  status=0
+  wait "$server" || status=$?
+  server=""
+  if [ -n "$stopping" ] || [ ! -e "$HOLD_FILE" ]; then exit "$status"; fi
+  log "the server stopped for a switchover; waiting to start it again"
+  held=0
+  while [ -e "$HOLD_FILE" ] && [ -z "$stopping" ] && [ "$held" -lt 1200 ]; do
+    sleep 0.1
+    held=$((held + 1))
+  done
+  if [ -n "$stopping" ] || [ -e "$HOLD_FILE" ]; then
+    [ -n "$stopping" ] || log "held for 120 s and never released: ending the container"
+    rm -f "$HOLD_FILE"
+    exit 0
+  fi
+  log "released: starting the server again"
+done
 
 """##,
         "compose-primary-init.sh.mustache": ##"""
