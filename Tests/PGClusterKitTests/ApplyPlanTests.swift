@@ -10,11 +10,12 @@ struct ApplyPlanTests {
     /// A spec of node0 (primary) and the given standbys, with parameters and a synchronous mode.
     static func spec(
         standbys: [String] = ["node1", "node2"], synchronous: String = "{mode: any, count: 1}",
-        parameters: [String: String] = [:], primary: String = "node0"
+        parameters: [String: String] = [:], primary: String = "node0", backend: String = "local"
     ) throws -> ClusterSpec {
         var yaml = """
             version: 1
             name: t
+            backend: \(backend)
             postgres:
               version: 15
 
@@ -101,6 +102,24 @@ struct ApplyPlanTests {
             plan.steps == [
                 .addNode("node3", from: "node0"), .synchronous(.any(1), standbys: ["node1", "node2", "node3"], on: "node0"),
             ])
+    }
+
+    @Test("compose: a node added or removed is refused, naming what apply does there; settings are planned as elsewhere")
+    func composeNodes() throws {
+        let added = try Self.spec(standbys: ["node1", "node2", "node3"], backend: "compose")
+        let refusal = #expect(throws: ClusterError.self) {
+            try Self.make(added, Self.observations(down: ["node3"]), recorded: Self.recorded(Self.three))
+        }
+        #expect(refusal?.exitCode == .refused)
+        #expect(refusal?.message.contains("add node3: on backend compose, apply changes settings and the synchronous mode") == true)
+        let removed = try Self.spec(standbys: ["node1"], backend: "compose")
+        #expect(throws: ClusterError.self) {
+            try Self.make(
+                removed, Self.observations(), recorded: Self.recorded(Self.three))
+        }
+        let tuned = try Self.spec(parameters: ["work_mem": "8MB"], backend: "compose")
+        let plan = try Self.make(tuned, Self.observations(), recorded: Self.recorded(Self.three), settings: Self.settings(try Self.spec()))
+        #expect(plan.steps.contains(.reload(Self.three)))
     }
 
     @Test("data left by an unfinished add does not make a node a member when the record says otherwise")

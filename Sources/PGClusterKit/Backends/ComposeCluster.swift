@@ -382,6 +382,20 @@ public struct ComposeCluster: ServerControl {
         try await run(line, what: "\(node.name): follow \(upstream.name)")
     }
 
+    /// Into the node's folder of the project, which its container mounts (a folder, so a
+    /// file replaced there is seen inside at once). A standby's upstream stays in
+    /// postgresql.auto.conf, where `follow` put it; standby.conf says the same.
+    public func placeConfig(_ node: NodeSpec, following upstream: NodeSpec?) async throws(ClusterError) {
+        var files = [
+            RenderedFile(path: "\(node.name)/postgresql.conf", contents: try renderer.postgresqlConf(node)),
+            RenderedFile(path: "\(node.name)/pg_hba.conf", contents: try renderer.hbaConf(node)),
+        ]
+        if let upstream {
+            files.append(RenderedFile(path: "\(node.name)/standby.conf", contents: try renderer.standbyConf(node, upstream: upstream)))
+        }
+        try FileWriter().write(files, under: Self.projectDirectory(spec))
+    }
+
     public func fence(_ node: NodeSpec) async -> String? {
         guard await isRunning(node) else { return nil }
         _ = try? await runner.run(command(await commands().kill(node.serviceHost)))

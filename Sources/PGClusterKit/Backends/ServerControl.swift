@@ -37,6 +37,9 @@ public protocol ServerControl: Sendable {
     func reclone(_ node: NodeSpec, from source: NodeSpec, credentials: Credentials) async throws(ClusterError)
     /// Makes the stopped `node` a standby of `upstream` from its next start.
     func follow(_ node: NodeSpec, upstream: NodeSpec) async throws(ClusterError)
+    /// Writes the node's rendered configuration where its server reads it (postgresql.conf,
+    /// pg_hba.conf; standby.conf when it follows `upstream`), for a reload (`apply`).
+    func placeConfig(_ node: NodeSpec, following upstream: NodeSpec?) async throws(ClusterError)
     /// Kills a server that does not answer, so it cannot come back as a primary by itself.
     /// Returns what was done, or nil when nothing runs there.
     func fence(_ node: NodeSpec) async -> String?

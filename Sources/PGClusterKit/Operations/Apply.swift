@@ -7,14 +7,32 @@ public struct Apply: Sendable {
     /// The desired state: the edited spec.
     public let spec: ClusterSpec
     public let credentials: Credentials
-    public let cluster: HostCluster
+    /// The server-side steps of settings and restarts, on every backend.
+    public let cluster: any ServerControl
+    /// Adding and removing nodes: backends local and ssh (``ApplyPlan`` refuses them on compose).
+    let hosts: HostCluster?
     public let ops: ServerOps
 
     public init(spec: ClusterSpec, credentials: Credentials, templates: TemplateSet = .embedded) throws(ClusterError) {
         self.spec = spec
         self.credentials = credentials
-        self.cluster = try HostCluster(spec: spec, templates: templates)
+        if spec.backend == .compose {
+            cluster = ComposeCluster(spec: spec, templates: templates)
+            hosts = nil
+        } else {
+            let hosts = try HostCluster(spec: spec, templates: templates)
+            cluster = hosts
+            self.hosts = hosts
+        }
         self.ops = ServerOps(spec: spec, credentials: credentials, templates: templates)
+    }
+
+    /// The host cluster, for the steps only backends local and ssh take.
+    func hostCluster(for step: String) throws(ClusterError) -> HostCluster {
+        guard let hosts else {
+            throw ClusterError("\(step): apply adds and removes nodes on backends local and ssh, not compose", exitCode: .refused)
+        }
+        return hosts
     }
 
     public struct Report: Sendable, Encodable {
@@ -41,6 +59,12 @@ public struct Apply: Sendable {
         return try HostCluster(spec: wider, templates: cluster.renderer.templates)
     }
 
+    /// Where to ask whether nodes that do not answer have data: with the former nodes on
+    /// backends local and ssh.
+    func dataCheck(_ former: [NodeSpec]) throws(ClusterError) -> any ServerControl {
+        hosts == nil ? cluster : try clusterWithFormer(former)
+    }
+
     /// Observes every node the spec or the record knows, reads each answering node's
     /// pg_settings, and asks the hosts of those that do not answer whether they have data.
     public func gather() async throws(ClusterError) -> ApplyFacts {
@@ -58,7 +82,7 @@ public struct Apply: Sendable {
             case .failure(let error): throw error
             }
         }
-        let wider = try clusterWithFormer(former)
+        let wider = try dataCheck(former)
         for observation in observations where !observation.reachable {
             if await wider.hasData(observation.node) { facts.hasData.insert(observation.node.name) }
         }
@@ -148,6 +172,7 @@ public struct Apply: Sendable {
     /// A new standby: slot first (so the primary keeps its WAL), a copy, started, streaming.
     /// Data left by an add that did not finish is removed first (never while a server runs on it).
     func add(_ node: NodeSpec, from primary: NodeSpec) async throws(ClusterError) {
+        let cluster = try hostCluster(for: "add \(node.name)")
         if await cluster.postmasterRuns(node) {
             throw ClusterError(
                 "\(node.name): a server runs on its data folder but does not answer as a member of the cluster",
@@ -170,6 +195,7 @@ public struct Apply: Sendable {
     /// A node that left the spec (already out of synchronous_standby_names): stopped, its
     /// slot dropped, its files removed, then forgotten.
     func remove(_ name: String, primary: NodeSpec) async throws(ClusterError) {
+        _ = try hostCluster(for: "remove \(name)")
         let recorded = try await ClusterRecord.load(spec: spec)
         guard let node = formerNodes(recorded).first(where: { $0.name == name }) else { return }
         let wider = try clusterWithFormer([node])
@@ -220,6 +246,6 @@ public struct Apply: Sendable {
         guard let first = lagging.first else { return }
         throw ClusterError(
             "\(lagging.map(\.name).joined(separator: ", ")) not streaming from \(primary.name) after 60 s",
-            details: await cluster.serverLog(first, lines: 8).map { "\(first.name) log | " + $0 })
+            details: await cluster.logTail(first, lines: 8).map { "\(first.name) log | " + $0 })
     }
 }

@@ -155,6 +155,16 @@ public struct ApplyPlan: Sendable, Equatable {
         let removed = members.map(\.node.name).filter { !specNames.contains($0) }
         let added = spec.nodes.map(\.name).filter { !memberNames.contains($0) }
 
+        if spec.backend == .compose && !(added.isEmpty && removed.isEmpty) {
+            let changes = added.map { "add \($0)" } + removed.map { "remove \($0)" }
+            throw ClusterError(
+                "\(changes.joined(separator: ", ")): on backend compose, apply changes settings and the synchronous mode, not the nodes",
+                exitCode: .refused,
+                details: [
+                    "keep the nodes as they are in \(spec.file) and apply again for the rest",
+                    "a compose project's services are its nodes: a new cluster (pgcluster init) takes a new set",
+                ])
+        }
         if removed.contains(primary) {
             let candidates = members.filter { specNames.contains($0.node.name) && $0.isStandby }.map(\.node.name)
             throw ClusterError(

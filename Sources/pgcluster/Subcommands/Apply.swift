@@ -21,6 +21,9 @@ extension PGCluster {
                 max_prepared_transactions and max_locks_per_transaction go up on standbys first and down \
                 on the primary first (the primary then restarts in place);
                   - a changed replication.synchronous is set as `quorum` does, and verified.
+                On backend compose it does the settings (written into the project's node folders, \
+                which the containers mount) and the synchronous mode; adding or removing nodes is \
+                refused there (exit 2).
                 Refuses (exit 2), changing nothing, when a node that stays does not answer or does not \
                 stream, or when the synchronous count could not be met (unless --force). A step that \
                 fails stops the run; the message says what was done and what is left, and apply run \
@@ -43,14 +46,6 @@ extension PGCluster {
 
         func run() async throws {
             try await executeLocked(options, "apply") { spec in
-                guard spec.backend != .compose else {
-                    throw ClusterError(
-                        "apply drives backends local and ssh; \(spec.file) has backend: compose",
-                        details: [
-                            "settings and nodes: pgcluster render --out DIR, then docker compose up -d in DIR",
-                            "the synchronous mode: pgcluster quorum",
-                        ])
-                }
                 let apply = try PGClusterKit.Apply(
                     spec: spec, credentials: try ClusterAccess.credentials(spec), templates: try options.templateSet())
                 let plan = try ApplyPlan.make(
