@@ -7,7 +7,8 @@ import Testing
 /// etcd on ports 23790-23799.
 @Suite("stores: files and etcd pass one conformance table", .serialized)
 struct StoreTests {
-    static func spec(_ folder: String, etcd: String? = nil) throws -> ClusterSpec {
+    /// - Parameter timeout: `store.etcd.timeout`; the spec's default (1 s) when nil.
+    static func spec(_ folder: String, etcd: String? = nil, timeout: Int? = nil) throws -> ClusterSpec {
         let path = "\(folder)/pgcluster.yaml"
         var yaml = """
             version: 1
@@ -18,7 +19,9 @@ struct StoreTests {
               - {name: db_1, port: 5433}
 
             """
-        if let etcd { yaml += "store: {etcd: {endpoints: [\(etcd)], prefix: /pgc-test}}\n" }
+        if let etcd {
+            yaml += "store: {etcd: {endpoints: [\(etcd)], prefix: /pgc-test\(timeout.map { ", timeout: \($0)" } ?? "")}}\n"
+        }
         try yaml.write(toFile: path, atomically: true, encoding: .utf8)
         return try SpecLoader.load(path: path)
     }
@@ -102,7 +105,10 @@ struct StoreTests {
         let folder = try Self.folder()
         defer { try? FileManager.default.removeItem(atPath: folder) }
         try await withEtcd(port: 23790) { etcd in
-            let spec = try Self.spec(folder, etcd: etcd.endpoint)
+            // The table checks what the store keeps, not how fast: a call may take longer
+            // than the default second while the whole suite starts at once on two cores
+            // (one did, in CI).
+            let spec = try Self.spec(folder, etcd: etcd.endpoint, timeout: 5)
             #expect(Stores.of(spec) is EtcdStore)
             try await Self.conformance(Stores.of(spec))
         }
