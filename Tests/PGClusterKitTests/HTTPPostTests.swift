@@ -84,7 +84,8 @@ struct HTTPPostTests {
             Issue.record("expected a timeout, got \(result)")
             return
         }
-        #expect(took >= .milliseconds(450) && took < .seconds(3), "took \(took)")
+        // Not a figure: the bound only proves it ends (a busy CI run has starved threads for seconds).
+        #expect(took >= .milliseconds(450) && took < .seconds(10), "took \(took)")
     }
 
     @Test("only http:// is spoken")
