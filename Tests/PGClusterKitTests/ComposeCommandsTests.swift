@@ -92,8 +92,6 @@ struct ComposeCommandsTests {
                 ] + entrypoint)
         #expect(commands.release("db_0") == base + ["exec", "-T", "-u", "root", "db_0", "rm", "-f", "/run/pgcluster/hold"])
         #expect(commands.installTLS("db_0") == base + ["exec", "-T", "-u", "root", "-e", "PGCLUSTER_ENTRYPOINT_MODE=tls", "db_0"] + entrypoint)
-        // `stop` of the command line never holds: it stops the container.
-        #expect(commands.stop("db_0", mode: .switchover) == base + ["stop", "-t", "120", "db_0"])
     }
 
     /// What `ps --services --filter status=running db_0` printed, read as "db_0 runs" or not.

@@ -28,7 +28,7 @@ public struct ComposeCommands: Sendable, Equatable {
     /// shutdown); `immediate` sends SIGQUIT to the server.
     public func stop(_ service: String, mode: StopMode) -> [String] {
         switch mode {
-        case .smart, .fast, .switchover: base + ["stop", "-t", "120", service]
+        case .smart, .fast: base + ["stop", "-t", "120", service]
         case .immediate: base + ["kill", "-s", "SIGQUIT", service]
         }
     }
@@ -304,21 +304,23 @@ public struct ComposeCluster: ServerControl {
         try await run(await commands().start(node.serviceHost), what: "\(node.name): docker compose up")
     }
 
-    /// `.switchover` holds the container with its server stopped (``ComposeCommands/hold(_:)``),
-    /// so that `controlData`, `follow` and `start` run inside it; a container whose first
-    /// process is the server itself is stopped as for `.fast`.
     public func stop(_ node: NodeSpec, mode: StopMode) async throws(ClusterError) {
-        if mode == .switchover {
-            let result = try await runner.run(command(await commands().hold(node.serviceHost)))
-            if result.succeeded {
-                held.add(node.name)
-                return
-            }
-            if result.status != 3 {
-                throw ClusterError("\(node.name): stopping the server in its container failed: \(result.output.suffix(300))")
-            }
-        }
         try await run(await commands().stop(node.serviceHost, mode: mode), what: "\(node.name): docker compose stop")
+    }
+
+    /// Holds the container with its server stopped (``ComposeCommands/hold(_:)``), so that
+    /// `controlData`, `follow` and `start` run inside it. A container started by an older
+    /// entrypoint, whose server is its first process (exit 3), is stopped as for `.fast`.
+    public func stopForSwitchover(_ node: NodeSpec) async throws(ClusterError) {
+        let result = try await runner.run(command(await commands().hold(node.serviceHost)))
+        if result.succeeded {
+            held.add(node.name)
+            return
+        }
+        guard result.status == 3 else {
+            throw ClusterError("\(node.name): stopping the server in its container failed: \(result.output.suffix(300))")
+        }
+        try await stop(node, mode: .fast)
     }
 
     /// The nodes whose container this process holds with the server stopped.

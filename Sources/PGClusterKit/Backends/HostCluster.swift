@@ -144,8 +144,7 @@ public struct HostCluster: Sendable {
 
     public func stop(_ node: NodeSpec, mode: StopMode = .fast) async throws(ClusterError) {
         guard try await postmasterPID(node) != nil else { return }
-        let pgctlMode = mode == .switchover ? StopMode.fast : mode
-        let arguments = ["-D", layout.dataDir(node.name), "-m", pgctlMode.rawValue, "-w", "-t", "120", "stop"]
+        let arguments = ["-D", layout.dataDir(node.name), "-m", mode.rawValue, "-w", "-t", "120", "stop"]
         let result = try await host(node).run([binary("pg_ctl")] + arguments)
         if !result.succeeded, try await postmasterPID(node) != nil {
             throw ClusterError(

@@ -3,10 +3,6 @@ import Foundation
 /// How a server is stopped (pg_ctl's modes).
 public enum StopMode: String, Sendable, CaseIterable {
     case smart, fast, immediate
-    /// Fast, for a switchover: the caller reads the control data, sets the node to follow
-    /// and starts it again at once. Compose keeps the container running meanwhile (the
-    /// entrypoint's `hold`), which saves three container starts; elsewhere it is `fast`.
-    case switchover
 }
 
 /// The steps that need more than SQL: starting and stopping a server, reading its
@@ -25,6 +21,11 @@ public protocol ServerControl: Sendable {
     func hasData(_ node: NodeSpec) async -> Bool
     func start(_ node: NodeSpec) async throws(ClusterError)
     func stop(_ node: NodeSpec, mode: StopMode) async throws(ClusterError)
+    /// A switchover's clean stop of the old primary: the caller reads its control data,
+    /// sets it to follow and starts it again at once. Compose keeps the container running
+    /// meanwhile (the entrypoint's `hold`), which saves three container starts; the default
+    /// is a fast stop.
+    func stopForSwitchover(_ node: NodeSpec) async throws(ClusterError)
     /// pg_controldata's output for a stopped node.
     func controlData(_ node: NodeSpec) async throws(ClusterError) -> String
     /// Finishes the crash recovery of a stopped server that did not shut down cleanly, in
@@ -139,5 +140,11 @@ extension HostCluster {
             node, "pg_basebackup", arguments, environment: ["PGPASSFILE": layout.passfile],
             progress: progress && spec.backend == .local, what: "\(node.name): pg_basebackup")
         try await placeConfig(node, following: upstream)
+    }
+}
+
+extension ServerControl {
+    public func stopForSwitchover(_ node: NodeSpec) async throws(ClusterError) {
+        try await stop(node, mode: .fast)
     }
 }

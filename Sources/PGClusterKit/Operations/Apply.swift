@@ -227,11 +227,11 @@ public struct Apply: Sendable {
             statements.append("ALTER SYSTEM SET synchronous_standby_names = \(ConfigText.sqlLiteral(before[1] ?? ""))")
         }
         statements.append("SELECT pg_reload_conf()")
-        try await ops.execute(node, statements)
-        try await ops.waitFor("\(node.name) reloaded its configuration", timeout: 10) {
-            let now = try? await ops.execute(node, ["SELECT pg_conf_load_time()::text"], timeout: 2)
-            return now?.scalar != nil && now?.scalar != before.first ?? nil
+        let loadedBefore = before.first ?? nil
+        let reloaded = try await ops.poll(node, after: statements, "SELECT pg_conf_load_time()::text", timeout: 10) { now in
+            now.scalar != nil && now.scalar != loadedBefore
         }
+        if reloaded == nil { throw ClusterError("timed out after 10 s waiting until \(node.name) reloaded its configuration") }
     }
 
     func pendingRestart(_ node: NodeSpec) async throws(ClusterError) -> Bool {

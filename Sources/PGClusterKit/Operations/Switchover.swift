@@ -92,20 +92,20 @@ public struct Switchover: Sendable {
 
         try await ops.checkpoint(primary)
         timer.lap("checkpoint on \(primary.name)")
-        try await cluster.stop(primary, mode: .switchover)
+        try await cluster.stopForSwitchover(primary)
         timer.lap("stop \(primary.name) cleanly")
         let checkpoint = try await shutdownCheckpoint(primary)
 
-        do {
-            try await ops.waitFor("\(target.name) replayed \(primary.name)'s shutdown checkpoint \(checkpoint)", timeout: 30) {
-                let row = try? await ops.execute(target, ["SELECT pg_last_wal_replay_lsn()::text"], timeout: 2)
-                return row?.scalar.flatMap(LSN.init).map { $0 > checkpoint } ?? false
-            }
-        } catch {
+        // On one connection: a handshake (with TLS) every few milliseconds would cost more than the query.
+        let replayed = try? await ops.poll(target, "SELECT pg_last_wal_replay_lsn()::text", timeout: 30) { row in
+            row.scalar.flatMap(LSN.init).map { $0 > checkpoint } ?? false
+        }
+        if replayed == nil {
             // Nothing was promoted: the old primary is still the only one; bring it back.
             try? await cluster.start(primary)
             throw ClusterError(
-                "\(error.message); \(primary.name) was started again as the primary, nothing changed")
+                "timed out after 30 s waiting until \(target.name) replayed \(primary.name)'s shutdown checkpoint \(checkpoint); "
+                    + "\(primary.name) was started again as the primary, nothing changed")
         }
         timer.lap("\(target.name) has the shutdown checkpoint \(checkpoint)")
 

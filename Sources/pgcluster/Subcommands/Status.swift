@@ -25,10 +25,12 @@ extension PGCluster {
             try await execute {
                 let spec = try options.load()
                 let credentials = try ClusterAccess.credentials(spec)
-                let observations = await Observer(credentials: credentials, timeout: timeout).observeAll(spec.nodes)
+                let observer = Observer(credentials: credentials, timeout: timeout)
+                let observations = await observer.observeAll(spec.nodes)
                 var report = StatusReport.make(spec: spec, observations: observations)
                 if spec.tls.enabled {
-                    report.addCertificates(await Observer(credentials: credentials, timeout: timeout).certificates(spec.nodes))
+                    // Only the nodes that answered: a dead node must not cost the timeout twice.
+                    report.addCertificates(await observer.certificates(observations.filter(\.reachable).map(\.node)))
                 }
                 // What pgcluster remembers must be readable, or its next failover could not trust it.
                 do throws(ClusterError) {

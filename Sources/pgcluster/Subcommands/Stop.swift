@@ -1,15 +1,7 @@
 import ArgumentParser
 import PGClusterKit
 
-/// `--mode` takes PostgreSQL's shutdown modes; `switchover` is the switchover's own.
-extension StopMode: ExpressibleByArgument {
-    public init?(argument: String) {
-        guard let mode = StopMode(rawValue: argument), mode != .switchover else { return nil }
-        self = mode
-    }
-
-    public static var allValueStrings: [String] { [smart, fast, immediate].map(\.rawValue) }
-}
+extension StopMode: ExpressibleByArgument {}
 
 extension PGCluster {
     struct Stop: AsyncParsableCommand {
