@@ -88,7 +88,6 @@ public struct Failover: Sendable {
             if let unfinished = Self.unfinished(live: live, observations: first, recordedPrimary: oldPrimary), !dryRun {
                 return try await finish(live: live, observations: first, why: unfinished, remembered: remembered, timer: timer)
             }
-            _ = try Self.unwrap(FailoverDecision.decide(observations: first, sync: sync, request: request))
         }
 
         // Decide once before touching anything: a refusal here changes nothing.

@@ -48,12 +48,6 @@ public final class EtcdClient: @unchecked Sendable {
         return ((reply["kvs"] as? [[String: Any]]) ?? []).compactMap(Self.keyValue)
     }
 
-    public func put(_ key: String, _ value: Data, lease: Int64? = nil) async throws(ClusterError) {
-        var body: [String: Any] = ["key": Self.b64(key), "value": value.base64EncodedString()]
-        if let lease { body["lease"] = String(lease) }
-        _ = try await call("/v3/kv/put", body)
-    }
-
     public func delete(_ key: String, prefix: Bool = false) async throws(ClusterError) {
         var body: [String: Any] = ["key": Self.b64(key)]
         if prefix { body["range_end"] = Self.b64(Self.prefixEnd(key)) }
@@ -84,17 +78,6 @@ public final class EtcdClient: @unchecked Sendable {
         let range = responses?.first?["response_range"] as? [String: Any]
         let current = (range?["kvs"] as? [[String: Any]])?.first.flatMap(Self.keyValue)
         return (false, current)
-    }
-
-    /// Deletes `key` only while it is at `modRevision` (it is still ours).
-    public func delete(_ key: String, ifModRevision modRevision: Int64) async throws(ClusterError) -> Bool {
-        let reply = try await call(
-            "/v3/kv/txn",
-            [
-                "compare": [["key": Self.b64(key), "result": "EQUAL", "target": "MOD", "mod_revision": String(modRevision)]],
-                "success": [["request_delete_range": ["key": Self.b64(key)]]],
-            ])
-        return reply["succeeded"] as? Bool == true
     }
 
     // MARK: Leases
@@ -165,12 +148,8 @@ public final class EtcdClient: @unchecked Sendable {
             return reply
         }
         throw ClusterError(
-            "no etcd endpoint answered \(path) within \(Self.seconds(timeout)): \(problems.joined(separator: "; "))",
+            "no etcd endpoint answered \(path) within \(ClusterLock.formatSeconds(timeout)): \(problems.joined(separator: "; "))",
             details: ["check that etcd runs and that store.etcd.endpoints lists it"])
-    }
-
-    static func seconds(_ value: Double) -> String {
-        value == value.rounded() ? "\(Int(value)) s" : String(format: "%.1f s", value)
     }
 
     static func b64(_ text: String) -> String { Data(text.utf8).base64EncodedString() }
