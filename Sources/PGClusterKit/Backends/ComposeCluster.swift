@@ -176,7 +176,7 @@ public struct ComposeCommands: Sendable, Equatable {
     }
 
     /// Stops the server cleanly and keeps its container running (the entrypoint's `hold`;
-    /// exit 3 when the container's first process is the server itself, which cannot).
+    /// exit 3 when no supervisor runs the server: a container started by an older entrypoint).
     public func hold(_ service: String) -> [String] { inContainer(service, mode: "hold") }
 
     /// pg_controldata in the running container of a held server.
@@ -404,7 +404,8 @@ public struct ComposeCluster: ServerControl {
         return "killed the container of service \(node.serviceHost)"
     }
 
-    /// SIGKILL to the container's server (its PID 1): the whole node crashes at once.
+    /// SIGKILL to the container's first process (the entrypoint that runs the server): the
+    /// whole node crashes at once.
     public func crash(_ node: NodeSpec) async -> String? {
         guard let result = try? await runner.run(command(await commands().kill(node.serviceHost))), result.succeeded else {
             return nil

@@ -203,19 +203,23 @@ write_follow_settings() {
   as_server_user touch "$PGDATA/standby.signal"
 }
 
-# follow, tls and hold make no server connection: they need no passfile (nor the
-# password); only the server needs its key.
-case "${PGCLUSTER_ENTRYPOINT_MODE:-serve}" in
-follow | tls | hold) ;;
-*) write_passfile ;;
-esac
-case "${PGCLUSTER_ENTRYPOINT_MODE:-serve}" in
+mode="${PGCLUSTER_ENTRYPOINT_MODE:-serve}"
+# What each mode needs first: the server (serve) and the clone connect with the passfile,
+# and the server needs its key; follow and hold touch no connection and no key.
+case "$mode" in
+serve | clone)
+  write_passfile
+  install_tls_key
+  ;;
+tls) install_tls_key ;;
 follow | hold) ;;
-*) install_tls_key ;;
+*)
+  log "PGCLUSTER_ENTRYPOINT_MODE must be serve, follow, clone, tls or hold, not '$mode'"
+  exit 1
+  ;;
 esac
 
-case "${PGCLUSTER_ENTRYPOINT_MODE:-serve}" in
-serve) ;;
+case "$mode" in
 tls)
   if [ -n "$TLS_SOURCE_DIR" ]; then
     log "installed the TLS key in $TLS_KEY_FILE; the server reads it on its next reload"
@@ -234,8 +238,9 @@ follow)
   exit 0
   ;;
 hold)
-  if [ ! -e "$(dirname "$HOLD_FILE")/supervisor.pid" ]; then
-    log "hold: the server here is not this entrypoint's child (it runs as the container's first process)"
+  supervisor="$(cat "$(dirname "$HOLD_FILE")/supervisor.pid" 2>/dev/null || true)"
+  if [ -z "$supervisor" ] || ! kill -0 "$supervisor" 2>/dev/null; then
+    log "hold: no supervisor runs the server here (a container started by an older entrypoint)"
     exit 3
   fi
   touch "$HOLD_FILE"
@@ -253,10 +258,6 @@ clone)
   clone_primary
   write_follow_settings
   exit 0
-  ;;
-*)
-  log "PGCLUSTER_ENTRYPOINT_MODE must be serve, follow, clone, tls or hold, not '${PGCLUSTER_ENTRYPOINT_MODE}'"
-  exit 1
   ;;
 esac
 
