@@ -59,6 +59,7 @@ struct SpecValidationTests {
             label: "an etcd endpoint that is not a URL", yaml: specYAML(top: "store:\n  etcd:\n    endpoints: [10.0.0.5:2379]\n"),
             key: "store.etcd.endpoints[0]", reason: "not an etcd client URL", line: 4),
         BadSpec(label: "no etcd endpoints", yaml: specYAML(top: "store:\n  etcd:\n    endpoints: []\n"), key: "store.etcd.endpoints", reason: "at least one"),
+        BadSpec(label: "watch.leaseTTL under 2 s", yaml: specYAML(top: "watch:\n  leaseTTL: 1\n"), key: "watch.leaseTTL", reason: "outside"),
         BadSpec(label: "watch.leaseTTL too long", yaml: specYAML(top: "watch:\n  leaseTTL: 1h\n"), key: "watch.leaseTTL", reason: "not a duration"),
         BadSpec(
             label: "unknown top-level key", yaml: specYAML(top: "nmae: typo\n"), key: "nmae", reason: "unknown key", line: 2),

@@ -348,7 +348,8 @@ private struct Reader {
         }
         if let interval = seconds("interval", 0.05...60) { settings.interval = interval }
         if let after = seconds("failoverAfter", 0.5...3600) { settings.failoverAfter = after }
-        if let ttl = seconds("leaseTTL", 1...600) { settings.leaseTTL = ttl }
+        // etcd grants leases of whole seconds, and a leader renews every TTL/3: 2 s at least.
+        if let ttl = seconds("leaseTTL", 2...600) { settings.leaseTTL = ttl }
         if settings.failoverAfter < settings.interval {
             fail(map["failoverAfter"] ?? map["interval"], "watch.failoverAfter",
                 "\(settings.failoverAfter) s is shorter than watch.interval (\(settings.interval) s): a primary must be probed at least once before failover")

@@ -27,7 +27,7 @@ extension PGCluster {
                 Refuses (exit 2), changing nothing, when a node that stays does not answer or does not \
                 stream, or when the synchronous count could not be met (unless --force). A step that \
                 fails stops the run; the message says what was done and what is left, and apply run \
-                again finishes. Backends local and ssh.
+                again finishes.
                 """)
 
         @OptionGroup var options: SpecOptions

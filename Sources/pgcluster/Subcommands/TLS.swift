@@ -16,7 +16,8 @@ extension PGCluster {
                     CA in local.dir (ca.crt, ca.key), so clients that trust the CA notice nothing. With \
                     tls.mode files, the spec's tlsCert and tlsKey are installed again (after you renewed \
                     them). Each running server reloads (pg_reload_conf()): open connections and streaming \
-                    continue. A node that is down gets its files and uses them when it starts. \
+                    continue. A node that is down gets its files and uses them when it starts, but the \
+                    command then exits 1, naming it: its new certificate is not in use yet. \
                     Compose: the files go into each node's tls/ folder of the project, and each running \
                     container copies the new key into place (docker compose exec) before the reload.
                     """)
