@@ -49,12 +49,22 @@ public enum History {
     }
 
     public static func append(_ event: HistoryEvent, spec: ClusterSpec) throws(ClusterError) {
-        var events = (try? load(spec: spec)) ?? []
+        let path = LocalLayout(spec: spec).historyFile
+        var events: [HistoryEvent]
+        do {
+            events = try load(spec: spec)
+        } catch {
+            // Never write over what cannot be read: set it aside for a person, start afresh.
+            let kept = "\(path).damaged-\(Int(Date().timeIntervalSince1970))"
+            guard rename(path, kept) == 0 else { throw error }
+            Console.warn("\(error.message); kept as \(kept), and a new history begins with this event")
+            events = []
+        }
         events.append(event)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         let data = (try? encoder.encode(events)) ?? Data()
-        try FileWriter.writeAtomically(data, to: LocalLayout(spec: spec).historyFile, mode: 0o600)
+        try FileWriter.writeAtomically(data, to: path, mode: 0o600)
     }
 
     public static func table(_ events: [HistoryEvent]) -> String {

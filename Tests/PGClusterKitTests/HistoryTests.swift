@@ -1,0 +1,25 @@
+import Foundation
+import Testing
+
+@testable import PGClusterKit
+
+@Suite("history file")
+struct HistoryTests {
+    @Test("a damaged history is set aside, never written over; the new event starts a new one")
+    func damagedHistory() throws {
+        let folder = try TestSupport.makeTempDir("history")
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let spec = try SpecLoader.parse(
+            "name: h\nlocal: {dir: \(folder)}\nnodes:\n  - {name: db_0, port: 15432, role: primary}\n  - {name: db_1, port: 15433}\n",
+            file: "\(folder)/pgcluster.yaml")
+        let path = LocalLayout(spec: spec).historyFile
+        try "[{\"kind\": \"failover\", trunc".write(toFile: path, atomically: true, encoding: .utf8)
+
+        try History.append(HistoryEvent(kind: "switchover", from: "db_0", to: "db_1", timeline: 2, lsn: nil, durationSeconds: 0.5, rePointed: [], needsRejoin: [], steps: []), spec: spec)
+
+        #expect(try History.load(spec: spec).map(\.kind) == ["switchover"])
+        let kept = try FileManager.default.contentsOfDirectory(atPath: folder).filter { $0.hasPrefix("history.json.damaged-") }
+        #expect(kept.count == 1)
+        #expect(try String(contentsOfFile: "\(folder)/\(kept[0])", encoding: .utf8) == "[{\"kind\": \"failover\", trunc")
+    }
+}
