@@ -17,11 +17,11 @@ release: deps
 	$(SWIFT) build -c release
 
 # Unit tests need no server; integration tests start real PostgreSQL 15 servers
-# through pgcluster itself, on ports 21000-21999, in temporary folders.
+# through pgcluster itself, on ports 21000-21999, in temporary folders, test hosts in
+# network namespaces, etcd, and (as root) the container engine for the compose tests,
+# started and stopped by scripts/run-tests.sh. It ends with the slowest suites.
 test: deps
-	scripts/embed-templates.sh --check
-	$(SWIFT) build --build-tests
-	$(SWIFT) test --skip-build
+	SWIFT=$(SWIFT) scripts/run-tests.sh
 
 demo: release
 	scripts/demo.sh $(SPEC)

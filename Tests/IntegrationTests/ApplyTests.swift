@@ -35,7 +35,7 @@ extension TestCluster {
     }
 }
 
-@Suite("apply: the spec is the desired state, on real servers", .serialized)
+@Suite("apply: the spec is the desired state, on real servers", .serialized, .clusterLimit)
 struct ApplyTests {
     static let node3YAML = "  - name: node3\n    port: %d\n"
 

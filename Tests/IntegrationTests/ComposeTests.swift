@@ -206,7 +206,7 @@ func withComposeCluster(
 /// Real containers: podman serving the Docker API (scripts/compose-engine.sh), the compose
 /// v2 plugin, and the local postgres:15 image. Ports 22100-22122. TLS is on (the default)
 /// but where a test sets `tls.mode: off`.
-@Suite("compose: real containers", .serialized)
+@Suite("compose: real containers", .serialized, .clusterLimit)
 struct ComposeTests {
     @Test(
         "compose: init and destroy; then render + docker compose up by hand, status, quorum, kill, failover (lost 0), rejoin, switchover, drill, destroy",

@@ -4,7 +4,7 @@ import Testing
 @testable import PGClusterKit
 
 /// `destroy --yes` removes what pgcluster created and nothing else (issue 10, defect 9).
-@Suite("destroy on real servers", .serialized)
+@Suite("destroy on real servers", .serialized, .clusterLimit)
 struct DestroyTests {
     @Test("destroy stops every server, removes pgcluster's files, keeps and names foreign ones")
     func keepsForeignFiles() async throws {

@@ -3,7 +3,7 @@ import Testing
 
 @testable import PGClusterKit
 
-@Suite("drill on real servers", .serialized)
+@Suite("drill on real servers", .serialized, .clusterLimit)
 struct DrillTests {
     func report(_ result: RunResult) throws -> [String: Any] {
         try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])

@@ -48,7 +48,7 @@ extension TestCluster {
     }
 }
 
-@Suite("failover, switchover and rejoin on real servers", .serialized)
+@Suite("failover, switchover and rejoin on real servers", .serialized, .clusterLimit)
 struct FailoverTests {
     @Test("ANY 1 under write load: kill -9 the primary, fail over, lose nothing acknowledged, rejoin with pg_rewind")
     func quorumFailoverLosesNothing() async throws {

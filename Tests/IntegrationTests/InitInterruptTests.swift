@@ -17,7 +17,7 @@ extension TestCluster {
 }
 
 /// initdb's password file never outlives the `init` that wrote it (issue 10).
-@Suite("init interrupted on real servers", .serialized)
+@Suite("init interrupted on real servers", .serialized, .clusterLimit)
 struct InitInterruptTests {
     @Test("pgcluster killed while initdb runs: no .initdb-pw is left, on disk at any time")
     func killedDuringInitdb() async throws {

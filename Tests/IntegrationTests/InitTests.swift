@@ -4,7 +4,7 @@ import Testing
 @testable import PGClusterKit
 
 /// `pgcluster init`, `status`, `stop`, `start` and `destroy` on real PostgreSQL 15 servers.
-@Suite("init and status on real servers", .serialized)
+@Suite("init and status on real servers", .serialized, .clusterLimit)
 struct InitTests {
     @Test("a primary and two standbys stream, replicate rows, and report their state")
     func primaryAndTwoStandbys() async throws {
@@ -75,6 +75,24 @@ struct InitTests {
             #expect(again.stderr.contains("--force"))
             #expect(try cluster.sql("node0", "SELECT count(*) FROM demo").scalar == "1")
 
+            // A standby that does not answer (SIGSTOPped: its port takes the connection, nothing
+            // more) is "no answer", never "down": it is not proven stopped.
+            let frozenPid = try #require(cluster.postmasterPID("node1"))
+            kill(frozenPid, SIGSTOP)
+            let silent = await cluster.run(["status"])
+            let silentJSON = await cluster.run(["status", "--json"])
+            kill(frozenPid, SIGCONT)
+            #expect(silent.status == 1)
+            let silentRow = silent.stdout.split(separator: "\n").first { $0.hasPrefix("node1") } ?? ""
+            #expect(silentRow.contains("no answer") && !silentRow.contains("down"), "row: \(silentRow)")
+            #expect(silentJSON.status == 1)
+            let silentNodes = try #require(
+                (try JSONSerialization.jsonObject(with: Data(silentJSON.stdout.utf8)) as? [String: Any])?["nodes"] as? [[String: Any]])
+            let node1 = try #require(silentNodes.first { $0["name"] as? String == "node1" })
+            #expect(node1["role"] as? String == "no answer")
+            #expect((node1["waitedSeconds"] as? Double ?? 0) > 0)
+            #expect(silentNodes.first { $0["name"] as? String == "node0" }?["role"] as? String == "primary")
+
             // One standby down: status says so and exits non-zero.
             let stop = await cluster.run(["stop", "node2"])
             #expect(stop.status == 0, "stop: \(stop.stderr)")
@@ -87,6 +105,17 @@ struct InitTests {
             let degradedJSON = await cluster.run(["status", "--json"])
             #expect(degradedJSON.status == 1)
             #expect(degradedJSON.stdout.contains("\"role\" : \"down\""))
+            // Killed outright: refused, so proven down too.
+            let killedPid = try #require(cluster.postmasterPID("node1"))
+            kill(killedPid, SIGKILL)
+            let killed = await cluster.eventuallyAsync {
+                let json = try JSONSerialization.jsonObject(with: Data(await cluster.run(["status", "--json"]).stdout.utf8))
+                let nodes = (json as? [String: Any])?["nodes"] as? [[String: Any]] ?? []
+                return nodes.first { $0["name"] as? String == "node1" }?["role"] as? String == "down"
+            }
+            #expect(killed, "a killed standby never showed as down")
+            let restart1 = await cluster.run(["start", "node1"])
+            #expect(restart1.status == 0, "start node1: \(restart1.stderr)")
 
             // Start it again: healthy, and it caught up on what it missed.
             try cluster.sql("node0", "INSERT INTO demo VALUES (2, 'while node2 was down')")

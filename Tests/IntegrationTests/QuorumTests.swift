@@ -3,7 +3,7 @@ import Testing
 
 @testable import PGClusterKit
 
-@Suite("quorum and dsn on real servers", .serialized)
+@Suite("quorum and dsn on real servers", .serialized, .clusterLimit)
 struct QuorumTests {
     func syncStates(_ cluster: TestCluster) throws -> [String: String] {
         let rows = try cluster.sql("node0", "SELECT application_name, sync_state FROM pg_stat_replication")

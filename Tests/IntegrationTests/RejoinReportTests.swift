@@ -5,7 +5,7 @@ import Testing
 
 /// `rejoin` says what pg_rewind discarded: the old primary's WAL from the point where the
 /// timelines forked to its last record (issue 10).
-@Suite("rejoin report on real servers", .serialized)
+@Suite("rejoin report on real servers", .serialized, .clusterLimit)
 struct RejoinReportTests {
     @Test("a crashed old primary with WAL past the fork: rejoin reports the rewound range, text and JSON")
     func reportsRewoundRange() async throws {

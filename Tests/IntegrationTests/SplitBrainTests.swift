@@ -45,7 +45,7 @@ extension TestCluster {
 
 /// Issue "Never two primaries": each defect found by fault testing, on real servers.
 /// Ports 21400-21499.
-@Suite("never two primaries: the lock, resumable failover, start and rejoin of a deposed primary", .serialized)
+@Suite("never two primaries: the lock, resumable failover, start and rejoin of a deposed primary", .serialized, .clusterLimit)
 struct SplitBrainTests {
     @Test("two failovers at once with different candidates: one primary, one run refused, nothing acknowledged lost")
     func concurrentFailovers() async throws {

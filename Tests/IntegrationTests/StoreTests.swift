@@ -5,7 +5,7 @@ import Testing
 
 /// The same table for both stores: files in local.dir, and a real etcd started here.
 /// etcd on ports 23790-23799.
-@Suite("stores: files and etcd pass one conformance table", .serialized)
+@Suite("stores: files and etcd pass one conformance table", .serialized, .clusterLimit)
 struct StoreTests {
     /// - Parameter timeout: `store.etcd.timeout`; the spec's default (1 s) when nil.
     static func spec(_ folder: String, etcd: String? = nil, timeout: Int? = nil) throws -> ClusterSpec {

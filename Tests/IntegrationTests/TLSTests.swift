@@ -24,7 +24,7 @@ extension TestCluster {
 
 /// TLS by default (tls.mode generate): a cluster CA in local.dir, a certificate per node,
 /// verify-full for replication, for pgcluster and for applications; `tls rotate`.
-@Suite("TLS on real servers", .serialized)
+@Suite("TLS on real servers", .serialized, .clusterLimit)
 struct TLSTests {
     /// The OS user the servers run as: `postgres` when the tests run as root, else us.
     static var serverUser: String { OSUser.isRoot ? "postgres" : (ProcessInfo.processInfo.environment["USER"] ?? NSUserName()) }

@@ -6,7 +6,7 @@ import Testing
 /// The test hosts are hosts in miniature, reached the way the ssh backend reaches real
 /// ones (``SSHTransport``): each answers ssh as root and as postgres, keeps its files to
 /// itself, can be cut off and healed, and its ssh failures read as one clear line.
-@Suite("test hosts over ssh", .serialized, .enabled(if: OSUser.isRoot, "test hosts need root (namespaces, sshd)"))
+@Suite("test hosts over ssh", .serialized, .clusterLimit, .enabled(if: OSUser.isRoot, "test hosts need root (namespaces, sshd)"))
 struct TestHostsTests {
     @Test("ssh reaches every host, as root and as postgres, and arguments arrive exactly")
     func reachEveryHost() async throws {

@@ -127,7 +127,7 @@ func withWatchedCluster(
 }
 
 /// Issue 12, `pgcluster watch`, on the local backend. Ports 21500-21599.
-@Suite("watch: automatic failover on real servers", .serialized)
+@Suite("watch: automatic failover on real servers", .serialized, .clusterLimit)
 struct WatchTests {
     @Test("kill -9 of the primary under a 4-client writer with ANY 1: a new primary with no command, nothing lost, the other standby follows, the old one is rejoined")
     func killNine() async throws {

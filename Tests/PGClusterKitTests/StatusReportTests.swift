@@ -110,6 +110,29 @@ struct StatusReportTests {
         #expect(report.problems == ["db_2 streams from 10.0.0.9:5432, not the primary db_0"])
     }
 
+    @Test("a node that did not answer in time: role 'no answer' with the seconds waited, never 'down'")
+    func silentNode() throws {
+        var observations = Self.healthy()
+        var silent = Obs.down("db_2", port: 15434, error: "no answer within 2.0 s")
+        silent.waitedSeconds = 2
+        observations[2] = silent
+        var timedOut = Obs.down("db_1", port: 15433, error: "connection to server failed: timeout expired")
+        timedOut.waitedSeconds = 2
+        observations[1] = timedOut
+        let report = StatusReport.make(spec: try Self.spec(), observations: observations)
+        for name in ["db_1", "db_2"] {
+            let node = try Self.node(report, name)
+            #expect(node.role == "no answer")
+            #expect(node.waitedSeconds == 2)
+        }
+        #expect(report.problems.contains("db_2 does not answer (not proven down): no answer within 2.0 s"))
+        #expect(!report.healthy)
+        #expect(report.table.contains("no answer"))
+        // A server that answers with an error (starting up) is not proven down either.
+        observations[2] = Obs.down("db_2", port: 15434, error: "FATAL: the database system is starting up")
+        #expect(try Self.node(StatusReport.make(spec: try Self.spec(), observations: observations), "db_2").role == "no answer")
+    }
+
     @Test("a down node: role down, no positions, and a problem")
     func downNode() throws {
         var observations = Self.healthy()
@@ -226,6 +249,8 @@ struct StatusReportTests {
         let nodeKeys: Set<String> = [
             "name", "host", "port", "role", "timeline", "lsn", "receiveLsn", "replayLsn", "lagBytes", "syncState",
             "upstream", "streaming",
+            // Issue 19: why a node is down or silent, and how long a silent one was waited for.
+            "waitedSeconds", "reason",
             // Issue 15: days left on the node's TLS certificate (null with TLS off or the node down).
             "certificateDaysLeft",
         ]

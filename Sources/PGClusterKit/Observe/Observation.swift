@@ -44,7 +44,43 @@ public struct NodeObservation: Sendable, Equatable {
         self.error = error
     }
 
+    /// Seconds the probe waited before giving up, when it timed out (nil otherwise).
+    public var waitedSeconds: Double?
+
     public var reachable: Bool { error == nil }
+
+    /// What a probe that got no answer proves. `down` only when it is proven: the node's
+    /// port refused the connection. A timeout, a route that failed, or a server that
+    /// answered with an error (starting up, shutting down) proves nothing: `noAnswer`.
+    /// Status and the watcher both classify through this (with the watcher adding what the
+    /// node's host says of its postmaster, ``Health/classify(_:postmaster:)``).
+    public var health: Health { Health.classify(self, postmaster: nil) }
+
+    public enum Health: String, Sendable, Equatable {
+        case primary
+        case standby
+        /// Proven: the connection was refused, or its host answered and no postmaster runs.
+        case down
+        /// Not proven either way: the probe timed out or its transport failed.
+        case noAnswer = "no answer"
+
+        /// - Parameter postmaster: what the node's host said (true: a postmaster runs for its
+        ///   data directory, false: none runs, nil: not asked or the host could not be asked).
+        public static func classify(_ observation: NodeObservation, postmaster: Bool?) -> Health {
+            if observation.reachable { return observation.inRecovery ? .standby : .primary }
+            switch postmaster {
+            case false?: return .down
+            case true?: return .noAnswer
+            case nil: return observation.refused ? .down : .noAnswer
+            }
+        }
+    }
+
+    /// Whether the probe's connection was refused (nothing listens on the node's port).
+    public var refused: Bool {
+        guard let error, waitedSeconds == nil else { return false }
+        return error.range(of: "connection refused", options: .caseInsensitive) != nil
+    }
     public var isPrimary: Bool { reachable && !inRecovery }
     public var isStandby: Bool { reachable && inRecovery }
     public var streaming: Bool { walReceiver?.status == "streaming" }
@@ -101,7 +137,18 @@ public struct Observer: Sendable {
                 return NodeObservation(node: node, error: error.message)
             }
         }
-        return result ?? NodeObservation(node: node, error: "no answer within \(timeout) s")
+        if let result {
+            // libpq's own connect_timeout ran out: the server took the connection but said nothing.
+            if let error = result.error, error.contains("timeout expired") {
+                var silent = result
+                silent.waitedSeconds = Double(target.connectTimeout)
+                return silent
+            }
+            return result
+        }
+        var silent = NodeObservation(node: node, error: "no answer within \(timeout) s")
+        silent.waitedSeconds = timeout
+        return silent
     }
 
     static let selfQuery = """

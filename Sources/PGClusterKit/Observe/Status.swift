@@ -13,8 +13,13 @@ public struct StatusReport: Sendable, Encodable {
         public var name: String
         public var host: String
         public var port: Int
-        /// "primary", "standby" or "down".
+        /// "primary", "standby", "down" (proven: refused, or no postmaster on a host that
+        /// answered) or "no answer" (the probe timed out or its transport failed).
         public var role: String
+        /// With role "no answer" after a timeout: the seconds the probe waited.
+        public var waitedSeconds: Double?
+        /// Why a node that is down or does not answer could not be asked.
+        public var reason: String?
         public var timeline: Int?
         public var lsn: String?
         public var receiveLsn: String?
@@ -30,8 +35,8 @@ public struct StatusReport: Sendable, Encodable {
         var lagSeconds: Double?
 
         enum CodingKeys: String, CodingKey {
-            case name, host, port, role, timeline, lsn, receiveLsn, replayLsn, lagBytes, syncState, upstream, streaming,
-                certificateDaysLeft
+            case name, host, port, role, waitedSeconds, reason, timeline, lsn, receiveLsn, replayLsn, lagBytes, syncState,
+                upstream, streaming, certificateDaysLeft
         }
 
         public func encode(to encoder: any Encoder) throws {
@@ -41,6 +46,8 @@ public struct StatusReport: Sendable, Encodable {
             try c.encode(host, forKey: .host)
             try c.encode(port, forKey: .port)
             try c.encode(role, forKey: .role)
+            try c.encode(waitedSeconds, forKey: .waitedSeconds)
+            try c.encode(reason, forKey: .reason)
             try c.encode(timeline, forKey: .timeline)
             try c.encode(lsn, forKey: .lsn)
             try c.encode(receiveLsn, forKey: .receiveLsn)
@@ -115,7 +122,14 @@ public struct StatusReport: Sendable, Encodable {
             var node = Node(
                 name: spec.name, host: spec.host, port: spec.port, role: "down", streaming: false)
             guard observation.reachable else {
-                problems.append("\(spec.name) is down: \(observation.error ?? "no answer")")
+                let health = observation.health
+                node.role = health.rawValue
+                node.reason = observation.error
+                node.waitedSeconds = observation.waitedSeconds
+                problems.append(
+                    health == .down
+                        ? "\(spec.name) is down: \(observation.error ?? "refused")"
+                        : "\(spec.name) does not answer (not proven down): \(observation.error ?? "no answer")")
                 nodes.append(node)
                 continue
             }
@@ -183,6 +197,7 @@ public struct StatusReport: Sendable, Encodable {
             switch node.role {
             case "primary": state = "running"
             case "standby": state = node.streaming ? "streaming" : "not streaming"
+            case "no answer": state = node.waitedSeconds.map { String(format: "silent %.0fs", $0) } ?? "unreachable"
             default: state = "down"
             }
             var lag = "-"

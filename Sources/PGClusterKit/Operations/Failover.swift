@@ -293,7 +293,7 @@ public struct Failover: Sendable {
             timeline: timeline ?? plan.timeline,
             nodes: observations.map { o in
                 .init(
-                    name: o.node.name, role: o.isPrimary ? "primary" : o.isStandby ? "standby" : "down",
+                    name: o.node.name, role: o.health.rawValue,
                     timeline: o.timeline, receiveLsn: o.receiveLsn?.description, replayLsn: o.replayLsn?.description,
                     priority: o.node.priority)
             },

@@ -163,6 +163,16 @@ final class TestCluster: @unchecked Sendable {
         return (try? condition()) == true
     }
 
+    /// ``eventually(_:_:)`` for a condition that awaits (a pgcluster run).
+    func eventuallyAsync(_ timeout: Double = 20, _ condition: () async throws -> Bool) async -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if (try? await condition()) == true { return true }
+            try? await Task.sleep(for: .milliseconds(100))
+        }
+        return (try? await condition()) == true
+    }
+
     func postmasterPID(_ node: String) -> pid_t? {
         guard let text = try? String(contentsOfFile: "\(dataRoot)/\(node)/data/postmaster.pid", encoding: .utf8),
             let line = text.split(separator: "\n").first, let pid = pid_t(line), kill(pid, 0) == 0

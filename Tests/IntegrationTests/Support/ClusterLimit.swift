@@ -1,0 +1,68 @@
+import Foundation
+import Testing
+
+/// How many integration tests that run clusters may run at once, across every suite.
+///
+/// Suites are `.serialized` inside but run beside each other, and each cluster is three
+/// or more servers, a pgcluster process and its children: sixteen suites at once put a
+/// load of 13 on two cores, and then a healthy server misses a 2 s probe. Every suite
+/// that starts servers carries `.clusterLimit`, so each of its tests waits for a slot.
+/// The number follows the cores (two per core, at least two), or
+/// `PGCLUSTER_TEST_CLUSTERS` when set.
+actor ClusterSlots {
+    static let shared = ClusterSlots(
+        limit: ProcessInfo.processInfo.environment["PGCLUSTER_TEST_CLUSTERS"].flatMap { Int($0) }
+            ?? max(2, ProcessInfo.processInfo.activeProcessorCount * 2))
+
+    let limit: Int
+    private var inUse = 0
+    private var waiting: [CheckedContinuation<Void, Never>] = []
+
+    init(limit: Int) { self.limit = max(1, limit) }
+
+    func acquire() async {
+        if inUse < limit {
+            inUse += 1
+            return
+        }
+        await withCheckedContinuation { waiting.append($0) }
+    }
+
+    func release() {
+        if waiting.isEmpty {
+            inUse -= 1
+        } else {
+            // The slot passes straight to the next waiter.
+            waiting.removeFirst().resume()
+        }
+    }
+}
+
+/// The trait: each test of a suite that has it holds one of ``ClusterSlots`` while it runs.
+struct ClusterLimitTrait: SuiteTrait, TestTrait, TestScoping {
+    var isRecursive: Bool { true }
+
+    /// A scope for each test function as a whole (all its cases), none for the suite: the
+    /// suite's tests hold the slots, one at a time.
+    func scopeProvider(for test: Test, testCase: Test.Case?) -> Self? {
+        test.isSuite || testCase != nil ? nil : self
+    }
+
+    func provideScope(
+        for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void
+    ) async throws {
+        await ClusterSlots.shared.acquire()
+        do {
+            try await function()
+        } catch {
+            await ClusterSlots.shared.release()
+            throw error
+        }
+        await ClusterSlots.shared.release()
+    }
+}
+
+extension Trait where Self == ClusterLimitTrait {
+    /// Runs each test of the suite in one of a few shared cluster slots (``ClusterSlots``).
+    static var clusterLimit: Self { Self() }
+}

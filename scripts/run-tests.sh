@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# `make test`: every test, unit and integration, in one run.
+#
+#  - The container engine for the compose tests (scripts/compose-engine.sh) is prepared and
+#    started beside the build when it is not running and we are root, and stopped afterwards
+#    (only what this run started). Not root: the compose tests say they skip, and the one
+#    line that starts the engine is printed.
+#  - Then the build of every target and the tests, and at the end the slowest suites, one
+#    line each, and the plain count line.
+#
+# PGCLUSTER_TEST_ENGINE=0 skips the engine (the compose tests then skip).
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 1
+SWIFT="${SWIFT:-swift}"
+log="$(mktemp)"
+engine_log="$(mktemp)"
+started_engine=0
+engine_pid=""
+
+cleanup() {
+    [ -n "$engine_pid" ] && kill "$engine_pid" 2>/dev/null
+    if [ "$started_engine" -eq 1 ]; then scripts/compose-engine.sh down; fi
+    rm -f "$log" "$engine_log"
+}
+trap cleanup EXIT
+
+scripts/embed-templates.sh --check || exit 1
+
+# The engine is made ready while the code builds: both take minutes on a new machine.
+if [ "${PGCLUSTER_TEST_ENGINE:-1}" = 0 ]; then
+    echo "test: PGCLUSTER_TEST_ENGINE=0: the compose tests will be skipped" >&2
+elif scripts/compose-engine.sh status >/dev/null 2>&1; then
+    echo "test: a container engine already runs; the compose tests use it" >&2
+elif [ "$(id -u)" -eq 0 ]; then
+    started_engine=1
+    scripts/compose-engine.sh up >"$engine_log" 2>&1 &
+    engine_pid=$!
+else
+    echo "test: no container engine runs, so the compose tests will be skipped; to run them too:" >&2
+    echo "  sudo scripts/compose-engine.sh up && export $(scripts/compose-engine.sh env)" >&2
+fi
+
+build_started=$(date +%s)
+"$SWIFT" build --build-tests || exit 1
+echo "test: built in $(( $(date +%s) - build_started )) s" >&2
+
+if [ -n "$engine_pid" ]; then
+    if wait "$engine_pid"; then
+        echo "test: container engine ready" >&2
+    else
+        echo "test: no container engine could be started; the compose tests will be skipped. Its log:" >&2
+        sed 's/^/  /' "$engine_log" >&2
+    fi
+    engine_pid=""
+fi
+if scripts/compose-engine.sh status >/dev/null 2>&1; then
+    export "$(scripts/compose-engine.sh env)"
+fi
+
+tests_started=$(date +%s)
+"$SWIFT" test --skip-build 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+echo "test: tests ran in $(( $(date +%s) - tests_started )) s" >&2
+
+# The slowest suites, from Swift Testing's own closing line of each.
+echo "slowest suites:"
+grep -aE 'Suite "[^"]*" (passed|failed) after [0-9.]+ seconds' "$log" \
+    | sed -E 's/.*Suite "([^"]*)" (passed|failed) after ([0-9.]+) seconds.*/\3 \2 \1/' \
+    | sort -rn | head -n 10 | awk '{ printf "  %8.1f s  %-6s  ", $1, $2; $1=""; $2=""; sub(/^  /, ""); print }'
+
+count=$(grep -aEo 'Test run with [0-9]+ tests' "$log" | tail -n 1 | grep -Eo '[0-9]+' || true)
+failed=$(grep -aEo 'with [0-9]+ issues?' "$log" | tail -n 1 | grep -Eo '[0-9]+' || true)
+if [ "$status" -eq 0 ]; then
+    if [ -z "$count" ] || [ "$count" -eq 0 ]; then
+        echo "test: no test ran" >&2
+        exit 1
+    fi
+    echo "tests: $count passed, 0 failed"
+else
+    echo "test: FAILED (exit $status)${count:+; $count tests}${failed:+, $failed issues}" >&2
+    grep -aE '^✘ Test .* (failed|recorded an issue)' "$log" | head -n 20 >&2 || true
+fi
+exit "$status"
