@@ -412,6 +412,58 @@ struct FailoverDecisionTests {
         SyncCase(mode: .async, remaining: [], expectedMode: .async, warning: nil),
     ]
 
+    /// Issue 20: durability strict never lowers. Fewer remain than the mode needs: the mode
+    /// and count stay, the others are listed too, and commits wait.
+    static let strictCases: [(SynchronousMode, [String], [String], [String])] = [
+        // mode, remaining, others (by priority), expected list
+        (.any(1), [], ["db_0"], ["db_0"]),
+        (.any(2), ["db_2"], ["db_0", "db_2", "db_3"], ["db_2", "db_0", "db_3"]),
+        (.first(1), [], ["db_0", "db_2"], ["db_0", "db_2"]),
+    ]
+
+    @Test("durability strict: the mode is kept (never lowered or emptied) when fewer standbys remain than it needs")
+    func strictNeverLowers() {
+        for (mode, remaining, others, expected) in Self.strictCases {
+            let result = FailoverDecision.newSynchronous(mode: mode, remaining: remaining, durability: .strict, others: others)
+            #expect(result.mode == mode, "\(mode) over \(remaining)")
+            #expect(result.standbys == expected)
+            #expect(result.warning?.contains("commits WAIT") == true)
+        }
+        // Enough remain: strict changes nothing.
+        let enough = FailoverDecision.newSynchronous(mode: .any(1), remaining: ["db_2"], durability: .strict, others: ["db_0", "db_2"])
+        #expect(enough.mode == .any(1) && enough.standbys == ["db_2"] && enough.warning == nil)
+    }
+
+    @Test("a synchronous change recorded as pending: the guard must prove the quorum under it too")
+    func pendingChangeGuards() {
+        // Bug 1 of issue 20: applied ANY 1 (db_1, db_2), then ANY 1 (db_3) set but never confirmed.
+        // db_3 (the only one that may hold the last commits) is gone; db_1 and db_2 answer.
+        let observations = [
+            Obs.down("db_0", role: .primary), Obs.standby("db_1", replay: "0/3000000"), Obs.standby("db_2", replay: "0/3000000"),
+            Obs.down("db_3"),
+        ]
+        let configs = FailoverDecision.guardConfigs(
+            applied: .init(.any(1), standbys: ["db_1", "db_2"]),
+            pending: .init(primary: "db_0", synchronous: .init(.any(1), standbys: ["db_3"])),
+            nodes: ["db_0", "db_1", "db_2", "db_3"], deadPrimary: "db_0")
+        #expect(configs.alsoPossible == [.init(mode: .any(1), standbys: ["db_3"])])
+        let decided = FailoverDecision.decide(
+            observations: observations, sync: configs.sync, request: .init(), alsoPossible: configs.alsoPossible)
+        guard case .failure(let refusal) = decided else {
+            Issue.record("a failover that may lose db_3's acknowledged commits was allowed")
+            return
+        }
+        #expect(refusal.reason.contains("pending"), "\(refusal.reason)")
+        #expect(refusal.reason.contains("db_3"))
+        // Without the pending change (the old order: set, then record) it went through: the bug.
+        let before = FailoverDecision.decide(observations: observations, sync: configs.sync, request: .init())
+        if case .failure = before { Issue.record("expected the recorded set alone to allow it") }
+        // Confirmed (no pending): the recorded set is the truth again.
+        let confirmed = FailoverDecision.guardConfigs(
+            applied: .init(.any(1), standbys: ["db_3"]), pending: nil, nodes: ["db_0", "db_1", "db_2", "db_3"], deadPrimary: "db_0")
+        #expect(confirmed.alsoPossible.isEmpty)
+    }
+
     @Test("newSynchronous keeps the mode over the remaining standbys, capped at how many remain", arguments: syncCases)
     func newSynchronous(_ c: SyncCase) {
         let result = FailoverDecision.newSynchronous(mode: c.mode, remaining: c.remaining)

@@ -172,7 +172,9 @@ struct StatusReportTests {
         let report = StatusReport.make(spec: try Self.spec(), observations: observations)
         #expect(report.primary == nil)
         #expect(report.timeline == nil)
-        #expect(report.problems.contains("several primaries: db_0, db_1"))
+        // Issue 20: the newest timeline is named as the one to keep; status exits 2 on it.
+        #expect(report.splitBrain)
+        #expect(report.problems.contains { $0.hasPrefix("SPLIT BRAIN") && $0.contains("db_1 holds the newest timeline") }, "\(report.problems)")
         #expect(try Self.node(report, "db_0").role == "primary")
         #expect(try Self.node(report, "db_1").role == "primary")
         // The summary says what is true: no mode can be read from one primary.

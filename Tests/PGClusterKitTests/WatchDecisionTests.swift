@@ -111,6 +111,16 @@ struct WatchDecisionTests {
             label: "two primaries, none recorded: the older timeline is fenced",
             nodes: [live(timeline: 3), live([], timeline: 2, name: "db_1"), standby("db_2")], recorded: "db_2",
             event: "fence", node: "db_1"),
+        // Issue 20, bug 5: the record lags a promotion (the watcher died before recording it);
+        // the newest timeline is the primary whatever the record says.
+        Case(
+            label: "two primaries, the recorded one on the older timeline: the newest timeline wins, the recorded one is fenced",
+            nodes: [live(timeline: 1), live([], timeline: 2, name: "db_1"), standby("db_2", timeline: 2)], recorded: "db_0",
+            event: "fence", node: "db_0", details: ["beside db_1", "newest timeline wins"]),
+        Case(
+            label: "a lone primary on an older timeline than a standby knows: a deposed primary back, fenced, never adopted",
+            nodes: [live([], timeline: 1), down("db_1", .unknown, role: .primary), standby("db_2", receiver: nil, timeline: 2)],
+            recorded: "db_0", event: "fence", node: "db_0", details: ["deposed primary"]),
         Case(
             label: "two primaries on one timeline, neither recorded: refused, nobody can tell",
             nodes: [live(timeline: 2), live([], timeline: 2, name: "db_1"), standby("db_2")], recorded: "db_2",

@@ -46,6 +46,12 @@ public struct ComposeCommands: Sendable, Equatable {
         base + ["ps", "--services", "--filter", "status=running", service]
     }
 
+    /// The project's services in `status` (running, paused, restarting, exited), read like
+    /// ``running(_:)``.
+    public func inStatus(_ status: String, _ service: String) -> [String] {
+        base + ["ps", "--services", "--filter", "status=\(status)", service]
+    }
+
     /// True when `output` of ``running(_:)`` names `service` on a line of its own: usage
     /// text, errors or another service's name never count.
     public static func lists(_ service: String, in output: String) -> Bool {
@@ -283,7 +289,23 @@ public struct ComposeCluster: ServerControl {
         try await runner.check(command(line, environment: environment), what: what)
     }
 
-    public func serverRuns(_ node: NodeSpec) async -> Bool? { await isRunning(node) }
+    /// True when the node's container runs; false only when that is proven (the engine
+    /// answered and lists it neither running, paused nor restarting); nil when it cannot be
+    /// told. A paused container (`docker pause`) is not stopped: its server comes back, as a
+    /// primary, the moment it is unpaused, so it is unknown, never a proven stop.
+    public func serverRuns(_ node: NodeSpec) async -> Bool? {
+        let commands = await commands()
+        let service = node.serviceHost
+        guard let running = try? await runner.run(command(commands.running(service))), running.succeeded else { return nil }
+        if ComposeCommands.lists(service, in: running.output) { return true }
+        for status in ["paused", "restarting"] {
+            guard let result = try? await runner.run(command(commands.inStatus(status, service))), result.succeeded else {
+                return nil
+            }
+            if ComposeCommands.lists(service, in: result.output) { return nil }
+        }
+        return false
+    }
 
     public func isRunning(_ node: NodeSpec) async -> Bool {
         guard let result = try? await runner.run(command(await commands().running(node.serviceHost))), result.succeeded else {

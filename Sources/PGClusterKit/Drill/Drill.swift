@@ -90,7 +90,7 @@ public struct Drill: Sendable {
         }
         let primary = spec.node(named: plan.primary)!
         Console.progress("drill: synchronous mode \(mode) on \(primary.name)")
-        try await QuorumChange(credentials: credentials, primary: primary, mode: mode, standbys: plan.standbys).apply()
+        try await QuorumChange(credentials: credentials, primary: primary, mode: mode, standbys: plan.standbys, intent: spec).apply()
         try await ClusterRecord.saveSynchronous(
             spec: spec, primary: primary.name, mode: mode, standbys: nil, applied: (mode, plan.standbys))
         if victim != .standby && spec.nodes.count < 2 {

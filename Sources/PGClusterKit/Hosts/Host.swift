@@ -283,19 +283,29 @@ public struct SSHHost: Host {
         return result.output.split(whereSeparator: \.isNewline).map(String.init)
     }
 
-    /// Prints the postmaster's PID when it runs and is no zombie.
+    /// Prints the postmaster's PID and exits 0 when it runs and is no zombie; exits 3 when it
+    /// is proven that none runs (no postmaster.pid, or its process is gone); any other exit
+    /// (4: the file cannot be read) means it cannot be told. Unknown is never "stopped".
     static let findPostmaster = #"""
-        pid=$(head -n 1 "$1/postmaster.pid" 2>/dev/null) || exit 0
-        case "$pid" in ''|*[!0-9]*) exit 0 ;; esac
-        [ -r "/proc/$pid/stat" ] || exit 0
+        f="$1/postmaster.pid"
+        [ -e "$f" ] || exit 3
+        pid=$(head -n 1 "$f") || exit 4
+        case "$pid" in ''|*[!0-9]*) exit 4 ;; esac
+        [ -r "/proc/$pid/stat" ] || exit 3
         state=$(sed 's/.*) //' "/proc/$pid/stat" | cut -d ' ' -f 1)
-        case "$state" in Z|X) exit 0 ;; esac
+        case "$state" in Z|X) exit 3 ;; '') exit 4 ;; esac
         echo "$pid"
         """#
 
     public func postmasterPID(dataDir: String) async throws(ClusterError) -> Int32? {
         let result = try await script(Self.findPostmaster, [dataDir])
-        return Int32(result.output.trimmingCharacters(in: .whitespacesAndNewlines))
+        if result.status == 3 { return nil }
+        guard result.succeeded, let pid = Int32(result.output.trimmingCharacters(in: .whitespacesAndNewlines)) else {
+            throw ClusterError(
+                "\(label): cannot tell whether a server runs for \(dataDir) (exit \(result.status)): "
+                    + result.output.trimmingCharacters(in: .whitespacesAndNewlines))
+        }
+        return pid
     }
 
     /// Kills the postmaster and every process whose parent it is, then waits until it is gone.
@@ -339,6 +349,12 @@ public struct SSHHost: Host {
 
     public func killServer(dataDir: String) async throws(ClusterError) -> [Int32] {
         let result = try await script(Self.killTree, [dataDir])
+        if result.status == 3 { return [] }
+        guard result.succeeded else {
+            throw ClusterError(
+                "\(label): cannot tell whether a server runs for \(dataDir), so it was not killed (exit \(result.status)): "
+                    + result.output.trimmingCharacters(in: .whitespacesAndNewlines))
+        }
         return result.output.split(whereSeparator: { $0 == " " || $0.isNewline }).compactMap { Int32($0) }
     }
 }

@@ -87,7 +87,14 @@ public struct SSHTransport: Sendable {
                 atPath: controlDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         }
         let result = try await runner.run(command(arguments, input: input))
-        if result.status == 255, let failure = failure(result.output) { throw failure }
+        if result.status == 255 {
+            // Exit 255 is ssh's own: a known failure says what to check; any other is still
+            // a transport that failed, never a program's answer (no script of ours exits 255).
+            throw failure(result.output) ?? ClusterError(
+                "ssh to \(host) failed (exit 255): "
+                    + (result.output.split(whereSeparator: \.isNewline).last.map(String.init) ?? "no message")
+                    + "; what was asked there is unknown")
+        }
         return result
     }
 

@@ -105,13 +105,23 @@ public struct StatusReport: Sendable, Encodable {
 
     public var healthy: Bool { problems.isEmpty }
 
+    /// More than one node answers as a read-write primary.
+    public var splitBrain: Bool { nodes.filter { $0.role == "primary" }.count > 1 }
+
     /// Builds the report from observations. Pure.
     public static func make(spec: ClusterSpec, observations: [NodeObservation]) -> StatusReport {
         let primaries = observations.filter(\.isPrimary)
         let primary = primaries.count == 1 ? primaries[0] : nil
         var problems: [String] = []
         if primaries.isEmpty { problems.append("no primary answers") }
-        if primaries.count > 1 { problems.append("several primaries: \(primaries.map(\.node.name).joined(separator: ", "))") }
+        if primaries.count > 1 {
+            let keep = PrimaryRules.newest(primaries)
+            problems.append(
+                "SPLIT BRAIN: several primaries accept writes: "
+                    + primaries.map { "\($0.node.name) (timeline \($0.timeline.map(String.init) ?? "?"))" }.joined(separator: ", ")
+                    + (keep.map { "; \($0.node.name) holds the newest timeline and is the primary to keep: stop the others, then "
+                        + "pgcluster rejoin NODE" } ?? "; they are level: pgcluster cannot tell which to keep"))
+        }
 
         let parsed = SynchronousMode.parse(primary?.synchronousStandbyNames ?? "") ?? (.async, [])
         let synchronous = Synchronous(mode: parsed.mode.modeName, count: parsed.mode.count, standbys: parsed.standbys)

@@ -128,7 +128,7 @@ public struct Apply: Sendable {
         case .addNode(let name, _):
             try await add(spec.node(named: name)!, from: primary)
         case .synchronous(let mode, let standbys, _):
-            try await QuorumChange(credentials: credentials, primary: primary, mode: mode, standbys: standbys).apply()
+            try await QuorumChange(credentials: credentials, primary: primary, mode: mode, standbys: standbys, intent: spec).apply()
             try await ClusterRecord.saveSynchronous(
                 spec: spec, primary: primary.name, mode: mode, standbys: plan.restriction, applied: (mode, standbys))
         case .removeNode(let name, _):

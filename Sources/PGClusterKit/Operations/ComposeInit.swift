@@ -48,7 +48,7 @@ public struct ComposeInit: Sendable {
         }
         let mode = spec.replication.synchronous
         let names = spec.standbys.map(\.name)
-        try await QuorumChange(credentials: credentials, primary: spec.primary, mode: mode, standbys: names, timeout: 60).apply()
+        try await QuorumChange(credentials: credentials, primary: spec.primary, mode: mode, standbys: names, timeout: 60, intent: spec).apply()
         try await ClusterRecord.saveSynchronous(spec: spec, primary: spec.primary.name, mode: mode, standbys: nil, applied: (mode, names))
     }
 }

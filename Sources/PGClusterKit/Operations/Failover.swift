@@ -64,11 +64,14 @@ public struct Failover: Sendable {
 
     /// The synchronous configuration the dead primary had: what pgcluster last gave it, or
     /// else the remembered mode over every other node (the larger set is the safer guess).
-    func rememberedSync(_ state: ClusterState?, oldPrimary: String?) -> (ClusterState.Synchronous, FailoverDecision.SyncConfig) {
+    func rememberedSync(_ state: ClusterState?, oldPrimary: String?)
+        -> (ClusterState.Synchronous, FailoverDecision.SyncConfig, [FailoverDecision.SyncConfig])
+    {
         let remembered = state?.synchronous ?? .init(spec.replication.synchronous)
-        let guardConfig = state?.applied ?? remembered
-        let members = guardConfig.standbys ?? spec.nodes.map(\.name)
-        return (remembered, .init(mode: guardConfig.synchronousMode, standbys: members.filter { $0 != oldPrimary }))
+        let configs = FailoverDecision.guardConfigs(
+            applied: state?.applied ?? remembered, pending: state?.pending, nodes: spec.nodes.map(\.name),
+            deadPrimary: oldPrimary)
+        return (remembered, configs.sync, configs.alsoPossible)
     }
 
     public func run() async throws(ClusterError) -> Report {
@@ -80,7 +83,8 @@ public struct Failover: Sendable {
         timer.lap("observe \(spec.nodes.count) nodes")
         // For the quorum guard, an unknown old primary is one of the silent nodes: whichever
         // it was, the others count as missing standbys, so the guard is as strict either way.
-        let (remembered, sync) = rememberedSync(state, oldPrimary: oldPrimary ?? first.first { !$0.reachable }?.node.name)
+        let (remembered, sync, alsoPossible) = rememberedSync(
+            state, oldPrimary: oldPrimary ?? first.first { !$0.reachable }?.node.name)
 
         // A live primary: either an earlier failover stopped part-way (finish it), or there is
         // nothing to fail over from.
@@ -91,7 +95,8 @@ public struct Failover: Sendable {
         }
 
         // Decide once before touching anything: a refusal here changes nothing.
-        let preliminary = try Self.unwrap(FailoverDecision.decide(observations: first, sync: sync, request: request))
+        let preliminary = try Self.unwrap(FailoverDecision.decide(
+            observations: first, sync: sync, request: request, alsoPossible: alsoPossible))
         if dryRun {
             return report(plan: preliminary, observations: first, oldPrimary: oldPrimary, rePointed: [], needsRejoin: [],
                 synchronous: "unchanged", fenced: nil, timer: timer)
@@ -127,7 +132,8 @@ public struct Failover: Sendable {
         let candidate: NodeSpec
         let planned: (mode: SynchronousMode, standbys: [String], warning: String?)
         do {
-            plan = try Self.unwrap(FailoverDecision.decide(observations: observations, sync: sync, request: request))
+            plan = try Self.unwrap(
+                FailoverDecision.decide(observations: observations, sync: sync, request: request, alsoPossible: alsoPossible))
             candidate = spec.node(named: plan.candidate)!
             let chosen = observations.first { $0.node.name == candidate.name }!
             try await ops.prepareReplay(chosen)
@@ -135,8 +141,12 @@ public struct Failover: Sendable {
             timer.lap("\(candidate.name) replays all it received")
             // The synchronous names go in before the promotion, so that not one commit on the
             // new primary is acknowledged outside the remembered mode.
-            planned = FailoverDecision.newSynchronous(mode: remembered.synchronousMode, remaining: plan.rePoint)
-            try await QuorumChange(credentials: credentials, primary: candidate, mode: planned.mode, standbys: planned.standbys).set()
+            planned = FailoverDecision.newSynchronous(
+                mode: remembered.synchronousMode, remaining: plan.rePoint, durability: spec.watch.durability,
+                others: (remembered.standbys ?? spec.nodes.map(\.name)).filter { $0 != candidate.name })
+            try await QuorumChange(
+                credentials: credentials, primary: candidate, mode: planned.mode, standbys: planned.standbys, intent: spec
+            ).set()
             timer.lap("synchronous_standby_names on \(candidate.name)")
             TestInterruption.point("synchronous")
             try await ops.promote(candidate)
@@ -172,8 +182,16 @@ public struct Failover: Sendable {
     /// brain a failover must not add to.
     static func livePrimary(_ observations: [NodeObservation]) throws(ClusterError) -> NodeObservation? {
         let primaries = observations.filter(\.isPrimary)
+        if primaries.count == 1, PrimaryRules.isStale(primaries[0], among: observations) {
+            let live = primaries[0]
+            throw ClusterError.refused(
+                "\(live.node.name) answers as a primary on timeline \(live.timeline.map(String.init) ?? "?"), but other nodes "
+                    + "know a newer timeline: it is a deposed primary, and its writes since then are not the cluster's. "
+                    + "Stop it (pgcluster stop \(live.node.name)), then run failover again; bring it back with: "
+                    + "pgcluster rejoin \(live.node.name)")
+        }
         guard primaries.count > 1 else { return primaries.first }
-        let ordered = primaries.sorted { ($0.timeline ?? 0) > ($1.timeline ?? 0) }
+        let ordered = primaries.sorted(by: PrimaryRules.ranksAbove)
         let list = ordered.map { "\($0.node.name) (timeline \($0.timeline.map(String.init) ?? "?"))" }.joined(separator: ", ")
         throw ClusterError.refused(
             "\(primaries.count) nodes answer as primaries: \(list). Failover adds no third; "

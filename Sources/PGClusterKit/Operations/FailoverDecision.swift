@@ -49,8 +49,12 @@ public enum FailoverDecision {
         public var description: String { reason }
     }
 
+    /// - Parameters:
+    ///   - sync: what the dead primary was last recorded to have.
+    ///   - alsoPossible: settings it may have had instead: a change recorded as pending and
+    ///     never confirmed (intent before action). The quorum must be provable under each.
     public static func decide(
-        observations: [NodeObservation], sync: SyncConfig, request: Request
+        observations: [NodeObservation], sync: SyncConfig, request: Request, alsoPossible: [SyncConfig] = []
     ) -> Result<Plan, Refusal> {
         func refuse(_ reason: String, _ code: ExitKind = .refused) -> Result<Plan, Refusal> {
             .failure(Refusal(reason: reason, exitCode: code))
@@ -70,24 +74,30 @@ public enum FailoverDecision {
 
         // 2. Quorum guard: with ANY/FIRST k over S, every acknowledged commit is on at least
         //    k members of S; with |S| - k + 1 of them reachable, one of those is among them.
+        //    Under every setting the primary may have had (a pending change included).
         var warnings: [String] = []
         let reachable = Set(standbys.map(\.node.name))
-        let members = sync.standbys
-        if sync.mode != .async && !members.isEmpty {
-            let k = min(sync.mode.count, members.count)
+        var configs = [sync]
+        for other in alsoPossible where !configs.contains(other) { configs.append(other) }
+        for (index, config) in configs.enumerated() {
+            let members = config.standbys
+            guard config.mode != .async && !members.isEmpty else { continue }
+            let k = min(config.mode.count, members.count)
             let needed = members.count - k + 1
             let present = members.filter(reachable.contains)
             if present.count < needed {
                 let missing = members.filter { !reachable.contains($0) }
-                let text = "quorum cannot be proven: synchronous_standby_names was \(sync.mode) over "
-                    + "\(members.joined(separator: ", ")), so \(needed) of them must answer to be sure the freshest "
-                    + "is among them, but only \(present.count) do; unreachable: \(missing.joined(separator: ", "))"
+                let text = "quorum cannot be proven: synchronous_standby_names "
+                    + (index == 0 ? "was" : "may have been (a change recorded as pending, never confirmed)")
+                    + " \(config.mode) over \(members.joined(separator: ", ")), so \(needed) of them must answer to be "
+                    + "sure the freshest is among them, but only \(present.count) do; unreachable: \(missing.joined(separator: ", "))"
                 if !request.allowDataLoss {
                     return refuse(text + ". Bring them back, or accept losing acknowledged commits with --allow-data-loss")
                 }
                 warnings.append(text + " (accepted with --allow-data-loss)")
             }
-        } else {
+        }
+        if configs.allSatisfy({ $0.mode == .async || $0.standbys.isEmpty }) {
             warnings.append(
                 "replication was asynchronous: commits acknowledged after the freshest standby's position may be lost")
         }
@@ -162,12 +172,42 @@ public enum FailoverDecision {
                 otherTimeline: behindTimeline, unreachable: unreachable, warnings: warnings))
     }
 
+    /// What the quorum guard reasons on, for failover and watch alike: what the dead primary
+    /// was last given (`applied`: the mode and the exact standbys; nil standbys mean every
+    /// node), and a change recorded as pending that may have reached it (intent before
+    /// action). Never the dead primary itself, nor a pending change's own primary.
+    public static func guardConfigs(
+        applied: ClusterState.Synchronous, pending: ClusterState.Pending?, nodes: [String], deadPrimary: String?
+    ) -> (sync: SyncConfig, alsoPossible: [SyncConfig]) {
+        let members = (applied.standbys ?? nodes).filter { $0 != deadPrimary }
+        let sync = SyncConfig(mode: applied.synchronousMode, standbys: members)
+        guard let pending else { return (sync, []) }
+        let pendingMembers = (pending.synchronous.standbys ?? nodes).filter { $0 != deadPrimary && $0 != pending.primary }
+        let other = SyncConfig(mode: pending.synchronous.synchronousMode, standbys: pendingMembers)
+        return (sync, other == sync ? [] : [other])
+    }
+
     /// The synchronous setting for the new primary: the remembered mode over the standbys
     /// that remain (never the dead primary, never the unreachable), with the count capped at
     /// how many remain so that commits do not block on nodes that are gone.
+    ///
+    /// With `durability: strict` the mode is never lowered: when fewer remain than it needs,
+    /// the other members (`others`: the nodes it was over, by priority; the dead primary
+    /// among them) are listed too, with the count unchanged, so that commits WAIT until
+    /// enough of them stream again rather than being acknowledged by fewer.
     public static func newSynchronous(
-        mode: SynchronousMode, remaining: [String]
+        mode: SynchronousMode, remaining: [String], durability: WatchSettings.Durability = .available, others: [String] = []
     ) -> (mode: SynchronousMode, standbys: [String], warning: String?) {
+        if durability == .strict, mode != .async, remaining.count < mode.count {
+            let k = mode.count
+            let listed = remaining + others.filter { !remaining.contains($0) }
+            guard !listed.isEmpty else { return (mode, remaining, "no standby can be listed: commits wait") }
+            return (
+                mode, listed,
+                "durability strict: \(mode) is kept over \(listed.joined(separator: ", ")) though only \(remaining.count) "
+                    + "\(remaining.count == 1 ? "follows" : "follow"): commits WAIT until \(k) stream"
+            )
+        }
         switch mode {
         case .async:
             return (.async, remaining, nil)

@@ -37,7 +37,7 @@ public struct ClusterInit: Sendable {
             let names = spec.standbys.map(\.name)
             Console.progress("[\(primary.name)] synchronous mode \(mode)")
             let quorum = QuorumChange(
-                credentials: credentials, primary: primary, mode: mode, standbys: names, timeout: streamTimeout)
+                credentials: credentials, primary: primary, mode: mode, standbys: names, timeout: streamTimeout, intent: spec)
             try await quorum.apply()
             try await ClusterRecord.saveSynchronous(spec: spec, primary: primary.name, mode: mode, standbys: nil, applied: (mode, names))
             try await ClusterRecord.saveMembers(spec: spec, primary: primary.name, members: spec.nodes.map(ClusterState.Member.init))

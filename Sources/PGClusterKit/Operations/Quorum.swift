@@ -9,8 +9,15 @@ public struct QuorumChange: Sendable {
     /// The standbys listed, in priority order for FIRST.
     public var standbys: [String]
     public var timeout: Double
+    /// The cluster whose store records the change as pending before the primary sees it
+    /// (intent before action); nil only where nothing is recorded yet (a node being built).
+    public var intent: ClusterSpec?
 
-    public init(credentials: Credentials, primary: NodeSpec, mode: SynchronousMode, standbys: [String], timeout: Double = 30) {
+    public init(
+        credentials: Credentials, primary: NodeSpec, mode: SynchronousMode, standbys: [String], timeout: Double = 30,
+        intent: ClusterSpec?
+    ) {
+        self.intent = intent
         self.credentials = credentials
         self.primary = primary
         self.mode = mode
@@ -39,8 +46,13 @@ public struct QuorumChange: Sendable {
         return states
     }
 
-    /// Sets it (ALTER SYSTEM) and reloads, without waiting for the standbys.
+    /// Sets it (ALTER SYSTEM) and reloads, without waiting for the standbys. The change is
+    /// recorded as pending first: if pgcluster dies, or the wait that follows fails, the
+    /// failover guard still reasons on it until a writer records what the primary has.
     public func set() async throws(ClusterError) {
+        if let intent {
+            try await ClusterRecord.savePending(spec: intent, primary: primary.name, synchronous: .init(mode, standbys: standbys))
+        }
         let target = Observer(credentials: credentials).target(primary, connectTimeout: 5)
         do {
             try await ServerOps.execute(
@@ -58,7 +70,17 @@ public struct QuorumChange: Sendable {
     @discardableResult
     public func apply() async throws(ClusterError) -> [NodeObservation.ReplicationRow] {
         try await set()
-        return try await waitUntilApplied()
+        do {
+            return try await waitUntilApplied()
+        } catch {
+            var error = error
+            if intent != nil {
+                error.details.append(
+                    "the new setting is recorded as pending: until a quorum command succeeds, failover must prove the quorum "
+                        + "under both the previous setting and this one")
+            }
+            throw error
+        }
     }
 
     func waitUntilApplied() async throws(ClusterError) -> [NodeObservation.ReplicationRow] {

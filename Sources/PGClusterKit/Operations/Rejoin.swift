@@ -72,10 +72,45 @@ public struct Rejoin: Sendable {
         Console.warn("\(node.name) is a primary beside \(other.node.name); rejoining it anyway (--force): its writes since they parted are discarded")
     }
 
+    /// A refused rejoin fences: a node refused because it is a primary beside another one
+    /// that holds newer data (``PrimaryRules``) is stopped, so that it never serves as a
+    /// second read-write primary while the operator decides. Returns the refusal to throw,
+    /// saying what was done.
+    func fenceRefused(_ refusal: ClusterError, observations: [NodeObservation]) async -> ClusterError {
+        var refusal = refusal
+        let primaries = observations.filter(\.isPrimary)
+        guard primaries.count > 1, primaries.contains(where: { $0.node.name == node.name }) else { return refusal }
+        guard let keep = PrimaryRules.newest(primaries), keep.node.name != node.name else {
+            let other = primaries.first { $0.node.name != node.name }!.node.name
+            refusal.details.append(
+                PrimaryRules.newest(primaries) == nil
+                    ? "\(node.name) and \(other) are level (one timeline, one position): nothing was stopped; stop the wrong one yourself"
+                    : "\(node.name) holds the newer timeline: it is the one to keep, so it was left running; "
+                        + "the node to rejoin is the other one: pgcluster rejoin \(other)")
+            return refusal
+        }
+        do throws(ClusterError) {
+            try await cluster.stop(node, mode: .fast)
+            refusal.details.insert(
+                "\(node.name) was STOPPED, so that it does not serve beside \(keep.node.name) (the newer timeline) meanwhile", at: 0)
+        } catch {
+            let fenced = await cluster.fence(node)
+            refusal.details.insert(
+                fenced.map { "\(node.name) could not be stopped cleanly (\(error.message)); fenced: \($0)" }
+                    ?? "\(node.name) could NOT be stopped (\(error.message)): it still serves beside \(keep.node.name); stop it yourself",
+                at: 0)
+        }
+        return refusal
+    }
+
     public func run() async throws(ClusterError) -> Report {
         var timer = StepTimer()
         let observations = await Observer(credentials: credentials).observeAll(spec.nodes)
-        try Self.refuseLivePrimary(node, observations: observations, force: force)
+        do {
+            try Self.refuseLivePrimary(node, observations: observations, force: force)
+        } catch {
+            throw await fenceRefused(error, observations: observations)
+        }
         let primaryObservation: NodeObservation
         do {
             primaryObservation = try PrimaryLookup.find(observations.filter { $0.node.name != node.name })
@@ -146,7 +181,8 @@ public struct Rejoin: Sendable {
             spec: spec, primary: primary.name, following: Array(following), remembered: remembered, alreadySet: nil,
             down: down)
         try await QuorumChange(
-            credentials: credentials, primary: primary, mode: settlement.mode, standbys: settlement.standbys, timeout: 30
+            credentials: credentials, primary: primary, mode: settlement.mode, standbys: settlement.standbys, timeout: 30,
+            intent: spec
         ).apply()
         try await ClusterRecord.savePrimary(spec: spec, primary: primary.name, applied: (settlement.mode, settlement.standbys))
         timer.lap("synchronous_standby_names on \(primary.name)")

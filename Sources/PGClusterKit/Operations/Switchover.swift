@@ -128,8 +128,12 @@ public struct Switchover: Sendable {
         try await ops.ensureSlots(on: target, for: followers)
         try await ops.dropSlot(on: target, for: target)
         let listed = (remembered.standbys ?? followers.map(\.name)).filter { $0 != target.name }
-        let newSync = FailoverDecision.newSynchronous(mode: remembered.synchronousMode, remaining: listed)
-        try await QuorumChange(credentials: credentials, primary: target, mode: newSync.mode, standbys: newSync.standbys).set()
+        let newSync = FailoverDecision.newSynchronous(
+            mode: remembered.synchronousMode, remaining: listed, durability: spec.watch.durability,
+            others: spec.nodes.map(\.name).filter { $0 != target.name })
+        try await QuorumChange(
+            credentials: credentials, primary: target, mode: newSync.mode, standbys: newSync.standbys, intent: spec
+        ).set()
         timer.lap("slots and synchronous_standby_names on \(target.name)")
 
         let pointed = await parallel(others) { node throws(ClusterError) in try await ops.rePoint(node, to: target) }

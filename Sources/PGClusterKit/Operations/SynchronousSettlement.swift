@@ -16,14 +16,25 @@ public struct SynchronousSettlement: Sendable, Equatable {
         spec: ClusterSpec, primary: String, following: [String], remembered: ClusterState.Synchronous,
         alreadySet: (mode: SynchronousMode, standbys: [String])?, down: [String]
     ) -> SynchronousSettlement {
-        let listed = (remembered.standbys ?? spec.nodes.map(\.name)).filter { $0 != primary && following.contains($0) }
-        let ordered = spec.nodes.filter { listed.contains($0.name) }
+        let members = (remembered.standbys ?? spec.nodes.map(\.name)).filter { $0 != primary }
+        let byPriority = spec.nodes.filter { members.contains($0.name) }
             .sorted { ($0.priority, $1.name) > ($1.priority, $0.name) }.map(\.name)
-        let final = FailoverDecision.newSynchronous(mode: remembered.synchronousMode, remaining: ordered)
+        let ordered = byPriority.filter(following.contains)
+        let final = FailoverDecision.newSynchronous(
+            mode: remembered.synchronousMode, remaining: ordered, durability: spec.watch.durability,
+            others: byPriority.isEmpty ? spec.nodes.map(\.name).filter { $0 != primary } : byPriority)
         let changed = alreadySet.map { $0.mode != final.mode || $0.standbys != final.standbys } ?? true
         var problems: [String] = []
         let wanted = remembered.synchronousMode
-        if wanted != .async && wanted.count > final.standbys.count {
+        let kept = final.mode == wanted && final.standbys.count >= wanted.count
+        if wanted != .async && kept && ordered.count < wanted.count {
+            let missing = final.standbys.filter { !ordered.contains($0) }
+            problems.append(
+                "commits on \(primary) WAIT: durability strict keeps \(wanted) over \(final.standbys.joined(separator: ", ")), "
+                    + "and only \(ordered.count) of them \(ordered.count == 1 ? "follows" : "follow"). "
+                    + "Bring them back: " + missing.map { "pgcluster rejoin \($0)" }.joined(separator: "; ")
+                    + " (or accept fewer copies: durability available)")
+        } else if wanted != .async && wanted.count > final.standbys.count {
             let missing = Array(Set(down)).sorted().filter { $0 != primary }
             let who = final.standbys.isEmpty
                 ? "none does" : "only " + final.standbys.joined(separator: ", ") + (final.standbys.count == 1 ? " does" : " do")
@@ -35,7 +46,8 @@ public struct SynchronousSettlement: Sendable, Equatable {
                         : "Bring them back: " + missing.map { "pgcluster rejoin \($0)" }.joined(separator: "; ")))
         }
         return SynchronousSettlement(
-            mode: final.mode, standbys: final.standbys, changed: changed, warnings: final.warning.map { [$0] } ?? [],
+            mode: final.mode, standbys: final.standbys, changed: changed,
+            warnings: problems.isEmpty ? final.warning.map { [$0] } ?? [] : [],
             problems: problems)
     }
 
@@ -49,7 +61,7 @@ public struct SynchronousSettlement: Sendable, Equatable {
             down: down)
         if settlement.changed {
             try await QuorumChange(
-                credentials: credentials, primary: primary, mode: settlement.mode, standbys: settlement.standbys
+                credentials: credentials, primary: primary, mode: settlement.mode, standbys: settlement.standbys, intent: spec
             ).set()
         }
         return settlement

@@ -31,6 +31,17 @@ public enum ClusterRecord {
         }
     }
 
+    /// Intent before action: records that `primary` is about to be given `synchronous`,
+    /// before it is. Cleared by the next writer that records what the primary has.
+    public static func savePending(spec: ClusterSpec, primary: String, synchronous: ClusterState.Synchronous) async throws(ClusterError) {
+        let fallback = ClusterState.Synchronous(spec.replication.synchronous)
+        try await Stores.of(spec).updateState { previous in
+            var state = previous ?? ClusterState(primary: primary, synchronous: fallback, applied: fallback)
+            state.pending = .init(primary: primary, synchronous: synchronous)
+            return state
+        }
+    }
+
     /// `pause` / `resume`: whether `watch` may act. Needs a recorded state (after `init`).
     public static func savePaused(spec: ClusterSpec, _ paused: Bool) async throws(ClusterError) {
         let store = Stores.of(spec)

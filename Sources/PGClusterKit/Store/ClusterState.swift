@@ -34,6 +34,21 @@ public struct ClusterState: Sendable, Equatable, Codable {
     /// The nodes the cluster has, and where each lives: `apply` must still reach a node
     /// after it was taken out of the spec. Nil in states written before `apply` existed.
     public var nodes: [Member]?
+    /// Intent before action: a synchronous setting about to be given to `primary`, recorded
+    /// before any server sees it. Until a writer records what the primary has (``applied``),
+    /// the failover guard must prove the quorum under both: the change may or may not have
+    /// reached the server (docs/ARCHITECTURE.md, "Intent before action").
+    public var pending: Pending?
+
+    public struct Pending: Sendable, Equatable, Codable {
+        public var primary: String
+        public var synchronous: Synchronous
+
+        public init(primary: String, synchronous: Synchronous) {
+            self.primary = primary
+            self.synchronous = synchronous
+        }
+    }
 
     /// A node of the cluster as `apply` last left it: enough to find its server and files.
     public struct Member: Sendable, Equatable, Codable {
@@ -55,8 +70,9 @@ public struct ClusterState: Sendable, Equatable, Codable {
 
     public init(
         primary: String, synchronous: Synchronous, applied: Synchronous? = nil, paused: Bool? = nil,
-        lowered: Synchronous? = nil, nodes: [Member]? = nil
+        lowered: Synchronous? = nil, nodes: [Member]? = nil, pending: Pending? = nil
     ) {
+        self.pending = pending
         self.primary = primary
         self.synchronous = synchronous
         self.applied = applied

@@ -34,6 +34,9 @@ public enum WatchDecision {
         public var applied: ClusterState.Synchronous
         /// What `watch` lowered (durability available), nil when nothing is lowered.
         public var lowered: ClusterState.Synchronous?
+        /// A synchronous change recorded as pending and not confirmed: the guard proves the
+        /// quorum under it too.
+        public var pending: ClusterState.Pending?
         public var paused: Bool
         /// Seconds on the watcher's monotonic clock, once the observations are in.
         public var now: Double
@@ -43,8 +46,9 @@ public enum WatchDecision {
 
         public init(
             nodes: [Node], recordedPrimary: String, applied: ClusterState.Synchronous, lowered: ClusterState.Synchronous? = nil,
-            paused: Bool = false, now: Double, probedAt: Double? = nil
+            paused: Bool = false, now: Double, probedAt: Double? = nil, pending: ClusterState.Pending? = nil
         ) {
+            self.pending = pending
             self.probedAt = probedAt
             self.nodes = nodes
             self.recordedPrimary = recordedPrimary
@@ -118,6 +122,14 @@ public enum WatchDecision {
             memory.primaryLostSince = nil
             return secondPrimary(primaries, recorded: input.recordedPrimary)
         }
+        if let live = primaries.first, PrimaryRules.isStale(live.observation, among: input.nodes.map(\.observation)) {
+            // A deposed primary back from the dead while the real one is gone: it must not
+            // serve; once fenced, the failover rules choose among the standbys.
+            return .fence(
+                live.name,
+                why: "it answers as a primary on timeline \(live.observation.timeline.map(String.init) ?? "?"), but other nodes "
+                    + "know a newer one: a deposed primary, it must never serve")
+        }
         if let live = primaries.first {
             memory.primaryLostSince = nil
             memory.primaryLastAnswered = input.probedAt ?? input.now
@@ -126,21 +138,21 @@ public enum WatchDecision {
         return withoutPrimary(input, memory: &memory, settings: settings)
     }
 
-    /// Two primaries: the one pgcluster did not make primary (or, unrecorded, the one on the
-    /// older timeline) is fenced; on one timeline with neither recorded, nobody can tell.
+    /// Two primaries: the newest timeline (then the furthest WAL) is the primary, whatever
+    /// the record says (``PrimaryRules``); the others are fenced, the oldest first. Level on
+    /// both, nobody can tell which holds the data to keep: refused.
     static func secondPrimary(_ primaries: [Node], recorded: String) -> Action {
         let list = primaries.map { "\($0.name) (timeline \($0.observation.timeline.map(String.init) ?? "?"))" }
             .joined(separator: ", ")
-        let keep = primaries.first { $0.name == recorded }
-            ?? primaries.max { ($0.observation.timeline ?? 0) < ($1.observation.timeline ?? 0) }!
-        let others = primaries.filter { $0.name != keep.name }
-        if keep.name != recorded, others.contains(where: { $0.observation.timeline == keep.observation.timeline }) {
+        guard let keep = PrimaryRules.newest(primaries.map(\.observation)) else {
             return .refuse(
-                "\(list) answer as primaries on one timeline and pgcluster recorded neither: it cannot tell which one "
+                "\(list) answer as primaries on one timeline at one position: pgcluster cannot tell which one "
                     + "holds the data to keep. Stop the wrong one, then: pgcluster rejoin NODE --force")
         }
-        let intruder = others.min { ($0.observation.timeline ?? 0) < ($1.observation.timeline ?? 0) }!
-        return .fence(intruder.name, why: "a second primary beside \(keep.name): \(list); it must never serve")
+        let others = primaries.filter { $0.name != keep.node.name }
+        let intruder = others.min { PrimaryRules.ranksAbove($1.observation, $0.observation) }!
+        let recordNote = keep.node.name == recorded ? "" : " (the record said \(recorded): the newest timeline wins)"
+        return .fence(intruder.name, why: "a second primary beside \(keep.node.name)\(recordNote): \(list); it must never serve")
     }
 
     static func withLivePrimary(_ live: Node, _ input: Input, memory: Memory, settings: WatchSettings) -> Action {
@@ -212,7 +224,8 @@ public enum WatchDecision {
         let observations = input.nodes.map(\.observation)
 
         func failover(_ why: String) -> Action {
-            switch FailoverDecision.decide(observations: observations, sync: sync, request: .init()) {
+            switch FailoverDecision.decide(
+                observations: observations, sync: sync.sync, request: .init(), alsoPossible: sync.alsoPossible) {
             case .failure(let refusal): return .refuse(refusal.reason)
             case .success(let plan): return .failover("\(why); \(plan.candidate) is \(plan.reason)")
             }
@@ -243,7 +256,8 @@ public enum WatchDecision {
         if old?.postmaster == .running {
             // Its host answers: kill it first, so that it is proven down when the failover runs;
             // but not when the failover would be refused anyway.
-            if case .failure(let refusal) = FailoverDecision.decide(observations: observations, sync: sync, request: .init()) {
+            if case .failure(let refusal) = FailoverDecision.decide(
+                observations: observations, sync: sync.sync, request: .init(), alsoPossible: sync.alsoPossible) {
                 return .refuse(refusal.reason)
             }
             return .fence(name, why: "lost for \(seconds(lost)) s (\(how)), and no standby streams from it")
@@ -253,9 +267,9 @@ public enum WatchDecision {
 
     /// The configuration the quorum guard reasons on, as ``Failover`` does: what the dead
     /// primary was given, over every member but itself.
-    static func guardConfig(_ input: Input) -> FailoverDecision.SyncConfig {
-        let members = input.applied.standbys ?? input.nodes.map(\.name)
-        return .init(mode: input.applied.synchronousMode, standbys: members.filter { $0 != input.recordedPrimary })
+    static func guardConfig(_ input: Input) -> (sync: FailoverDecision.SyncConfig, alsoPossible: [FailoverDecision.SyncConfig]) {
+        FailoverDecision.guardConfigs(
+            applied: input.applied, pending: input.pending, nodes: input.nodes.map(\.name), deadPrimary: input.recordedPrimary)
     }
 }
 

@@ -117,7 +117,7 @@ public struct Watcher: Service {
         if applied.standbys == nil { applied.standbys = spec.nodes.map(\.name).filter { $0 != recorded } }
         return .init(
             nodes: nodes, recordedPrimary: recorded, applied: applied, lowered: state?.lowered, paused: state?.paused ?? false,
-            now: now(), probedAt: probedAt)
+            now: now(), probedAt: probedAt, pending: state?.pending)
     }
 
     /// Hosts the tests pretend cannot be reached (`PGCLUSTER_TEST_SILENT_HOSTS=node0,...`):
@@ -188,14 +188,16 @@ public struct Watcher: Service {
                 logger.event("started", node: name, lines.joined(separator: "; "))
             case .lowerSynchronous:
                 guard let live else { return }
-                try await QuorumChange(credentials: credentials, primary: live, mode: .async, standbys: []).set()
+                try await QuorumChange(credentials: credentials, primary: live, mode: .async, standbys: [], intent: spec).set()
                 try await ClusterRecord.saveLowered(
                     spec: spec, primary: live.name, applied: .init(.async, standbys: []), lowered: input.applied)
                 logger.event("lowered", node: live.name, "synchronous_standby_names = '' until a synchronous standby streams (recorded)")
             case .restoreSynchronous:
                 guard let live, let lowered = input.lowered else { return }
                 let standbys = lowered.standbys ?? []
-                try await QuorumChange(credentials: credentials, primary: live, mode: lowered.synchronousMode, standbys: standbys).set()
+                try await QuorumChange(
+                    credentials: credentials, primary: live, mode: lowered.synchronousMode, standbys: standbys, intent: spec
+                ).set()
                 try await ClusterRecord.saveLowered(spec: spec, primary: live.name, applied: lowered, lowered: nil)
                 logger.event(
                     "restored", node: live.name, "synchronous_standby_names = '\(lowered.synchronousMode.standbyNames(standbys))'")

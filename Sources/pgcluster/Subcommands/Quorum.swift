@@ -81,7 +81,7 @@ extension PGCluster {
                 let primary = spec.node(named: plan.primary)!
                 let change = QuorumChange(
                     credentials: credentials, primary: primary, mode: plan.mode, standbys: plan.standbys,
-                    timeout: timeout)
+                    timeout: timeout, intent: spec)
                 Console.progress("[\(primary.name)] synchronous_standby_names = '\(change.value)'")
                 let rows = try await change.apply()
                 try await ClusterRecord.saveSynchronous(

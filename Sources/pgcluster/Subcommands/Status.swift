@@ -10,7 +10,9 @@ extension PGCluster {
                 One row a node: role, state, timeline, LSNs, lag in bytes and seconds, sync state and \
                 upstream, and with TLS the days left on each node's certificate (a warning under 30). Every node is asked at once with a short timeout, so a dead node costs at most \
                 that. The cluster is degraded when a node is down, a standby does not stream from the \
-                primary, or there is not exactly one primary.
+                primary, or there is not exactly one primary. A node that does not answer in time is \
+                "no answer", not "down": down is proven (the connection was refused). Exit 2 when two \
+                nodes answer as read-write primaries (the one on the newest timeline is named).
                 """)
 
         @OptionGroup var options: SpecOptions
@@ -44,6 +46,8 @@ extension PGCluster {
                 } else {
                     Console.out(report.table)
                 }
+                // Two read-write primaries is a split brain: exit 2, as a refusal, not 1.
+                if report.splitBrain { throw ExitCode(ExitKind.refused.rawValue) }
                 if !report.healthy { throw ExitCode(ExitKind.failure.rawValue) }
             }
         }
