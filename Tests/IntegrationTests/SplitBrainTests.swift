@@ -162,7 +162,7 @@ struct SplitBrainTests {
         }
     }
 
-    @Test("rejoin of a node that accepts writes beside another primary: refused without --force")
+    @Test("rejoin of a node that accepts writes beside another primary: refused without --force, and the older one is stopped")
     func rejoinLivePrimary() async throws {
         try await withCluster(name: "sb-rejoin", basePort: 21440, synchronous: "{mode: any, count: 1}") { cluster in
             try await cluster.initCluster()
@@ -176,15 +176,26 @@ struct SplitBrainTests {
             try #require(manual.status == 0, "pg_ctl start: \(manual.stderr) \((try? String(contentsOfFile: "\(cluster.dataRoot)/node0/postgres.log", encoding: .utf8))?.suffix(800) ?? "")")
             #expect(Set(cluster.primaries()) == Set(["node0", primary]))
 
+            // status calls it what it is (exit 2) and names the newest timeline as the one to keep.
+            let split = await cluster.run(["status"])
+            #expect(split.status == 2, "\(split.stdout)")
+            #expect(split.stdout.contains("SPLIT BRAIN") && split.stdout.contains("\(primary) holds the newest timeline"), "\(split.stdout)")
+
+            // Rejoining the newer one is refused and leaves it serving: it is the one to keep.
+            let newer = await cluster.run(["rejoin", primary])
+            #expect(newer.status == 2)
+            #expect(newer.stderr.contains("holds the newer timeline"), "\(newer.stderr)")
+            #expect(try cluster.sql(primary, "SELECT pg_is_in_recovery()").scalar == "f")
+
+            // Issue 20, bug 3: refused, and the deposed primary no longer serves (it was stopped).
             let refused = await cluster.run(["rejoin", "node0"])
             #expect(refused.status == 2, "\(refused.stderr)")
             #expect(refused.stderr.contains("node0 accepts writes as a primary"))
-            #expect(refused.stderr.contains("--force"))
-            #expect(try cluster.sql("node0", "SELECT pg_is_in_recovery()").scalar == "f", "refused, yet node0 was touched")
-
-            let onlyPrimary = await cluster.run(["rejoin", primary])
-            #expect(onlyPrimary.status == 2)
-            #expect(onlyPrimary.stderr.contains("\(primary) is a primary too") || onlyPrimary.stderr.contains("accepts writes"))
+            #expect(refused.stderr.contains("node0 was STOPPED"), "\(refused.stderr)")
+            #expect(await cluster.eventually { cluster.postmasterPID("node0") == nil }, "node0 still runs after the refusal")
+            #expect(cluster.primaries() == [primary])
+            let after = await cluster.run(["status", "--json"])
+            #expect(try cluster.json(after)["primary"] as? String == primary)
 
             let forced = await cluster.run(["rejoin", "node0", "--force"])
             #expect(forced.status == 0, "forced: \(forced.stderr)")

@@ -99,12 +99,12 @@ extension TestCluster {
 /// Runs `body` with a fresh cluster that has a `watch:` block and a watcher started on
 /// it; the watcher is stopped (by PID) and the cluster torn down however the test ends.
 func withWatchedCluster(
-    name: String, basePort: Int, synchronous: String = "{mode: any, count: 1}", watch: String = "",
+    name: String, basePort: Int, standbys: Int = 2, synchronous: String = "{mode: any, count: 1}", watch: String = "",
     environment: [String: String] = [:], json: Bool = false, startWatcher: Bool = true,
     _ body: (TestCluster, WatchProcess?) async throws -> Void
 ) async throws {
     let block = "watch:\n  interval: 0.5\n  failoverAfter: 2\n" + watch
-    let cluster = try TestCluster(name: name, basePort: basePort, synchronous: synchronous, extraNodeYAML: block)
+    let cluster = try TestCluster(name: name, basePort: basePort, standbys: standbys, synchronous: synchronous, extraNodeYAML: block)
     var watcher: WatchProcess?
     do {
         try await cluster.initCluster()

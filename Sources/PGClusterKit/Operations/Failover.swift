@@ -75,7 +75,7 @@ public struct Failover: Sendable {
     }
 
     public func run() async throws(ClusterError) -> Report {
-        var timer = StepTimer()
+        var timer = StepTimer(announce: false)
         let state = try await ClusterRecord.load(spec: spec)
         // Unknown when nothing was recorded: then every node that does not answer is fenced.
         let oldPrimary = state?.primary

@@ -280,8 +280,13 @@ public struct StepTimer: Sendable {
     private var last: ContinuousClock.Instant
     public let began: ContinuousClock.Instant
     public private(set) var steps: [Step] = []
+    /// Whether each step is also printed as progress when it ends. Off where the report
+    /// lists the steps anyway and the whole takes a moment (failover, switchover): the
+    /// list would be printed twice.
+    public var announce: Bool
 
-    public init() {
+    public init(announce: Bool = true) {
+        self.announce = announce
         began = clock.now
         last = began
     }
@@ -291,7 +296,7 @@ public struct StepTimer: Sendable {
         let now = clock.now
         steps.append(Step(name: name, seconds: (now - last).seconds))
         last = now
-        Console.progress(steps.last!.line)
+        if announce { Console.progress(steps.last!.line) }
     }
 
     public var total: Double { (clock.now - began).seconds }

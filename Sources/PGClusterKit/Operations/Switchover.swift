@@ -80,7 +80,7 @@ public struct Switchover: Sendable {
                 "--candidate \(candidate): no such node (nodes: \(spec.nodes.map(\.name).joined(separator: ", ")))",
                 exitCode: .usage)
         }
-        var timer = StepTimer()
+        var timer = StepTimer(announce: false)
         let observations = await Observer(credentials: credentials).observeAll(spec.nodes)
         let primaryObservation = try PrimaryLookup.find(observations)
         let standbys = observations.filter(\.isStandby)

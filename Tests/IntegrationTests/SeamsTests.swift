@@ -1,0 +1,135 @@
+import Foundation
+import Testing
+
+@testable import PGClusterKit
+
+/// Issue 20, "acknowledged means kept, at every seam": each defect reproduced on real
+/// servers, asserting the rows present and the roles after the scenario. Ports 21900-21949.
+@Suite("seams: intent before action, strict durability, the newest timeline", .serialized, .clusterLimit)
+struct SeamsTests {
+    @Test("a quorum change whose wait fails is pending: failover refuses while the standby that confirmed commits is gone")
+    func pendingQuorumChange() async throws {
+        try await withCluster(name: "seam-pending", basePort: 21900, standbys: 3, synchronous: "{mode: any, count: 1}") { cluster in
+            try await cluster.initCluster()
+            let first = await cluster.run(["quorum", "--any", "1", "--standbys", "node1,node2"])
+            #expect(first.status == 0, "\(first.stderr)")
+            // Set, but its wait gives up at once: exit 1, and the primary waits for node3 alone.
+            let second = await cluster.run(["quorum", "--any", "1", "--standbys", "node3", "--timeout", "0"])
+            #expect(second.status == 1, "\(second.stderr)")
+            #expect(second.stderr.contains("pending"), "\(second.stderr)")
+            #expect(try cluster.sql("node0", "SHOW synchronous_standby_names").scalar == "ANY 1 (\"node3\")")
+
+            #expect(await cluster.run(["stop", "node1", "node2"]).status == 0)
+            try cluster.sql("node0", "CREATE TABLE acked (id int PRIMARY KEY)")
+            try cluster.sql("node0", "INSERT INTO acked SELECT generate_series(1, 100)")  // confirmed by node3 alone
+            try cluster.kill9Postmaster("node0")
+            #expect(await cluster.run(["stop", "node3"]).status == 0)
+            let started = await cluster.run(["start", "node1", "node2"])
+            #expect(started.status == 0, "\(started.stderr)")
+
+            // The guard proves the quorum under the pending setting too: node3 must answer.
+            let refused = await cluster.run(["failover"])
+            #expect(refused.status == 2, "failover went ahead without node3: \(refused.stdout)\n\(refused.stderr)")
+            #expect(refused.stderr.contains("node3") && refused.stderr.contains("pending"), "\(refused.stderr)")
+            #expect(cluster.primaries().isEmpty)
+
+            // node3 back: it is the freshest, promoted, and every acknowledged row is there.
+            #expect(await cluster.run(["start", "node3"]).status == 0)
+            let failover = await cluster.run(["failover", "--json"])
+            #expect(failover.status == 0, "\(failover.stderr)")
+            #expect(try cluster.json(failover)["candidate"] as? String == "node3")
+            #expect(try cluster.sql("node3", "SELECT count(*) FROM acked").scalar == "100")
+        }
+    }
+
+    @Test("durability strict never lowers: a primary and one standby under ANY 1, kill -9, the watcher fails over and commits wait until a standby streams")
+    func strictNeverLowers() async throws {
+        try await withWatchedCluster(name: "seam-strict", basePort: 21910, standbys: 1) { cluster, watcher in
+            let watcher = try #require(watcher)
+            try cluster.sql("node0", "CREATE TABLE acked (id int PRIMARY KEY)")
+            try cluster.sql("node0", "INSERT INTO acked VALUES (1)")
+            try cluster.kill9Postmaster("node0")
+            #expect(await cluster.eventually(30) { cluster.onePrimary(besides: "node0") == "node1" }, "\(watcher.log)")
+            // Never emptied: the mode stays ANY 1 over the old primary until it streams again.
+            var seen: Set<String> = []
+            let rejoined = await cluster.eventually(90) {
+                if let names = try? cluster.sql("node1", "SHOW synchronous_standby_names").scalar { seen.insert(names) }
+                return try cluster.upstreamPort(of: "node0") == cluster.port("node1")
+            }
+            #expect(rejoined, "node0 was not rejoined:\n\(watcher.log)")
+            #expect(!seen.contains(""), "synchronous_standby_names was emptied: \(seen)\n\(watcher.log)")
+            #expect(try cluster.sql("node1", "SHOW synchronous_standby_names").scalar == "ANY 1 (\"node0\")")
+            #expect(watcher.lines("lowered").isEmpty, "\(watcher.log)")
+            // A commit now is acknowledged only with node0 confirming it.
+            try cluster.sql("node1", "INSERT INTO acked VALUES (2)")
+            #expect(try cluster.sql("node1", "SELECT sync_state FROM pg_stat_replication WHERE application_name = 'node0'").scalar == "quorum")
+            #expect(await cluster.eventually { try cluster.sql("node0", "SELECT count(*) FROM acked").scalar == "2" })
+        }
+    }
+
+    @Test("the record lags a promotion (killed after re-pointing): the watcher keeps the newest timeline and fences the recorded primary")
+    func newestTimelineWins() async throws {
+        try await withWatchedCluster(name: "seam-newest", basePort: 21920, startWatcher: false) { cluster, _ in
+            try cluster.sql("node0", "CREATE TABLE acked (id int PRIMARY KEY)")
+            try cluster.sql("node0", "INSERT INTO acked VALUES (1)")
+            try cluster.kill9Postmaster("node0")
+            // A failover that dies after re-pointing, before it records anything.
+            let interrupted = await cluster.run(["failover"], environment: ["PGCLUSTER_TEST_STOP_AFTER": "re-point"])
+            #expect(interrupted.status != 0)
+            let promoted = try #require(cluster.onePrimary(besides: "node0"), "nothing was promoted")
+            let state = try String(contentsOfFile: "\(cluster.dataRoot)/state.json", encoding: .utf8)
+            #expect(state.contains("\"primary\" : \"node0\""), "the promotion was recorded: \(state)")
+            try cluster.sql(promoted, "INSERT INTO acked VALUES (2)")  // acknowledged on the new timeline
+            // The old primary comes back by hand, as a primary, on the old timeline.
+            let manual = cluster.pgCtlStart("node0")
+            try #require(manual.status == 0, "pg_ctl start: \(manual.stderr)")
+            #expect(Set(cluster.primaries()) == Set(["node0", promoted]))
+
+            let watcher = try WatchProcess(cluster)
+            do {
+                // The newest timeline wins over the record: node0 is fenced, then rejoined under it.
+                #expect(await watcher.waitFor("fenced", timeout: 30), "\(watcher.log)")
+                #expect(watcher.lines("fenced").allSatisfy { $0.contains("node0") }, "\(watcher.log)")
+                #expect(
+                    await cluster.eventually(90) { try cluster.upstreamPort(of: "node0") == cluster.port(promoted) }, "\(watcher.log)")
+                #expect(cluster.primaries() == [promoted])
+                #expect(try cluster.sql(promoted, "SELECT count(*) FROM acked").scalar == "2")
+                #expect(await cluster.eventually { try cluster.sql("node0", "SELECT count(*) FROM acked").scalar == "2" })
+            } catch {
+                await watcher.stop()
+                throw error
+            }
+            await watcher.stop()
+        }
+    }
+}
+
+/// The postmaster probe says "stopped" only when that is proven; otherwise it fails, and the
+/// watcher reads the node as unknown (issue 20: unknown is never stopped).
+@Suite("the postmaster probe: proven stop or unknown")
+struct PostmasterProbeTests {
+    func probe(_ dataDir: String) -> (status: Int32, output: String) {
+        let result = TestCluster.spawnWithFiles(["/bin/sh", "-c", SSHHost.findPostmaster, "sh", dataDir], timeout: 10)
+        return (result.status, result.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
+    @Test("no pid file, a dead pid: proven stopped (3); an unreadable or garbled pid file: unknown; a live one: its pid")
+    func cases() throws {
+        let dir = "/tmp/pgcluster-probe-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        #expect(probe(dir).status == 3)
+        #expect(probe(dir + "/missing").status == 3)
+        try "garbage\n".write(toFile: "\(dir)/postmaster.pid", atomically: true, encoding: .utf8)
+        #expect(probe(dir).status == 4)
+        try "\(getpid())\n/data\n".write(toFile: "\(dir)/postmaster.pid", atomically: true, encoding: .utf8)
+        #expect(probe(dir) == (0, String(getpid())))
+        try "4194303\n".write(toFile: "\(dir)/postmaster.pid", atomically: true, encoding: .utf8)
+        #expect(probe(dir).status == 3)
+        // A pid file that cannot be read is not a proof of anything.
+        try FileManager.default.createDirectory(atPath: "\(dir)/postmaster.pid.d", withIntermediateDirectories: true)
+        try? FileManager.default.removeItem(atPath: "\(dir)/postmaster.pid")
+        try FileManager.default.moveItem(atPath: "\(dir)/postmaster.pid.d", toPath: "\(dir)/postmaster.pid")
+        #expect(probe(dir).status == 4)
+    }
+}
