@@ -81,7 +81,7 @@ struct SeamsTests {
             #expect(state.contains("\"primary\" : \"node0\""), "the promotion was recorded: \(state)")
             try cluster.sql(promoted, "INSERT INTO acked VALUES (2)")  // acknowledged on the new timeline
             // The old primary comes back by hand, as a primary, on the old timeline.
-            let manual = cluster.pgCtlStart("node0")
+            let manual = await cluster.pgCtlStart("node0")
             try #require(manual.status == 0, "pg_ctl start: \(manual.stderr)")
             #expect(Set(cluster.primaries()) == Set(["node0", promoted]))
 

@@ -17,7 +17,12 @@ extension TestCluster {
     }
 
     /// Starts a node's server with pg_ctl directly, as an operator bypassing pgcluster would.
-    func pgCtlStart(_ node: String) -> RunResult {
+    /// Its waits block a thread of its own, never one of the cooperative pool.
+    func pgCtlStart(_ node: String) async -> RunResult {
+        await Blocking.run { self.pgCtlStartBlocking(node) }
+    }
+
+    private func pgCtlStartBlocking(_ node: String) -> RunResult {
         // A killed postmaster lingers as a zombie until PID 1 reaps it; its lock files would stop pg_ctl.
         let pidFile = "\(dataRoot)/\(node)/data/postmaster.pid"
         if let text = try? String(contentsOfFile: pidFile, encoding: .utf8), let pid = text.split(separator: "\n").first.flatMap({ pid_t($0) }) {
@@ -172,7 +177,7 @@ struct SplitBrainTests {
             let primary = try await cluster.failOver()
             try cluster.sql(primary, "INSERT INTO t VALUES (2)")
             // Someone starts the old primary by hand: two primaries.
-            let manual = cluster.pgCtlStart("node0")
+            let manual = await cluster.pgCtlStart("node0")
             try #require(manual.status == 0, "pg_ctl start: \(manual.stderr) \((try? String(contentsOfFile: "\(cluster.dataRoot)/node0/postgres.log", encoding: .utf8))?.suffix(800) ?? "")")
             #expect(Set(cluster.primaries()) == Set(["node0", primary]))
 

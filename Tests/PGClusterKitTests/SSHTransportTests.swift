@@ -22,7 +22,7 @@ struct SSHTransportTests {
                 "-o", "ControlMaster=auto", "-o", "ControlPath=/srv/demo/ssh/%C", "-o", "ControlPersist=60",
                 "-o", "StrictHostKeyChecking=accept-new", "-o", "UserKnownHostsFile=/srv/demo/known_hosts",
                 "-o", "LogLevel=ERROR", "-p", "22", "-i", "/keys/id_ed25519", "-o", "IdentitiesOnly=yes",
-                "postgres@10.213.7.11", "--", "cat '/var/lib/pgcluster/demo/db 0/postgresql.conf'",
+                "-l", "postgres", "--", "10.213.7.11", "cat '/var/lib/pgcluster/demo/db 0/postgresql.conf'",
             ])
         #expect(command.input == nil)
         #expect(transport.command(["true"], input: Data("x".utf8)).input == Data("x".utf8))

@@ -45,6 +45,16 @@ private func nodesYAML(_ entries: [String]) -> String {
 @Suite("Spec validation")
 struct SpecValidationTests {
     static let badSpecs: [BadSpec] = [
+        // Issue 20: a login or host that ssh would read as an option (-oProxyCommand=...).
+        BadSpec(
+            label: "ssh.user starting with '-'", yaml: specYAML(
+                top: "backend: ssh\nssh:\n  user: -oProxyCommand=touch\n",
+                nodes: "nodes:\n  - {name: db_0, host: 10.0.0.1, port: 5432, role: primary}\n  - {name: db_1, host: 10.0.0.2, port: 5432}\n"),
+            key: "ssh.user", reason: "not a login name"),
+        BadSpec(
+            label: "a host starting with '-'",
+            yaml: specYAML(nodes: "nodes:\n  - {name: db_0, host: -oProxyCommand=x, port: 15432, role: primary}\n  - {name: db_1, port: 15433}\n"),
+            key: "nodes[0].host", reason: "not a host name"),
         BadSpec(label: "unknown key in watch", yaml: specYAML(top: "watch:\n  intervall: 1\n"), key: "watch.intervall", reason: "unknown key", line: 3),
         BadSpec(label: "watch.interval not a duration", yaml: specYAML(top: "watch:\n  interval: soon\n"), key: "watch.interval", reason: "not a duration", line: 3),
         BadSpec(label: "watch.interval of zero", yaml: specYAML(top: "watch:\n  interval: 0\n"), key: "watch.interval", reason: "outside"),

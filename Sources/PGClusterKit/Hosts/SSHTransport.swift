@@ -70,7 +70,8 @@ public struct SSHTransport: Sendable {
 
     /// The ssh command that runs `arguments` on the host, with `input` on its stdin.
     public func command(_ arguments: [String], input: Data? = nil) -> Command {
-        Command(Self.executable, options + ["\(user)@\(host)", "--", ShellQuote.line(arguments)], input: input)
+        // The login and the host after "-l" and "--": neither can ever be read as an option.
+        Command(Self.executable, options + ["-l", user, "--", host, ShellQuote.line(arguments)], input: input)
     }
 
     /// Runs `arguments` on the host and returns how it ended there. Throws when ssh itself
@@ -132,7 +133,7 @@ public struct SSHTransport: Sendable {
     /// Ends the master connection, if one is open (at the end of a command, or before a
     /// test removes its hosts). Never fails.
     public func closeConnection() async {
-        _ = try? await runner.run(Command(Self.executable, ["-O", "exit"] + options + ["\(user)@\(host)"]))
+        _ = try? await runner.run(Command(Self.executable, ["-O", "exit"] + options + ["-l", user, "--", host]))
     }
 
     /// What ssh's own failure (exit 255) means, in one line naming the host and what to do;

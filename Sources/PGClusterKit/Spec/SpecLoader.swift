@@ -497,7 +497,8 @@ private struct Reader {
         }
         let map = mapping(node, "ssh", allowed: ["user", "port", "identityFile", "dir", "connectTimeout"])
         if let user = string(map["user"], "ssh.user", default: "postgres") {
-            if user.isEmpty || user.contains(where: { $0.isWhitespace || $0 == "@" || $0 == "'" }) {
+            if user.isEmpty || user.hasPrefix("-") || user.contains(where: { $0.isWhitespace || $0 == "@" || $0 == "'" }) {
+                // A leading '-' would be read by ssh as an option (-oProxyCommand=...).
                 fail(map["user"], "ssh.user", "'\(user)' is not a login name")
             } else {
                 ssh.user = user
@@ -585,7 +586,7 @@ private struct Reader {
                     "'\(name)' is too long: at most \(SpecLoader.maxNodeNameLength) characters, because the node's replication slot is pgcluster_<name> and PostgreSQL allows 63")
             }
             let host = string(map["host"], "\(path).host", default: "127.0.0.1") ?? "127.0.0.1"
-            if host.isEmpty || host.contains(where: { $0.isWhitespace || $0 == "'" || $0 == "\\" }) {
+            if host.isEmpty || host.hasPrefix("-") || host.contains(where: { $0.isWhitespace || $0 == "'" || $0 == "\\" }) {
                 fail(map["host"], "\(path).host", "'\(host)' is not a host name or address")
             }
             let port = int(map["port"], "\(path).port", range: 1...65535)
@@ -602,7 +603,7 @@ private struct Reader {
             if backend != .ssh && map["sshHost"] != nil {
                 fail(map["sshHost"], "\(path).sshHost", "applies to backend: ssh only")
             }
-            if let sshHost, sshHost.isEmpty || sshHost.contains(where: { $0.isWhitespace || $0 == "'" || $0 == "@" }) {
+            if let sshHost, sshHost.isEmpty || sshHost.hasPrefix("-") || sshHost.contains(where: { $0.isWhitespace || $0 == "'" || $0 == "@" }) {
                 fail(map["sshHost"], "\(path).sshHost", "'\(sshHost)' is not a host name or address")
             }
             if backend == .ssh && map["host"] == nil && map["sshHost"] == nil {
