@@ -99,8 +99,9 @@ struct HTTPPostTests {
     }
 }
 
-/// A TCP listener on 127.0.0.1 that accepts into its backlog and never answers.
-private final class Listener {
+/// A TCP listener on 127.0.0.1 that accepts into its backlog and never answers, or, after
+/// ``answerEvery(with:)``, answers every request with one canned reply.
+final class Listener: @unchecked Sendable {
     let fd: Int32
 
     init(port: UInt16) throws {
@@ -120,5 +121,34 @@ private final class Listener {
         }
     }
 
-    func close() { Glibc.close(fd) }
+    func close() { Glibc.shutdown(fd, Int32(SHUT_RDWR)); Glibc.close(fd) }
+
+    /// On a thread of its own: accepts each connection, reads the request, writes `reply`
+    /// (a whole HTTP response) and closes, until the listener is closed.
+    func answerEvery(with reply: String) {
+        let fd = fd
+        Thread.detachNewThread {
+            while true {
+                let client = accept(fd, nil, nil)
+                guard client >= 0 else { return }
+                var buffer = [UInt8](repeating: 0, count: 65536)
+                var request = Data()
+                // Headers, then the body its Content-Length announces.
+                while true {
+                    let n = read(client, &buffer, buffer.count)
+                    if n <= 0 { break }
+                    request.append(contentsOf: buffer[0..<n])
+                    let text = String(decoding: request, as: UTF8.self)
+                    if let end = text.range(of: "\r\n\r\n") {
+                        let length = text.split(separator: "\r\n").first { $0.lowercased().hasPrefix("content-length:") }
+                            .flatMap { Int($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) } ?? 0
+                        if text[end.upperBound...].utf8.count >= length { break }
+                    }
+                }
+                let bytes = Array(reply.utf8)
+                _ = write(client, bytes, bytes.count)
+                Glibc.close(client)
+            }
+        }
+    }
 }

@@ -122,8 +122,19 @@ public final class EtcdClient: @unchecked Sendable {
                 problems.append("\(endpoint.absoluteString): \(failure)")
                 continue
             case .success(let response):
-                guard let object = (try? JSONSerialization.jsonObject(with: response.body)) as? [String: Any] else {
-                    let text = String(decoding: response.body.prefix(120), as: UTF8.self)
+                // Only etcd's 200 with a JSON object is an answer. Anything else (an error page,
+                // a proxy's, a member that fails) is an error, never "no keys".
+                let object = (try? JSONSerialization.jsonObject(with: response.body)) as? [String: Any]
+                let message = object?["message"] as? String ?? object?["error"] as? String
+                let text = String(decoding: response.body.prefix(120), as: UTF8.self)
+                guard response.status == 200 else {
+                    if (400..<500).contains(response.status), let message {
+                        throw ClusterError("etcd at \(endpoint.absoluteString) refused \(path): HTTP \(response.status): \(message)")
+                    }
+                    problems.append("\(endpoint.absoluteString): HTTP \(response.status): \(message ?? text)")
+                    continue
+                }
+                guard let object else {
                     problems.append("\(endpoint.absoluteString): HTTP \(response.status), not a JSON object: \(text)")
                     continue
                 }
