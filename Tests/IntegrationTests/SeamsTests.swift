@@ -133,3 +133,98 @@ struct PostmasterProbeTests {
         #expect(probe(dir).status == 4)
     }
 }
+
+/// Issue 20, item 6: a holder paused past its lease loses its right to act. Ports 21930-21939,
+/// etcd 23800-23801.
+@Suite("seams: the epoch of the cluster lock in etcd", .serialized, .clusterLimit)
+struct EpochTests {
+    @Test("a switchover paused for longer than its lease after stopping the old primary: the watcher fails over; resumed, the switchover stops before promoting")
+    func pausedSwitchover() async throws {
+        try await withEtcd(port: 23800) { etcd in
+            let store = "store: {etcd: {endpoints: [\(etcd.endpoint)], prefix: /pgc-epoch}}\nwatch: {interval: 0.5, failoverAfter: 2, leaseTTL: 3}\n"
+            let cluster = try TestCluster(name: "epoch", basePort: 21930, synchronous: "{mode: any, count: 1}", extraNodeYAML: store)
+            var watcher: WatchProcess?
+            var switchover: pid_t = 0
+            do {
+                try await cluster.initCluster()
+                try cluster.sql("node0", "CREATE TABLE acked (id int PRIMARY KEY)")
+                try cluster.sql("node0", "INSERT INTO acked VALUES (1)")
+                watcher = try WatchProcess(cluster)
+                #expect(await watcher!.waitFor("start"))
+
+                // The switchover to node2 stops node0 cleanly, then is paused (SIGSTOP), lock held.
+                let out = "\(cluster.root)/switchover.out"
+                switchover = try spawnDetached(
+                    [TestCluster.binary, "switchover", "--candidate", "node2", "-f", cluster.specPath], output: out,
+                    environment: ["PGCLUSTER_TEST_PAUSE_AFTER": "switchover-stop"])
+                #expect(await cluster.eventually(60) { processState(switchover) == "T" }, "the switchover never paused")
+                // Its lease (10 s) runs out; the watcher takes the lock and fails over: node1 (first by name).
+                #expect(await cluster.eventually(60) { cluster.onePrimary(besides: "node0") == "node1" }, "\(watcher!.log)")
+                try cluster.sql("node1", "INSERT INTO acked VALUES (2)")
+                kill(switchover, SIGCONT)
+                let status = await waitExit(switchover)
+                switchover = 0
+                let output = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
+                #expect(status == 1, "switchover exit \(status):\n\(output)")
+                #expect(output.contains("stopped before"), "\(output)")
+                // Nothing of the stale holder took effect: node1 stays the only primary, node2 follows it.
+                #expect(cluster.primaries() == ["node1"], "\(watcher!.log)")
+                #expect(await cluster.eventually(30) { try cluster.upstreamPort(of: "node2") == cluster.port("node1") })
+                #expect(try cluster.sql("node1", "SELECT count(*) FROM acked").scalar == "2")
+                let recorded = try cluster.json(await cluster.run(["status", "--json"]))
+                #expect(recorded["primary"] as? String == "node1")
+                let client = EtcdClient(endpoints: [URL(string: etcd.endpoint)!])
+                let state = try #require(try await client.get("/pgc-epoch/epoch/state"))
+                #expect(String(decoding: state.value, as: UTF8.self).contains("\"primary\":\"node1\""))
+            } catch {
+                if switchover > 0 { kill(switchover, SIGKILL) }
+                await watcher?.stop()
+                print(watcher?.log ?? "")
+                await cluster.teardown()
+                throw error
+            }
+            await watcher?.stop()
+            await cluster.teardown()
+        }
+    }
+}
+
+/// Starts a program in the background, its output to `output`; returns its PID.
+func spawnDetached(_ argv: [String], output: String, environment: [String: String] = [:]) throws -> pid_t {
+    var env = ProcessInfo.processInfo.environment
+    env["NO_COLOR"] = "1"
+    env.merge(environment) { _, new in new }
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+    posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+    posix_spawn_file_actions_adddup2(&actions, 1, 2)
+    let cArgs = argv.map { strdup($0) } + [nil]
+    let cEnv = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
+    defer { (cArgs + cEnv).forEach { free($0) } }
+    var child: pid_t = 0
+    let rc = posix_spawn(&child, argv[0], &actions, nil, cArgs, cEnv)
+    try #require(rc == 0, "cannot start \(argv[0]): \(String(cString: strerror(rc)))")
+    return child
+}
+
+/// The state letter of a process (R, S, T for stopped, Z), nil when it is gone.
+func processState(_ pid: pid_t) -> String? {
+    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+        let close = stat.lastIndex(of: ")")
+    else { return nil }
+    return stat[stat.index(close, offsetBy: 2)...].split(separator: " ").first.map(String.init)
+}
+
+/// Waits for a child to end (polling, off the cooperative pool's threads); its exit status.
+func waitExit(_ pid: pid_t, timeout: Double = 120) async -> Int32 {
+    let deadline = Date().addingTimeInterval(timeout)
+    while Date() < deadline {
+        var status: Int32 = 0
+        if waitpid(pid, &status, WNOHANG) == pid { return (status & 0x7f) == 0 ? (status >> 8) & 0xff : -(status & 0x7f) }
+        try? await Task.sleep(for: .milliseconds(100))
+    }
+    kill(pid, SIGKILL)
+    return -1
+}

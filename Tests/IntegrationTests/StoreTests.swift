@@ -114,6 +114,34 @@ struct StoreTests {
         }
     }
 
+    @Test("etcd: 1,000 history events, one key each: the store keeps working and history lists them in order")
+    func etcdHistory() async throws {
+        let folder = try Self.folder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        try await withEtcd(port: 23802) { etcd in
+            let spec = try Self.spec(folder, etcd: etcd.endpoint, timeout: 5)
+            let store = Stores.of(spec)
+            for i in 0..<1000 {
+                try await store.appendHistory(
+                    HistoryEvent(
+                        kind: "failover", from: nil, to: "db_\(i % 2)", timeline: i + 1, lsn: nil, durationSeconds: 0.1,
+                        rePointed: [], needsRejoin: [], steps: []))
+            }
+            let history = try await store.loadHistory()
+            #expect(history.count == 1000)
+            #expect(history.map(\.timeline) == (1...1000).map { Optional($0) })
+            // Every event is its own key, far below etcd's request limit; the state still works.
+            let keys = try await EtcdClient(endpoints: [URL(string: etcd.endpoint)!]).list(prefix: "/pgc-test/storetest/history/")
+            #expect(keys.count == 1000)
+            #expect(keys.allSatisfy { $0.value.count < 4096 })
+            try await store.updateState { _ in ClusterState(primary: "db_1", synchronous: .init(.async)) }
+            #expect(try await store.loadState()?.primary == "db_1")
+            let cli = await TestCluster.runBinary(["history", "-f", "\(folder)/pgcluster.yaml"])
+            #expect(cli.status == 0, "\(cli.stderr)")
+            #expect(cli.stdout.split(separator: "\n").count >= 1000, "\(cli.stdout.suffix(300))")
+        }
+    }
+
     @Test("etcd: a leader that cannot renew stops leading within TTL/2; a dead lock holder's lease lets go")
     func etcdFailures() async throws {
         let folder = try Self.folder()

@@ -3,7 +3,7 @@ import Testing
 
 @testable import PGClusterKit
 
-/// Issue 20/21: every etcd reply's status is checked. An error page, a 404 or a 500 is an
+/// Ports 23810-23813. Issue 20/21: every etcd reply's status is checked. An error page, a 404 or a 500 is an
 /// error naming the endpoint and the status; it never reads as "no keys" (which would make
 /// pgcluster act on an empty state: no primary recorded, nothing paused).
 @Suite("etcd replies: anything but 200 is an error, never an empty answer", .serialized)
@@ -25,7 +25,7 @@ struct EtcdReplyTests {
     @Test("a reply that is not etcd's 200 makes range and txn fail, naming the endpoint and status")
     func notOK() async throws {
         for (index, c) in Self.replies.enumerated() {
-            let port = UInt16(23790 + index)
+            let port = UInt16(23810 + index)
             let listener = try Listener(port: port)
             listener.answerEvery(with: c.reply)
             defer { listener.close() }

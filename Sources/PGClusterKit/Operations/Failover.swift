@@ -252,6 +252,13 @@ public struct Failover: Sendable {
     func fence(_ observations: [NodeObservation], oldPrimary: String?) async -> String? {
         guard let control else { return nil }
         let silent = observations.filter { !$0.reachable && (oldPrimary == nil || $0.node.name == oldPrimary) }
+        if !silent.isEmpty {
+            do throws(ClusterError) {
+                try await HeldLocks.verify(before: "fencing")
+            } catch {
+                return "not fenced: \(error.message)"
+            }
+        }
         var done: [String] = []
         for observation in silent {
             if let fenced = await control.fence(observation.node) { done.append("\(observation.node.name): \(fenced)") }

@@ -50,6 +50,7 @@ public struct QuorumChange: Sendable {
     /// recorded as pending first: if pgcluster dies, or the wait that follows fails, the
     /// failover guard still reasons on it until a writer records what the primary has.
     public func set() async throws(ClusterError) {
+        try await HeldLocks.verify(before: "setting synchronous_standby_names on \(primary.name)")
         if let intent {
             try await ClusterRecord.savePending(spec: intent, primary: primary.name, synchronous: .init(mode, standbys: standbys))
         }

@@ -135,6 +135,7 @@ public struct Rejoin: Sendable {
         }
         try await ops.ensureSlots(on: primary, for: [node])
 
+        try await HeldLocks.verify(before: "rewinding \(node.name)")
         var method = "pg_rewind"
         var rewound: RewoundWAL?
         let hasData = await cluster.hasData(node)

@@ -160,6 +160,7 @@ public struct ServerOps: Sendable {
     /// Promotes a standby and waits until it accepts writes. `pg_promote(true)` re-checks
     /// only every 100 ms; asking without waiting and polling every 10 ms ends sooner.
     public func promote(_ node: NodeSpec, timeout: Double = 60) async throws(ClusterError) {
+        try await HeldLocks.verify(before: "promoting \(node.name)")
         let target = observer.target(node, connectTimeout: 5)
         let outcome: Result<Bool, PGError>? = await Blocking.run(timeout: timeout + 5) {
             do throws(PGError) {

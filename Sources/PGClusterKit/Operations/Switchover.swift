@@ -92,8 +92,10 @@ public struct Switchover: Sendable {
 
         try await ops.checkpoint(primary)
         timer.lap("checkpoint on \(primary.name)")
+        try await HeldLocks.verify(before: "stopping \(primary.name) for the switchover")
         try await cluster.stopForSwitchover(primary)
         timer.lap("stop \(primary.name) cleanly")
+        TestInterruption.point("switchover-stop")
         let checkpoint = try await shutdownCheckpoint(primary)
 
         // On one connection: a handshake (with TLS) every few milliseconds would cost more than the query.
@@ -111,6 +113,7 @@ public struct Switchover: Sendable {
 
         // The candidate has everything the old primary wrote: it takes over. Meanwhile the
         // old primary, stopped, is set to follow it (files only; with compose a container).
+        try await HeldLocks.verify(before: "promoting \(target.name)")
         async let followed: ClusterError? = {
             do throws(ClusterError) {
                 try await cluster.follow(primary, upstream: target)

@@ -38,9 +38,46 @@ public protocol ClusterStore: Sendable {
 }
 
 /// A cluster lock held; released by ``release()`` (or by the holder's death).
+///
+/// The epoch (docs/ARCHITECTURE.md, "Epoch"): a holder that can lose its lock while it
+/// still runs (an etcd lease that expired while the process was paused) must not go on
+/// acting. ``verify()`` says whether it still holds it, and is called before each
+/// irreversible step (``HeldLocks/verify(before:)``); the state writes of a holder are
+/// conditional on its epoch in the store itself.
 public protocol HeldLock: Sendable {
     var holder: ClusterLock.Holder { get }
+    /// What identifies this holding among all the lock's holders: the etcd revision that
+    /// created its key; 0 for a kernel flock, which its holder cannot lose while it lives.
+    var epoch: Int64 { get }
+    /// Throws when the lock is no longer this holder's (lease expired, renewal failed,
+    /// another holder took it).
+    func verify() async throws(ClusterError)
     func release() async
+}
+
+/// The cluster lock this process holds now, if any. A command holds one for its whole run;
+/// the watcher one per action. Process-wide, so that the steps deep inside an operation
+/// check it without every layer passing it down.
+public enum HeldLocks {
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var current: (any HeldLock)?
+
+    static func set(_ held: (any HeldLock)?) { lock.withLock { current = held } }
+
+    public static var held: (any HeldLock)? { lock.withLock { current } }
+
+    /// Before an irreversible step (promote, fence, synchronous_standby_names, rewind): the
+    /// lock must still be this process's. A holder that lost it stops here and says so.
+    public static func verify(before step: String) async throws(ClusterError) {
+        guard let held else { return }
+        do {
+            try await held.verify()
+        } catch {
+            throw ClusterError(
+                "stopped before \(step): \(error.message)",
+                details: ["another pgcluster command or watcher may have acted meanwhile; check with: pgcluster status"])
+        }
+    }
 }
 
 /// One watcher's claim to lead. `campaign()` tries to take or keep it, `isLeader` says
@@ -67,11 +104,14 @@ extension ClusterStore {
         async throws -> T
     {
         let lock = try await acquireLock(command: command, wait: wait)
+        HeldLocks.set(lock)
         do {
             let result = try await body()
+            HeldLocks.set(nil)
             await lock.release()
             return result
         } catch {
+            HeldLocks.set(nil)
             await lock.release()
             throw error
         }
@@ -141,6 +181,10 @@ public struct FileStore: ClusterStore {
 }
 
 extension ClusterLock: HeldLock {
+    /// A kernel flock: its holder cannot lose it while it lives, and on one machine nobody
+    /// else can take it meanwhile, so there is no epoch to compare.
+    public var epoch: Int64 { 0 }
+    public func verify() async throws(ClusterError) {}
     public func release() async { releaseNow() }
 }
 

@@ -56,28 +56,41 @@ public final class EtcdClient: @unchecked Sendable {
 
     /// Puts `value` only while `key` is as `expected` says: absent (`nil`), or at that
     /// mod revision. Returns whether it was put, and the key as it is now when not.
+    ///
+    /// `fence`: a key that must still have that create revision (the cluster lock this
+    /// writer holds: its epoch); when it does not, `fenced` is what the key is now (nil when
+    /// it is gone) and nothing was put.
     public func put(
-        _ key: String, _ value: Data, lease: Int64? = nil, ifModRevision expected: Int64?
-    ) async throws(ClusterError) -> (done: Bool, current: KeyValue?) {
+        _ key: String, _ value: Data, lease: Int64? = nil, ifModRevision expected: Int64?,
+        fence: (key: String, createRevision: Int64)? = nil
+    ) async throws(ClusterError) -> (done: Bool, current: KeyValue?, fenced: KeyValue??) {
         let compare: [String: Any] =
             if let expected {
                 ["key": Self.b64(key), "result": "EQUAL", "target": "MOD", "mod_revision": String(expected)]
             } else {
                 ["key": Self.b64(key), "result": "EQUAL", "target": "CREATE", "create_revision": "0"]
             }
+        var compares = [compare]
+        var failure: [[String: Any]] = [["request_range": ["key": Self.b64(key)]]]
+        if let fence {
+            compares.append(
+                ["key": Self.b64(fence.key), "result": "EQUAL", "target": "CREATE", "create_revision": String(fence.createRevision)])
+            failure.append(["request_range": ["key": Self.b64(fence.key)]])
+        }
         var put: [String: Any] = ["key": Self.b64(key), "value": value.base64EncodedString()]
         if let lease { put["lease"] = String(lease) }
         let reply = try await call(
-            "/v3/kv/txn",
-            [
-                "compare": [compare], "success": [["request_put": put]],
-                "failure": [["request_range": ["key": Self.b64(key)]]],
-            ])
-        if reply["succeeded"] as? Bool == true { return (true, nil) }
-        let responses = reply["responses"] as? [[String: Any]]
-        let range = responses?.first?["response_range"] as? [String: Any]
-        let current = (range?["kvs"] as? [[String: Any]])?.first.flatMap(Self.keyValue)
-        return (false, current)
+            "/v3/kv/txn", ["compare": compares, "success": [["request_put": put]], "failure": failure])
+        if reply["succeeded"] as? Bool == true { return (true, nil, nil) }
+        let responses = reply["responses"] as? [[String: Any]] ?? []
+        func kv(_ index: Int) -> KeyValue? {
+            guard index < responses.count, let range = responses[index]["response_range"] as? [String: Any] else { return nil }
+            return (range["kvs"] as? [[String: Any]])?.first.flatMap(Self.keyValue)
+        }
+        let current = kv(0)
+        guard let fence else { return (false, current, nil) }
+        let holder = kv(1)
+        return (false, current, holder?.createRevision == fence.createRevision ? nil : .some(holder))
     }
 
     // MARK: Leases

@@ -1,7 +1,7 @@
 import Foundation
 
-/// The cluster's memory in etcd, under `<prefix>/<cluster>/`: `state` (JSON), `history`
-/// (a JSON array), `lock` (the cluster lock: its holder, on a lease kept alive while held)
+/// The cluster's memory in etcd, under `<prefix>/<cluster>/`: `state` (JSON), `history/…`
+/// (one key per event), `lock` (the cluster lock: its holder, on a lease kept alive while held)
 /// and `leader` (the watchers' leader, on its lease). Writes that depend on what is there
 /// are transactions on the key's mod revision. Credentials are never stored here.
 public struct EtcdStore: ClusterStore {
@@ -34,28 +34,54 @@ public struct EtcdStore: ClusterStore {
     public func updateState(_ change: @Sendable (ClusterState?) throws(ClusterError) -> ClusterState) async throws(ClusterError)
         -> ClusterState
     {
+        let fence = self.fence
         for _ in 0..<20 {
             let current = try await client.get(stateKey)
             let state = try change(try current.map { kv throws(ClusterError) in try decode(ClusterState.self, kv, what: "state") })
-            let (done, _) = try await client.put(stateKey, try encode(state), ifModRevision: current?.modRevision)
-            if done { return state }
+            let put = try await client.put(stateKey, try encode(state), ifModRevision: current?.modRevision, fence: fence)
+            if put.done { return state }
+            if let lost = put.fenced { throw lostLock(now: lost) }
         }
         throw ClusterError("the state in \(label) kept changing under this command; try again")
     }
 
+    /// The epoch this process writes under: the cluster lock it holds in this store (its
+    /// key and the revision that created it), nil when it holds none.
+    var fence: (key: String, createRevision: Int64)? {
+        guard let held = HeldLocks.held as? EtcdHeldLock, held.key == lockKey else { return nil }
+        return (lockKey, held.epoch)
+    }
+
+    func lostLock(now: EtcdClient.KeyValue?) -> ClusterError {
+        let other = now.flatMap { try? JSONDecoder().decode(ClusterLock.Holder.self, from: $0.value) }
+        return ClusterError(
+            "this command lost the cluster lock in \(label) (its lease ran out)"
+                + (other.map { "; \($0.description) holds it now" } ?? "")
+                + ": nothing more is written, so that a newer holder's record stands",
+            details: ["check what the cluster is now: pgcluster status; pgcluster history"])
+    }
+
+    /// One key per event (`history/<milliseconds>-<random>`, in time order), so the history
+    /// never outgrows etcd's request limit. A `history` key of an older pgcluster (one JSON
+    /// array) is read first.
     public func loadHistory() async throws(ClusterError) -> [HistoryEvent] {
-        guard let kv = try await client.get(historyKey) else { return [] }
-        return try decode([HistoryEvent].self, kv, what: "history")
+        var events: [HistoryEvent] = []
+        if let legacy = try await client.get(historyKey) {
+            events = try decode([HistoryEvent].self, legacy, what: "history")
+        }
+        for kv in try await client.list(prefix: historyKey + "/").sorted(by: { $0.key < $1.key }) {
+            events.append(try decode(HistoryEvent.self, kv, what: "history event"))
+        }
+        return events
     }
 
     public func appendHistory(_ event: HistoryEvent) async throws(ClusterError) {
-        for _ in 0..<20 {
-            let current = try await client.get(historyKey)
-            var events = try current.map { kv throws(ClusterError) in try decode([HistoryEvent].self, kv, what: "history") } ?? []
-            events.append(event)
-            if try await client.put(historyKey, try encode(events), ifModRevision: current?.modRevision).done { return }
-        }
-        throw ClusterError("the history in \(label) kept changing under this command; try again")
+        let millis = UInt64((Date().timeIntervalSince1970 * 1000).rounded())
+        let key = historyKey + "/" + String(format: "%015llu-%08x", millis, UInt32.random(in: 0...UInt32.max))
+        let put = try await client.put(key, try encode(event), ifModRevision: nil, fence: fence)
+        if put.done { return }
+        if let lost = put.fenced { throw lostLock(now: lost) }
+        throw ClusterError("the history key \(key) in \(label) exists already; try again")
     }
 
     public func acquireLock(command: String, wait: Double) async throws(ClusterError) -> any HeldLock {
@@ -65,9 +91,10 @@ public struct EtcdStore: ClusterStore {
         var announced = false
         while true {
             let lease = try await client.grant(ttl: Self.lockTTL)
-            let (done, current) = try await client.put(lockKey, value, lease: lease, ifModRevision: nil)
-            if done {
-                return EtcdHeldLock(client: client, key: lockKey, lease: lease, holder: holder, ttl: Self.lockTTL)
+            let (done, current, _) = try await client.put(lockKey, value, lease: lease, ifModRevision: nil)
+            if done, let created = try await client.get(lockKey), created.lease == lease {
+                return EtcdHeldLock(
+                    client: client, key: lockKey, lease: lease, epoch: created.createRevision, holder: holder, ttl: Self.lockTTL)
             }
             await client.revoke(lease)
             let other = current.flatMap { try? JSONDecoder().decode(ClusterLock.Holder.self, from: $0.value) }
@@ -119,24 +146,65 @@ public struct EtcdStore: ClusterStore {
 }
 
 /// The cluster lock in etcd: a key on a lease, renewed every third of its TTL while held.
+/// Its epoch is the revision that created the key. A renewal that fails, or that finds the
+/// lease gone (TTL 0), ends the holder's right to act: ``verify()`` fails from then on.
 final class EtcdHeldLock: HeldLock, @unchecked Sendable {
     let client: EtcdClient
     let key: String
     let lease: Int64
+    let epoch: Int64
     let holder: ClusterLock.Holder
+    let ttl: Int
+    private let state = NSLock()
+    private var renewed = ContinuousClock.now
+    private var lost: String?
     private var keeper: Task<Void, Never>?
 
-    init(client: EtcdClient, key: String, lease: Int64, holder: ClusterLock.Holder, ttl: Int) {
+    init(client: EtcdClient, key: String, lease: Int64, epoch: Int64, holder: ClusterLock.Holder, ttl: Int) {
         self.client = client
         self.key = key
         self.lease = lease
+        self.epoch = epoch
         self.holder = holder
-        keeper = Task { [client] in
+        self.ttl = ttl
+        keeper = Task { [weak self, client] in
             while !Task.isCancelled {
                 try? await Task.sleep(for: .seconds(Double(ttl) / 3))
                 if Task.isCancelled { break }
-                _ = try? await client.keepAlive(lease)
+                let sent = ContinuousClock.now
+                do throws(ClusterError) {
+                    let left = try await client.keepAlive(lease)
+                    self?.renewal(sent: sent, problem: left > 0 ? nil : "its lease had expired")
+                } catch {
+                    self?.renewal(sent: sent, problem: "its renewal failed: \(error.message)")
+                }
             }
+        }
+    }
+
+    private func renewal(sent: ContinuousClock.Instant, problem: String?) {
+        state.withLock {
+            if let problem {
+                lost = lost ?? problem
+            } else if lost == nil {
+                renewed = sent
+            }
+        }
+    }
+
+    /// Still ours: renewed within half the TTL (a holder paused past that may have lost it,
+    /// whatever it finds next), no failed renewal, and the key still the one it created.
+    func verify() async throws(ClusterError) {
+        let (problem, age) = state.withLock { (lost, ContinuousClock.now - renewed) }
+        if let problem { throw ClusterError("the cluster lock is no longer held: \(problem)") }
+        if age > .seconds(Double(ttl) / 2) {
+            throw ClusterError("the cluster lock was last renewed \(age) ago, past half its \(ttl) s lease: it may have expired")
+        }
+        let now = try await client.get(key)
+        guard let now, now.createRevision == epoch, now.lease == lease else {
+            state.withLock { lost = lost ?? "another holder has it" }
+            let other = now.flatMap { try? JSONDecoder().decode(ClusterLock.Holder.self, from: $0.value) }
+            throw ClusterError("the cluster lock is no longer held" + (other.map { ": \($0.description) has it" } ?? " (its key is gone)"))
         }
     }
 
@@ -186,7 +254,7 @@ public final class EtcdLeadership: Leadership, @unchecked Sendable {
         }
         let started = ContinuousClock.now
         guard let granted = try? await client.grant(ttl: ttl) else { return false }
-        guard let (done, _) = try? await client.put(key, Data(id.utf8), lease: granted, ifModRevision: nil), done else {
+        guard let (done, _, _) = try? await client.put(key, Data(id.utf8), lease: granted, ifModRevision: nil), done else {
             await client.revoke(granted)
             return false
         }

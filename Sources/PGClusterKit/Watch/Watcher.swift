@@ -71,7 +71,9 @@ public struct Watcher: Service {
             return false
         }
         let lock = try? await store.acquireLock(command: "watch", wait: 0)
+        HeldLocks.set(lock)
         let acted = await tickHolding(lock, &memory, now: now, lastKey: &lastKey)
+        HeldLocks.set(nil)
         await lock?.release()
         return acted
     }
@@ -172,6 +174,7 @@ public struct Watcher: Service {
                 for problem in result.problems { logger.event("problem", problem, level: .warning) }
             case .fence(let name, _):
                 guard let node = spec.node(named: name) else { return }
+                try await HeldLocks.verify(before: "fencing \(name)")
                 let done = await control.fence(node)
                 memory.needsRejoin.insert(name)
                 logger.event("fenced", node: name, done ?? "no postmaster was running")
