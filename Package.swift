@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .executable(name: "pgcluster", targets: ["pgcluster"]),
         .library(name: "PGClusterKit", targets: ["PGClusterKit"]),
+        .library(name: "PGClusterRules", targets: ["PGClusterRules"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -24,9 +25,17 @@ let package = Package(
             pkgConfig: "libpq",
             providers: [.apt(["libpq-dev"]), .brew(["libpq"])]
         ),
+        // The rules: spec, observations, and every decision (who is primary, who is freshest,
+        // what the quorum guard needs, the watcher's next action, the apply plan). It cannot
+        // import libpq, run a process or reach a store: the compiler keeps it pure.
+        .target(
+            name: "PGClusterRules",
+            dependencies: [.product(name: "Yams", package: "Yams")]
+        ),
         .target(
             name: "PGClusterKit",
             dependencies: [
+                "PGClusterRules",
                 "CLibPQ",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Mustache", package: "swift-mustache"),
@@ -49,7 +58,7 @@ let package = Package(
         .testTarget(
             name: "PGClusterKitTests",
             dependencies: [
-                "PGClusterKit", "pgcluster",
+                "PGClusterKit", "PGClusterRules", "pgcluster",
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
@@ -58,7 +67,7 @@ let package = Package(
         ),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["PGClusterKit", "pgcluster", .product(name: "X509", package: "swift-certificates")]
+            dependencies: ["PGClusterKit", "PGClusterRules", "pgcluster", .product(name: "X509", package: "swift-certificates")]
         ),
     ],
     swiftLanguageModes: [.v5]

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import PGClusterKit
+@testable import PGClusterRules
 
 extension TestCluster {
     /// Rewrites the spec file, as an operator editing it would.

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import PGClusterKit
+@testable import PGClusterRules
 
 extension ComposeTests {
     /// `apply` on compose (ports 22126-22128): settings by reload, a restart rolled through

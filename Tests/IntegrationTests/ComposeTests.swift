@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import PGClusterKit
+@testable import PGClusterRules
 
 /// The container engine the compose tests use: `DOCKER_HOST` when set, else the socket
 /// that `scripts/compose-engine.sh up` starts. Never /var/run/docker.sock.

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import PGClusterKit
+@testable import PGClusterRules
 
 /// `destroy --yes` removes what pgcluster created and nothing else (issue 10, defect 9).
 @Suite("destroy on real servers", .serialized, .clusterLimit)

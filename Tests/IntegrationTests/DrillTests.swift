@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import PGClusterKit
+@testable import PGClusterRules
 
 @Suite("drill on real servers", .serialized, .clusterLimit)
 struct DrillTests {

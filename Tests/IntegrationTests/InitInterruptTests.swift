@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import PGClusterKit
+@testable import PGClusterRules
 
 extension TestCluster {
     /// PIDs of processes whose command line contains every one of `parts`.

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import PGClusterKit
+@testable import PGClusterRules
 
 /// `pgcluster init`, `status`, `stop`, `start` and `destroy` on real PostgreSQL 15 servers.
 @Suite("init and status on real servers", .serialized, .clusterLimit)

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import PGClusterKit
+@testable import PGClusterRules
 
 /// `rejoin` says what pg_rewind discarded: the old primary's WAL from the point where the
 /// timelines forked to its last record (issue 10).

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import PGClusterKit
+@testable import PGClusterRules
 
 extension TestCluster {
     /// A cluster of backend ssh on test hosts h1, h2, h3 (node0 on h1, ...), reached as `user`.

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import PGClusterKit
+@testable import PGClusterRules
 
 /// Issue 20, "acknowledged means kept, at every seam": each defect reproduced on real
 /// servers, asserting the rows present and the roles after the scenario. Ports 21900-21949.

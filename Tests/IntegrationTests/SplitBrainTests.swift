@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import PGClusterKit
+@testable import PGClusterRules
 
 extension TestCluster {
     /// The nodes that answer as primaries (accept writes), by asking each one.

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import PGClusterKit
+@testable import PGClusterRules
 
 /// The same table for both stores: files in local.dir, and a real etcd started here.
 /// etcd on ports 23790-23799.

@@ -3,6 +3,7 @@ import Testing
 import X509
 
 @testable import PGClusterKit
+@testable import PGClusterRules
 
 extension TestCluster {
     /// Replication connections to `node` (a primary) and whether each is over TLS.

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import PGClusterKit
+@testable import PGClusterRules
 
 /// The test hosts are hosts in miniature, reached the way the ssh backend reaches real
 /// ones (``SSHTransport``): each answers ssh as root and as postgres, keeps its files to

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import PGClusterKit
+@testable import PGClusterRules
 
 extension TestCluster {
     /// The failovers the store recorded, through `pgcluster history --json`.

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import PGClusterKit
+@testable import PGClusterRules
 
 /// A `pgcluster watch` child process of the test (posix_spawn, reaped with waitpid by
 /// us: never a zombie left to a Foundation monitor), its stderr in a file. Always

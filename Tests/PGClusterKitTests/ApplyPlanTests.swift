@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import PGClusterKit
+@testable import PGClusterRules
 
 /// The `apply` plan, by tables: from a spec, what the servers say and what was recorded,
 /// to the ordered steps or the refusal. No server.
@@ -76,10 +77,9 @@ struct ApplyPlanTests {
         settings: [String: [LiveSetting]] = [:], hasData: Set<String> = [], update: PrimaryUpdate = .switchover,
         force: Bool = false
     ) throws(ClusterError) -> ApplyPlan {
-        try ApplyPlan.make(
-            spec: spec,
-            facts: ApplyFacts(observations: observations, recorded: recorded, settings: settings, hasData: hasData),
-            primaryUpdate: update, force: force)
+        var facts = ApplyFacts(observations: observations, recorded: recorded, settings: settings, hasData: hasData)
+        try facts.render(spec)
+        return try ApplyPlan.make(spec: spec, facts: facts, primaryUpdate: update, force: force)
     }
 
     static let three = ["node0", "node1", "node2"]

@@ -5,6 +5,7 @@ import Testing
 @_spi(FixedExpiryValidationTime) import X509
 
 @testable import PGClusterKit
+@testable import PGClusterRules
 
 /// The cluster CA and the node certificates it signs, checked with swift-certificates'
 /// own verifier: the chain, the names, the key usages and the validity.

@@ -1,6 +1,7 @@
 import Testing
 
 @testable import PGClusterKit
+@testable import PGClusterRules
 
 /// The exact `docker compose` command lines of each server-side step, pinned here; the
 /// container tests (Tests/IntegrationTests/ComposeTests.swift) run them on a real engine.

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import PGClusterKit
+@testable import PGClusterRules
 
 /// The rendered compose scripts, run outside a container against real PostgreSQL 15
 /// servers: the primary's replication setup, then a standby's entrypoint, which must

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import PGClusterKit
+@testable import PGClusterRules
 
 /// The compose backend's render: `docker-compose.yml`, `.env` and the node scripts.
 @Suite("Compose render")

@@ -3,6 +3,7 @@ import Testing
 import X509
 
 @testable import PGClusterKit
+@testable import PGClusterRules
 
 /// The TLS files of a rendered compose project (`render --out DIR`, `init`): each node's
 /// certificate, key and CA certificate in DIR/<node>/tls, from the cluster CA in local.dir.

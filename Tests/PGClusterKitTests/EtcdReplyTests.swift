@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import PGClusterKit
+@testable import PGClusterRules
 
 /// Ports 23810-23813. Issue 20/21: every etcd reply's status is checked. An error page, a 404 or a 500 is an
 /// error naming the endpoint and the status; it never reads as "no keys" (which would make

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import PGClusterKit
+@testable import PGClusterRules
 
 /// Builds `NodeObservation`s for the table tests of the pure cluster decisions
 /// (failover, quorum, status, switchover). LSNs are written as PostgreSQL prints them.

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import PGClusterKit
+@testable import PGClusterRules
 
 /// What `pgcluster render` writes for each example, compared with the reviewed copies
 /// in Golden/<example>/. To re-record after an intended change, run the tests with

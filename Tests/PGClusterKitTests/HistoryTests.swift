@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import PGClusterKit
+@testable import PGClusterRules
 
 @Suite("history file")
 struct HistoryTests {

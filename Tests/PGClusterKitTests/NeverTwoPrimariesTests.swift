@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import PGClusterKit
+@testable import PGClusterRules
 
 /// The pure rules behind "never two primaries": when a live primary is the end of an
 /// unfinished failover, which candidates a delay excludes, and when rejoin refuses.
@@ -67,7 +68,7 @@ struct NeverTwoPrimariesTests {
           arguments: unfinishedCases)
     func unfinished(_ c: UnfinishedCase) {
         let live = c.observations.first(where: \.isPrimary)!
-        let why = Failover.unfinished(live: live, observations: c.observations, recordedPrimary: c.recorded)
+        let why = PrimaryRules.unfinished(live: live, observations: c.observations, recordedPrimary: c.recorded)
         if let expected = c.expected {
             #expect(why?.contains(expected) == true, "\(why ?? "nil")")
         } else {
@@ -81,9 +82,9 @@ struct NeverTwoPrimariesTests {
             F.primary("db_0", current: "0/5000000", timeline: 1), F.primary("db_1", current: "0/6000000", timeline: 2),
             F.standby("db_2", replay: "0/6000000", timeline: 2),
         ]
-        #expect(throws: ClusterError.self) { try Failover.livePrimary(observations) }
+        #expect(throws: ClusterError.self) { try PrimaryRules.livePrimary(observations) }
         do {
-            _ = try Failover.livePrimary(observations)
+            _ = try PrimaryRules.livePrimary(observations)
         } catch {
             #expect(error.exitCode == .refused)
             #expect(error.message.contains("pgcluster rejoin db_0 --force"), "\(error.message)")

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import PGClusterKit
+@testable import PGClusterRules
 
 /// Settings the rendered postgresql.conf sets itself: those a spec may tune appear once,
 /// with the spec's value; the replication cap comes from replication.maxSlotWalKeep.

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import PGClusterKit
+@testable import PGClusterRules
 
 @Suite("Quorum: expected sync states and the standby list")
 struct QuorumPlanTests {

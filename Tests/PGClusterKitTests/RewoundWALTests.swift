@@ -1,6 +1,7 @@
 import Testing
 
 @testable import PGClusterKit
+@testable import PGClusterRules
 
 /// What rejoin reports as discarded, from pg_controldata (before the rewind) and pg_rewind's output.
 @Suite("Rewound WAL report")

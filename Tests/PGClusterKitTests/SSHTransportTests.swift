@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import PGClusterKit
+@testable import PGClusterRules
 
 /// The ssh command line, and what each of ssh's failures is reported as. The messages
 /// below are ssh's own (OpenSSH 9.2, Debian 12), copied from real runs against the test

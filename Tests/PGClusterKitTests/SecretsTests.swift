@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import PGClusterKit
+@testable import PGClusterRules
 
 /// Passwords never appear in errors, descriptions or command lines.
 @Suite("secrets stay secret")

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import PGClusterKit
+@testable import PGClusterRules
 
 /// Arguments quoted by ``ShellQuote`` come back exactly from a real shell: the line goes
 /// through `/bin/sh -c` (dash) and `/bin/bash -c` (the login shell ssh uses on Debian),

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import PGClusterKit
+@testable import PGClusterRules
 
 extension SpecValidationTests {
     /// A spec that must be refused, and the problem it must be refused with.

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import PGClusterKit
+@testable import PGClusterRules
 
 @Suite("Switchover: choosing the candidate")
 struct SwitchoverChoiceTests {

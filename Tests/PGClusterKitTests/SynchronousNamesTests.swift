@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import PGClusterKit
+@testable import PGClusterRules
 
 @Suite("synchronous_standby_names and quoting")
 struct SynchronousNamesTests {

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import PGClusterKit
+@testable import PGClusterRules
 
 /// Every rule of DESIGN.md "Watch", as a table: what the nodes said, their postmasters,
 /// the watcher's memory and clock, and the ONE action that must follow. No server.

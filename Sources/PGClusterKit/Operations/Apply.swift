@@ -76,6 +76,7 @@ public struct Apply: Sendable {
             try await self.liveSettings(node)
         }
         var facts = ApplyFacts(observations: observations, recorded: recorded)
+        try facts.render(spec)
         for (node, result) in settings {
             switch result {
             case .success(let rows): facts.settings[node.name] = rows

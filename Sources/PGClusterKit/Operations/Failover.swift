@@ -88,8 +88,8 @@ public struct Failover: Sendable {
 
         // A live primary: either an earlier failover stopped part-way (finish it), or there is
         // nothing to fail over from.
-        if let live = try Self.livePrimary(first) {
-            if let unfinished = Self.unfinished(live: live, observations: first, recordedPrimary: oldPrimary), !dryRun {
+        if let live = try PrimaryRules.livePrimary(first) {
+            if let unfinished = PrimaryRules.unfinished(live: live, observations: first, recordedPrimary: oldPrimary), !dryRun {
                 return try await finish(live: live, observations: first, why: unfinished, remembered: remembered, timer: timer)
             }
         }
@@ -176,41 +176,6 @@ public struct Failover: Sendable {
             warnings: plan.warnings + outcome.warnings, timeline: timeline, problems: outcome.problems)
         try await record(result, lsn: plan.candidateLsn)
         return result
-    }
-
-    /// The one live primary, nil when none answers; two or more is refused: that is a split
-    /// brain a failover must not add to.
-    static func livePrimary(_ observations: [NodeObservation]) throws(ClusterError) -> NodeObservation? {
-        let primaries = observations.filter(\.isPrimary)
-        if primaries.count == 1, PrimaryRules.isStale(primaries[0], among: observations) {
-            let live = primaries[0]
-            throw ClusterError.refused(
-                "\(live.node.name) answers as a primary on timeline \(live.timeline.map(String.init) ?? "?"), but other nodes "
-                    + "know a newer timeline: it is a deposed primary, and its writes since then are not the cluster's. "
-                    + "Stop it (pgcluster stop \(live.node.name)), then run failover again; bring it back with: "
-                    + "pgcluster rejoin \(live.node.name)")
-        }
-        guard primaries.count > 1 else { return primaries.first }
-        let ordered = primaries.sorted(by: PrimaryRules.ranksAbove)
-        let list = ordered.map { "\($0.node.name) (timeline \($0.timeline.map(String.init) ?? "?"))" }.joined(separator: ", ")
-        throw ClusterError.refused(
-            "\(primaries.count) nodes answer as primaries: \(list). Failover adds no third; "
-                + "decide which one holds the data you keep (normally the newest timeline, \(ordered[0].node.name)), "
-                + "then make the other a standby of it: pgcluster rejoin \(ordered[1].node.name) --force")
-    }
-
-    /// Why a live primary is the end of a failover that did not finish, or nil when it is
-    /// simply the primary. Signs: a standby still frozen (only a failover empties
-    /// primary_conninfo), or a primary other than the one pgcluster recorded.
-    static func unfinished(live: NodeObservation, observations: [NodeObservation], recordedPrimary: String?) -> String? {
-        let frozen = observations.filter { $0.isStandby && $0.primaryConninfo.isEmpty }.map(\.node.name)
-        if !frozen.isEmpty {
-            return "\(frozen.joined(separator: ", ")) \(frozen.count == 1 ? "is" : "are") still frozen"
-        }
-        if let recordedPrimary, recordedPrimary != live.node.name {
-            return "\(live.node.name) was promoted but the failover was not recorded (the last recorded primary is \(recordedPrimary))"
-        }
-        return nil
     }
 
     /// Finishes a failover that stopped after its promotion (or, with the old primary still

@@ -48,28 +48,9 @@ public struct Rejoin: Sendable {
         }
     }
 
-    /// A node that answers as a primary is rejoined only when another primary exists and the
-    /// operator accepts (`--force`) that its writes since the two parted are discarded. Pure.
+    /// The decision is ``PrimaryRules/refuseRejoin(_:observations:force:)``; a forced one is said.
     public static func refuseLivePrimary(_ node: NodeSpec, observations: [NodeObservation], force: Bool) throws(ClusterError) {
-        guard let own = observations.first(where: { $0.node.name == node.name }), own.isPrimary else { return }
-        let others = observations.filter { $0.isPrimary && $0.node.name != node.name }
-        guard let other = others.first else {
-            throw ClusterError.refused(
-                "\(node.name) is the primary, and no other node is: there is nothing to rejoin it to. "
-                    + "To move the primary elsewhere use `pgcluster switchover`")
-        }
-        guard force else {
-            let tl = { (o: NodeObservation) in o.timeline.map { "timeline \($0)" } ?? "timeline ?" }
-            throw ClusterError(
-                "\(node.name) accepts writes as a primary (\(tl(own))) while \(other.node.name) is a primary too (\(tl(other))): "
-                    + "rejoining rewinds \(node.name) onto \(other.node.name) and discards every write it took since they parted",
-                exitCode: .refused,
-                details: [
-                    "check which one holds the data you keep (pgcluster status; the newest timeline is normally the real primary)",
-                    "stop the applications that write to \(node.name), then: pgcluster rejoin \(node.name) --force",
-                ])
-        }
-        Console.warn("\(node.name) is a primary beside \(other.node.name); rejoining it anyway (--force): its writes since they parted are discarded")
+        if let warning = try PrimaryRules.refuseRejoin(node, observations: observations, force: force) { Console.warn(warning) }
     }
 
     /// A refused rejoin fences: a node refused because it is a primary beside another one
@@ -136,11 +117,11 @@ public struct Rejoin: Sendable {
         try await ops.ensureSlots(on: primary, for: [node])
 
         try await HeldLocks.verify(before: "rewinding \(node.name)")
-        var method = "pg_rewind"
+        var method = RejoinMethod.rewind
         var rewound: RewoundWAL?
         let hasData = await cluster.hasData(node)
         if reclone || !hasData {
-            method = "pg_basebackup"
+            method = .clone
         } else {
             // pg_rewind reads the source's timeline from its control file, which a freshly
             // promoted primary updates only at its first checkpoint: without this, it can
@@ -149,15 +130,15 @@ public struct Rejoin: Sendable {
             let endOfWAL = await controlDataBeforeRewind()
             do {
                 let output = try await cluster.rewind(node, from: primary, credentials: credentials)
-                if output.contains("no rewind required") { method = "no rewind needed" }
+                if output.contains("no rewind required") { method = .nothingToRewind }
                 rewound = endOfWAL.flatMap { RewoundWAL.parse(controlData: $0, rewindOutput: output) }
                 timer.lap("pg_rewind \(node.name) from \(primary.name)")
             } catch {
                 Console.warn("pg_rewind failed, copying \(node.name) afresh with pg_basebackup: \(error.description)")
-                method = "pg_basebackup (pg_rewind failed)"
+                method = .cloneAfterFailedRewind
             }
         }
-        if method.hasPrefix("pg_basebackup") {
+        if method.clones {
             try await cluster.reclone(node, from: primary, credentials: credentials)
             timer.lap("pg_basebackup \(node.name) from \(primary.name)")
         }
@@ -189,7 +170,7 @@ public struct Rejoin: Sendable {
         timer.lap("synchronous_standby_names on \(primary.name)")
 
         let report = Report(
-            node: node.name, primary: primary.name, method: method, timeline: timeline,
+            node: node.name, primary: primary.name, method: method.rawValue, timeline: timeline,
             synchronous: settlement.mode.standbyNames(settlement.standbys), problems: settlement.problems,
             rewound: rewound, steps: timer.steps, totalSeconds: timer.total)
         try await Stores.of(spec).appendHistory(

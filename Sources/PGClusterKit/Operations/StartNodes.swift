@@ -28,7 +28,7 @@ public struct StartNodes: Sendable {
     public func run(_ nodes: [NodeSpec]) async throws(ClusterError) -> [String] {
         let recorded = try await ClusterRecord.load(spec: spec)?.primary ?? spec.primary.name
         var observations = await Observer(credentials: credentials).observeAll(spec.nodes)
-        var primary = try Self.livePrimary(observations)
+        var primary = try PrimaryRules.livePrimary(observations)
         var lines: [String] = []
         let ordered = nodes.filter { $0.name == recorded } + nodes.filter { $0.name != recorded }
         var failures: [ClusterError] = []
@@ -51,7 +51,7 @@ public struct StartNodes: Sendable {
                     Console.progress("[\(node.name)] starting (the recorded primary)")
                     try await control.start(node)
                     observations = await Observer(credentials: credentials).observeAll(spec.nodes)
-                    primary = try Self.livePrimary(observations)
+                    primary = try PrimaryRules.livePrimary(observations)
                     lines.append("\(node.name) started" + (primary?.node == node ? " as the primary" : ""))
                 } else {
                     // No primary answers: this node waits as a standby of the recorded primary.
@@ -72,15 +72,6 @@ public struct StartNodes: Sendable {
             throw first
         }
         return lines
-    }
-
-    static func livePrimary(_ observations: [NodeObservation]) throws(ClusterError) -> NodeObservation? {
-        let primaries = observations.filter(\.isPrimary)
-        guard primaries.count > 1 else { return primaries.first }
-        throw ClusterError.refused(
-            "\(primaries.map(\.node.name).joined(separator: " and ")) both answer as primaries: starting more nodes now "
-                + "could attach them to the wrong one. Keep the one on the newest timeline and rejoin the other: "
-                + "pgcluster rejoin NODE --force")
     }
 
     /// Sets the stopped `node` to follow the live primary, starts it and waits until it

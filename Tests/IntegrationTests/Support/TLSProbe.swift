@@ -1,6 +1,7 @@
 import Foundation
 
 @testable import PGClusterKit
+@testable import PGClusterRules
 
 /// What the TLS tests read of a running cluster, whichever backend started it.
 enum TLSProbe {

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import PGClusterKit
+@testable import PGClusterRules
 
 /// A real etcd (Debian's etcd-server) started by a test on loopback, in its own folder, and
 /// always stopped by its PID afterwards. Client port `port`, peer port `port + 1`.

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import PGClusterKit
+@testable import PGClusterRules
 
 /// Test hosts made by `scripts/test-hosts.sh`: h1...hN, each a network namespace on the
 /// bridge pgct-br0 with its own address, its own mount namespace (its own ssh.dir, /tmp,

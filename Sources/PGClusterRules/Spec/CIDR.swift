@@ -50,7 +50,7 @@ public struct CIDR: Sendable, Equatable, CustomStringConvertible {
         self.prefix = prefix
     }
 
-    static func ipv4Bytes(_ text: String) -> [UInt8]? {
+    public static func ipv4Bytes(_ text: String) -> [UInt8]? {
         var addr = in_addr()
         return inet_pton(AF_INET, text, &addr) == 1 ? withUnsafeBytes(of: addr) { Array($0) } : nil
     }

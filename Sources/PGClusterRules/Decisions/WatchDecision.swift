@@ -157,7 +157,7 @@ public enum WatchDecision {
 
     static func withLivePrimary(_ live: Node, _ input: Input, memory: Memory, settings: WatchSettings) -> Action {
         let observations = input.nodes.map(\.observation)
-        if let why = Failover.unfinished(
+        if let why = PrimaryRules.unfinished(
             live: live.observation, observations: observations, recordedPrimary: input.recordedPrimary)
         {
             return .failover("an interrupted failover to \(live.name): \(why)")

@@ -41,6 +41,21 @@ public enum FailoverDecision {
         public var unreachable: [String]
         /// Risks accepted or worth saying (async mode, --allow-data-loss).
         public var warnings: [String]
+
+        public init(
+            candidate: String, candidateLsn: LSN, freshestLsn: LSN, timeline: Int?, reason: String, rePoint: [String],
+            otherTimeline: [String], unreachable: [String], warnings: [String]
+        ) {
+            self.candidate = candidate
+            self.candidateLsn = candidateLsn
+            self.freshestLsn = freshestLsn
+            self.timeline = timeline
+            self.reason = reason
+            self.rePoint = rePoint
+            self.otherTimeline = otherTimeline
+            self.unreachable = unreachable
+            self.warnings = warnings
+        }
     }
 
     public struct Refusal: Error, Sendable, Equatable, CustomStringConvertible {

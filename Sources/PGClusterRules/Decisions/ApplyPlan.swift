@@ -48,6 +48,8 @@ public struct ApplyFacts: Sendable {
     public var settings: [String: [LiveSetting]]
     /// Nodes whose host has a data folder for them (asked only for those that do not answer).
     public var hasData: Set<String>
+    /// Each spec node's postgresql.conf as the spec renders it now (the desired settings).
+    public var desiredConf: [String: String] = [:]
 
     public init(
         observations: [NodeObservation], recorded: ClusterState?, settings: [String: [LiveSetting]] = [:],
@@ -224,11 +226,13 @@ public struct ApplyPlan: Sendable, Equatable {
         }
 
         // Settings: the rendered postgresql.conf against what each node runs with.
-        let renderer = Renderer(spec: spec)
         var changes: [SettingChange] = []
         var pendingAlready: [String] = []
         for node in spec.nodes where memberNames.contains(node.name) {
-            let desired = SettingValue.parseConf(try renderer.postgresqlConf(node))
+            guard let conf = facts.desiredConf[node.name] else {
+                throw ClusterError("\(node.name): its configuration was not rendered before planning (a bug in pgcluster)")
+            }
+            let desired = SettingValue.parseConf(conf)
             let live = Dictionary((facts.settings[node.name] ?? []).map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
             for (name, value) in desired where !runtimeSettings.contains(name) {
                 guard let current = live[name] else { continue }

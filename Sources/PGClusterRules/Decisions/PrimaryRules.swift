@@ -1,0 +1,101 @@
+/// The one rule for who is the primary, shared by failover, watch, start and rejoin
+/// (docs/ARCHITECTURE.md, "Newest timeline wins"). Pure.
+public enum PrimaryRules {
+    /// Of nodes that answer as read-write primaries, the one whose data the cluster keeps:
+    /// the newest timeline, then the highest WAL position, whatever the record says (a
+    /// record can lag behind a promotion that happened, never the other way round). Nil
+    /// when two are level on both: nothing on the servers tells them apart.
+    public static func newest(_ primaries: [NodeObservation]) -> NodeObservation? {
+        let ranked = primaries.sorted(by: ranksAbove)
+        guard let first = ranked.first else { return nil }
+        if ranked.count > 1, !ranksAbove(first, ranked[1]) { return nil }
+        return first
+    }
+
+    /// Whether `a` holds newer data than `b`: a newer timeline, or on the same one a
+    /// further WAL position.
+    public static func ranksAbove(_ a: NodeObservation, _ b: NodeObservation) -> Bool {
+        let (ta, tb) = (a.timeline ?? 0, b.timeline ?? 0)
+        if ta != tb { return ta > tb }
+        return (a.bestLsn ?? LSN(0)) > (b.bestLsn ?? LSN(0))
+    }
+
+    /// A lone live primary that must not be adopted: another node that answers knows a
+    /// newer timeline than it (a standby that followed a later promotion), so it is a
+    /// deposed primary back from the dead, not the end of an unfinished failover.
+    public static func isStale(_ live: NodeObservation, among observations: [NodeObservation]) -> Bool {
+        let newest = observations.filter(\.reachable).compactMap(\.timeline).max() ?? 0
+        return (live.timeline ?? 0) < newest
+    }
+
+    /// Why a live primary is the end of a failover that did not finish, or nil when it is
+    /// simply the primary. Signs: a standby still frozen (only a failover empties
+    /// primary_conninfo), or a primary other than the one pgcluster recorded.
+    public static func unfinished(live: NodeObservation, observations: [NodeObservation], recordedPrimary: String?) -> String? {
+        let frozen = observations.filter { $0.isStandby && $0.primaryConninfo.isEmpty }.map(\.node.name)
+        if !frozen.isEmpty {
+            return "\(frozen.joined(separator: ", ")) \(frozen.count == 1 ? "is" : "are") still frozen"
+        }
+        if let recordedPrimary, recordedPrimary != live.node.name {
+            return "\(live.node.name) was promoted but the failover was not recorded (the last recorded primary is \(recordedPrimary))"
+        }
+        return nil
+    }
+
+    /// The one live primary, nil when none answers. Refused: two or more (a split brain that
+    /// failover and start must not add to), or a lone primary that is stale (``isStale``).
+    public static func livePrimary(_ observations: [NodeObservation]) throws(ClusterError) -> NodeObservation? {
+        let primaries = observations.filter(\.isPrimary)
+        if primaries.count == 1, isStale(primaries[0], among: observations) {
+            let live = primaries[0]
+            throw ClusterError.refused(
+                "\(live.node.name) answers as a primary on timeline \(live.timeline.map(String.init) ?? "?"), but other nodes "
+                    + "know a newer timeline: it is a deposed primary, and its writes since then are not the cluster's. "
+                    + "Stop it (pgcluster stop \(live.node.name)), then run failover again; bring it back with: "
+                    + "pgcluster rejoin \(live.node.name)")
+        }
+        guard primaries.count > 1 else { return primaries.first }
+        let ordered = primaries.sorted(by: ranksAbove)
+        let list = ordered.map { "\($0.node.name) (timeline \($0.timeline.map(String.init) ?? "?"))" }.joined(separator: ", ")
+        throw ClusterError.refused(
+            "\(primaries.count) nodes answer as primaries: \(list). pgcluster adds no third and attaches no standby to either; "
+                + "decide which one holds the data you keep (normally the newest timeline, \(ordered[0].node.name)), "
+                + "then make the other a standby of it: pgcluster rejoin \(ordered[1].node.name) --force")
+    }
+
+    /// A node that answers as a primary is rejoined only when another primary exists and the
+    /// operator accepts (`--force`) that its writes since the two parted are discarded. Returns
+    /// the warning to give when it goes ahead forced.
+    public static func refuseRejoin(_ node: NodeSpec, observations: [NodeObservation], force: Bool) throws(ClusterError) -> String? {
+        guard let own = observations.first(where: { $0.node.name == node.name }), own.isPrimary else { return nil }
+        let others = observations.filter { $0.isPrimary && $0.node.name != node.name }
+        guard let other = others.first else {
+            throw ClusterError.refused(
+                "\(node.name) is the primary, and no other node is: there is nothing to rejoin it to. "
+                    + "To move the primary elsewhere use `pgcluster switchover`")
+        }
+        guard force else {
+            let tl = { (o: NodeObservation) in o.timeline.map { "timeline \($0)" } ?? "timeline ?" }
+            throw ClusterError(
+                "\(node.name) accepts writes as a primary (\(tl(own))) while \(other.node.name) is a primary too (\(tl(other))): "
+                    + "rejoining rewinds \(node.name) onto \(other.node.name) and discards every write it took since they parted",
+                exitCode: .refused,
+                details: [
+                    "check which one holds the data you keep (pgcluster status; the newest timeline is normally the real primary)",
+                    "stop the applications that write to \(node.name), then: pgcluster rejoin \(node.name) --force",
+                ])
+        }
+        return "\(node.name) is a primary beside \(other.node.name); rejoining it anyway (--force): its writes since they parted are discarded"
+    }
+}
+
+/// How `rejoin` brings a node back, as its report says.
+public enum RejoinMethod: String, Sendable, Equatable {
+    case rewind = "pg_rewind"
+    case nothingToRewind = "no rewind needed"
+    case clone = "pg_basebackup"
+    case cloneAfterFailedRewind = "pg_basebackup (pg_rewind failed)"
+
+    /// Whether the node's data is copied afresh.
+    public var clones: Bool { self == .clone || self == .cloneAfterFailedRewind }
+}

@@ -1,0 +1,118 @@
+import Foundation
+
+/// What one node said about itself at one moment. The cluster's truth is these,
+/// not the files pgcluster keeps.
+public struct NodeObservation: Sendable, Equatable {
+    public struct WalReceiver: Sendable, Equatable {
+        public var status: String
+        public var senderHost: String?
+        public var senderPort: Int?
+        public var receivedTimeline: Int?
+        public var slot: String?
+
+        public init(status: String, senderHost: String?, senderPort: Int?, receivedTimeline: Int?, slot: String?) {
+            self.status = status
+            self.senderHost = senderHost
+            self.senderPort = senderPort
+            self.receivedTimeline = receivedTimeline
+            self.slot = slot
+        }
+    }
+
+    /// One row of the primary's pg_stat_replication.
+    public struct ReplicationRow: Sendable, Equatable {
+        public var applicationName: String
+        public var state: String
+        public var syncState: String
+        public var replayLsn: LSN?
+        public var flushLsn: LSN?
+        public var replayLagSeconds: Double?
+
+        public init(
+            applicationName: String, state: String, syncState: String, replayLsn: LSN?, flushLsn: LSN?,
+            replayLagSeconds: Double?
+        ) {
+            self.applicationName = applicationName
+            self.state = state
+            self.syncState = syncState
+            self.replayLsn = replayLsn
+            self.flushLsn = flushLsn
+            self.replayLagSeconds = replayLagSeconds
+        }
+    }
+
+    public var node: NodeSpec
+    /// Nil when the node answered; otherwise why not.
+    public var error: String?
+    public var inRecovery: Bool = false
+    public var timeline: Int?
+    /// The primary's current write position.
+    public var currentLsn: LSN?
+    public var receiveLsn: LSN?
+    public var replayLsn: LSN?
+    public var walReceiver: WalReceiver?
+    public var replication: [ReplicationRow] = []
+    public var synchronousStandbyNames: String = ""
+    public var primaryConninfo: String = ""
+    /// A standby's `recovery_min_apply_delay`, in milliseconds: it replays that far behind.
+    public var applyDelayMs: Int = 0
+    /// A standby's `pg_get_wal_replay_pause_state()`: nil, or `pause requested` / `paused`.
+    public var replayPause: String?
+
+    public init(node: NodeSpec, error: String? = nil) {
+        self.node = node
+        self.error = error
+    }
+
+    /// Seconds the probe waited before giving up, when it timed out (nil otherwise).
+    public var waitedSeconds: Double?
+
+    public var reachable: Bool { error == nil }
+
+    /// What a probe that got no answer proves. `down` only when it is proven: the node's
+    /// port refused the connection. A timeout, a route that failed, or a server that
+    /// answered with an error (starting up, shutting down) proves nothing: `noAnswer`.
+    /// Status and the watcher both classify through this (with the watcher adding what the
+    /// node's host says of its postmaster, ``Health/classify(_:postmaster:)``).
+    public var health: Health { Health.classify(self, postmaster: nil) }
+
+    public enum Health: String, Sendable, Equatable {
+        case primary
+        case standby
+        /// Proven: the connection was refused, or its host answered and no postmaster runs.
+        case down
+        /// Not proven either way: the probe timed out or its transport failed.
+        case noAnswer = "no answer"
+
+        /// - Parameter postmaster: what the node's host said (true: a postmaster runs for its
+        ///   data directory, false: none runs, nil: not asked or the host could not be asked).
+        public static func classify(_ observation: NodeObservation, postmaster: Bool?) -> Health {
+            if observation.reachable { return observation.inRecovery ? .standby : .primary }
+            switch postmaster {
+            case false?: return .down
+            case true?: return .noAnswer
+            case nil: return observation.refused ? .down : .noAnswer
+            }
+        }
+    }
+
+    /// Whether the probe's connection was refused (nothing listens on the node's port).
+    public var refused: Bool {
+        guard let error, waitedSeconds == nil else { return false }
+        return error.range(of: "connection refused", options: .caseInsensitive) != nil
+    }
+    public var isPrimary: Bool { reachable && !inRecovery }
+    public var isStandby: Bool { reachable && inRecovery }
+    public var streaming: Bool { walReceiver?.status == "streaming" }
+
+    /// On a primary: the application names of the standbys streaming from it.
+    public var streamingStandbys: Set<String> {
+        Set(replication.filter { $0.state == "streaming" }.map(\.applicationName))
+    }
+
+    /// The furthest WAL this node has: written (primary) or received/replayed (standby).
+    public var bestLsn: LSN? {
+        if let currentLsn { return currentLsn }
+        return [receiveLsn, replayLsn].compactMap { $0 }.max()
+    }
+}
