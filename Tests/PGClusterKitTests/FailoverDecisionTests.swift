@@ -435,6 +435,31 @@ struct FailoverDecisionTests {
         #expect(enough.mode == .any(1) && enough.standbys == ["db_2"] && enough.warning == nil)
     }
 
+    @Test("standbys behind the timeline the dead primary was recorded on missed its promotion: refused, unless --allow-data-loss")
+    func behindTheRecordedTimeline() {
+        let observations = [
+            Obs.down("db_0", role: .primary), Obs.standby("db_1", replay: "0/3000000", timeline: 1),
+            Obs.standby("db_2", replay: "0/3000000", timeline: 1),
+        ]
+        let sync = FailoverDecision.SyncConfig(mode: .async, standbys: ["db_1", "db_2"])
+        guard case .failure(let refusal) = FailoverDecision.decide(
+            observations: observations, sync: sync, request: .init(), recordedTimeline: 2)
+        else {
+            Issue.record("promoted a standby that missed the promotion to timeline 2")
+            return
+        }
+        #expect(refusal.reason.contains("missed its promotion"))
+        if case .failure = FailoverDecision.decide(
+            observations: observations, sync: sync, request: .init(allowDataLoss: true), recordedTimeline: 2)
+        {
+            Issue.record("--allow-data-loss must accept it")
+        }
+        // On the recorded timeline: as before.
+        if case .failure(let r) = FailoverDecision.decide(observations: observations, sync: sync, request: .init(), recordedTimeline: 1) {
+            Issue.record("refused on the recorded timeline: \(r.reason)")
+        }
+    }
+
     @Test("a synchronous change recorded as pending: the guard must prove the quorum under it too")
     func pendingChangeGuards() {
         // Bug 1 of issue 20: applied ANY 1 (db_1, db_2), then ANY 1 (db_3) set but never confirmed.

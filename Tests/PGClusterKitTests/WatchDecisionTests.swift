@@ -22,6 +22,9 @@ struct WatchDecisionTests {
         var now: Double = 10
         var memory = WatchDecision.Memory()
         var settings = WatchSettings()
+        /// The timeline recorded with `recorded`, and a promotion recorded as intended.
+        var recordedTimeline: Int? = nil
+        var pending: ClusterState.Pending? = nil
         var event: String
         var node: String? = nil
         var details: [String] = []
@@ -122,6 +125,30 @@ struct WatchDecisionTests {
             label: "a lone primary on an older timeline than a standby knows: a deposed primary back, fenced, never adopted",
             nodes: [live([], timeline: 1), down("db_1", .unknown, role: .primary), standby("db_2", receiver: nil, timeline: 2)],
             recorded: "db_0", event: "fence", node: "db_0", details: ["deposed primary"]),
+        // Found by the simulation: the record is evidence too.
+        Case(
+            label: "a lone primary on an older timeline than the recorded one, every node that saw it down: deposed, fenced",
+            nodes: [live([], timeline: 1), down("db_1", .stopped, role: .primary), down("db_2", .stopped)],
+            recorded: "db_1", recordedTimeline: 2, event: "fence", node: "db_0", details: ["deposed"]),
+        Case(
+            label: "a lone primary older than a promotion a failover was making (not recorded yet): fenced",
+            nodes: [live([], timeline: 1), down("db_1", .running, role: .primary), standby("db_2", receiver: nil)],
+            recorded: "db_0", pending: .init(primary: "db_1", synchronous: .init(.any(1), standbys: ["db_2"]), promotesTo: 2),
+            event: "fence", node: "db_0"),
+        Case(
+            label: "no primary; the node a failover was promoting is silent but running: fenced before anything else",
+            nodes: [down("db_0", .stopped, role: .primary), down("db_1", .running), standby("db_2", receiver: nil)],
+            pending: .init(primary: "db_1", synchronous: .init(.any(1), standbys: ["db_2"]), promotesTo: 2),
+            event: "fence", node: "db_1", details: ["nobody recorded"]),
+        Case(
+            label: "no primary; the node a failover was promoting cannot be asked: refused",
+            nodes: [down("db_0", .stopped, role: .primary), down("db_1", .unknown), standby("db_2", receiver: nil)],
+            pending: .init(primary: "db_1", synchronous: .init(.any(1), standbys: ["db_2"]), promotesTo: 2),
+            event: "refused", details: ["promoting db_1"]),
+        Case(
+            label: "two primaries on one timeline (two forks, one number): the recorded one on it is kept",
+            nodes: [live(timeline: 2), live([], timeline: 2, name: "db_1"), standby("db_2")], recorded: "db_1",
+            recordedTimeline: 2, event: "fence", node: "db_0"),
         Case(
             label: "two primaries on one timeline, neither recorded: refused, nobody can tell",
             nodes: [live(timeline: 2), live([], timeline: 2, name: "db_1"), standby("db_2")], recorded: "db_2",
@@ -199,7 +226,8 @@ struct WatchDecisionTests {
         var memory = c.memory
         let applied = ClusterState.Synchronous(c.mode, standbys: c.nodes.map(\.name).filter { $0 != c.recorded })
         let input = WatchDecision.Input(
-            nodes: c.nodes, recordedPrimary: c.recorded, applied: applied, lowered: c.lowered, paused: c.paused, now: c.now)
+            nodes: c.nodes, recordedPrimary: c.recorded, applied: applied, lowered: c.lowered, paused: c.paused, now: c.now,
+            pending: c.pending, recordedTimeline: c.recordedTimeline)
         let action = WatchDecision.next(input, memory: &memory, settings: c.settings)
         #expect(action.event == c.event, "\(action)")
         if let node = c.node { #expect(action.node == node, "\(action)") }

@@ -88,7 +88,7 @@ public struct Failover: Sendable {
 
         // A live primary: either an earlier failover stopped part-way (finish it), or there is
         // nothing to fail over from.
-        if let live = try PrimaryRules.livePrimary(first) {
+        if let live = try PrimaryRules.livePrimary(first, record: state.map(PrimaryRules.Record.init)) {
             if let unfinished = PrimaryRules.unfinished(live: live, observations: first, recordedPrimary: oldPrimary), !dryRun {
                 return try await finish(live: live, observations: first, why: unfinished, remembered: remembered, timer: timer)
             }
@@ -96,7 +96,7 @@ public struct Failover: Sendable {
 
         // Decide once before touching anything: a refusal here changes nothing.
         let preliminary = try Self.unwrap(FailoverDecision.decide(
-            observations: first, sync: sync, request: request, alsoPossible: alsoPossible))
+            observations: first, sync: sync, request: request, alsoPossible: alsoPossible, recordedTimeline: state?.timeline))
         if dryRun {
             return report(plan: preliminary, observations: first, oldPrimary: oldPrimary, rePointed: [], needsRejoin: [],
                 synchronous: "unchanged", fenced: nil, timer: timer)
@@ -133,7 +133,9 @@ public struct Failover: Sendable {
         let planned: (mode: SynchronousMode, standbys: [String], warning: String?)
         do {
             plan = try Self.unwrap(
-                FailoverDecision.decide(observations: observations, sync: sync, request: request, alsoPossible: alsoPossible))
+                FailoverDecision.decide(
+                    observations: observations, sync: sync, request: request, alsoPossible: alsoPossible,
+                    recordedTimeline: state?.timeline))
             candidate = spec.node(named: plan.candidate)!
             let chosen = observations.first { $0.node.name == candidate.name }!
             try await ops.prepareReplay(chosen)
@@ -144,9 +146,10 @@ public struct Failover: Sendable {
             planned = FailoverDecision.newSynchronous(
                 mode: remembered.synchronousMode, remaining: plan.rePoint, durability: spec.watch.durability,
                 others: (remembered.standbys ?? spec.nodes.map(\.name)).filter { $0 != candidate.name })
-            try await QuorumChange(
-                credentials: credentials, primary: candidate, mode: planned.mode, standbys: planned.standbys, intent: spec
-            ).set()
+            var intent = QuorumChange(
+                credentials: credentials, primary: candidate, mode: planned.mode, standbys: planned.standbys, intent: spec)
+            intent.promotesTo = (chosen.timeline ?? 1) + 1
+            try await intent.set()
             timer.lap("synchronous_standby_names on \(candidate.name)")
             TestInterruption.point("synchronous")
             try await ops.promote(candidate)
@@ -168,7 +171,8 @@ public struct Failover: Sendable {
             spec: spec, credentials: credentials, primary: candidate, following: following.map(\.name),
             remembered: remembered, alreadySet: (planned.mode, planned.standbys), down: plan.unreachable + needsRejoin)
         if outcome.changed { timer.lap("synchronous_standby_names over the standbys that follow") }
-        try await ClusterRecord.savePrimary(spec: spec, primary: candidate.name, applied: (outcome.mode, outcome.standbys))
+        try await ClusterRecord.savePrimary(
+            spec: spec, primary: candidate.name, applied: (outcome.mode, outcome.standbys), timeline: timeline)
         let result = report(
             plan: plan, observations: observations, oldPrimary: oldPrimary ?? plan.unreachable.first,
             rePointed: following.map(\.name), needsRejoin: Array(Set(plan.unreachable + needsRejoin)).sorted(),
@@ -197,7 +201,8 @@ public struct Failover: Sendable {
             spec: spec, credentials: credentials, primary: primary, following: following.map(\.name),
             remembered: remembered, alreadySet: nil, down: unreachable + needsRejoin)
         timer.lap("synchronous_standby_names over the standbys that follow")
-        try await ClusterRecord.savePrimary(spec: spec, primary: primary.name, applied: (outcome.mode, outcome.standbys))
+        try await ClusterRecord.savePrimary(
+            spec: spec, primary: primary.name, applied: (outcome.mode, outcome.standbys), timeline: live.timeline)
         let lsn = live.currentLsn ?? LSN(0)
         let plan = FailoverDecision.Plan(
             candidate: primary.name, candidateLsn: lsn, freshestLsn: lsn, timeline: live.timeline,
@@ -216,7 +221,12 @@ public struct Failover: Sendable {
     /// does not answer. Returns what was done.
     func fence(_ observations: [NodeObservation], oldPrimary: String?) async -> String? {
         guard let control else { return nil }
-        let silent = observations.filter { !$0.reachable && (oldPrimary == nil || $0.node.name == oldPrimary) }
+        // The old primary; a node an earlier failover was promoting (it may be a primary nobody
+        // recorded); or, with nothing recorded, every node that does not answer.
+        let promoting = try? await ClusterRecord.load(spec: spec).map(PrimaryRules.Record.init)?.promoting
+        let silent = observations.filter {
+            !$0.reachable && (oldPrimary == nil || $0.node.name == oldPrimary || $0.node.name == promoting)
+        }
         if !silent.isEmpty {
             do throws(ClusterError) {
                 try await HeldLocks.verify(before: "fencing")

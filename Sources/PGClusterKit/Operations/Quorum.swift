@@ -12,6 +12,9 @@ public struct QuorumChange: Sendable {
     /// The cluster whose store records the change as pending before the primary sees it
     /// (intent before action); nil only where nothing is recorded yet (a node being built).
     public var intent: ClusterSpec?
+    /// With a failover or switchover: the timeline `primary` is about to be promoted to,
+    /// recorded with the intent (the promotion is part of it).
+    public var promotesTo: Int?
 
     public init(
         credentials: Credentials, primary: NodeSpec, mode: SynchronousMode, standbys: [String], timeout: Double = 30,
@@ -46,13 +49,24 @@ public struct QuorumChange: Sendable {
         return states
     }
 
+    /// Whether enough listed standbys (the mode's count) have flushed `lsn`: then every
+    /// commit acknowledged before the change is on the new set too. Pure.
+    public static func caughtUp(mode: SynchronousMode, listed: [String], rows: [NodeObservation.ReplicationRow], to lsn: LSN?)
+        -> Bool
+    {
+        guard mode != .async, !listed.isEmpty, let lsn else { return true }
+        let holding = rows.filter { listed.contains($0.applicationName) && ($0.flushLsn ?? LSN(0)) >= lsn }
+        return holding.count >= min(mode.count, listed.count)
+    }
+
     /// Sets it (ALTER SYSTEM) and reloads, without waiting for the standbys. The change is
     /// recorded as pending first: if pgcluster dies, or the wait that follows fails, the
     /// failover guard still reasons on it until a writer records what the primary has.
     public func set() async throws(ClusterError) {
         try await HeldLocks.verify(before: "setting synchronous_standby_names on \(primary.name)")
         if let intent {
-            try await ClusterRecord.savePending(spec: intent, primary: primary.name, synchronous: .init(mode, standbys: standbys))
+            try await ClusterRecord.savePending(
+                spec: intent, primary: primary.name, synchronous: .init(mode, standbys: standbys), promotesTo: promotesTo)
         }
         let target = Observer(credentials: credentials).target(primary, connectTimeout: 5)
         do {
@@ -88,12 +102,22 @@ public struct QuorumChange: Sendable {
         let observer = Observer(credentials: credentials)
         let deadline = ContinuousClock.now + .seconds(timeout)
         var last = NodeObservation(node: primary)
+        // Commits acknowledged before the change are on enough of the OLD set; the new one
+        // counts for the failover guard only once enough of its members hold everything
+        // written up to the change (until then the change stays pending, and the guard
+        // proves the quorum under both).
+        var switchLsn: LSN?
         while ContinuousClock.now < deadline {
             last = await observer.observe(primary)
             if last.reachable, last.synchronousStandbyNames == value {
+                if switchLsn == nil { switchLsn = last.currentLsn }
                 let streaming = last.replication.filter { $0.state == "streaming" }
                 let expected = Self.expectedSyncStates(mode: mode, listed: standbys, streaming: streaming.map(\.applicationName))
-                if streaming.allSatisfy({ expected[$0.applicationName] == $0.syncState }) { return last.replication }
+                if streaming.allSatisfy({ expected[$0.applicationName] == $0.syncState }),
+                    Self.caughtUp(mode: mode, listed: standbys, rows: streaming, to: switchLsn)
+                {
+                    return last.replication
+                }
             }
             try? await Task.sleep(for: .milliseconds(50))
         }

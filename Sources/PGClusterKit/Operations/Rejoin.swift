@@ -166,7 +166,8 @@ public struct Rejoin: Sendable {
             credentials: credentials, primary: primary, mode: settlement.mode, standbys: settlement.standbys, timeout: 30,
             intent: spec
         ).apply()
-        try await ClusterRecord.savePrimary(spec: spec, primary: primary.name, applied: (settlement.mode, settlement.standbys))
+        try await ClusterRecord.savePrimary(
+            spec: spec, primary: primary.name, applied: (settlement.mode, settlement.standbys), timeline: timeline)
         timer.lap("synchronous_standby_names on \(primary.name)")
 
         let report = Report(

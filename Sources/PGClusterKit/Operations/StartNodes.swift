@@ -26,9 +26,11 @@ public struct StartNodes: Sendable {
 
     /// Starts `nodes` (the recorded primary first); returns one line per node for the operator.
     public func run(_ nodes: [NodeSpec]) async throws(ClusterError) -> [String] {
-        let recorded = try await ClusterRecord.load(spec: spec)?.primary ?? spec.primary.name
+        let state = try await ClusterRecord.load(spec: spec)
+        let recorded = state?.primary ?? spec.primary.name
+        let record = state.map(PrimaryRules.Record.init) ?? PrimaryRules.Record(primary: recorded, timeline: nil)
         var observations = await Observer(credentials: credentials).observeAll(spec.nodes)
-        var primary = try PrimaryRules.livePrimary(observations)
+        var primary = try PrimaryRules.livePrimary(observations, record: record)
         var lines: [String] = []
         let ordered = nodes.filter { $0.name == recorded } + nodes.filter { $0.name != recorded }
         var failures: [ClusterError] = []
@@ -51,7 +53,7 @@ public struct StartNodes: Sendable {
                     Console.progress("[\(node.name)] starting (the recorded primary)")
                     try await control.start(node)
                     observations = await Observer(credentials: credentials).observeAll(spec.nodes)
-                    primary = try PrimaryRules.livePrimary(observations)
+                    primary = try PrimaryRules.livePrimary(observations, record: record)
                     lines.append("\(node.name) started" + (primary?.node == node ? " as the primary" : ""))
                 } else {
                     // No primary answers: this node waits as a standby of the recorded primary.

@@ -134,9 +134,10 @@ public struct Switchover: Sendable {
         let newSync = FailoverDecision.newSynchronous(
             mode: remembered.synchronousMode, remaining: listed, durability: spec.watch.durability,
             others: spec.nodes.map(\.name).filter { $0 != target.name })
-        try await QuorumChange(
-            credentials: credentials, primary: target, mode: newSync.mode, standbys: newSync.standbys, intent: spec
-        ).set()
+        var intent = QuorumChange(
+            credentials: credentials, primary: target, mode: newSync.mode, standbys: newSync.standbys, intent: spec)
+        intent.promotesTo = (timeline ?? chosen.timeline ?? 1)
+        try await intent.set()
         timer.lap("slots and synchronous_standby_names on \(target.name)")
 
         let pointed = await parallel(others) { node throws(ClusterError) in try await ops.rePoint(node, to: target) }
@@ -157,7 +158,8 @@ public struct Switchover: Sendable {
         let settlement = try await SynchronousSettlement.settle(
             spec: spec, credentials: credentials, primary: target, following: following, remembered: remembered,
             alreadySet: (newSync.mode, newSync.standbys), down: needsRejoin)
-        try await ClusterRecord.savePrimary(spec: spec, primary: target.name, applied: (settlement.mode, settlement.standbys))
+        try await ClusterRecord.savePrimary(
+            spec: spec, primary: target.name, applied: (settlement.mode, settlement.standbys), timeline: timeline)
         let report = Report(
             from: primary.name, to: target.name, timeline: timeline, shutdownCheckpoint: checkpoint.description,
             following: following, needsRejoin: needsRejoin,

@@ -19,12 +19,13 @@ public enum ClusterRecord {
     /// Records a new primary, keeping the operator's chosen mode and `paused`. A mode lowered
     /// by `watch` is not kept: `applied` says what the new primary was given.
     public static func savePrimary(
-        spec: ClusterSpec, primary: String, applied: (mode: SynchronousMode, standbys: [String])
+        spec: ClusterSpec, primary: String, applied: (mode: SynchronousMode, standbys: [String]), timeline: Int?
     ) async throws(ClusterError) {
         let applied = ClusterState.Synchronous(applied.mode, standbys: applied.standbys)
         let fallback = ClusterState.Synchronous(spec.replication.synchronous)
         try await Stores.of(spec).updateState { previous in
             var state = ClusterState(primary: primary, synchronous: previous?.synchronous ?? fallback, applied: applied)
+            state.timeline = timeline
             state.keep(from: previous)
             state.nodes = state.nodes ?? spec.nodes.map(ClusterState.Member.init)
             return state
@@ -33,11 +34,13 @@ public enum ClusterRecord {
 
     /// Intent before action: records that `primary` is about to be given `synchronous`,
     /// before it is. Cleared by the next writer that records what the primary has.
-    public static func savePending(spec: ClusterSpec, primary: String, synchronous: ClusterState.Synchronous) async throws(ClusterError) {
+    public static func savePending(
+        spec: ClusterSpec, primary: String, synchronous: ClusterState.Synchronous, promotesTo: Int? = nil
+    ) async throws(ClusterError) {
         let fallback = ClusterState.Synchronous(spec.replication.synchronous)
         try await Stores.of(spec).updateState { previous in
             var state = previous ?? ClusterState(primary: primary, synchronous: fallback, applied: fallback)
-            state.pending = .init(primary: primary, synchronous: synchronous)
+            state.pending = .init(primary: primary, synchronous: synchronous, promotesTo: promotesTo)
             return state
         }
     }
@@ -103,5 +106,7 @@ extension ClusterState {
     mutating func keep(from previous: ClusterState?) {
         paused = previous?.paused
         nodes = previous?.nodes
+        // The primary's timeline stays known while the primary stays the same.
+        if timeline == nil, previous?.primary == primary { timeline = previous?.timeline }
     }
 }

@@ -119,7 +119,7 @@ public struct Watcher: Service {
         if applied.standbys == nil { applied.standbys = spec.nodes.map(\.name).filter { $0 != recorded } }
         return .init(
             nodes: nodes, recordedPrimary: recorded, applied: applied, lowered: state?.lowered, paused: state?.paused ?? false,
-            now: now(), probedAt: probedAt, pending: state?.pending)
+            now: now(), probedAt: probedAt, pending: state?.pending, recordedTimeline: state?.primary == recorded ? state?.timeline : nil)
     }
 
     /// Hosts the tests pretend cannot be reached (`PGCLUSTER_TEST_SILENT_HOSTS=node0,...`):

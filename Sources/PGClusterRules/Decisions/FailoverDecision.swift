@@ -68,8 +68,11 @@ public enum FailoverDecision {
     ///   - sync: what the dead primary was last recorded to have.
     ///   - alsoPossible: settings it may have had instead: a change recorded as pending and
     ///     never confirmed (intent before action). The quorum must be provable under each.
+    ///   - recordedTimeline: the timeline pgcluster recorded the dead primary on: standbys on
+    ///     an older one missed its promotion, and are no candidates.
     public static func decide(
-        observations: [NodeObservation], sync: SyncConfig, request: Request, alsoPossible: [SyncConfig] = []
+        observations: [NodeObservation], sync: SyncConfig, request: Request, alsoPossible: [SyncConfig] = [],
+        recordedTimeline: Int? = nil
     ) -> Result<Plan, Refusal> {
         func refuse(_ reason: String, _ code: ExitKind = .refused) -> Result<Plan, Refusal> {
             .failure(Refusal(reason: reason, exitCode: code))
@@ -117,8 +120,21 @@ public enum FailoverDecision {
                 "replication was asynchronous: commits acknowledged after the freshest standby's position may be lost")
         }
 
-        // 3. Timelines: only standbys on the newest timeline can be compared and promoted.
-        let newest = standbys.compactMap(\.timeline).max()
+        // 3. Timelines: only standbys on the newest timeline can be compared and promoted; the
+        //    newest includes the one the dead primary was recorded on. A standby behind it
+        //    missed that promotion: promoting it would drop that timeline's commits and fork
+        //    the history anew under a timeline number that may already be taken.
+        var newest = standbys.compactMap(\.timeline).max()
+        if let recordedTimeline, let seen = newest, recordedTimeline > seen {
+            let text = "every standby that answers is on timeline \(seen) or older, but the primary was on timeline "
+                + "\(recordedTimeline): they missed its promotion, and promoting one would drop what was written since"
+            if !request.allowDataLoss {
+                return refuse(text + ". Bring back a node that followed it, or accept the loss with --allow-data-loss")
+            }
+            warnings.append(text + " (accepted with --allow-data-loss)")
+        } else if let recordedTimeline, newest == nil {
+            newest = recordedTimeline
+        }
         let current = standbys.filter { newest == nil || $0.timeline == newest }
         let behindTimeline = standbys.filter { newest != nil && $0.timeline != newest }.map(\.node.name)
 

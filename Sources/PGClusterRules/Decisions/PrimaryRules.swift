@@ -2,14 +2,53 @@
 /// (docs/ARCHITECTURE.md, "Newest timeline wins"). Pure.
 public enum PrimaryRules {
     /// Of nodes that answer as read-write primaries, the one whose data the cluster keeps:
-    /// the newest timeline, then the highest WAL position, whatever the record says (a
-    /// record can lag behind a promotion that happened, never the other way round). Nil
-    /// when two are level on both: nothing on the servers tells them apart.
-    public static func newest(_ primaries: [NodeObservation]) -> NodeObservation? {
+    /// the newest timeline, whatever the record says (a record can lag behind a promotion
+    /// that happened, never the other way round). Two on the same timeline are two forks
+    /// that happen to share its number (each promoted from the one before without knowing
+    /// of the other): the recorded primary wins then, when the record names it on that
+    /// timeline, else the higher WAL position. Nil when nothing tells them apart.
+    public static func newest(_ primaries: [NodeObservation], record: Record? = nil) -> NodeObservation? {
+        let top = primaries.compactMap(\.timeline).max()
+        let onTop = primaries.filter { $0.timeline == top }
+        if onTop.count > 1, let record, let recorded = onTop.first(where: { $0.node.name == record.primary }),
+            record.timeline == nil || record.timeline == top
+        {
+            return recorded
+        }
         let ranked = primaries.sorted(by: ranksAbove)
         guard let first = ranked.first else { return nil }
         if ranked.count > 1, !ranksAbove(first, ranked[1]) { return nil }
         return first
+    }
+
+    /// The read-write node the cluster keeps as its primary, among everything observed: of
+    /// the primaries that are not stale (no node that answers knows a newer timeline than
+    /// theirs), the ``newest(_:)``. Nil when none answers, when every one is stale (the real
+    /// primary is silent), or when two are level.
+    public static func kept(_ observations: [NodeObservation], record: Record? = nil) -> NodeObservation? {
+        newest(observations.filter(\.isPrimary).filter { !isStale($0, among: observations, record: record) }, record: record)
+    }
+
+    /// What the store remembers of the primary: who pgcluster last made primary, and on
+    /// which timeline. Evidence when the nodes that saw the newer timeline are all down.
+    public struct Record: Sendable, Equatable {
+        public var primary: String
+        public var timeline: Int?
+        /// A promotion recorded as intended and not confirmed (``ClusterState/Pending``).
+        public var pending: ClusterState.Pending?
+
+        public init(primary: String, timeline: Int?, pending: ClusterState.Pending? = nil) {
+            self.primary = primary
+            self.timeline = timeline
+            self.pending = pending
+        }
+
+        public init(_ state: ClusterState) {
+            self.init(primary: state.primary, timeline: state.timeline, pending: state.pending)
+        }
+
+        /// A node being promoted by a failover that has not confirmed it yet.
+        public var promoting: String? { pending?.promotesTo == nil ? nil : pending?.primary }
     }
 
     /// Whether `a` holds newer data than `b`: a newer timeline, or on the same one a
@@ -23,8 +62,16 @@ public enum PrimaryRules {
     /// A lone live primary that must not be adopted: another node that answers knows a
     /// newer timeline than it (a standby that followed a later promotion), so it is a
     /// deposed primary back from the dead, not the end of an unfinished failover.
-    public static func isStale(_ live: NodeObservation, among observations: [NodeObservation]) -> Bool {
-        let newest = observations.filter(\.reachable).compactMap(\.timeline).max() ?? 0
+    /// The record counts too: a node that is not the recorded primary and is on an older
+    /// timeline than the one pgcluster recorded is deposed, even when every node that knows
+    /// the newer timeline is down.
+    public static func isStale(_ live: NodeObservation, among observations: [NodeObservation], record: Record? = nil) -> Bool {
+        var newest = observations.filter(\.reachable).compactMap(\.timeline).max() ?? 0
+        if let record, record.primary != live.node.name, let timeline = record.timeline { newest = max(newest, timeline) }
+        // A promotion intended (and maybe done) to a newer timeline makes an older primary deposed.
+        if let pending = record?.pending, pending.primary != live.node.name, let timeline = pending.promotesTo {
+            newest = max(newest, timeline)
+        }
         return (live.timeline ?? 0) < newest
     }
 
@@ -44,13 +91,15 @@ public enum PrimaryRules {
 
     /// The one live primary, nil when none answers. Refused: two or more (a split brain that
     /// failover and start must not add to), or a lone primary that is stale (``isStale``).
-    public static func livePrimary(_ observations: [NodeObservation]) throws(ClusterError) -> NodeObservation? {
+    public static func livePrimary(_ observations: [NodeObservation], record: Record? = nil) throws(ClusterError)
+        -> NodeObservation?
+    {
         let primaries = observations.filter(\.isPrimary)
-        if primaries.count == 1, isStale(primaries[0], among: observations) {
+        if primaries.count == 1, isStale(primaries[0], among: observations, record: record) {
             let live = primaries[0]
             throw ClusterError.refused(
                 "\(live.node.name) answers as a primary on timeline \(live.timeline.map(String.init) ?? "?"), but other nodes "
-                    + "know a newer timeline: it is a deposed primary, and its writes since then are not the cluster's. "
+                    + "(or pgcluster's record) know a newer timeline: it is a deposed primary, and its writes since then are not the cluster's. "
                     + "Stop it (pgcluster stop \(live.node.name)), then run failover again; bring it back with: "
                     + "pgcluster rejoin \(live.node.name)")
         }

@@ -37,6 +37,10 @@ public enum WatchDecision {
         /// A synchronous change recorded as pending and not confirmed: the guard proves the
         /// quorum under it too.
         public var pending: ClusterState.Pending?
+        /// The timeline pgcluster recorded for `recordedPrimary`, if it did.
+        public var recordedTimeline: Int?
+
+        var record: PrimaryRules.Record { .init(primary: recordedPrimary, timeline: recordedTimeline, pending: pending) }
         public var paused: Bool
         /// Seconds on the watcher's monotonic clock, once the observations are in.
         public var now: Double
@@ -46,9 +50,11 @@ public enum WatchDecision {
 
         public init(
             nodes: [Node], recordedPrimary: String, applied: ClusterState.Synchronous, lowered: ClusterState.Synchronous? = nil,
-            paused: Bool = false, now: Double, probedAt: Double? = nil, pending: ClusterState.Pending? = nil
+            paused: Bool = false, now: Double, probedAt: Double? = nil, pending: ClusterState.Pending? = nil,
+            recordedTimeline: Int? = nil
         ) {
             self.pending = pending
+            self.recordedTimeline = recordedTimeline
             self.probedAt = probedAt
             self.nodes = nodes
             self.recordedPrimary = recordedPrimary
@@ -120,9 +126,11 @@ public enum WatchDecision {
         let primaries = input.nodes.filter(\.observation.isPrimary)
         if primaries.count > 1 {
             memory.primaryLostSince = nil
-            return secondPrimary(primaries, recorded: input.recordedPrimary)
+            return secondPrimary(primaries, all: input.nodes.map(\.observation), record: input.record)
         }
-        if let live = primaries.first, PrimaryRules.isStale(live.observation, among: input.nodes.map(\.observation)) {
+        if let live = primaries.first,
+            PrimaryRules.isStale(live.observation, among: input.nodes.map(\.observation), record: input.record)
+        {
             // A deposed primary back from the dead while the real one is gone: it must not
             // serve; once fenced, the failover rules choose among the standbys.
             return .fence(
@@ -138,19 +146,27 @@ public enum WatchDecision {
         return withoutPrimary(input, memory: &memory, settings: settings)
     }
 
-    /// Two primaries: the newest timeline (then the furthest WAL) is the primary, whatever
-    /// the record says (``PrimaryRules``); the others are fenced, the oldest first. Level on
-    /// both, nobody can tell which holds the data to keep: refused.
-    static func secondPrimary(_ primaries: [Node], recorded: String) -> Action {
+    /// Two primaries: the one the rules keep (``PrimaryRules/kept(_:)``: the newest timeline,
+    /// then the furthest WAL, whatever the record says) stays; the oldest other is fenced.
+    /// When every one is deposed (another node knows a newer timeline: the real primary is
+    /// silent), the oldest is fenced all the same. Level on both: refused.
+    static func secondPrimary(_ primaries: [Node], all: [NodeObservation], record: PrimaryRules.Record) -> Action {
+        let recorded = record.primary
         let list = primaries.map { "\($0.name) (timeline \($0.observation.timeline.map(String.init) ?? "?"))" }
             .joined(separator: ", ")
-        guard let keep = PrimaryRules.newest(primaries.map(\.observation)) else {
+        let oldest = primaries.min { PrimaryRules.ranksAbove($1.observation, $0.observation) }!
+        guard let keep = PrimaryRules.kept(all, record: record) else {
+            if primaries.allSatisfy({ PrimaryRules.isStale($0.observation, among: all, record: record) }) {
+                return .fence(
+                    oldest.name, why: "\(list) answer as primaries, and other nodes (or pgcluster's record) know a newer timeline than any: deposed, "
+                        + "they must never serve")
+            }
             return .refuse(
                 "\(list) answer as primaries on one timeline at one position: pgcluster cannot tell which one "
                     + "holds the data to keep. Stop the wrong one, then: pgcluster rejoin NODE --force")
         }
-        let others = primaries.filter { $0.name != keep.node.name }
-        let intruder = others.min { PrimaryRules.ranksAbove($1.observation, $0.observation) }!
+        let intruder = primaries.filter { $0.name != keep.node.name }
+            .min { PrimaryRules.ranksAbove($1.observation, $0.observation) }!
         let recordNote = keep.node.name == recorded ? "" : " (the record said \(recorded): the newest timeline wins)"
         return .fence(intruder.name, why: "a second primary beside \(keep.node.name)\(recordNote): \(list); it must never serve")
     }
@@ -225,12 +241,29 @@ public enum WatchDecision {
 
         func failover(_ why: String) -> Action {
             switch FailoverDecision.decide(
-                observations: observations, sync: sync.sync, request: .init(), alsoPossible: sync.alsoPossible) {
+                observations: observations, sync: sync.sync, request: .init(), alsoPossible: sync.alsoPossible,
+                recordedTimeline: input.recordedTimeline) {
             case .failure(let refusal): return .refuse(refusal.reason)
             case .success(let plan): return .failover("\(why); \(plan.candidate) is \(plan.reason)")
             }
         }
 
+        // A node a failover was promoting, silent: it may be a primary nobody recorded. It
+        // must be proven stopped (fenced) before anything else is promoted beside it.
+        if let promoting = input.record.promoting, promoting != name,
+            let node = input.nodes.first(where: { $0.name == promoting }), !node.observation.reachable
+        {
+            switch node.postmaster {
+            case .running:
+                return .fence(promoting, why: "a failover was promoting it and it does not answer: it may be a primary nobody recorded")
+            case .unknown:
+                return .refuse(
+                    "a failover was promoting \(promoting), which cannot be asked (its host does not answer): it may be a primary "
+                        + "nobody recorded, so nothing is promoted beside it. Bring its host back, or stop it there")
+            case .stopped:
+                break
+            }
+        }
         // Proven dead: its host answers and no postmaster runs. At once.
         if old?.postmaster == .stopped {
             return failover("\(name) is down: no postmaster runs for its data directory")
@@ -257,7 +290,8 @@ public enum WatchDecision {
             // Its host answers: kill it first, so that it is proven down when the failover runs;
             // but not when the failover would be refused anyway.
             if case .failure(let refusal) = FailoverDecision.decide(
-                observations: observations, sync: sync.sync, request: .init(), alsoPossible: sync.alsoPossible) {
+                observations: observations, sync: sync.sync, request: .init(), alsoPossible: sync.alsoPossible,
+                recordedTimeline: input.recordedTimeline) {
                 return .refuse(refusal.reason)
             }
             return .fence(name, why: "lost for \(seconds(lost)) s (\(how)), and no standby streams from it")

@@ -19,6 +19,9 @@ public struct ClusterState: Sendable, Equatable, Codable {
     }
 
     public var primary: String
+    /// The timeline `primary` was on when it was recorded (nil in states of an older
+    /// pgcluster): a node on an older timeline is a deposed primary (``PrimaryRules``).
+    public var timeline: Int?
     /// The mode the operator chose (`quorum`, or the spec's): failover, switchover and
     /// rejoin restore it as far as the standbys that remain allow.
     public var synchronous: Synchronous
@@ -43,10 +46,16 @@ public struct ClusterState: Sendable, Equatable, Codable {
     public struct Pending: Sendable, Equatable, Codable {
         public var primary: String
         public var synchronous: Synchronous
+        /// With a failover or switchover: the timeline `primary` is about to be promoted to.
+        /// Until the new primary is recorded, a node on an older timeline may be a deposed
+        /// primary (``PrimaryRules/isStale(_:among:record:)``), and `primary`, silent, may be a
+        /// primary that nobody recorded.
+        public var promotesTo: Int?
 
-        public init(primary: String, synchronous: Synchronous) {
+        public init(primary: String, synchronous: Synchronous, promotesTo: Int? = nil) {
             self.primary = primary
             self.synchronous = synchronous
+            self.promotesTo = promotesTo
         }
     }
 
