@@ -229,3 +229,44 @@ func waitExit(_ pid: pid_t, timeout: Double = 120) async -> Int32 {
     kill(pid, SIGKILL)
     return -1
 }
+
+/// Issue 23: the watcher notices a crash when the primary's connection drops, not at its
+/// next probe. Ports 21570-21572.
+@Suite("watch: a dropped connection wakes the watcher", .serialized, .clusterLimit)
+struct DropDetectionTests {
+    @Test("kill -9 of the primary with a 30 s probe interval: detected at once and failed over long before the next probe")
+    func detectsDrop() async throws {
+        let block = "watch:\n  interval: 30\n  failoverAfter: 60\n"
+        let cluster = try TestCluster(name: "w-drop", basePort: 21570, synchronous: "{mode: any, count: 1}", extraNodeYAML: block)
+        var watcher: WatchProcess?
+        do {
+            try await cluster.initCluster()
+            try cluster.sql("node0", "CREATE TABLE acked (id int PRIMARY KEY)")
+            try cluster.sql("node0", "INSERT INTO acked VALUES (1)")
+            watcher = try WatchProcess(cluster)
+            #expect(await watcher!.waitFor("start"))
+            // The watcher's idle connection to the primary is open.
+            let held = await cluster.eventually(20) {
+                try cluster.sql(
+                    "node0",
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgcluster' AND state = 'idle' "
+                        + "AND backend_start < now() - interval '1 second'"
+                ).scalar != "0"
+            }
+            #expect(held, "the watcher holds no connection to the primary:\n\(watcher!.log)")
+            try cluster.kill9Postmaster("node0")
+            // Well within the 30 s until the next probe: only the dropped connection can explain it.
+            #expect(await cluster.eventually(20) { cluster.onePrimary(besides: "node0") != nil }, "\(watcher!.log)")
+            #expect(!watcher!.lines("detected").isEmpty, "\(watcher!.log)")
+            let primary = try #require(cluster.onePrimary(besides: "node0"))
+            #expect(try cluster.sql(primary, "SELECT count(*) FROM acked").scalar == "1")
+        } catch {
+            await watcher?.stop()
+            print(watcher?.log ?? "")
+            await cluster.teardown()
+            throw error
+        }
+        await watcher?.stop()
+        await cluster.teardown()
+    }
+}

@@ -169,6 +169,24 @@ public final class PGConnection: @unchecked Sendable {
         return QueryResult(columns: columns, rows: rows)
     }
 
+    /// Blocks up to `timeout` seconds on the idle connection's socket; true when the server
+    /// closed it or it broke (a crash, kill -9, a reset), false when nothing happened. An
+    /// idle PostgreSQL connection receives nothing, so readable means gone (or a notice,
+    /// which is consumed). For the watcher's drop detection; no query may run meanwhile.
+    public func waitForClose(timeout: Double) -> Bool {
+        guard let conn else { return true }
+        let socket = PQsocket(conn)
+        guard socket >= 0 else { return true }
+        var entry = pollfd(fd: socket, events: Int16(POLLIN), revents: 0)
+        let ready = poll(&entry, 1, Int32((timeout * 1000).rounded()))
+        if ready == 0 { return false }
+        if ready < 0 { return errno != EINTR }
+        if entry.revents & Int16(POLLHUP | POLLERR | POLLNVAL) != 0 { return true }
+        // Readable: either an async message (consumed) or end of stream / error.
+        if PQconsumeInput(conn) == 0 { return true }
+        return PQstatus(conn) != CONNECTION_OK
+    }
+
     /// Asks the server to cancel the statement running on this connection. Safe to call
     /// from another thread while `query` blocks.
     public func cancel() {

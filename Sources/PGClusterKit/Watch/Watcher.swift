@@ -45,15 +45,24 @@ public struct Watcher: Service {
         }
         var memory = WatchDecision.Memory()
         var lastKey: String?
+        // The primary's connection dropping wakes the loop at once (docs/ARCHITECTURE.md,
+        // "watch"): a crash is noticed in milliseconds, not at the next probe.
+        let wake = WakeSignal()
+        let logger = logger
+        let detector = DropDetector(credentials: credentials) { name in
+            logger.event("detected", node: name, "the connection to \(name) dropped: probing now")
+            wake.signal()
+        }
+        defer { detector.stop() }
         while !Task.isShuttingDownGracefully {
             let began = elapsed()
-            let acted = await tick(&memory, now: elapsed, lastKey: &lastKey)
+            let acted = await tick(&memory, now: elapsed, lastKey: &lastKey, detector: detector)
             if Task.isShuttingDownGracefully { break }
             // A probe every interval (a slow probe eats into the pause); after an action, look
             // again at once: the next step may follow (fence, then failover).
             let pause = settings.interval - (elapsed() - began)
             if !acted, pause > 0 {
-                try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(pause)) }
+                try? await cancelWhenGracefulShutdown { await wake.sleep(pause) }
             }
         }
         await leadership.resign()
@@ -61,7 +70,9 @@ public struct Watcher: Service {
     }
 
     /// One probe, one decision, at most one action. Returns whether it acted.
-    func tick(_ memory: inout WatchDecision.Memory, now: () -> Double, lastKey: inout String?) async -> Bool {
+    func tick(
+        _ memory: inout WatchDecision.Memory, now: () -> Double, lastKey: inout String?, detector: DropDetector? = nil
+    ) async -> Bool {
         // Only the leader acts; the others observe and are ready to take over.
         guard await leadership.campaign() else {
             let leader = await leadership.leader()
@@ -72,14 +83,15 @@ public struct Watcher: Service {
         }
         let lock = try? await store.acquireLock(command: "watch", wait: 0)
         HeldLocks.set(lock)
-        let acted = await tickHolding(lock, &memory, now: now, lastKey: &lastKey)
+        let acted = await tickHolding(lock, &memory, now: now, lastKey: &lastKey, detector: detector)
         HeldLocks.set(nil)
         await lock?.release()
         return acted
     }
 
     func tickHolding(
-        _ lock: (any HeldLock)?, _ memory: inout WatchDecision.Memory, now: () -> Double, lastKey: inout String?
+        _ lock: (any HeldLock)?, _ memory: inout WatchDecision.Memory, now: () -> Double, lastKey: inout String?,
+        detector: DropDetector? = nil
     ) async -> Bool {
         let state: ClusterState?
         do {
@@ -89,6 +101,7 @@ public struct Watcher: Service {
             return false
         }
         let input = await observe(state: state, probedAt: now(), now: now)
+        detector?.follow(input.nodes.first { $0.observation.isPrimary }?.observation.node)
         let action = WatchDecision.next(input, memory: &memory, settings: settings)
         if action.changes, lock == nil {
             let holder = (try? await store.lockHolder())?.description ?? "another command"
