@@ -99,15 +99,19 @@ sql db_0 "CREATE TABLE bench_watch (id text PRIMARY KEY, at timestamptz DEFAULT 
 "$PGCLUSTER" watch -f "$SPEC" 2>"$BENCH_ROOT/watch.log" &
 WATCH_PID=$!
 
-# The time the watcher decided to fail over: its first "failover" line after T0 (epoch s).
-decided_after() {
-    local t0="$1" stamp
+# The time of the watcher's first EVENT line after T0 (epoch s): "detected" (the primary's
+# connection dropped), "failover" (the decision), "promoted" (the candidate accepts writes).
+event_after() {
+    local event="$1" t0="$2" stamp
     while read -r stamp _; do
         stamp="$(date -d "$stamp" +%s.%N 2>/dev/null)" || continue
         if awk -v a="$stamp" -v b="$t0" 'BEGIN { exit !(a > b) }'; then echo "$stamp"; return 0; fi
-    done < <(grep -E '^[0-9T:.-]+Z failover ' "$BENCH_ROOT/watch.log")
+    done < <(grep -E "^[0-9T:.-]+Z $event " "$BENCH_ROOT/watch.log")
     return 1
 }
+decided_after() { event_after failover "$1"; }
+# "a -> b" as seconds with 3 decimals, or "-" when either is unknown.
+span() { if [ -n "$1" ] && [ -n "$2" ]; then awk -v a="$2" -v b="$1" 'BEGIN { printf "%.3f", a - b }'; else echo -; fi; }
 
 declare -A FIGURES LOSTS AFTER
 run_one() {
@@ -153,6 +157,12 @@ run_one() {
     LOSTS[$label]+="$lost "
     printf '%-8s run %s/%s: %s -> %s, first write on the new primary after %s s; acknowledged %s, lost %s\n' \
         "$how" "${run#?}" "$RUNS" "$primary" "$new" "$(awk -v a="$first" -v b="$t0" 'BEGIN { printf "%.3f", a - b }')" "$acked" "$lost"
+    # Where the time went, on the watcher's log and the writers' clock.
+    local detected promoted
+    detected="$(event_after detected "$t0" || true)"
+    promoted="$(event_after promoted "$t0" || true)"
+    printf '         fault -> detected %s, detected -> decision %s, decision -> promoted %s, promoted -> first write %s\n' \
+        "$(span "$t0" "$detected")" "$(span "$detected" "$decided")" "$(span "$decided" "$promoted")" "$(span "$promoted" "$first")"
 }
 
 for run in $(seq 1 "$RUNS"); do run_one kill "k$run"; done

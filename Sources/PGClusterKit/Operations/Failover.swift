@@ -17,6 +17,8 @@ public struct Failover: Sendable {
     public var observeTimeout: Double = 2
     /// Recorded in history as who failed over: nil for a person's command, `watch`.
     public var by: String?
+    /// Told the moment the candidate accepts writes (the watcher logs it: `promoted`).
+    public var onPromoted: (@Sendable (String) -> Void)?
 
     public init(
         spec: ClusterSpec, credentials: Credentials, control: (any ServerControl)?, request: FailoverDecision.Request,
@@ -158,6 +160,7 @@ public struct Failover: Sendable {
             throw error
         }
         timer.lap("promote \(candidate.name)")
+        onPromoted?(candidate.name)
         TestInterruption.point("promote")
         let timeline = await Observer(credentials: credentials).observe(candidate).timeline
 

@@ -171,6 +171,8 @@ public struct Watcher: Service {
                     templates: control.renderer.templates)
                 failover.observeTimeout = probeTimeout
                 failover.by = "watch"
+                let logger = logger
+                failover.onPromoted = { name in logger.event("promoted", node: name, "\(name) accepts writes") }
                 let result = try await failover.run()
                 memory.primaryLostSince = nil
                 memory.primaryLastAnswered = nil
