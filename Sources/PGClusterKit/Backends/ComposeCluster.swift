@@ -271,9 +271,19 @@ public struct ComposeCluster: ServerControl {
         return Command(executable, Array(line.dropFirst()), environment: environment)
     }
 
+    /// A question to the engine (does a container run, kill one): it must not hang a command or
+    /// a watcher's tick when the engine does not answer, so it has a deadline.
+    func probe(_ line: [String]) -> Command {
+        var probe = command(line)
+        probe.timeout = Self.probeTimeout
+        return probe
+    }
+
+    static let probeTimeout: Double = 20
+
     /// One clear line when Docker is missing or no engine answers.
     public func checkEngine() async throws(ClusterError) {
-        let docker = command(["docker", "info", "--format", "{{.ServerVersion}}"])
+        let docker = probe(["docker", "info", "--format", "{{.ServerVersion}}"])
         guard FileManager.default.isExecutableFile(atPath: docker.executable) else {
             throw ClusterError("Docker is not installed: the compose backend needs the docker CLI and an engine (apt-get install docker.io docker-compose)")
         }
@@ -296,10 +306,10 @@ public struct ComposeCluster: ServerControl {
     public func serverRuns(_ node: NodeSpec) async -> Bool? {
         let commands = await commands()
         let service = node.serviceHost
-        guard let running = try? await runner.run(command(commands.running(service))), running.succeeded else { return nil }
+        guard let running = try? await runner.run(probe(commands.running(service))), running.succeeded else { return nil }
         if ComposeCommands.lists(service, in: running.output) { return true }
         for status in ["paused", "restarting"] {
-            guard let result = try? await runner.run(command(commands.inStatus(status, service))), result.succeeded else {
+            guard let result = try? await runner.run(probe(commands.inStatus(status, service))), result.succeeded else {
                 return nil
             }
             if ComposeCommands.lists(service, in: result.output) { return nil }
@@ -308,7 +318,7 @@ public struct ComposeCluster: ServerControl {
     }
 
     public func isRunning(_ node: NodeSpec) async -> Bool {
-        guard let result = try? await runner.run(command(await commands().running(node.serviceHost))), result.succeeded else {
+        guard let result = try? await runner.run(probe(await commands().running(node.serviceHost))), result.succeeded else {
             return false
         }
         return ComposeCommands.lists(node.serviceHost, in: result.output)
@@ -422,14 +432,14 @@ public struct ComposeCluster: ServerControl {
 
     public func fence(_ node: NodeSpec) async -> String? {
         guard await isRunning(node) else { return nil }
-        _ = try? await runner.run(command(await commands().kill(node.serviceHost)))
+        _ = try? await runner.run(probe(await commands().kill(node.serviceHost)))
         return "killed the container of service \(node.serviceHost)"
     }
 
     /// SIGKILL to the container's first process (the entrypoint that runs the server): the
     /// whole node crashes at once.
     public func crash(_ node: NodeSpec) async -> String? {
-        guard let result = try? await runner.run(command(await commands().kill(node.serviceHost))), result.succeeded else {
+        guard let result = try? await runner.run(probe(await commands().kill(node.serviceHost))), result.succeeded else {
             return nil
         }
         return "docker compose kill -s SIGKILL \(node.serviceHost)"

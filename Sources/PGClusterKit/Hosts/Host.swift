@@ -230,9 +230,13 @@ public struct SSHHost: Host {
     }
 
     /// A small shell program, run as the login (for folders it may have to create above the
-    /// server's, and for files it must hand over to the server's user).
-    func script(_ body: String, _ arguments: [String], input: Data? = nil) async throws(ClusterError) -> CommandResult {
-        try await transport.run(["/bin/sh", "-c", body, "sh"] + arguments, input: input)
+    /// server's, and for files it must hand over to the server's user). A short step: it has
+    /// the transport's ``SSHTransport/stepTimeout`` as its deadline unless `short` is false.
+    func script(
+        _ body: String, _ arguments: [String], input: Data? = nil, short: Bool = true
+    ) async throws(ClusterError) -> CommandResult {
+        try await transport.run(
+            ["/bin/sh", "-c", body, "sh"] + arguments, input: input, timeout: short ? transport.stepTimeout : nil)
     }
 
     var owner: String? { loginIsRoot ? "\(serverUser):" : nil }
@@ -271,7 +275,8 @@ public struct SSHHost: Host {
 
     public func remove(_ paths: [String]) async throws(ClusterError) {
         guard !paths.isEmpty else { return }
-        let result = try await script(#"rm -rf -- "$@""#, paths)
+        // No deadline: removing a large data directory may take a while.
+        let result = try await script(#"rm -rf -- "$@""#, paths, short: false)
         guard result.succeeded else {
             throw ClusterError("cannot remove files on \(label): \(result.output.trimmingCharacters(in: .whitespacesAndNewlines))")
         }

@@ -69,14 +69,20 @@ public struct SSHTransport: Sendable {
     }
 
     /// The ssh command that runs `arguments` on the host, with `input` on its stdin.
-    public func command(_ arguments: [String], input: Data? = nil) -> Command {
+    public func command(_ arguments: [String], input: Data? = nil, timeout: Double? = nil) -> Command {
         // The login and the host after "-l" and "--": neither can ever be read as an option.
-        Command(Self.executable, options + ["-l", user, "--", host, ShellQuote.line(arguments)], input: input)
+        Command(Self.executable, options + ["-l", user, "--", host, ShellQuote.line(arguments)], input: input, timeout: timeout)
     }
+
+    /// The deadline of a short step (a file read, a probe for the postmaster, a kill): a hung
+    /// ssh or host never holds a command, or a watcher's tick, longer than this.
+    public var stepTimeout: Double { Double(connectTimeout) * 2 + 20 }
 
     /// Runs `arguments` on the host and returns how it ended there. Throws when ssh itself
     /// failed (unreachable host, refused key, changed host key): the program did not run.
-    public func run(_ arguments: [String], input: Data? = nil) async throws(ClusterError) -> CommandResult {
+    /// With `timeout`, ssh and all it started here are killed at the deadline (a failure: what
+    /// was asked there is unknown).
+    public func run(_ arguments: [String], input: Data? = nil, timeout: Double? = nil) async throws(ClusterError) -> CommandResult {
         guard controlDirectory.utf8.count <= Self.maxControlDirectoryLength else {
             throw ClusterError(
                 "the folder for ssh's connection sockets, \(controlDirectory), is \(controlDirectory.utf8.count) bytes long;"
@@ -87,7 +93,7 @@ public struct SSHTransport: Sendable {
             try? FileManager.default.createDirectory(
                 atPath: controlDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         }
-        let result = try await runner.run(command(arguments, input: input))
+        let result = try await runner.run(command(arguments, input: input, timeout: timeout))
         if result.status == 255 {
             // Exit 255 is ssh's own: a known failure says what to check; any other is still
             // a transport that failed, never a program's answer (no script of ours exits 255).
@@ -101,8 +107,10 @@ public struct SSHTransport: Sendable {
 
     /// Runs `arguments` on the host; fails with the command and its output's tail when it exits non-zero.
     @discardableResult
-    public func check(_ arguments: [String], input: Data? = nil, what: String) async throws(ClusterError) -> CommandResult {
-        let result = try await run(arguments, input: input)
+    public func check(
+        _ arguments: [String], input: Data? = nil, timeout: Double? = nil, what: String
+    ) async throws(ClusterError) -> CommandResult {
+        let result = try await run(arguments, input: input, timeout: timeout)
         guard result.succeeded else {
             let tail = result.output.split(whereSeparator: \.isNewline).suffix(12).map { "| " + $0 }
             throw ClusterError(
@@ -127,13 +135,14 @@ public struct SSHTransport: Sendable {
             """#
         try await check(
             ["/bin/sh", "-c", script, "sh", path, String(mode, radix: 8), owner ?? ""], input: contents,
-            what: "writing \(path)")
+            timeout: stepTimeout + Double(contents.count) / 1_000_000, what: "writing \(path)")
     }
 
     /// Ends the master connection, if one is open (at the end of a command, or before a
     /// test removes its hosts). Never fails.
     public func closeConnection() async {
-        _ = try? await runner.run(Command(Self.executable, ["-O", "exit"] + options + ["-l", user, "--", host]))
+        _ = try? await runner.run(
+            Command(Self.executable, ["-O", "exit"] + options + ["-l", user, "--", host], timeout: stepTimeout))
     }
 
     /// What ssh's own failure (exit 255) means, in one line naming the host and what to do;

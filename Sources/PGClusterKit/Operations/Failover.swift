@@ -176,12 +176,13 @@ public struct Failover: Sendable {
         if outcome.changed { timer.lap("synchronous_standby_names over the standbys that follow") }
         try await ClusterRecord.savePrimary(
             spec: spec, primary: candidate.name, applied: (outcome.mode, outcome.standbys), timeline: timeline)
-        let result = report(
+        var result = report(
             plan: plan, observations: observations, oldPrimary: oldPrimary ?? plan.unreachable.first,
             rePointed: following.map(\.name), needsRejoin: Array(Set(plan.unreachable + needsRejoin)).sorted(),
             synchronous: outcome.mode.standbyNames(outcome.standbys), fenced: fenced, timer: timer,
             warnings: plan.warnings + outcome.warnings, timeline: timeline, problems: outcome.problems)
         try await record(result, lsn: plan.candidateLsn)
+        await runHooks(&result)
         return result
     }
 
@@ -211,11 +212,12 @@ public struct Failover: Sendable {
             candidate: primary.name, candidateLsn: lsn, freshestLsn: lsn, timeline: live.timeline,
             reason: "already the primary: finished an interrupted failover (\(why))",
             rePoint: followers.map(\.name), otherTimeline: [], unreachable: unreachable, warnings: [])
-        let result = report(
+        var result = report(
             plan: plan, observations: observations, oldPrimary: nil, rePointed: following.map(\.name),
             needsRejoin: Array(Set(unreachable + needsRejoin)).sorted(), synchronous: outcome.mode.standbyNames(outcome.standbys),
             fenced: nil, timer: timer, warnings: outcome.warnings, timeline: live.timeline, problems: outcome.problems)
         try await record(result, lsn: lsn)
+        await runHooks(&result)
         return result
     }
 

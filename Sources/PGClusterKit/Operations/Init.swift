@@ -153,6 +153,7 @@ public struct ClusterInit: Sendable {
         try await cluster.start(primary)
 
         let replicationUser = credentials.replication.user
+        let appDatabase = spec.app?.database
         let slots = spec.replication.slots ? spec.standbys.map(cluster.renderer.slotName) : []
         let target = Observer(credentials: credentials).target(primary, connectTimeout: 10)
         let outcome: Result<Void, PGError> = await Blocking.run {
@@ -167,13 +168,21 @@ public struct ClusterInit: Sendable {
                 for slot in slots {
                     try connection.query("SELECT pg_create_physical_replication_slot($1)", [slot])
                 }
+                if let app = credentials.app, let database = appDatabase {
+                    // The application's own role (SCRAM, not a superuser) owns its database.
+                    let appVerifier = try connection.scramVerifier(user: app.user, password: app.password)
+                    try connection.query(
+                        "CREATE ROLE \(ConfigText.identifier(app.user)) WITH LOGIN PASSWORD \(ConfigText.sqlLiteral(appVerifier))")
+                    try connection.query(
+                        "CREATE DATABASE \(ConfigText.identifier(database)) OWNER \(ConfigText.identifier(app.user))")
+                }
                 return .success(())
             } catch {
                 return .failure(error)
             }
         }
         if case .failure(let error) = outcome {
-            throw ClusterError("\(primary.name): cannot create the replication role and slots: \(error)")
+            throw ClusterError("\(primary.name): cannot create the replication role, slots and application role: \(error)")
         }
         Console.progress("[\(primary.name)] primary ready (\(String(format: "%.1f", (clock.now - began).seconds)) s)")
     }

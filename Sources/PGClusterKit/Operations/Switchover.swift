@@ -31,6 +31,8 @@ public struct Switchover: Sendable {
         public var problems: [String]
         public var steps: [StepTimer.Step]
         public var totalSeconds: Double
+        /// Hooks that failed (the switchover stands).
+        public var warnings: [String] = []
 
         public var text: String {
             var lines = ["switchover done in \(String(format: "%.3f", totalSeconds)) s: \(to) is the primary on timeline \(timeline.map(String.init) ?? "?")"]
@@ -40,6 +42,7 @@ public struct Switchover: Sendable {
             if !needsRejoin.isEmpty { lines.append("needs rejoin: \(needsRejoin.joined(separator: ", "))") }
             lines.append("steps:")
             lines += steps.map(\.line)
+            lines += warnings.map { "warning: " + $0 }
             lines += problems.map { "not done: " + $0 }
             return lines.joined(separator: "\n")
         }
@@ -160,7 +163,7 @@ public struct Switchover: Sendable {
             alreadySet: (newSync.mode, newSync.standbys), down: needsRejoin)
         try await ClusterRecord.savePrimary(
             spec: spec, primary: target.name, applied: (settlement.mode, settlement.standbys), timeline: timeline)
-        let report = Report(
+        var report = Report(
             from: primary.name, to: target.name, timeline: timeline, shutdownCheckpoint: checkpoint.description,
             following: following, needsRejoin: needsRejoin,
             synchronous: settlement.mode.standbyNames(settlement.standbys), problems: settlement.problems,
@@ -170,6 +173,9 @@ public struct Switchover: Sendable {
                 kind: "switchover", from: primary.name, to: target.name, timeline: timeline, lsn: checkpoint,
                 durationSeconds: report.totalSeconds, rePointed: report.following, needsRejoin: needsRejoin,
                 steps: report.steps))
+        report.warnings = await Hooks.run(
+            RoleChange(cluster: spec.name, newPrimary: target.name, oldPrimary: primary.name, timeline: timeline, reason: .switchover),
+            spec: spec)
         return report
     }
 

@@ -116,6 +116,11 @@ public final class PGConnection: @unchecked Sendable {
             throw PGError(message: Self.clean(message), target: described)
         }
         silenceNotices(conn)
+        // Opened inside work whose deadline already passed: end it now, never leave it open.
+        if let scope = DeadlineScope.current, !scope.adopt(connection) {
+            connection.close()
+            throw PGError(message: "the deadline passed while connecting", target: described)
+        }
         return connection
     }
 
@@ -198,6 +203,24 @@ public final class PGConnection: @unchecked Sendable {
         }
     }
 
+    /// Ends whatever this connection is doing, from another thread, when its deadline passed:
+    /// the socket is shut down (a `query` blocked on it returns at once with an error, and its
+    /// caller closes the connection), then the server is asked to cancel the statement
+    /// (PQcancel, on a connection of its own), so it does not run on for nobody.
+    func abort() {
+        let handle: OpaquePointer? = lock.withLock {
+            guard let conn else { return nil }
+            let handle = PQgetCancel(conn)
+            let socket = PQsocket(conn)
+            if socket >= 0 { shutdown(socket, Int32(SHUT_RDWR)) }
+            return handle
+        }
+        guard let handle else { return }
+        var buffer = [CChar](repeating: 0, count: 256)
+        _ = PQcancel(handle, &buffer, Int32(buffer.count))
+        PQfreeCancel(handle)
+    }
+
     /// The SCRAM-SHA-256 verifier of a password, computed here so that the clear
     /// password never reaches the server (or its logs) in a CREATE/ALTER ROLE.
     public func scramVerifier(user: String, password: String) throws(PGError) -> String {
@@ -243,18 +266,27 @@ private func withOptionalCStringArray<R>(_ strings: [String?], _ body: (UnsafePo
 }
 
 /// Runs blocking work (libpq calls) on a thread of its own, off Swift's cooperative
-/// pool, with a deadline: when the deadline passes first, the caller gets
-/// `nil` at once and the thread finishes (or not) on its own.
+/// pool, with a deadline: when the deadline passes first, the caller gets `nil` at once,
+/// and every libpq connection the work opened is ended (``PGConnection/abort()``: its socket
+/// shut down, its statement cancelled on the server), so the thread returns soon and closes
+/// it rather than holding a connection and a server backend open.
 public enum Blocking {
     public static func run<T: Sendable>(timeout: Double, _ work: @escaping @Sendable () -> T) async -> T? {
-        await withCheckedContinuation { (continuation: CheckedContinuation<T?, Never>) in
+        let scope = DeadlineScope()
+        return await withCheckedContinuation { (continuation: CheckedContinuation<T?, Never>) in
             let once = Once()
             Thread.detachNewThread {
+                Thread.current.threadDictionary[DeadlineScope.key] = scope
                 let value = work()
+                Thread.current.threadDictionary[DeadlineScope.key] = nil
                 if once.claim() { continuation.resume(returning: value) }
             }
             DispatchQueue.global().asyncAfter(deadline: .now() + timeout) {
-                if once.claim() { continuation.resume(returning: nil) }
+                if once.claim() {
+                    continuation.resume(returning: nil)
+                    // PQcancel may wait on a host that does not answer: never on this queue.
+                    Thread.detachNewThread { scope.abort() }
+                }
             }
         }
     }
@@ -264,6 +296,38 @@ public enum Blocking {
         await withCheckedContinuation { (continuation: CheckedContinuation<T, Never>) in
             Thread.detachNewThread { continuation.resume(returning: work()) }
         }
+    }
+}
+
+/// The libpq connections opened by one ``Blocking/run(timeout:_:)`` work, found through its
+/// thread (so every caller of libpq gets the deadline without passing anything down).
+final class DeadlineScope: NSObject, @unchecked Sendable {
+    static let key = "pgcluster.deadline-scope"
+    private let lock = NSLock()
+    private var connections: [Weak] = []
+    private var aborted = false
+
+    private struct Weak { weak var connection: PGConnection? }
+
+    /// The scope of the work running on this thread, if any.
+    static var current: DeadlineScope? { Thread.current.threadDictionary[key] as? DeadlineScope }
+
+    /// Keeps `connection` to end at the deadline; false when the deadline already passed.
+    func adopt(_ connection: PGConnection) -> Bool {
+        lock.withLock {
+            guard !aborted else { return false }
+            connections.removeAll { $0.connection == nil }
+            connections.append(Weak(connection: connection))
+            return true
+        }
+    }
+
+    func abort() {
+        let open = lock.withLock {
+            aborted = true
+            return connections.compactMap(\.connection)
+        }
+        for connection in open { connection.abort() }
     }
 }
 

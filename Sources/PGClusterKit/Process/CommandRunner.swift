@@ -13,11 +13,15 @@ public struct Command: Sendable, Equatable, CustomStringConvertible {
     public var passthroughStderr: Bool
     /// Written to the program's stdin (a file's contents sent over ssh, say); nil: /dev/null. Never printed.
     public var input: Data?
+    /// Seconds after which the program and its process group are killed (SIGKILL) and the
+    /// result is status -1; nil: no deadline (pg_basebackup of a large cluster may take hours).
+    public var timeout: Double?
 
     public init(
         _ executable: String, _ arguments: [String], environment: [String: String] = [:], user: OSUser? = nil,
-        workingDirectory: String? = nil, passthroughStderr: Bool = false, input: Data? = nil
+        workingDirectory: String? = nil, passthroughStderr: Bool = false, input: Data? = nil, timeout: Double? = nil
     ) {
+        self.timeout = timeout
         self.executable = executable
         self.arguments = arguments
         self.environment = environment
@@ -89,7 +93,15 @@ public struct LocalRunner: CommandRunning {
         let envp = environment.map { "\($0.key)=\($0.value)" }
         let stderr: Spawn.Sink = command.passthroughStderr ? .inherit : .pipe
         let input = command.input
-        return try await Blocking.run { Spawn.run(argv, environment: envp, input: input, stdout: .pipe, stderr: stderr) }
-            .get()
+        let timeout = command.timeout
+        let result = try await Blocking.run {
+            Spawn.run(argv, environment: envp, input: input, stdout: .pipe, stderr: stderr, timeout: timeout)
+        }.get()
+        if result.status == -1, let timeout {
+            throw ClusterError(
+                "\(command) did not end within \(ClusterLock.formatSeconds(timeout)): killed it and its process group",
+                details: result.output.split(whereSeparator: \.isNewline).suffix(6).map { "| " + $0 })
+        }
+        return result
     }
 }

@@ -28,7 +28,11 @@ public enum Spawn {
     /// Runs `argv` (argv[0] an absolute path) to its end. Blocks the calling thread.
     /// - Parameters:
     ///   - input: written to the child's stdin, which is then closed; without it stdin is /dev/null.
-    ///   - timeout: with no `.pipe` sink, SIGKILL the child after this many seconds.
+    ///   - timeout: a deadline that really ends the program, piped or not: the child starts in a
+    ///     process group of its own, and when the deadline passes the whole group (the program
+    ///     and whatever it started that stayed in the group: an ssh, a shell's children) gets
+    ///     SIGKILL. The outcome is then status -1 with the output read so far. Without a
+    ///     timeout the child stays in our process group (a terminal's Ctrl-C reaches it).
     public static func run(
         _ argv: [String], environment: [String], input: Data? = nil, stdout: Sink, stderr: Sink, timeout: Double? = nil
     ) -> Result<CommandResult, ClusterError> {
@@ -79,7 +83,13 @@ public enum Spawn {
         for signal in [SIGPIPE, SIGINT, SIGTERM, SIGQUIT] { sigaddset(&defaults, signal) }
         posix_spawnattr_setsigmask(&attributes, &noSignals)
         posix_spawnattr_setsigdefault(&attributes, &defaults)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        var flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF
+        if timeout != nil {
+            // Its own process group (pgid = its pid), so the deadline can kill everything in it.
+            posix_spawnattr_setpgroup(&attributes, 0)
+            flags |= POSIX_SPAWN_SETPGROUP
+        }
+        posix_spawnattr_setflags(&attributes, Int16(flags))
 
         var pid: pid_t = 0
         let cArgv = argv.map { strdup($0) } + [nil]
@@ -104,38 +114,62 @@ public enum Spawn {
             Thread.detachNewThread { feed(input, to: fd) }
         }
 
+        let deadline = timeout.map { Date().addingTimeInterval($0) }
         var output = [UInt8]()
+        var expired = false
         if usesPipe {
-            var buffer = [UInt8](repeating: 0, count: 65536)
-            while true {
-                let count = read(fds[0], &buffer, buffer.count)
-                if count > 0 {
-                    output.append(contentsOf: buffer[0..<count])
-                } else if count < 0 && errno == EINTR {
-                    continue
-                } else {
-                    break
-                }
-            }
+            expired = !readAll(fds[0], into: &output, until: deadline)
             close(fds[0])
         }
         var status: Int32 = 0
-        if let timeout, !usesPipe {
-            let deadline = Date().addingTimeInterval(timeout)
-            while waitpid(pid, &status, WNOHANG) == 0 {
+        if let deadline, !expired {
+            while true {
+                let reaped = waitpid(pid, &status, WNOHANG)
+                if reaped == pid || (reaped < 0 && errno != EINTR) { break }
                 if Date() >= deadline {
-                    kill(pid, SIGKILL)
-                    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-                    return .success(CommandResult(status: -1, output: ""))
+                    expired = true
+                    break
                 }
                 usleep(10_000)
             }
-        } else {
+        }
+        if expired {
+            // The group's id is the child's pid; a grandchild that left the group (a daemon
+            // that called setsid, such as a postmaster from pg_ctl) is not ours to end.
+            kill(-pid, SIGKILL)
+            kill(pid, SIGKILL)
+            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+            return .success(CommandResult(status: -1, output: String(decoding: output, as: UTF8.self)))
+        }
+        if deadline == nil {
             while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
         }
         // WIFEXITED / WEXITSTATUS, spelled out: Glibc's macros are not imported into Swift.
         let exitCode: Int32 = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
         return .success(CommandResult(status: exitCode, output: String(decoding: output, as: UTF8.self)))
+    }
+
+    /// Reads `fd` to its end into `output`; false when `deadline` passed first.
+    private static func readAll(_ fd: Int32, into output: inout [UInt8], until deadline: Date?) -> Bool {
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            if let deadline {
+                let left = deadline.timeIntervalSinceNow
+                if left <= 0 { return false }
+                var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+                let ready = poll(&poller, 1, Int32(min(left * 1000, 60_000).rounded(.up)))
+                if ready < 0 && errno == EINTR { continue }
+                if ready == 0 { continue }
+            }
+            let count = read(fd, &buffer, buffer.count)
+            if count > 0 {
+                output.append(contentsOf: buffer[0..<count])
+            } else if count < 0 && errno == EINTR {
+                continue
+            } else {
+                return true
+            }
+        }
     }
 
     /// Writes `data` to `fd` and closes it. A child that exits without reading all of it

@@ -1,7 +1,8 @@
 import Foundation
 
-/// The two accounts pgcluster uses: the superuser it connects with, and the
-/// replication role standbys stream with. Stored with mode 0600; never printed.
+/// The accounts of a cluster: the superuser pgcluster connects with, the replication role
+/// standbys stream with, and the spec's application role (`app:`), if any. Stored with
+/// mode 0600; never printed.
 public struct Credentials: Sendable, Equatable, Codable, CustomStringConvertible {
     public struct Login: Sendable, Equatable, Codable {
         public var user: String
@@ -10,18 +11,21 @@ public struct Credentials: Sendable, Equatable, Codable, CustomStringConvertible
 
     public var superuser: Login
     public var replication: Login
+    /// `app.user` and its generated password; nil without `app:` in the spec.
+    public var app: Login?
     /// The CA certificate pgcluster verifies the servers with (a path on this machine), or
     /// nil with `tls.mode: off`. Not stored: it follows from the spec. It travels with the
     /// passwords because everything that connects to a node carries both.
     public var rootCertificate: String?
 
     enum CodingKeys: String, CodingKey {
-        case superuser, replication
+        case superuser, replication, app
     }
 
-    public init(superuser: Login, replication: Login, rootCertificate: String? = nil) {
+    public init(superuser: Login, replication: Login, app: Login? = nil, rootCertificate: String? = nil) {
         self.superuser = superuser
         self.replication = replication
+        self.app = app
         self.rootCertificate = rootCertificate
     }
 
@@ -56,6 +60,9 @@ public struct Credentials: Sendable, Equatable, Codable, CustomStringConvertible
             replication: Login(
                 user: spec.replication.user,
                 password: spec.replication.password ?? stored?.replication.password ?? generatePassword()),
+            app: spec.app.map { app in
+                Login(user: app.user, password: stored?.app.flatMap { $0.user == app.user ? $0.password : nil } ?? generatePassword())
+            },
             rootCertificate: rootCertificate(for: spec))
     }
 

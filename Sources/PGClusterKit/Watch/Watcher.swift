@@ -8,8 +8,11 @@ import ServiceLifecycle
 /// command holds the lock it only observes. A graceful shutdown (SIGTERM, SIGINT) is
 /// honoured between steps, never in the middle of one.
 public struct Watcher: Service {
-    public let control: any ServerControl
-    public let credentials: Credentials
+    /// The spec, backend and credentials in use; replaced between ticks on SIGHUP or an edit
+    /// of the spec file (``SpecReloader``).
+    public let reloader: SpecReloader
+    public var control: any ServerControl { reloader.current.control }
+    public var credentials: Credentials { reloader.current.credentials }
     public let logger: Logger
     /// Where the cluster lock, the state and the leadership live (local.dir or etcd).
     public let store: any ClusterStore
@@ -19,9 +22,14 @@ public struct Watcher: Service {
     /// How this watcher is named in the leader key: host and PID.
     public let id: String
 
-    public init(control: any ServerControl, credentials: Credentials, logger: Logger) {
-        self.control = control
-        self.credentials = credentials
+    /// - Parameter reload: reads the spec file again and builds its backend and credentials;
+    ///   nil: the spec is never reloaded.
+    public init(
+        control: any ServerControl, credentials: Credentials, logger: Logger,
+        reload: (@Sendable () throws(ClusterError) -> SpecReloader.World)? = nil
+    ) {
+        let world = SpecReloader.World(control: control, credentials: credentials)
+        reloader = SpecReloader(world, reloads: reload != nil) { () throws(ClusterError) in try reload?() ?? world }
         self.logger = logger
         store = Stores.of(control.spec)
         id = "\(ProcessInfo.processInfo.hostName):\(getpid())"
@@ -54,8 +62,10 @@ public struct Watcher: Service {
             wake.signal()
         }
         defer { detector.stop() }
+        reloader.listenForHangup()
         while !Task.isShuttingDownGracefully {
             let began = elapsed()
+            reportReload(lastKey: &lastKey)
             let acted = await tick(&memory, now: elapsed, lastKey: &lastKey, detector: detector)
             if Task.isShuttingDownGracefully { break }
             // A probe every interval (a slow probe eats into the pause); after an action, look
@@ -121,7 +131,7 @@ public struct Watcher: Service {
     }
 
     func observe(state: ClusterState?, probedAt: Double, now: () -> Double) async -> WatchDecision.Input {
-        let observations = await Observer(credentials: credentials, timeout: probeTimeout).observeAll(spec.nodes)
+        let observations = await Observer(credentials: credentials, timeout: probeTimeout).observeAll(watched(state))
         var nodes: [WatchDecision.Node] = []
         for observation in observations {
             let postmaster = observation.reachable ? .running : await postmaster(observation.node)

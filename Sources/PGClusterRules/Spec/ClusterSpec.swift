@@ -30,6 +30,10 @@ public struct ClusterSpec: Sendable, Equatable {
     public var file: String
     /// `pgcluster watch`: probe interval, failover delay, durability, rejoin policy.
     public var watch = WatchSettings()
+    /// `hooks:`: programs run after the primary changed.
+    public var hooks = HookSettings()
+    /// `app:`: the application's own role and database.
+    public var app: AppSettings?
 
     public var primary: NodeSpec { nodes.first { $0.role == .primary }! }
     public var standbys: [NodeSpec] { nodes.filter { $0.role == .standby } }
@@ -243,5 +247,50 @@ public struct NodeSpec: Sendable, Equatable {
         self.serviceHost = serviceHost ?? name
         self.servicePort = servicePort
         self.sshHost = sshHost
+    }
+}
+
+/// `hooks:`: programs pgcluster runs on the machine that acted (a command's, or the
+/// watcher's), after the primary changed, with the event in their environment
+/// (PGCLUSTER_CLUSTER, PGCLUSTER_NEW_PRIMARY, PGCLUSTER_OLD_PRIMARY, PGCLUSTER_TIMELINE,
+/// PGCLUSTER_REASON). People move a virtual IP, update DNS or re-point a pooler with them.
+/// A hook that fails or outlives `timeout` is reported; the change of primary stands.
+public struct HookSettings: Sendable, Equatable {
+    /// A program: an argument list run as it is, or a line run by `/bin/sh -c`.
+    public enum Program: Sendable, Equatable {
+        case arguments([String])
+        case shell(String)
+
+        public var argv: [String] {
+            switch self {
+            case .arguments(let arguments): arguments
+            case .shell(let line): ["/bin/sh", "-c", line]
+            }
+        }
+    }
+
+    /// After every change of primary: failover (by command or watch) and switchover.
+    public var onRoleChange: Program?
+    /// After a failover only.
+    public var onFailover: Program?
+    /// Seconds a hook may run; then it and its process group are killed.
+    public var timeout: Double = 10
+
+    public init(onRoleChange: Program? = nil, onFailover: Program? = nil, timeout: Double = 10) {
+        self.onRoleChange = onRoleChange
+        self.onFailover = onFailover
+        self.timeout = timeout
+    }
+}
+
+/// `app:`: the role and database applications use, made by `init` (the role with a
+/// generated password, SCRAM, stored like the others), handed out by `dsn --app`.
+public struct AppSettings: Sendable, Equatable {
+    public var user: String
+    public var database: String
+
+    public init(user: String, database: String) {
+        self.user = user
+        self.database = database
     }
 }

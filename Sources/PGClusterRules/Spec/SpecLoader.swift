@@ -248,7 +248,7 @@ private struct Reader {
             root, "",
             allowed: [
                 "version", "name", "backend", "postgres", "superuser", "replication", "network", "tls", "local", "ssh",
-                "compose", "store", "watch", "nodes",
+                "compose", "store", "watch", "nodes", "hooks", "app",
             ])
         if top.isEmpty && problems.isEmpty { fail(root, "", "expected a mapping with name and nodes") }
 
@@ -304,6 +304,8 @@ private struct Reader {
         let tls = tlsSection(top["tls"], specFolder: specFolder)
         let nodes = nodesSection(top["nodes"], backend: backend, tls: tls.mode, specFolder: specFolder)
         let watch = watchSection(top["watch"])
+        let hooks = hooksSection(top["hooks"])
+        let app = appSection(top["app"], superuser: superuser.user, replication: replicationAccount.user)
 
         // Cross-checks that need the whole spec.
         let standbyCount = nodes.filter { $0.role == .standby }.count
@@ -328,7 +330,62 @@ private struct Reader {
             network: NetworkSettings(allow: allow),
             local: LocalSettings(dir: dir, osUser: osUser),
             compose: ComposeSettings(project: project, image: image, subnet: subnet), ssh: ssh, store: store, tls: tls,
-            nodes: nodes, file: file, watch: watch)
+            nodes: nodes, file: file, watch: watch, hooks: hooks, app: app)
+    }
+
+    mutating func hooksSection(_ node: Node?) -> HookSettings {
+        let map = mapping(node, "hooks", allowed: ["onRoleChange", "onFailover", "timeout"])
+        var hooks = HookSettings()
+        func program(_ key: String) -> HookSettings.Program? {
+            guard let value = map[key], value.null == nil else { return nil }
+            let path = "hooks.\(key)"
+            switch value {
+            case .scalar(let scalar):
+                guard !scalar.string.trimmingCharacters(in: .whitespaces).isEmpty else {
+                    fail(value, path, "is empty: give a command line (run by /bin/sh -c) or a list of arguments")
+                    return nil
+                }
+                return .shell(scalar.string)
+            case .sequence(let items):
+                let arguments = items.compactMap { $0.scalar?.string }
+                guard arguments.count == items.count, let first = arguments.first else {
+                    fail(value, path, "expected a list of arguments such as [/usr/local/bin/move-vip, --up]")
+                    return nil
+                }
+                guard first.hasPrefix("/") else {
+                    fail(value, path, "the program '\(first)' must be an absolute path (no shell looks it up)")
+                    return nil
+                }
+                return .arguments(arguments)
+            default:
+                fail(value, path, "expected a command line or a list of arguments")
+                return nil
+            }
+        }
+        hooks.onRoleChange = program("onRoleChange")
+        hooks.onFailover = program("onFailover")
+        if let value = map["timeout"], let text = string(value, "hooks.timeout", default: "10") {
+            if let seconds = WatchSettings.seconds(text), (0.1...3600).contains(seconds) {
+                hooks.timeout = seconds
+            } else {
+                fail(value, "hooks.timeout", "'\(text)' is not a duration from 0.1 s to 1 h (write 10s, 500ms, 2)")
+            }
+        }
+        return hooks
+    }
+
+    mutating func appSection(_ node: Node?, superuser: String, replication: String) -> AppSettings? {
+        guard let node, node.null == nil else { return nil }
+        let map = mapping(node, "app", allowed: ["user", "database"])
+        let user = roleName(map["user"], "app.user", default: "app")
+        let database = roleName(map["database"], "app.database", default: user)
+        if user == superuser || user == replication {
+            fail(map["user"] ?? node, "app.user", "must differ from superuser.user and replication.user ('\(user)')")
+        }
+        if ["postgres", "template0", "template1"].contains(database) {
+            fail(map["database"] ?? node, "app.database", "'\(database)' is PostgreSQL's own: name the application's database")
+        }
+        return AppSettings(user: user, database: database)
     }
 
     mutating func watchSection(_ node: Node?) -> WatchSettings {

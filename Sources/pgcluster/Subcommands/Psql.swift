@@ -8,7 +8,8 @@ extension PGCluster {
             abstract: "Open psql on a node (the current primary by default) as the cluster's superuser.",
             discussion: """
                 The password comes from local.dir/credentials.json through psql's environment, never the \
-                command line. Arguments after the node go to psql, for example:
+                command line. With TLS on, psql verifies the server as pgcluster does (sslmode=verify-full, \
+                the cluster CA). Arguments after the node go to psql, for example:
                   pgcluster psql db_1 -- -c 'SELECT pg_is_in_recovery()'
                 """)
 
@@ -32,6 +33,10 @@ extension PGCluster {
             let psql = FileManager.default.isExecutableFile(atPath: "\(bindir)/psql") ? "\(bindir)/psql" : "/usr/bin/psql"
             let argv = [psql, "-h", target.host, "-p", String(target.port), "-U", credentials.superuser.user, "-d", "postgres"]
                 + psqlArguments
+            if let rootCertificate = credentials.rootCertificate {
+                setenv("PGSSLMODE", "verify-full", 1)
+                setenv("PGSSLROOTCERT", rootCertificate, 1)
+            }
             let failure = replaceProcess(with: argv, password: credentials.superuser.password)
             throw ClusterError(
                 "cannot run \(psql): \(failure)", details: ["install the PostgreSQL client: apt-get install postgresql-client-15"])

@@ -20,7 +20,11 @@ extension PGCluster {
                 synchronous_standby_names while no synchronous standby streams, and restores it. \
                 `pgcluster pause` makes it observe and report only. One line per event on stderr \
                 (--json: one JSON object per line); failovers go to history with "by": "watch". \
-                SIGTERM or SIGINT stops it between steps, exit 0.
+                SIGTERM or SIGINT stops it between steps, exit 0. SIGHUP, or an edit of the spec \
+                file (its modification time, looked at each interval), reloads the spec between \
+                steps: validated first, a bad one is logged and the old one kept; a node that \
+                `apply` added is watched from then on and can be failed over to. name, backend, \
+                local.dir, store and watch.leaseTTL need a restart of the watcher.
                 """)
 
         @OptionGroup var options: SpecOptions
@@ -40,8 +44,12 @@ extension PGCluster {
                 }
                 var quiet = logger
                 quiet.logLevel = .warning
+                let reload: @Sendable () throws(ClusterError) -> SpecReloader.World = { () throws(ClusterError) in
+                    let spec = try options.load()
+                    return .init(control: try ClusterAccess.control(spec, options), credentials: try ClusterAccess.credentials(spec))
+                }
                 let group = ServiceGroup(
-                    services: [Watcher(control: control, credentials: credentials, logger: logger)],
+                    services: [Watcher(control: control, credentials: credentials, logger: logger, reload: reload)],
                     gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [], logger: quiet)
                 try await group.run()
             }

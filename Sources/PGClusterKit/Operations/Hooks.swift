@@ -1,0 +1,95 @@
+import Foundation
+
+/// A change of primary, as hooks see it in their environment.
+public struct RoleChange: Sendable, Equatable {
+    public enum Reason: String, Sendable {
+        case failover, switchover
+    }
+
+    public var cluster: String
+    public var newPrimary: String
+    public var oldPrimary: String?
+    public var timeline: Int?
+    public var reason: Reason
+    /// Who acted: `watch`, or nil for a person's command.
+    public var by: String?
+
+    public init(cluster: String, newPrimary: String, oldPrimary: String?, timeline: Int?, reason: Reason, by: String? = nil) {
+        self.cluster = cluster
+        self.newPrimary = newPrimary
+        self.oldPrimary = oldPrimary
+        self.timeline = timeline
+        self.reason = reason
+        self.by = by
+    }
+
+    /// The variables a hook gets, added to pgcluster's own environment.
+    public var environment: [String: String] {
+        [
+            "PGCLUSTER_CLUSTER": cluster,
+            "PGCLUSTER_NEW_PRIMARY": newPrimary,
+            "PGCLUSTER_OLD_PRIMARY": oldPrimary ?? "",
+            "PGCLUSTER_TIMELINE": timeline.map(String.init) ?? "",
+            "PGCLUSTER_REASON": reason.rawValue,
+            "PGCLUSTER_BY": by ?? "command",
+        ]
+    }
+}
+
+/// Runs the spec's `hooks` after a change of primary: `onRoleChange` after every one, then
+/// `onFailover` after a failover. Each runs on this machine, from the spec's folder, as
+/// pgcluster's user, within `hooks.timeout` (then it and its process group are killed);
+/// its output goes to the progress stream (the watcher's log). A hook that fails, hangs or
+/// cannot start is reported; it never undoes nor holds up the change, which is done.
+public enum Hooks {
+    /// Returns one warning per hook that did not succeed.
+    public static func run(_ event: RoleChange, spec: ClusterSpec, runner: any CommandRunning = LocalRunner()) async -> [String] {
+        var hooks: [(String, HookSettings.Program)] = []
+        if let program = spec.hooks.onRoleChange { hooks.append(("onRoleChange", program)) }
+        if event.reason == .failover, let program = spec.hooks.onFailover { hooks.append(("onFailover", program)) }
+        var warnings: [String] = []
+        for (name, program) in hooks {
+            if let warning = await run(name, program, event: event, spec: spec, runner: runner) { warnings.append(warning) }
+        }
+        return warnings
+    }
+
+    static func run(
+        _ name: String, _ program: HookSettings.Program, event: RoleChange, spec: ClusterSpec, runner: any CommandRunning
+    ) async -> String? {
+        let argv = program.argv
+        let folder = (spec.file as NSString).deletingLastPathComponent
+        let command = Command(
+            argv[0], Array(argv.dropFirst()), environment: event.environment,
+            workingDirectory: folder.isEmpty ? nil : folder, timeout: spec.hooks.timeout)
+        let started = ContinuousClock.now
+        let result: CommandResult
+        do {
+            result = try await runner.run(command)
+        } catch {
+            let kept = event.reason == .failover ? "the failover stands" : "the switchover stands"
+            return "hook \(name) failed: \(error.message); \(kept)"
+        }
+        for line in result.output.split(whereSeparator: \.isNewline) {
+            Console.progress("[hook \(name)] \(line)")
+        }
+        let took = ContinuousClock.now - started
+        let seconds = String(format: "%.2f", Double(took.components.seconds) + Double(took.components.attoseconds) / 1e18)
+        guard result.succeeded else {
+            return "hook \(name) failed (exit \(result.status), \(seconds) s): \(event.newPrimary) is the primary all the same;"
+                + " check the hook (\(ShellQuote.line(argv)))"
+        }
+        Console.progress("[hook \(name)] done in \(seconds) s")
+        return nil
+    }
+}
+
+extension Failover {
+    /// The spec's hooks, after the failover is recorded; what failed joins the warnings.
+    func runHooks(_ result: inout Report) async {
+        let event = RoleChange(
+            cluster: spec.name, newPrimary: result.candidate, oldPrimary: result.oldPrimary, timeline: result.timeline,
+            reason: .failover, by: by)
+        result.warnings += await Hooks.run(event, spec: spec)
+    }
+}
