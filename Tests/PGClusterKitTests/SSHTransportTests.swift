@@ -135,3 +135,37 @@ struct CommandInputTests {
         #expect(result.output.trimmingCharacters(in: .whitespacesAndNewlines) == "0")
     }
 }
+
+/// Issue 20: an ssh failure pgcluster does not recognise is still a failed transport, never
+/// a program's (empty) answer: "could not ask" must not read as "no postmaster".
+@Suite("ssh: an unrecognised exit 255 is a failed transport")
+struct SSHUnknownFailureTests {
+    /// Runs, in place of ssh, a real program that ends as ssh ends when it fails.
+    struct Exits255: CommandRunning {
+        let message: String
+        func run(_ command: Command) async throws(ClusterError) -> CommandResult {
+            try await LocalRunner().run(Command("/bin/sh", ["-c", "printf '%s\\r\\n' \"$1\" >&2; exit 255", "sh", message]))
+        }
+    }
+
+    @Test("an unknown message with exit 255 throws, naming the host; a known one says what to check")
+    func unknown255() async throws {
+        let transport = SSHTransport(
+            host: "10.213.7.11", user: "postgres", controlDirectory: "/tmp/pgc-ssh-test",
+            knownHostsFile: "/tmp/pgc-ssh-test/known_hosts", runner: Exits255(message: "kex_exchange_identification: something new"))
+        do {
+            let result = try await transport.run(["/bin/sh", "-c", "exit 0"])
+            Issue.record("read as the program's answer: exit \(result.status), output '\(result.output)'")
+        } catch {
+            #expect(error.message.contains("10.213.7.11") && error.message.contains("255"), "\(error.message)")
+        }
+        var known = transport
+        known.runner = Exits255(message: "ssh: connect to host 10.213.7.11 port 22: No route to host")
+        do {
+            _ = try await known.run(["true"])
+            Issue.record("no error")
+        } catch {
+            #expect(error.message.contains("unreachable"), "\(error.message)")
+        }
+    }
+}
