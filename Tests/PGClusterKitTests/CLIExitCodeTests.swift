@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-/// The exit codes of DESIGN.md ("Exit codes"), checked on the built `pgcluster` binary.
+/// The documented exit codes, checked on the built `pgcluster` binary.
 @Suite("pgcluster exit codes")
 struct CLIExitCodeTests {
     /// The `pgcluster` executable of this build: next to the test bundle (any scratch

@@ -133,7 +133,7 @@ struct FailoverDecisionTests {
             expect: .promote(
                 "db_1", reason: ["the freshest standby (0/3000000)"], rePoint: ["db_2"], unreachable: ["db_0"],
                 warnings: [], candidateLsn: "0/3000000", freshestLsn: "0/3000000", timeline: 1)),
-        // DESIGN.md: ANY 1 over 3 needs 3 - 1 + 1 = 3 members answering; the missing one may
+        // The quorum guard: ANY 1 over 3 needs 3 - 1 + 1 = 3 members answering; the missing one may
         // be the only one that acknowledged the last commit.
         Case(
             label: "ANY 1 of 3, one unreachable: refused (all 3 must answer)",

@@ -429,7 +429,7 @@ struct SpecValidationTests {
         #expect(spec.standbys.count == spec.nodes.count - 1)
     }
 
-    @Test("the examples are the topologies DESIGN.md promises")
+    @Test("the examples are the topologies the README promises")
     func exampleTopologies() throws {
         #expect(TestSupport.exampleNames.contains("local.yaml"))
         let any1 = try SpecLoader.load(path: TestSupport.examplePath("any1.yaml"))

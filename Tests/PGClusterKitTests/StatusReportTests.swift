@@ -237,7 +237,7 @@ struct StatusReportTests {
         return try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
     }
 
-    @Test("JSON has exactly the keys of DESIGN.md")
+    @Test("JSON has exactly the documented keys")
     func jsonKeys() throws {
         let report = StatusReport.make(spec: try Self.spec(), observations: Self.healthy())
         let object = try Self.json(report)

@@ -4,7 +4,7 @@ import Testing
 @testable import PGClusterKit
 @testable import PGClusterRules
 
-/// Every rule of DESIGN.md "Watch", as a table: what the nodes said, their postmasters,
+/// Every rule of the watcher (README.md, "Automatic failover"), as a table: what the nodes said, their postmasters,
 /// the watcher's memory and clock, and the ONE action that must follow. No server.
 @Suite("Watch decision: one action per tick")
 struct WatchDecisionTests {

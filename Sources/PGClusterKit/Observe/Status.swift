@@ -1,7 +1,7 @@
 import Foundation
 
 /// `pgcluster status`: the cluster as the live servers describe it. The JSON form is
-/// the stable contract of DESIGN.md; the table is for people.
+/// the stable contract (README.md, "Commands"); the table is for people.
 public struct StatusReport: Sendable, Encodable {
     public struct Synchronous: Sendable, Encodable, Equatable {
         public var mode: String

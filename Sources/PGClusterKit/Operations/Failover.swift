@@ -1,7 +1,7 @@
 import Foundation
 
 /// `pgcluster failover`: the primary is gone; promote the freshest standby and re-point
-/// the others, losing nothing acknowledged (DESIGN.md, "Failover, step by step").
+/// the others, losing nothing acknowledged (README.md, "How failover decides"; docs/ARCHITECTURE.md, "How one command flows").
 ///
 /// The choice is ``FailoverDecision``'s; this type only observes, carries the plan out
 /// and reports. Each step is timed.

@@ -1,7 +1,7 @@
 import Foundation
 
 /// The cluster lock: every command that changes the cluster holds it while it acts, so two
-/// commands (or a command and `watch`) never act at once (DESIGN.md, "Commands").
+/// commands (or a command and `watch`) never act at once (docs/ARCHITECTURE.md, "The store").
 ///
 /// With the files store it is an exclusive `flock` on `local.dir/.pgcluster.lock`. The kernel
 /// drops it when its holder dies however it dies, so a lock left by a killed command is

@@ -1,6 +1,6 @@
 /// The watcher's next step as a pure function: from one tick's observations, the
 /// postmaster each unreachable node has, the time, and the watcher's own memory, to ONE
-/// action (DESIGN.md, "Watch"). Nothing here touches a server; every rule is tested by
+/// action (README.md, "Automatic failover"; docs/ARCHITECTURE.md, "pgcluster watch"). Nothing here touches a server; every rule is tested by
 /// tables in Tests/PGClusterKitTests/WatchDecisionTests.swift. ``Watcher`` carries the
 /// action out through the same code as the commands.
 public enum WatchDecision {

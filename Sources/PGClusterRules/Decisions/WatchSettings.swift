@@ -1,4 +1,4 @@
-/// The spec's `watch:` block: how `pgcluster watch` probes and when it acts (DESIGN.md, "Watch").
+/// The spec's `watch:` block: how `pgcluster watch` probes and when it acts (README.md, "Automatic failover"; docs/ARCHITECTURE.md, "pgcluster watch").
 public struct WatchSettings: Sendable, Equatable {
     /// What `watch` may do to the synchronous mode while no synchronous standby streams.
     public enum Durability: String, Sendable, Equatable, CaseIterable {

@@ -1,4 +1,4 @@
-/// How a command ended, as its exit code (DESIGN.md, "Exit codes").
+/// How a command ended, as its exit code (README.md, "Commands": 0 done, 1 failed, 2 refused, 64 usage, 65 bad spec).
 public enum ExitKind: Int32, Sendable {
     case success = 0
     case failure = 1
