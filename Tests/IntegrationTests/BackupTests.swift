@@ -139,4 +139,24 @@ struct BackupTests {
             #expect(status.status == 0, "\(status.stdout)")
         }
     }
+    @Test("drill --restore: every row acknowledged before the noted time comes back, none written after it")
+    func restoreDrill() async throws {
+        try await withCluster(name: "bk-drill", basePort: 22440, standbys: 1) { cluster in
+            try cluster.enableBackup()
+            try await cluster.initCluster()
+            let scratch = try TestCluster(name: "bk-scratch", basePort: 22450, standbys: 1)
+            let drill = await cluster.run(["drill", "--restore", "--into", scratch.specPath, "--duration", "1", "--json"])
+            await scratch.teardown()
+            #expect(drill.status == 0, "\(drill.stdout)\(drill.stderr)")
+            struct Report: Decodable {
+                var expected: Int, present: Int, missing: Int, writtenAfter: Int, presentAfter: Int
+            }
+            let report = try JSONDecoder().decode(Report.self, from: Data(drill.stdout.utf8))
+            #expect(report.expected > 0 && report.writtenAfter > 0)
+            #expect(report.present == report.expected && report.missing == 0 && report.presentAfter == 0)
+            // The scratch cluster is gone; the live one is healthy.
+            #expect(scratch.postmasterPID("node0") == nil)
+            #expect(await cluster.run(["status"]).status == 0)
+        }
+    }
 }
