@@ -159,4 +159,21 @@ struct BackupTests {
             #expect(await cluster.run(["status"]).status == 0)
         }
     }
+    @Test("backup: added to a running cluster: apply turns the archive on (rolling restart), then backup works")
+    func addedByApply() async throws {
+        try await withCluster(name: "bk-apply", basePort: 22460, standbys: 1) { cluster in
+            try await cluster.initCluster()
+            #expect(try cluster.sql("node0", "SHOW archive_mode").scalar == "off")
+            try cluster.enableBackup()
+            let apply = await cluster.run(["apply"])
+            #expect(apply.status == 0, "\(apply.stdout)\(apply.stderr)")
+            let primary = try #require(cluster.currentPrimary())
+            #expect(try cluster.sql(primary, "SHOW archive_mode").scalar == "on")
+            #expect(try cluster.sql(primary, "SHOW archive_command").scalar?.contains("archive-push") == true)
+            let backup = await cluster.run(["backup", "--json"])
+            #expect(backup.status == 0, "\(backup.stderr)")
+            let check = cluster.pgbackrestCheck()
+            #expect(check.status == 0, "\(check.stdout)\(check.stderr)")
+        }
+    }
 }
