@@ -40,11 +40,12 @@ extension TestCluster {
     }
 }
 
+/// Ports 22420-22499 (22400-22419 are HAProxy's frontends in HealthEndpointTests).
 @Suite("backups and point-in-time recovery on real servers (pgBackRest)", .serialized, .clusterLimit)
 struct BackupTests {
     @Test("the archive keeps working across switchover and failover; restore to an LSN and to a time gives exactly the rows before it")
     func archiveAcrossRoleChangesAndRestore() async throws {
-        try await withCluster(name: "bk-src", basePort: 22400, synchronous: "{mode: any, count: 1}") { cluster in
+        try await withCluster(name: "bk-src", basePort: 22470, synchronous: "{mode: any, count: 1}") { cluster in
             try cluster.enableBackup()
             try await cluster.initCluster()
             let backup = await cluster.run(["backup"])
@@ -85,7 +86,7 @@ struct BackupTests {
             // Restored from the one backup, before both role changes: every row up to the
             // target came through the archive across timelines 1, 2 and 3.
             for target in [lsn, time] {
-                let into = try TestCluster(name: "bk-into", basePort: 22410, standbys: 1)
+                let into = try TestCluster(name: "bk-into", basePort: 22480, standbys: 1)
                 do {
                     let restore = await cluster.run(["restore", "--to", target, "--into", into.specPath, "--json"])
                     #expect(restore.status == 0, "restore --to \(target): \(restore.stderr)")
@@ -172,6 +173,33 @@ struct BackupTests {
             #expect(try cluster.sql(primary, "SHOW archive_command").scalar?.contains("archive-push") == true)
             let backup = await cluster.run(["backup", "--json"])
             #expect(backup.status == 0, "\(backup.stderr)")
+            let check = cluster.pgbackrestCheck()
+            #expect(check.status == 0, "\(check.stdout)\(check.stderr)")
+        }
+    }
+    @Test("restore --in-place: refused without --yes; with it, the cluster's own data goes back to an LSN, standbys cloned, archive on")
+    func inPlace() async throws {
+        try await withCluster(name: "bk-place", basePort: 22490, standbys: 2) { cluster in
+            try cluster.enableBackup()
+            try await cluster.initCluster()
+            #expect(await cluster.run(["backup"]).status == 0)
+            try cluster.insert("node0", 1...100)
+            let lsn = try #require(try cluster.sql("node0", "SELECT pg_current_wal_lsn()").scalar)
+            try cluster.insert("node0", 101...200)
+
+            let refused = await cluster.run(["restore", "--to", lsn, "--in-place"])
+            #expect(refused.status == 2 && refused.stderr.contains("add --yes"), "\(refused.stderr)")
+            #expect(try cluster.ids("node0").count == 200, "nothing was touched")
+
+            let restore = await cluster.run(["restore", "--to", lsn, "--in-place", "--yes"])
+            #expect(restore.status == 0, "\(restore.stderr)")
+            #expect(try cluster.ids("node0") == Array(1...100))
+            for standby in ["node1", "node2"] {
+                #expect(await cluster.eventually(30) { (try? cluster.ids(standby)) == Array(1...100) }, "\(standby) streams the restored data")
+                #expect(!FileManager.default.fileExists(atPath: "\(cluster.dataRoot)/\(standby)/data.before-restore"))
+            }
+            #expect(await cluster.run(["status"]).status == 0)
+            // The restored primary archives on its new timeline into the same stanza.
             let check = cluster.pgbackrestCheck()
             #expect(check.status == 0, "\(check.stdout)\(check.stderr)")
         }

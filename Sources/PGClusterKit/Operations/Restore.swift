@@ -12,11 +12,29 @@ public struct ClusterRestore: Sendable {
     /// Seconds the restored primary may take to recover and be promoted.
     public var recoveryTimeout: Double = 1800
 
+    /// Replacing the cluster's own data (`--in-place`): `target` is the cluster itself.
+    public let inPlace: Bool
+
+    /// Into a new cluster (`--into`).
     public init(source: HostCluster, target: HostCluster, to: RestoreTarget) throws(ClusterError) {
         self.source = try BackupRepository(cluster: source)
         self.target = target
         self.to = to
+        inPlace = false
     }
+
+    /// In place of the cluster's own data (`--in-place --yes`): every node is stopped, its
+    /// data moved aside (`data.before-restore` beside it), the primary restored and the
+    /// standbys cloned; the old data is removed only once every standby streams.
+    public init(inPlaceOf cluster: HostCluster, to: RestoreTarget) throws(ClusterError) {
+        source = try BackupRepository(cluster: cluster)
+        target = cluster
+        self.to = to
+        inPlace = true
+    }
+
+    /// Where `--in-place` keeps a node's data until the restore is verified.
+    func asideDir(_ node: NodeSpec) -> String { "\(target.layout.nodeDir(node.name))/data.before-restore" }
 
     public struct Report: Sendable, Codable {
         public var cluster: String
@@ -37,23 +55,8 @@ public struct ClusterRestore: Sendable {
         let clock = ContinuousClock()
         let began = clock.now
         let sourceSpec = source.spec, spec = target.spec
-        guard spec.backend == .local else {
-            throw ClusterError("restore --into needs a spec with backend local; \(spec.file) has \(spec.backend.rawValue)", exitCode: .usage)
-        }
-        guard spec.name != sourceSpec.name else {
-            throw ClusterError(
-                "\(spec.file) names the same cluster (\(spec.name)): the restored cluster needs a name of its own",
-                exitCode: .usage, details: ["its stanza, slots and local.dir must not mix with the live cluster's"])
-        }
-        guard spec.local.dir != sourceSpec.local.dir else {
-            throw ClusterError("\(spec.file) has the same local.dir as \(sourceSpec.file): give it its own", exitCode: .usage)
-        }
         let sourceCredentials = try Credentials.stored(spec: sourceSpec)
-        guard sourceCredentials.superuser.user == spec.superuser.user, sourceCredentials.replication.user == spec.replication.user else {
-            throw ClusterError(
-                "\(spec.file) names other roles than the backup holds (superuser \(sourceCredentials.superuser.user), replication \(sourceCredentials.replication.user))",
-                exitCode: .usage, details: ["give the new spec the same superuser.user and replication.user"])
-        }
+        if !inPlace { try checkNewCluster(sourceCredentials) }
         // Everything that can refuse does so before anything is written.
         let catalog = try await source.catalog()
         if catalog.stanzaMissing {
@@ -67,7 +70,15 @@ public struct ClusterRestore: Sendable {
         case .failure(let refusal): throw refusal
         }
         let initializer = ClusterInit(cluster: target, force: false)
-        try await initializer.checkPreconditions()
+        if inPlace {
+            for node in spec.nodes where try await target.host(node).exists(asideDir(node)) {
+                throw ClusterError(
+                    "\(node.name): \(asideDir(node)) is left from an earlier in-place restore; nothing was changed",
+                    details: ["look at it, remove it, then run restore again"])
+            }
+        } else {
+            try await initializer.checkPreconditions()
+        }
 
         // What the live primary wrote just now goes to the archive (pgbackrest check switches WAL).
         let pushed = try await source.run(["check"])
@@ -77,10 +88,15 @@ public struct ClusterRestore: Sendable {
 
         var credentials = sourceCredentials
         credentials.rootCertificate = Credentials.rootCertificate(for: spec)
-        try target.makeRoot()
-        if spec.tls.mode == .generate { _ = try target.clusterCA() }
-        try credentials.save(to: target.layout.credentialsFile)
-        try await target.writePassfile(credentials)
+        var aside: [String] = []
+        if inPlace {
+            aside = try await stopAndMoveAside()
+        } else {
+            try target.makeRoot()
+            if spec.tls.mode == .generate { _ = try target.clusterCA() }
+            try credentials.save(to: target.layout.credentialsFile)
+            try await target.writePassfile(credentials)
+        }
 
         let primary = spec.primary
         do {
@@ -96,12 +112,62 @@ public struct ClusterRestore: Sendable {
             try await waitForPromotion(primary, credentials)
             try await initializer.completeFromPrimary(primary, credentials)
         } catch {
-            throw await initializer.withRunningNodes(error)
+            var failure = await initializer.withRunningNodes(error)
+            if !aside.isEmpty {
+                failure.details.append(
+                    "the data from before the restore is kept: \(aside.joined(separator: ", ")); to go back, "
+                        + "`pgcluster stop`, then move each over its node's data folder")
+            }
+            throw failure
+        }
+        if !aside.isEmpty {
+            // Every standby streams from the restored primary: the old data can go.
+            Console.progress("restore verified; removing the data from before it")
+            for node in spec.nodes { try await target.host(node).remove([asideDir(node)]) }
         }
         let observation = await Observer(credentials: credentials).observe(primary)
         return Report(
             cluster: spec.name, primary: primary.name, backup: plan.backup.label, target: to.description,
             timeline: observation.timeline, lsn: observation.currentLsn, seconds: (clock.now - began).seconds)
+    }
+
+    /// `--into`: a cluster of its own (name, local.dir, backend local) with the same roles.
+    func checkNewCluster(_ sourceCredentials: Credentials) throws(ClusterError) {
+        let sourceSpec = source.spec, spec = target.spec
+        guard spec.backend == .local else {
+            throw ClusterError("restore --into needs a spec with backend local; \(spec.file) has \(spec.backend.rawValue)", exitCode: .usage)
+        }
+        guard spec.name != sourceSpec.name else {
+            throw ClusterError(
+                "\(spec.file) names the same cluster (\(spec.name)): the restored cluster needs a name of its own (or use --in-place --yes)",
+                exitCode: .usage)
+        }
+        guard spec.local.dir != sourceSpec.local.dir else {
+            throw ClusterError("\(spec.file) has the same local.dir as \(sourceSpec.file): give it its own", exitCode: .usage)
+        }
+        guard sourceCredentials.superuser.user == spec.superuser.user, sourceCredentials.replication.user == spec.replication.user else {
+            throw ClusterError(
+                "\(spec.file) names other roles than the backup holds (superuser \(sourceCredentials.superuser.user), replication \(sourceCredentials.replication.user)): give it the same superuser.user and replication.user",
+                exitCode: .usage)
+        }
+    }
+
+    /// `--in-place`: stops every node, then moves each node's data folder aside. Returns
+    /// where the data went.
+    func stopAndMoveAside() async throws(ClusterError) -> [String] {
+        let spec = target.spec
+        for node in spec.nodes {
+            Console.progress("[\(node.name)] stopping (restore --in-place)")
+            try await target.stop(node, mode: .fast)
+        }
+        var moved: [String] = []
+        for node in spec.nodes where try await target.host(node).exists(target.layout.dataDir(node.name)) {
+            try await target.host(node).check(
+                ["/bin/mv", "-T", target.layout.dataDir(node.name), asideDir(node)],
+                what: "\(node.name): moving its data aside")
+            moved.append(asideDir(node))
+        }
+        return moved
     }
 
     /// Waits until the restored primary has left recovery, then forgets the recovery

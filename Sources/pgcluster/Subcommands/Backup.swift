@@ -79,7 +79,13 @@ extension PGCluster {
         var to: String
 
         @Option(help: ArgumentHelp("The spec of the new cluster (its own name, ports and local.dir).", valueName: "spec"))
-        var into: String
+        var into: String?
+
+        @Flag(help: "Replace this cluster's data instead (needs --yes): every node stops, its data is kept aside until the restored cluster streams, then removed.")
+        var inPlace = false
+
+        @Flag(help: "With --in-place: yes, replace the cluster's data.")
+        var yes = false
 
         @Flag(help: "Print the result as JSON.")
         var json = false
@@ -88,13 +94,27 @@ extension PGCluster {
             guard RestoreTarget(to) != nil else {
                 throw ValidationError("--to must be latest, a time such as '2026-12-05 17:30:00+00', or an LSN such as 0/3000060, not '\(to)'")
             }
+            guard (into != nil) != inPlace else { throw ValidationError("give exactly one of --into SPEC and --in-place") }
         }
 
         func run() async throws {
+            if inPlace {
+                try await executeLocked(options, "restore --in-place") { spec in
+                    guard yes else {
+                        throw ClusterError.refused(
+                            "restore --in-place stops every node of \(spec.name) and replaces its data with the backup's; add --yes to do it")
+                    }
+                    let restore = try ClusterRestore(
+                        inPlaceOf: try HostCluster(spec: spec, templates: options.templateSet()), to: RestoreTarget(to)!)
+                    let report = try await restore.run()
+                    Console.out(json ? try JSONOutput.encode(report) : report.text)
+                }
+                return
+            }
             try await execute {
                 let spec = try options.load()
                 var intoOptions = options
-                intoOptions.spec = into
+                intoOptions.spec = into!
                 let targetSpec = try intoOptions.load()
                 let restore = try ClusterRestore(
                     source: try HostCluster(spec: spec, templates: options.templateSet()),
