@@ -43,22 +43,20 @@ public struct ClusterInit: Sendable {
     /// the cluster recorded (`init`, and `restore` after the primary was restored). With
     /// `backup:`, the stanza is created so the archive works from the first WAL segment.
     func completeFromPrimary(_ primary: NodeSpec, _ credentials: Credentials) async throws(ClusterError) {
-        do {
-            try await cloneStandbys(from: primary, credentials)
-            try await waitForStreaming(primary, credentials)
-            if spec.backup != nil {
-                Console.progress("[\(primary.name)] pgbackrest stanza-create")
-                try await BackupRepository(cluster: cluster).ensureStanza()
-            }
-            let mode = spec.replication.synchronous
-            let names = spec.standbys.map(\.name)
-            Console.progress("[\(primary.name)] synchronous mode \(mode)")
-            let quorum = QuorumChange(
-                credentials: credentials, primary: primary, mode: mode, standbys: names, timeout: streamTimeout, intent: spec)
-            try await quorum.apply()
-            try await ClusterRecord.saveSynchronous(spec: spec, primary: primary.name, mode: mode, standbys: nil, applied: (mode, names))
-            try await ClusterRecord.saveMembers(spec: spec, primary: primary.name, members: spec.nodes.map(ClusterState.Member.init))
+        try await cloneStandbys(from: primary, credentials)
+        try await waitForStreaming(primary, credentials)
+        if spec.backup != nil {
+            Console.progress("[\(primary.name)] pgbackrest stanza-create")
+            try await BackupRepository(cluster: cluster).ensureStanza()
         }
+        let mode = spec.replication.synchronous
+        let names = spec.standbys.map(\.name)
+        Console.progress("[\(primary.name)] synchronous mode \(mode)")
+        let quorum = QuorumChange(
+            credentials: credentials, primary: primary, mode: mode, standbys: names, timeout: streamTimeout, intent: spec)
+        try await quorum.apply()
+        try await ClusterRecord.saveSynchronous(spec: spec, primary: primary.name, mode: mode, standbys: nil, applied: (mode, names))
+        try await ClusterRecord.saveMembers(spec: spec, primary: primary.name, members: spec.nodes.map(ClusterState.Member.init))
     }
 
     /// The error, naming the servers a failed init or restore left running.

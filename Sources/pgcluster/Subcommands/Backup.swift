@@ -62,15 +62,18 @@ extension PGCluster {
 
     struct Restore: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Point-in-time recovery from the cluster's backups into a new cluster.",
+            abstract: "Point-in-time recovery from the cluster's backups, into a new cluster or in place.",
             discussion: """
-                The primary of the --into spec is restored by pgBackRest from the newest backup that \
+                The primary of the --into spec (or, with --in-place --yes, of this spec, after every \
+                node was stopped and its data moved aside) is restored by pgBackRest from the newest backup that \
                 ended before the target, recovers to it (--to latest: to the end of the archive), and \
                 is promoted; its standbys are then cloned as init does. TIME is such as \
                 '2026-12-05 17:30:00.25+00' (no zone: this machine's local time); LSN such as 0/3000060. \
                 A target before the first backup, a missing repository, or an --into spec whose nodes \
-                already hold data are refused before anything is written. The live cluster is only \
-                read (its repository, and a `pgbackrest check` that archives its current WAL).
+                already hold data are refused before anything is written. With --into, the live \
+                cluster is only read (its repository, and a `pgbackrest check` that archives its \
+                current WAL). With --in-place, the old data is removed once every standby streams, \
+                and kept (the error says where) if the restore fails.
                 """)
 
         @OptionGroup var options: SpecOptions
