@@ -42,6 +42,7 @@ bench: release
 	scripts/bench-ssh.sh
 	scripts/bench-watch.sh
 	scripts/bench-apply.sh
+	scripts/bench-backup.sh
 	scripts/compose-engine.sh up
 	scripts/bench-compose.sh
 

@@ -242,6 +242,10 @@ public struct HostCluster: Sendable {
         for (path, text) in files { arguments += [path, "600", Data(text.utf8).base64EncodedString()] }
         arguments += ["--"] + removed
         try await host(node).check(arguments, what: "\(node.name): writing its configuration")
+        // archive_command and restore_command read pgBackRest's configuration.
+        if spec.backup != nil && spec.backend == .local {
+            try await BackupRepository(cluster: self).writeConfig(createRepository: false)
+        }
     }
 
     /// One round trip on the node's host, as the server's user: writes each `PATH MODE

@@ -21,6 +21,8 @@ public final class WriteLoad: @unchecked Sendable {
     private let conninfo: String
     private let password: String
     private let clients: Int
+    /// Added to each writer's number, so that a second load on the same table writes ids of its own.
+    private let firstWriter: Int
     private let lock = NSLock()
     private var acknowledged: [Int64] = []
     private var ackTimes: [Date] = []
@@ -35,10 +37,11 @@ public final class WriteLoad: @unchecked Sendable {
     /// Each writer's current connection, so `stop` can cancel statements stuck waiting.
     private var connections: [Int: PGConnection] = [:]
 
-    public init(conninfo: String, password: String, clients: Int) {
+    public init(conninfo: String, password: String, clients: Int, firstWriter: Int = 0) {
         self.conninfo = conninfo
         self.password = password
         self.clients = clients
+        self.firstWriter = firstWriter
     }
 
     /// Creates the table the writers fill (through the same connection string).
@@ -50,7 +53,7 @@ public final class WriteLoad: @unchecked Sendable {
     }
 
     public func start() {
-        for writer in 0..<clients {
+        for writer in firstWriter..<(firstWriter + clients) {
             done.enter()
             Thread.detachNewThread { [self] in
                 self.write(as: writer)

@@ -31,29 +31,45 @@ public struct ClusterInit: Sendable {
         let primary = spec.primary
         do {
             try await initPrimary(primary, credentials)
-            try await cloneStandbys(from: primary, credentials)
-            try await waitForStreaming(primary, credentials)
-            let mode = spec.replication.synchronous
-            let names = spec.standbys.map(\.name)
-            Console.progress("[\(primary.name)] synchronous mode \(mode)")
-            let quorum = QuorumChange(
-                credentials: credentials, primary: primary, mode: mode, standbys: names, timeout: streamTimeout, intent: spec)
-            try await quorum.apply()
-            try await ClusterRecord.saveSynchronous(spec: spec, primary: primary.name, mode: mode, standbys: nil, applied: (mode, names))
-            try await ClusterRecord.saveMembers(spec: spec, primary: primary.name, members: spec.nodes.map(ClusterState.Member.init))
+            try await completeFromPrimary(primary, credentials)
         } catch {
-            var running: [String] = []
-            for node in spec.nodes where await cluster.postmasterRuns(node) { running.append(node.name) }
-            var failure = error
-            if !running.isEmpty {
-                failure.details.append(
-                    "still running, half-configured: \(running.joined(separator: ", ")); "
-                        + "start over with `pgcluster init --force` or remove it with `pgcluster destroy --yes`")
-            }
-            throw failure
+            throw await withRunningNodes(error)
         }
         let seconds = (clock.now - began).seconds
         Console.progress("cluster \(spec.name) is up in \(String(format: "%.1f", seconds)) s: \(spec.nodes.count) nodes")
+    }
+
+    /// Once the primary runs: every standby cloned and streaming, the synchronous mode set,
+    /// the cluster recorded (`init`, and `restore` after the primary was restored). With
+    /// `backup:`, the stanza is created so the archive works from the first WAL segment.
+    func completeFromPrimary(_ primary: NodeSpec, _ credentials: Credentials) async throws(ClusterError) {
+        try await cloneStandbys(from: primary, credentials)
+        try await waitForStreaming(primary, credentials)
+        if spec.backup != nil {
+            Console.progress("[\(primary.name)] pgbackrest stanza-create")
+            try await BackupRepository(cluster: cluster).ensureStanza()
+        }
+        let mode = spec.replication.synchronous
+        let names = spec.standbys.map(\.name)
+        Console.progress("[\(primary.name)] synchronous mode \(mode)")
+        let quorum = QuorumChange(
+            credentials: credentials, primary: primary, mode: mode, standbys: names, timeout: streamTimeout, intent: spec)
+        try await quorum.apply()
+        try await ClusterRecord.saveSynchronous(spec: spec, primary: primary.name, mode: mode, standbys: nil, applied: (mode, names))
+        try await ClusterRecord.saveMembers(spec: spec, primary: primary.name, members: spec.nodes.map(ClusterState.Member.init))
+    }
+
+    /// The error, naming the servers a failed init or restore left running.
+    func withRunningNodes(_ error: ClusterError) async -> ClusterError {
+        var running: [String] = []
+        for node in spec.nodes where await cluster.postmasterRuns(node) { running.append(node.name) }
+        var failure = error
+        if !running.isEmpty {
+            failure.details.append(
+                "still running, half-configured: \(running.joined(separator: ", ")); "
+                    + "start over with `pgcluster init --force` or remove it with `pgcluster destroy --yes`")
+        }
+        return failure
     }
 
     /// Refuses an unready host, existing data (unless `--force`), busy ports and a server

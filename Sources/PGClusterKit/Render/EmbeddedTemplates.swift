@@ -460,6 +460,35 @@ local   all          all           scram-sha-256
 {{/allow}}
 
 """##,
+        "pgbackrest.conf.mustache": ##"""
+# pgBackRest configuration for cluster {{cluster}}, written by pgcluster.
+# Edit backup: in the cluster spec ({{specFile}}) and render again rather than this file.
+# Every node is listed: pgBackRest finds the primary (and, for `pgcluster backup`, a
+# streaming standby) among them, whichever node is primary today.
+[global]
+repo1-path={{repo}}
+repo1-retention-full={{retentionFull}}
+{{#retentionDiff}}
+repo1-retention-diff={{retentionDiff}}
+{{/retentionDiff}}
+# A checkpoint at once rather than waiting for the next one; lz4 costs little CPU.
+start-fast=y
+compress-type=lz4
+process-max=2
+log-path={{logPath}}
+lock-path={{lockPath}}
+log-level-file=info
+
+[{{stanza}}]
+{{#nodes}}
+# node {{name}}
+pg{{index}}-path={{dataDir}}
+pg{{index}}-port={{port}}
+pg{{index}}-socket-path={{socketDir}}
+pg{{index}}-user={{superuser}}
+{{/nodes}}
+
+"""##,
         "postgresql.conf.mustache": ##"""
 # postgresql.conf for node {{node}} of cluster {{cluster}}, written by `pgcluster render`.
 # Edit the cluster spec ({{specFile}}) and render again rather than this file.
@@ -505,6 +534,15 @@ synchronous_standby_names = {{synchronousStandbyNames}}
 # Logs go to the file pg_ctl is given; one line per event, with the node's name.
 log_line_prefix = {{tunable.log_line_prefix}}
 log_replication_commands = {{tunable.log_replication_commands}}
+{{#archive}}
+
+# WAL archive (backup: in the spec): pgBackRest's stanza {{stanza}}. PostgreSQL archives on
+# the primary only, so whichever node is primary pushes into the same stanza; a node in
+# recovery fetches from it what streaming cannot give.
+archive_mode = on
+archive_command = {{archiveCommand}}
+restore_command = {{restoreCommand}}
+{{/archive}}
 
 # Standby settings (primary_conninfo, primary_slot_name) when this node is a standby.
 include_if_exists = 'standby.conf'

@@ -39,6 +39,10 @@ public struct LocalLayout: Sendable {
     public var credentialsFile: String { "\(root)/credentials.json" }
     public var stateFile: String { "\(root)/state.json" }
     public var historyFile: String { "\(root)/history.json" }
+    /// `backup:`: pgBackRest's configuration for this cluster, on the nodes' host, and its
+    /// own folder for logs and locks (the repository is `backup.repo`).
+    public var pgbackrestConf: String { "\(serverRoot)/pgbackrest.conf" }
+    public var pgbackrestDir: String { "\(serverRoot)/pgbackrest" }
     /// The password file older versions gave `initdb --pwfile`; removed if one was left behind.
     public func initdbPasswordFile(_ node: String) -> String { "\(serverRoot)/\(node)/.initdb-pw" }
     /// Backend ssh: this machine's record of the hosts' keys, and the master connections' sockets.
@@ -69,7 +73,7 @@ public struct LocalLayout: Sendable {
     /// What pgcluster creates directly in local.dir, besides the node folders.
     public var clusterFiles: [String] {
         [credentialsFile, stateFile, historyFile, lockFile, watchLockFile, caCertificate, caKey]
-            + (isSSH ? [knownHostsFile, sshControlDirectory] : [passfile])
+            + (isSSH ? [knownHostsFile, sshControlDirectory] : [passfile, pgbackrestConf, pgbackrestDir])
     }
 }
 
@@ -95,6 +99,9 @@ public struct Renderer: Sendable {
                 files.append(
                     RenderedFile(path: "\(node.name)/standby.conf", contents: try standbyConf(node, upstream: spec.primary)))
             }
+        }
+        if let conf = try pgbackrestConf() {
+            files.append(RenderedFile(path: "pgbackrest.conf", contents: conf, mode: 0o640))
         }
         return files
     }
@@ -164,6 +171,13 @@ public struct Renderer: Sendable {
             } ?? false,
             "hasParameters": !parameters.isEmpty,
             "parameters": parameters,
+            "archive": spec.backup == nil || compose
+                ? false
+                : [
+                    "stanza": spec.name,
+                    "archiveCommand": ConfigText.confValue(archiveCommand(node)),
+                    "restoreCommand": ConfigText.confValue(restoreCommand(node)),
+                ] as [String: Any],
         ]
         return try templates.render("postgresql.conf.mustache", context)
     }
@@ -228,6 +242,54 @@ public struct Renderer: Sendable {
     public func verifyServer(from node: NodeSpec) -> [(String, String)] {
         guard let files = tlsFiles(node) else { return [] }
         return [("sslmode", "verify-full"), ("sslrootcert", files.ca)]
+    }
+
+    // MARK: pgBackRest (`backup:`)
+
+    /// pgBackRest's arguments that every call for this cluster starts with: its own
+    /// configuration file (never the machine's /etc/pgbackrest.conf, which another cluster
+    /// may own) and the stanza, named after the cluster.
+    public var pgbackrestBase: [String] {
+        ["--config=\(LocalLayout(spec: spec).pgbackrestConf)", "--stanza=\(spec.name)"]
+    }
+
+    /// The node's `archive_command`. `--pg1-path` names this node's data folder: PostgreSQL
+    /// runs the command in it and gives a relative `%p`, which pgBackRest resolves against pg1-path.
+    public func archiveCommand(_ node: NodeSpec) -> String {
+        ShellQuote.line(["pgbackrest"] + pgbackrestBase + ["--pg1-path=\(LocalLayout(spec: spec).dataDir(node.name))", "archive-push"])
+            + " %p"
+    }
+
+    /// The node's `restore_command`, read only while it is in recovery (a standby, or a
+    /// node being restored): the WAL that streaming can no longer give comes from the archive.
+    public func restoreCommand(_ node: NodeSpec) -> String {
+        ShellQuote.line(["pgbackrest"] + pgbackrestBase + ["--pg1-path=\(LocalLayout(spec: spec).dataDir(node.name))", "archive-get"])
+            + #" %f "%p""#
+    }
+
+    /// pgbackrest.conf for the cluster: the repository, retention, and one `pg<N>-*` group
+    /// per node (in spec order) on this machine. nil without `backup:`.
+    public func pgbackrestConf() throws(ClusterError) -> String? {
+        guard let backup = spec.backup, spec.backend == .local else { return nil }
+        let layout = LocalLayout(spec: spec)
+        let nodes = spec.nodes.enumerated().map { index, node -> [String: Any] in
+            [
+                "index": index + 1, "name": node.name, "dataDir": layout.dataDir(node.name), "port": node.port,
+                "socketDir": layout.socketDir(node.name), "superuser": spec.superuser.user,
+            ]
+        }
+        let context: [String: Any] = [
+            "cluster": spec.name,
+            "specFile": (spec.file as NSString).lastPathComponent,
+            "repo": backup.repo,
+            "retentionFull": backup.retentionFull,
+            "retentionDiff": backup.retentionDiff.map { $0 as Any } ?? false,
+            "logPath": "\(layout.pgbackrestDir)/log",
+            "lockPath": "\(layout.pgbackrestDir)/lock",
+            "stanza": spec.name,
+            "nodes": nodes,
+        ]
+        return try templates.render("pgbackrest.conf.mustache", context)
     }
 
     /// The physical slot a standby streams from. Slot names allow only `[a-z0-9_]`.

@@ -34,6 +34,9 @@ public struct ClusterSpec: Sendable, Equatable {
     public var hooks = HookSettings()
     /// `app:`: the application's own role and database.
     public var app: AppSettings?
+    /// `backup:`: pgBackRest's repository and retention; nil when the spec has none
+    /// (no WAL archive, no `backup` command).
+    public var backup: BackupSettings?
 
     public var primary: NodeSpec { nodes.first { $0.role == .primary }! }
     public var standbys: [NodeSpec] { nodes.filter { $0.role == .standby } }
@@ -165,6 +168,23 @@ public struct EtcdSettings: Sendable, Equatable {
         self.endpoints = endpoints
         self.prefix = prefix
         self.timeout = timeout
+    }
+}
+
+/// `backup:`: where pgBackRest keeps backups and archived WAL, and how many it keeps.
+public struct BackupSettings: Sendable, Equatable {
+    /// Absolute path of the repository on this machine (backend local); the server's OS
+    /// user must be able to write there.
+    public var repo: String
+    /// `retention.full`: full backups kept (older ones, and the WAL only they need, expire).
+    public var retentionFull: Int
+    /// `retention.diff`: differential backups kept; nil: pgBackRest's default (as many as full ones allow).
+    public var retentionDiff: Int?
+
+    public init(repo: String, retentionFull: Int = 2, retentionDiff: Int? = nil) {
+        self.repo = repo
+        self.retentionFull = retentionFull
+        self.retentionDiff = retentionDiff
     }
 }
 

@@ -248,7 +248,7 @@ private struct Reader {
             root, "",
             allowed: [
                 "version", "name", "backend", "postgres", "superuser", "replication", "network", "tls", "local", "ssh",
-                "compose", "store", "watch", "nodes", "hooks", "app",
+                "compose", "store", "watch", "backup", "nodes", "hooks", "app",
             ])
         if top.isEmpty && problems.isEmpty { fail(root, "", "expected a mapping with name and nodes") }
 
@@ -306,6 +306,7 @@ private struct Reader {
         let watch = watchSection(top["watch"])
         let hooks = hooksSection(top["hooks"])
         let app = appSection(top["app"], superuser: superuser.user, replication: replicationAccount.user)
+        let backup = backupSection(top["backup"], backend: backend, specFolder: specFolder)
 
         // Cross-checks that need the whole spec.
         let standbyCount = nodes.filter { $0.role == .standby }.count
@@ -330,7 +331,7 @@ private struct Reader {
             network: NetworkSettings(allow: allow),
             local: LocalSettings(dir: dir, osUser: osUser),
             compose: ComposeSettings(project: project, image: image, subnet: subnet), ssh: ssh, store: store, tls: tls,
-            nodes: nodes, file: file, watch: watch, hooks: hooks, app: app)
+            nodes: nodes, file: file, watch: watch, hooks: hooks, app: app, backup: backup)
     }
 
     mutating func hooksSection(_ node: Node?) -> HookSettings {
@@ -386,6 +387,40 @@ private struct Reader {
             fail(map["database"] ?? node, "app.database", "'\(database)' is PostgreSQL's own: name the application's database")
         }
         return AppSettings(user: user, database: database)
+    }
+
+    /// `backup: {repo: PATH, retention: {full: N, diff: N}}`. The repository is a folder on
+    /// this machine, so backend local only for now; `repoHost` is read and refused.
+    mutating func backupSection(_ node: Node?, backend: ClusterSpec.Backend, specFolder: URL) -> BackupSettings? {
+        guard let node, node.null == nil else { return nil }
+        let map = mapping(node, "backup", allowed: ["repo", "repoHost", "retention"])
+        if map.isEmpty && problems.isEmpty { fail(node, "backup", "expected a mapping such as {repo: /var/lib/pgbackrest}") }
+        if backend != .local {
+            fail(
+                node, "backup",
+                "not supported yet with backend \(backend.rawValue): pgcluster runs pgBackRest for backend local only")
+        }
+        if let repoHost = map["repoHost"] {
+            fail(repoHost, "backup.repoHost", "not supported yet: give backup.repo, a folder on this machine")
+        }
+        var repo: String?
+        if map["repo"] == nil {
+            if map["repoHost"] == nil && !map.isEmpty { fail(node, "backup.repo", "required: the folder that holds the backups") }
+        } else if let text = string(map["repo"], "backup.repo") {
+            let expanded = text.hasPrefix("~/") ? FileManager.default.homeDirectoryForCurrentUser.path + String(text.dropFirst(1)) : text
+            if text.isEmpty || text.contains(where: { $0.isNewline || $0 == "'" || $0 == "\"" || $0 == "=" }) {
+                // The path goes into pgbackrest.conf and, quoted, into archive_command.
+                fail(map["repo"], "backup.repo", "'\(text)' is not a usable folder path")
+            } else {
+                repo = URL(fileURLWithPath: expanded, relativeTo: specFolder).standardizedFileURL.path
+                if repo == "/" { fail(map["repo"], "backup.repo", "must not be /") }
+            }
+        }
+        let retention = mapping(map["retention"], "backup.retention", allowed: ["full", "diff"])
+        let full = int(retention["full"], "backup.retention.full", default: 2, range: 1...9999) ?? 2
+        let diff = retention["diff"] == nil ? nil : int(retention["diff"], "backup.retention.diff", range: 1...9999)
+        guard let repo else { return nil }
+        return BackupSettings(repo: repo, retentionFull: full, retentionDiff: diff)
     }
 
     mutating func watchSection(_ node: Node?) -> WatchSettings {

@@ -18,6 +18,8 @@ extension PGCluster {
                 the longest gap between writes, and the failover's step timings. With --rounds R the old \
                 primary is rejoined and it all runs again. When the failover refuses (say, the quorum \
                 cannot be proven), the killed nodes are started again and the refusal is reported.
+
+                With --restore --into SCRATCH (a spec with backup: on this cluster): writers run under                 ANY 1 while a full backup is taken, stop, the primary's clock is noted, more writers run,                 and the cluster is restored to the noted time into the scratch spec (then destroyed).                 Reports the rows acknowledged before the time, those present after the restore, and the                 rows written after it that came back (must be none); exits 1 on any difference.
                 """)
 
         @OptionGroup var options: SpecOptions
@@ -43,6 +45,12 @@ extension PGCluster {
         @Flag(help: "Print the report as JSON.")
         var json = false
 
+        @Flag(help: "Prove point-in-time recovery instead of failover (needs --into).")
+        var restore = false
+
+        @Option(help: ArgumentHelp("With --restore: the scratch spec to restore into (destroyed afterwards).", valueName: "spec"))
+        var into: String?
+
         /// Once needed for backends other than local; every backend runs the drill now.
         @Flag(help: .hidden)
         var yes = false
@@ -52,9 +60,13 @@ extension PGCluster {
             if duration < 1 { throw ValidationError("--duration must be at least 1 second") }
             if rounds < 1 || rounds > 100 { throw ValidationError("--rounds must be from 1 to 100") }
             if !["async", "any", "first"].contains(mode) { throw ValidationError("--mode must be async, any or first") }
+            if restore != (into != nil) { throw ValidationError("--restore and --into go together") }
         }
 
         func run() async throws {
+            if restore {
+                return try await restoreDrill()
+            }
             try await executeLocked(options, "drill") { spec in
                 let drill = PGClusterKit.Drill(
                     cluster: try ClusterAccess.control(spec, options), credentials: try ClusterAccess.credentials(spec), clients: clients, duration: duration,
@@ -63,6 +75,21 @@ extension PGCluster {
                 configured.keepTable = keepTable
                 let report = try await configured.run()
                 Console.out(json ? try JSONOutput.encode(report) : report.text)
+            }
+        }
+
+        func restoreDrill() async throws {
+            try await executeLocked(options, "drill --restore") { spec in
+                var scratchOptions = options
+                scratchOptions.spec = into!
+                let scratchSpec = try scratchOptions.load()
+                let drill = RestoreDrill(
+                    cluster: try HostCluster(spec: spec, templates: options.templateSet()),
+                    scratch: try HostCluster(spec: scratchSpec, templates: options.templateSet()),
+                    credentials: try ClusterAccess.credentials(spec), clients: clients, duration: duration)
+                let report = try await drill.run()
+                Console.out(json ? try JSONOutput.encode(report) : report.text)
+                if !report.exact { throw ExitCode(ExitKind.failure.rawValue) }
             }
         }
     }

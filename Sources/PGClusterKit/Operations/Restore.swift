@@ -1,0 +1,202 @@
+import Foundation
+
+/// `pgcluster restore --to TARGET --into SPEC`: a new cluster from this cluster's backups.
+/// The new spec's primary is restored by pgBackRest from the backup the target needs,
+/// recovers to the target and is promoted; then its standbys are cloned as `init` does.
+/// The live cluster is only read: its repository, and a `pgbackrest check` on its primary
+/// (a WAL switch, so that what was just written is in the archive).
+public struct ClusterRestore: Sendable {
+    public let source: BackupRepository
+    public let target: HostCluster
+    public var to: RestoreTarget
+    /// Seconds the restored primary may take to recover and be promoted.
+    public var recoveryTimeout: Double = 1800
+
+    /// Replacing the cluster's own data (`--in-place`): `target` is the cluster itself.
+    public let inPlace: Bool
+
+    /// Into a new cluster (`--into`).
+    public init(source: HostCluster, target: HostCluster, to: RestoreTarget) throws(ClusterError) {
+        self.source = try BackupRepository(cluster: source)
+        self.target = target
+        self.to = to
+        inPlace = false
+    }
+
+    /// In place of the cluster's own data (`--in-place --yes`): every node is stopped, its
+    /// data moved aside (`data.before-restore` beside it), the primary restored and the
+    /// standbys cloned; the old data is removed only once every standby streams.
+    public init(inPlaceOf cluster: HostCluster, to: RestoreTarget) throws(ClusterError) {
+        source = try BackupRepository(cluster: cluster)
+        target = cluster
+        self.to = to
+        inPlace = true
+    }
+
+    /// Where `--in-place` keeps a node's data until the restore is verified.
+    func asideDir(_ node: NodeSpec) -> String { "\(target.layout.nodeDir(node.name))/data.before-restore" }
+
+    public struct Report: Sendable, Codable {
+        public var cluster: String
+        public var primary: String
+        public var backup: String
+        public var target: String
+        public var timeline: Int?
+        public var lsn: LSN?
+        public var seconds: Double
+
+        public var text: String {
+            "cluster \(cluster) restored from backup \(backup) to \(target): primary \(primary) on timeline \(timeline.map(String.init) ?? "?") "
+                + "at \(lsn?.description ?? "?"), standbys streaming (" + String(format: "%.1f s", seconds) + ")"
+        }
+    }
+
+    public func run() async throws(ClusterError) -> Report {
+        let clock = ContinuousClock()
+        let began = clock.now
+        let sourceSpec = source.spec, spec = target.spec
+        let sourceCredentials = try Credentials.stored(spec: sourceSpec)
+        if !inPlace { try checkNewCluster(sourceCredentials) }
+        // Everything that can refuse does so before anything is written.
+        let catalog = try await source.catalog()
+        if catalog.stanzaMissing {
+            throw ClusterError(
+                "no backups of \(sourceSpec.name) in \(source.settings.repo): the stanza does not exist",
+                details: ["take one with `pgcluster backup -f \(sourceSpec.file)`"])
+        }
+        let plan: RestoreChoice.Plan
+        switch RestoreChoice.plan(to, catalog: catalog) {
+        case .success(let chosen): plan = chosen
+        case .failure(let refusal): throw refusal
+        }
+        let initializer = ClusterInit(cluster: target, force: false)
+        if inPlace {
+            for node in spec.nodes where try await target.host(node).exists(asideDir(node)) {
+                throw ClusterError(
+                    "\(node.name): \(asideDir(node)) is left from an earlier in-place restore; nothing was changed",
+                    details: ["look at it, remove it, then run restore again"])
+            }
+        } else {
+            try await initializer.checkPreconditions()
+        }
+
+        // What the live primary wrote just now goes to the archive (pgbackrest check switches WAL).
+        let pushed = try await source.run(["check"])
+        if !pushed.succeeded {
+            Console.warn("pgbackrest check on \(sourceSpec.name) failed: restoring from what the archive holds")
+        }
+
+        var credentials = sourceCredentials
+        credentials.rootCertificate = Credentials.rootCertificate(for: spec)
+        var aside: [String] = []
+        if inPlace {
+            aside = try await stopAndMoveAside()
+        } else {
+            try target.makeRoot()
+            if spec.tls.mode == .generate { _ = try target.clusterCA() }
+            try credentials.save(to: target.layout.credentialsFile)
+            try await target.writePassfile(credentials)
+        }
+
+        let primary = spec.primary
+        do {
+            try await target.prepareDirectories(primary)
+            Console.progress("[\(primary.name)] pgbackrest restore --set=\(plan.backup.label) \(plan.targetArguments.joined(separator: " "))")
+            try await source.check(
+                ["--pg1-path=\(target.layout.dataDir(primary.name))", "--set=\(plan.backup.label)"] + plan.targetArguments
+                    + ["--log-level-console=off", "--log-level-stderr=info", "restore"],
+                what: "pgbackrest restore into \(primary.name)", progress: true)
+            try await target.placeConfig(primary, following: nil)
+            Console.progress("[\(primary.name)] starting: recovery to \(to), then promotion")
+            try await target.start(primary)
+            try await waitForPromotion(primary, credentials)
+            try await initializer.completeFromPrimary(primary, credentials)
+        } catch {
+            var failure = await initializer.withRunningNodes(error)
+            if !aside.isEmpty {
+                failure.details.append(
+                    "the data from before the restore is kept: \(aside.joined(separator: ", ")); to go back, "
+                        + "`pgcluster stop`, then move each over its node's data folder")
+            }
+            throw failure
+        }
+        if !aside.isEmpty {
+            // Every standby streams from the restored primary: the old data can go.
+            Console.progress("restore verified; removing the data from before it")
+            for node in spec.nodes { try await target.host(node).remove([asideDir(node)]) }
+        }
+        let observation = await Observer(credentials: credentials).observe(primary)
+        return Report(
+            cluster: spec.name, primary: primary.name, backup: plan.backup.label, target: to.description,
+            timeline: observation.timeline, lsn: observation.currentLsn, seconds: (clock.now - began).seconds)
+    }
+
+    /// `--into`: a cluster of its own (name, local.dir, backend local) with the same roles.
+    func checkNewCluster(_ sourceCredentials: Credentials) throws(ClusterError) {
+        let sourceSpec = source.spec, spec = target.spec
+        guard spec.backend == .local else {
+            throw ClusterError("restore --into needs a spec with backend local; \(spec.file) has \(spec.backend.rawValue)", exitCode: .usage)
+        }
+        guard spec.name != sourceSpec.name else {
+            throw ClusterError(
+                "\(spec.file) names the same cluster (\(spec.name)): the restored cluster needs a name of its own (or use --in-place --yes)",
+                exitCode: .usage)
+        }
+        guard spec.local.dir != sourceSpec.local.dir else {
+            throw ClusterError("\(spec.file) has the same local.dir as \(sourceSpec.file): give it its own", exitCode: .usage)
+        }
+        guard sourceCredentials.superuser.user == spec.superuser.user, sourceCredentials.replication.user == spec.replication.user else {
+            throw ClusterError(
+                "\(spec.file) names other roles than the backup holds (superuser \(sourceCredentials.superuser.user), replication \(sourceCredentials.replication.user)): give it the same superuser.user and replication.user",
+                exitCode: .usage)
+        }
+    }
+
+    /// `--in-place`: stops every node, then moves each node's data folder aside. Returns
+    /// where the data went.
+    func stopAndMoveAside() async throws(ClusterError) -> [String] {
+        let spec = target.spec
+        for node in spec.nodes {
+            Console.progress("[\(node.name)] stopping (restore --in-place)")
+            try await target.stop(node, mode: .fast)
+        }
+        var moved: [String] = []
+        for node in spec.nodes where try await target.host(node).exists(target.layout.dataDir(node.name)) {
+            try await target.host(node).check(
+                ["/bin/mv", "-T", target.layout.dataDir(node.name), asideDir(node)],
+                what: "\(node.name): moving its data aside")
+            moved.append(asideDir(node))
+        }
+        return moved
+    }
+
+    /// Waits until the restored primary has left recovery, then forgets the recovery
+    /// settings pgBackRest gave it: standbys cloned from it would otherwise stop at the
+    /// same target, and read the old cluster's archive.
+    func waitForPromotion(_ primary: NodeSpec, _ credentials: Credentials) async throws(ClusterError) {
+        let ops = ServerOps(spec: target.spec, credentials: credentials, templates: target.renderer.templates)
+        let deadline = ContinuousClock.now + .seconds(recoveryTimeout)
+        while true {
+            let observation = await Observer(credentials: credentials).observe(primary)
+            if observation.isPrimary { break }
+            if await !target.postmasterRuns(primary) || ContinuousClock.now > deadline {
+                throw ClusterError(
+                    "\(primary.name): the restored server did not reach the target \(to) and was not promoted",
+                    details: (await target.serverLog(primary, lines: 12)).map { "log | " + $0 }
+                        + ["a target later than the archive's end cannot be reached: see `pgcluster backups`"])
+            }
+            try? await Task.sleep(for: .milliseconds(200))
+        }
+        let settings = [
+            "restore_command", "recovery_target", "recovery_target_time", "recovery_target_lsn", "recovery_target_xid",
+            "recovery_target_name", "recovery_target_action", "recovery_target_inclusive", "recovery_target_timeline",
+        ]
+        try await ops.execute(primary, settings.map { "ALTER SYSTEM RESET \($0)" } + ["SELECT pg_reload_conf()"])
+        // Recovery settings are read at start only: a restart clears them from pg_settings
+        // too, so nothing reports a pending restart.
+        try await target.stop(primary, mode: .fast)
+        try await target.start(primary)
+        // A backup carries no replication slots.
+        try await ops.ensureSlots(on: primary, for: target.spec.standbys)
+    }
+}

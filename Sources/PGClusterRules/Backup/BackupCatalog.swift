@@ -1,0 +1,126 @@
+import Foundation
+
+/// What a pgBackRest repository holds for one stanza, read from `pgbackrest info
+/// --output=json`: the backups, oldest first, and the range of archived WAL.
+public struct BackupCatalog: Sendable, Equatable, Codable {
+    public var stanza: String
+    /// pgBackRest's status: 0 ok; 1 the stanza is missing; 2 no valid backup; others are problems.
+    public var statusCode: Int
+    public var statusMessage: String
+    public var backups: [BackupEntry]
+    /// The first and last WAL segment archived (of the newest database the stanza knows).
+    public var walMin: String?
+    public var walMax: String?
+
+    /// The stanza was never created (no `pgcluster backup` yet).
+    public var stanzaMissing: Bool { statusCode == 1 }
+
+    /// Reads the JSON of `pgbackrest info --output=json --stanza=NAME` (an array of one stanza).
+    public static func parse(_ json: String, stanza: String) throws(ClusterError) -> BackupCatalog {
+        let stanzas: [InfoStanza]
+        do {
+            stanzas = try JSONDecoder().decode([InfoStanza].self, from: Data(json.utf8))
+        } catch {
+            throw ClusterError("cannot read pgbackrest info's JSON: \(error)")
+        }
+        guard let info = stanzas.first(where: { $0.name == stanza }) ?? stanzas.first else {
+            return BackupCatalog(stanza: stanza, statusCode: 1, statusMessage: "missing stanza path", backups: [])
+        }
+        let backups = (info.backup ?? []).map { backup in
+            BackupEntry(
+                label: backup.label, type: backup.type, start: backup.timestamp.start, stop: backup.timestamp.stop,
+                size: backup.info?.size ?? 0, repositorySize: backup.info?.repository?.delta ?? backup.info?.repository?.size ?? 0,
+                walStart: backup.archive?.start, walStop: backup.archive?.stop,
+                lsnStart: backup.lsn.flatMap { LSN($0.start) }, lsnStop: backup.lsn.flatMap { LSN($0.stop) },
+                reference: backup.prior, error: backup.error ?? false)
+        }.sorted { ($0.stop, $0.label) < ($1.stop, $1.label) }
+        let archive = info.archive?.last
+        return BackupCatalog(
+            stanza: info.name, statusCode: info.status.code, statusMessage: info.status.message, backups: backups,
+            walMin: archive?.min, walMax: archive?.max)
+    }
+
+    // The parts of pgBackRest's JSON that pgcluster reads.
+    struct InfoStanza: Decodable {
+        var name: String
+        var status: Status
+        var backup: [Backup]?
+        var archive: [Archive]?
+        struct Status: Decodable {
+            var code: Int
+            var message: String
+        }
+        struct Archive: Decodable {
+            var min: String?
+            var max: String?
+        }
+        struct Backup: Decodable {
+            var label: String
+            var type: String
+            var timestamp: Range
+            var archive: Names?
+            var lsn: Names?
+            var info: Info?
+            var prior: String?
+            var error: Bool?
+            struct Range: Decodable {
+                var start: Int64
+                var stop: Int64
+            }
+            struct Names: Decodable {
+                var start: String
+                var stop: String
+            }
+            struct Info: Decodable {
+                var size: Int64?
+                var repository: Repository?
+                struct Repository: Decodable {
+                    var size: Int64?
+                    var delta: Int64?
+                }
+            }
+        }
+    }
+}
+
+/// One backup of the repository.
+public struct BackupEntry: Sendable, Equatable, Codable {
+    /// pgBackRest's label, such as `20261205-171500F` (full) or `…F_20261205-172000I` (incremental).
+    public var label: String
+    /// full, diff or incr.
+    public var type: String
+    /// Seconds since 1970 (UTC), as pgBackRest records them.
+    public var start: Int64
+    public var stop: Int64
+    /// The database's size, and what this backup added to the repository (compressed).
+    public var size: Int64
+    public var repositorySize: Int64
+    /// The WAL segments the backup needs to be consistent.
+    public var walStart: String?
+    public var walStop: String?
+    public var lsnStart: LSN?
+    public var lsnStop: LSN?
+    /// The backup this one builds on (diff and incr).
+    public var reference: String?
+    /// pgBackRest found a page checksum error while copying.
+    public var error: Bool
+
+    public init(
+        label: String, type: String, start: Int64, stop: Int64, size: Int64 = 0, repositorySize: Int64 = 0,
+        walStart: String? = nil, walStop: String? = nil, lsnStart: LSN? = nil, lsnStop: LSN? = nil,
+        reference: String? = nil, error: Bool = false
+    ) {
+        self.label = label
+        self.type = type
+        self.start = start
+        self.stop = stop
+        self.size = size
+        self.repositorySize = repositorySize
+        self.walStart = walStart
+        self.walStop = walStop
+        self.lsnStart = lsnStart
+        self.lsnStop = lsnStop
+        self.reference = reference
+        self.error = error
+    }
+}

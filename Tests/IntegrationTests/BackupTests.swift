@@ -1,0 +1,207 @@
+import Foundation
+import Testing
+
+@testable import PGClusterKit
+@testable import PGClusterRules
+
+extension TestCluster {
+    /// Adds `backup: {repo: ./repo}` (a repository in the test's own folder) to the spec.
+    func enableBackup(repo: String = "./repo") throws {
+        let yaml = try String(contentsOfFile: specPath, encoding: .utf8)
+        try yaml.replacingOccurrences(of: "\nnodes:\n", with: "\nbackup:\n  repo: \(repo)\nnodes:\n")
+            .write(toFile: specPath, atomically: true, encoding: .utf8)
+    }
+
+    /// `pgbackrest check` with the cluster's rendered configuration, as the server's OS
+    /// user: the live primary's archive_command works and WAL reaches the repository.
+    func pgbackrestCheck() -> RunResult {
+        let user = OSUser.named("postgres")!
+        return TestCluster.spawnWithFiles(
+            ["/usr/bin/setpriv", "--reuid=\(user.uid)", "--regid=\(user.gid)", "--init-groups", "--", "/usr/bin/env", "-C", "/", "--",
+             "/usr/bin/pgbackrest", "--config=\(dataRoot)/pgbackrest.conf", "--stanza=\(name)", "check"],
+            timeout: 120)
+    }
+
+    /// Inserts ids `range` into table t on the primary `node`, one transaction each.
+    func insert(_ node: String, _ range: ClosedRange<Int>) throws {
+        let connection = try connect(node)
+        defer { connection.close() }
+        try connection.query("CREATE TABLE IF NOT EXISTS t (id int PRIMARY KEY)")
+        for id in range { try connection.query("INSERT INTO t VALUES (\(id))") }
+    }
+
+    func ids(_ node: String) throws -> [Int] {
+        try sql(node, "SELECT id FROM t ORDER BY id").rows.compactMap { $0[0].flatMap { Int($0) } }
+    }
+
+    /// The node that answers as primary.
+    func currentPrimary() -> String? {
+        nodeNames.first { node in (try? sql(node, "SELECT pg_is_in_recovery()").scalar) == "f" }
+    }
+}
+
+/// Ports 22420-22499 (22400-22419 are HAProxy's frontends in HealthEndpointTests).
+@Suite("backups and point-in-time recovery on real servers (pgBackRest)", .serialized, .clusterLimit)
+struct BackupTests {
+    @Test("the archive keeps working across switchover and failover; restore to an LSN and to a time gives exactly the rows before it")
+    func archiveAcrossRoleChangesAndRestore() async throws {
+        try await withCluster(name: "bk-src", basePort: 22470, synchronous: "{mode: any, count: 1}") { cluster in
+            try cluster.enableBackup()
+            try await cluster.initCluster()
+            let backup = await cluster.run(["backup"])
+            #expect(backup.status == 0, "\(backup.stderr)")
+            #expect(backup.stdout.contains("(full) from node1") || backup.stdout.contains("(full) from node2"), "\(backup.stdout)")
+
+            try cluster.insert("node0", 1...100)
+            let switchover = await cluster.run(["switchover"])
+            #expect(switchover.status == 0, "\(switchover.stderr)")
+            let afterSwitchover = try #require(cluster.currentPrimary())
+            #expect(afterSwitchover != "node0")
+            let check1 = cluster.pgbackrestCheck()
+            #expect(check1.status == 0, "pgbackrest check after switchover: \(check1.stdout)\(check1.stderr)")
+            try cluster.insert(afterSwitchover, 101...200)
+
+            try cluster.kill9Postmaster(afterSwitchover)
+            let failover = await cluster.run(["failover"])
+            #expect(failover.status == 0, "\(failover.stderr)")
+            let afterFailover = try #require(cluster.currentPrimary())
+            let check2 = cluster.pgbackrestCheck()
+            #expect(check2.status == 0, "pgbackrest check after failover: \(check2.stdout)\(check2.stderr)")
+            try cluster.insert(afterFailover, 201...300)
+            let lsn = try #require(try cluster.sql(afterFailover, "SELECT pg_current_wal_lsn()").scalar)
+            let time = try #require(
+                try cluster.sql(
+                    afterFailover, "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'"
+                ).scalar)
+            try cluster.insert(afterFailover, 301...400)
+
+            // The catalog: the backup, and archived WAL on the timelines after both role changes.
+            let list = await cluster.run(["backups", "--json"])
+            #expect(list.status == 0, "\(list.stderr)")
+            let catalog = try JSONDecoder().decode(BackupCatalog.self, from: Data(list.stdout.utf8))
+            #expect(catalog.backups.count == 1)
+            #expect(catalog.walMin?.hasPrefix("00000001") == true)
+            #expect(catalog.walMax?.hasPrefix("00000003") == true, "WAL range \(catalog.walMin ?? "-")..\(catalog.walMax ?? "-")")
+
+            // Restored from the one backup, before both role changes: every row up to the
+            // target came through the archive across timelines 1, 2 and 3.
+            for target in [lsn, time] {
+                let into = try TestCluster(name: "bk-into", basePort: 22480, standbys: 1)
+                do {
+                    let restore = await cluster.run(["restore", "--to", target, "--into", into.specPath, "--json"])
+                    #expect(restore.status == 0, "restore --to \(target): \(restore.stderr)")
+                    let ids = try into.ids("node0")
+                    #expect(ids == Array(1...300), "restore --to \(target): \(ids.count) rows, \(ids.first ?? 0)..\(ids.last ?? 0)")
+                    #expect(await into.eventually(30) { (try? into.ids("node1")) == Array(1...300) }, "the restored standby streams")
+                } catch {
+                    await into.teardown()
+                    throw error
+                }
+                await into.teardown()
+            }
+            #expect(try cluster.ids(afterFailover) == Array(1...400), "the live cluster keeps every row")
+        }
+    }
+
+    @Test("bad input is one clear line and touches nothing: a missing repository, a time before the first backup")
+    func badInput() async throws {
+        try await withCluster(name: "bk-bad", basePort: 22420, standbys: 1) { cluster in
+            try cluster.enableBackup()
+            try await cluster.initCluster()
+            let into = try TestCluster(name: "bk-bad-into", basePort: 22430, standbys: 1)
+            defer { try? FileManager.default.removeItem(atPath: into.root) }
+
+            // No backup yet: the stanza exists (init made it) but holds nothing.
+            let early = await cluster.run(["restore", "--to", "latest", "--into", into.specPath])
+            #expect(early.status == 1)
+            #expect(early.stderr.contains("no backup in the repository"), "\(early.stderr)")
+
+            #expect(await cluster.run(["backup"]).status == 0)
+            let before = await cluster.run(["restore", "--to", "2000-01-01 00:00:00+00", "--into", into.specPath])
+            #expect(before.status == 1)
+            let lines = before.stderr.split(separator: "\n").filter { !$0.hasPrefix("[") }
+            #expect(lines.count == 1 && lines[0].contains("before the end of the first backup"), "\(before.stderr)")
+
+            // A spec whose repository does not exist.
+            let missing = "\(cluster.root)/missing.yaml"
+            try String(contentsOfFile: cluster.specPath, encoding: .utf8)
+                .replacingOccurrences(of: "repo: ./repo", with: "repo: ./no-such-repo")
+                .write(toFile: missing, atomically: true, encoding: .utf8)
+            for arguments in [["backups"], ["restore", "--to", "latest", "--into", into.specPath]] {
+                let result = await TestCluster.runBinary(arguments + ["-f", missing])
+                #expect(result.status == 1)
+                let lines = result.stderr.split(separator: "\n")
+                #expect(lines.first?.contains("no backup repository at \(cluster.root)/no-such-repo") == true, "\(result.stderr)")
+            }
+            #expect(!FileManager.default.fileExists(atPath: "\(cluster.root)/no-such-repo"))
+            // Nothing of the restore's target was made, and the live cluster is as it was.
+            #expect(!FileManager.default.fileExists(atPath: "\(into.dataRoot)/node0"))
+            let status = await cluster.run(["status"])
+            #expect(status.status == 0, "\(status.stdout)")
+        }
+    }
+    @Test("drill --restore: every row acknowledged before the noted time comes back, none written after it")
+    func restoreDrill() async throws {
+        try await withCluster(name: "bk-drill", basePort: 22440, standbys: 1) { cluster in
+            try cluster.enableBackup()
+            try await cluster.initCluster()
+            let scratch = try TestCluster(name: "bk-scratch", basePort: 22450, standbys: 1)
+            let drill = await cluster.run(["drill", "--restore", "--into", scratch.specPath, "--duration", "1", "--json"])
+            await scratch.teardown()
+            #expect(drill.status == 0, "\(drill.stdout)\(drill.stderr)")
+            struct Report: Decodable {
+                var expected: Int, present: Int, missing: Int, writtenAfter: Int, presentAfter: Int
+            }
+            let report = try JSONDecoder().decode(Report.self, from: Data(drill.stdout.utf8))
+            #expect(report.expected > 0 && report.writtenAfter > 0)
+            #expect(report.present == report.expected && report.missing == 0 && report.presentAfter == 0)
+            // The scratch cluster is gone; the live one is healthy.
+            #expect(scratch.postmasterPID("node0") == nil)
+            #expect(await cluster.run(["status"]).status == 0)
+        }
+    }
+    @Test("backup: added to a running cluster: apply turns the archive on (rolling restart), then backup works")
+    func addedByApply() async throws {
+        try await withCluster(name: "bk-apply", basePort: 22460, standbys: 1) { cluster in
+            try await cluster.initCluster()
+            #expect(try cluster.sql("node0", "SHOW archive_mode").scalar == "off")
+            try cluster.enableBackup()
+            let apply = await cluster.run(["apply"])
+            #expect(apply.status == 0, "\(apply.stdout)\(apply.stderr)")
+            let primary = try #require(cluster.currentPrimary())
+            #expect(try cluster.sql(primary, "SHOW archive_mode").scalar == "on")
+            #expect(try cluster.sql(primary, "SHOW archive_command").scalar?.contains("archive-push") == true)
+            let backup = await cluster.run(["backup", "--json"])
+            #expect(backup.status == 0, "\(backup.stderr)")
+            let check = cluster.pgbackrestCheck()
+            #expect(check.status == 0, "\(check.stdout)\(check.stderr)")
+        }
+    }
+    @Test("restore --in-place: refused without --yes; with it, the cluster's own data goes back to an LSN, standbys cloned, archive on")
+    func inPlace() async throws {
+        try await withCluster(name: "bk-place", basePort: 22490, standbys: 2) { cluster in
+            try cluster.enableBackup()
+            try await cluster.initCluster()
+            #expect(await cluster.run(["backup"]).status == 0)
+            try cluster.insert("node0", 1...100)
+            let lsn = try #require(try cluster.sql("node0", "SELECT pg_current_wal_lsn()").scalar)
+            try cluster.insert("node0", 101...200)
+
+            let refused = await cluster.run(["restore", "--to", lsn, "--in-place"])
+            #expect(refused.status == 2 && refused.stderr.contains("add --yes"), "\(refused.stderr)")
+            #expect(try cluster.ids("node0").count == 200, "nothing was touched")
+
+            let restore = await cluster.run(["restore", "--to", lsn, "--in-place", "--yes"])
+            #expect(restore.status == 0, "\(restore.stderr)")
+            #expect(try cluster.ids("node0") == Array(1...100))
+            for standby in ["node1", "node2"] {
+                #expect(await cluster.eventually(30) { (try? cluster.ids(standby)) == Array(1...100) }, "\(standby) streams the restored data")
+                #expect(!FileManager.default.fileExists(atPath: "\(cluster.dataRoot)/\(standby)/data.before-restore"))
+            }
+            #expect(await cluster.run(["status"]).status == 0)
+            // The restored primary archives on its new timeline into the same stanza.
+            let check = cluster.pgbackrestCheck()
+            #expect(check.status == 0, "\(check.stdout)\(check.stderr)")
+        }
+    }
+}

@@ -1,0 +1,70 @@
+import Foundation
+import Testing
+
+@testable import PGClusterKit
+@testable import PGClusterRules
+
+/// The `backup:` section of the spec (issue 24): a pgBackRest repository on this machine
+/// and its retention.
+@Suite("Backup spec")
+struct BackupSpecTests {
+    static func yaml(_ backup: String, backend: String = "") -> String {
+        """
+        name: t
+        \(backend)\(backup)nodes:
+          - {name: db_0, port: 15432, role: primary}
+          - {name: db_1, port: 15433}
+
+        """
+    }
+
+    struct Bad: Sendable, CustomTestStringConvertible {
+        var label: String
+        var yaml: String
+        var key: String
+        var reason: String
+        var testDescription: String { label }
+    }
+
+    static let bad: [Bad] = [
+        Bad(label: "unknown key", yaml: yaml("backup:\n  repo: /r\n  repository: /r\n"), key: "backup.repository", reason: "unknown key"),
+        Bad(label: "no repo", yaml: yaml("backup:\n  retention: {full: 2}\n"), key: "backup.repo", reason: "required"),
+        Bad(label: "repoHost", yaml: yaml("backup:\n  repoHost: 10.0.0.20\n"), key: "backup.repoHost", reason: "not supported yet"),
+        Bad(label: "retention.full of zero", yaml: yaml("backup:\n  repo: /r\n  retention: {full: 0}\n"), key: "backup.retention.full", reason: "from 1"),
+        Bad(label: "retention.diff not a number", yaml: yaml("backup:\n  repo: /r\n  retention: {diff: many}\n"), key: "backup.retention.diff", reason: "whole number"),
+        Bad(label: "unknown retention key", yaml: yaml("backup:\n  repo: /r\n  retention: {incr: 3}\n"), key: "backup.retention.incr", reason: "unknown key"),
+        Bad(label: "a repo path with a quote", yaml: yaml("backup:\n  repo: \"/r'x\"\n"), key: "backup.repo", reason: "not a usable folder path"),
+        Bad(label: "repo /", yaml: yaml("backup:\n  repo: /\n"), key: "backup.repo", reason: "must not be /"),
+        Bad(label: "not a mapping", yaml: yaml("backup: /r\n"), key: "backup", reason: "expected a mapping"),
+        Bad(
+            label: "backend compose",
+            yaml: yaml("backup:\n  repo: /r\n", backend: "backend: compose\n"), key: "backup", reason: "not supported yet with backend compose"),
+    ]
+
+    @Test("a bad backup section is refused with its key and reason", arguments: bad)
+    func refused(_ bad: Bad) {
+        let problems = TestSupport.problems(bad.yaml, file: "/specs/b.yaml")
+        #expect(problems.count == 1, "got:\n\(problems.map(\.description).joined(separator: "\n"))")
+        #expect(
+            problems.contains { $0.key == bad.key && $0.reason.contains(bad.reason) },
+            "no problem at '\(bad.key)' containing '\(bad.reason)' in:\n\(problems.map(\.description).joined(separator: "\n"))")
+    }
+
+    @Test("no backup section: no backup settings")
+    func absent() throws {
+        #expect(try SpecLoader.parse(Self.yaml(""), file: "/specs/b.yaml").backup == nil)
+    }
+
+    @Test("repo resolved against the spec's folder, retention defaults to full 2")
+    func defaults() throws {
+        let spec = try SpecLoader.parse(Self.yaml("backup:\n  repo: ./repo\n"), file: "/specs/b.yaml")
+        #expect(spec.backup == BackupSettings(repo: "/specs/repo", retentionFull: 2, retentionDiff: nil))
+    }
+
+    @Test("retention full and diff as given")
+    func retention() throws {
+        let spec = try SpecLoader.parse(
+            Self.yaml("backup:\n  repo: /var/lib/pgbackrest\n  retention: {full: 3, diff: 6}\n"), file: "/specs/b.yaml")
+        #expect(spec.backup == BackupSettings(repo: "/var/lib/pgbackrest", retentionFull: 3, retentionDiff: 6))
+    }
+}

@@ -1,0 +1,111 @@
+import Foundation
+import Testing
+
+@testable import PGClusterKit
+@testable import PGClusterRules
+
+/// The pure parts of backups and point-in-time recovery: reading `--to`, reading
+/// `pgbackrest info --output=json`, and choosing the backup a target needs.
+@Suite("Restore choice")
+struct RestoreChoiceTests {
+    static let utc = TimeZone(identifier: "UTC")!
+
+    @Test(
+        "--to reads latest, LSNs and times with or without a zone",
+        arguments: [
+            ("latest", "latest"),
+            ("0/3000060", "0/3000060"),
+            ("16/B374D848", "16/B374D848"),
+            ("2026-12-05 17:30:00", "2026-12-05 17:30:00.000000+00"),
+            ("2026-12-05T17:30:00Z", "2026-12-05 17:30:00.000000+00"),
+            ("2026-12-05 17:30:00.25+00", "2026-12-05 17:30:00.250000+00"),
+            ("2026-12-05 17:30:00.123456+01:00", "2026-12-05 16:30:00.123456+00"),
+            ("2026-12-05 17:30:00-0530", "2026-12-05 23:00:00.000000+00"),
+            ("2026-12-05 17:30", "2026-12-05 17:30:00.000000+00"),
+            ("2027-01-01 00:00:00.000001+00", "2027-01-01 00:00:00.000001+00"),
+        ])
+    func parses(_ text: String, _ expected: String) throws {
+        let target = try #require(RestoreTarget(text, timeZone: Self.utc))
+        #expect(target.description == expected)
+    }
+
+    @Test(
+        "--to refuses what is neither",
+        arguments: ["", "yesterday", "2026-13-01 00:00:00", "2026-02-30 10:00:00", "2026-12-05 25:00:00", "0/XYZ", "1/2/3",
+                    "2026-12-05 17:30:00.1234567", "2026-12-05 17:30:00+16"])
+    func refuses(_ text: String) {
+        #expect(RestoreTarget(text, timeZone: Self.utc) == nil)
+    }
+
+    static func backup(_ label: String, stop: Int64, lsnStop: String, type: String = "full") -> BackupEntry {
+        BackupEntry(label: label, type: type, start: stop - 5, stop: stop, lsnStart: LSN("0/1000000"), lsnStop: LSN(lsnStop))
+    }
+
+    static let catalog = BackupCatalog(
+        stanza: "c", statusCode: 0, statusMessage: "ok",
+        backups: [
+            backup("F1", stop: 1_000, lsnStop: "0/5000000"),
+            backup("F1_I2", stop: 2_000, lsnStop: "0/9000000", type: "incr"),
+        ])
+
+    @Test("the newest backup that ended before the target; latest takes the newest")
+    func choosesTheBackup() throws {
+        func label(_ target: RestoreTarget) throws -> String { try RestoreChoice.plan(target, catalog: Self.catalog).get().backup.label }
+        #expect(try label(.latest) == "F1_I2")
+        #expect(try label(.time(seconds: 1_500, microseconds: 0)) == "F1")
+        #expect(try label(.time(seconds: 2_001, microseconds: 0)) == "F1_I2")
+        // A backup that ended within the target's second may have ended after it.
+        #expect(try label(.time(seconds: 2_000, microseconds: 999_999)) == "F1")
+        #expect(try label(.lsn(LSN("0/9000000")!)) == "F1_I2")
+        #expect(try label(.lsn(LSN("0/8FFFFFF")!)) == "F1")
+        let plan = try RestoreChoice.plan(.time(seconds: 1_500, microseconds: 250_000), catalog: Self.catalog).get()
+        #expect(plan.targetArguments == ["--type=time", "--target=1970-01-01 00:25:00.250000+00", "--target-action=promote"])
+        #expect(try RestoreChoice.plan(.latest, catalog: Self.catalog).get().targetArguments == ["--type=default"])
+    }
+
+    @Test("a target before the first backup ends, or an empty repository, is refused with what to do")
+    func refusals() {
+        func refusal(_ target: RestoreTarget, _ catalog: BackupCatalog = Self.catalog) -> String? {
+            if case .failure(let error) = RestoreChoice.plan(target, catalog: catalog) { return error.message }
+            return nil
+        }
+        #expect(refusal(.time(seconds: 1_000, microseconds: 0))?.contains("before the end of the first backup (F1") == true)
+        #expect(refusal(.lsn(LSN("0/4000000")!))?.contains("before the end of the first backup (F1, ended at 0/5000000)") == true)
+        let empty = BackupCatalog(stanza: "c", statusCode: 2, statusMessage: "no valid backups", backups: [])
+        #expect(refusal(.latest, empty)?.contains("take one with `pgcluster backup`") == true)
+        var damaged = Self.catalog
+        damaged.backups = damaged.backups.map { var b = $0; b.error = true; return b }
+        #expect(refusal(.latest, damaged) != nil)
+    }
+
+    /// The shape pgBackRest 2.45 prints (trimmed to the fields pgcluster reads and a few it does not).
+    static let infoJSON = #"""
+        [{"archive":[{"database":{"id":1,"repo-key":1},"id":"15-1","max":"000000030000000000000009","min":"000000010000000000000001"}],
+          "backup":[{"archive":{"start":"000000010000000000000005","stop":"000000010000000000000006"},
+            "backrest":{"format":5,"version":"2.45"},"database":{"id":1,"repo-key":1},"error":false,
+            "info":{"delta":22960956,"repository":{"delta":4508918,"size":4508918},"size":22960956},
+            "label":"20261205-172119F","link":null,"lsn":{"start":"0/5000028","stop":"0/6000050"},"prior":null,"reference":null,
+            "timestamp":{"start":1796491279,"stop":1796491283},"type":"full"}],
+          "cipher":"none","db":[{"id":1,"repo-key":1,"system-id":7444444444444444444,"version":"15"}],"name":"bksrc",
+          "repo":[{"cipher":"none","key":1,"status":{"code":0,"message":"ok"}}],
+          "status":{"code":0,"lock":{"backup":{"held":false}},"message":"ok"}}]
+        """#
+
+    @Test("pgbackrest info's JSON: each backup, its sizes, WAL and LSN range, and the archive's range")
+    func parsesInfo() throws {
+        let catalog = try BackupCatalog.parse(Self.infoJSON, stanza: "bksrc")
+        #expect(catalog.statusCode == 0 && !catalog.stanzaMissing)
+        #expect(catalog.walMin == "000000010000000000000001" && catalog.walMax == "000000030000000000000009")
+        let backup = try #require(catalog.backups.first)
+        #expect(backup.label == "20261205-172119F" && backup.type == "full")
+        #expect(backup.size == 22_960_956 && backup.repositorySize == 4_508_918)
+        #expect(backup.lsnStop == LSN("0/6000050") && backup.walStart == "000000010000000000000005")
+        #expect(backup.stop == 1_796_491_283)
+        #expect(catalog.text.contains("20261205-172119F  full  2026-12-05 17:21:19  2026-12-05 17:21:23  21.9 MB  4.3 MB"))
+
+        let missing = try BackupCatalog.parse(
+            #"[{"archive":[],"backup":[],"name":"bksrc","status":{"code":1,"message":"missing stanza path"}}]"#, stanza: "bksrc")
+        #expect(missing.stanzaMissing && missing.backups.isEmpty)
+        #expect(throws: ClusterError.self) { try BackupCatalog.parse("not json", stanza: "x") }
+    }
+}
