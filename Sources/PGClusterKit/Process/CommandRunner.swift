@@ -82,6 +82,12 @@ public struct LocalRunner: CommandRunning {
             arguments = ["/usr/bin/env", "-C", directory, "--"] + arguments
         }
         var environment = ProcessInfo.processInfo.environment
+        // libpq settings of the operator's shell must not steer pgcluster's own programs: a
+        // PGPASSWORD there wins over the passfile pgcluster gives pg_basebackup, say. What a
+        // command needs it sets itself.
+        for name in ["PGPASSWORD", "PGPASSFILE", "PGSERVICE", "PGSERVICEFILE", "PGSSLMODE", "PGSSLROOTCERT", "PGUSER", "PGDATABASE"] {
+            environment[name] = nil
+        }
         environment.merge(command.environment) { _, new in new }
         if let user = command.user, OSUser.isRoot {
             environment["HOME"] = user.home
