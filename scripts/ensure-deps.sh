@@ -5,7 +5,8 @@
 # unshare for the test hosts), docker-compose (validates rendered compose files; no
 # engine needed), openssh-client (the ssh backend), openssh-server and iproute2 (the
 # test hosts of scripts/test-hosts.sh), etcd-server (the etcd store's tests start a
-# real etcd on loopback).
+# real etcd on loopback), libcurl4-openssl-dev (the CCurl module: the etcd store's HTTP
+# client, with TLS and client certificates).
 # As root it installs what is missing with apt-get; otherwise it prints the command.
 set -euo pipefail
 
@@ -20,6 +21,7 @@ command -v ssh >/dev/null 2>&1 || missing+=(openssh-client)
 [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 [ -x /usr/bin/etcd ] || missing+=(etcd-server)
+pkg-config --exists libcurl 2>/dev/null || missing+=(libcurl4-openssl-dev)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
