@@ -177,6 +177,9 @@ public final class EtcdClient: @unchecked Sendable {
         return token
     }
 
+    /// Tests: replaces the token, as if etcd had let it expire.
+    func replaceToken(with token: String) { lock.withLock { self.token = token } }
+
     // MARK: Transport
 
     /// What one round over the endpoints gave: etcd's answer, or a token etcd no longer takes.
