@@ -25,6 +25,13 @@ let package = Package(
             pkgConfig: "libpq",
             providers: [.apt(["libpq-dev"]), .brew(["libpq"])]
         ),
+        // libcurl (apt libcurl4-openssl-dev): the etcd store's HTTP client, with TLS and
+        // client certificates. shim.h wraps its variadic setters for Swift.
+        .systemLibrary(
+            name: "CCurl",
+            pkgConfig: "libcurl",
+            providers: [.apt(["libcurl4-openssl-dev"]), .brew(["curl"])]
+        ),
         // The rules: spec, observations, and every decision (who is primary, who is freshest,
         // what the quorum guard needs, the watcher's next action, the apply plan). It cannot
         // import libpq, run a process or reach a store: the compiler keeps it pure.
@@ -37,6 +44,7 @@ let package = Package(
             dependencies: [
                 "PGClusterRules",
                 "CLibPQ",
+                "CCurl",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Mustache", package: "swift-mustache"),
                 .product(name: "Logging", package: "swift-log"),

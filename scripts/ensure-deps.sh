@@ -5,7 +5,8 @@
 # unshare for the test hosts), docker-compose (validates rendered compose files; no
 # engine needed), openssh-client (the ssh backend), openssh-server and iproute2 (the
 # test hosts of scripts/test-hosts.sh), etcd-server (the etcd store's tests start a
-# real etcd on loopback), pgbackrest (backups and the WAL archive).
+# real etcd on loopback), pgbackrest (backups and the WAL archive), libcurl4-openssl-dev
+# (the CCurl module: the etcd store's HTTP client, with TLS and client certificates).
 # As root it installs what is missing with apt-get; otherwise it prints the command.
 set -euo pipefail
 
@@ -22,6 +23,7 @@ command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 [ -x /usr/bin/etcd ] || missing+=(etcd-server)
 # backup: in a spec: pgBackRest takes the backups and archives the WAL.
 command -v pgbackrest >/dev/null 2>&1 || missing+=(pgbackrest)
+pkg-config --exists libcurl 2>/dev/null || missing+=(libcurl4-openssl-dev)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

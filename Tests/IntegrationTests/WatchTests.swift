@@ -17,11 +17,11 @@ final class WatchProcess: @unchecked Sendable {
     ///   - netns: runs it in that network namespace (a test host's "operator machine").
     init(
         _ cluster: TestCluster, json: Bool = false, environment: [String: String] = [:], name: String = "watch",
-        netns: String? = nil
+        netns: String? = nil, specPath: String? = nil
     ) throws {
         logPath = "\(cluster.root)/\(name).log"
         let argv = (netns.map { ["/usr/sbin/ip", "netns", "exec", $0] } ?? [])
-            + [TestCluster.binary, "watch", "-f", cluster.specPath] + (json ? ["--json"] : [])
+            + [TestCluster.binary, "watch", "-f", specPath ?? cluster.specPath] + (json ? ["--json"] : [])
         var env = ProcessInfo.processInfo.environment
         env["NO_COLOR"] = "1"
         env.merge(environment) { _, new in new }

@@ -8,48 +8,50 @@ import Testing
     import Glibc
 #endif
 
-/// The socket client the etcd store speaks through: its parsing by table, and its failures
-/// against real sockets on this machine (a closed port, a listener that never answers).
-/// Ports 23780-23785 on 127.0.0.1.
-@Suite("HTTP POST over a plain socket", .serialized)
+/// The HTTP client the etcd store speaks through (libcurl): real answers framed every way
+/// HTTP/1.1 allows, and its failures against real sockets on this machine (a closed port, a
+/// listener that never answers, a plain listener spoken to over https).
+/// Ports 23780-23789 on 127.0.0.1.
+@Suite("HTTP POST through libcurl", .serialized)
 struct HTTPPostTests {
     struct Case: Sendable, CustomTestStringConvertible {
         var label: String
-        var bytes: String
-        var closed: Bool
-        /// nil: incomplete; "!": invalid; otherwise the status and body expected.
+        /// The whole reply the listener writes, then it closes the connection.
+        var reply: String
+        /// The status and body expected; nil: a failure (not an HTTP answer).
         var expected: (status: Int, body: String)?
-        var invalid = false
 
         var testDescription: String { label }
     }
 
     static let cases: [Case] = [
-        Case(label: "content-length, whole", bytes: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}", closed: false, expected: (200, "{}")),
-        Case(label: "content-length, body still coming", bytes: "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n{\"a\"", closed: false, expected: nil),
-        Case(label: "content-length, closed early", bytes: "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n{}", closed: true, expected: nil, invalid: true),
-        Case(label: "headers still coming", bytes: "HTTP/1.1 200 OK\r\nContent-Le", closed: false, expected: nil),
+        Case(label: "content-length", reply: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}", expected: (200, "{}")),
         Case(
-            label: "chunked, whole, with an extension",
-            bytes: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;x=1\r\n{\"a\r\n5\r\n\":1}\n\r\n0\r\n\r\n", closed: false,
+            label: "chunked, with an extension",
+            reply: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;x=1\r\n{\"a\r\n5\r\n\":1}\n\r\n0\r\n\r\n",
             expected: (200, "{\"a\":1}\n")),
-        Case(label: "chunked, last chunk not yet", bytes: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n", closed: false, expected: nil),
-        Case(label: "close-delimited", bytes: "HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n{\"x\":2}", closed: true, expected: (200, "{\"x\":2}")),
-        Case(label: "an error status keeps its body", bytes: "HTTP/1.1 400 Bad Request\r\ncontent-length: 13\r\n\r\n{\"code\":3}   ", closed: false, expected: (400, "{\"code\":3}   ")),
-        Case(label: "not HTTP", bytes: "SSH-2.0-OpenSSH_9.2\r\n\r\n", closed: true, expected: nil, invalid: true),
+        Case(label: "close-delimited", reply: "HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n{\"x\":2}", expected: (200, "{\"x\":2}")),
+        Case(
+            label: "an error status keeps its body", reply: "HTTP/1.1 400 Bad Request\r\ncontent-length: 13\r\n\r\n{\"code\":3}   ",
+            expected: (400, "{\"code\":3}   ")),
+        Case(label: "content-length, closed early", reply: "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n{}", expected: nil),
+        Case(label: "not HTTP", reply: "SSH-2.0-OpenSSH_9.2\r\n\r\n", expected: nil),
     ]
 
-    @Test("an answer is complete once its body is whole", arguments: cases)
-    func parse(_ test: Case) {
-        let parsed = HTTPPost.parse(Data(test.bytes.utf8), closed: test.closed)
-        switch parsed {
-        case .complete(let response):
-            #expect(test.expected?.status == response.status)
+    @Test("an answer is read whole however it is framed; a broken one is a failure", arguments: cases)
+    func framing(_ test: Case) async throws {
+        let port = UInt16(23784 + Self.cases.firstIndex { $0.label == test.label }!)
+        let listener = try Listener(port: port)
+        listener.answerEvery(with: test.reply)
+        defer { listener.close() }
+        let result = await HTTPPost.post(URL(string: "http://127.0.0.1:\(port)/v3/kv/range")!, body: Data("{}".utf8), timeout: 5)
+        switch result {
+        case .success(let response):
+            #expect(test.expected?.status == response.status, "\(response.status)")
             #expect(test.expected?.body == String(decoding: response.body, as: UTF8.self))
-        case .incomplete:
-            #expect(test.expected == nil && !test.invalid, "incomplete")
-        case .invalid(let why):
-            #expect(test.invalid, "invalid: \(why)")
+        case .failure(let failure):
+            #expect(test.expected == nil, "failed: \(failure)")
+            if case .refused = failure { Issue.record("the listener was not there") }
         }
     }
 
@@ -89,14 +91,32 @@ struct HTTPPostTests {
         #expect(took >= .milliseconds(450) && took < .seconds(10), "took \(took)")
     }
 
-    @Test("only http:// is spoken")
-    func httpsRefused() async {
-        let result = await HTTPPost.post(URL(string: "https://127.0.0.1:23783/x")!, body: Data(), timeout: 1)
+    @Test("https to a listener that does not speak TLS fails as TLS, in one line")
+    func httpsToPlain() async throws {
+        let listener = try Listener(port: 23783)
+        // As a plain HTTP server does to bytes it cannot read: it answers at once.
+        listener.answerEvery(with: "HTTP/1.1 400 Bad Request\r\nContent-Length: 2\r\n\r\n{}", readFirst: false)
+        defer { listener.close() }
+        let result = await HTTPPost.post(URL(string: "https://127.0.0.1:23783/x")!, body: Data(), timeout: 5)
+        guard case .failure(let failure) = result else {
+            Issue.record("expected a failure, got \(result)")
+            return
+        }
+        #expect(!"\(failure)".contains("\n"), "\(failure)")
+        guard case .tls = failure else {
+            Issue.record("expected a TLS failure, got \(failure)")
+            return
+        }
+    }
+
+    @Test("only http and https are spoken")
+    func otherSchemes() async {
+        let result = await HTTPPost.post(URL(string: "file:///etc/passwd")!, body: Data(), timeout: 1)
         guard case .failure(.unreachable(let why)) = result else {
             Issue.record("expected a refusal, got \(result)")
             return
         }
-        #expect(why.contains("only http://"))
+        #expect(why.contains("only http:// and https://"))
     }
 }
 
@@ -126,7 +146,7 @@ final class Listener: @unchecked Sendable {
 
     /// On a thread of its own: accepts each connection, reads the request, writes `reply`
     /// (a whole HTTP response) and closes, until the listener is closed.
-    func answerEvery(with reply: String) {
+    func answerEvery(with reply: String, readFirst: Bool = true) {
         let fd = fd
         Thread.detachNewThread {
             while true {
@@ -135,7 +155,7 @@ final class Listener: @unchecked Sendable {
                 var buffer = [UInt8](repeating: 0, count: 65536)
                 var request = Data()
                 // Headers, then the body its Content-Length announces.
-                while true {
+                while readFirst {
                     let n = read(client, &buffer, buffer.count)
                     if n <= 0 { break }
                     request.append(contentsOf: buffer[0..<n])

@@ -64,8 +64,13 @@ struct SpecValidationTests {
         BadSpec(label: "watch.durability unknown", yaml: specYAML(top: "watch:\n  durability: relaxed\n"), key: "watch.durability", reason: "strict or available", line: 3),
         BadSpec(label: "watch.rejoin unknown", yaml: specYAML(top: "watch:\n  rejoin: always\n"), key: "watch.rejoin", reason: "auto or manual", line: 3),
         BadSpec(
-            label: "an https etcd endpoint", yaml: specYAML(top: "store:\n  etcd:\n    endpoints: [https://10.0.0.5:2379]\n"),
-            key: "store.etcd.endpoints[0]", reason: "over http only", line: 4),
+            label: "http and https etcd endpoints mixed",
+            yaml: specYAML(top: "store:\n  etcd:\n    endpoints: [https://10.0.0.5:2379, http://10.0.0.6:2379]\n"),
+            key: "store.etcd.endpoints[1]", reason: "mixes http with https", line: 4),
+        BadSpec(
+            label: "an etcd CA with http endpoints",
+            yaml: specYAML(top: "store:\n  etcd:\n    endpoints: [http://10.0.0.5:2379]\n    ca: /etc/ssl/ca.crt\n"),
+            key: "store.etcd.ca", reason: "https:// endpoints only", line: 5),
         BadSpec(
             label: "an etcd endpoint that is not a URL", yaml: specYAML(top: "store:\n  etcd:\n    endpoints: [10.0.0.5:2379]\n"),
             key: "store.etcd.endpoints[0]", reason: "not an etcd client URL", line: 4),

@@ -19,6 +19,11 @@ public struct Failover: Sendable {
     public var by: String?
     /// Told the moment the candidate accepts writes (the watcher logs it: `promoted`).
     public var onPromoted: (@Sendable (String) -> Void)?
+    /// What the caller observed of every spec node a moment ago (the watcher's probe that
+    /// decided this failover): used instead of a first observation of its own, which would
+    /// cost another round of connections on the critical path. Ignored unless it covers
+    /// exactly the spec's nodes.
+    public var observed: [NodeObservation]?
 
     public init(
         spec: ClusterSpec, credentials: Credentials, control: (any ServerControl)?, request: FailoverDecision.Request,
@@ -81,7 +86,12 @@ public struct Failover: Sendable {
         let state = try await ClusterRecord.load(spec: spec)
         // Unknown when nothing was recorded: then every node that does not answer is fenced.
         let oldPrimary = state?.primary
-        let first = await Observer(credentials: credentials, timeout: observeTimeout).observeAll(spec.nodes)
+        let first: [NodeObservation]
+        if let observed, observed.map(\.node.name) == spec.nodes.map(\.name) {
+            first = observed
+        } else {
+            first = await Observer(credentials: credentials, timeout: observeTimeout).observeAll(spec.nodes)
+        }
         timer.lap("observe \(spec.nodes.count) nodes")
         // For the quorum guard, an unknown old primary is one of the silent nodes: whichever
         // it was, the others count as missing standbys, so the guard is as strict either way.

@@ -126,7 +126,7 @@ public enum Stores {
 
     public static func of(_ spec: ClusterSpec) -> any ClusterStore {
         guard let etcd = spec.store.etcd else { return FileStore(spec: spec) }
-        let key = "\(spec.file)|\(spec.name)|\(etcd.endpoints.map(\.absoluteString))|\(etcd.prefix)"
+        let key = "\(spec.file)|\(spec.name)|\(etcd)"
         return lock.withLock {
             if let store = made[key] { return store }
             let store = EtcdStore(spec: spec, settings: etcd)

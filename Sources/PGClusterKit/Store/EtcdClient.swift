@@ -4,7 +4,11 @@ import Foundation
 /// `/v3/kv/deleterange`, `/v3/kv/txn`, `/v3/lease/grant`, `/v3/lease/keepalive`,
 /// `/v3/lease/revoke`): keys and values base64, 64-bit numbers as JSON strings.
 ///
-/// Requests go over `HTTPPost` (a plain socket, one connection a call), not URLSession.
+/// Requests go over `HTTPPost` (libcurl, one connection a call; https verified against
+/// `store.etcd.ca` and the endpoint's host name, with the client certificate when given),
+/// not URLSession. With `store.etcd.user`, every call carries the token of
+/// `/v3/auth/authenticate` as its `Authorization` header; a token etcd no longer accepts is
+/// renewed once and the call made again.
 /// Every call has a timeout; the endpoints are tried in turn, the last one that answered
 /// first. A member whose raft term is older than one already seen is stale (cut off from
 /// its cluster's leader, it may serve old data): its answer is dropped and the next
@@ -18,16 +22,43 @@ public final class EtcdClient: @unchecked Sendable {
         public var lease: Int64
     }
 
+    /// etcd authentication: a user and the file its password is read from (when needed,
+    /// never kept longer than one authenticate call, never logged nor put in an error).
+    public struct Credentials: Sendable, Equatable {
+        public var user: String
+        public var passwordFile: String
+
+        public init(user: String, passwordFile: String) {
+            self.user = user
+            self.passwordFile = passwordFile
+        }
+    }
+
     public let endpoints: [URL]
     /// Seconds each request may take.
     public let timeout: Double
+    /// https: the CA that verifies etcd, and the client certificate presented to it.
+    public let tls: TLSFiles
+    public let credentials: Credentials?
     private let lock = NSLock()
     private var preferred = 0
     private var highestTerm: Int64 = 0
+    /// The token `/v3/auth/authenticate` gave, sent as `Authorization` on every call.
+    private var token: String?
 
-    public init(endpoints: [URL], timeout: Double = 2) {
+    public init(endpoints: [URL], timeout: Double = 2, tls: TLSFiles = TLSFiles(), credentials: Credentials? = nil) {
         self.endpoints = endpoints
         self.timeout = timeout
+        self.tls = tls
+        self.credentials = credentials
+    }
+
+    /// The client `store.etcd` describes.
+    public convenience init(settings: EtcdSettings) {
+        self.init(
+            endpoints: settings.endpoints, timeout: settings.timeout,
+            tls: TLSFiles(ca: settings.ca, cert: settings.cert, key: settings.key),
+            credentials: settings.user.flatMap { user in settings.passwordFile.map { Credentials(user: user, passwordFile: $0) } })
     }
 
     // MARK: Keys
@@ -113,25 +144,94 @@ public final class EtcdClient: @unchecked Sendable {
         _ = try? await call("/v3/lease/revoke", ["ID": String(lease)])
     }
 
+    // MARK: Authentication
+
+    /// etcd's messages for a token it no longer accepts: expired (simple tokens live five
+    /// minutes unused), or issued before the auth store changed. Authenticating again mends both.
+    static func isStaleToken(_ message: String) -> Bool {
+        message.contains("invalid auth token") || message.contains("auth store is old")
+            || message.contains("revision of auth store is old")
+    }
+
+    /// A fresh token for `credentials`, from `/v3/auth/authenticate`; kept for later calls.
+    func authenticate(_ credentials: Credentials) async throws(ClusterError) -> String {
+        let password: String
+        do {
+            let text = try String(contentsOfFile: credentials.passwordFile, encoding: .utf8)
+            // The file's last line break is not part of the password (echo pw > file).
+            password = text.hasSuffix("\r\n") ? String(text.dropLast(2)) : text.hasSuffix("\n") ? String(text.dropLast()) : text
+        } catch {
+            throw ClusterError(
+                "cannot read store.etcd.passwordFile \(credentials.passwordFile): \(error.localizedDescription)",
+                details: ["it must be readable by the user pgcluster runs as, and mode 0600"])
+        }
+        let reply: [String: Any]
+        switch try await exchange("/v3/auth/authenticate", ["name": credentials.user, "password": password], token: nil) {
+        case .reply(let object): reply = object
+        case .staleToken(let message): throw ClusterError(message)
+        }
+        guard let token = reply["token"] as? String, !token.isEmpty else {
+            throw ClusterError("etcd gave no token to user \(credentials.user): is authentication enabled on it (etcdctl auth enable)?")
+        }
+        lock.withLock { self.token = token }
+        return token
+    }
+
+    /// Tests: replaces the token, as if etcd had let it expire.
+    func replaceToken(with token: String) { lock.withLock { self.token = token } }
+
     // MARK: Transport
 
-    /// POSTs `body` to the endpoints in turn (the one that answered last first); returns the
-    /// first fresh answer. etcd's own errors (a lease not found, a bad request) are final.
+    /// What one round over the endpoints gave: etcd's answer, or a token etcd no longer takes.
+    enum Exchange {
+        case reply([String: Any])
+        case staleToken(String)
+    }
+
+    /// POSTs `body` to the endpoints in turn; with credentials, under the token (got first
+    /// when there is none), and once more with a new token when etcd says it expired.
     func call(_ path: String, _ body: [String: Any]) async throws(ClusterError) -> [String: Any] {
+        guard let credentials else {
+            switch try await exchange(path, body, token: nil) {
+            case .reply(let reply): return reply
+            case .staleToken(let message): throw ClusterError(message, details: ["etcd wants authentication: set store.etcd.user and passwordFile"])
+            }
+        }
+        var token = lock.withLock { self.token }
+        if token == nil { token = try await authenticate(credentials) }
+        switch try await exchange(path, body, token: token) {
+        case .reply(let reply): return reply
+        case .staleToken: break
+        }
+        let renewed = try await authenticate(credentials)
+        switch try await exchange(path, body, token: renewed) {
+        case .reply(let reply): return reply
+        case .staleToken(let message): throw ClusterError(message)
+        }
+    }
+
+    /// One round over the endpoints (the one that answered last first); the first fresh
+    /// answer. etcd's own errors (a lease not found, a bad request, permission denied) are
+    /// final; a stale token is returned for the caller to renew. Nothing of the request body
+    /// (it may hold the password) goes into an error.
+    private func exchange(_ path: String, _ body: [String: Any], token: String?) async throws(ClusterError) -> Exchange {
         let data: Data
         do {
             data = try JSONSerialization.data(withJSONObject: body)
         } catch {
-            throw ClusterError("cannot encode an etcd request: \(error)")
+            throw ClusterError("cannot encode an etcd request to \(path)")
         }
+        let headers = token.map { ["Authorization: \($0)"] } ?? []
         let start = lock.withLock { preferred }
         var problems: [String] = []
+        var tlsFailures = 0
         for offset in 0..<endpoints.count {
             let index = (start + offset) % endpoints.count
             let endpoint = endpoints[index]
             let reply: [String: Any]
-            switch await HTTPPost.post(endpoint.appendingPathComponent(path), body: data, timeout: timeout) {
+            switch await HTTPPost.post(endpoint.appendingPathComponent(path), body: data, headers: headers, tls: tls, timeout: timeout) {
             case .failure(let failure):
+                if case .tls = failure { tlsFailures += 1 }
                 problems.append("\(endpoint.absoluteString): \(failure)")
                 continue
             case .success(let response):
@@ -141,8 +241,11 @@ public final class EtcdClient: @unchecked Sendable {
                 let message = object?["message"] as? String ?? object?["error"] as? String
                 let text = String(decoding: response.body.prefix(120), as: UTF8.self)
                 guard response.status == 200 else {
+                    if let message, Self.isStaleToken(message) {
+                        return .staleToken("etcd at \(endpoint.absoluteString) refused \(path): \(message)")
+                    }
                     if (400..<500).contains(response.status), let message {
-                        throw ClusterError("etcd at \(endpoint.absoluteString) refused \(path): HTTP \(response.status): \(message)")
+                        throw refusal(endpoint, path, "HTTP \(response.status): \(message)")
                     }
                     problems.append("\(endpoint.absoluteString): HTTP \(response.status): \(message ?? text)")
                     continue
@@ -154,7 +257,8 @@ public final class EtcdClient: @unchecked Sendable {
                 reply = object
             }
             if let message = reply["message"] as? String ?? reply["error"] as? String {
-                throw ClusterError("etcd at \(endpoint.absoluteString) refused \(path): \(message)")
+                if Self.isStaleToken(message) { return .staleToken("etcd at \(endpoint.absoluteString) refused \(path): \(message)") }
+                throw refusal(endpoint, path, message)
             }
             let header = (reply["header"] as? [String: Any]) ?? ((reply["result"] as? [String: Any])?["header"] as? [String: Any])
             if let term = Self.int(header?["raft_term"]) {
@@ -169,11 +273,31 @@ public final class EtcdClient: @unchecked Sendable {
                 }
             }
             lock.withLock { preferred = index }
-            return reply
+            return .reply(reply)
         }
+        let hint =
+            tlsFailures > 0
+            ? "check store.etcd.ca (the CA that signed etcd's certificate), that the endpoint's host name is in that certificate, "
+                + "and store.etcd.cert/key (a client certificate etcd's --trusted-ca-file trusts)"
+            : "check that etcd runs and that store.etcd.endpoints lists it"
         throw ClusterError(
             "no etcd endpoint answered \(path) within \(ClusterLock.formatSeconds(timeout)): \(problems.joined(separator: "; "))",
-            details: ["check that etcd runs and that store.etcd.endpoints lists it"])
+            details: [hint])
+    }
+
+    /// etcd's own refusal, with what to check for the refusals an operator can mend.
+    private func refusal(_ endpoint: URL, _ path: String, _ message: String) -> ClusterError {
+        var details: [String] = []
+        if message.contains("authentication failed") {
+            details.append("check store.etcd.user (\(credentials?.user ?? "not set")) and the password in store.etcd.passwordFile")
+        } else if message.contains("permission denied") {
+            details.append(
+                credentials.map { "etcd user \($0.user) needs a role with readwrite on store.etcd.prefix (etcdctl role grant-permission --prefix)" }
+                    ?? "etcd has authentication enabled: set store.etcd.user and passwordFile")
+        } else if message.contains("user name is empty") || message.contains("user name not found") {
+            details.append("etcd has authentication enabled: set store.etcd.user and passwordFile")
+        }
+        return ClusterError("etcd at \(endpoint.absoluteString) refused \(path): \(message)", details: details)
     }
 
     static func b64(_ text: String) -> String { Data(text.utf8).base64EncodedString() }

@@ -16,7 +16,7 @@ public struct EtcdStore: ClusterStore {
     public init(spec: ClusterSpec, settings: EtcdSettings) {
         self.spec = spec
         self.settings = settings
-        client = EtcdClient(endpoints: settings.endpoints, timeout: settings.timeout)
+        client = EtcdClient(settings: settings)
     }
 
     public var label: String { "etcd \(settings.endpoints.map(\.absoluteString).joined(separator: ","))" }

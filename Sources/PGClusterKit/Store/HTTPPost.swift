@@ -1,18 +1,39 @@
+import CCurl
 import Foundation
 
 #if canImport(Glibc)
     import Glibc
 #endif
 
-/// One HTTP/1.1 POST over a plain TCP socket, with one deadline for the whole exchange:
-/// resolve, connect, send, and read the answer to its end.
+/// The files a TLS exchange uses: the CA that must have signed the server's certificate
+/// (nil: the system's trust store), and the client certificate and key to present.
+public struct TLSFiles: Sendable, Equatable {
+    public var ca: String?
+    public var cert: String?
+    public var key: String?
+
+    public init(ca: String? = nil, cert: String? = nil, key: String? = nil) {
+        self.ca = ca
+        self.cert = cert
+        self.key = key
+    }
+}
+
+/// One HTTP POST through libcurl (Debian's libcurl4-openssl-dev, the `CCurl` module), with
+/// one deadline for the whole exchange: resolve, connect, TLS handshake, send, and read the
+/// answer to its end.
 ///
-/// etcd's JSON gateway needs nothing more, and this keeps pgcluster off
-/// FoundationNetworking's URLSession, whose Linux implementation (libcurl sockets wrapped in
-/// dispatch sources) crashes the process now and then when connections are refused or time
-/// out — exactly what a watcher sees while etcd is down (swift-corelibs-foundation #4791).
-/// The socket is blocking-free (`poll` with the time left), so a dead endpoint costs at most
-/// the timeout, and the work runs on a thread of its own, off Swift's cooperative pool.
+/// libcurl does what etcd's JSON gateway needs and a hand-written socket client could not:
+/// TLS verified against a CA file and the endpoint's host name, and a client certificate.
+/// It is used through its blocking "easy" interface on a thread of its own (off Swift's
+/// cooperative pool), with `CURLOPT_NOSIGNAL` (no SIGALRM for timeouts) and no dispatch
+/// sources: FoundationNetworking's URLSession, libcurl wrapped in dispatch sources, crashed
+/// the process now and then when connections were refused (swift-corelibs-foundation
+/// #4791), which is what a watcher sees while etcd is down. One handle, one connection a call:
+/// nothing is shared between threads.
+///
+/// Proxies from the environment (`http_proxy`, `https_proxy`) are ignored, redirects are not
+/// followed, and only http and https are spoken.
 enum HTTPPost {
     struct Response: Sendable {
         var status: Int
@@ -23,6 +44,9 @@ enum HTTPPost {
         case refused
         case timedOut
         case unreachable(String)
+        /// The TLS handshake failed: the server's certificate was not trusted or not for this
+        /// host name, or the server refused ours (or that we had none).
+        case tls(String)
         case badResponse(String)
 
         var description: String {
@@ -30,196 +54,129 @@ enum HTTPPost {
             case .refused: "connection refused"
             case .timedOut: "timed out"
             case .unreachable(let why): why
+            case .tls(let why): "TLS: \(why)"
             case .badResponse(let why): "not an HTTP answer: \(why)"
             }
         }
     }
 
-    /// POSTs `body` (JSON) to `url` (`http://host:port/path`); the answer whatever its
-    /// status, or why there was none within `timeout` seconds.
-    static func post(_ url: URL, body: Data, timeout: Double) async -> Result<Response, Failure> {
+    /// libcurl's global state, set up once before the first handle (curl_global_init is not
+    /// to be raced with other threads' first calls).
+    private static let initialized: Bool = pgc_curl_global_init() == CURLE_OK
+
+    /// POSTs `body` (JSON) to `url` (`http://` or `https://host:port/path`); the answer whatever
+    /// its status, or why there was none within `timeout` seconds.
+    static func post(
+        _ url: URL, body: Data, headers: [String] = [], tls: TLSFiles = TLSFiles(), timeout: Double
+    ) async -> Result<Response, Failure> {
         let deadline = Deadline(seconds: timeout)
-        return await Blocking.run { exchange(url, body: body, deadline: deadline) }
+        return await Blocking.run { exchange(url, body: body, headers: headers, tls: tls, deadline: deadline) }
     }
 
-    static func exchange(_ url: URL, body: Data, deadline: Deadline) -> Result<Response, Failure> {
-        guard url.scheme == "http", let host = url.host, !host.isEmpty else {
-            return .failure(.unreachable("only http:// endpoints are supported, not \(url.absoluteString)"))
+    /// The exchange itself, on the calling thread (it blocks until the answer or the deadline).
+    static func exchange(
+        _ url: URL, body: Data, headers: [String] = [], tls: TLSFiles = TLSFiles(), deadline: Deadline
+    ) -> Result<Response, Failure> {
+        guard url.scheme == "http" || url.scheme == "https", let host = url.host, !host.isEmpty else {
+            return .failure(.unreachable("only http:// and https:// endpoints are spoken, not \(url.absoluteString)"))
         }
-        let port = url.port ?? 80
-        let path = url.path.isEmpty ? "/" : url.path
-        let fd: Int32
-        switch dial(host: host, port: port, deadline: deadline) {
-        case .success(let socket): fd = socket
-        case .failure(let failure): return .failure(failure)
-        }
-        defer { close(fd) }
-        var request = Data(
-            ("POST \(path) HTTP/1.1\r\nHost: \(host):\(port)\r\nContent-Type: application/json\r\n"
-                + "Content-Length: \(body.count)\r\nConnection: close\r\n\r\n").utf8)
-        request.append(body)
-        if let failure = transmit(fd, request, deadline: deadline) { return .failure(failure) }
-        return collect(fd, deadline: deadline)
-    }
+        guard initialized, let handle = curl_easy_init() else { return .failure(.unreachable("libcurl could not start")) }
+        defer { curl_easy_cleanup(handle) }
+        let left = deadline.millisecondsLeft
+        if left <= 0 { return .failure(.timedOut) }
 
-    // MARK: Socket steps
-
-    private static func dial(host: String, port: Int, deadline: Deadline) -> Result<Int32, Failure> {
-        var hints = addrinfo()
-        hints.ai_family = AF_UNSPEC
-        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
-        var list: UnsafeMutablePointer<addrinfo>?
-        let resolved = getaddrinfo(host, String(port), &hints, &list)
-        guard resolved == 0, let first = list else {
-            return .failure(.unreachable("cannot resolve \(host): \(String(cString: gai_strerror(resolved)))"))
+        var list: UnsafeMutablePointer<curl_slist>?
+        for header in ["Content-Type: application/json", "Expect:"] + headers {
+            list = curl_slist_append(list, header)
         }
-        defer { freeaddrinfo(first) }
-        var failure = Failure.unreachable("no address for \(host)")
-        var entry: UnsafeMutablePointer<addrinfo>? = first
-        while let address = entry {
-            entry = address.pointee.ai_next
-            let fd = socket(address.pointee.ai_family, address.pointee.ai_socktype, address.pointee.ai_protocol)
-            if fd < 0 { continue }
-            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
-            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
-            var one: Int32 = 1
-            _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-            if connect(fd, address.pointee.ai_addr, address.pointee.ai_addrlen) == 0 { return .success(fd) }
-            guard errno == EINPROGRESS else {
-                failure = errnoFailure(errno)
-                close(fd)
-                continue
-            }
-            guard wait(fd, for: Int16(POLLOUT), deadline: deadline) else {
-                close(fd)
-                return .failure(.timedOut)
-            }
-            var error: Int32 = 0
-            var length = socklen_t(MemoryLayout<Int32>.size)
-            _ = getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length)
-            if error == 0 { return .success(fd) }
-            failure = errnoFailure(error)
-            close(fd)
-        }
-        return .failure(failure)
-    }
+        defer { curl_slist_free_all(list) }
+        let sink = Sink()
+        let context = Unmanaged.passUnretained(sink).toOpaque()
+        var errorText = [CChar](repeating: 0, count: Int(CURL_ERROR_SIZE) + 1)
 
-    private static func transmit(_ fd: Int32, _ data: Data, deadline: Deadline) -> Failure? {
-        var offset = 0
-        while offset < data.count {
-            let sent = data.withUnsafeBytes { bytes in
-                send(fd, bytes.baseAddress! + offset, data.count - offset, Int32(MSG_NOSIGNAL))
+        var setup = CURLE_OK
+        func set(_ code: CURLcode) { if setup == CURLE_OK { setup = code } }
+        set(pgc_curl_setopt_string(handle, CURLOPT_URL, url.absoluteString))
+        set(pgc_curl_setopt_string(handle, CURLOPT_PROTOCOLS_STR, "http,https"))
+        set(pgc_curl_setopt_string(handle, CURLOPT_PROXY, ""))
+        set(pgc_curl_setopt_long(handle, CURLOPT_NOSIGNAL, 1))
+        set(pgc_curl_setopt_long(handle, CURLOPT_TIMEOUT_MS, left))
+        set(pgc_curl_setopt_long(handle, CURLOPT_CONNECTTIMEOUT_MS, left))
+        set(pgc_curl_setopt_long(handle, CURLOPT_FORBID_REUSE, 1))
+        set(pgc_curl_setopt_pointer(handle, CURLOPT_HTTPHEADER, UnsafeMutableRawPointer(list)))
+        set(pgc_curl_setopt_long(handle, CURLOPT_POSTFIELDSIZE, body.count))
+        if body.isEmpty {
+            set(pgc_curl_setopt_string(handle, CURLOPT_COPYPOSTFIELDS, ""))
+        } else {
+            // libcurl copies the bytes now (COPYPOSTFIELDS), so `body` need not outlive this call.
+            set(body.withUnsafeBytes { pgc_curl_setopt_pointer(handle, CURLOPT_COPYPOSTFIELDS, UnsafeMutableRawPointer(mutating: $0.baseAddress!)) })
+        }
+        set(pgc_curl_setopt_write(handle, { data, size, count, context in
+            guard let data, let context else { return 0 }
+            Unmanaged<Sink>.fromOpaque(context).takeUnretainedValue().data.append(
+                UnsafeRawPointer(data).assumingMemoryBound(to: UInt8.self), count: size * count)
+            return size * count
+        }, context))
+        if url.scheme == "https" {
+            set(pgc_curl_setopt_long(handle, CURLOPT_SSL_VERIFYPEER, 1))
+            set(pgc_curl_setopt_long(handle, CURLOPT_SSL_VERIFYHOST, 2))
+            set(pgc_curl_setopt_long(handle, CURLOPT_SSLVERSION, Int(CURL_SSLVERSION_TLSv1_2)))
+            if let ca = tls.ca {
+                // Only this CA: not also the system's store.
+                set(pgc_curl_setopt_string(handle, CURLOPT_CAINFO, ca))
+                set(pgc_curl_setopt_string(handle, CURLOPT_CAPATH, nil))
             }
-            if sent > 0 {
-                offset += sent
-            } else if sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
-                if !wait(fd, for: Int16(POLLOUT), deadline: deadline) { return .timedOut }
-            } else {
-                return errnoFailure(errno)
+            if let cert = tls.cert, let key = tls.key {
+                set(pgc_curl_setopt_string(handle, CURLOPT_SSLCERT, cert))
+                set(pgc_curl_setopt_string(handle, CURLOPT_SSLCERTTYPE, "PEM"))
+                set(pgc_curl_setopt_string(handle, CURLOPT_SSLKEY, key))
+                set(pgc_curl_setopt_string(handle, CURLOPT_SSLKEYTYPE, "PEM"))
             }
         }
-        return nil
-    }
-
-    private static func collect(_ fd: Int32, deadline: Deadline) -> Result<Response, Failure> {
-        var received = Data()
-        var buffer = [UInt8](repeating: 0, count: 16384)
-        while true {
-            if case .complete(let response) = parse(received, closed: false) { return .success(response) }
-            let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            if count > 0 {
-                received.append(contentsOf: buffer[0..<count])
-            } else if count == 0 {
-                switch parse(received, closed: true) {
-                case .complete(let response): return .success(response)
-                case .incomplete: return .failure(.badResponse("the connection closed after \(received.count) bytes"))
-                case .invalid(let why): return .failure(.badResponse(why))
-                }
-            } else if errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR {
-                if !wait(fd, for: Int16(POLLIN), deadline: deadline) { return .failure(.timedOut) }
-            } else {
-                return .failure(errnoFailure(errno))
-            }
+        guard setup == CURLE_OK else {
+            return .failure(.unreachable("libcurl refused a setting: \(String(cString: curl_easy_strerror(setup)))"))
         }
-    }
-
-    /// Waits until `fd` is ready for `events`; false when the deadline passed first.
-    private static func wait(_ fd: Int32, for events: Int16, deadline: Deadline) -> Bool {
-        while true {
-            let left = deadline.millisecondsLeft
-            if left <= 0 { return false }
-            var entry = pollfd(fd: fd, events: events, revents: 0)
-            let ready = poll(&entry, 1, Int32(left))
-            if ready > 0 { return true }
-            if ready < 0 && errno != EINTR { return true }  // the next call reports the error
+        // The error buffer is written while `perform` runs: keep the array where it is.
+        let code = errorText.withUnsafeMutableBufferPointer { buffer -> CURLcode in
+            _ = pgc_curl_setopt_pointer(handle, CURLOPT_ERRORBUFFER, buffer.baseAddress)
+            let code = curl_easy_perform(handle)
+            _ = pgc_curl_setopt_pointer(handle, CURLOPT_ERRORBUFFER, nil)
+            return code
         }
+        if code == CURLE_OK {
+            var status = 0
+            _ = pgc_curl_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &status)
+            return .success(Response(status: status, body: sink.data))
+        }
+        let detail = errorText.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+        let why = detail.isEmpty ? String(cString: curl_easy_strerror(code)) : detail
+        var osErrno = 0
+        _ = pgc_curl_getinfo_long(handle, CURLINFO_OS_ERRNO, &osErrno)
+        return .failure(failure(code, why: why, osErrno: Int32(osErrno), https: url.scheme == "https"))
     }
 
-    private static func errnoFailure(_ code: Int32) -> Failure {
+    /// What a libcurl error means for the caller.
+    static func failure(_ code: CURLcode, why: String, osErrno: Int32, https: Bool) -> Failure {
         switch code {
-        case ECONNREFUSED: .refused
-        case ETIMEDOUT: .timedOut
-        default: .unreachable(String(cString: strerror(code)))
+        case CURLE_COULDNT_CONNECT where osErrno == ECONNREFUSED: .refused
+        case CURLE_OPERATION_TIMEDOUT: .timedOut
+        case CURLE_SSL_CONNECT_ERROR, CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_CERTPROBLEM, CURLE_SSL_CIPHER,
+            CURLE_SSL_CACERT_BADFILE, CURLE_SSL_ISSUER_ERROR, CURLE_SSL_CLIENTCERT, CURLE_SSL_CRL_BADFILE,
+            CURLE_SSL_PINNEDPUBKEYNOTMATCH, CURLE_SSL_INVALIDCERTSTATUS:
+            .tls(why)
+        // A server that refuses our certificate (or that we sent none) closes the handshake
+        // with an alert, which libcurl reports when it next reads.
+        case CURLE_RECV_ERROR where https && (why.contains("alert") || why.contains("SSL")),
+            CURLE_SEND_ERROR where https && (why.contains("alert") || why.contains("SSL")):
+            .tls(why)
+        case CURLE_GOT_NOTHING, CURLE_WEIRD_SERVER_REPLY, CURLE_PARTIAL_FILE: .badResponse(why)
+        default: .unreachable(why)
         }
     }
 
-    // MARK: Parsing
-
-    /// An HTTP/1.1 answer from the bytes received so far: complete once its body is whole
-    /// (by Content-Length, chunks, or the connection closing).
-    static func parse(_ bytes: Data, closed: Bool) -> ParsedResponse {
-        let separator = Data("\r\n\r\n".utf8)
-        guard let end = bytes.range(of: separator) else {
-            return closed && !bytes.isEmpty ? .invalid("no header end in \(bytes.count) bytes") : .incomplete
-        }
-        let head = String(decoding: bytes[bytes.startIndex..<end.lowerBound], as: UTF8.self)
-        var lines = head.components(separatedBy: "\r\n")
-        let statusLine = lines.removeFirst().split(separator: " ", maxSplits: 2)
-        guard statusLine.count >= 2, statusLine[0].hasPrefix("HTTP/"), let status = Int(statusLine[1]) else {
-            return .invalid("a status line of '\(lines.first ?? head.prefix(40).description)'")
-        }
-        var headers: [String: String] = [:]
-        for line in lines {
-            guard let colon = line.firstIndex(of: ":") else { continue }
-            headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
-        }
-        let body = bytes[end.upperBound...]
-        if headers["transfer-encoding"]?.lowercased().contains("chunked") == true {
-            switch dechunk(body) {
-            case .some(let whole): return .complete(Response(status: status, body: whole))
-            case .none: return closed ? .invalid("the connection closed inside a chunked body") : .incomplete
-            }
-        }
-        if let length = headers["content-length"].flatMap({ Int($0) }) {
-            if body.count >= length { return .complete(Response(status: status, body: Data(body.prefix(length)))) }
-            return closed ? .invalid("the connection closed \(length - body.count) bytes before the body's end") : .incomplete
-        }
-        return closed ? .complete(Response(status: status, body: Data(body))) : .incomplete
-    }
-
-    enum ParsedResponse {
-        case complete(Response)
-        case incomplete
-        case invalid(String)
-    }
-
-    /// The body of a chunked transfer once its last (empty) chunk has arrived; nil before.
-    static func dechunk(_ bytes: Data.SubSequence) -> Data? {
-        var whole = Data()
-        var index = bytes.startIndex
-        let lineEnd = Data("\r\n".utf8)
-        while true {
-            guard let sizeEnd = bytes[index...].range(of: lineEnd) else { return nil }
-            let sizeText = String(decoding: bytes[index..<sizeEnd.lowerBound], as: UTF8.self)
-                .split(separator: ";").first.map(String.init) ?? ""
-            guard let size = Int(sizeText.trimmingCharacters(in: .whitespaces), radix: 16) else { return nil }
-            let start = sizeEnd.upperBound
-            if size == 0 { return whole }
-            guard bytes.distance(from: start, to: bytes.endIndex) >= size + 2 else { return nil }
-            let stop = bytes.index(start, offsetBy: size)
-            whole.append(bytes[start..<stop])
-            index = bytes.index(stop, offsetBy: 2)
-        }
+    /// Where libcurl's write callback puts the body; used by one thread at a time.
+    private final class Sink {
+        var data = Data()
     }
 }
 

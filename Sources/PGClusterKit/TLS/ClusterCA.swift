@@ -73,14 +73,29 @@ public struct ClusterCA: Sendable {
 
     /// A server certificate and its new key for a node reached by the names in `names`
     /// (addresses become IP SANs, everything else DNS SANs; the first is the subject's CN).
-    public func issue(node: String, names: [String], now: Date = Date()) throws(ClusterError) -> NodeCertificate {
+    ///
+    /// `usages`: what the certificate may prove (a server, a client, or both: etcd's JSON
+    /// gateway dials its own server with its server certificate, so etcd's needs both).
+    /// `commonName`: the subject's CN when not the first name; empty: none, the node named
+    /// as the organizational unit instead.
+    public func issue(
+        node: String, names: [String], usages: [ExtendedKeyUsage.Usage] = [.serverAuth], commonName: String? = nil,
+        now: Date = Date()
+    ) throws(ClusterError) -> NodeCertificate {
         let key = P256.Signing.PrivateKey()
         let publicKey = Certificate.PublicKey(key.publicKey)
         do {
-            let subject = try DistinguishedName {
-                OrganizationName("pgcluster")
-                CommonName(names.first ?? node)
-            }
+            let cn = commonName ?? names.first ?? node
+            let subject =
+                cn.isEmpty
+                ? try DistinguishedName {
+                    OrganizationName("pgcluster")
+                    OrganizationalUnitName(node)
+                }
+                : try DistinguishedName {
+                    OrganizationName("pgcluster")
+                    CommonName(cn)
+                }
             let certificate = try Certificate(
                 version: .v3, serialNumber: Certificate.SerialNumber(), publicKey: publicKey,
                 notValidBefore: now - Self.backdate, notValidAfter: now + Self.nodeValidity,
@@ -88,8 +103,8 @@ public struct ClusterCA: Sendable {
                 extensions: try Certificate.Extensions {
                     Critical(BasicConstraints.notCertificateAuthority)
                     Critical(KeyUsage(digitalSignature: true))
-                    try ExtendedKeyUsage([.serverAuth])
-                    SubjectAlternativeNames(Self.alternativeNames(names))
+                    try ExtendedKeyUsage(usages)
+                    if !names.isEmpty { SubjectAlternativeNames(Self.alternativeNames(names)) }
                     SubjectKeyIdentifier(hash: publicKey)
                     AuthorityKeyIdentifier(
                         keyIdentifier: try self.certificate.extensions.subjectKeyIdentifier?.keyIdentifier)

@@ -86,7 +86,17 @@ public struct Watcher: Service {
         // Only the leader acts; the others observe and are ready to take over.
         guard await leadership.campaign() else {
             let leader = await leadership.leader()
-            report(.wait("following: \(leader ?? "no leader (the store does not answer)") leads; observing only"), lastKey: &lastKey)
+            var nobody = "no leader (the store does not answer)"
+            if leader == nil {
+                // Say why: a store that refuses this watcher (a certificate, a password, a
+                // permission) is mended by the operator, not by waiting.
+                do {
+                    _ = try await store.lockHolder()
+                } catch {
+                    nobody = "no leader (\(store.label) does not answer: \(error.message))"
+                }
+            }
+            report(.wait("following: \(leader ?? nobody) leads; observing only"), lastKey: &lastKey)
             memory.primaryLostSince = nil
             memory.primaryLastAnswered = nil
             return false
@@ -183,6 +193,7 @@ public struct Watcher: Service {
                 failover.by = "watch"
                 let logger = logger
                 failover.onPromoted = { name in logger.event("promoted", node: name, "\(name) accepts writes") }
+                failover.observed = input.nodes.map(\.observation)
                 let result = try await failover.run()
                 memory.primaryLostSince = nil
                 memory.primaryLastAnswered = nil

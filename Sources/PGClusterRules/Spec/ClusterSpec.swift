@@ -157,18 +157,39 @@ public struct StoreSettings: Sendable, Equatable {
 }
 
 public struct EtcdSettings: Sendable, Equatable {
-    /// Tried in turn: `http://host:2379`.
+    /// Tried in turn: `http://host:2379`, or all `https://host:2379`.
     public var endpoints: [URL]
     /// Keys live under `<prefix>/<cluster name>/`.
     public var prefix: String = "/pgcluster"
     /// Seconds each request may take.
     public var timeout: Double = 1
+    /// https: the CA that signed etcd's server certificate (absolute path). nil: the
+    /// system's trust store (Debian's /etc/ssl/certs) verifies it.
+    public var ca: String?
+    /// The client certificate and its key (0600), for etcd's `--client-cert-auth`; both or neither.
+    public var cert: String?
+    public var key: String?
+    /// etcd authentication: the user, and the file (0600) that holds its password. The
+    /// password itself is never in the spec, never stored in etcd, never printed.
+    public var user: String?
+    public var passwordFile: String?
 
-    public init(endpoints: [URL], prefix: String = "/pgcluster", timeout: Double = 1) {
+    public init(
+        endpoints: [URL], prefix: String = "/pgcluster", timeout: Double = 1, ca: String? = nil, cert: String? = nil,
+        key: String? = nil, user: String? = nil, passwordFile: String? = nil
+    ) {
         self.endpoints = endpoints
         self.prefix = prefix
         self.timeout = timeout
+        self.ca = ca
+        self.cert = cert
+        self.key = key
+        self.user = user
+        self.passwordFile = passwordFile
     }
+
+    /// Whether the endpoints are `https://` (they are all one scheme).
+    public var usesTLS: Bool { endpoints.first?.scheme == "https" }
 }
 
 /// `backup:`: where pgBackRest keeps backups and archived WAL, and how many it keeps.

@@ -300,7 +300,7 @@ private struct Reader {
         if composeMap["subnet"] != nil, let value = cidr(composeMap["subnet"], "compose.subnet") { subnet = value }
 
         let ssh = sshSection(top["ssh"], backend: backend, specFolder: specFolder)
-        let store = storeSection(top["store"])
+        let store = storeSection(top["store"], specFolder: specFolder)
         let tls = tlsSection(top["tls"], specFolder: specFolder)
         let nodes = nodesSection(top["nodes"], backend: backend, tls: tls.mode, specFolder: specFolder)
         let watch = watchSection(top["watch"])
@@ -551,35 +551,105 @@ private struct Reader {
         return (mode, count, map["count"] ?? map["mode"] ?? node)
     }
 
-    mutating func storeSection(_ node: Node?) -> StoreSettings {
+    mutating func storeSection(_ node: Node?, specFolder: URL) -> StoreSettings {
         let map = mapping(node, "store", allowed: ["etcd"])
         guard let etcdNode = map["etcd"] else { return StoreSettings() }
-        let etcd = mapping(etcdNode, "store.etcd", allowed: ["endpoints", "prefix", "timeout"])
+        let etcd = mapping(
+            etcdNode, "store.etcd", allowed: ["endpoints", "prefix", "timeout", "ca", "cert", "key", "user", "passwordFile"])
         var endpoints: [URL] = []
         if case .sequence(let items)? = etcd["endpoints"] {
             for (i, item) in items.enumerated() {
                 guard let text = string(item, "store.etcd.endpoints[\(i)]") else { continue }
-                if let url = URL(string: text), url.scheme == "http", url.host != nil {
-                    endpoints.append(url)
-                } else if URL(string: text)?.scheme == "https" {
+                guard let url = URL(string: text), url.scheme == "http" || url.scheme == "https", let host = url.host, !host.isEmpty
+                else {
                     fail(
                         item, "store.etcd.endpoints[\(i)]",
-                        "'\(text)': pgcluster speaks to etcd over http only (no client certificates yet); "
-                            + "keep etcd's client port on the cluster's private network and list it as http://")
-                } else {
-                    fail(item, "store.etcd.endpoints[\(i)]", "'\(text)' is not an etcd client URL such as http://10.0.0.5:2379")
+                        "'\(text)' is not an etcd client URL such as https://10.0.0.5:2379 or http://10.0.0.5:2379")
+                    continue
                 }
+                if let first = endpoints.first, first.scheme != url.scheme {
+                    fail(
+                        item, "store.etcd.endpoints[\(i)]",
+                        "'\(text)' mixes \(url.scheme!) with \(first.scheme!): list every endpoint of one etcd cluster with the same scheme")
+                    continue
+                }
+                endpoints.append(url)
             }
             if items.isEmpty { fail(etcd["endpoints"], "store.etcd.endpoints", "list at least one endpoint") }
         } else {
-            fail(etcd["endpoints"] ?? etcdNode, "store.etcd.endpoints", "required: a list of etcd client URLs such as [http://10.0.0.5:2379]")
+            fail(
+                etcd["endpoints"] ?? etcdNode, "store.etcd.endpoints",
+                "required: a list of etcd client URLs such as [https://10.0.0.5:2379]")
         }
         let prefix = string(etcd["prefix"], "store.etcd.prefix", default: "/pgcluster") ?? "/pgcluster"
         if !prefix.hasPrefix("/") || prefix.hasSuffix("/") || prefix.contains(where: { $0.isWhitespace }) {
             fail(etcd["prefix"], "store.etcd.prefix", "must start with / and not end with one, such as /pgcluster, not '\(prefix)'")
         }
         let timeout = int(etcd["timeout"], "store.etcd.timeout", default: 1, range: 1...30) ?? 1
-        return StoreSettings(etcd: EtcdSettings(endpoints: endpoints, prefix: prefix, timeout: Double(timeout)))
+        var settings = StoreSettings(etcd: EtcdSettings(endpoints: endpoints, prefix: prefix, timeout: Double(timeout)))
+
+        // TLS: the CA, the client certificate and its key apply to https endpoints only.
+        let https = endpoints.first?.scheme == "https"
+        for key in ["ca", "cert", "key"] where etcd[key] != nil && !https && !endpoints.isEmpty {
+            fail(etcd[key], "store.etcd.\(key)", "applies to https:// endpoints only (these are http://)")
+        }
+        if https {
+            if etcd["ca"] != nil { settings.etcd?.ca = secretFile(etcd["ca"], "store.etcd.ca", specFolder: specFolder, secret: false) }
+            if etcd["cert"] != nil {
+                settings.etcd?.cert = secretFile(etcd["cert"], "store.etcd.cert", specFolder: specFolder, secret: false)
+            }
+            if etcd["key"] != nil { settings.etcd?.key = secretFile(etcd["key"], "store.etcd.key", specFolder: specFolder, secret: true) }
+            if (etcd["cert"] == nil) != (etcd["key"] == nil) {
+                let given = etcd["cert"] == nil ? "key" : "cert"
+                let missing = given == "cert" ? "key" : "cert"
+                fail(
+                    etcd[given], "store.etcd.\(missing)",
+                    "required with store.etcd.\(given): the client certificate and its key go together")
+            }
+        }
+        // Authentication: a user, and its password in a file of its own.
+        if etcd["user"] != nil, let user = string(etcd["user"], "store.etcd.user") {
+            if user.isEmpty || user.contains(where: { $0.isWhitespace || $0.isNewline }) {
+                fail(etcd["user"], "store.etcd.user", "not an etcd user name: '\(user)'")
+            } else {
+                settings.etcd?.user = user
+            }
+            if etcd["passwordFile"] == nil {
+                fail(
+                    etcd["user"], "store.etcd.passwordFile",
+                    "required with store.etcd.user: a file (mode 0600) that holds the user's password; never a password in the spec")
+            }
+        }
+        if etcd["passwordFile"] != nil {
+            if etcd["user"] == nil {
+                fail(etcd["passwordFile"], "store.etcd.passwordFile", "applies with store.etcd.user only: name the etcd user")
+            } else {
+                settings.etcd?.passwordFile = secretFile(
+                    etcd["passwordFile"], "store.etcd.passwordFile", specFolder: specFolder, secret: true)
+            }
+        }
+        return settings
+    }
+
+    /// A file on this machine that pgcluster reads a certificate, key or password from:
+    /// resolved against the spec's folder, present and readable, and when `secret`
+    /// (a key, a password) not readable nor writable by group or others (0600 or 0400).
+    mutating func secretFile(_ node: Node?, _ path: String, specFolder: URL, secret: Bool) -> String? {
+        guard let resolved = localFile(node, path, specFolder: specFolder) else { return nil }
+        guard secret else { return resolved }
+        let mode = ((try? FileManager.default.attributesOfItem(atPath: resolved))?[.posixPermissions] as? NSNumber)?.intValue
+        guard let mode else {
+            fail(node, path, "\(resolved): cannot read its mode")
+            return nil
+        }
+        if mode & 0o077 != 0 {
+            fail(
+                node, path,
+                "\(resolved) is mode \(String(format: "%04o", mode & 0o7777)), open to group or others: "
+                    + "make it 0600 (chmod 600 \(resolved))")
+            return nil
+        }
+        return resolved
     }
 
     mutating func sshSection(_ node: Node?, backend: ClusterSpec.Backend, specFolder: URL) -> SSHSettings {

@@ -5,8 +5,8 @@ extension PGCluster {
     struct TLS: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "tls",
-            abstract: "Manage the nodes' TLS certificates.",
-            subcommands: [Rotate.self])
+            abstract: "Manage the nodes' TLS certificates, and etcd's.",
+            subcommands: [Rotate.self, Etcd.self])
 
         struct Rotate: AsyncParsableCommand {
             static let configuration = CommandConfiguration(
