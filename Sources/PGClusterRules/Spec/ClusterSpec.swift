@@ -30,6 +30,8 @@ public struct ClusterSpec: Sendable, Equatable {
     public var file: String
     /// `pgcluster watch`: probe interval, failover delay, durability, rejoin policy.
     public var watch = WatchSettings()
+    /// `routing:`: the HAProxy frontends; used only with `watch.http`.
+    public var routing = RoutingSettings()
 
     public var primary: NodeSpec { nodes.first { $0.role == .primary }! }
     public var standbys: [NodeSpec] { nodes.filter { $0.role == .standby } }
