@@ -18,6 +18,9 @@ public struct Watcher: Service {
     public let leadership: any Leadership
     /// How this watcher is named in the leader key: host and PID.
     public let id: String
+    /// With `watch.http`: where each tick's observations go for the health endpoints
+    /// (``HealthServer``); nil without.
+    public var health: HealthState?
 
     public init(control: any ServerControl, credentials: Credentials, logger: Logger) {
         self.control = control
@@ -68,6 +71,13 @@ public struct Watcher: Service {
             report(.wait("following: \(leader ?? "no leader (the store does not answer)") leads; observing only"), lastKey: &lastKey)
             memory.primaryLostSince = nil
             memory.primaryLastAnswered = nil
+            if let health {
+                // The endpoints serve from this watcher's own probes while another leads.
+                let began = now()
+                let observations = await Observer(credentials: credentials, timeout: probeTimeout).observeAll(spec.nodes)
+                let paused = (try? await store.loadState())?.paused
+                health.observed(observations, probeSeconds: now() - began, paused: paused, leader: false)
+            }
             return false
         }
         let lock = try? await store.acquireLock(command: "watch", wait: 0)
@@ -86,9 +96,13 @@ public struct Watcher: Service {
             state = try await store.loadState()
         } catch {
             report(.refuse(error.message), lastKey: &lastKey)
+            health?.ticked()
             return false
         }
         let input = await observe(state: state, probedAt: now(), now: now)
+        health?.observed(
+            input.nodes.map(\.observation), probeSeconds: input.now - (input.probedAt ?? input.now), paused: input.paused,
+            leader: true)
         let action = WatchDecision.next(input, memory: &memory, settings: settings)
         if action.changes, lock == nil {
             let holder = (try? await store.lockHolder())?.description ?? "another command"
@@ -163,6 +177,7 @@ public struct Watcher: Service {
                 memory.primaryLastAnswered = nil
                 memory.needsRejoin.formUnion(result.needsRejoin)
                 memory.needsRejoin.remove(result.candidate)
+                health?.failedOver(seconds: result.totalSeconds)
                 logger.event(
                     "failed-over", node: result.candidate,
                     "\(result.candidate) is the primary on timeline \(result.timeline.map(String.init) ?? "?") "

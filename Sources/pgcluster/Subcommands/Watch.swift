@@ -20,7 +20,10 @@ extension PGCluster {
                 synchronous_standby_names while no synchronous standby streams, and restores it. \
                 `pgcluster pause` makes it observe and report only. One line per event on stderr \
                 (--json: one JSON object per line); failovers go to history with "by": "watch". \
-                SIGTERM or SIGINT stops it between steps, exit 0.
+                SIGTERM or SIGINT stops it between steps, exit 0. With watch.http it also serves \
+                Patroni's health endpoints, node i (spec order) on port + i: /primary /replica[?lag=16MB|5s] \
+                /read-only /health /liveness /readiness (200 or 503), /cluster (status --json with \
+                "leader") and /metrics (Prometheus), also while paused or not leading.
                 """)
 
         @OptionGroup var options: SpecOptions
@@ -40,8 +43,18 @@ extension PGCluster {
                 }
                 var quiet = logger
                 quiet.logLevel = .warning
+                var watcher = Watcher(control: control, credentials: credentials, logger: logger)
+                var services: [any Service] = []
+                if let address = spec.watch.http {
+                    let health = HealthState(spec: spec)
+                    watcher.health = health
+                    services.append(HealthServer(state: health, address: address))
+                    let ports = spec.nodes.enumerated().map { "\($1.name) \(address.port(forNode: $0))" }.joined(separator: ", ")
+                    logger.info("health endpoints on \(address.host): \(ports)", metadata: ["event": "http"])
+                }
+                services.insert(watcher, at: 0)
                 let group = ServiceGroup(
-                    services: [Watcher(control: control, credentials: credentials, logger: logger)],
+                    services: services,
                     gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [], logger: quiet)
                 try await group.run()
             }
