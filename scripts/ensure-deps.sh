@@ -5,7 +5,9 @@
 # unshare for the test hosts), docker-compose (validates rendered compose files; no
 # engine needed), openssh-client (the ssh backend), openssh-server and iproute2 (the
 # test hosts of scripts/test-hosts.sh), etcd-server (the etcd store's tests start a
-# real etcd on loopback).
+# real etcd on loopback), haproxy (the health endpoints' tests route through the
+# rendered haproxy.cfg) and, when it can be installed, prometheus for promtool (the
+# /metrics test checks the text with it, and skips with one line without it).
 # As root it installs what is missing with apt-get; otherwise it prints the command.
 set -euo pipefail
 
@@ -20,6 +22,15 @@ command -v ssh >/dev/null 2>&1 || missing+=(openssh-client)
 [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 [ -x /usr/bin/etcd ] || missing+=(etcd-server)
+command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
+
+# promtool is optional: install it where it can be, never fail for it.
+if ! command -v promtool >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  { apt-get install -y -qq --no-install-recommends prometheus >&2 2>/dev/null \
+      || { apt-get update -qq >&2 && apt-get install -y -qq --no-install-recommends prometheus >&2; }; } \
+    || echo "promtool not installable (Debian package prometheus): the /metrics test will skip its check" >&2
+fi
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
