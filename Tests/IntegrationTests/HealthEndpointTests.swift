@@ -199,6 +199,42 @@ struct HealthEndpointTests {
         }
     }
 
+    @Test("a watcher that does not lead serves from its own probes, with \"leader\": false")
+    func follower() async throws {
+        try await withWatchedCluster(name: "h-follow", basePort: 22220, watch: "  http: 127.0.0.1:22320\n") { cluster, watcher in
+            let watcher = try #require(watcher)
+            #expect(await cluster.waitForCode(200, port: 22320, path: "/primary"), "\(watcher.log)")
+            // The same cluster (same local.dir), its endpoints on other ports: the second
+            // watcher finds the leadership taken and only observes.
+            let text = try String(contentsOfFile: cluster.specPath, encoding: .utf8)
+            let followerSpec = "\(cluster.root)/follower.yaml"
+            try text.replacingOccurrences(of: "http: 127.0.0.1:22320", with: "http: 127.0.0.1:22330")
+                .write(toFile: followerSpec, atomically: true, encoding: .utf8)
+            let follower = try ChildProcess(
+                [TestCluster.binary, "watch", "-f", followerSpec], logPath: "\(cluster.root)/follower.log")
+            do {
+                #expect(await cluster.waitForCode(200, port: 22330, path: "/primary"), "\(follower.log)")
+                #expect(httpRequest(port: 22331, path: "/replica")?.code == 200)
+                #expect(httpRequest(port: 22330, path: "/liveness")?.code == 200)
+                let document = try #require(httpRequest(port: 22331, path: "/cluster"))
+                let json = try #require(try JSONSerialization.jsonObject(with: Data(document.body.utf8)) as? [String: Any])
+                #expect(json["leader"] as? Bool == false, "\(document.body)")
+                let leader = try #require(httpRequest(port: 22321, path: "/cluster"))
+                #expect(leader.body.contains("\"leader\" : true"), "\(leader.body)")
+                let metrics = try #require(httpRequest(port: 22332, path: "/metrics"))
+                #expect(metrics.body.contains("pgcluster_watch_leader{cluster=\"h-follow\"} 0"), "\(metrics.body)")
+                // What the follower sees follows the servers: a stopped standby is seen stopped.
+                #expect(await cluster.run(["pause"]).status == 0)
+                #expect(await cluster.run(["stop", "node2"]).status == 0)
+                #expect(await cluster.waitForCode(503, port: 22332, path: "/health"), "\(follower.log)")
+            } catch {
+                await follower.stop()
+                throw error
+            }
+            await follower.stop()
+        }
+    }
+
     func checkWithPromtool(_ text: String, folder: String) throws {
         guard FileManager.default.isExecutableFile(atPath: "/usr/bin/promtool") else {
             print("promtool not installed (Debian package prometheus): skipping the check of /metrics")
@@ -269,6 +305,17 @@ struct HealthEndpointTests {
         #expect(await cluster.waitForAcks(load, atLeast: 300), "no writes through HAProxy")
         let killedAt = Date()
         try cluster.kill9Postmaster("node0")
+        // When a standby's /primary first answers 200: the watcher's part of the outage.
+        let primaryAnswered = Task { () -> Date? in
+            let deadline = Date().addingTimeInterval(20)
+            while Date() < deadline {
+                if httpRequest(port: 22311, path: "/primary")?.code == 200 || httpRequest(port: 22312, path: "/primary")?.code == 200 {
+                    return Date()
+                }
+                try? await Task.sleep(for: .milliseconds(10))
+            }
+            return nil
+        }
         #expect(await cluster.eventually(20) { cluster.onePrimary(besides: "node0") != nil }, "no failover:\n\(watcher.log)")
         let newPrimary = try #require(cluster.onePrimary(besides: "node0"))
         let other = newPrimary == "node1" ? "node2" : "node1"
@@ -279,7 +326,10 @@ struct HealthEndpointTests {
         // flight at the kill may still be acknowledged just after it).
         let acks = ([killedAt] + summary.ackTimes.filter { $0 > killedAt }).sorted()
         if let resumed = zip(acks, acks.dropFirst()).max(by: { $0.1.timeIntervalSince($0.0) < $1.1.timeIntervalSince($1.0) })?.1 {
-            print("kill -9 -> first acknowledged write through HAProxy: \(String(format: "%.2f", resumed.timeIntervalSince(killedAt))) s")
+            let watcherPart = await primaryAnswered.value.map { String(format: "%.2f", $0.timeIntervalSince(killedAt)) } ?? "?"
+            print(
+                "kill -9 -> /primary 200 on the new primary: \(watcherPart) s; -> first acknowledged write through HAProxy: "
+                    + "\(String(format: "%.2f", resumed.timeIntervalSince(killedAt))) s")
         }
         let present = try cluster.presentIds(newPrimary, summary.acknowledged)
         #expect(summary.acknowledged.filter { !present.contains($0) }.isEmpty, "acknowledged rows lost")

@@ -462,9 +462,13 @@ volumes:
 global
     maxconn 2000
 
+# retries 0: a connection sent to a server that just died fails at once, and the
+# application's reconnect finds the new primary, instead of waiting out HAProxy's
+# one-second pause before a retry (kill -9 to the first write measured 2.1 s with retries 2,
+# 0.9 s without).
 defaults
     mode tcp
-    retries 2
+    retries 0
     timeout connect 2s
     timeout client 30m
     timeout server 30m
