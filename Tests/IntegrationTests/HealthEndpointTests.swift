@@ -162,6 +162,16 @@ struct HealthEndpointTests {
             #expect(lagging["/replica?lag=1GB"] == 200, "\(lagging)")
             #expect(lagging["/replica"] == 200 && lagging["/health"] == 200 && lagging["/readiness"] == 200, "\(lagging)")
             #expect(lagging["/primary"] == 503, "\(lagging)")
+            // Seconds: node3's replay delay grows while its replay stays paused and the
+            // primary keeps committing.
+            let lagsInSeconds = await cluster.eventually(30) {
+                try cluster.sql("node0", "INSERT INTO filler VALUES (0, 'y')")
+                return httpRequest(port: port("node3"), path: "/replica?lag=1s")?.code == 503
+            }
+            let lags = (try? cluster.sql("node0", "SELECT application_name, replay_lag::text FROM pg_stat_replication").rows) ?? []
+            #expect(lagsInSeconds, "\(lags)")
+            #expect(httpRequest(port: port("node3"), path: "/replica?lag=1h")?.code == 200)
+            #expect(httpRequest(port: port("node1"), path: "/replica?lag=1s")?.code == 200)
             // Resumed, it catches up and passes the byte limit again.
             try cluster.sql("node3", "SELECT pg_wal_replay_resume()")
             #expect(await cluster.waitForCode(200, port: port("node3"), path: "/replica?lag=1MB"), "\(watcher.log)")

@@ -26,6 +26,15 @@ struct HealthCheckTests {
         ]
     }
 
+    /// db_1 streaming, its replay delay as it reports it, the primary measuring 0.5 s.
+    static func delayed(_ seconds: Double) -> [NodeObservation] {
+        var row = NodeFixture.row("db_1")
+        row.replayLagSeconds = 0.5
+        var standby = Obs.standby("db_1", replay: "0/4000000")
+        standby.replayDelaySeconds = seconds
+        return [Obs.primary("db_0", current: "0/5000000", replication: [row]), standby]
+    }
+
     struct Case: Sendable, CustomTestStringConvertible {
         var path: String
         var query: String? = nil
@@ -91,6 +100,11 @@ struct HealthCheckTests {
         Case(path: "/leader", node: "db_0", code: 404),
         Case(path: "/primary/", node: "db_0", code: 404),
         Case(path: "/etc/passwd", node: "db_0", code: 404),
+        // The standby's own replay delay (replay paused: WAL waits, 10 s since the last
+        // replayed commit) goes before what the primary measured.
+        Case(path: "/replica", query: "lag=5s", node: "db_1", code: 503, observations: HealthCheckTests.delayed(10)),
+        Case(path: "/replica", query: "lag=1min", node: "db_1", code: 200, observations: HealthCheckTests.delayed(10)),
+        Case(path: "/replica", query: "lag=1s", node: "db_1", code: 200, observations: HealthCheckTests.delayed(0)),
         // A standby that streams from somewhere the primary does not list is no replica of it.
         Case(
             path: "/replica", node: "db_1", code: 503,

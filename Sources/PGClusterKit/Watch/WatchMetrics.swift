@@ -42,7 +42,7 @@ public final class WatchMetrics: @unchecked Sendable {
                     "pgcluster_node_wal_position_bytes",
                     "The node's WAL position in bytes: written (primary), received or replayed (standby)."),
                 lagBytes: gauge("pgcluster_node_lag_bytes", "Bytes of WAL the primary wrote that the standby has not replayed."),
-                lagSeconds: gauge("pgcluster_node_lag_seconds", "Seconds of replay lag the primary measures for the standby."),
+                lagSeconds: gauge("pgcluster_node_lag_seconds", "Seconds of replay delay: since the last transaction the standby replayed committed, while WAL waits to be replayed."),
                 sync: gauge(
                     "pgcluster_node_sync", "1 when the standby counts toward the synchronous set (sync or quorum), 0 otherwise."))
         }
@@ -75,8 +75,8 @@ public final class WatchMetrics: @unchecked Sendable {
             gauges.timeline.set(to: observation.reachable ? observation.timeline.map(Double.init) ?? .nan : .nan)
             gauges.walPosition.set(to: observation.reachable ? observation.bestLsn.map { Double($0.value) } ?? .nan : .nan)
             gauges.lagBytes.set(to: observation.isStandby ? lag.map(Double.init) ?? .nan : isPrimary ? 0 : .nan)
-            gauges.lagSeconds.set(to: 
-                isPrimary ? 0 : observation.isStandby ? row?.replayLagSeconds ?? (lag == 0 ? 0 : .nan) : .nan)
+            gauges.lagSeconds.set(
+                to: isPrimary ? 0 : observation.isStandby ? primary.flatMap { HealthCheck.lagSeconds(of: observation, primary: $0) } ?? .nan : .nan)
             gauges.sync.set(to: ["sync", "quorum"].contains(row?.syncState ?? "") ? 1 : 0)
         }
         leader.set(to: tick.leader ? 1 : 0)

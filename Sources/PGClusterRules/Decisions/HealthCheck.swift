@@ -133,21 +133,30 @@ public enum HealthCheck {
 
     /// A standby streaming from the current primary (as both it and the primary say), with its
     /// replay within `limit`. Bytes: the primary's write position minus the standby's replay
-    /// position (Patroni's rule). Seconds: the primary's `replay_lag` for it; a standby that
-    /// has WAL left to replay and no measured delay yet does not pass a seconds limit.
+    /// position (Patroni's rule). Seconds: ``lagSeconds(of:primary:)``; a standby whose delay
+    /// is unknown does not pass a seconds limit.
     public static func isReplica(_ own: NodeObservation, snapshot: Snapshot, within limit: LagLimit?) -> Bool {
         guard own.isStandby, own.streaming, let primary = snapshot.primary,
-            let row = primary.replication.first(where: { $0.applicationName == own.node.name && $0.state == "streaming" })
+            primary.replication.contains(where: { $0.applicationName == own.node.name && $0.state == "streaming" })
         else { return false }
-        let lagBytes = lagBytes(of: own, primary: primary)
         switch limit {
         case nil: return true
-        case .bytes(let max): return (lagBytes ?? .max) <= max
-        case .seconds(let max):
-            let seconds = row.replayLagSeconds ?? (lagBytes == 0 ? 0 : nil)
-            guard let seconds else { return false }
-            return seconds <= max
+        case .bytes(let max): return (lagBytes(of: own, primary: primary) ?? .max) <= max
+        case .seconds(let max): return (lagSeconds(of: own, primary: primary) ?? .infinity) <= max
         }
+    }
+
+    /// A standby's replay delay: what it says of itself (the time since the last transaction
+    /// it replayed committed, while WAL waits to be replayed; 0 once all it received is
+    /// replayed), else the `replay_lag` its primary measured (which PostgreSQL leaves empty
+    /// while a paused standby reports no progress), else 0 when it has replayed all the
+    /// primary wrote. Nil when none of these is known.
+    public static func lagSeconds(of standby: NodeObservation, primary: NodeObservation) -> Double? {
+        if let own = standby.replayDelaySeconds { return max(0, own) }
+        if let measured = primary.replication.first(where: { $0.applicationName == standby.node.name })?.replayLagSeconds {
+            return measured
+        }
+        return lagBytes(of: standby, primary: primary) == 0 ? 0 : nil
     }
 
     /// Bytes of WAL the primary has written that `standby` has not replayed; nil when either
