@@ -214,6 +214,10 @@ struct HealthEndpointTests {
         try await withWatchedCluster(name: "h-follow", basePort: 22220, watch: "  http: 127.0.0.1:22320\n") { cluster, watcher in
             let watcher = try #require(watcher)
             #expect(await cluster.waitForCode(200, port: 22320, path: "/primary"), "\(watcher.log)")
+            // A second watcher with the same ports cannot serve them: it says which and exits 1.
+            let clash = await cluster.run(["watch"], timeout: 60)
+            #expect(clash.status == 1, "\(clash.stderr)")
+            #expect(clash.stderr.contains("cannot serve node0's health endpoints on 127.0.0.1:22320"), "\(clash.stderr)")
             // The same cluster (same local.dir), its endpoints on other ports: the second
             // watcher finds the leadership taken and only observes.
             let text = try String(contentsOfFile: cluster.specPath, encoding: .utf8)

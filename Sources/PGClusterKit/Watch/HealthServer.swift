@@ -39,7 +39,7 @@ public struct HealthServer: Service {
                             } catch {
                                 throw ClusterError(
                                     "cannot serve \(name)'s health endpoints on \(HTTPAddress(host: address.host, port: port)): \(error)",
-                                    details: ["free the port, or choose another watch.http (node i answers on its port + i)"])
+                                    details: ["free the port (is another `pgcluster watch` of this spec running?), or choose another watch.http (node i answers on its port + i)"])
                             }
                         }
                     }
@@ -47,6 +47,24 @@ public struct HealthServer: Service {
                 }
             }
         } catch where Task.isShuttingDownGracefully || Task.isCancelled {}
+    }
+
+    /// Binds every port once and lets it go, so that `watch` refuses to start, before the
+    /// watcher may act, when a port is taken (another watcher of the same spec, say).
+    public func checkPorts() throws(ClusterError) {
+        for (index, node) in state.spec.nodes.enumerated() {
+            let port = address.port(forNode: index)
+            do {
+                let socket = try Socket(domain: address.isIPv6 ? AF_INET6 : AF_INET)
+                defer { try? socket.close() }
+                try socket.setValue(true, for: .localAddressReuse)
+                try socket.bind(to: try socketAddress(port: port))
+            } catch {
+                throw ClusterError(
+                    "cannot serve \(node.name)'s health endpoints on \(HTTPAddress(host: address.host, port: port)): \(error)",
+                    details: ["free the port (is another `pgcluster watch` of this spec running?), or choose another watch.http (node i answers on its port + i)"])
+            }
+        }
     }
 
     func socketAddress(port: Int) throws -> any SocketAddress {

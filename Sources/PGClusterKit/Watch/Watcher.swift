@@ -48,7 +48,9 @@ public struct Watcher: Service {
         }
         var memory = WatchDecision.Memory()
         var lastKey: String?
-        while !Task.isShuttingDownGracefully {
+        // Cancelled (a service beside it in the group failed, such as the health endpoints):
+        // stop between ticks too, rather than tick on without pauses.
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
             let began = elapsed()
             let acted = await tick(&memory, now: elapsed, lastKey: &lastKey)
             if Task.isShuttingDownGracefully { break }

@@ -48,7 +48,9 @@ extension PGCluster {
                 if let address = spec.watch.http {
                     let health = HealthState(spec: spec)
                     watcher.health = health
-                    services.append(HealthServer(state: health, address: address))
+                    let server = HealthServer(state: health, address: address)
+                    try server.checkPorts()
+                    services.append(server)
                     let ports = spec.nodes.enumerated().map { "\($1.name) \(address.port(forNode: $0))" }.joined(separator: ", ")
                     logger.info("health endpoints on \(address.host): \(ports)", metadata: ["event": "http"])
                 }
