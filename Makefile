@@ -41,6 +41,7 @@ bench: release
 	scripts/bench-tls.sh
 	scripts/bench-ssh.sh
 	scripts/bench-watch.sh
+	scripts/bench-haproxy.sh
 	scripts/bench-apply.sh
 	scripts/bench-backup.sh
 	scripts/compose-engine.sh up

@@ -7,6 +7,9 @@
 # test hosts of scripts/test-hosts.sh), etcd-server (the etcd store's tests start a
 # real etcd on loopback), pgbackrest (backups and the WAL archive), libcurl4-openssl-dev
 # (the CCurl module: the etcd store's HTTP client, with TLS and client certificates).
+# haproxy (the health endpoints' tests route through the rendered haproxy.cfg) and, when it
+# can be installed, prometheus for promtool (the /metrics test checks the text with it, and
+# skips with one line without it).
 # As root it installs what is missing with apt-get; otherwise it prints the command.
 set -euo pipefail
 
@@ -24,6 +27,15 @@ command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 # backup: in a spec: pgBackRest takes the backups and archives the WAL.
 command -v pgbackrest >/dev/null 2>&1 || missing+=(pgbackrest)
 pkg-config --exists libcurl 2>/dev/null || missing+=(libcurl4-openssl-dev)
+command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
+
+# promtool is optional: install it where it can be, never fail for it.
+if ! command -v promtool >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  { apt-get install -y -qq --no-install-recommends prometheus >&2 2>/dev/null \
+      || { apt-get update -qq >&2 && apt-get install -y -qq --no-install-recommends prometheus >&2; }; } \
+    || echo "promtool not installable (Debian package prometheus): the /metrics test will skip its check" >&2
+fi
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

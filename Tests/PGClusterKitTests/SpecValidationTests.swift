@@ -75,6 +75,20 @@ struct SpecValidationTests {
             label: "an etcd endpoint that is not a URL", yaml: specYAML(top: "store:\n  etcd:\n    endpoints: [10.0.0.5:2379]\n"),
             key: "store.etcd.endpoints[0]", reason: "not an etcd client URL", line: 4),
         BadSpec(label: "no etcd endpoints", yaml: specYAML(top: "store:\n  etcd:\n    endpoints: []\n"), key: "store.etcd.endpoints", reason: "at least one"),
+        // Issue 22: the health endpoints and the HAProxy routing.
+        BadSpec(label: "watch.http without a port", yaml: specYAML(top: "watch:\n  http: 127.0.0.1\n"), key: "watch.http", reason: "not IP-ADDRESS:PORT", line: 3),
+        BadSpec(label: "watch.http with a host name", yaml: specYAML(top: "watch:\n  http: localhost:8008\n"), key: "watch.http", reason: "not a host name"),
+        BadSpec(label: "watch.http port out of range", yaml: specYAML(top: "watch:\n  http: 127.0.0.1:70000\n"), key: "watch.http", reason: "not IP-ADDRESS:PORT"),
+        BadSpec(label: "watch.http on 0.0.0.0 without httpPublic", yaml: specYAML(top: "watch:\n  http: 0.0.0.0:8008\n"), key: "watch.http", reason: "watch.httpPublic: true", line: 3),
+        BadSpec(label: "watch.http on [::] without httpPublic", yaml: specYAML(top: "watch:\n  http: '[::]:8008'\n"), key: "watch.http", reason: "binds every interface"),
+        BadSpec(label: "watch.httpPublic without watch.http", yaml: specYAML(top: "watch:\n  httpPublic: true\n"), key: "watch.httpPublic", reason: "with watch.http only"),
+        BadSpec(label: "watch.httpPublic not a boolean", yaml: specYAML(top: "watch:\n  http: 127.0.0.1:8008\n  httpPublic: maybe\n"), key: "watch.httpPublic", reason: "true or false"),
+        BadSpec(label: "the last node's HTTP port reaches 32768", yaml: specYAML(top: "watch:\n  http: 127.0.0.1:32766\n"), key: "watch.http", reason: "below 32768", line: 3),
+        BadSpec(label: "an HTTP port that is a node's PostgreSQL port", yaml: specYAML(top: "watch:\n  http: 127.0.0.1:15431\n"), key: "watch.http", reason: "nodes[0]'s PostgreSQL port"),
+        BadSpec(label: "routing without watch.http", yaml: specYAML(top: "routing: {rw: 5000}\n"), key: "routing", reason: "with watch.http only", line: 2),
+        BadSpec(label: "routing.rw and ro equal", yaml: specYAML(top: "watch: {http: '127.0.0.1:8008'}\nrouting: {rw: 6000, ro: 6000}\n"), key: "routing.ro", reason: "routing.rw too"),
+        BadSpec(label: "routing.ro out of range", yaml: specYAML(top: "watch: {http: '127.0.0.1:8008'}\nrouting: {ro: 0}\n"), key: "routing.ro", reason: "from 1 to 65535"),
+        BadSpec(label: "unknown key in routing", yaml: specYAML(top: "watch: {http: '127.0.0.1:8008'}\nrouting: {rw: 6000, readonly: 6001}\n"), key: "routing.readonly", reason: "unknown key"),
         BadSpec(label: "watch.leaseTTL under 2 s", yaml: specYAML(top: "watch:\n  leaseTTL: 1\n"), key: "watch.leaseTTL", reason: "outside"),
         BadSpec(label: "watch.leaseTTL too long", yaml: specYAML(top: "watch:\n  leaseTTL: 1h\n"), key: "watch.leaseTTL", reason: "not a duration"),
         BadSpec(
@@ -462,6 +476,33 @@ struct SpecValidationTests {
         #expect(spec.watch == WatchSettings(interval: 0.25, failoverAfter: 3, durability: .available, rejoin: .manual, leaseTTL: 10))
         let conf = try Renderer(spec: spec).postgresqlConf(spec.nodes[1])
         #expect(conf.contains("wal_receiver_timeout = 1500ms") && conf.contains("wal_sender_timeout = 10s"))
+    }
+
+    @Test("watch.http and routing: node i on port + i, wildcard only with httpPublic, routing defaults")
+    func httpAndRouting() throws {
+        let nodes = "nodes:\n  - name: a\n    port: 15432\n    role: primary\n  - name: b\n    port: 15433\n"
+        let plain = try SpecLoader.parse("name: w\nwatch:\n  http: 127.0.0.1:8008\n" + nodes, file: "/srv/pgcluster.yaml")
+        #expect(plain.watch.http == HTTPAddress(host: "127.0.0.1", port: 8008))
+        #expect(plain.watch.http?.port(forNode: 1) == 8009)
+        #expect(plain.watch.httpPublic == false)
+        #expect(plain.routing == RoutingSettings(rw: 5000, ro: 5001))
+
+        let routed = try SpecLoader.parse(
+            "name: w\nwatch:\n  http: '[::1]:9000'\nrouting:\n  rw: 6432\n  ro: 6433\n" + nodes, file: "/srv/pgcluster.yaml")
+        #expect(routed.watch.http == HTTPAddress(host: "::1", port: 9000))
+        #expect(routed.watch.http?.description == "[::1]:9000")
+        #expect(routed.routing == RoutingSettings(rw: 6432, ro: 6433))
+
+        let open = try SpecLoader.parse("name: w\nwatch:\n  http: 0.0.0.0:8008\n  httpPublic: true\n" + nodes, file: "/srv/pgcluster.yaml")
+        #expect(open.watch.http?.isWildcard == true)
+        #expect(open.watch.httpPublic)
+
+        // The last port below 32768 is accepted: two nodes on 32766 and 32767.
+        let edge = try SpecLoader.parse("name: w\nwatch:\n  http: 127.0.0.1:32766\n" + nodes, file: "/srv/pgcluster.yaml")
+        #expect(edge.watch.http?.port(forNode: 1) == 32767)
+
+        let none = try SpecLoader.parse("name: w\n" + nodes, file: "/srv/pgcluster.yaml")
+        #expect(none.watch.http == nil)
     }
 
     @Test("defaults are filled in")

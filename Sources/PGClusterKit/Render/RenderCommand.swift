@@ -19,9 +19,11 @@ public enum RenderCommand {
     ///   refused: two projects would claim the same cluster.
     public static func plan(_ renderer: Renderer, outputDirectory: String? = nil) throws(ClusterError) -> Plan {
         let spec = renderer.spec
+        // With watch.http: HAProxy routing by the watcher's health endpoints, on every backend.
+        let haproxy = try renderer.haproxyConf().map { [RenderedFile(path: "haproxy.cfg", contents: $0)] } ?? []
         switch spec.backend {
         case .local, .ssh:
-            return Plan(files: try renderer.nodeFiles(), credentials: nil)
+            return Plan(files: try renderer.nodeFiles() + haproxy, credentials: nil)
         case .compose:
             let envPath = outputDirectory.map { "\($0)/\(ComposeRenderer.FileName.env)" }
             let existing = envPath.flatMap { EnvFile.read($0) } ?? [:]
@@ -45,7 +47,7 @@ public enum RenderCommand {
             let compose = ComposeRenderer(
                 renderer: renderer, superuserPassword: credentials.superuser.password,
                 replicationPassword: credentials.replication.password)
-            return Plan(files: try renderer.nodeFiles() + compose.projectFiles(), credentials: credentials)
+            return Plan(files: try renderer.nodeFiles() + compose.projectFiles() + haproxy, credentials: credentials)
         }
     }
 

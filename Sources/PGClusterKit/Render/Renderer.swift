@@ -106,6 +106,29 @@ public struct Renderer: Sendable {
         return files
     }
 
+    /// `haproxy.cfg` (with `watch.http`; nil without): a read-write frontend on `routing.rw`
+    /// checked by `/primary` and a read-only one on `routing.ro` checked by `/replica`, on
+    /// the watcher's port for each node (DESIGN.md, "Health endpoints and routing").
+    public func haproxyConf() throws(ClusterError) -> String? {
+        guard let http = spec.watch.http else { return nil }
+        let nodes = spec.nodes.enumerated().map { index, node -> [String: Any] in
+            [
+                "name": node.name, "host": HAProxyTiming.address(node.host), "port": node.port,
+                // A wildcard bind answers on loopback; HAProxy needs an address to send to.
+                "checkAddress": http.isWildcard ? (http.isIPv6 ? "::1" : "127.0.0.1") : http.host,
+                "checkPort": http.port(forNode: index),
+            ]
+        }
+        let context: [String: Any] = [
+            "cluster": spec.name, "specFile": (spec.file as NSString).lastPathComponent,
+            "rw": spec.routing.rw, "ro": spec.routing.ro, "httpPort": http.port, "nodes": nodes,
+            "inter": HAProxyTiming.milliseconds(spec.watch.interval),
+            "downinter": HAProxyTiming.milliseconds(HAProxyTiming.downInterval(interval: spec.watch.interval)),
+            "checkTimeout": HAProxyTiming.milliseconds(HAProxyTiming.checkTimeout(interval: spec.watch.interval)),
+        ]
+        return try templates.render("haproxy.cfg.mustache", context)
+    }
+
     /// The number of WAL senders and slots: one per node (any node may become the
     /// primary of all others), two for pg_basebackup's streams, plus headroom.
     public var maxWalSenders: Int { max(10, spec.nodes.count * 2 + 4) }
@@ -296,4 +319,22 @@ public struct Renderer: Sendable {
     public func slotName(_ node: NodeSpec) -> String {
         "pgcluster_" + node.name.replacingOccurrences(of: "-", with: "_")
     }
+}
+
+/// How the rendered haproxy.cfg times its checks, from `watch.interval`.
+enum HAProxyTiming {
+    /// HAProxy checks as often as the watcher probes: a fresher answer does not exist.
+    static func milliseconds(_ seconds: Double) -> String { "\(max(1, Int((seconds * 1000).rounded())))ms" }
+
+    /// A node that is out is checked five times as often (at least every 100 ms, never
+    /// less often than `inter`): the new primary of a failover takes writes that much sooner,
+    /// at the cost of a few more requests to the watcher for the nodes that are out.
+    static func downInterval(interval: Double) -> Double { min(interval, max(0.1, interval / 5)) }
+
+    /// A check waits twice the interval (at least a second) for the watcher to answer: with
+    /// `fall 1`, one slow answer from a busy watcher must not take a healthy node out.
+    static func checkTimeout(interval: Double) -> Double { max(1, interval * 2) }
+
+    /// An IPv6 address in a `server` line goes in brackets.
+    static func address(_ host: String) -> String { host.contains(":") ? "[\(host)]" : host }
 }

@@ -21,6 +21,9 @@ public struct Watcher: Service {
     public let leadership: any Leadership
     /// How this watcher is named in the leader key: host and PID.
     public let id: String
+    /// With `watch.http`: where each tick's observations go for the health endpoints
+    /// (``HealthServer``); nil without.
+    public var health: HealthState?
 
     /// - Parameter reload: reads the spec file again and builds its backend and credentials;
     ///   nil: the spec is never reloaded.
@@ -63,7 +66,9 @@ public struct Watcher: Service {
         }
         defer { detector.stop() }
         reloader.listenForHangup()
-        while !Task.isShuttingDownGracefully {
+        // Cancelled (a service beside it in the group failed, such as the health endpoints):
+        // stop between ticks too, rather than tick on without pauses.
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
             let began = elapsed()
             reportReload(lastKey: &lastKey)
             let acted = await tick(&memory, now: elapsed, lastKey: &lastKey, detector: detector)
@@ -99,6 +104,13 @@ public struct Watcher: Service {
             report(.wait("following: \(leader ?? nobody) leads; observing only"), lastKey: &lastKey)
             memory.primaryLostSince = nil
             memory.primaryLastAnswered = nil
+            if let health {
+                // The endpoints serve from this watcher's own probes while another leads.
+                let began = now()
+                let observations = await Observer(credentials: credentials, timeout: probeTimeout).observeAll(spec.nodes)
+                let paused = (try? await store.loadState())?.paused
+                health.observed(observations, probeSeconds: now() - began, paused: paused, leader: false)
+            }
             return false
         }
         let lock = try? await store.acquireLock(command: "watch", wait: 0)
@@ -118,10 +130,14 @@ public struct Watcher: Service {
             state = try await store.loadState()
         } catch {
             report(.refuse(error.message), lastKey: &lastKey)
+            health?.ticked()
             return false
         }
         let input = await observe(state: state, probedAt: now(), now: now)
         detector?.follow(input.nodes.first { $0.observation.isPrimary }?.observation.node)
+        health?.observed(
+            input.nodes.map(\.observation), probeSeconds: input.now - (input.probedAt ?? input.now), paused: input.paused,
+            leader: true)
         let action = WatchDecision.next(input, memory: &memory, settings: settings)
         if action.changes, lock == nil {
             let holder = (try? await store.lockHolder())?.description ?? "another command"
@@ -199,6 +215,7 @@ public struct Watcher: Service {
                 memory.primaryLastAnswered = nil
                 memory.needsRejoin.formUnion(result.needsRejoin)
                 memory.needsRejoin.remove(result.candidate)
+                health?.failedOver(seconds: result.totalSeconds)
                 logger.event(
                     "failed-over", node: result.candidate,
                     "\(result.candidate) is the primary on timeline \(result.timeline.map(String.init) ?? "?") "

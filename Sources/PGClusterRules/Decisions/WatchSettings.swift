@@ -24,16 +24,23 @@ public struct WatchSettings: Sendable, Equatable {
     public var rejoin: RejoinPolicy
     /// With store.etcd: seconds of the watchers' leadership lease (accepted now, used with etcd).
     public var leaseTTL: Double
+    /// `watch.http`: where `watch` serves the health endpoints; node i (spec order) on
+    /// `port + i` (DESIGN.md, "Health endpoints and routing"). Nil: no HTTP at all.
+    public var http: HTTPAddress?
+    /// `watch.httpPublic: true`: the operator accepts binding a wildcard address (0.0.0.0, ::).
+    public var httpPublic: Bool
 
     public init(
         interval: Double = 0.5, failoverAfter: Double = 2, durability: Durability = .strict, rejoin: RejoinPolicy = .auto,
-        leaseTTL: Double = 5
+        leaseTTL: Double = 5, http: HTTPAddress? = nil, httpPublic: Bool = false
     ) {
         self.interval = interval
         self.failoverAfter = failoverAfter
         self.durability = durability
         self.rejoin = rejoin
         self.leaseTTL = leaseTTL
+        self.http = http
+        self.httpPublic = httpPublic
     }
 
     /// `wal_receiver_timeout`: half of `failoverAfter`, so that a standby has given up a
@@ -50,5 +57,64 @@ public struct WatchSettings: Sendable, Equatable {
             return Double(trimmed.dropLast(unit.count).trimmingCharacters(in: .whitespaces)).map { $0 * factor }
         }
         return Double(trimmed)
+    }
+}
+
+/// An IP address and the first port of `watch.http` (`127.0.0.1:8008`, `[::1]:8008`).
+public struct HTTPAddress: Sendable, Equatable, CustomStringConvertible {
+    /// The address to bind, without brackets.
+    public var host: String
+    /// Node i's endpoints answer on `port + i`.
+    public var port: Int
+
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    /// Parses `HOST:PORT` or `[IPv6]:PORT`; nil when it is not one.
+    public init?(parsing text: String) {
+        let host: Substring
+        let portText: Substring
+        if text.hasPrefix("[") {
+            guard let close = text.firstIndex(of: "]"), text[text.index(after: close)...].hasPrefix(":") else { return nil }
+            host = text[text.index(after: text.startIndex)..<close]
+            portText = text[text.index(close, offsetBy: 2)...]
+        } else {
+            guard let colon = text.lastIndex(of: ":"), !text[..<colon].contains(":") else { return nil }
+            host = text[..<colon]
+            portText = text[text.index(after: colon)...]
+        }
+        // An address literal: the server binds exactly it, and no name is resolved at start.
+        guard CIDR.ipv4Bytes(String(host)) != nil || CIDR.ipv6Bytes(String(host)) != nil,
+            let port = Int(portText), portText.allSatisfy(\.isNumber)
+        else { return nil }
+        self.host = String(host)
+        self.port = port
+    }
+
+    /// Binds every interface: refused unless `watch.httpPublic: true`.
+    public var isWildcard: Bool {
+        (CIDR.ipv4Bytes(host) ?? CIDR.ipv6Bytes(host))?.allSatisfy { $0 == 0 } ?? false
+    }
+
+    public var isIPv6: Bool { CIDR.ipv6Bytes(host) != nil }
+
+    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+
+    /// The port that serves the node at `index` in the spec.
+    public func port(forNode index: Int) -> Int { port + index }
+}
+
+/// `routing:`: the HAProxy ports `render` writes into haproxy.cfg (with `watch.http`).
+public struct RoutingSettings: Sendable, Equatable {
+    /// Read-write frontend: only the node whose `/primary` answers 200.
+    public var rw: Int
+    /// Read-only frontend: the nodes whose `/replica` answers 200.
+    public var ro: Int
+
+    public init(rw: Int = 5000, ro: Int = 5001) {
+        self.rw = rw
+        self.ro = ro
     }
 }

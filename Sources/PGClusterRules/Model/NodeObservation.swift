@@ -58,6 +58,10 @@ public struct NodeObservation: Sendable, Equatable {
     public var applyDelayMs: Int = 0
     /// A standby's `pg_get_wal_replay_pause_state()`: nil, or `pause requested` / `paused`.
     public var replayPause: String?
+    /// A standby's replay delay in seconds: while it has received WAL it has not replayed,
+    /// the time since the last transaction it replayed committed (on the primary's clock);
+    /// 0 when it has replayed all it received. Nil on a primary.
+    public var replayDelaySeconds: Double?
 
     public init(node: NodeSpec, error: String? = nil) {
         self.node = node

@@ -55,7 +55,7 @@ public struct CIDR: Sendable, Equatable, CustomStringConvertible {
         return inet_pton(AF_INET, text, &addr) == 1 ? withUnsafeBytes(of: addr) { Array($0) } : nil
     }
 
-    static func ipv6Bytes(_ text: String) -> [UInt8]? {
+    public static func ipv6Bytes(_ text: String) -> [UInt8]? {
         var addr = in6_addr()
         return inet_pton(AF_INET6, text, &addr) == 1 ? withUnsafeBytes(of: addr) { Array($0) } : nil
     }

@@ -37,6 +37,8 @@ public struct ClusterSpec: Sendable, Equatable {
     /// `backup:`: pgBackRest's repository and retention; nil when the spec has none
     /// (no WAL archive, no `backup` command).
     public var backup: BackupSettings?
+    /// `routing:`: the HAProxy frontends; used only with `watch.http`.
+    public var routing = RoutingSettings()
 
     public var primary: NodeSpec { nodes.first { $0.role == .primary }! }
     public var standbys: [NodeSpec] { nodes.filter { $0.role == .standby } }

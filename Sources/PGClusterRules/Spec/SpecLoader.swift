@@ -248,7 +248,7 @@ private struct Reader {
             root, "",
             allowed: [
                 "version", "name", "backend", "postgres", "superuser", "replication", "network", "tls", "local", "ssh",
-                "compose", "store", "watch", "backup", "nodes", "hooks", "app",
+                "compose", "store", "watch", "routing", "backup", "nodes", "hooks", "app",
             ])
         if top.isEmpty && problems.isEmpty { fail(root, "", "expected a mapping with name and nodes") }
 
@@ -307,6 +307,7 @@ private struct Reader {
         let hooks = hooksSection(top["hooks"])
         let app = appSection(top["app"], superuser: superuser.user, replication: replicationAccount.user)
         let backup = backupSection(top["backup"], backend: backend, specFolder: specFolder)
+        let routing = routingSection(top["routing"], watchNode: top["watch"], watch: watch, nodes: nodes)
 
         // Cross-checks that need the whole spec.
         let standbyCount = nodes.filter { $0.role == .standby }.count
@@ -323,7 +324,7 @@ private struct Reader {
             fail(replicationMap["user"] ?? top["replication"], "replication.user", "must differ from superuser.user ('\(superuser.user)')")
         }
 
-        return ClusterSpec(
+        var spec = ClusterSpec(
             version: version, name: name, backend: backend, postgres: postgres, superuser: superuser,
             replication: ReplicationSettings(
                 user: replicationAccount.user, password: replicationAccount.password, slots: slots, synchronous: mode,
@@ -332,6 +333,8 @@ private struct Reader {
             local: LocalSettings(dir: dir, osUser: osUser),
             compose: ComposeSettings(project: project, image: image, subnet: subnet), ssh: ssh, store: store, tls: tls,
             nodes: nodes, file: file, watch: watch, hooks: hooks, app: app, backup: backup)
+        spec.routing = routing
+        return spec
     }
 
     mutating func hooksSection(_ node: Node?) -> HookSettings {
@@ -423,8 +426,47 @@ private struct Reader {
         return BackupSettings(repo: repo, retentionFull: full, retentionDiff: diff)
     }
 
+    /// `routing:` and the checks of `watch.http` that need the nodes: node i's endpoints
+    /// answer on port + i, which must stay a valid port below Linux's ephemeral range
+    /// (ip_local_port_range starts at 32768: a listener there can find its port taken by an
+    /// outgoing connection), and must not be a node's PostgreSQL port on the same address.
+    mutating func routingSection(_ node: Node?, watchNode: Node?, watch: WatchSettings, nodes: [NodeSpec]) -> RoutingSettings {
+        var routing = RoutingSettings()
+        let httpNode = watchNode?["http"] ?? watchNode
+        if let http = watch.http {
+            let last = http.port(forNode: max(0, nodes.count - 1))
+            if last >= 32768 {
+                fail(
+                    httpNode, "watch.http",
+                    "node \(nodes.count - 1) would answer on port \(last): node i answers on \(http.port) + i, which must stay "
+                        + "below 32768 (Linux hands out ports from 32768 up to outgoing connections); choose a lower port")
+            }
+            let clashes = nodes.enumerated().compactMap { i, spec -> String? in
+                guard spec.host == http.host || http.isWildcard,
+                    let j = nodes.indices.first(where: { http.port(forNode: $0) == spec.port })
+                else { return nil }
+                return "port \(spec.port) (node \(j)'s endpoints) is nodes[\(i)]'s PostgreSQL port on \(spec.host)"
+            }
+            if !clashes.isEmpty {
+                fail(httpNode, "watch.http", clashes.joined(separator: "; ") + ": choose a port range the nodes do not use")
+            }
+        }
+        guard let node, node.null == nil else { return routing }
+        if watch.http == nil {
+            fail(node, "routing", "applies with watch.http only: HAProxy routes by the watcher's health endpoints")
+        }
+        let map = mapping(node, "routing", allowed: ["rw", "ro"])
+        routing.rw = int(map["rw"], "routing.rw", default: 5000, range: 1...65535) ?? 5000
+        routing.ro = int(map["ro"], "routing.ro", default: 5001, range: 1...65535) ?? 5001
+        if routing.rw == routing.ro {
+            fail(map["ro"] ?? node, "routing.ro", "\(routing.ro) is routing.rw too: the read-write and read-only frontends need ports of their own")
+        }
+        return routing
+    }
+
     mutating func watchSection(_ node: Node?) -> WatchSettings {
-        let map = mapping(node, "watch", allowed: ["interval", "failoverAfter", "durability", "rejoin", "leaseTTL"])
+        let map = mapping(
+            node, "watch", allowed: ["interval", "failoverAfter", "durability", "rejoin", "leaseTTL", "http", "httpPublic"])
         var settings = WatchSettings()
         func seconds(_ key: String, _ range: ClosedRange<Double>) -> Double? {
             guard let value = map[key], let text = string(value, "watch.\(key)", default: "") , !text.isEmpty else { return nil }
@@ -459,6 +501,23 @@ private struct Reader {
             } else {
                 fail(map["rejoin"], "watch.rejoin", "must be auto or manual, not '\(text)'")
             }
+        }
+        settings.httpPublic = bool(map["httpPublic"], "watch.httpPublic", default: false)
+        if map["http"] != nil, let text = string(map["http"], "watch.http") {
+            if let address = HTTPAddress(parsing: text), (1...65535).contains(address.port) {
+                if address.isWildcard && !settings.httpPublic {
+                    fail(
+                        map["http"], "watch.http",
+                        "\(text) binds every interface, and the endpoints (with /cluster and /metrics) have no authentication: "
+                            + "give one address such as 127.0.0.1:8008, or set watch.httpPublic: true to accept that")
+                } else {
+                    settings.http = address
+                }
+            } else {
+                fail(map["http"], "watch.http", "'\(text)' is not IP-ADDRESS:PORT such as 127.0.0.1:8008 or [::1]:8008 (an address, not a host name)")
+            }
+        } else if settings.httpPublic {
+            fail(map["httpPublic"], "watch.httpPublic", "applies with watch.http only")
         }
         return settings
     }

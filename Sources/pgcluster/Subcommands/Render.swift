@@ -14,7 +14,10 @@ extension PGCluster {
                 there, so every command drives the project once `docker compose up -d` started it. \
                 With TLS (tls.mode generate, the default) each node's folder gets tls/server.crt, \
                 tls/server.key (0600) and tls/ca.crt, signed by the cluster CA in local.dir (ca.crt, \
-                ca.key: the key never enters the project); certificates still valid are kept.
+                ca.key: the key never enters the project); certificates still valid are kept. \
+                With watch.http, also haproxy.cfg: a read-write frontend on routing.rw (5000) checked \
+                by OPTIONS /primary and a read-only one on routing.ro (5001) checked by /replica, \
+                against the endpoints of `pgcluster watch` (run it with: haproxy -f haproxy.cfg).
                 Files are written atomically and only when their contents change.
                 """)
 

@@ -24,7 +24,10 @@ extension PGCluster {
                 file (its modification time, looked at each interval), reloads the spec between \
                 steps: validated first, a bad one is logged and the old one kept; a node that \
                 `apply` added is watched from then on and can be failed over to. name, backend, \
-                local.dir, store and watch.leaseTTL need a restart of the watcher.
+                local.dir, store and watch.leaseTTL need a restart of the watcher. With watch.http it also serves \
+                Patroni's health endpoints, node i (spec order) on port + i: /primary /replica[?lag=16MB|5s] \
+                /read-only /health /liveness /readiness (200 or 503), /cluster (status --json with \
+                "leader") and /metrics (Prometheus), also while paused or not leading.
                 """)
 
         @OptionGroup var options: SpecOptions
@@ -48,8 +51,20 @@ extension PGCluster {
                     let spec = try options.load()
                     return .init(control: try ClusterAccess.control(spec, options), credentials: try ClusterAccess.credentials(spec))
                 }
+                var watcher = Watcher(control: control, credentials: credentials, logger: logger, reload: reload)
+                var services: [any Service] = []
+                if let address = spec.watch.http {
+                    let health = HealthState(spec: spec)
+                    watcher.health = health
+                    let server = HealthServer(state: health, address: address)
+                    try server.checkPorts()
+                    services.append(server)
+                    let ports = spec.nodes.enumerated().map { "\($1.name) \(address.port(forNode: $0))" }.joined(separator: ", ")
+                    logger.info("health endpoints on \(address.host): \(ports)", metadata: ["event": "http"])
+                }
+                services.insert(watcher, at: 0)
                 let group = ServiceGroup(
-                    services: [Watcher(control: control, credentials: credentials, logger: logger, reload: reload)],
+                    services: services,
                     gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [], logger: quiet)
                 try await group.run()
             }
