@@ -68,6 +68,7 @@ public struct Observer: Sendable {
           current_setting('primary_conninfo') AS conninfo,
           (SELECT setting::int FROM pg_settings WHERE name = 'recovery_min_apply_delay') AS apply_delay,
           CASE WHEN pg_is_in_recovery() THEN pg_get_wal_replay_pause_state() END AS pause_state,
+          EXISTS (SELECT 1 FROM pg_settings WHERE pending_restart) AS pending_restart,
           r.status, r.sender_host, r.sender_port, r.received_tli, r.slot_name
         FROM (SELECT 1) AS one LEFT JOIN pg_stat_wal_receiver AS r ON r.pid IS NOT NULL
         """
@@ -89,6 +90,7 @@ public struct Observer: Sendable {
         observation.primaryConninfo = row.value(0, "conninfo") ?? ""
         observation.applyDelayMs = row.value(0, "apply_delay").flatMap { Int($0) } ?? 0
         observation.replayPause = row.value(0, "pause_state").flatMap { $0 == "not paused" ? nil : $0 }
+        observation.pendingRestart = row.value(0, "pending_restart") == "t"
         if let status = row.value(0, "status") {
             observation.walReceiver = .init(
                 status: status, senderHost: row.value(0, "sender_host"),

@@ -58,6 +58,9 @@ public struct NodeObservation: Sendable, Equatable {
     public var applyDelayMs: Int = 0
     /// A standby's `pg_get_wal_replay_pause_state()`: nil, or `pause requested` / `paused`.
     public var replayPause: String?
+    /// pg_settings has a row with pending_restart: a setting changed in the node's files
+    /// takes effect only when it restarts.
+    public var pendingRestart = false
 
     public init(node: NodeSpec, error: String? = nil) {
         self.node = node
