@@ -73,4 +73,41 @@ struct RestartTests {
             #expect(plan?["skipped"] as? [String] == cluster.nodeNames, "\(again.stdout)")
         }
     }
+
+    @Test("a stopped node's PG_VERSION says 14 with postgres.version 15: start, apply and init --force refuse (exit 2) naming both; put back, it starts")
+    func majorVersionRefused() async throws {
+        try await withCluster(name: "restart-version", basePort: 22560, synchronous: "{mode: async}") { cluster in
+            try await cluster.initCluster()
+            let stop = await cluster.run(["stop", "node2"])
+            try #require(stop.status == 0, "stop: \(stop.stderr)")
+            let path = "\(cluster.dataRoot)/node2/data/PG_VERSION"
+            let original = try String(contentsOfFile: path, encoding: .utf8)
+            #expect(original == "15\n")
+            // Written in place: owner and mode stay the server user's.
+            let handle = try #require(FileHandle(forWritingAtPath: path))
+            try handle.truncate(atOffset: 0)
+            try handle.write(contentsOf: Data("14\n".utf8))
+            try handle.close()
+
+            for command in [["start", "node2"], ["start"], ["apply"], ["init", "--force"]] {
+                let result = await cluster.run(command)
+                #expect(result.status == 2, "\(command): \(result.status) \(result.stderr)")
+                #expect(
+                    result.stderr.contains("node2: its data directory \(path.dropLast("/PG_VERSION".count)) is PostgreSQL 14")
+                        && result.stderr.contains("postgres.version 15"), "\(command): \(result.stderr)")
+                #expect(result.stderr.contains("pg_upgrade"), "\(command): \(result.stderr)")
+            }
+            // init --force erased nothing: the primary still runs with its data.
+            #expect(try cluster.sql("node0", "SELECT 1").scalar == "1")
+            #expect(FileManager.default.fileExists(atPath: "\(cluster.dataRoot)/node1/data/PG_VERSION"))
+
+            let restore = try #require(FileHandle(forWritingAtPath: path))
+            try restore.truncate(atOffset: 0)
+            try restore.write(contentsOf: Data(original.utf8))
+            try restore.close()
+            let start = await cluster.run(["start", "node2"])
+            #expect(start.status == 0, "start: \(start.stderr)")
+            #expect(await cluster.run(["status"]).status == 0)
+        }
+    }
 }

@@ -71,6 +71,7 @@ public struct Apply: Sendable {
     /// Observes every node the spec or the record knows, reads each answering node's
     /// pg_settings, and asks the hosts of those that do not answer whether they have data.
     public func gather() async throws(ClusterError) -> ApplyFacts {
+        try await cluster.checkMajorVersion(spec.nodes)
         let recorded = try await ClusterRecord.load(spec: spec)
         let former = formerNodes(recorded)
         let observations = await Observer(credentials: credentials).observeAll(spec.nodes + former)

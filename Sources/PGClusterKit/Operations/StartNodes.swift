@@ -26,6 +26,7 @@ public struct StartNodes: Sendable {
 
     /// Starts `nodes` (the recorded primary first); returns one line per node for the operator.
     public func run(_ nodes: [NodeSpec]) async throws(ClusterError) -> [String] {
+        try await control.checkMajorVersion(nodes)
         let recorded = try await ClusterRecord.load(spec: spec)?.primary ?? spec.primary.name
         var observations = await Observer(credentials: credentials).observeAll(spec.nodes)
         var primary = try PrimaryRules.livePrimary(observations)
