@@ -9,17 +9,25 @@
 # As root it installs what is missing with apt-get; otherwise it prints the command.
 set -euo pipefail
 
+# --build: only what building needs (make build, release, install, dist): libpq-dev and
+# pkg-config beside the Swift toolchain, which apt does not install.
 missing=()
-[ -x /usr/lib/postgresql/15/bin/initdb ] || missing+=(postgresql-15)
 [ -f /usr/include/postgresql/libpq-fe.h ] || missing+=(libpq-dev)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
-command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
-command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
-# The ssh backend's client, and the test hosts (scripts/test-hosts.sh): sshd, ip.
-command -v ssh >/dev/null 2>&1 || missing+=(openssh-client)
-[ -x /usr/sbin/sshd ] || missing+=(openssh-server)
-command -v ip >/dev/null 2>&1 || missing+=(iproute2)
-[ -x /usr/bin/etcd ] || missing+=(etcd-server)
+if [ "${1:-}" = --build ]; then
+  command -v "${SWIFT:-swift}" >/dev/null 2>&1 || { echo "the Swift toolchain is missing: see https://www.swift.org/install/linux/" >&2; exit 1; }
+else
+  [ -x /usr/lib/postgresql/15/bin/initdb ] || missing+=(postgresql-15)
+  command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
+  command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+  # The ssh backend's client, and the test hosts (scripts/test-hosts.sh): sshd, ip.
+  command -v ssh >/dev/null 2>&1 || missing+=(openssh-client)
+  [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
+  command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+  [ -x /usr/bin/etcd ] || missing+=(etcd-server)
+  # The .deb test (Tests/IntegrationTests/PackageTests.swift) debootstraps a root to install into.
+  command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
+fi
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
@@ -31,8 +39,8 @@ if [ "$(id -u)" -eq 0 ]; then
   apt-get update -qq >&2
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 else
-  echo "missing system packages: ${missing[*]}" >&2
-  echo "install them with:" >&2
-  echo "  sudo apt-get update && sudo apt-get install -y --no-install-recommends ${missing[*]}" >&2
-  exit 1
+    echo "missing system packages: ${missing[*]}" >&2
+    echo "install them with:" >&2
+    echo "  sudo apt-get update && sudo apt-get install -y --no-install-recommends ${missing[*]}" >&2
+    exit 1
 fi

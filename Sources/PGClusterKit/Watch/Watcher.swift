@@ -21,6 +21,8 @@ public struct Watcher: Service {
     public let leadership: any Leadership
     /// How this watcher is named in the leader key: host and PID.
     public let id: String
+    /// Readiness and the watchdog for a systemd unit with `Type=notify` (no-op otherwise).
+    public var notifier = SystemdNotifier()
 
     /// - Parameter reload: reads the spec file again and builds its backend and credentials;
     ///   nil: the spec is never reloaded.
@@ -54,10 +56,17 @@ public struct Watcher: Service {
         var memory = WatchDecision.Memory()
         var lastKey: String?
         reloader.listenForHangup()
+        var ready = false
         while !Task.isShuttingDownGracefully {
             let began = elapsed()
             reportReload(lastKey: &lastKey)
             let acted = await tick(&memory, now: elapsed, lastKey: &lastKey)
+            // systemd: up once the cluster was looked at, alive while the ticks turn.
+            if !ready {
+                notifier.ready()
+                ready = true
+            }
+            notifier.watchdog()
             if Task.isShuttingDownGracefully { break }
             // A probe every interval (a slow probe eats into the pause); after an action, look
             // again at once: the next step may follow (fence, then failover).
@@ -66,6 +75,7 @@ public struct Watcher: Service {
                 try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(pause)) }
             }
         }
+        notifier.stopping()
         await leadership.resign()
         logger.event("stop", "stopped between steps on SIGTERM or SIGINT")
     }
