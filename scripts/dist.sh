@@ -47,9 +47,11 @@ install -m 0644 examples/*.yaml "$root/usr/share/doc/pgcluster/examples/"
 chmod 0644 "$root"/usr/share/bash-completion/completions/pgcluster "$root"/usr/share/zsh/vendor-completions/_pgcluster \
     "$root"/usr/share/man/man1/pgcluster.1.gz
 
-# The shared libraries the binary needs, as Debian packages (libpq5, libc6, ...).
-depends="$(ldd "$bin" | awk '/=> \// { print $3 }' | while read -r lib; do
-    dpkg -S "$(readlink -f "$lib")" 2>/dev/null || dpkg -S "$lib" 2>/dev/null || true
+# The packages of the libraries the binary names itself (NEEDED: libpq5, libc6, libstdc++6,
+# libgcc-s1); theirs follow from their own packages.
+depends="$(objdump -p "$bin" | awk '/NEEDED/ { print $2 }' | while read -r name; do
+    lib="$(ldd "$bin" | awk -v n="$name" '$1 == n && $3 ~ /^\// { print $3 }')"
+    if [ -n "$lib" ]; then dpkg -S "$(readlink -f "$lib")" 2>/dev/null || dpkg -S "$lib" 2>/dev/null || true; fi
 done | cut -d: -f1 | sort -u | paste -sd, | sed 's/,/, /g')"
 [ -n "$depends" ] || depends="libc6, libpq5"
 

@@ -36,21 +36,29 @@ struct PackageTests {
     func installsAndRuns() throws {
         let deb = try #require(Self.deb)
         let root = "/var/tmp/pgcluster-debtest-\(UUID().uuidString.prefix(8).lowercased())"
-        defer { try? FileManager.default.removeItem(atPath: root) }
+        defer {
+            // Never remove a tree with /proc still mounted in it.
+            _ = Self.run(["/usr/bin/umount", "\(root)/proc"])
+            if Self.run(["/usr/bin/mountpoint", "-q", "\(root)/proc"]).status != 0 {
+                try? FileManager.default.removeItem(atPath: root)
+            }
+        }
         let made = Self.run(["\(Self.repository)/scripts/deb-rootfs.sh", root], timeout: 900)
         try #require(made.status == 0, "deb-rootfs: \(made.stderr)")
+        // As on any server: the Swift runtime reads a program's arguments from /proc/self/cmdline.
+        try #require(Self.run(["/usr/bin/mount", "--bind", "/proc", "\(root)/proc"]).status == 0)
         // Nothing of this machine's toolchain is in there.
         #expect(!FileManager.default.fileExists(atPath: "\(root)/opt/swift"))
 
         try FileManager.default.copyItem(atPath: deb, toPath: "\(root)/tmp/pgcluster.deb")
-        let install = Self.run(["chroot", root, "dpkg", "-i", "/tmp/pgcluster.deb"])
+        let install = Self.run(["/usr/sbin/chroot", root, "dpkg", "-i", "/tmp/pgcluster.deb"])
         #expect(install.status == 0, "dpkg -i: \(install.stdout)\(install.stderr)")
 
-        let version = Self.run(["chroot", root, "/usr/bin/pgcluster", "--version"])
+        let version = Self.run(["/usr/sbin/chroot", root, "/usr/bin/pgcluster", "--version"])
         #expect(version.status == 0, "\(version.stderr)")
         #expect(version.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == PGClusterKit.version)
 
-        let libraries = Self.run(["chroot", root, "ldd", "/usr/bin/pgcluster"])
+        let libraries = Self.run(["/usr/sbin/chroot", root, "ldd", "/usr/bin/pgcluster"])
         #expect(libraries.status == 0)
         #expect(libraries.stdout.contains("libpq.so.5"), "\(libraries.stdout)")
         #expect(!libraries.stdout.contains("not found"), "\(libraries.stdout)")
@@ -58,12 +66,12 @@ struct PackageTests {
 
         for example in ["local.yaml", "any1.yaml", "etcd.yaml"] {
             let validate = Self.run(
-                ["chroot", root, "/usr/bin/pgcluster", "validate", "-f", "/usr/share/doc/pgcluster/examples/\(example)"])
+                ["/usr/sbin/chroot", root, "/usr/bin/pgcluster", "validate", "-f", "/usr/share/doc/pgcluster/examples/\(example)"])
             #expect(validate.status == 0, "validate \(example): \(validate.stdout)\(validate.stderr)")
         }
         // A bad spec is still refused with 65 there.
         try "name: x\nnodes: []\n".write(toFile: "\(root)/tmp/bad.yaml", atomically: true, encoding: .utf8)
-        #expect(Self.run(["chroot", root, "/usr/bin/pgcluster", "validate", "-f", "/tmp/bad.yaml"]).status == 65)
+        #expect(Self.run(["/usr/sbin/chroot", root, "/usr/bin/pgcluster", "validate", "-f", "/tmp/bad.yaml"]).status == 65)
 
         let unit = try String(contentsOfFile: "\(root)/lib/systemd/system/pgcluster-watch@.service", encoding: .utf8)
         for line in ["Type=notify", "User=postgres", "NoNewPrivileges=yes", "ProtectSystem=strict", "WatchdogSec=10"] {
@@ -72,11 +80,11 @@ struct PackageTests {
         let bash = try String(contentsOfFile: "\(root)/usr/share/bash-completion/completions/pgcluster", encoding: .utf8)
         #expect(bash.contains("restart") && bash.contains("complete"))
         #expect(FileManager.default.fileExists(atPath: "\(root)/usr/share/zsh/vendor-completions/_pgcluster"))
-        let man = Self.run(["sh", "-c", "gzip -dc '\(root)/usr/share/man/man1/pgcluster.1.gz'"])
+        let man = Self.run(["/bin/sh", "-c", "gzip -dc '\(root)/usr/share/man/man1/pgcluster.1.gz'"])
         #expect(man.stdout.hasPrefix(".TH PGCLUSTER 1"))
         #expect(man.stdout.contains("pgcluster restart"))
         // postinst: the unit's user and its state folder.
-        #expect(Self.run(["chroot", root, "getent", "passwd", "postgres"]).status == 0)
+        #expect(Self.run(["/usr/sbin/chroot", root, "getent", "passwd", "postgres"]).status == 0)
         #expect(FileManager.default.fileExists(atPath: "\(root)/var/lib/pgcluster"))
     }
 }
