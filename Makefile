@@ -3,18 +3,29 @@ PREFIX ?= /usr/local
 SWIFT ?= swift
 SPEC ?= examples/local.yaml
 
-.PHONY: all deps build release test demo demo-down bench install templates clean
+.PHONY: all deps toolchain build release dist test demo demo-down bench install templates clean
 
 all: build
 
+# Everything the tests, the demo and the benchmarks use (PostgreSQL, etcd, sshd, ...).
 deps:
 	@scripts/ensure-deps.sh
 
-build: deps
+# Only what building needs: the Swift toolchain, libpq-dev and pkg-config.
+toolchain:
+	@scripts/ensure-deps.sh --build
+
+build: toolchain
 	$(SWIFT) build
 
-release: deps
+release: toolchain
 	$(SWIFT) build -c release
+
+# A release build with the Swift runtime linked in (libpq stays shared) and
+# dist/pgcluster_VERSION_ARCH.deb: the binary, the pgcluster-watch@ unit, bash and zsh
+# completions, the man page. See scripts/dist.sh.
+dist: toolchain
+	SWIFT=$(SWIFT) scripts/dist.sh
 
 # Unit tests need no server; integration tests start real PostgreSQL 15 servers
 # through pgcluster itself, on ports 21000-21999, in temporary folders, test hosts in
@@ -23,7 +34,7 @@ release: deps
 test: deps
 	SWIFT=$(SWIFT) scripts/run-tests.sh
 
-demo: release
+demo: deps release
 	scripts/demo.sh $(SPEC)
 
 demo-down: release
@@ -35,7 +46,7 @@ demo-down: release
 # init, failover and switchover on compose containers beside local processes (the engine
 # of scripts/compose-engine.sh, started here when it is not running; `scripts/compose-engine.sh
 # down` stops it).
-bench: release
+bench: deps release
 	scripts/bench-init.sh
 	scripts/bench-failover.sh
 	scripts/bench-tls.sh
@@ -56,4 +67,4 @@ templates:
 	scripts/embed-templates.sh
 
 clean:
-	rm -rf .build
+	rm -rf .build dist

@@ -13,28 +13,37 @@
 # As root it installs what is missing with apt-get; otherwise it prints the command.
 set -euo pipefail
 
+# --build: only what building needs (make build, release, install, dist): libpq-dev,
+# libcurl4-openssl-dev and pkg-config beside the Swift toolchain, which apt does not install.
 missing=()
-[ -x /usr/lib/postgresql/15/bin/initdb ] || missing+=(postgresql-15)
 [ -f /usr/include/postgresql/libpq-fe.h ] || missing+=(libpq-dev)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
-command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
-command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
-# The ssh backend's client, and the test hosts (scripts/test-hosts.sh): sshd, ip.
-command -v ssh >/dev/null 2>&1 || missing+=(openssh-client)
-[ -x /usr/sbin/sshd ] || missing+=(openssh-server)
-command -v ip >/dev/null 2>&1 || missing+=(iproute2)
-[ -x /usr/bin/etcd ] || missing+=(etcd-server)
-# backup: in a spec: pgBackRest takes the backups and archives the WAL.
-command -v pgbackrest >/dev/null 2>&1 || missing+=(pgbackrest)
+# The etcd store's HTTP client (the CCurl module) builds against libcurl.
 pkg-config --exists libcurl 2>/dev/null || missing+=(libcurl4-openssl-dev)
-command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
+if [ "${1:-}" = --build ]; then
+  command -v "${SWIFT:-swift}" >/dev/null 2>&1 || { echo "the Swift toolchain is missing: see https://www.swift.org/install/linux/" >&2; exit 1; }
+else
+  [ -x /usr/lib/postgresql/15/bin/initdb ] || missing+=(postgresql-15)
+  command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
+  command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+  # The ssh backend's client, and the test hosts (scripts/test-hosts.sh): sshd, ip.
+  command -v ssh >/dev/null 2>&1 || missing+=(openssh-client)
+  [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
+  command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+  [ -x /usr/bin/etcd ] || missing+=(etcd-server)
+  # backup: in a spec: pgBackRest takes the backups and archives the WAL.
+  command -v pgbackrest >/dev/null 2>&1 || missing+=(pgbackrest)
+  command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
+  # The .deb test (Tests/IntegrationTests/PackageTests.swift) debootstraps a root to install into.
+  command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
 
-# promtool is optional: install it where it can be, never fail for it.
-if ! command -v promtool >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ]; then
-  export DEBIAN_FRONTEND=noninteractive
-  { apt-get install -y -qq --no-install-recommends prometheus >&2 2>/dev/null \
-      || { apt-get update -qq >&2 && apt-get install -y -qq --no-install-recommends prometheus >&2; }; } \
-    || echo "promtool not installable (Debian package prometheus): the /metrics test will skip its check" >&2
+  # promtool is optional: install it where it can be, never fail for it.
+  if ! command -v promtool >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    { apt-get install -y -qq --no-install-recommends prometheus >&2 2>/dev/null \
+        || { apt-get update -qq >&2 && apt-get install -y -qq --no-install-recommends prometheus >&2; }; } \
+      || echo "promtool not installable (Debian package prometheus): the /metrics test will skip its check" >&2
+  fi
 fi
 
 if [ ${#missing[@]} -eq 0 ]; then
@@ -47,8 +56,8 @@ if [ "$(id -u)" -eq 0 ]; then
   apt-get update -qq >&2
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 else
-  echo "missing system packages: ${missing[*]}" >&2
-  echo "install them with:" >&2
-  echo "  sudo apt-get update && sudo apt-get install -y --no-install-recommends ${missing[*]}" >&2
-  exit 1
+    echo "missing system packages: ${missing[*]}" >&2
+    echo "install them with:" >&2
+    echo "  sudo apt-get update && sudo apt-get install -y --no-install-recommends ${missing[*]}" >&2
+    exit 1
 fi

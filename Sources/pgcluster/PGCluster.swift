@@ -14,7 +14,7 @@ struct PGCluster: AsyncParsableCommand {
         version: PGClusterKit.version,
         subcommands: [
             Validate.self, Render.self, Init.self, Status.self, Start.self, Stop.self, Destroy.self,
-            Quorum.self, Failover.self, Switchover.self, Rejoin.self, Apply.self, Drill.self, DSN.self, History.self, Psql.self,
+            Quorum.self, Failover.self, Switchover.self, Rejoin.self, Apply.self, Restart.self, Drill.self, DSN.self, History.self, Psql.self,
             Watch.self, Pause.self, Resume.self, TLS.self, Backup.self, Backups.self, Restore.self,
         ]
     )

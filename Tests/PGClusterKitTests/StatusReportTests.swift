@@ -241,7 +241,15 @@ struct StatusReportTests {
     func jsonKeys() throws {
         let report = StatusReport.make(spec: try Self.spec(), observations: Self.healthy())
         let object = try Self.json(report)
-        #expect(Set(object.keys) == ["name", "primary", "timeline", "synchronous", "paused", "nodes"])
+        #expect(
+            Set(object.keys) == [
+                "name", "primary", "timeline", "synchronous", "paused", "nodes",
+                // Issue 25: the verdict and its reasons, for scripts that do not parse the table.
+                "healthy", "problems", "warnings",
+            ])
+        #expect(object["healthy"] as? Bool == true)
+        #expect(object["problems"] as? [String] == [])
+        #expect(object["warnings"] as? [String] == [])
         let synchronous = try #require(object["synchronous"] as? [String: Any])
         #expect(Set(synchronous.keys) == ["mode", "count", "standbys"])
         #expect(synchronous["mode"] as? String == "any")
@@ -256,6 +264,8 @@ struct StatusReportTests {
             "waitedSeconds", "reason",
             // Issue 15: days left on the node's TLS certificate (null with TLS off or the node down).
             "certificateDaysLeft",
+            // Issue 25: replay lag in seconds, and a setting waiting for a restart.
+            "lagSeconds", "pendingRestart",
         ]
         for node in nodes { #expect(Set(node.keys) == nodeKeys) }
         #expect(object["name"] as? String == "demo")
@@ -266,6 +276,44 @@ struct StatusReportTests {
         #expect(db1["upstream"] as? String == "db_0")
         #expect(db1["streaming"] as? Bool == true)
         #expect(db1["replayLsn"] as? String == "0/3000000")
+    }
+
+    @Test("JSON: a degraded cluster says healthy false with its problems; lag in seconds; pending restarts warned")
+    func jsonVerdictLagAndPending() throws {
+        var observations = Self.healthy()
+        observations[0].replication[1].replayLagSeconds = 1.5
+        observations[1].pendingRestart = true
+        observations[0].pendingRestart = true
+        observations[2] = Obs.down("db_2", port: 15434, error: "connection refused")
+        let report = StatusReport.make(spec: try Self.spec(), observations: observations)
+        let object = try Self.json(report)
+        #expect(object["healthy"] as? Bool == false)
+        #expect(object["problems"] as? [String] == ["db_2 is down: connection refused"])
+        #expect(
+            object["warnings"] as? [String] == [
+                "db_0, db_1 run with a setting that waits for a restart (pending_restart): pgcluster restart --pending"
+            ])
+        let nodes = try #require(object["nodes"] as? [[String: Any]])
+        func node(_ name: String) throws -> [String: Any] { try #require(nodes.first { $0["name"] as? String == name }) }
+        #expect(try node("db_0")["pendingRestart"] as? Bool == true)
+        #expect(try node("db_1")["pendingRestart"] as? Bool == true)
+        #expect(try node("db_2")["pendingRestart"] as? Bool == false)
+        // The primary has no lag; a standby idle and caught up has none either (replay_lag null, 0 bytes behind
+        // is 0 s); one down is unknown.
+        #expect(try node("db_0")["lagSeconds"] is NSNull)
+        #expect(try node("db_2")["lagSeconds"] is NSNull)
+
+        observations = Self.healthy()
+        observations[0].replication[1].replayLagSeconds = 1.5
+        observations[2].replayLsn = observations[0].currentLsn
+        let caughtUp = try Self.json(StatusReport.make(spec: try Self.spec(), observations: observations))
+        let rows = try #require(caughtUp["nodes"] as? [[String: Any]])
+        #expect(rows[1]["lagSeconds"] is NSNull, "db_1: replay_lag null and 256 bytes behind is unknown")
+        #expect(rows[2]["lagSeconds"] as? Double == 1.5, "db_2: replay_lag as pg_stat_replication says")
+        observations[0].replication[0].replayLagSeconds = nil
+        observations[1].replayLsn = observations[0].currentLsn
+        let idle = try Self.json(StatusReport.make(spec: try Self.spec(), observations: observations))
+        #expect((idle["nodes"] as? [[String: Any]])?[1]["lagSeconds"] as? Double == 0)
     }
 
     @Test("JSON writes null for absent values instead of leaving keys out")

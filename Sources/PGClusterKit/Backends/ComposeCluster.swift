@@ -324,6 +324,13 @@ public struct ComposeCluster: ServerControl {
         return ComposeCommands.lists(node.serviceHost, in: result.output)
     }
 
+    /// Not read on compose: the data lives in a volume that only a container of the project's
+    /// image (`compose.image`) opens, and that image's server refuses another major version's
+    /// data by itself.
+    public func dataVersion(_ node: NodeSpec) async -> MajorVersion.Found {
+        MajorVersion.Found(node: node.name, dataDir: ComposeRenderer.ContainerPath.dataDir, pgVersion: nil)
+    }
+
     public func hasData(_ node: NodeSpec) async -> Bool {
         (try? await runner.run(command(await commands().hasData(node.serviceHost))))?.succeeded == true
     }

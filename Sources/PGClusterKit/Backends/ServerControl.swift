@@ -19,6 +19,9 @@ public protocol ServerControl: Sendable {
     /// cannot be asked (unreachable). Only a host that answers proves a server stopped.
     func serverRuns(_ node: NodeSpec) async -> Bool?
     func hasData(_ node: NodeSpec) async -> Bool
+    /// The node's data directory and the text of its PG_VERSION (nil when it has none, or
+    /// its host cannot be asked: the step that needs the host then says so).
+    func dataVersion(_ node: NodeSpec) async -> MajorVersion.Found
     func start(_ node: NodeSpec) async throws(ClusterError)
     func stop(_ node: NodeSpec, mode: StopMode) async throws(ClusterError)
     /// A switchover's clean stop of the old primary: the caller reads its control data,
@@ -67,6 +70,12 @@ extension HostCluster: ServerControl {
 
     public func hasData(_ node: NodeSpec) async -> Bool {
         (try? await host(node).exists("\(layout.dataDir(node.name))/PG_VERSION")) ?? false
+    }
+
+    public func dataVersion(_ node: NodeSpec) async -> MajorVersion.Found {
+        let dataDir = layout.dataDir(node.name)
+        let text = (try? await host(node).readText("\(dataDir)/PG_VERSION")) ?? nil
+        return MajorVersion.Found(node: node.name, dataDir: dataDir, pgVersion: text)
     }
 
     public func controlData(_ node: NodeSpec) async throws(ClusterError) -> String {
@@ -144,6 +153,19 @@ extension HostCluster {
 }
 
 extension ServerControl {
+    /// Refuses (exit 2) when one of `nodes` has data of another major version than the
+    /// spec's (``MajorVersion``); every host is asked at once.
+    public func checkMajorVersion(_ nodes: [NodeSpec]) async throws(ClusterError) {
+        let found = await withTaskGroup(of: MajorVersion.Found.self) { group in
+            for node in nodes { group.addTask { await self.dataVersion(node) } }
+            var all: [MajorVersion.Found] = []
+            for await entry in group { all.append(entry) }
+            let order = nodes.map(\.name)
+            return all.sorted { order.firstIndex(of: $0.node)! < order.firstIndex(of: $1.node)! }
+        }
+        try MajorVersion.check(spec: spec, found: found)
+    }
+
     public func stopForSwitchover(_ node: NodeSpec) async throws(ClusterError) {
         try await stop(node, mode: .fast)
     }

@@ -31,12 +31,17 @@ public struct StatusReport: Sendable, Encodable {
         /// Whole days until the certificate the server is configured with expires; nil with
         /// TLS off or when the node does not answer.
         public var certificateDaysLeft: Int?
-        /// For the table only: seconds of replay lag.
-        var lagSeconds: Double?
+        /// A standby's replay lag in seconds: the primary's pg_stat_replication.replay_lag, or 0
+        /// when it has replayed everything (PostgreSQL empties replay_lag once a standby is idle
+        /// and caught up); nil when unknown (the primary, a node down, no row for it).
+        public var lagSeconds: Double?
+        /// The node runs with a setting changed in its files that only a restart applies
+        /// (pg_settings.pending_restart): `pgcluster restart --pending` restarts it.
+        public var pendingRestart = false
 
         enum CodingKeys: String, CodingKey {
-            case name, host, port, role, waitedSeconds, reason, timeline, lsn, receiveLsn, replayLsn, lagBytes, syncState,
-                upstream, streaming, certificateDaysLeft
+            case name, host, port, role, waitedSeconds, reason, timeline, lsn, receiveLsn, replayLsn, lagBytes, lagSeconds,
+                syncState, upstream, streaming, certificateDaysLeft, pendingRestart
         }
 
         public func encode(to encoder: any Encoder) throws {
@@ -53,10 +58,12 @@ public struct StatusReport: Sendable, Encodable {
             try c.encode(receiveLsn, forKey: .receiveLsn)
             try c.encode(replayLsn, forKey: .replayLsn)
             try c.encode(lagBytes, forKey: .lagBytes)
+            try c.encode(lagSeconds, forKey: .lagSeconds)
             try c.encode(syncState, forKey: .syncState)
             try c.encode(upstream, forKey: .upstream)
             try c.encode(streaming, forKey: .streaming)
             try c.encode(certificateDaysLeft, forKey: .certificateDaysLeft)
+            try c.encode(pendingRestart, forKey: .pendingRestart)
         }
     }
 
@@ -91,7 +98,9 @@ public struct StatusReport: Sendable, Encodable {
         }
     }
 
-    enum CodingKeys: String, CodingKey { case name, primary, timeline, synchronous, paused, nodes }
+    enum CodingKeys: String, CodingKey {
+        case name, primary, timeline, synchronous, paused, healthy, problems, warnings, nodes
+    }
 
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
@@ -100,6 +109,9 @@ public struct StatusReport: Sendable, Encodable {
         try c.encode(timeline, forKey: .timeline)
         try c.encode(synchronous, forKey: .synchronous)
         try c.encode(paused, forKey: .paused)
+        try c.encode(healthy, forKey: .healthy)
+        try c.encode(problems, forKey: .problems)
+        try c.encode(warnings, forKey: .warnings)
         try c.encode(nodes, forKey: .nodes)
     }
 
@@ -144,6 +156,7 @@ public struct StatusReport: Sendable, Encodable {
                 continue
             }
             node.timeline = observation.timeline
+            node.pendingRestart = observation.pendingRestart
             node.receiveLsn = observation.receiveLsn?.description
             node.replayLsn = observation.replayLsn?.description
             if observation.isPrimary {
@@ -179,9 +192,14 @@ public struct StatusReport: Sendable, Encodable {
                         + "\(listedStreaming.count) \(listedStreaming.count == 1 ? "does" : "do")")
             }
         }
+        let pending = nodes.filter(\.pendingRestart).map(\.name)
+        let warnings = pending.isEmpty ? [] : [
+            "\(pending.joined(separator: ", ")) run\(pending.count == 1 ? "s" : "") with a setting that waits for a restart "
+                + "(pending_restart): pgcluster restart --pending"
+        ]
         return StatusReport(
             name: spec.name, primary: primary?.node.name, timeline: primary?.timeline, synchronous: synchronous,
-            nodes: nodes, problems: problems)
+            nodes: nodes, problems: problems, warnings: warnings)
     }
 
     /// The node a standby's WAL receiver is connected to, by address.

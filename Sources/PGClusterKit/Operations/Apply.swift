@@ -12,6 +12,8 @@ public struct Apply: Sendable {
     /// Adding and removing nodes: backends local and ssh (``ApplyPlan`` refuses them on compose).
     let hosts: HostCluster?
     public let ops: ServerOps
+    /// The restart steps, shared with `pgcluster restart`.
+    let restarter: RollingRestarter
 
     public init(spec: ClusterSpec, credentials: Credentials, templates: TemplateSet = .embedded) throws(ClusterError) {
         self.spec = spec
@@ -25,6 +27,7 @@ public struct Apply: Sendable {
             self.hosts = hosts
         }
         self.ops = ServerOps(spec: spec, credentials: credentials, templates: templates)
+        self.restarter = RollingRestarter(cluster: cluster, credentials: credentials)
     }
 
     /// The host cluster, for the steps only backends local and ssh take.
@@ -68,6 +71,7 @@ public struct Apply: Sendable {
     /// Observes every node the spec or the record knows, reads each answering node's
     /// pg_settings, and asks the hosts of those that do not answer whether they have data.
     public func gather() async throws(ClusterError) -> ApplyFacts {
+        try await cluster.checkMajorVersion(spec.nodes)
         let recorded = try await ClusterRecord.load(spec: spec)
         let former = formerNodes(recorded)
         let observations = await Observer(credentials: credentials).observeAll(spec.nodes + former)
@@ -137,35 +141,11 @@ public struct Apply: Sendable {
         case .reload(let names):
             for name in names { try await reload(spec.node(named: name)!, primary: primary) }
         case .restartStandby(let name):
-            let node = spec.node(named: name)!
-            guard try await pendingRestart(node) else {
-                Console.progress("[\(name)] nothing pending_restart: not restarted")
-                return nil
-            }
-            try await cluster.stop(node, mode: .fast)
-            try await cluster.start(node)
-            try await confirmStreaming([node], from: primary)
+            try await restarter.restartStandby(spec.node(named: name)!, primary: primary, onlyIfPending: true)
         case .restartPrimary(let name, let how):
             let node = spec.node(named: name)!
-            guard try await pendingRestart(node) else {
-                Console.progress("[\(name)] nothing pending_restart: not restarted")
-                return nil
-            }
-            switch how {
-            case .switchover:
-                let report = try await Switchover(cluster: cluster, credentials: credentials, candidate: nil).run()
-                Console.progress(report.text)
-                if let problem = report.problems.first ?? report.needsRejoin.first.map({ "\($0) needs rejoin" }) {
-                    throw ClusterError("the switchover left a problem: \(problem)")
-                }
-                return spec.node(named: report.to)
-            case .restart:
-                try await ops.checkpoint(node)
-                try await cluster.stop(node, mode: .fast)
-                try await cluster.start(node)
-                let standbys = spec.nodes.filter { $0.name != node.name }
-                try await confirmStreaming(standbys, from: node)
-            }
+            let after = try await restarter.restartPrimary(node, how: how, onlyIfPending: true)
+            if after != node { return after }
         }
         return nil
     }
@@ -235,18 +215,7 @@ public struct Apply: Sendable {
         if reloaded == nil { throw ClusterError("timed out after 10 s waiting until \(node.name) reloaded its configuration") }
     }
 
-    func pendingRestart(_ node: NodeSpec) async throws(ClusterError) -> Bool {
-        let pending = try await ops.execute(node, ["SELECT string_agg(name, ', ') FROM pg_settings WHERE pending_restart"])
-        guard let names = pending.scalar else { return false }
-        Console.progress("[\(node.name)] pending_restart: \(names)")
-        return true
-    }
-
     func confirmStreaming(_ standbys: [NodeSpec], from primary: NodeSpec) async throws(ClusterError) {
-        let lagging = await ops.confirmStreaming(standbys, from: primary, timeline: nil, timeout: 60)
-        guard let first = lagging.first else { return }
-        throw ClusterError(
-            "\(lagging.map(\.name).joined(separator: ", ")) not streaming from \(primary.name) after 60 s",
-            details: await cluster.logTail(first, lines: 8).map { "\(first.name) log | " + $0 })
+        try await restarter.confirmStreaming(standbys, from: primary)
     }
 }

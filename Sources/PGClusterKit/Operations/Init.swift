@@ -76,6 +76,8 @@ public struct ClusterInit: Sendable {
     /// user who cannot reach local.dir, before anything is changed.
     func checkPreconditions() async throws(ClusterError) {
         try await preflightHosts()
+        // Before --force may erase anything: data of another major version is refused even then.
+        try await cluster.checkMajorVersion(spec.nodes)
         let existing = try await nodesWithData()
         if !existing.isEmpty {
             guard force else {

@@ -26,6 +26,7 @@ public struct StartNodes: Sendable {
 
     /// Starts `nodes` (the recorded primary first); returns one line per node for the operator.
     public func run(_ nodes: [NodeSpec]) async throws(ClusterError) -> [String] {
+        try await control.checkMajorVersion(nodes)
         let state = try await ClusterRecord.load(spec: spec)
         let recorded = state?.primary ?? spec.primary.name
         let record = state.map(PrimaryRules.Record.init) ?? PrimaryRules.Record(primary: recorded, timeline: nil)

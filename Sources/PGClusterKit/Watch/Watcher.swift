@@ -24,6 +24,8 @@ public struct Watcher: Service {
     /// With `watch.http`: where each tick's observations go for the health endpoints
     /// (``HealthServer``); nil without.
     public var health: HealthState?
+    /// Readiness and the watchdog for a systemd unit with `Type=notify` (no-op otherwise).
+    public var notifier = SystemdNotifier()
 
     /// - Parameter reload: reads the spec file again and builds its backend and credentials;
     ///   nil: the spec is never reloaded.
@@ -66,12 +68,19 @@ public struct Watcher: Service {
         }
         defer { detector.stop() }
         reloader.listenForHangup()
+        var ready = false
         // Cancelled (a service beside it in the group failed, such as the health endpoints):
         // stop between ticks too, rather than tick on without pauses.
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             let began = elapsed()
             reportReload(lastKey: &lastKey)
             let acted = await tick(&memory, now: elapsed, lastKey: &lastKey, detector: detector)
+            // systemd: up once the cluster was looked at, alive while the ticks turn.
+            if !ready {
+                notifier.ready()
+                ready = true
+            }
+            notifier.watchdog()
             if Task.isShuttingDownGracefully { break }
             // A probe every interval (a slow probe eats into the pause); after an action, look
             // again at once: the next step may follow (fence, then failover).
@@ -80,6 +89,7 @@ public struct Watcher: Service {
                 try? await cancelWhenGracefulShutdown { await wake.sleep(pause) }
             }
         }
+        notifier.stopping()
         await leadership.resign()
         logger.event("stop", "stopped between steps on SIGTERM or SIGINT")
     }

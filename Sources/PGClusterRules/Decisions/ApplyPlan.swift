@@ -294,7 +294,6 @@ public struct ApplyPlan: Sendable, Equatable {
         }
         let standbys = restarting.filter { $0 != primary }.map { ApplyStep.restartStandby($0) }
         if restarting.contains(primary) {
-            let canTakeOver = spec.nodes.contains { $0.name != primary && $0.priority > 0 }
             if !lowered.isEmpty {
                 if primaryUpdate == .switchover {
                     notes.append(
@@ -304,11 +303,8 @@ public struct ApplyPlan: Sendable, Equatable {
                 steps.append(.restartPrimary(primary, .restart))
                 steps += standbys
             } else {
-                var how = primaryUpdate
-                if how == .switchover && !canTakeOver {
-                    notes.append("no standby with a priority above 0 can take over: \(primary) restarts in place")
-                    how = .restart
-                }
+                let (how, note) = RollingRestart.primaryUpdate(spec: spec, primary: primary, requested: primaryUpdate)
+                if let note { notes.append(note) }
                 steps += standbys
                 steps.append(.restartPrimary(primary, how))
             }

@@ -62,6 +62,9 @@ public struct NodeObservation: Sendable, Equatable {
     /// the time since the last transaction it replayed committed (on the primary's clock);
     /// 0 when it has replayed all it received. Nil on a primary.
     public var replayDelaySeconds: Double?
+    /// pg_settings has a row with pending_restart: a setting changed in the node's files
+    /// takes effect only when it restarts.
+    public var pendingRestart = false
 
     public init(node: NodeSpec, error: String? = nil) {
         self.node = node
