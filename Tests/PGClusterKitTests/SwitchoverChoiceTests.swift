@@ -111,7 +111,7 @@ struct SwitchoverChoiceTests {
         let rows = c.streaming.map { Obs.row($0) } + [Obs.row("db_9", state: "catchup")]
         let primary = Obs.primary("db_0", current: "0/A000000", replication: rows)
         do throws(ClusterError) {
-            let chosen = try Switchover.chooseCandidate(primary: primary, standbys: c.standbys, named: c.named)
+            let chosen = try PrimaryRules.switchoverCandidate(primary: primary, standbys: c.standbys, named: c.named)
             #expect(chosen.node.name == c.chosen, "chose \(chosen.node.name)")
             #expect(c.refusal == nil)
         } catch {
@@ -125,7 +125,7 @@ struct SwitchoverChoiceTests {
     func catchingUp() throws {
         let primary = Obs.primary("db_0", current: "0/A000000", replication: [Obs.row("db_1", state: "catchup")])
         let error = try #require(throws: ClusterError.self) {
-            try Switchover.chooseCandidate(
+            try PrimaryRules.switchoverCandidate(
                 primary: primary, standbys: [Obs.standby("db_1", replay: "0/3000000")], named: nil)
         }
         #expect(error.exitCode == .refused)

@@ -48,35 +48,6 @@ public struct Switchover: Sendable {
         }
     }
 
-    /// Chooses the candidate: the named one, or the streaming standby with the most WAL
-    /// replayed (ties: priority, then name); priority 0 never unless named. Pure.
-    public static func chooseCandidate(
-        primary: NodeObservation, standbys: [NodeObservation], named: String?
-    ) throws(ClusterError) -> NodeObservation {
-        let streaming = primary.streamingStandbys
-        if let named {
-            guard let node = standbys.first(where: { $0.node.name == named }) else {
-                throw ClusterError("--candidate \(named) is not a standby that answers", exitCode: .refused)
-            }
-            guard streaming.contains(named) else {
-                throw ClusterError.refused("--candidate \(named) does not stream from \(primary.node.name): it could not receive everything")
-            }
-            return node
-        }
-        let eligible = standbys.filter { streaming.contains($0.node.name) && $0.node.priority > 0 }
-        guard
-            let best = eligible.max(by: { a, b in
-                let (la, lb) = (a.replayLsn ?? LSN(0), b.replayLsn ?? LSN(0))
-                if la != lb { return la < lb }
-                if a.node.priority != b.node.priority { return a.node.priority < b.node.priority }
-                return a.node.name > b.node.name
-            })
-        else {
-            throw ClusterError.refused("no standby streams from \(primary.node.name) with a priority above 0: nothing to switch over to")
-        }
-        return best
-    }
-
     public func run() async throws(ClusterError) -> Report {
         if let candidate, spec.node(named: candidate) == nil {
             throw ClusterError(
@@ -87,7 +58,7 @@ public struct Switchover: Sendable {
         let observations = await Observer(credentials: credentials).observeAll(spec.nodes)
         let primaryObservation = try PrimaryLookup.find(observations)
         let standbys = observations.filter(\.isStandby)
-        let chosen = try Self.chooseCandidate(primary: primaryObservation, standbys: standbys, named: candidate)
+        let chosen = try PrimaryRules.switchoverCandidate(primary: primaryObservation, standbys: standbys, named: candidate)
         let primary = primaryObservation.node
         let target = chosen.node
         let remembered = try await ClusterRecord.synchronous(spec: spec)
