@@ -157,17 +157,22 @@ enum HTTPPost {
 
     /// What a libcurl error means for the caller.
     static func failure(_ code: CURLcode, why: String, osErrno: Int32, https: Bool) -> Failure {
-        switch code {
+        // A TLS server that rejects the handshake (no client certificate, or one it does not
+        // trust) may just close the connection: depending on timing libcurl then reports a
+        // failed read or write, nothing received, or a socket no longer connected.
+        let ended = [CURLE_COULDNT_CONNECT, CURLE_RECV_ERROR, CURLE_SEND_ERROR, CURLE_GOT_NOTHING].contains(code)
+        let closed = osErrno == ENOTCONN || osErrno == ECONNRESET || why.contains("getpeername") || why.contains("reset by peer")
+        if https, ended, closed || why.contains("alert") || why.contains("SSL") {
+            return .tls(
+                "the server ended the connection during the TLS handshake (does it require a client certificate? "
+                    + "store.etcd.cert and key): \(why)")
+        }
+        return switch code {
         case CURLE_COULDNT_CONNECT where osErrno == ECONNREFUSED: .refused
         case CURLE_OPERATION_TIMEDOUT: .timedOut
         case CURLE_SSL_CONNECT_ERROR, CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_CERTPROBLEM, CURLE_SSL_CIPHER,
             CURLE_SSL_CACERT_BADFILE, CURLE_SSL_ISSUER_ERROR, CURLE_SSL_CLIENTCERT, CURLE_SSL_CRL_BADFILE,
             CURLE_SSL_PINNEDPUBKEYNOTMATCH, CURLE_SSL_INVALIDCERTSTATUS:
-            .tls(why)
-        // A server that refuses our certificate (or that we sent none) closes the handshake
-        // with an alert, which libcurl reports when it next reads.
-        case CURLE_RECV_ERROR where https && (why.contains("alert") || why.contains("SSL")),
-            CURLE_SEND_ERROR where https && (why.contains("alert") || why.contains("SSL")):
             .tls(why)
         case CURLE_GOT_NOTHING, CURLE_WEIRD_SERVER_REPLY, CURLE_PARTIAL_FILE: .badResponse(why)
         default: .unreachable(why)
