@@ -357,6 +357,6 @@ struct HealthEndpointTests {
             if let landed = land(ro), !landed.recovery { misplaced.append(landed.port) }
         }
         #expect(misplaced.isEmpty, "reads through the ro port landed on the primary while \(other) streams: \(misplaced)")
-        #expect(!watcher.lines("failed-over").isEmpty)
+        #expect(await watcher.waitFor("failed-over", timeout: 30), "\(watcher.log)")
     }
 }

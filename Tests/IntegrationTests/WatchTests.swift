@@ -149,6 +149,8 @@ struct WatchTests {
             #expect(summary.acknowledged.filter { !present.contains($0) }.isEmpty, "acknowledged rows lost")
 
             #expect(await cluster.eventually(20) { try cluster.upstreamPort(of: other) == cluster.port(newPrimary) })
+            // The failover records itself last, after the standbys stream again.
+            #expect(await watcher.waitFor("failed-over", timeout: 30), "\(watcher.log)")
             let history = await cluster.run(["history", "--json"])
             #expect(history.stdout.contains("\"by\" : \"watch\""), "\(history.stdout)")
             // rejoin: auto brings the old primary back as a standby, never as a primary.
