@@ -184,3 +184,37 @@ json_steps() {
         inside && /"seconds" : / { s = $0; sub(/^[^:]*: /, "", s); sub(/,?[ \t]*$/, "", s); printf "%.3f\t%s\n", s, name }
     ' "$1"
 }
+
+# --- Shared by the benches that kill a primary under writers (bench-watch, bench-haproxy).
+# They read PORT0, NODES, SU_USER, SU_PASS, PGBIN and BENCH_ROOT at call time.
+
+node_port() { echo $((PORT0 + ${1#db_})); }
+port_node() { echo "db_$(($1 - PORT0))"; }
+
+sql() {
+    PGPASSWORD="$SU_PASS" PGCONNECT_TIMEOUT=2 timeout 10 "$PGBIN/psql" -X -qAt -v ON_ERROR_STOP=1 \
+        -h 127.0.0.1 -p "$(node_port "$1")" -U "$SU_USER" -d postgres -c "$2"
+}
+streaming_count() { sql "$1" "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'" 2>/dev/null || echo 0; }
+primary_now() {
+    local n
+    for n in $(seq 0 $((NODES - 1))); do
+        [ "$(sql "db_$n" "SELECT pg_is_in_recovery()" 2>/dev/null)" = f ] && { echo "db_$n"; return 0; }
+    done
+    return 1
+}
+
+# insert_writer DSN TABLE RUN CLIENT: one-row INSERTs through DSN (one psql a statement) until
+# the stop file of RUN exists; "id port time" per acknowledgement, in acks-RUN.
+insert_writer() {
+    local dsn="$1" table="$2" run="$3" client="$4" seq=0 port
+    while [ ! -e "$BENCH_ROOT/stop-$run" ]; do
+        seq=$((seq + 1))
+        if port="$(PGPASSWORD="$SU_PASS" PGCONNECT_TIMEOUT=1 timeout 5 "$PGBIN/psql" "$dsn" -X -qAt -v ON_ERROR_STOP=1 \
+            -c "INSERT INTO $table (id) VALUES ('$run-$client-$seq') RETURNING inet_server_port()" 2>/dev/null)"; then
+            printf '%s %s %s\n' "$run-$client-$seq" "$port" "$(now)" >>"$BENCH_ROOT/acks-$run"
+        else
+            sleep 0.01
+        fi
+    done
+}

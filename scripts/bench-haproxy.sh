@@ -63,34 +63,8 @@ write_spec "$SPEC" bench_haproxy "$DIR" "{mode: any, count: 1}" $(seq "$PORT0" $
 printf 'watch:\n  interval: 0.5\n  failoverAfter: 2\n  http: 127.0.0.1:%s\nrouting: {rw: %s, ro: %s}\n' "$HTTP0" "$RW" "$RO" >>"$SPEC"
 BENCH_SPECS+=("$SPEC")
 
-node_port() { echo $((PORT0 + ${1#db_})); }
-port_node() { echo "db_$(($1 - PORT0))"; }
-sql() {
-    PGPASSWORD="$SU_PASS" PGCONNECT_TIMEOUT=2 timeout 10 "$PGBIN/psql" -X -qAt -v ON_ERROR_STOP=1 \
-        -h 127.0.0.1 -p "$(node_port "$1")" -U "$SU_USER" -d postgres -c "$2"
-}
-streaming_count() { sql "$1" "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'" 2>/dev/null || echo 0; }
-primary_now() {
-    local n
-    for n in $(seq 0 $((NODES - 1))); do
-        [ "$(sql "db_$n" "SELECT pg_is_in_recovery()" 2>/dev/null)" = f ] && { echo "db_$n"; return 0; }
-    done
-    return 1
-}
-
-# writer RUN CLIENT: INSERTs through HAProxy until the stop file exists; "id port time" per acknowledgement.
-writer() {
-    local run="$1" client="$2" seq=0 port
-    while [ ! -e "$BENCH_ROOT/stop-$run" ]; do
-        seq=$((seq + 1))
-        if port="$(PGPASSWORD="$SU_PASS" PGCONNECT_TIMEOUT=1 timeout 5 "$PGBIN/psql" "$PROXY_DSN" -X -qAt -v ON_ERROR_STOP=1 \
-            -c "INSERT INTO bench_haproxy (id) VALUES ('$run-$client-$seq') RETURNING inet_server_port()" 2>/dev/null)"; then
-            printf '%s %s %s\n' "$run-$client-$seq" "$port" "$(now)" >>"$BENCH_ROOT/acks-$run"
-        else
-            sleep 0.01
-        fi
-    done
-}
+# writer RUN CLIENT: the shared insert_writer (bench-common.sh) through $PROXY_DSN into bench_haproxy.
+writer() { insert_writer "$PROXY_DSN" bench_haproxy "$1" "$2"; }
 
 say "bench-haproxy: kill -9 the primary under $CLIENTS writers through HAProxy's read-write port"
 machine_line

@@ -58,35 +58,8 @@ write_spec "$SPEC" bench_watch "$DIR" "{mode: any, count: 1}" $(seq "$PORT0" $((
 printf 'watch:\n  interval: 0.5\n  failoverAfter: 2\n' >>"$SPEC"
 BENCH_SPECS+=("$SPEC")
 
-node_port() { echo $((PORT0 + ${1#db_})); }
-port_node() { echo "db_$(($1 - PORT0))"; }
-
-sql() {
-    PGPASSWORD="$SU_PASS" PGCONNECT_TIMEOUT=2 timeout 10 "$PGBIN/psql" -X -qAt -v ON_ERROR_STOP=1 \
-        -h 127.0.0.1 -p "$(node_port "$1")" -U "$SU_USER" -d postgres -c "$2"
-}
-streaming_count() { sql "$1" "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'" 2>/dev/null || echo 0; }
-primary_now() {
-    local n
-    for n in $(seq 0 $((NODES - 1))); do
-        [ "$(sql "db_$n" "SELECT pg_is_in_recovery()" 2>/dev/null)" = f ] && { echo "db_$n"; return 0; }
-    done
-    return 1
-}
-
-# writer RUN CLIENT: INSERTs until the stop file exists; "id port time" per acknowledgement.
-writer() {
-    local run="$1" client="$2" seq=0 port
-    while [ ! -e "$BENCH_ROOT/stop-$run" ]; do
-        seq=$((seq + 1))
-        if port="$(PGPASSWORD="$SU_PASS" PGCONNECT_TIMEOUT=1 timeout 5 "$PGBIN/psql" "$DSN" -X -qAt -v ON_ERROR_STOP=1 \
-            -c "INSERT INTO bench_watch (id) VALUES ('$run-$client-$seq') RETURNING inet_server_port()" 2>/dev/null)"; then
-            printf '%s %s %s\n' "$run-$client-$seq" "$port" "$(now)" >>"$BENCH_ROOT/acks-$run"
-        else
-            sleep 0.01
-        fi
-    done
-}
+# writer RUN CLIENT: the shared insert_writer (bench-common.sh) through $DSN into bench_watch.
+writer() { insert_writer "$DSN" bench_watch "$1" "$2"; }
 
 say "bench-watch: kill -9 / SIGSTOP the primary under $CLIENTS writers; pgcluster watch fails over by itself"
 machine_line
