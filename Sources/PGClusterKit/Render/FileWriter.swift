@@ -52,7 +52,11 @@ public struct FileWriter: Sendable {
                 try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
                 if let owner { _ = chown(folder, owner.uid, owner.gid) }
             }
-            let temp = (folder as NSString).appendingPathComponent(".\((path as NSString).lastPathComponent).tmp-\(getpid())")
+            // Unique per call, not only per process: two tasks writing the same file at once (the
+            // clones of one init each place the shared pgbackrest.conf) must not share a temp
+            // file, or one rename finds it gone.
+            let temp = (folder as NSString).appendingPathComponent(
+                ".\((path as NSString).lastPathComponent).tmp-\(getpid())-\(UUID().uuidString.prefix(8))")
             // Create with the final mode from the start, so a secret is never readable by others.
             let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC, mode_t(mode))
             guard fd >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
