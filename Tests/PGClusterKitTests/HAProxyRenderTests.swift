@@ -4,7 +4,7 @@ import Testing
 @testable import PGClusterKit
 @testable import PGClusterRules
 
-/// `render`'s haproxy.cfg (DESIGN.md, "Health endpoints and routing"): written only with
+/// `render`'s haproxy.cfg (README.md, "Health endpoints and HAProxy"; docs/ARCHITECTURE.md, "pgcluster watch"): written only with
 /// watch.http, timed from watch.interval, checked by Debian's haproxy where it is installed.
 /// The full text of the etcd example is a golden file (Golden/etcd/haproxy.cfg).
 @Suite("HAProxy configuration")

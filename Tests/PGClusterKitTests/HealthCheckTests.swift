@@ -4,7 +4,7 @@ import Testing
 @testable import PGClusterKit
 @testable import PGClusterRules
 
-/// The health endpoints' answers (DESIGN.md, "Health endpoints and routing") as tables: a
+/// The health endpoints' answers (README.md, "Health endpoints and HAProxy"; docs/ARCHITECTURE.md, "pgcluster watch") as tables: a
 /// cluster as one tick saw it, a path on one node's port, the status code. No server.
 @Suite("Health endpoints: Patroni's paths, 200 / 503 / 404")
 struct HealthCheckTests {

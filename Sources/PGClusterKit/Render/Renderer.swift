@@ -108,7 +108,7 @@ public struct Renderer: Sendable {
 
     /// `haproxy.cfg` (with `watch.http`; nil without): a read-write frontend on `routing.rw`
     /// checked by `/primary` and a read-only one on `routing.ro` checked by `/replica`, on
-    /// the watcher's port for each node (DESIGN.md, "Health endpoints and routing").
+    /// the watcher's port for each node (README.md, "Health endpoints and HAProxy"; docs/ARCHITECTURE.md, "pgcluster watch").
     public func haproxyConf() throws(ClusterError) -> String? {
         guard let http = spec.watch.http else { return nil }
         let nodes = spec.nodes.enumerated().map { index, node -> [String: Any] in

@@ -4,7 +4,7 @@ import Foundation
 import ServiceLifecycle
 
 /// `watch.http`: node i's health endpoints on port + i, beside the watcher in its service
-/// group (DESIGN.md, "Health endpoints and routing"). Each port answers GET, HEAD and
+/// group (README.md, "Health endpoints and HAProxy"; docs/ARCHITECTURE.md, "pgcluster watch"). Each port answers GET, HEAD and
 /// OPTIONS from the last tick in ``HealthState``; what each path means is ``HealthCheck``.
 /// HEAD and OPTIONS (what HAProxy's `option httpchk` sends) get the status line only.
 /// Served by FlyingFox: Swift concurrency over non-blocking sockets, no SwiftNIO.

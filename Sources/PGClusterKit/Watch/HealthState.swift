@@ -1,7 +1,7 @@
 import Foundation
 
 /// What `watch`'s health endpoints answer from: the watcher writes it after each probe, the
-/// HTTP servers read it (DESIGN.md, "Health endpoints and routing"). One lock, held only to
+/// HTTP servers read it (README.md, "Health endpoints and HAProxy"; docs/ARCHITECTURE.md, "pgcluster watch"). One lock, held only to
 /// copy a value in or out, so a slow client never holds up the loop.
 public final class HealthState: @unchecked Sendable {
     /// One tick's facts, as the watcher saw them.

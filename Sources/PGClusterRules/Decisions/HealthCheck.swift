@@ -1,6 +1,6 @@
 import Foundation
 
-/// The answers of `watch`'s health endpoints (DESIGN.md, "Health endpoints and routing"), as
+/// The answers of `watch`'s health endpoints (README.md, "Health endpoints and HAProxy"; docs/ARCHITECTURE.md, "pgcluster watch"), as
 /// pure functions of one tick's observations: node i's port answers for node i, 200 when
 /// the path's condition holds, 503 when it does not, 404 for a path it does not know. The
 /// paths and their meaning follow Patroni's REST API, so that HAProxy configurations written

@@ -25,7 +25,7 @@ public struct WatchSettings: Sendable, Equatable {
     /// With store.etcd: seconds of the watchers' leadership lease (accepted now, used with etcd).
     public var leaseTTL: Double
     /// `watch.http`: where `watch` serves the health endpoints; node i (spec order) on
-    /// `port + i` (DESIGN.md, "Health endpoints and routing"). Nil: no HTTP at all.
+    /// `port + i` (README.md, "Health endpoints and HAProxy"; docs/ARCHITECTURE.md, "pgcluster watch"). Nil: no HTTP at all.
     public var http: HTTPAddress?
     /// `watch.httpPublic: true`: the operator accepts binding a wildcard address (0.0.0.0, ::).
     public var httpPublic: Bool
