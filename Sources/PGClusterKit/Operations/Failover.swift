@@ -116,7 +116,7 @@ public struct Failover: Sendable {
 
         // Fence and freeze at once (both are done before anything is promoted): fencing a
         // host that does not answer costs its connect timeout, freezing costs milliseconds.
-        async let fencing = fence(first, oldPrimary: oldPrimary)
+        async let fencing = fence(first, oldPrimary: oldPrimary, promoting: state.map(PrimaryRules.Record.init)?.promoting)
         // Freeze every reachable standby: from now on none acknowledges the old primary.
         let reachable = first.filter(\.isStandby)
         let frozen = await parallel(reachable.map(\.node)) { node throws(ClusterError) in try await ops.freeze(node) }
@@ -234,11 +234,10 @@ public struct Failover: Sendable {
     /// Fences what could come back as a primary by itself: the recorded old primary when it
     /// does not answer, or, when pgcluster cannot tell which node was primary, every node that
     /// does not answer. Returns what was done.
-    func fence(_ observations: [NodeObservation], oldPrimary: String?) async -> String? {
+    func fence(_ observations: [NodeObservation], oldPrimary: String?, promoting: String?) async -> String? {
         guard let control else { return nil }
         // The old primary; a node an earlier failover was promoting (it may be a primary nobody
         // recorded); or, with nothing recorded, every node that does not answer.
-        let promoting = try? await ClusterRecord.load(spec: spec).map(PrimaryRules.Record.init)?.promoting
         let silent = observations.filter {
             !$0.reachable && (oldPrimary == nil || $0.node.name == oldPrimary || $0.node.name == promoting)
         }

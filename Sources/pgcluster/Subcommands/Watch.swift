@@ -9,7 +9,8 @@ extension PGCluster {
             abstract: "Automatic failover: watch the cluster in the foreground until SIGTERM or SIGINT.",
             discussion: """
                 Every watch.interval it observes each node and takes at most one step, holding the \
-                cluster lock (while another command holds it, it only observes): a primary whose \
+                cluster lock (while another command holds it, it only observes); it also holds one idle \
+                connection to the primary, and probes at once when that connection drops (a crash). A primary whose \
                 postmaster is gone (its host answers) is failed over at once; one that does not answer \
                 only once it stayed lost for watch.failoverAfter and no standby streams from it any more. \
                 The failover's rules hold: no failover when the quorum cannot be proven (never \
