@@ -218,3 +218,24 @@ insert_writer() {
         fi
     done
 }
+
+# pooled_writer DSN TABLE RUN CLIENT: the same INSERTs over one psql session that stays
+# connected, as an application's pooled connection does. When the session breaks (the
+# server went away) or a reply takes over 2 s, a new session through DSN, as a pool's
+# reconnect would. "id port time" per acknowledgement, in pooled-RUN.
+pooled_writer() {
+    local dsn="$1" table="$2" run="$3" client="$4" seq=0 port in out session
+    while [ ! -e "$BENCH_ROOT/stop-$run" ]; do
+        coproc SESSION { PGPASSWORD="$SU_PASS" PGCONNECT_TIMEOUT=1 exec "$PGBIN/psql" "$dsn" -X -qAt -v ON_ERROR_STOP=1 2>/dev/null; }
+        in="${SESSION[1]}" out="${SESSION[0]}" session="$SESSION_PID"
+        while [ ! -e "$BENCH_ROOT/stop-$run" ]; do
+            seq=$((seq + 1))
+            printf "INSERT INTO %s (id) VALUES ('%s') RETURNING inet_server_port();\n" "$table" "$run-$client-$seq" >&"$in" 2>/dev/null || break
+            IFS= read -r -t 2 port <&"$out" 2>/dev/null || break
+            printf '%s %s %s\n' "$run-$client-$seq" "$port" "$(now)" >>"$BENCH_ROOT/pooled-$run"
+        done
+        kill "$session" 2>/dev/null || true
+        wait "$session" 2>/dev/null || true
+        sleep 0.01
+    done
+}
