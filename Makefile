@@ -43,7 +43,8 @@ demo-down: release
 # Benchmarks print figures (no timed assertions): init against the same steps by hand,
 # failover, median of several runs with each step's time; backend ssh beside local on three
 # test hosts; watch (automatic failover after kill -9 and SIGSTOP under 4 writers); and
-# init, failover and switchover on compose containers beside local processes (the engine
+# switchover under writers (command time, longest gap between writes); init, failover and
+# switchover on compose containers beside local processes (the engine
 # of scripts/compose-engine.sh, started here when it is not running; `scripts/compose-engine.sh
 # down` stops it).
 bench: deps release
@@ -52,6 +53,7 @@ bench: deps release
 	scripts/bench-tls.sh
 	scripts/bench-ssh.sh
 	scripts/bench-watch.sh
+	scripts/bench-switchover.sh
 	scripts/bench-haproxy.sh
 	scripts/bench-apply.sh
 	scripts/bench-backup.sh

@@ -149,8 +149,26 @@ run_one() {
     local detected promoted
     detected="$(event_after detected "$t0" || true)"
     promoted="$(event_after promoted "$t0" || true)"
-    printf '         fault -> detected %s, detected -> decision %s, decision -> promoted %s, promoted -> first write %s; held connection: first write after %s s\n' \
-        "$(span "$t0" "$detected")" "$(span "$detected" "$decided")" "$(span "$decided" "$promoted")" "$(span "$promoted" "$first")" "$(span "$t0" "$pooled")"
+    if [ "$how" = kill ]; then
+        printf '         fault -> detected %s, detected -> decision %s, decision -> promoted %s, promoted -> first write %s; held connection: first write after %s s\n' \
+            "$(span "$t0" "$detected")" "$(span "$detected" "$decided")" "$(span "$decided" "$promoted")" "$(span "$promoted" "$first")" "$(span "$t0" "$pooled")"
+    else
+        # A silent primary: failoverAfter passes, the watcher fences it (kills what still
+        # runs), probes again, and decides.
+        local fenced
+        fenced="$(event_after fenced "$t0" || true)"
+        printf '         fault -> fenced %s, fenced -> decision %s, decision -> promoted %s, promoted -> first write %s; held connection: first write after %s s\n' \
+            "$(span "$t0" "$fenced")" "$(span "$fenced" "$decided")" "$(span "$decided" "$promoted")" "$(span "$promoted" "$first")" "$(span "$t0" "$pooled")"
+    fi
+    # The watcher's own steps of that failover (its failed-over line).
+    local stamp line
+    while read -r stamp _ _ line; do
+        stamp="$(date -d "$stamp" +%s.%N 2>/dev/null)" || continue
+        if awk -v a="$stamp" -v b="$t0" 'BEGIN { exit !(a > b) }'; then
+            printf '         watcher steps: %s\n' "${line##*steps: }"
+            break
+        fi
+    done < <(grep -E "^[0-9T:.-]+Z failed-over " "$BENCH_ROOT/watch.log")
 }
 
 for run in $(seq 1 "$RUNS"); do run_one kill "k$run"; done

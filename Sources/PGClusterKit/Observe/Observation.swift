@@ -31,11 +31,10 @@ public struct Observer: Sendable {
 
     public func observe(_ node: NodeSpec) async -> NodeObservation {
         let target = self.target(node, connectTimeout: max(1, Int(timeout.rounded(.up))))
+        let sessions = ServerSessions.current
         let result = await Blocking.run(timeout: timeout + 0.5) { () -> NodeObservation in
             do throws(PGError) {
-                let connection = try PGConnection.connect(target)
-                defer { connection.close() }
-                return try Self.read(node, connection)
+                return try ServerSessions.with(target, sessions) { connection throws(PGError) in try Self.read(node, connection) }
             } catch {
                 return NodeObservation(node: node, error: error.message)
             }

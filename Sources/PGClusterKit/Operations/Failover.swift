@@ -81,7 +81,12 @@ public struct Failover: Sendable {
         return (remembered, configs.sync, configs.alsoPossible)
     }
 
+    /// Its steps on one server share a connection (``ServerSessions``).
     public func run() async throws(ClusterError) -> Report {
+        try await ServerSessions.keep { () async throws(ClusterError) -> Report in try await steps() }
+    }
+
+    func steps() async throws(ClusterError) -> Report {
         var timer = StepTimer(announce: false)
         let state = try await ClusterRecord.load(spec: spec)
         // Unknown when nothing was recorded: then every node that does not answer is fenced.

@@ -29,13 +29,15 @@ public struct ServerOps: Sendable {
     public static func execute(
         _ statements: [String], on target: ConnectionTarget, name: String, timeout: Double = 10
     ) async throws(ClusterError) -> QueryResult {
+        let sessions = ServerSessions.current
         let outcome: Result<QueryResult, PGError>? = await Blocking.run(timeout: timeout) {
             do throws(PGError) {
-                let connection = try PGConnection.connect(target)
-                defer { connection.close() }
-                var last = QueryResult(columns: [], rows: [])
-                for statement in statements { last = try connection.query(statement) }
-                return .success(last)
+                return .success(
+                    try ServerSessions.with(target, sessions) { connection throws(PGError) in
+                        var last = QueryResult(columns: [], rows: [])
+                        for statement in statements { last = try connection.query(statement) }
+                        return last
+                    })
             } catch {
                 return .failure(error)
             }
@@ -60,7 +62,7 @@ public struct ServerOps: Sendable {
         throw ClusterError("timed out after \(timeout) s waiting until \(what)")
     }
 
-    /// Runs `statements`, then `query` every 10 ms until `done` says so, all on one
+    /// Runs `statements`, then `query` every 5 ms until `done` says so, all on one
     /// connection (a handshake, with TLS, costs more than the query): nil after `timeout`.
     /// A lost connection is opened again.
     public func poll(
@@ -68,21 +70,24 @@ public struct ServerOps: Sendable {
         until done: @escaping @Sendable (QueryResult) -> Bool
     ) async throws(ClusterError) -> QueryResult? {
         let target = observer.target(node, connectTimeout: max(1, Int(min(timeout, 5))))
+        let sessions = ServerSessions.current
         let outcome: Result<QueryResult?, PGError>? = await Blocking.run(timeout: timeout + 5) {
             let deadline = Date().addingTimeInterval(timeout)
             var pending = statements
             var lastError: PGError?
             while Date() < deadline {
                 do throws(PGError) {
-                    let connection = try PGConnection.connect(target)
-                    defer { connection.close() }
-                    for statement in pending { try connection.query(statement) }
-                    pending = []
-                    while Date() < deadline {
-                        let result = try connection.query(query)
-                        if done(result) { return .success(result) }
-                        usleep(10_000)
+                    let found = try ServerSessions.with(target, sessions) { connection throws(PGError) -> QueryResult? in
+                        for statement in pending { try connection.query(statement) }
+                        pending = []
+                        while Date() < deadline {
+                            let result = try connection.query(query)
+                            if done(result) { return result }
+                            usleep(5_000)
+                        }
+                        return nil
                     }
+                    if let found { return .success(found) }
                 } catch {
                     lastError = error
                     if !pending.isEmpty { return .failure(error) }
@@ -162,17 +167,20 @@ public struct ServerOps: Sendable {
     public func promote(_ node: NodeSpec, timeout: Double = 60) async throws(ClusterError) {
         try await HeldLocks.verify(before: "promoting \(node.name)")
         let target = observer.target(node, connectTimeout: 5)
+        let sessions = ServerSessions.current
         let outcome: Result<Bool, PGError>? = await Blocking.run(timeout: timeout + 5) {
             do throws(PGError) {
-                let connection = try PGConnection.connect(target)
-                defer { connection.close() }
-                guard try connection.query("SELECT pg_promote(false)").scalar == "t" else { return .success(false) }
-                let deadline = Date().addingTimeInterval(timeout)
-                while Date() < deadline {
-                    if try connection.query("SELECT pg_is_in_recovery()").scalar == "f" { return .success(true) }
-                    usleep(10_000)
-                }
-                return .success(false)
+                return .success(
+                    try ServerSessions.with(target, sessions) { connection throws(PGError) in
+                        guard try connection.query("SELECT pg_promote(false)").scalar == "t" else { return false }
+                        // pg_promote(true) would look every 100 ms; the end of recovery takes a few.
+                        let deadline = Date().addingTimeInterval(timeout)
+                        while Date() < deadline {
+                            if try connection.query("SELECT pg_is_in_recovery()").scalar == "f" { return true }
+                            usleep(2_000)
+                        }
+                        return false
+                    })
             } catch {
                 return .failure(error)
             }

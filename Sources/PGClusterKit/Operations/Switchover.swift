@@ -48,7 +48,12 @@ public struct Switchover: Sendable {
         }
     }
 
+    /// Its steps on one server share a connection (``ServerSessions``).
     public func run() async throws(ClusterError) -> Report {
+        try await ServerSessions.keep { () async throws(ClusterError) -> Report in try await steps() }
+    }
+
+    func steps() async throws(ClusterError) -> Report {
         if let candidate, spec.node(named: candidate) == nil {
             throw ClusterError(
                 "--candidate \(candidate): no such node (nodes: \(spec.nodes.map(\.name).joined(separator: ", ")))",

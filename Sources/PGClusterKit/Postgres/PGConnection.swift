@@ -130,6 +130,11 @@ public final class PGConnection: @unchecked Sendable {
         return Int(String(cString: port))
     }
 
+    /// True when the connection is closed or libpq found it broken (the server went away).
+    public var isBroken: Bool {
+        lock.withLock { conn.map { PQstatus($0) != CONNECTION_OK } ?? true }
+    }
+
     public func close() {
         lock.withLock {
             if let conn { PQfinish(conn) }

@@ -232,7 +232,8 @@ public struct Watcher: Service {
                         + "(\(String(format: "%.3f", result.totalSeconds)) s); following: "
                         + "\(result.rePointed.isEmpty ? "none" : result.rePointed.joined(separator: ", ")); "
                         + "synchronous_standby_names = '\(result.synchronous)'"
-                        + (result.needsRejoin.isEmpty ? "" : "; needs rejoin: \(result.needsRejoin.joined(separator: ", "))"))
+                        + (result.needsRejoin.isEmpty ? "" : "; needs rejoin: \(result.needsRejoin.joined(separator: ", "))")
+                        + "; steps: " + result.steps.map { "\($0.name) \(String(format: "%.3f", $0.seconds))" }.joined(separator: ", "))
                 for warning in result.warnings { logger.event("warning", warning, level: .warning) }
                 for problem in result.problems { logger.event("problem", problem, level: .warning) }
             case .fence(let name, _):
