@@ -47,3 +47,16 @@ enum JSONOutput {
         }
     }
 }
+
+/// `start --json` and `stop --json`: one line per node, in the order the command took them.
+struct NodeLines: Encodable {
+    var lines: [String]
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(lines.map { line in
+            let node = String(line.prefix { $0 != " " })
+            return ["node": node, "result": String(line.dropFirst(node.count + 1))]
+        })
+    }
+}

@@ -11,6 +11,54 @@ struct QuorumTests {
         return Dictionary(uniqueKeysWithValues: rows.rows.map { ($0[0]!, $0[1]!) })
     }
 
+    /// Reads a command's --json output as a JSON value.
+    static func json(_ stdout: String) throws -> Any {
+        try JSONSerialization.jsonObject(with: Data(stdout.utf8))
+    }
+
+    @Test("--json on init, quorum, stop, start and dsn: documents a script can read, that say what happened")
+    func jsonOutput() async throws {
+        try await withCluster(name: "quorumjson", basePort: 21045, standbys: 1) { cluster in
+            let made = await cluster.run(["init", "--json"])
+            try #require(made.status == 0, "init --json: \(made.stderr)")
+            // The status document, each node with its role.
+            let status = try #require(try Self.json(made.stdout) as? [String: Any], "\(made.stdout)")
+            let nodes = try #require(status["nodes"] as? [[String: Any]], "\(made.stdout)")
+            #expect(nodes.compactMap { $0["role"] as? String }.sorted() == ["primary", "standby"], "\(made.stdout)")
+
+            let quorum = await cluster.run(["quorum", "--any", "1", "--json"])
+            #expect(quorum.status == 0, "quorum --json: \(quorum.stderr)")
+            let set = try #require(try Self.json(quorum.stdout) as? [String: Any], "\(quorum.stdout)")
+            #expect(set["primary"] as? String == "node0")
+            #expect(set["synchronousStandbyNames"] as? String == "ANY 1 (\"node1\")", "\(quorum.stdout)")
+            let rows = try #require(set["replication"] as? [[String: String]], "\(quorum.stdout)")
+            #expect(rows == [["standby": "node1", "state": "streaming", "sync": "quorum"]], "\(quorum.stdout)")
+
+            let stopped = await cluster.run(["stop", "--json", "node1"])
+            #expect(stopped.status == 0, "stop --json: \(stopped.stderr)")
+            #expect(try Self.json(stopped.stdout) as? [[String: String]] == [["node": "node1", "result": "stopped"]], "\(stopped.stdout)")
+            let again = await cluster.run(["stop", "--json", "node1"])
+            #expect(try Self.json(again.stdout) as? [[String: String]] == [["node": "node1", "result": "was not running"]], "\(again.stdout)")
+            let started = await cluster.run(["start", "--json", "node1"])
+            #expect(started.status == 0, "start --json: \(started.stderr)")
+            #expect(
+                try Self.json(started.stdout) as? [[String: String]] == [["node": "node1", "result": "started as a standby of node0"]],
+                "\(started.stdout)")
+
+            let dsn = await cluster.run(["dsn", "--json"])
+            #expect(dsn.status == 0, "dsn --json: \(dsn.stderr)")
+            let strings = try #require(try Self.json(dsn.stdout) as? [String: String], "\(dsn.stdout)")
+            #expect(strings["readWrite"]?.contains("target_session_attrs=read-write") == true, "\(dsn.stdout)")
+            #expect(strings["readOnly"]?.contains("target_session_attrs=prefer-standby") == true, "\(dsn.stdout)")
+            #expect(strings["database"] == "postgres" && strings["user"] != nil)
+            // The read-write string reaches the primary.
+            let connection = try PGConnection.connect(
+                conninfo: try #require(strings["readWrite"]), password: try cluster.credentials().superuser.password)
+            defer { connection.close() }
+            #expect(try connection.query("SELECT pg_is_in_recovery()").scalar == "f")
+        }
+    }
+
     @Test("ANY 1 holds with one standby down and blocks commits with both down; FIRST 1 and async switch back")
     func quorumModes() async throws {
         try await withCluster(name: "quorum", basePort: 21040) { cluster in

@@ -33,6 +33,9 @@ extension PGCluster {
         @Option(help: "Database name (default: postgres; with --app, app.database).")
         var database: String?
 
+        @Flag(help: "Print both strings (readWrite, readOnly) with the user and database as JSON.")
+        var json = false
+
         func run() async throws {
             try await execute {
                 let spec = try options.load()
@@ -59,9 +62,17 @@ extension PGCluster {
                         password = credentials.superuser.password
                     }
                 }
-                Console.out(
-                    ConnectionStrings.make(
-                        spec: spec, readOnly: readOnly, user: user, password: password, database: database ?? defaultDatabase))
+                let name = database ?? defaultDatabase
+                let make = { (readOnly: Bool) in
+                    ConnectionStrings.make(spec: spec, readOnly: readOnly, user: user, password: password, database: name)
+                }
+                if json {
+                    Console.out(
+                        try JSONOutput.encode(
+                            ["readWrite": make(false), "readOnly": make(true), "user": user, "database": name]))
+                } else {
+                    Console.out(make(readOnly))
+                }
             }
         }
     }

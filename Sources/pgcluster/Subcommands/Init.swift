@@ -10,7 +10,8 @@ extension PGCluster {
                 slot per standby, pg_basebackup every standby at once, start them, wait until all stream, \
                 then apply the spec's synchronous mode. Passwords the spec does not give are generated and \
                 stored in local.dir/credentials.json (mode 0600). When run as root, the servers run as \
-                local.osUser. Refuses (exit 2) when data already exists, unless --force.
+                local.osUser. Refuses (exit 2) when data already exists, unless --force. Ends with the \
+                status table (--json: the document `status --json` prints).
                 Compose backend: renders the project into local.dir/compose with the stored \
                 passwords, runs `docker compose up -d`, waits until every standby has cloned the \
                 primary and streams, then applies the synchronous mode.
@@ -20,6 +21,9 @@ extension PGCluster {
 
         @Flag(help: "Stop the cluster's servers and erase its existing data first.")
         var force = false
+
+        @Flag(help: "Print the result as JSON.")
+        var json = false
 
         func run() async throws {
             try await executeLocked(options, "init") { spec in
@@ -32,7 +36,9 @@ extension PGCluster {
                 }
                 let credentials = try ClusterAccess.credentials(spec)
                 let observations = await Observer(credentials: credentials).observeAll(spec.nodes)
-                Console.out(StatusReport.make(spec: spec, observations: observations).table)
+                let report = StatusReport.make(spec: spec, observations: observations)
+                // The same document as `status --json`.
+                Console.out(json ? try JSONOutput.encode(report) : report.table)
             }
         }
     }

@@ -44,6 +44,9 @@ extension PGCluster {
         @Option(help: "Seconds to wait for pg_stat_replication to show the new mode.")
         var timeout: Double = 30
 
+        @Flag(help: "Print the result as JSON.")
+        var json = false
+
         func validate() throws {
             let chosen = [any != nil, first != nil, async].filter { $0 }.count
             if chosen > 1 { throw ValidationError("give one of --any N, --first N and --async") }
@@ -87,9 +90,35 @@ extension PGCluster {
                 try await ClusterRecord.saveSynchronous(
                     spec: spec, primary: plan.primary, mode: plan.mode, standbys: standbys == nil ? nil : plan.standbys,
                     applied: (plan.mode, plan.standbys))
+                if json {
+                    Console.out(
+                        try JSONOutput.encode(
+                            QuorumResult(
+                                primary: plan.primary, synchronousStandbyNames: change.value, mode: plan.mode.description,
+                                standbys: plan.standbys, leftOut: plan.leftOut,
+                                replication: rows.map { .init(standby: $0.applicationName, state: $0.state, sync: $0.syncState) })))
+                    return
+                }
                 Console.out("\(plan.primary): synchronous_standby_names = '\(change.value)', synchronous_commit = on")
                 Console.out(TextTable.render([["STANDBY", "STATE", "SYNC"]] + rows.map { [$0.applicationName, $0.state, $0.syncState] }))
             }
         }
     }
+}
+
+/// `quorum --json`: what was set, and pg_stat_replication as the command saw it last.
+struct QuorumResult: Encodable {
+    struct Row: Encodable {
+        var standby: String
+        var state: String
+        var sync: String
+    }
+
+    var primary: String
+    var synchronousStandbyNames: String
+    var mode: String
+    var standbys: [String]
+    /// Standbys not listed because they did not answer.
+    var leftOut: [String]
+    var replication: [Row]
 }

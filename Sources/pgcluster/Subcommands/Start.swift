@@ -18,12 +18,19 @@ extension PGCluster {
         @Argument(help: "Nodes to start; all when none is named.")
         var nodes: [String] = []
 
+        @Flag(help: "Print the result as JSON.")
+        var json = false
+
         func run() async throws {
             try await executeLocked(options, "start") { spec in
                 let control = try ClusterAccess.control(spec, options)
                 let nodes = try NodeSelection.resolve(nodes, in: spec, primaryFirst: false)
                 let lines = try await StartNodes(control: control, credentials: try ClusterAccess.credentials(spec)).run(nodes)
-                for line in lines { Console.out(line) }
+                if json {
+                    Console.out(try JSONOutput.encode(NodeLines(lines: lines)))
+                } else {
+                    for line in lines { Console.out(line) }
+                }
             }
         }
     }
