@@ -141,6 +141,40 @@ struct InitTests {
         }
     }
 
+    @Test("render's logrotate.conf, run by logrotate itself: each node's log is rotated, and the running server writes on into the emptied file")
+    func logRotation() async throws {
+        let logrotate = "/usr/sbin/logrotate"
+        try #require(FileManager.default.isExecutableFile(atPath: logrotate), "logrotate is not installed: run scripts/ensure-deps.sh")
+        try await withCluster(name: "logrotate", basePort: 21048, standbys: 1) { cluster in
+            try await cluster.initCluster()
+            let out = "\(cluster.root)/rendered"
+            let render = await cluster.run(["render", "--out", out])
+            try #require(render.status == 0, "\(render.stderr)")
+            let config = try String(contentsOfFile: "\(out)/logrotate.conf", encoding: .utf8)
+            let logs = ["node0", "node1"].map { "\(cluster.dataRoot)/\($0)/postgres.log" }
+            for log in logs { #expect(config.contains("\n\(log)\n"), "\(config)") }
+            #expect(config.contains("copytruncate"))
+
+            // -f: rotate now, whatever the day; its own state file.
+            let rotated = TestCluster.spawnWithFiles(
+                [logrotate, "-f", "-s", "\(cluster.root)/logrotate.state", "\(out)/logrotate.conf"], timeout: 60)
+            #expect(rotated.status == 0, "logrotate refused the rendered config:\n\(rotated.stdout)\(rotated.stderr)")
+            for log in logs {
+                // The old lines went to .1 (compressed from the next rotation on: delaycompress).
+                let old = (try? String(contentsOfFile: log + ".1", encoding: .utf8)) ?? ""
+                #expect(old.contains("database system is ready"), "\(log).1: \(old.suffix(300))")
+            }
+            // The servers still write into the emptied files.
+            for node in ["node0", "node1"] { try cluster.sql(node, "SELECT pg_reload_conf()") }
+            for log in logs {
+                let writes = await cluster.eventually {
+                    try String(contentsOfFile: log, encoding: .utf8).contains("received SIGHUP")
+                }
+                #expect(writes, "\(log) after the rotation: \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
+            }
+        }
+    }
+
     @Test("four standbys are cloned in parallel and all stream")
     func fourStandbys() async throws {
         try await withCluster(name: "init5", basePort: 21020, standbys: 4) { cluster in

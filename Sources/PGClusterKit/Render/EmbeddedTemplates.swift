@@ -504,6 +504,31 @@ backend {{cluster}}_replicas
 {{/nodes}}
 
 """##,
+        "logrotate.conf.mustache": ##"""
+# logrotate configuration for the PostgreSQL server logs of cluster {{cluster}}, written by
+# `pgcluster render` from {{specFile}}. Install it on each database host (backend ssh: the
+# same paths are on every host), for example as /etc/logrotate.d/pgcluster-{{cluster}}; the
+# daily logrotate run then keeps a week of each node's log, compressed.
+#
+# copytruncate: each server keeps its log open (pg_ctl -l), so the file is copied and
+# emptied in place rather than moved; the server writes on at the start of the emptied
+# file. A line written in the instant between the copy and the truncation can be lost.
+{{#logs}}
+{{path}}
+{{/logs}}
+{
+    su {{user}} {{user}}
+    daily
+    rotate 7
+    maxsize 100M
+    copytruncate
+    compress
+    delaycompress
+    missingok
+    notifempty
+}
+
+"""##,
         "pg_hba.conf.mustache": ##"""
 # pg_hba.conf for node {{node}} of cluster {{cluster}}, written by `pgcluster render`.
 # SCRAM passwords everywhere; no trust. Only the networks in network.allow get in.

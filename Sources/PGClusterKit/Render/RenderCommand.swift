@@ -23,7 +23,8 @@ public enum RenderCommand {
         let haproxy = try renderer.haproxyConf().map { [RenderedFile(path: "haproxy.cfg", contents: $0)] } ?? []
         switch spec.backend {
         case .local, .ssh:
-            return Plan(files: try renderer.nodeFiles() + haproxy, credentials: nil)
+            let logrotate = try renderer.logrotateConf().map { [RenderedFile(path: "logrotate.conf", contents: $0)] } ?? []
+            return Plan(files: try renderer.nodeFiles() + haproxy + logrotate, credentials: nil)
         case .compose:
             let envPath = outputDirectory.map { "\($0)/\(ComposeRenderer.FileName.env)" }
             let existing = envPath.flatMap { EnvFile.read($0) } ?? [:]

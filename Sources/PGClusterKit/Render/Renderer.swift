@@ -129,6 +129,19 @@ public struct Renderer: Sendable {
         return try templates.render("haproxy.cfg.mustache", context)
     }
 
+    /// logrotate's configuration for every node's server log (backends local and ssh; a
+    /// compose node logs to its container's output, which the engine rotates): daily, a
+    /// week kept, copytruncate because the server holds its log open.
+    public func logrotateConf() throws(ClusterError) -> String? {
+        guard spec.backend != .compose else { return nil }
+        let layout = LocalLayout(spec: spec)
+        let context: [String: Any] = [
+            "cluster": spec.name, "specFile": (spec.file as NSString).lastPathComponent,
+            "logs": spec.nodes.map { ["path": layout.logFile($0.name)] }, "user": spec.local.osUser,
+        ]
+        return try templates.render("logrotate.conf.mustache", context)
+    }
+
     /// The number of WAL senders and slots: one per node (any node may become the
     /// primary of all others), two for pg_basebackup's streams, plus headroom.
     public var maxWalSenders: Int { max(10, spec.nodes.count * 2 + 4) }
