@@ -41,6 +41,7 @@ demo-down: release
 	.build/release/pgcluster destroy --yes -f $(SPEC)
 
 # Benchmarks print figures (no timed assertions): init against the same steps by hand,
+# the scale curve (init and failover with 2, 4 and 8 standbys),
 # failover, median of several runs with each step's time; backend ssh beside local on three
 # test hosts; watch (automatic failover after kill -9 and SIGSTOP under 4 writers); and
 # switchover under writers (command time, longest gap between writes); init, failover and
@@ -49,6 +50,7 @@ demo-down: release
 # down` stops it).
 bench: deps release
 	scripts/bench-init.sh
+	scripts/bench-scale.sh
 	scripts/bench-failover.sh
 	scripts/bench-tls.sh
 	scripts/bench-ssh.sh

@@ -11,7 +11,10 @@
 #   full, incr  `pgcluster backup --type full`, then after 10,000 pgbench transactions
 #               `--type incr` (each includes pgbackrest check and the archive wait);
 #   restore     `pgcluster restore --to latest --into` a one-node cluster (restore, recovery,
-#               promotion).
+#               promotion);
+#   rejoin      after kill -9 of the primary, `failover` and 10,000 more transactions, the
+#               old primary back with `rejoin` (pg_rewind), then the same with
+#               `rejoin --reclone` (a whole new pg_basebackup): what rewinding saves.
 #
 # Usage: scripts/bench-backup.sh     (env: PGCLUSTER=.build/release/pgcluster, SCALE)
 # Uses ports 22495-22497 and a folder /tmp/pgcluster-bench-XXXXXX, removed on exit.
@@ -84,3 +87,26 @@ start="$(now)"
 "$PGCLUSTER" restore -f "$SPEC" --to latest --into "$INTO" >"$BENCH_ROOT/restore.out" 2>"$BENCH_ROOT/restore.log" || { tail "$BENCH_ROOT/restore.log" >&2; die "restore failed"; }
 t="$(elapsed "$start")"
 row "restore" "$t" "$(mbps "$bytes" "$t")" "into a new one-node cluster, recovered and promoted"
+
+# After a failover, the old primary back as a standby: pg_rewind (what `rejoin` does) against
+# a new clone (`rejoin --reclone`), after the same pgbench writes on the new primary.
+rejoin_after_failover() {
+    local how="$1" old
+    old="db_0"
+    [ "$(PGPASSWORD="$SU_PASS" "$PGBIN/psql" -X -qAt "$DSN" -c "SELECT inet_server_port()")" = "$PORT0" ] || old="db_1"
+    kill -9 "$(head -n1 "$DIR/$old/data/postmaster.pid")"
+    "$PGCLUSTER" failover -f "$SPEC" >"$BENCH_ROOT/failover-$how.log" 2>&1 || { tail "$BENCH_ROOT/failover-$how.log" >&2; die "failover failed"; }
+    PGPASSWORD="$SU_PASS" "$PGBIN/pgbench" -n -c 4 -t 2500 "$DSN" >>"$BENCH_ROOT/pgbench-run.log" 2>&1 || die "pgbench run failed"
+    start="$(now)"
+    # shellcheck disable=SC2046
+    "$PGCLUSTER" rejoin "$old" $([ "$how" = reclone ] && echo --reclone) -f "$SPEC" >"$BENCH_ROOT/rejoin-$how.log" 2>&1 ||
+        { tail "$BENCH_ROOT/rejoin-$how.log" >&2; die "rejoin ($how) failed"; }
+    t="$(elapsed "$start")"
+}
+rejoin_after_failover rewind
+row "rejoin" "$t" "-" "pg_rewind of the old primary after a failover and 10,000 transactions"
+rewound="$t"
+rejoin_after_failover reclone
+row "rejoin clone" "$t" "$(mbps "$bytes" "$t")" "rejoin --reclone: pg_basebackup of the whole folder instead"
+say ""
+say "rewind / reclone: $(ratio "$rewound" "$t")"

@@ -14,7 +14,7 @@
 # The command's own steps (its --json report) are printed per run.
 #
 # Usage: scripts/bench-switchover.sh     (env: RUNS=5, PGCLUSTER=.build/release/pgcluster)
-# Uses ports 22070-22072 and a folder /tmp/pgcluster-bench-XXXXXX, removed on exit.
+# Uses ports 22075-22077 and a folder /tmp/pgcluster-bench-XXXXXX, removed on exit.
 set -euo pipefail
 
 # shellcheck source=scripts/bench-common.sh
@@ -22,7 +22,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/bench-common.sh"
 
 RUNS="${RUNS:-5}"
 case "$RUNS" in '' | *[!0-9]* | 0) die "RUNS must be a positive integer, not '$RUNS'" ;; esac
-PORT0=22070
+PORT0=22075
 NODES=3
 CLIENTS=4
 
