@@ -9,7 +9,7 @@
 # (the CCurl module: the etcd store's HTTP client, with TLS and client certificates).
 # haproxy (the health endpoints' tests route through the rendered haproxy.cfg) and, when it
 # can be installed, prometheus for promtool (the /metrics test checks the text with it, and
-# skips with one line without it), logrotate (the rendered logrotate.conf is run by it in a test).
+# skips with one line without it), logrotate (the rendered logrotate.conf is run by it in a test), pgbouncer (a hook re-points it).
 # As root it installs what is missing with apt-get; otherwise it prints the command.
 set -euo pipefail
 
@@ -34,6 +34,8 @@ else
   # backup: in a spec: pgBackRest takes the backups and archives the WAL.
   command -v pgbackrest >/dev/null 2>&1 || missing+=(pgbackrest)
   command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
+  # A hook re-points a real PgBouncer in HookTests.
+  [ -x /usr/sbin/pgbouncer ] || missing+=(pgbouncer)
   # The rendered logrotate.conf is tested with logrotate itself.
   command -v logrotate >/dev/null 2>&1 || [ -x /usr/sbin/logrotate ] || missing+=(logrotate)
   # The .deb test (Tests/IntegrationTests/PackageTests.swift) debootstraps a root to install into.

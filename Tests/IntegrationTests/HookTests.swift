@@ -4,9 +4,94 @@ import Testing
 @testable import PGClusterKit
 @testable import PGClusterRules
 
-/// Issue 25: hooks after a change of primary, on real servers. Ports 22530-22539.
+/// Issue 25: hooks after a change of primary, on real servers. Ports 22530-22539 (PgBouncer 22539).
 @Suite("hooks on role change", .serialized, .clusterLimit)
 struct HookTests {
+    @Test("kill -9 under watch: onRoleChange re-points a real PgBouncer at the new primary and reloads it; writes through PgBouncer resume there, nothing acknowledged lost")
+    func pgbouncer() async throws {
+        let bouncer = "/usr/sbin/pgbouncer"
+        try #require(FileManager.default.isExecutableFile(atPath: bouncer), "pgbouncer is not installed: run scripts/ensure-deps.sh")
+        let listen = 22539
+        let hooks = """
+            hooks:
+              onRoleChange: [/bin/sh, repoint-pgbouncer.sh]
+              timeout: 5s
+
+            """
+        try await withWatchedCluster(name: "hk-bouncer", basePort: 22535, watch: hooks) { cluster, watcher in
+            let watcher = try #require(watcher)
+            // PgBouncer's files, in a folder of the servers' user (it refuses to run as root).
+            let root = "\(cluster.root)/bouncer"
+            try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+            let login = try cluster.credentials().superuser
+            let tls = cluster.caFile == nil ? "disable" : "require"
+            // The hook an operator would write: the new primary's address into [databases], then SIGHUP.
+            try """
+            #!/bin/sh
+            set -e
+            sed -i "s/^postgres = .*/postgres = host=$PGCLUSTER_NEW_PRIMARY_HOST port=$PGCLUSTER_NEW_PRIMARY_PORT dbname=postgres/" bouncer/pgbouncer.ini
+            kill -HUP "$(cat bouncer/pgbouncer.pid)"
+            echo "pgbouncer now points at $PGCLUSTER_NEW_PRIMARY ($PGCLUSTER_NEW_PRIMARY_HOST:$PGCLUSTER_NEW_PRIMARY_PORT)"
+
+            """.write(toFile: "\(cluster.root)/repoint-pgbouncer.sh", atomically: true, encoding: .utf8)
+            try """
+            [databases]
+            postgres = host=127.0.0.1 port=\(cluster.port("node0")) dbname=postgres
+
+            [pgbouncer]
+            listen_addr = 127.0.0.1
+            listen_port = \(listen)
+            unix_socket_dir =
+            auth_type = trust
+            auth_file = \(root)/userlist.txt
+            pool_mode = session
+            server_tls_sslmode = \(tls)
+            server_connect_timeout = 2
+            server_login_retry = 1
+            pidfile = \(root)/pgbouncer.pid
+            logfile = \(root)/pgbouncer.log
+
+            """.write(toFile: "\(root)/pgbouncer.ini", atomically: true, encoding: .utf8)
+            try "\"\(login.user)\" \"\(login.password)\"\n".write(toFile: "\(root)/userlist.txt", atomically: true, encoding: .utf8)
+            var argv = [bouncer, "\(root)/pgbouncer.ini"]
+            if getuid() == 0 {
+                let user = try #require(OSUser.named("postgres"), "running as root needs the OS user postgres")
+                for path in [root, "\(root)/pgbouncer.ini", "\(root)/userlist.txt"] { chown(path, user.uid, user.gid) }
+                argv = ["/usr/bin/setpriv", "--reuid=\(user.uid)", "--regid=\(user.gid)", "--init-groups", "--"] + argv
+            }
+            let pooler = try ChildProcess(argv, logPath: "\(root)/pgbouncer.out")
+            do {
+                let conninfo = "host=127.0.0.1 port=\(listen) dbname=postgres user=\(login.user) connect_timeout=2 sslmode=disable"
+                func landsOn() -> Int? {
+                    guard let connection = try? PGConnection.connect(conninfo: conninfo, password: login.password) else { return nil }
+                    defer { connection.close() }
+                    return (try? connection.query("SELECT inet_server_port()"))?.scalar.flatMap { Int($0) }
+                }
+                #expect(await cluster.eventually(20) { landsOn() == cluster.port("node0") }, "PgBouncer never reached node0:\n\(pooler.log)")
+                try WriteLoad.prepare(conninfo: conninfo, password: login.password)
+                let load = WriteLoad(conninfo: conninfo, password: login.password, clients: 4)
+                load.start()
+                #expect(await cluster.waitForAcks(load, atLeast: 200), "no writes through PgBouncer")
+                try cluster.kill9Postmaster("node0")
+                #expect(await watcher.waitFor("failed-over", timeout: 40), "\(watcher.log)")
+                let newPrimary = try #require(cluster.onePrimary(besides: "node0"), "\(watcher.log)")
+                let before = load.counts.acknowledged
+                #expect(
+                    await cluster.waitForAcks(load, atLeast: before + 200),
+                    "writes did not resume through PgBouncer:\n\(pooler.log.suffix(3000))\n\(watcher.log.suffix(3000))")
+                let summary = await load.stop()
+                let present = try cluster.presentIds(newPrimary, summary.acknowledged)
+                #expect(summary.acknowledged.filter { !present.contains($0) }.isEmpty, "acknowledged rows lost")
+                #expect(landsOn() == cluster.port(newPrimary), "PgBouncer still points elsewhere:\n\(pooler.log.suffix(3000))")
+                #expect(watcher.log.contains("pgbouncer now points at \(newPrimary)"), "\(watcher.log)")
+            } catch {
+                await pooler.stop()
+                throw error
+            }
+            await pooler.stop()
+        }
+    }
+
     @Test("kill -9 under watch: the hook moves the \"VIP\" to the new primary; a failing (exit 3) and a hanging hook (sleep 60, timeout 1 s) are reported and the failover stands; switchover runs the hook too")
     func vip() async throws {
         let hooks = """

@@ -99,6 +99,8 @@ struct HooksAndReloadTests {
                 PGCLUSTER_BY=watch
                 PGCLUSTER_CLUSTER=t
                 PGCLUSTER_NEW_PRIMARY=db_1
+                PGCLUSTER_NEW_PRIMARY_HOST=127.0.0.1
+                PGCLUSTER_NEW_PRIMARY_PORT=15433
                 PGCLUSTER_OLD_PRIMARY=db_0
                 PGCLUSTER_REASON=failover
                 PGCLUSTER_TIMELINE=2

@@ -59,8 +59,14 @@ public enum Hooks {
     ) async -> String? {
         let argv = program.argv
         let folder = (spec.file as NSString).deletingLastPathComponent
+        // Where the new primary listens, for a hook that re-points a pooler or a proxy.
+        var environment = event.environment
+        if let node = spec.node(named: event.newPrimary) {
+            environment["PGCLUSTER_NEW_PRIMARY_HOST"] = node.host
+            environment["PGCLUSTER_NEW_PRIMARY_PORT"] = String(node.port)
+        }
         let command = Command(
-            argv[0], Array(argv.dropFirst()), environment: event.environment,
+            argv[0], Array(argv.dropFirst()), environment: environment,
             workingDirectory: folder.isEmpty ? nil : folder, timeout: spec.hooks.timeout)
         let started = ContinuousClock.now
         let result: CommandResult
