@@ -53,6 +53,37 @@ struct SystemdNotifyTests {
         #expect(Self.receive(fd) == "STOPPING=1")
     }
 
+    @Test("keepingAlive: WATCHDOG=1 goes on arriving while a long action runs, and stops after it")
+    func keepingAlive() async throws {
+        let path = "/tmp/pgcluster-notify-\(UUID().uuidString.prefix(8)).sock"
+        let fd = try Self.bind(path)
+        defer {
+            close(fd)
+            unlink(path)
+        }
+        let notifier = SystemdNotifier(environment: ["NOTIFY_SOCKET": path])
+        let result = await notifier.keepingAlive(every: 0.1) { () async -> Int in
+            try? await Task.sleep(for: .milliseconds(600))
+            return 42
+        }
+        #expect(result == 42)
+        var pings = 0
+        var flags = fcntl(fd, F_GETFL)
+        flags |= O_NONBLOCK
+        _ = fcntl(fd, F_SETFL, flags)
+        while let message = Self.receive(fd) {
+            #expect(message == "WATCHDOG=1")
+            pings += 1
+        }
+        // About six; at least two, whatever the load.
+        #expect(pings >= 2, "\(pings) pings during a 0.6 s action")
+        // None after it ended.
+        try? await Task.sleep(for: .milliseconds(300))
+        #expect(Self.receive(fd) == nil)
+        // Without NOTIFY_SOCKET it only runs the action.
+        #expect(await SystemdNotifier(environment: [:]).keepingAlive(every: 0.1) { 7 } == 7)
+    }
+
     @Test("an abstract socket (@name), as systemd uses")
     func abstractSocket() throws {
         let name = "@pgcluster-notify-\(UUID().uuidString.prefix(8))"

@@ -28,6 +28,26 @@ public struct SystemdNotifier: Sendable {
     public func watchdog() { notify("WATCHDOG=1") }
     public func stopping() { notify("STOPPING=1") }
 
+    /// Runs `body`, telling the watchdog every `seconds` meanwhile that the watcher lives: for
+    /// an action that may outlast `WatchdogSec` (a rejoin or a start that clones a large
+    /// database). Safe because every step of an action has a deadline of its own (each
+    /// subprocess, each libpq call), so an action cannot hang; the loop's own ticks still
+    /// stop the pings when the loop stops turning.
+    public func keepingAlive<T>(every seconds: Double = 2, _ body: () async -> T) async -> T {
+        guard enabled else { return await body() }
+        let pinger = Task {
+            while !Task.isCancelled {
+                watchdog()
+                try? await Task.sleep(for: .seconds(seconds))
+            }
+        }
+        let result = await body()
+        pinger.cancel()
+        // No ping after this returns.
+        await pinger.value
+        return result
+    }
+
     /// Sends `state` (newline-separated `KEY=value` lines) in one datagram. Returns whether
     /// it was sent; a failure is not an error for the watcher (systemd may be restarting).
     @discardableResult

@@ -161,7 +161,8 @@ public struct Watcher: Service {
         }
         report(action, lastKey: &lastKey)
         guard action.changes else { return false }
-        await carryOut(action, input: input, memory: &memory, now: now)
+        // A rejoin may clone a large database for longer than systemd's WatchdogSec.
+        await notifier.keepingAlive { await carryOut(action, input: input, memory: &memory, now: now) }
         lastKey = nil
         return true
     }
