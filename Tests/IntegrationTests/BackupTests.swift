@@ -43,7 +43,7 @@ extension TestCluster {
 /// Ports 22420-22499 (22400-22419 are HAProxy's frontends in HealthEndpointTests).
 @Suite("backups and point-in-time recovery on real servers (pgBackRest)", .serialized, .clusterLimit)
 struct BackupTests {
-    @Test("the archive keeps working across switchover and failover; restore to an LSN and to a time gives exactly the rows before it")
+    @Test("the archive keeps working across switchover and failover; restore to an LSN and to a time gives exactly the rows before it; the restored cluster takes quorum, fails over losing nothing and rejoins")
     func archiveAcrossRoleChangesAndRestore() async throws {
         try await withCluster(name: "bk-src", basePort: 22470, synchronous: "{mode: any, count: 1}") { cluster in
             try cluster.enableBackup()
@@ -93,6 +93,24 @@ struct BackupTests {
                     let ids = try into.ids("node0")
                     #expect(ids == Array(1...300), "restore --to \(target): \(ids.count) rows, \(ids.first ?? 0)..\(ids.last ?? 0)")
                     #expect(await into.eventually(30) { (try? into.ids("node1")) == Array(1...300) }, "the restored standby streams")
+                    if target == lsn {
+                        // A restored cluster is a cluster like any other: quorum, then a failover losing nothing.
+                        let quorum = await into.run(["quorum", "--any", "1"])
+                        #expect(quorum.status == 0, "quorum on the restored cluster: \(quorum.stderr)")
+                        try into.insert("node0", 1001...1010)
+                        try into.kill9Postmaster("node0")
+                        // With its only standby promoted, commits wait under durability strict: exit 1, naming the fix.
+                        let failover = await into.run(["failover"])
+                        #expect(failover.status == 1, "failover on the restored cluster: \(failover.stdout)\(failover.stderr)")
+                        #expect(failover.stdout.contains("pgcluster rejoin node0"), "\(failover.stdout)")
+                        #expect(try into.ids("node1") == Array(1...300) + Array(1001...1010), "rows after the failover")
+                        #expect(try into.sql("node1", "SELECT pg_is_in_recovery()").scalar == "f")
+                        let rejoin = await into.run(["rejoin", "node0"])
+                        #expect(rejoin.status == 0, "rejoin on the restored cluster: \(rejoin.stderr)")
+                        #expect(await into.eventually(30) { (try? into.ids("node0")) == Array(1...300) + Array(1001...1010) })
+                        let status = await into.run(["status"])
+                        #expect(status.status == 0, "status after rejoin: \(status.stdout)")
+                    }
                 } catch {
                     await into.teardown()
                     throw error
