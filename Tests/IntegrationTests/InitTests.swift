@@ -175,6 +175,22 @@ struct InitTests {
         }
     }
 
+    @Test("a clone reports its progress from the upstream's pg_stat_progress_basebackup: bytes, total, rate, an estimate")
+    func cloneProgress() async throws {
+        try await withCluster(name: "progress", basePort: 21043, standbys: 1) { cluster in
+            try await cluster.initCluster()
+            // About 150 MB, so that the clone lasts several of the test's 0.1 s intervals.
+            try cluster.sql("node0", "CREATE TABLE filler AS SELECT g, repeat(md5(g::text), 30) AS pad FROM generate_series(1, 150000) AS g")
+            let again = await cluster.run(["rejoin", "node1", "--reclone"], environment: ["PGCLUSTER_PROGRESS_INTERVAL": "0.1"])
+            #expect(again.status == 0, "\(again.stderr)")
+            let lines = again.stderr.split(separator: "\n").filter { $0.contains("[node1] cloning from node0: ") }
+            #expect(!lines.isEmpty, "no progress line:\n\(again.stderr)")
+            // Bytes of a total, a percentage and a rate.
+            #expect(lines.contains { $0.contains(" MB of ") && $0.contains(" %)") && $0.contains(" MB/s") }, "\(lines)")
+            #expect(try cluster.sql("node1", "SELECT count(*) FROM filler").scalar == "150000")
+        }
+    }
+
     @Test("four standbys are cloned in parallel and all stream")
     func fourStandbys() async throws {
         try await withCluster(name: "init5", basePort: 21020, standbys: 4) { cluster in

@@ -134,20 +134,27 @@ extension HostCluster: ServerControl {
 
 extension HostCluster {
     /// A fresh copy of `upstream` in `node`'s (new) data folder by pg_basebackup on the
-    /// node's host, set up to follow it.
+    /// node's host, set up to follow it. A clone that takes a while reports its progress
+    /// (``CloneProgress``, from the upstream's statistics, on every backend).
     func clone(_ node: NodeSpec, from upstream: NodeSpec, credentials: Credentials, progress: Bool) async throws(ClusterError) {
         try await prepareDirectories(node)
         let source = ConfigText.conninfo(
-            [("host", upstream.host), ("port", String(upstream.port)), ("user", credentials.replication.user)]
+            [
+                ("host", upstream.host), ("port", String(upstream.port)), ("user", credentials.replication.user),
+                ("application_name", CloneProgress.applicationName(node.name)),
+            ]
                 + renderer.verifyServer(from: node))
         var arguments = [
             "-D", layout.dataDir(node.name), "-d", source, "-X", "stream", "-c", "fast", "--no-password",
         ]
         if spec.replication.slots { arguments += ["-S", renderer.slotName(node)] }
-        if progress && spec.backend == .local { arguments.append("-P") }
-        try await server(
-            node, "pg_basebackup", arguments, environment: ["PGPASSFILE": layout.passfile],
-            progress: progress && spec.backend == .local, what: "\(node.name): pg_basebackup")
+        let reporter = CloneProgress(
+            node: node.name, upstream: upstream.name, target: Observer(credentials: credentials).target(upstream, connectTimeout: 3))
+        try await reporter.reporting { () async throws(ClusterError) in
+            try await server(
+                node, "pg_basebackup", arguments, environment: ["PGPASSFILE": layout.passfile],
+                progress: progress && spec.backend == .local, what: "\(node.name): pg_basebackup")
+        }
         try await placeConfig(node, following: upstream)
     }
 }
