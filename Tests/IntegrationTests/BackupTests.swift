@@ -158,6 +158,40 @@ struct BackupTests {
             #expect(status.status == 0, "\(status.stdout)")
         }
     }
+    @Test("a standby away past maxSlotWalKeep (its slot invalidated) catches up from the archive on start and streams again, without a re-clone")
+    func pastSlotLimit() async throws {
+        try await withCluster(name: "bk-slot", basePort: 22425, standbys: 1) { cluster in
+            try cluster.enableBackup()
+            let yaml = try String(contentsOfFile: cluster.specPath, encoding: .utf8)
+            try yaml.replacingOccurrences(of: "\nreplication:\n", with: "\nreplication:\n  maxSlotWalKeep: 32MB\n")
+                .write(toFile: cluster.specPath, atomically: true, encoding: .utf8)
+            try await cluster.initCluster()
+            try cluster.insert("node0", 1...10)
+            #expect(await cluster.run(["stop", "node1"]).status == 0)
+            // About 100 MB of WAL while it is away: past the 32 MB the slot may keep.
+            try cluster.sql("node0", "CREATE TABLE filler AS SELECT g, repeat(md5(g::text), 20) AS pad FROM generate_series(1, 150000) AS g")
+            let lost = await cluster.eventually(60) {
+                try cluster.sql("node0", "SELECT pg_switch_wal()")
+                try cluster.sql("node0", "CHECKPOINT")
+                return try cluster.sql("node0", "SELECT count(*) FROM pg_replication_slots WHERE wal_status = 'lost'").scalar == "1"
+            }
+            let slots = try cluster.sql("node0", "SELECT slot_name, wal_status FROM pg_replication_slots").rows
+            try #require(lost, "the slot was not invalidated: \(slots)")
+            try cluster.insert("node0", 11...20)
+
+            let start = await cluster.run(["start", "node1"])
+            #expect(start.status == 0, "\(start.stdout)\(start.stderr)")
+            #expect(start.stderr.contains("was invalidated"), "\(start.stderr)")
+            #expect(
+                await cluster.eventually(60) {
+                    try cluster.sql("node0", "SELECT state FROM pg_stat_replication WHERE application_name = 'node1'").scalar == "streaming"
+                }, "node1 does not stream again")
+            #expect(await cluster.eventually(30) { (try? cluster.ids("node1")) == Array(1...20) })
+            #expect(try cluster.sql("node1", "SELECT count(*) FROM filler").scalar == "150000")
+            #expect(try cluster.sql("node0", "SELECT wal_status FROM pg_replication_slots").scalar != "lost")
+        }
+    }
+
     @Test("drill --restore: every row acknowledged before the noted time comes back, none written after it")
     func restoreDrill() async throws {
         try await withCluster(name: "bk-drill", basePort: 22440, standbys: 1) { cluster in

@@ -195,8 +195,26 @@ public struct ServerOps: Sendable {
     }
 
     /// On a (new) primary: a physical slot, reserving WAL now, for each standby that will follow it.
+    /// A slot invalidated because its standby stayed away past `replication.maxSlotWalKeep`
+    /// (`wal_status` lost, and nobody streams through it) is made again: the standby catches
+    /// up from the WAL archive (`restore_command`, with `backup:`), then streams through the
+    /// new slot, which keeps WAL from its creation on. PostgreSQL 15 lets a physical
+    /// standby stream through an invalidated slot again once the WAL it asks for exists;
+    /// remaking the slot does not depend on that, and reserves WAL at once.
     public func ensureSlots(on primary: NodeSpec, for standbys: [NodeSpec]) async throws(ClusterError) {
         guard spec.replication.slots, !standbys.isEmpty else { return }
+        let lost = standbys.map { ConfigText.sqlLiteral(renderer.slotName($0)) }.joined(separator: ", ")
+        let dropped = try await execute(
+            primary,
+            [
+                "SELECT slot_name, pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                    + "WHERE slot_name IN (\(lost)) AND wal_status = 'lost' AND NOT active"
+            ])
+        for row in dropped.rows {
+            Console.progress(
+                "[\(primary.name)] replication slot \(row.first.flatMap { $0 } ?? "?") was invalidated (its standby stayed away past "
+                    + "replication.maxSlotWalKeep): made again; the standby catches up from the WAL archive, then streams")
+        }
         let statements = standbys.map { standby in
             let slot = ConfigText.sqlLiteral(renderer.slotName(standby))
             return "SELECT pg_create_physical_replication_slot(\(slot), true) "
