@@ -185,7 +185,22 @@ json_steps() {
     ' "$1"
 }
 
-# --- Shared by the benches that kill a primary under writers (bench-watch, bench-haproxy).
+# runs_or DEFAULT: RUNS from the environment (else DEFAULT), refused unless a positive integer.
+runs_or() {
+    RUNS="${RUNS:-$1}"
+    case "$RUNS" in '' | *[!0-9]* | 0) die "RUNS must be a positive integer, not '$RUNS'" ;; esac
+}
+
+# The writer clients a bench starts in the background (their PIDs), and their end: each
+# stops by itself once its run's stop file exists.
+WRITERS=()
+stop_writers() {
+    local pid
+    for pid in "${WRITERS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    WRITERS=()
+}
+
+# --- Shared by the benches that kill a primary under writers (bench-watch, bench-haproxy, bench-switchover).
 # They read PORT0, NODES, SU_USER, SU_PASS, PGBIN and BENCH_ROOT at call time.
 
 node_port() { echo $((PORT0 + ${1#db_})); }

@@ -22,8 +22,7 @@ set -euo pipefail
 # shellcheck source=scripts/bench-common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/bench-common.sh"
 
-RUNS="${RUNS:-5}"
-case "$RUNS" in '' | *[!0-9]* | 0) die "RUNS must be a positive integer, not '$RUNS'" ;; esac
+runs_or 5
 PORT0=22250
 HTTP0=22350
 RW=22410
@@ -34,12 +33,6 @@ HAPROXY="${HAPROXY:-/usr/sbin/haproxy}"
 [ -x "$HAPROXY" ] || die "no haproxy at $HAPROXY (scripts/ensure-deps.sh installs Debian's)"
 
 bench_setup
-WRITERS=()
-stop_writers() {
-    local pid
-    for pid in "${WRITERS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    WRITERS=()
-}
 WATCH_PID=""
 PROXY_PID=""
 stop_children() {

@@ -17,8 +17,7 @@ set -euo pipefail
 # shellcheck source=scripts/bench-common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/bench-common.sh"
 
-RUNS="${RUNS:-3}"
-case "$RUNS" in '' | *[!0-9]* | 0) die "RUNS must be a positive integer, not '$RUNS'" ;; esac
+runs_or 3
 read -r -a SIZES <<<"${SIZES:-2 4 8}"
 PORT0=22080
 bench_setup

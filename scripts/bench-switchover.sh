@@ -20,19 +20,12 @@ set -euo pipefail
 # shellcheck source=scripts/bench-common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/bench-common.sh"
 
-RUNS="${RUNS:-5}"
-case "$RUNS" in '' | *[!0-9]* | 0) die "RUNS must be a positive integer, not '$RUNS'" ;; esac
+runs_or 5
 PORT0=22075
 NODES=3
 CLIENTS=4
 
 bench_setup
-WRITERS=()
-stop_writers() {
-    local pid
-    for pid in "${WRITERS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    WRITERS=()
-}
 trap 'st=$?; set +e; stop_writers; (exit $st); bench_cleanup' EXIT
 
 DIR="$BENCH_ROOT/cluster"

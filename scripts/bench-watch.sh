@@ -33,19 +33,12 @@ set -euo pipefail
 # shellcheck source=scripts/bench-common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/bench-common.sh"
 
-RUNS="${RUNS:-7}"
-case "$RUNS" in '' | *[!0-9]* | 0) die "RUNS must be a positive integer, not '$RUNS'" ;; esac
+runs_or 7
 PORT0=22060
 NODES=3
 CLIENTS=4
 
 bench_setup
-WRITERS=()
-stop_writers() {
-    local pid
-    for pid in "${WRITERS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    WRITERS=()
-}
 WATCH_PID=""
 stop_watcher() {
     [ -n "$WATCH_PID" ] || return 0
