@@ -302,3 +302,32 @@ extension WatchDecision.Node {
         return copy
     }
 }
+
+@Suite("membership: this watcher's spec against the recorded members")
+struct MembershipTests {
+    static let nodes = [
+        NodeSpec(name: "db_0", host: "10.0.0.1", port: 5432, role: .primary),
+        NodeSpec(name: "db_1", host: "10.0.0.2", port: 5432, role: .standby),
+    ]
+
+    @Test("agreeing, or nothing recorded: nothing to say")
+    func agree() {
+        #expect(Membership.disagreement(spec: Self.nodes, recorded: Self.nodes.map(ClusterState.Member.init)) == nil)
+        #expect(Membership.disagreement(spec: Self.nodes, recorded: nil) == nil)
+    }
+
+    @Test("a member missing here, a node not recorded, a node that moved: each named, with the fix")
+    func differ() throws {
+        var recorded = Self.nodes.map(ClusterState.Member.init)
+        recorded.append(ClusterState.Member(NodeSpec(name: "db_2", host: "10.0.0.3", port: 5432, role: .standby)))
+        let extra = try #require(Membership.disagreement(spec: Self.nodes, recorded: recorded))
+        #expect(extra.contains("recorded but not in this spec (not watched here): db_2"), "\(extra)")
+        #expect(extra.contains("last applied from"))
+        let unrecorded = try #require(Membership.disagreement(spec: Self.nodes, recorded: Array(recorded.prefix(1))))
+        #expect(unrecorded.contains("not recorded (left alone until `pgcluster apply` adds them): db_1"), "\(unrecorded)")
+        recorded = Self.nodes.map(ClusterState.Member.init)
+        recorded[1].port = 5433
+        let moved = try #require(Membership.disagreement(spec: Self.nodes, recorded: recorded))
+        #expect(moved.contains("db_1 is 10.0.0.2:5433 on record, 10.0.0.2:5432 here"), "\(moved)")
+    }
+}

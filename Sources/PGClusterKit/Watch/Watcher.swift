@@ -26,6 +26,8 @@ public struct Watcher: Service {
     public var health: HealthState?
     /// Readiness and the watchdog for a systemd unit with `Type=notify` (no-op otherwise).
     public var notifier = SystemdNotifier()
+    /// What was last said about the spec against the recorded members.
+    let membership = LastSaid()
 
     /// - Parameter reload: reads the spec file again and builds its backend and credentials;
     ///   nil: the spec is never reloaded.
@@ -142,6 +144,16 @@ public struct Watcher: Service {
             report(.refuse(error.message), lastKey: &lastKey)
             health?.ticked()
             return false
+        }
+        // Watchers started from different copies of the spec would watch different nodes:
+        // said once per change (and once when they agree again).
+        let differs = Membership.disagreement(spec: spec.nodes, recorded: state?.nodes)
+        if membership.changed(to: differs) {
+            if let differs {
+                logger.event("members", differs, level: .warning)
+            } else {
+                logger.event("members", "this watcher's spec and the cluster's recorded members agree again")
+            }
         }
         let input = await observe(state: state, probedAt: now(), now: now)
         detector?.follow(input.nodes.first { $0.observation.isPrimary }?.observation.node)
@@ -282,6 +294,25 @@ public struct Watcher: Service {
             }
             let text = ([error.message] + error.details).joined(separator: "; ")
             logger.event(action.event + "-failed", node: name, text, level: .warning)
+        }
+    }
+}
+
+/// A line said once until it changes (nil: nothing to say), from any task.
+final class LastSaid: @unchecked Sendable {
+    private let lock = NSLock()
+    private var last: String?
+    private var first = true
+
+    /// True when `text` differs from what was said last; the first nil is no change.
+    func changed(to text: String?) -> Bool {
+        lock.withLock {
+            defer {
+                last = text
+                first = false
+            }
+            if first { return text != nil }
+            return text != last
         }
     }
 }
