@@ -215,7 +215,7 @@ struct InitTests {
                 postgres: \(postgres)
                 local: {dir: ./data, osUser: \(osUser)}
                 nodes:
-                  - {name: node0, port: 21040, role: primary}
+                  - {name: node0, port: 21039, role: primary}
                 """.write(toFile: path, atomically: true, encoding: .utf8)
             return path
         }
