@@ -192,6 +192,34 @@ struct BackupTests {
         }
     }
 
+    @Test("backup.standbysFrom: repository: with no backup yet a standby is cloned from the primary; after one, a new copy of it comes from the repository, catches up from the archive and streams")
+    func standbyFromRepository() async throws {
+        try await withCluster(name: "bk-from", basePort: 22436, standbys: 1) { cluster in
+            try cluster.enableBackup()
+            let yaml = try String(contentsOfFile: cluster.specPath, encoding: .utf8)
+            try yaml.replacingOccurrences(of: "\n  repo: ./repo\n", with: "\n  repo: ./repo\n  standbysFrom: repository\n")
+                .write(toFile: cluster.specPath, atomically: true, encoding: .utf8)
+            let made = await cluster.run(["init"])
+            try #require(made.status == 0, "\(made.stderr)")
+            #expect(made.stderr.contains("the repository holds no backup yet"), "\(made.stderr)")
+            try cluster.insert("node0", 1...10)
+            let backup = await cluster.run(["backup", "--type", "full"])
+            try #require(backup.status == 0, "\(backup.stderr)")
+            try cluster.insert("node0", 11...20)
+
+            let again = await cluster.run(["rejoin", "node1", "--reclone"])
+            #expect(again.status == 0, "\(again.stderr)")
+            #expect(again.stderr.contains("from the repository (backup.standbysFrom), not cloning node0"), "\(again.stderr)")
+            #expect(
+                await cluster.eventually(60) {
+                    try cluster.sql("node0", "SELECT state FROM pg_stat_replication WHERE application_name = 'node1'").scalar == "streaming"
+                }, "node1 does not stream")
+            try cluster.insert("node0", 21...30)
+            #expect(await cluster.eventually(30) { (try? cluster.ids("node1")) == Array(1...30) })
+            #expect(await cluster.run(["status"]).status == 0)
+        }
+    }
+
     @Test("drill --restore: every row acknowledged before the noted time comes back, none written after it")
     func restoreDrill() async throws {
         try await withCluster(name: "bk-drill", basePort: 22440, standbys: 1) { cluster in

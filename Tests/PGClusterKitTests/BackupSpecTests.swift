@@ -37,6 +37,9 @@ struct BackupSpecTests {
         Bad(label: "repo /", yaml: yaml("backup:\n  repo: /\n"), key: "backup.repo", reason: "must not be /"),
         Bad(label: "not a mapping", yaml: yaml("backup: /r\n"), key: "backup", reason: "expected a mapping"),
         Bad(
+            label: "standbysFrom elsewhere", yaml: yaml("backup:\n  repo: /r\n  standbysFrom: s3\n"), key: "backup.standbysFrom",
+            reason: "not one of primary, repository"),
+        Bad(
             label: "backend compose",
             yaml: yaml("backup:\n  repo: /r\n", backend: "backend: compose\n"), key: "backup", reason: "not supported yet with backend compose"),
     ]
@@ -66,5 +69,12 @@ struct BackupSpecTests {
         let spec = try SpecLoader.parse(
             Self.yaml("backup:\n  repo: /var/lib/pgbackrest\n  retention: {full: 3, diff: 6}\n"), file: "/specs/b.yaml")
         #expect(spec.backup == BackupSettings(repo: "/var/lib/pgbackrest", retentionFull: 3, retentionDiff: 6))
+    }
+
+    @Test("standbysFrom: primary by default, repository when asked")
+    func standbysFrom() throws {
+        #expect(try SpecLoader.parse(Self.yaml("backup:\n  repo: /r\n"), file: "/s/b.yaml").backup?.standbysFrom == .primary)
+        let spec = try SpecLoader.parse(Self.yaml("backup:\n  repo: /r\n  standbysFrom: repository\n"), file: "/s/b.yaml")
+        #expect(spec.backup?.standbysFrom == .repository)
     }
 }

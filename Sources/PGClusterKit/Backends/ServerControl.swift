@@ -148,6 +148,10 @@ extension HostCluster {
             "-D", layout.dataDir(node.name), "-d", source, "-X", "stream", "-c", "fast", "--no-password",
         ]
         if spec.replication.slots { arguments += ["-S", renderer.slotName(node)] }
+        if try await restoreFromRepository(node, instead: upstream) {
+            try await placeConfig(node, following: upstream)
+            return
+        }
         let reporter = CloneProgress(
             node: node.name, upstream: upstream.name, target: Observer(credentials: credentials).target(upstream, connectTimeout: 3))
         try await reporter.reporting { () async throws(ClusterError) in
@@ -156,6 +160,32 @@ extension HostCluster {
                 progress: progress && spec.backend == .local, what: "\(node.name): pg_basebackup")
         }
         try await placeConfig(node, following: upstream)
+    }
+
+    /// With `backup.standbysFrom: repository` and a backup in the repository: `node`'s data
+    /// from pgBackRest's newest backup, restored as a standby (`--type=standby`), instead of a
+    /// pg_basebackup that `upstream` would serve; what came after the backup comes from the
+    /// WAL archive, then by streaming. False when it does not apply (then clone as usual).
+    func restoreFromRepository(_ node: NodeSpec, instead upstream: NodeSpec) async throws(ClusterError) -> Bool {
+        guard spec.backup?.standbysFrom == .repository else { return false }
+        let repository = try BackupRepository(cluster: self)
+        guard let newest = (try? await repository.catalog())?.backups.last else {
+            Console.progress("[\(node.name)] the repository holds no backup yet: cloning \(upstream.name) with pg_basebackup")
+            return false
+        }
+        Console.progress("[\(node.name)] restoring backup \(newest.label) from the repository (backup.standbysFrom), not cloning \(upstream.name)")
+        try await repository.check(
+            [
+                "--pg1-path=\(layout.dataDir(node.name))", "--set=\(newest.label)", "--type=standby",
+                "--log-level-console=off", "--log-level-stderr=info", "restore",
+            ],
+            what: "pgbackrest restore of backup \(newest.label) into \(node.name)", progress: true)
+        // pgBackRest wrote its own restore_command into postgresql.auto.conf, which would win
+        // over standby.conf's (the one with this node's --pg1-path): only standby.conf's stays.
+        try await host(node).check(
+            ["/bin/sh", "-c", #"sed -i '/^[[:space:]]*restore_command[[:space:]]*=/d' "$1""#, "sh", "\(layout.dataDir(node.name))/postgresql.auto.conf"],
+            what: "\(node.name): postgresql.auto.conf after the restore")
+        return true
     }
 }
 

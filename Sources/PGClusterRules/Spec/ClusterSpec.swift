@@ -204,10 +204,21 @@ public struct BackupSettings: Sendable, Equatable {
     /// `retention.diff`: differential backups kept; nil: pgBackRest's default (as many as full ones allow).
     public var retentionDiff: Int?
 
-    public init(repo: String, retentionFull: Int = 2, retentionDiff: Int? = nil) {
+    /// `standbysFrom`: where a new standby's data comes from. `primary` (the default):
+    /// pg_basebackup from its upstream. `repository`: pgBackRest's newest backup when there
+    /// is one (restored as a standby, then WAL from the archive and streaming), which spares
+    /// the primary the copy; pg_basebackup when the repository holds no backup yet.
+    public enum StandbysFrom: String, Sendable, Equatable, CaseIterable {
+        case primary, repository
+    }
+
+    public var standbysFrom: StandbysFrom
+
+    public init(repo: String, retentionFull: Int = 2, retentionDiff: Int? = nil, standbysFrom: StandbysFrom = .primary) {
         self.repo = repo
         self.retentionFull = retentionFull
         self.retentionDiff = retentionDiff
+        self.standbysFrom = standbysFrom
     }
 }
 

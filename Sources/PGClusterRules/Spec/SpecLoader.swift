@@ -396,7 +396,7 @@ private struct Reader {
     /// this machine, so backend local only for now; `repoHost` is read and refused.
     mutating func backupSection(_ node: Node?, backend: ClusterSpec.Backend, specFolder: URL) -> BackupSettings? {
         guard let node, node.null == nil else { return nil }
-        let map = mapping(node, "backup", allowed: ["repo", "repoHost", "retention"])
+        let map = mapping(node, "backup", allowed: ["repo", "repoHost", "retention", "standbysFrom"])
         if map.isEmpty && problems.isEmpty { fail(node, "backup", "expected a mapping such as {repo: /var/lib/pgbackrest}") }
         if backend != .local {
             fail(
@@ -422,8 +422,16 @@ private struct Reader {
         let retention = mapping(map["retention"], "backup.retention", allowed: ["full", "diff"])
         let full = int(retention["full"], "backup.retention.full", default: 2, range: 1...9999) ?? 2
         let diff = retention["diff"] == nil ? nil : int(retention["diff"], "backup.retention.diff", range: 1...9999)
+        var standbysFrom = BackupSettings.StandbysFrom.primary
+        if let value = map["standbysFrom"], let text = string(value, "backup.standbysFrom") {
+            if let from = BackupSettings.StandbysFrom(rawValue: text) {
+                standbysFrom = from
+            } else {
+                fail(value, "backup.standbysFrom", "'\(text)' is not one of primary, repository")
+            }
+        }
         guard let repo else { return nil }
-        return BackupSettings(repo: repo, retentionFull: full, retentionDiff: diff)
+        return BackupSettings(repo: repo, retentionFull: full, retentionDiff: diff, standbysFrom: standbysFrom)
     }
 
     /// `routing:` and the checks of `watch.http` that need the nodes: node i's endpoints
