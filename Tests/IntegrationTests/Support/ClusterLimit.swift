@@ -51,13 +51,26 @@ struct ClusterLimitTrait: SuiteTrait, TestTrait, TestScoping {
     func provideScope(
         for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void
     ) async throws {
+        let clock = ContinuousClock()
+        let asked = clock.now
         await ClusterSlots.shared.acquire()
+        let began = clock.now
+        // One line per test, which scripts/run-tests.sh adds up per suite: Swift Testing's
+        // own durations include the wait for a slot.
+        func said() {
+            let file = (test.sourceLocation.fileID as NSString).lastPathComponent
+            let suite = (file as NSString).deletingPathExtension
+            let seconds = { (d: Duration) in String(format: "%.2f", Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18) }
+            print("cluster slot: \(suite) \(test.name): waited \(seconds(began - asked)) s, ran \(seconds(clock.now - began)) s")
+        }
         do {
             try await function()
         } catch {
+            said()
             await ClusterSlots.shared.release()
             throw error
         }
+        said()
         await ClusterSlots.shared.release()
     }
 }
