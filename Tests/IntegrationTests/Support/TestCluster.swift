@@ -11,6 +11,32 @@ struct RunResult {
     var stderr: String
 }
 
+/// The ports each suite's clusters take (basePort, then one per standby), so that a new
+/// test picks a free range: suites run at once, and two clusters on one port make a flake.
+///
+/// | ports | suite |
+/// | --- | --- |
+/// | 21010-21049 | InitTests (21010, 21020, 21030 busy-port, 21039 no cluster, 21043, 21048), QuorumTests (21040, 21045) |
+/// | 21050 | QuorumTests |
+/// | 21100-21159 | FailoverTests |
+/// | 21200-21239 | DrillTests |
+/// | 21300-21329 | ApplyTests |
+/// | 21400-21479 | SplitBrainTests |
+/// | 21500-21569 | WatchTests; 21570 SeamsTests; 21580-21599 WatchAcrossTests |
+/// | 21600-21629 | SSHBackendTests |
+/// | 21700-21729 | DestroyTests, InitInterruptTests, RejoinReportTests |
+/// | 21800-21829 | TLSTests |
+/// | 21900-21939 | SeamsTests |
+/// | 22100-22139 | ComposeTests, ComposeTLSTests, ComposeApplyTests, ComposePauseTests |
+/// | 22200-22229 | HealthEndpointTests (endpoints 22300-22399, HAProxy 22400-22419) |
+/// | 22420-22499 | BackupTests |
+/// | 22500-22529 | DeadlineTests, WatchReloadTests |
+/// | 22530-22539 | HookTests (PgBouncer 22539) |
+/// | 22540-22569 | AppRoleTests, RestartTests |
+/// | 22600-22699 | EtcdSecurityTests (etcd 23820-23859) |
+///
+/// The benchmarks use 22000-22099.
+///
 /// A cluster made by the tests through the real `pgcluster` binary, in its own
 /// temporary folder on its own ports. `teardown()` stops every server it started
 /// (by data directory, never by name) and removes the folder, pass or fail.
