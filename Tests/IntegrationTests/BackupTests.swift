@@ -22,6 +22,11 @@ extension TestCluster {
             timeout: 120)
     }
 
+    /// Whether `standby` streams from `primary` (its row in the primary's pg_stat_replication).
+    func streams(_ standby: String, from primary: String) throws -> Bool {
+        try sql(primary, "SELECT state FROM pg_stat_replication WHERE application_name = '\(standby)'").scalar == "streaming"
+    }
+
     /// Inserts ids `range` into table t on the primary `node`, one transaction each.
     func insert(_ node: String, _ range: ClosedRange<Int>) throws {
         let connection = try connect(node)
@@ -162,9 +167,7 @@ struct BackupTests {
     func pastSlotLimit() async throws {
         try await withCluster(name: "bk-slot", basePort: 22425, standbys: 1) { cluster in
             try cluster.enableBackup()
-            let yaml = try String(contentsOfFile: cluster.specPath, encoding: .utf8)
-            try yaml.replacingOccurrences(of: "\nreplication:\n", with: "\nreplication:\n  maxSlotWalKeep: 32MB\n")
-                .write(toFile: cluster.specPath, atomically: true, encoding: .utf8)
+            try cluster.editSpec { $0.replacingOccurrences(of: "\nreplication:\n", with: "\nreplication:\n  maxSlotWalKeep: 32MB\n") }
             try await cluster.initCluster()
             try cluster.insert("node0", 1...10)
             #expect(await cluster.run(["stop", "node1"]).status == 0)
@@ -182,10 +185,7 @@ struct BackupTests {
             let start = await cluster.run(["start", "node1"])
             #expect(start.status == 0, "\(start.stdout)\(start.stderr)")
             #expect(start.stderr.contains("was invalidated"), "\(start.stderr)")
-            #expect(
-                await cluster.eventually(60) {
-                    try cluster.sql("node0", "SELECT state FROM pg_stat_replication WHERE application_name = 'node1'").scalar == "streaming"
-                }, "node1 does not stream again")
+            #expect(await cluster.eventually(60) { try cluster.streams("node1", from: "node0") }, "node1 does not stream again")
             #expect(await cluster.eventually(30) { (try? cluster.ids("node1")) == Array(1...20) })
             #expect(try cluster.sql("node1", "SELECT count(*) FROM filler").scalar == "150000")
             #expect(try cluster.sql("node0", "SELECT wal_status FROM pg_replication_slots").scalar != "lost")
@@ -196,9 +196,7 @@ struct BackupTests {
     func standbyFromRepository() async throws {
         try await withCluster(name: "bk-from", basePort: 22436, standbys: 1) { cluster in
             try cluster.enableBackup()
-            let yaml = try String(contentsOfFile: cluster.specPath, encoding: .utf8)
-            try yaml.replacingOccurrences(of: "\n  repo: ./repo\n", with: "\n  repo: ./repo\n  standbysFrom: repository\n")
-                .write(toFile: cluster.specPath, atomically: true, encoding: .utf8)
+            try cluster.editSpec { $0.replacingOccurrences(of: "\n  repo: ./repo\n", with: "\n  repo: ./repo\n  standbysFrom: repository\n") }
             let made = await cluster.run(["init"])
             try #require(made.status == 0, "\(made.stderr)")
             #expect(made.stderr.contains("the repository holds no backup yet"), "\(made.stderr)")
@@ -210,10 +208,7 @@ struct BackupTests {
             let again = await cluster.run(["rejoin", "node1", "--reclone"])
             #expect(again.status == 0, "\(again.stderr)")
             #expect(again.stderr.contains("from the repository (backup.standbysFrom), not cloning node0"), "\(again.stderr)")
-            #expect(
-                await cluster.eventually(60) {
-                    try cluster.sql("node0", "SELECT state FROM pg_stat_replication WHERE application_name = 'node1'").scalar == "streaming"
-                }, "node1 does not stream")
+            #expect(await cluster.eventually(60) { try cluster.streams("node1", from: "node0") }, "node1 does not stream")
             try cluster.insert("node0", 21...30)
             #expect(await cluster.eventually(30) { (try? cluster.ids("node1")) == Array(1...30) })
             #expect(await cluster.run(["status"]).status == 0)
