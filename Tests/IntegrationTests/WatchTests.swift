@@ -250,18 +250,29 @@ struct WatchTests {
 
     @Test("durability available: both standbys down, commits return; the mode comes back when a standby streams")
     func durabilityAvailable() async throws {
-        try await withWatchedCluster(name: "w-avail", basePort: 21550, watch: "  durability: available\n") { cluster, watcher in
+        // Their hosts "silent" to the watcher: it cannot prove them stopped, so it does not
+        // start them again; a standby started (and streaming) before the primary's walsenders
+        // were gone would spare the lowering, and the test would prove nothing. (Seen once in
+        // CI under load: the tick that saw both down still listed their walsenders.)
+        try await withWatchedCluster(
+            name: "w-avail", basePort: 21550, watch: "  durability: available\n",
+            environment: ["PGCLUSTER_TEST_SILENT_HOSTS": "node1,node2"]
+        ) { cluster, watcher in
             let watcher = try #require(watcher)
             try WriteLoad.prepare(conninfo: try await cluster.readWriteDSN().0, password: try cluster.credentials().superuser.password)
             try cluster.kill9Postmaster("node1")
             try cluster.kill9Postmaster("node2")
             let connection = try cluster.connect("node0")
             defer { connection.close() }
-            let committed = await Blocking.run(timeout: 15) {
+            let committed = await Blocking.run(timeout: 30) {
                 (try? connection.query("INSERT INTO \(WriteLoad.table) (id, writer) VALUES (424242, 7)")) != nil
             }
             #expect(committed == true, "the commit did not return:\n\(watcher.log)")
             #expect(await watcher.waitFor("lowered", timeout: 5), "\(watcher.log)")
+            #expect(watcher.lines("started").isEmpty, "\(watcher.log)")
+            // A person brings them back; the watcher restores the mode once one streams.
+            let start = await cluster.run(["start", "node1", "node2"])
+            #expect(start.status == 0, "\(start.stderr)")
             #expect(await cluster.eventually(60) {
                 try cluster.sql("node0", "SHOW synchronous_standby_names").scalar == "ANY 1 (\"node1\", \"node2\")"
             }, "\(watcher.log)")
