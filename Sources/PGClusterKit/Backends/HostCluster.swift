@@ -112,11 +112,17 @@ public struct HostCluster: Sendable {
     /// A postmaster.pid (and socket lock) left by a server that died. PostgreSQL treats a
     /// PID that still exists as a live server, and a killed server stays a zombie until its
     /// parent (often PID 1) reaps it: wait a little for that, then remove the stale files.
+    /// A PID that now names a process working outside the data directory is stale at once.
     /// A live postmaster's files are never touched. One round trip.
     static let clearStale = #"""
         pid=$(head -n 1 "$1/postmaster.pid" 2>/dev/null) || exit 0
         case "$pid" in ''|*[!0-9]*) exit 0 ;; esac
         zombie() { [ -r "/proc/$pid/stat" ] && sed 's/.*) //' "/proc/$pid/stat" | grep -q '^[ZX]'; }
+        # The PID given out again to a process that works elsewhere (PIDs wrap): stale, and
+        # PostgreSQL would refuse to start, taking that process for another postmaster.
+        cwd=$(readlink "/proc/$pid/cwd" 2>/dev/null) || cwd=""
+        data=$(cd "$1" 2>/dev/null && pwd -P) || data=""
+        if [ -n "$cwd" ] && [ -n "$data" ] && [ "$cwd" != "$data" ]; then rm -f "$1/postmaster.pid" "$2"; exit 0; fi
         if [ -r "/proc/$pid/stat" ] && ! zombie; then exit 0; fi
         i=0
         while [ $i -lt 150 ] && kill -0 "$pid" 2>/dev/null; do sleep 0.02; i=$((i + 1)); done

@@ -141,8 +141,18 @@ public struct LocalHost: Host {
     }
 
     public func postmasterPID(dataDir: String) async throws(ClusterError) -> Int32? {
-        guard let pid = Self.pidFileEntry(dataDir) else { return nil }
-        return Self.isAlive(pid) ? pid : nil
+        guard let pid = Self.pidFileEntry(dataDir), Self.isAlive(pid), Self.worksIn(pid, dataDir) else { return nil }
+        return pid
+    }
+
+    /// Whether process `pid` works in `dataDir`, as a postmaster does (it changes into its
+    /// data directory at start). A postmaster.pid left by a killed server names a PID that
+    /// the kernel gives out again (PIDs wrap, at 32768 on many hosts): that process works
+    /// elsewhere, and is neither "running" nor ever fenced. When its working directory
+    /// cannot be read (another user's process), it counts as ours: the careful side.
+    static func worksIn(_ pid: pid_t, _ dataDir: String) -> Bool {
+        guard let cwd = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/cwd") else { return true }
+        return cwd == URL(fileURLWithPath: dataDir).resolvingSymlinksInPath().path
     }
 
     public func killServer(dataDir: String) async throws(ClusterError) -> [Int32] {
@@ -299,6 +309,11 @@ public struct SSHHost: Host {
         [ -r "/proc/$pid/stat" ] || exit 3
         state=$(sed 's/.*) //' "/proc/$pid/stat" | cut -d ' ' -f 1)
         case "$state" in Z|X) exit 3 ;; '') exit 4 ;; esac
+        # A stale postmaster.pid whose PID now names another process (PIDs wrap): a
+        # postmaster works in its data directory, so one that works elsewhere is not ours.
+        cwd=$(readlink "/proc/$pid/cwd" 2>/dev/null) || cwd=""
+        data=$(cd "$1" 2>/dev/null && pwd -P) || data=""
+        if [ -n "$cwd" ] && [ -n "$data" ] && [ "$cwd" != "$data" ]; then exit 3; fi
         echo "$pid"
         """#
 
