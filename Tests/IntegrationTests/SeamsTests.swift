@@ -114,7 +114,7 @@ struct PostmasterProbeTests {
         return (result.status, result.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
     }
 
-    @Test("no pid file, a dead pid: proven stopped (3); an unreadable or garbled pid file: unknown; a live one: its pid")
+    @Test("no pid file, a dead pid, a live pid working elsewhere: proven stopped (3); an unreadable or garbled pid file: unknown; a live one in the data directory: its pid")
     func cases() throws {
         let dir = "/tmp/pgcluster-probe-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -123,8 +123,21 @@ struct PostmasterProbeTests {
         #expect(probe(dir + "/missing").status == 3)
         try "garbage\n".write(toFile: "\(dir)/postmaster.pid", atomically: true, encoding: .utf8)
         #expect(probe(dir).status == 4)
+        // A live process working in the data directory, as a postmaster does: its pid.
+        let worker = Process()
+        worker.executableURL = URL(fileURLWithPath: "/bin/sleep")
+        worker.arguments = ["30"]
+        worker.currentDirectoryURL = URL(fileURLWithPath: dir)
+        try worker.run()
+        defer {
+            kill(worker.processIdentifier, SIGKILL)
+            worker.waitUntilExit()
+        }
+        try "\(worker.processIdentifier)\n\(dir)\n".write(toFile: "\(dir)/postmaster.pid", atomically: true, encoding: .utf8)
+        #expect(probe(dir) == (0, String(worker.processIdentifier)))
+        // A live one working elsewhere (this test process): the PID was given out again, stopped.
         try "\(getpid())\n/data\n".write(toFile: "\(dir)/postmaster.pid", atomically: true, encoding: .utf8)
-        #expect(probe(dir) == (0, String(getpid())))
+        #expect(probe(dir).status == 3)
         try "4194303\n".write(toFile: "\(dir)/postmaster.pid", atomically: true, encoding: .utf8)
         #expect(probe(dir).status == 3)
         // A pid file that cannot be read is not a proof of anything.
