@@ -35,15 +35,20 @@ struct SystemdNotifyTests {
         return count < 0 ? nil : String(decoding: buffer.prefix(count), as: UTF8.self)
     }
 
-    @Test("READY=1, WATCHDOG=1 and STOPPING=1 arrive at a socket bound at a path")
-    func pathSocket() throws {
+    /// Runs `body` with a notifier whose NOTIFY_SOCKET is a fresh path socket, and its fd.
+    static func withPathSocket<T>(_ body: (SystemdNotifier, Int32) async throws -> T) async throws -> T {
         let path = "/tmp/pgcluster-notify-\(UUID().uuidString.prefix(8)).sock"
-        let fd = try Self.bind(path)
+        let fd = try bind(path)
         defer {
             close(fd)
             unlink(path)
         }
-        let notifier = SystemdNotifier(environment: ["NOTIFY_SOCKET": path])
+        return try await body(SystemdNotifier(environment: ["NOTIFY_SOCKET": path]), fd)
+    }
+
+    @Test("READY=1, WATCHDOG=1 and STOPPING=1 arrive at a socket bound at a path")
+    func pathSocket() async throws {
+        try await Self.withPathSocket { notifier, fd in
         #expect(notifier.enabled)
         notifier.ready()
         #expect(Self.receive(fd) == "READY=1")
@@ -51,17 +56,12 @@ struct SystemdNotifyTests {
         #expect(Self.receive(fd) == "WATCHDOG=1")
         notifier.stopping()
         #expect(Self.receive(fd) == "STOPPING=1")
+        }
     }
 
     @Test("keepingAlive: WATCHDOG=1 goes on arriving while a long action runs, and none after it")
     func keepingAlive() async throws {
-        let path = "/tmp/pgcluster-notify-\(UUID().uuidString.prefix(8)).sock"
-        let fd = try Self.bind(path)
-        defer {
-            close(fd)
-            unlink(path)
-        }
-        let notifier = SystemdNotifier(environment: ["NOTIFY_SOCKET": path])
+        try await Self.withPathSocket { notifier, fd in
         // The action lasts until three pings have arrived (or 60 s): a busy machine makes it
         // slower, never wrong. Each receive waits at most 2 s, on a thread of its own.
         let seen = await notifier.keepingAlive(every: 0.05) { () async -> [String] in
@@ -81,6 +81,7 @@ struct SystemdNotifyTests {
         #expect(Self.receive(fd) == nil, "a ping after keepingAlive returned")
         // Without NOTIFY_SOCKET it only runs the action.
         #expect(await SystemdNotifier(environment: [:]).keepingAlive(every: 0.05) { 7 } == 7)
+        }
     }
 
     @Test("an abstract socket (@name), as systemd uses")
