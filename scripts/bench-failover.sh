@@ -45,16 +45,7 @@ require_ports_free $(seq "$PORT0" $((PORT0 + NODES - 1)))
 write_spec "$SPEC" bench_failover "$DIR" "{mode: any, count: 1}" $(seq "$PORT0" $((PORT0 + NODES - 1)))
 BENCH_SPECS+=("$SPEC")
 
-node_port() { echo $((PORT0 + ${1#db_})); }
-
-# sql NODE STATEMENT: one statement as the superuser over TCP; prints the result, unaligned.
-sql() {
-    PGPASSWORD="$SU_PASS" PGCONNECT_TIMEOUT=2 timeout 10 "$PGBIN/psql" -X -qAt -v ON_ERROR_STOP=1 \
-        -h 127.0.0.1 -p "$(node_port "$1")" -U "$SU_USER" -d postgres -c "$2"
-}
-
-# streaming_count NODE: standbys streaming from NODE (0 when it does not answer).
-streaming_count() { sql "$1" "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'" 2>/dev/null || echo 0; }
+# node_port, sql and streaming_count come from bench-common.sh.
 
 # wait_streaming NODE COUNT SECONDS: polls every 10 ms.
 wait_streaming() {
