@@ -57,4 +57,25 @@ struct StalePidTests {
         let found = try Self.findPostmaster(folder)
         #expect(found.status == 0 && found.output == "\(process.processIdentifier)", "\(found)")
     }
+
+    @Test("start's stale-file clearing removes a postmaster.pid whose PID works elsewhere, and keeps one whose PID works in the folder")
+    func clearStale() throws {
+        let folder = try Self.dataDirectory(naming: getpid())
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let lock = "\(folder)/.s.PGSQL.5432.lock"
+        try "\(getpid())\n".write(toFile: lock, atomically: true, encoding: .utf8)
+        let cleared = try TestSupport.run("/bin/sh", ["-c", HostCluster.clearStale, "sh", folder, lock], in: "/tmp")
+        #expect(cleared.status == 0, "\(cleared)")
+        #expect(!FileManager.default.fileExists(atPath: "\(folder)/postmaster.pid"))
+        #expect(!FileManager.default.fileExists(atPath: lock))
+
+        let process = try Self.worker(in: folder)
+        defer {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+        try "\(process.processIdentifier)\n".write(toFile: "\(folder)/postmaster.pid", atomically: true, encoding: .utf8)
+        _ = try TestSupport.run("/bin/sh", ["-c", HostCluster.clearStale, "sh", folder, lock], in: "/tmp")
+        #expect(FileManager.default.fileExists(atPath: "\(folder)/postmaster.pid"), "a live postmaster's file was removed")
+    }
 }

@@ -120,9 +120,8 @@ public struct HostCluster: Sendable {
         zombie() { [ -r "/proc/$pid/stat" ] && sed 's/.*) //' "/proc/$pid/stat" | grep -q '^[ZX]'; }
         # The PID given out again to a process that works elsewhere (PIDs wrap): stale, and
         # PostgreSQL would refuse to start, taking that process for another postmaster.
-        cwd=$(readlink "/proc/$pid/cwd" 2>/dev/null) || cwd=""
-        data=$(cd "$1" 2>/dev/null && pwd -P) || data=""
-        if [ -n "$cwd" ] && [ -n "$data" ] && [ "$cwd" != "$data" ]; then rm -f "$1/postmaster.pid" "$2"; exit 0; fi
+        \#(SSHHost.worksElsewhere)
+        if works_elsewhere "$pid" "$1"; then rm -f "$1/postmaster.pid" "$2"; exit 0; fi
         if [ -r "/proc/$pid/stat" ] && ! zombie; then exit 0; fi
         i=0
         while [ $i -lt 150 ] && kill -0 "$pid" 2>/dev/null; do sleep 0.02; i=$((i + 1)); done

@@ -311,10 +311,20 @@ public struct SSHHost: Host {
         case "$state" in Z|X) exit 3 ;; '') exit 4 ;; esac
         # A stale postmaster.pid whose PID now names another process (PIDs wrap): a
         # postmaster works in its data directory, so one that works elsewhere is not ours.
-        cwd=$(readlink "/proc/$pid/cwd" 2>/dev/null) || cwd=""
-        data=$(cd "$1" 2>/dev/null && pwd -P) || data=""
-        if [ -n "$cwd" ] && [ -n "$data" ] && [ "$cwd" != "$data" ]; then exit 3; fi
+        \#(worksElsewhere)
+        if works_elsewhere "$pid" "$1"; then exit 3; fi
         echo "$pid"
+        """#
+
+    /// A POSIX shell function, `works_elsewhere PID DATADIR`: true when the process works
+    /// (its readable working directory) outside the data directory, as a process given a
+    /// stale postmaster.pid's PID again does; false when it works there or cannot be read.
+    static let worksElsewhere = #"""
+        works_elsewhere() {
+          _cwd=$(readlink "/proc/$1/cwd" 2>/dev/null) || _cwd=""
+          _data=$(cd "$2" 2>/dev/null && pwd -P) || _data=""
+          [ -n "$_cwd" ] && [ -n "$_data" ] && [ "$_cwd" != "$_data" ]
+        }
         """#
 
     public func postmasterPID(dataDir: String) async throws(ClusterError) -> Int32? {
