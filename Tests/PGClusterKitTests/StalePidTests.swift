@@ -58,6 +58,31 @@ struct StalePidTests {
         #expect(found.status == 0 && found.output == "\(process.processIdentifier)", "\(found)")
     }
 
+    @Test("a postmaster that ends while the ssh hosts' script asks about it is not running, never \"cannot tell\"")
+    func endsWhileAsked() throws {
+        let folder = try Self.dataDirectory(naming: 0)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        // Gone before the script looks: proven not running.
+        let ended = try Self.worker(in: folder)
+        kill(ended.processIdentifier, SIGKILL)
+        ended.waitUntilExit()
+        try "\(ended.processIdentifier)\n".write(toFile: "\(folder)/postmaster.pid", atomically: true, encoding: .utf8)
+        #expect(try Self.findPostmaster(folder).status == 3)
+        // Gone while it looks (a CI run hit this: a server stopping as `destroy` asked).
+        for _ in 0..<30 {
+            let process = try Self.worker(in: folder)
+            try "\(process.processIdentifier)\n".write(toFile: "\(folder)/postmaster.pid", atomically: true, encoding: .utf8)
+            let killer = Thread {
+                usleep(UInt32.random(in: 0...4000))
+                kill(process.processIdentifier, SIGKILL)
+            }
+            killer.start()
+            let found = try Self.findPostmaster(folder)
+            process.waitUntilExit()
+            #expect(found.status == 0 || found.status == 3, "\(found)")
+        }
+    }
+
     @Test("start's stale-file clearing removes a postmaster.pid whose PID works elsewhere, and keeps one whose PID works in the folder")
     func clearStale() throws {
         let folder = try Self.dataDirectory(naming: getpid())

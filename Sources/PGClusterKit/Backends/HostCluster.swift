@@ -117,7 +117,7 @@ public struct HostCluster: Sendable {
     static let clearStale = #"""
         pid=$(head -n 1 "$1/postmaster.pid" 2>/dev/null) || exit 0
         case "$pid" in ''|*[!0-9]*) exit 0 ;; esac
-        zombie() { [ -r "/proc/$pid/stat" ] && sed 's/.*) //' "/proc/$pid/stat" | grep -q '^[ZX]'; }
+        zombie() { [ -r "/proc/$pid/stat" ] && sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | grep -q '^[ZX]'; }
         # The PID given out again to a process that works elsewhere (PIDs wrap): stale, and
         # PostgreSQL would refuse to start, taking that process for another postmaster.
         \#(SSHHost.worksElsewhere)
@@ -140,7 +140,7 @@ public struct HostCluster: Sendable {
     /// 120 s at most. Arguments: pg_ctl, the data folder, the mode. One round trip.
     static let stopAndWait = #"""
         "$1" -D "$2" -m "$3" -W stop || exit $?
-        alive() { [ -r "/proc/$1/stat" ] && ! sed 's/.*) //' "/proc/$1/stat" | grep -q '^[ZX]'; }
+        alive() { [ -r "/proc/$1/stat" ] && ! sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | grep -q '^[ZX]'; }
         i=0
         while [ $i -lt 12000 ]; do
             pid=$(head -n 1 "$2/postmaster.pid" 2>/dev/null) || exit 0

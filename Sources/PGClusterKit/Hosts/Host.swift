@@ -306,8 +306,10 @@ public struct SSHHost: Host {
         [ -e "$f" ] || exit 3
         pid=$(head -n 1 "$f") || exit 4
         case "$pid" in ''|*[!0-9]*) exit 4 ;; esac
-        [ -r "/proc/$pid/stat" ] || exit 3
-        state=$(sed 's/.*) //' "/proc/$pid/stat" | cut -d ' ' -f 1)
+        # One read of its stat: a process that ends between two looks (a server stopping
+        # as we ask) is gone, not "cannot tell". /proc/PID/stat is readable by everyone.
+        stat=$(cat "/proc/$pid/stat" 2>/dev/null) || exit 3
+        state=$(printf '%s\n' "$stat" | sed 's/.*) //' | cut -d ' ' -f 1)
         case "$state" in Z|X) exit 3 ;; '') exit 4 ;; esac
         # A stale postmaster.pid whose PID now names another process (PIDs wrap): a
         # postmaster works in its data directory, so one that works elsewhere is not ours.
@@ -348,7 +350,7 @@ public struct SSHHost: Host {
         kids=$(echo "$kids" | sed 's|/stat||g')
         kill -KILL "$pid" $kids 2>/dev/null
         i=0
-        while [ $i -lt 100 ] && [ -r "/proc/$pid/stat" ] && ! sed 's/.*) //' "/proc/$pid/stat" | grep -q '^[ZX]'; do
+        while [ $i -lt 100 ] && [ -r "/proc/$pid/stat" ] && ! sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | grep -q '^[ZX]'; do
           sleep 0.01; i=$((i + 1))
         done
         echo "$pid" $kids
