@@ -79,6 +79,59 @@ struct WatchAcrossTests {
         }
     }
 
+    @Test("ssh: every ssh to a standby's host hangs (its sshd's sessions SIGSTOPped) and a server there is gone → the watcher is not stuck: kill -9 of the primary elsewhere is failed over, nothing lost")
+    func hungSSH() async throws {
+        try await withTestHosts(count: 3, operatorHost: true) { hosts in
+            let cluster = try TestCluster(
+                // durability available: after the failover only node2 follows, and ANY 2 would hold commits.
+                name: "whung", basePort: 21590, standbys: 3, synchronous: "{mode: any, count: 2}",
+                extraNodeYAML: "watch: {durability: available}\n",
+                ssh: (
+                    block: "ssh: {user: root, identityFile: \(TestHosts.keyFile), dir: \(TestHosts.sshDir), connectTimeout: 2}",
+                    // node2 and node3 share h3.
+                    hosts: [1, 2, 3, 3].map(TestHosts.address)
+                ))
+            defer { try? FileManager.default.removeItem(atPath: cluster.root) }
+            try await cluster.initCluster()
+            let load = try await cluster.startLoad(clients: 4)
+            #expect(await cluster.waitForAcks(load, atLeast: 200))
+            let watcher = try WatchProcess(cluster, name: "watch-op", netns: "pgct-op")
+            var stopped: [pid_t] = []
+            do {
+                #expect(await watcher.waitFor("start"), "\(watcher.log)")
+                // h3's sshd and the sessions it serves stop: an ssh through an open master
+                // connection hangs without an error, and a new connection gets no banner.
+                try await Task.sleep(for: .seconds(1))
+                let sshd = try #require(await hosts.sshdPID("h3"), "no sshd on h3")
+                stopped = [sshd] + descendants(of: sshd)
+                try #require(stopped.count > 1, "h3's sshd serves no session")
+                for pid in stopped { kill(pid, SIGSTOP) }
+                // node3's server on h3 dies: the watcher can only ask h3 by ssh about it.
+                try await hosts.kill9Postmaster(3, dataDir: cluster.remoteDataDir("node3"))
+                try await Task.sleep(for: .seconds(2))
+                try await hosts.kill9Postmaster(1, dataDir: cluster.remoteDataDir("node0"))
+                // ANY 2 over node1..node3: node1 and node2 answering prove the quorum.
+                #expect(await watcher.waitFor("failed-over", timeout: 90), "no failover while ssh to h3 hangs:\n\(watcher.log)")
+                let primary = try #require(cluster.onePrimary(besides: "node0"), "\(watcher.log)")
+                #expect(["node1", "node2"].contains(primary))
+                let before = load.counts.acknowledged
+                #expect(await cluster.waitForAcks(load, atLeast: before + 100), "\(watcher.log)")
+                let summary = await load.stop()
+                let present = try cluster.presentIds(primary, summary.acknowledged)
+                #expect(present.count == summary.acknowledged.count, "lost \(summary.acknowledged.count - present.count)")
+                #expect(try await cluster.failovers().count == 1)
+            } catch {
+                for pid in stopped { kill(pid, SIGCONT) }
+                await watcher.stop()
+                print(watcher.log)
+                throw error
+            }
+            for pid in stopped { kill(pid, SIGCONT) }
+            #expect(await watcher.stop() == 0, "\(watcher.log)")
+            _ = await cluster.run(["destroy", "--yes"])
+        }
+    }
+
     @Test("two watchers through etcd: one leads; kill -9 of the primary → one failover; the leader killed → the other leads and handles the next; a switchover is no failover")
     func twoWatchers() async throws {
         try await withEtcd(port: 23794) { etcd in
@@ -260,4 +313,24 @@ struct WatchAcrossTests {
             }
         }
     }
+}
+
+/// Every process below `parent` (children, their children, ...), read from /proc: a test
+/// host's namespaces share this machine's process IDs.
+func descendants(of parent: pid_t) -> [pid_t] {
+    var children: [pid_t: [pid_t]] = [:]
+    for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+        guard let pid = pid_t(entry), let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
+            let close = stat.range(of: ") ", options: .backwards)
+        else { continue }
+        let fields = stat[close.upperBound...].split(separator: " ")
+        if fields.count > 1, let ppid = pid_t(fields[1]) { children[ppid, default: []].append(pid) }
+    }
+    var found: [pid_t] = []
+    var queue = children[parent] ?? []
+    while let next = queue.popLast() {
+        found.append(next)
+        queue += children[next] ?? []
+    }
+    return found
 }

@@ -78,13 +78,23 @@ final class TestHosts: @unchecked Sendable {
         try #require(result.status == 0, "rekey h\(host): \(result.stderr)")
     }
 
-    /// The pid of each host's sshd, from `status`.
-    func sshdPIDs() async -> [pid_t] {
+    /// Each host's name (h1..., op) and the pid of its sshd, from `status`, in its order.
+    func sshds() async -> [(host: String, pid: pid_t)] {
         let status = await Self.script(["status"])
         return status.stdout.split(separator: "\n").compactMap { line in
-            line.split(separator: " ").first { $0.hasPrefix("sshd=") }.flatMap { pid_t($0.dropFirst(5)) }
+            let fields = line.split(separator: " ")
+            guard fields.count > 1, fields[0] == "host:",
+                let pid = fields.first(where: { $0.hasPrefix("sshd=") }).flatMap({ pid_t($0.dropFirst(5)) })
+            else { return nil }
+            return (String(fields[1]), pid)
         }
     }
+
+    /// The pid of each host's sshd.
+    func sshdPIDs() async -> [pid_t] { await sshds().map(\.pid) }
+
+    /// The pid of the sshd of `name` (h1..., op).
+    func sshdPID(_ name: String) async -> pid_t? { await sshds().first { $0.host == name }?.pid }
 
     /// Closes the master connections of every host and user, then removes the hosts and our folder.
     fileprivate func teardown() async {
