@@ -35,6 +35,8 @@ let package = Package(
             pkgConfig: "libcurl",
             providers: [.apt(["libcurl4-openssl-dev"]), .brew(["curl"])]
         ),
+        // glibc's <link.h>: dl_iterate_phdr (what the loader loaded), for the compose watcher.
+        .systemLibrary(name: "CLoader"),
         // The rules: spec, observations, and every decision (who is primary, who is freshest,
         // what the quorum guard needs, the watcher's next action, the apply plan). It cannot
         // import libpq, run a process or reach a store: the compiler keeps it pure.
@@ -48,6 +50,7 @@ let package = Package(
                 "PGClusterRules",
                 "CLibPQ",
                 "CCurl",
+                "CLoader",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Mustache", package: "swift-mustache"),
                 .product(name: "Logging", package: "swift-log"),
@@ -72,6 +75,7 @@ let package = Package(
             name: "PGClusterKitTests",
             dependencies: [
                 "PGClusterKit", "PGClusterRules", "pgcluster",
+                .product(name: "Yams", package: "Yams"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),

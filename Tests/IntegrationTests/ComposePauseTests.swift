@@ -29,7 +29,7 @@ extension ComposeTests {
                 [TestCluster.binary, "watch", "-f", cluster.specPath], output: log, environment: ["DOCKER_HOST": ComposeEngine.host])
             do {
                 let watchLog = { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
-                #expect(await eventuallyTrue(30) { watchLog().contains(" start ") }, "\(watchLog())")
+                #expect(await pollUntil(30) { watchLog().contains(" start ") }, "\(watchLog())")
                 // `docker pause` of the container, as the report did (compose v2's `unpause`
                 // answers 0 against podman's API and leaves the container paused).
                 let project = "\(cluster.stateDir)/compose"
@@ -50,7 +50,7 @@ extension ComposeTests {
                 #expect(watchLog().contains(" refused "), "\(watchLog())")
                 let unpaused = await ComposeEngine.docker(["unpause", id])
                 try #require(unpaused.status == 0, "docker unpause: \(unpaused.stderr)")
-                #expect(await eventuallyTrue(30) { (try? cluster.sql("node0", "SELECT count(*) FROM kept").scalar) == "1" })
+                #expect(await pollUntil(30) { (try? cluster.sql("node0", "SELECT count(*) FROM kept").scalar) == "1" })
                 let primaries = cluster.nodeNames.filter { (try? cluster.sql($0, "SELECT pg_is_in_recovery()").scalar) == "f" }
                 #expect(primaries == ["node0"], "\(watchLog())")
             } catch {
@@ -65,14 +65,4 @@ extension ComposeTests {
             _ = await waitExit(watcher, timeout: 30)
         }
     }
-}
-
-/// Polls `condition` every 200 ms until it holds or `timeout` passes.
-private func eventuallyTrue(_ timeout: Double, _ condition: () -> Bool) async -> Bool {
-    let deadline = Date().addingTimeInterval(timeout)
-    while Date() < deadline {
-        if condition() { return true }
-        try? await Task.sleep(for: .milliseconds(200))
-    }
-    return condition()
 }

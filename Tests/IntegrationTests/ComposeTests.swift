@@ -69,7 +69,8 @@ final class ComposeTestCluster: @unchecked Sendable {
     /// Whether the spec has TLS on (the default); `extra` adds top-level keys to the spec.
     let tls: Bool
 
-    init(name: String, basePort: Int, subnet: String, extra: String = "") throws {
+    /// `composeExtra` adds keys to the spec's `compose:` mapping (", watcher: true").
+    init(name: String, basePort: Int, subnet: String, extra: String = "", composeExtra: String = "") throws {
         let suffix = UUID().uuidString.prefix(6).lowercased()
         self.basePort = basePort
         project = "pgc-it-\(name)-\(suffix)"
@@ -91,7 +92,7 @@ final class ComposeTestCluster: @unchecked Sendable {
               allow: [127.0.0.1/32]
             local:
               dir: ./state
-            compose: {project: \(project), image: postgres:15, subnet: \(subnet)}
+            compose: {project: \(project), image: postgres:15, subnet: \(subnet)\(composeExtra)}
             \(extra)
             nodes:
               - {name: node0, port: \(basePort), role: primary}
@@ -192,9 +193,10 @@ final class ComposeTestCluster: @unchecked Sendable {
 }
 
 func withComposeCluster(
-    name: String, basePort: Int, subnet: String, extra: String = "", _ body: (ComposeTestCluster) async throws -> Void
+    name: String, basePort: Int, subnet: String, extra: String = "", composeExtra: String = "",
+    _ body: (ComposeTestCluster) async throws -> Void
 ) async throws {
-    let cluster = try ComposeTestCluster(name: name, basePort: basePort, subnet: subnet, extra: extra)
+    let cluster = try ComposeTestCluster(name: name, basePort: basePort, subnet: subnet, extra: extra, composeExtra: composeExtra)
     do {
         try await body(cluster)
     } catch {
@@ -302,7 +304,7 @@ struct ComposeTests {
     /// With the writers running: `docker compose kill` the primary, `failover`, and wait
     /// until writes are acknowledged again. Returns the new primary.
     static func killPrimaryAndFailOver(_ cluster: ComposeTestCluster, project: String, load: WriteLoad) async throws -> String {
-        #expect(await waitFor(30) { load.counts.acknowledged >= 200 }, "the writers got no acknowledgements")
+        #expect(await pollUntil(30) { load.counts.acknowledged >= 200 }, "the writers got no acknowledgements")
         let kill = await cluster.compose(["kill", "node0"], in: project)
         #expect(kill.status == 0, "docker compose kill: \(kill.stderr)")
 
@@ -313,7 +315,7 @@ struct ComposeTests {
         #expect(["node1", "node2"].contains(newPrimary))
         #expect(report["needsRejoin"] as? [String] == ["node0"])
         let before = load.counts.acknowledged
-        #expect(await waitFor(30) { load.counts.acknowledged >= before + 100 }, "no write acknowledged after failover")
+        #expect(await pollUntil(30) { load.counts.acknowledged >= before + 100 }, "no write acknowledged after failover")
         return newPrimary
     }
 
@@ -340,14 +342,4 @@ struct ComposeTests {
             #expect(!FileManager.default.fileExists(atPath: "\(cluster.stateDir)/credentials.json"))
         }
     }
-}
-
-/// Polls `condition` every 20 ms until it holds or `timeout` passes.
-private func waitFor(_ timeout: Double, _ condition: () -> Bool) async -> Bool {
-    let deadline = Date().addingTimeInterval(timeout)
-    while Date() < deadline {
-        if condition() { return true }
-        try? await Task.sleep(for: .milliseconds(20))
-    }
-    return condition()
 }

@@ -19,7 +19,8 @@ struct ComposeCommandsTests {
         #expect(commands.kill("db_0") == base + ["kill", "-s", "SIGKILL", "db_0"])
         #expect(commands.running("db_2") == base + ["ps", "--services", "--filter", "status=running", "db_2"])
         #expect(commands.logs("db_2", lines: 15) == base + ["logs", "--no-color", "--tail", "15", "db_2"])
-        #expect(commands.down() == base + ["down", "-v", "--remove-orphans"])
+        #expect(commands.down() == base + ["--profile", "watch", "down", "-v", "--remove-orphans"])
+        #expect(commands.stopWatcher() == base + ["--profile", "watch", "stop", "-t", "30", "pgcluster-watch"])
     }
 
     /// db_0 as a throwaway container sees it.

@@ -33,10 +33,17 @@ public struct ComposeCommands: Sendable, Equatable {
         }
     }
 
-    /// Stops and removes the project's containers, network and volumes: its data.
-    public func down() -> [String] { base + ["down", "-v", "--remove-orphans"] }
+    /// Stops and removes the project's containers, network and volumes: its data. With the
+    /// `watch` profile, so the watcher's container (`compose.watcher`) goes too.
+    public func down() -> [String] { base + ["--profile", "watch", "down", "-v", "--remove-orphans"] }
 
     public func kill(_ service: String) -> [String] { base + ["kill", "-s", "SIGKILL", service] }
+
+    /// Stops the project's watcher service (`compose.watcher`): SIGTERM, which it obeys
+    /// between steps.
+    public func stopWatcher() -> [String] {
+        base + ["--profile", "watch", "stop", "-t", "30", ComposeRenderer.watcherService]
+    }
 
     /// The project's running services, one name a line. docker-compose v1 has no
     /// `ps --status` (it prints its usage and exits 0, which must never read as "running"),
@@ -454,6 +461,23 @@ public struct ComposeCluster: ServerControl {
 
     /// `docker compose down -v` (containers and volumes), then pgcluster's own files. A
     /// project folder rendered elsewhere by `render --out DIR` is left in place.
+    /// Stops the project's own watcher (`compose.watcher`), which holds the cluster lock
+    /// while it runs: `destroy` does this before it takes the lock. Nothing to do without a
+    /// rendered project; a failure is a warning (the lock then says who holds it).
+    public func stopWatcher() async {
+        let directory = Self.projectDirectory(spec)
+        guard spec.compose.watcher, FileManager.default.fileExists(atPath: "\(directory)/\(ComposeRenderer.FileName.compose)") else {
+            return
+        }
+        do throws(ClusterError) {
+            try await checkEngine()
+            _ = try await run(await commands().stopWatcher(), what: "docker compose stop \(ComposeRenderer.watcherService)")
+            Console.progress("stopped the project's watcher (\(ComposeRenderer.watcherService))")
+        } catch {
+            Console.warn("could not stop the project's watcher: \(error.message)")
+        }
+    }
+
     public func destroy() async throws(ClusterError) {
         try await checkEngine()
         try await run(await commands().down(), what: "docker compose down")

@@ -28,10 +28,11 @@ public struct ComposeInit: Sendable {
         let directory = ComposeCluster.defaultProjectDirectory(spec)
         let compose = ComposeRenderer(
             renderer: cluster.renderer, superuserPassword: credentials.superuser.password,
-            replicationPassword: credentials.replication.password)
+            replicationPassword: credentials.replication.password, projectDirectory: directory)
         let files = try cluster.renderer.nodeFiles() + compose.projectFiles()
             + ComposeCluster.certificates(spec: spec, projectDirectory: directory)
         try FileWriter().write(files, under: directory)
+        try RenderCommand.placeWatcher(spec, outputDirectory: directory, dryRun: false)
         try ComposeProjectRecord(projectDirectory: directory).save(spec: spec)
         Console.progress("rendered the compose project in \(directory)")
         try await cluster.run(await cluster.commands().up(), what: "docker compose up")

@@ -24,6 +24,11 @@ public struct ComposeRenderer: Sendable {
     public let superuserPassword: String
     /// The password of `replication.user`, written to `.env` as `REPLICATION_PASSWORD`.
     public let replicationPassword: String
+    /// The project's folder (absolute), where it is known: the watcher service
+    /// (`compose.watcher`) mounts it at the same path.
+    public let projectDirectory: String?
+    /// The engine's socket on this machine, which the watcher service mounts.
+    public let engineSocket: String
 
     /// Where things are inside a node's container.
     public enum ContainerPath {
@@ -76,8 +81,13 @@ public struct ComposeRenderer: Sendable {
     ///   - replicationPassword: overrides `replication.password` of the spec.
     ///   A password that is neither given nor in the spec is generated, so rendering the
     ///   same spec twice without passwords gives two different `.env` files.
-    public init(renderer: Renderer, superuserPassword: String? = nil, replicationPassword: String? = nil) {
+    public init(
+        renderer: Renderer, superuserPassword: String? = nil, replicationPassword: String? = nil,
+        projectDirectory: String? = nil, engineSocket: String = ComposeRenderer.engineSocket()
+    ) {
         self.renderer = renderer
+        self.projectDirectory = projectDirectory
+        self.engineSocket = engineSocket
         self.superuserPassword = superuserPassword ?? renderer.spec.superuser.password ?? Credentials.generatePassword()
         self.replicationPassword =
             replicationPassword ?? renderer.spec.replication.password ?? Credentials.generatePassword()
@@ -142,7 +152,7 @@ public struct ComposeRenderer: Sendable {
                 "volume": Self.yamlString(volumeName(node)),
             ]
         }
-        let context: [String: Any] = [
+        var context: [String: Any] = [
             "cluster": spec.name,
             "specFile": specFileName,
             "primary": primary.name,
@@ -151,7 +161,56 @@ public struct ComposeRenderer: Sendable {
             "subnet": Self.yamlString(spec.compose.subnet.description),
             "services": services,
         ]
+        if let watcher = watcherService() { context["watcher"] = watcher }
         return try renderer.templates.render("docker-compose.yml.mustache", context)
+    }
+
+    /// The `pgcluster-watch` service's name (``checkServiceNames()`` keeps nodes off it).
+    public static let watcherService = "pgcluster-watch"
+
+    /// Where the watcher's container finds the engine's socket.
+    static let watcherEngineSocket = "/run/pgcluster/engine.sock"
+
+    /// The engine's socket on this machine: `DOCKER_HOST` when it names a unix socket, else
+    /// Docker's default.
+    public static func engineSocket(environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
+        if let host = environment["DOCKER_HOST"], host.hasPrefix("unix://") { return String(host.dropFirst("unix://".count)) }
+        return "/var/run/docker.sock"
+    }
+
+    /// Folders the watcher needs at the paths it knows them by: the spec's, local.dir and
+    /// the project's, without one that another holds. Pure.
+    public static func sharedFolders(_ folders: [String]) -> [String] {
+        let sorted = Set(folders.map { URL(fileURLWithPath: $0).standardizedFileURL.path }).sorted()
+        var kept: [String] = []
+        for folder in sorted where !kept.contains(where: { folder == $0 || folder.hasPrefix($0 == "/" ? "/" : $0 + "/") }) {
+            kept.append(folder)
+        }
+        return kept
+    }
+
+    /// With `compose.watcher: true` and the project's folder known: the service that runs
+    /// `pgcluster watch` (docker-compose.yml says why it looks as it does).
+    private func watcherService() -> [String: Any]? {
+        guard spec.compose.watcher, let projectDirectory else { return nil }
+        let specPath = URL(fileURLWithPath: spec.file).standardizedFileURL.path
+        let folders = Self.sharedFolders([(specPath as NSString).deletingLastPathComponent, spec.local.dir, projectDirectory])
+        let mount = WatcherBundle.mountPoint
+        let volumes = ["./\(WatcherBundle.folder):\(mount):ro", "\(engineSocket):\(Self.watcherEngineSocket)"]
+            + folders.map { "\($0):\($0)" }
+        let environment: [(String, String)] = [
+            ("PATH", "\(mount)/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
+            ("LD_LIBRARY_PATH", "\(mount)/\(WatcherBundle.Path.libraries)"),
+            ("DOCKER_CONFIG", "\(mount)/\(WatcherBundle.Path.dockerConfig)"),
+            ("DOCKER_HOST", "unix://\(Self.watcherEngineSocket)"),
+        ]
+        return [
+            "service": Self.watcherService,
+            "image": Self.yamlString(spec.compose.image),
+            "entrypoint": Self.yamlFlow(["\(mount)/\(WatcherBundle.Path.executable)", "watch", "-f", specPath]),
+            "environment": environment.map { ["key": $0.0, "value": Self.yamlString($0.1)] },
+            "volumes": volumes.map { ["mount": Self.yamlString($0)] },
+        ]
     }
 
     /// The variables `node`'s container gets besides those of `.env`, in the order
@@ -208,6 +267,11 @@ public struct ComposeRenderer: Sendable {
                 throw ClusterError(
                     "\(spec.file): node \(node.name): serviceHost '\(name)' is not a compose service name",
                     exitCode: .badSpec, details: ["use letters, digits, '.', '_' and '-', starting with a letter or digit"])
+            }
+            if spec.compose.watcher && name == Self.watcherService {
+                throw ClusterError(
+                    "\(spec.file): node \(node.name): serviceHost '\(name)' is the watcher's service (compose.watcher)",
+                    exitCode: .badSpec, details: ["give the node another serviceHost"])
             }
             if let other = seen[name] {
                 throw ClusterError(

@@ -435,6 +435,33 @@ services:
 {{/dependsOn}}
     stop_grace_period: 60s
 {{/services}}
+{{#watcher}}
+
+  # `docker compose --profile watch up -d` (compose.watcher: true) starts `pgcluster watch`
+  # in a container of the nodes' image, which lends it only its C library: the program, the
+  # docker CLI and the libraries they need are in watcher.d/, placed there by
+  # `pgcluster render`. It shares this machine's network, so it reaches each node at the
+  # spec's address and serves watch.http on this machine, and it sees the spec, local.dir
+  # and this project at the paths it knows them by. It runs as root for the engine's socket;
+  # the servers run as postgres in their own containers.
+  {{service}}:
+    profiles: [watch]
+    image: {{image}}
+    user: "0:0"
+    entrypoint: {{entrypoint}}
+    environment:
+{{#environment}}
+      {{key}}: {{value}}
+{{/environment}}
+    network_mode: host
+    volumes:
+{{#volumes}}
+      - {{mount}}
+{{/volumes}}
+    restart: unless-stopped
+    stop_signal: SIGTERM
+    stop_grace_period: 30s
+{{/watcher}}
 
 networks:
   {{network}}:

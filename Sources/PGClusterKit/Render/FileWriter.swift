@@ -66,15 +66,21 @@ public struct FileWriter: Sendable {
             try handle.close()
             _ = chmod(temp, mode_t(mode))
             if let owner { _ = chown(temp, owner.uid, owner.gid) }
-            guard rename(temp, path) == 0 else {
-                let code = errno
-                unlink(temp)
-                throw POSIXError(POSIXErrorCode(rawValue: code) ?? .EIO)
-            }
+            try moveIntoPlace(temp, path)
         } catch let error as ClusterError {
             throw error
         } catch {
             throw ClusterError("cannot write \(path): \(error.localizedDescription)")
+        }
+    }
+
+    /// Renames the finished `temp` over `path` (atomic within a file system); on failure
+    /// removes `temp` and throws the rename's error.
+    static func moveIntoPlace(_ temp: String, _ path: String) throws {
+        guard rename(temp, path) == 0 else {
+            let code = errno
+            unlink(temp)
+            throw POSIXError(POSIXErrorCode(rawValue: code) ?? .EIO)
         }
     }
 

@@ -47,7 +47,7 @@ public enum RenderCommand {
             }
             let compose = ComposeRenderer(
                 renderer: renderer, superuserPassword: credentials.superuser.password,
-                replicationPassword: credentials.replication.password)
+                replicationPassword: credentials.replication.password, projectDirectory: outputDirectory)
             return Plan(files: try renderer.nodeFiles() + compose.projectFiles() + haproxy, credentials: credentials)
         }
     }
@@ -62,6 +62,16 @@ public enum RenderCommand {
     {
         guard spec.backend == .compose else { return [] }
         return try ComposeCluster.certificates(spec: spec, projectDirectory: outputDirectory, createCA: !dryRun)
+    }
+
+    /// With `compose.watcher: true`: the watcher service's program and libraries
+    /// (``WatcherBundle``) into the project at `outputDirectory`.
+    @discardableResult
+    public static func placeWatcher(_ spec: ClusterSpec, outputDirectory: String, dryRun: Bool) throws(ClusterError)
+        -> [FileWriter.Outcome]
+    {
+        guard spec.backend == .compose, spec.compose.watcher else { return [] }
+        return try WatcherBundle.gather().write(under: outputDirectory, dryRun: dryRun)
     }
 
     /// After a compose project was written to `outputDirectory` (absolute): its passwords

@@ -265,6 +265,16 @@ public struct ComposeSettings: Sendable, Equatable {
     public var project: String
     public var image: String
     public var subnet: CIDR
+    /// `compose.watcher: true`: the rendered project has a `pgcluster-watch` service in the
+    /// `watch` profile, which runs `pgcluster watch` in a container of `image`.
+    public var watcher: Bool
+
+    public init(project: String, image: String, subnet: CIDR, watcher: Bool = false) {
+        self.project = project
+        self.image = image
+        self.subnet = subnet
+        self.watcher = watcher
+    }
 }
 
 public struct NodeSpec: Sendable, Equatable {

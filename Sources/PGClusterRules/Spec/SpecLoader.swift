@@ -293,11 +293,15 @@ private struct Reader {
         let dir = URL(fileURLWithPath: dirText, relativeTo: specFolder).standardizedFileURL.path
         let osUser = string(localMap["osUser"], "local.osUser", default: "postgres") ?? "postgres"
 
-        let composeMap = mapping(top["compose"], "compose", allowed: ["project", "image", "subnet"])
+        let composeMap = mapping(top["compose"], "compose", allowed: ["project", "image", "subnet", "watcher"])
         let project = self.name(composeMap["project"], "compose.project", default: name) ?? name
         let image = string(composeMap["image"], "compose.image", default: "postgres:\(postgres.version)") ?? "postgres:15"
         var subnet = try! CIDR(parsing: "172.28.0.0/16")
         if composeMap["subnet"] != nil, let value = cidr(composeMap["subnet"], "compose.subnet") { subnet = value }
+        let watcher = bool(composeMap["watcher"], "compose.watcher", default: false)
+        if watcher && backend != .compose {
+            fail(composeMap["watcher"], "compose.watcher", "applies to the compose backend only")
+        }
 
         let ssh = sshSection(top["ssh"], backend: backend, specFolder: specFolder)
         let store = storeSection(top["store"], specFolder: specFolder)
@@ -331,7 +335,7 @@ private struct Reader {
                 maxSlotWalKeep: maxSlotWalKeep),
             network: NetworkSettings(allow: allow),
             local: LocalSettings(dir: dir, osUser: osUser),
-            compose: ComposeSettings(project: project, image: image, subnet: subnet), ssh: ssh, store: store, tls: tls,
+            compose: ComposeSettings(project: project, image: image, subnet: subnet, watcher: watcher), ssh: ssh, store: store, tls: tls,
             nodes: nodes, file: file, watch: watch, hooks: hooks, app: app, backup: backup)
         spec.routing = routing
         return spec

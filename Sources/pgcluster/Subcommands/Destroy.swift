@@ -7,7 +7,9 @@ extension PGCluster {
             abstract: "Stop every server of the cluster and remove its data, logs and credentials.",
             discussion: """
                 Removes only what pgcluster created under local.dir (data folders, logs, sockets, \
-                credentials, pgpass, state and history); any other file there is kept and named. Needs --yes.
+                credentials, pgpass, state and history); any other file there is kept and named. Needs --yes. \
+                A compose project's own watcher (compose.watcher) is stopped first; any other running \
+                `pgcluster watch` holds the cluster lock, and destroy waits for it, then refuses.
                 """)
 
         @OptionGroup var options: SpecOptions
@@ -20,6 +22,13 @@ extension PGCluster {
         }
 
         func run() async throws {
+            try await execute {
+                let spec = try options.load()
+                if spec.backend == .compose {
+                    // The project's own watcher holds the lock while it runs; `down` would stop it anyway.
+                    await ComposeCluster(spec: spec, templates: try options.templateSet()).stopWatcher()
+                }
+            }
             try await executeLocked(options, "destroy") { spec in
                 var kept: [String] = []
                 if spec.backend == .compose {

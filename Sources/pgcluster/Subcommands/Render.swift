@@ -17,7 +17,10 @@ extension PGCluster {
                 ca.key: the key never enters the project); certificates still valid are kept. \
                 With watch.http, also haproxy.cfg: a read-write frontend on routing.rw (5000) checked \
                 by OPTIONS /primary and a read-only one on routing.ro (5001) checked by /replica, \
-                against the endpoints of `pgcluster watch` (run it with: haproxy -f haproxy.cfg).
+                against the endpoints of `pgcluster watch` (run it with: haproxy -f haproxy.cfg). \
+                A compose spec with compose.watcher: true also gets the service pgcluster-watch in the \
+                profile `watch` (docker compose --profile watch up -d), and watcher.d/ with what it runs: \
+                this pgcluster, the docker CLI and compose plugin, and their libraries, linked or copied.
                 Files are written atomically and only when their contents change.
                 """)
 
@@ -37,6 +40,7 @@ extension PGCluster {
                 let plan = try RenderCommand.plan(renderer, outputDirectory: folder)
                 let files = plan.files + (try RenderCommand.certificates(spec, outputDirectory: folder, dryRun: dryRun))
                 let outcomes = try FileWriter(dryRun: dryRun).write(files, under: folder)
+                    + RenderCommand.placeWatcher(spec, outputDirectory: folder, dryRun: dryRun)
                 if !dryRun { try RenderCommand.remember(plan, spec: spec, outputDirectory: folder) }
                 for outcome in outcomes {
                     let verb = dryRun && outcome.change != .unchanged ? "would be \(outcome.change.rawValue)" : outcome.change.rawValue

@@ -34,6 +34,7 @@ struct RunResult {
 /// | 22530-22539 | HookTests (PgBouncer 22539) |
 /// | 22540-22569 | AppRoleTests, RestartTests |
 /// | 22600-22699 | EtcdSecurityTests (etcd 23820-23859) |
+/// | 22700-22709 | ComposeWatcherTests (endpoints 22705-22707) |
 ///
 /// The benchmarks use 22000-22099.
 ///
