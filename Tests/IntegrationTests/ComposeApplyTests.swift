@@ -9,9 +9,7 @@ extension ComposeTests {
     /// the standbys and a switchover, and nodes refused.
     @Test(
         "compose: apply reloads work_mem without a restart, rolls shared_buffers through every node (the primary by switchover), refuses a new node",
-        .enabled(
-            if: ComposeEngine.available,
-            "no container engine answers at \(ComposeEngine.host) (start one: scripts/compose-engine.sh up)"))
+        ComposeEngine.required)
     func composeApply() async throws {
         try await withComposeCluster(name: "apply", basePort: 22126, subnet: "172.29.126.0/24") { cluster in
             let initResult = await cluster.pgcluster(["init"])

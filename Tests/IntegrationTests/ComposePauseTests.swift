@@ -12,9 +12,7 @@ import Testing
 extension ComposeTests {
     @Test(
         "compose: a paused primary container is unknown, not stopped: an async watcher does not fail over; unpaused, one primary",
-        .enabled(
-            if: ComposeEngine.available,
-            "no container engine answers at \(ComposeEngine.host) (start one: scripts/compose-engine.sh up)"))
+        ComposeEngine.required)
     func pausedPrimary() async throws {
         try await withComposeCluster(
             name: "pause", basePort: 22130, subnet: "172.29.130.0/24",

@@ -34,9 +34,7 @@ extension ComposeTests {
     /// local.dir, mounted into each container; verify-full everywhere; rotate reloads.
     @Test(
         "compose: TLS by default: replication over TLS, plain TCP and wrong names refused, dsn verify-full, key 0600 postgres, status expiry, rotate without restart, failover",
-        .enabled(
-            if: ComposeEngine.available,
-            "no container engine answers at \(ComposeEngine.host) (start one: scripts/compose-engine.sh up)"))
+        ComposeEngine.required)
     func composeTLS() async throws {
         try await withComposeCluster(name: "tls", basePort: 22120, subnet: "172.29.120.0/24") { cluster in
             let initResult = await cluster.pgcluster(["init"])

@@ -55,6 +55,12 @@ enum ComposeEngine {
     static func docker(_ arguments: [String], in directory: String? = nil, timeout: Double = 300) async -> RunResult {
         await run([docker ?? "/usr/bin/docker"] + arguments, in: directory, timeout: timeout)
     }
+
+    /// The trait of every test on real containers: it runs when an engine answers, else it
+    /// is skipped with the line that says how to start one.
+    static var required: ConditionTrait {
+        .enabled(if: available, "no container engine answers at \(host) (start one: scripts/compose-engine.sh up)")
+    }
 }
 
 /// A compose cluster of three nodes made by a test, in its own folder, on its own ports,
@@ -127,6 +133,18 @@ final class ComposeTestCluster: @unchecked Sendable {
 
     func credentials() throws -> Credentials {
         try #require(try Credentials.load("\(stateDir)/credentials.json"))
+    }
+
+    /// `clients` writers through the read-write DSN (`pgcluster dsn`), started.
+    func startWriters(clients: Int = 4) async throws -> WriteLoad {
+        let dsn = await pgcluster(["dsn"])
+        try #require(dsn.status == 0, "dsn: \(dsn.stderr)")
+        let conninfo = dsn.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let password = try credentials().superuser.password
+        try WriteLoad.prepare(conninfo: conninfo, password: password)
+        let load = WriteLoad(conninfo: conninfo, password: password, clients: clients)
+        load.start()
+        return load
     }
 
     /// The cluster CA in local.dir, which pgcluster verifies the nodes with.
@@ -213,9 +231,7 @@ func withComposeCluster(
 struct ComposeTests {
     @Test(
         "compose: init and destroy; then render + docker compose up by hand, status, quorum, kill, failover (lost 0), rejoin, switchover, drill, destroy",
-        .enabled(
-            if: ComposeEngine.available,
-            "no container engine answers at \(ComposeEngine.host) (start one: scripts/compose-engine.sh up)"))
+        ComposeEngine.required)
     func composeForReal() async throws {
         try await initAndDestroy()
         try await byHandThenEveryCommand()
@@ -242,13 +258,7 @@ struct ComposeTests {
             #expect(try cluster.sql("node0", "SHOW synchronous_standby_names").scalar == "ANY 1 (\"node1\", \"node2\")")
 
             // Four writers through the read-write DSN; the primary's container is killed.
-            let dsn = await cluster.pgcluster(["dsn"])
-            try #require(dsn.status == 0, "dsn: \(dsn.stderr)")
-            let conninfo = dsn.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
-            let password = try cluster.credentials().superuser.password
-            try WriteLoad.prepare(conninfo: conninfo, password: password)
-            let load = WriteLoad(conninfo: conninfo, password: password, clients: 4)
-            load.start()
+            let load = try await cluster.startWriters()
             let newPrimary: String
             do {
                 newPrimary = try await Self.killPrimaryAndFailOver(cluster, project: project, load: load)

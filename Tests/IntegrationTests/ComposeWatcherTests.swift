@@ -14,9 +14,7 @@ struct ComposeWatcherTests {
 
     @Test(
         "compose.watcher: `docker compose --profile watch up -d` runs the watcher, which serves the endpoints and fails over a killed primary with nothing acknowledged lost; destroy removes it too",
-        .enabled(
-            if: ComposeEngine.available,
-            "no container engine answers at \(ComposeEngine.host) (start one: scripts/compose-engine.sh up)"))
+        ComposeEngine.required)
     func watcherService() async throws {
         try await withComposeCluster(
             name: "watcher", basePort: 22700, subnet: "172.29.170.0/24",
@@ -41,13 +39,7 @@ struct ComposeWatcherTests {
                 return
             }
 
-            let dsn = await cluster.pgcluster(["dsn"])
-            try #require(dsn.status == 0, "dsn: \(dsn.stderr)")
-            let conninfo = dsn.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
-            let password = try cluster.credentials().superuser.password
-            try WriteLoad.prepare(conninfo: conninfo, password: password)
-            let load = WriteLoad(conninfo: conninfo, password: password, clients: 4)
-            load.start()
+            let load = try await cluster.startWriters()
             let acknowledged = await pollUntil(30) { load.counts.acknowledged >= 200 }
             let kill = await cluster.compose(["kill", "node0"], in: project)
             // The watcher, in its container, sees node0 gone and promotes a standby.
