@@ -49,6 +49,9 @@ public struct Watcher: Service {
     var probeTimeout: Double { min(2, max(0.5, settings.interval)) }
 
     public func run() async throws {
+        // SIGHUP is taken (it no longer ends the process) before "start" says the watcher
+        // runs: a reload sent the moment it started must not kill it (a CI run did that).
+        reloader.listenForHangup()
         logger.event(
             "start",
             "watching cluster \(spec.name) (\(spec.nodes.count) nodes): every \(settings.interval) s, failover after "
@@ -69,7 +72,6 @@ public struct Watcher: Service {
             wake.signal()
         }
         defer { detector.stop() }
-        reloader.listenForHangup()
         var ready = false
         // Cancelled (a service beside it in the group failed, such as the health endpoints):
         // stop between ticks too, rather than tick on without pauses.
