@@ -98,17 +98,16 @@ struct WatchAcrossTests {
             let watcher = try WatchProcess(cluster, name: "watch-op", netns: "pgct-op")
             var stopped: [pid_t] = []
             do {
-                #expect(await watcher.waitFor("start"), "\(watcher.log)")
-                // h3's sshd and the sessions it serves stop: an ssh through an open master
-                // connection hangs without an error, and a new connection gets no banner.
-                try await Task.sleep(for: .seconds(1))
+                // Its first tick done ("ok"): its connections to every host are open. Then h3's
+                // sshd and the sessions it serves stop: an ssh through an open master connection
+                // hangs without an error, and a new connection gets no banner.
+                #expect(await watcher.waitFor("ok"), "\(watcher.log)")
                 let sshd = try #require(await hosts.sshdPID("h3"), "no sshd on h3")
                 stopped = [sshd] + descendants(of: sshd)
                 try #require(stopped.count > 1, "h3's sshd serves no session")
                 for pid in stopped { kill(pid, SIGSTOP) }
                 // node3's server on h3 dies: the watcher can only ask h3 by ssh about it.
                 try await hosts.kill9Postmaster(3, dataDir: cluster.remoteDataDir("node3"))
-                try await Task.sleep(for: .seconds(2))
                 try await hosts.kill9Postmaster(1, dataDir: cluster.remoteDataDir("node0"))
                 // ANY 2 over node1..node3: node1 and node2 answering prove the quorum.
                 #expect(await watcher.waitFor("failed-over", timeout: 90), "no failover while ssh to h3 hangs:\n\(watcher.log)")
