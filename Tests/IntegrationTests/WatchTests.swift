@@ -282,6 +282,66 @@ struct WatchTests {
         }
     }
 
+    @Test("a rejoin whose pg_rewind hangs does not hold the watcher: the primary it rewinds from freezes, the rewind is killed, the next primary is promoted, nothing lost")
+    func hungRewind() async throws {
+        try await withWatchedCluster(name: "w-rewind", basePort: 21565) { cluster, watcher in
+            let watcher = try #require(watcher)
+            // Paused, so that the failover and the rejoin come when the test is ready.
+            #expect(await cluster.run(["pause"]).status == 0)
+            // node0 writes WAL its standbys never get (its walsenders frozen, a local commit):
+            // after the failover it cannot follow, and must be rewound.
+            let senders = try cluster.sql("node0", "SELECT pid FROM pg_stat_replication").rows.compactMap { $0[0].flatMap { pid_t($0) } }
+            for pid in senders { kill(pid, SIGSTOP) }
+            let local = try cluster.connect("node0")
+            try local.query("SET synchronous_commit = local")
+            try local.query("CREATE TABLE diverged (id int)")
+            local.close()
+            try cluster.kill9Postmaster("node0")
+            for pid in senders { kill(pid, SIGKILL) }
+            let primary = try await cluster.failOver()
+            let other = primary == "node1" ? "node2" : "node1"
+            let load = try await cluster.startLoad(clients: 2)
+            #expect(await cluster.waitForAcks(load, atLeast: 100))
+
+            // pg_rewind lists the source's files joined with pg_tablespace: a lock held on it
+            // makes the rewind wait, as a source that stopped answering would.
+            let holder = try cluster.connect(primary)
+            defer { holder.close() }
+            try holder.query("BEGIN")
+            try holder.query("LOCK TABLE pg_catalog.pg_tablespace IN ACCESS EXCLUSIVE MODE")
+            #expect(await cluster.run(["resume"]).status == 0)
+            let waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%pg_tablespace%' AND pid <> pg_backend_pid()"
+            #expect(await cluster.eventually(60) { try cluster.sql(primary, waiting).scalar == "1" }, "no rewind waits:\n\(watcher.log)")
+            let rewinds = { (pid: pid_t) -> Bool in
+                let line = (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)) ?? ""
+                return line.contains("pg_rewind") && line.contains("\(cluster.dataRoot)/node0/")
+            }
+            let rewind = try #require(descendants(of: watcher.pid).first(where: rewinds), "no pg_rewind of node0 runs under the watcher")
+
+            // The source freezes while the rejoin waits on it: the watcher must still fail over.
+            let postmaster = try #require(cluster.postmasterPID(primary))
+            let frozen = [postmaster] + LocalHost.childProcesses(of: postmaster)
+            for pid in frozen { kill(pid, SIGSTOP) }
+            // The fence kills them; should it not come, they must not stay stopped.
+            defer { for pid in frozen { kill(pid, SIGCONT) } }
+            #expect(
+                await cluster.eventually(30) { try cluster.sql(other, "SELECT pg_is_in_recovery()").scalar == "f" },
+                "no failover while the rewind hung:\n\(watcher.log)")
+            #expect(await watcher.waitFor("rejoin-stopped", timeout: 5), "\(watcher.log)")
+            #expect(watcher.lines("rejoin-stopped").first?.contains("node0") == true, "\(watcher.lines("rejoin-stopped"))")
+            #expect(!rewinds(rewind), "the hung pg_rewind still runs")
+
+            let before = load.counts.acknowledged
+            #expect(await cluster.waitForAcks(load, atLeast: before + 100), "no writes after the failover")
+            let summary = await load.stop()
+            let present = try cluster.presentIds(other, summary.acknowledged)
+            #expect(summary.acknowledged.filter { !present.contains($0) }.isEmpty, "acknowledged rows lost")
+            // The stopped rejoin is tried again, from the new primary.
+            #expect(
+                await cluster.eventually(60) { try cluster.upstreamPort(of: "node0") == cluster.port(other) }, "\(watcher.log)")
+        }
+    }
+
     @Test("SIGTERM while idle: exit 0, JSON lines on stderr")
     func sigtermWhileIdle() async throws {
         try await withWatchedCluster(name: "w-term", basePort: 21560, json: true) { cluster, watcher in

@@ -46,6 +46,62 @@ struct DeadlineTests {
         }
     }
 
+    /// A cancelled task (the watcher stopping a rejoin for a failover) ends the program it
+    /// runs at once, without waiting for a deadline. With a process group of its own (a
+    /// deadline, or every child of `watch`), what the program started ends with it.
+    @Test("LocalRunner: a cancelled task ends its program, and with its own group what it started", arguments: [false, true])
+    func cancelled(ownGroup: Bool) async throws {
+        let pidFile = "/tmp/pgc-cancel-\(UUID().uuidString).pids"
+        defer { unlink(pidFile) }
+        // The shell writes its PID (and, with a group, its background child's), then sleeps.
+        let script = ownGroup ? "echo $$ > \(pidFile); sleep 60 & echo $! >> \(pidFile); wait" : "echo $$ > \(pidFile); exec sleep 60"
+        let command = Command("/bin/sh", ["-c", script], timeout: ownGroup ? 120 : nil)
+        let task = Task { () -> ClusterError? in
+            do throws(ClusterError) {
+                _ = try await LocalRunner().run(command)
+                return nil
+            } catch {
+                return error
+            }
+        }
+        func pids() -> [pid_t] {
+            ((try? String(contentsOfFile: pidFile, encoding: .utf8)) ?? "").split(separator: "\n").compactMap { pid_t($0) }
+        }
+        let deadline = Date().addingTimeInterval(30)
+        while pids().count < (ownGroup ? 2 : 1) && Date() < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        let started = try #require(pids().count == (ownGroup ? 2 : 1) ? pids() : nil, "the program did not start")
+        task.cancel()
+        let error = await task.value
+        #expect(error?.message.contains("was stopped (its task was cancelled)") == true, "\(String(describing: error))")
+        for pid in started {
+            var gone = false
+            for _ in 0..<200 {
+                if !LocalHost.isAlive(pid) {
+                    gone = true
+                    break
+                }
+                usleep(10_000)
+            }
+            #expect(gone, "\(pid) still runs after the cancel")
+        }
+    }
+
+    @Test("a task cancelled before its program starts never starts it")
+    func cancelledBefore() async {
+        let task = Task { () -> ClusterError? in
+            while !Task.isCancelled { await Task.yield() }
+            do throws(ClusterError) {
+                _ = try await LocalRunner().run(Command("/bin/sleep", ["60"]))
+                return nil
+            } catch {
+                return error
+            }
+        }
+        task.cancel()
+        let error = await task.value
+        #expect(error?.message == "cancelled before running /bin/sleep", "\(String(describing: error))")
+    }
+
     @Test("a program that ends before its deadline is not touched")
     func endsInTime() throws {
         let outcome = try Spawn.run(

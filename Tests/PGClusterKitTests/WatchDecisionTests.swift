@@ -293,6 +293,25 @@ struct WatchDecisionTests {
     }
 }
 
+@Suite("which due step stops a long one (a rejoin) in progress")
+struct LongStepTests {
+    @Test("failover, fence and lowering stop it; a rejoin, a start, a restore, a paused failover or waiting do not", arguments: [
+        (WatchDecision.Action.failover("node0 is down"), true),
+        (.fence("node1", why: "lost"), true),
+        (.lowerSynchronous("no synchronous standby streams"), true),
+        (.rejoin("node0", why: "a former primary"), false),
+        (.start("node2"), false),
+        (.restoreSynchronous("node2 streams again"), false),
+        (.paused(.failover("node0 is down")), false),
+        (.wait("node0 lost for 1.0 s of 2.0"), false),
+        (.refuse("not provably stopped"), false),
+        (.nothing("node1 is the primary"), false),
+    ])
+    func stops(action: WatchDecision.Action, stops: Bool) {
+        #expect(action.stopsLongStep == stops, "\(action)")
+    }
+}
+
 extension WatchDecision.Node {
     /// As a failover's freeze leaves it: primary_conninfo emptied, no WAL receiver.
     var frozen: Self {

@@ -119,6 +119,7 @@ public struct QuorumChange: Sendable {
                     return last.replication
                 }
             }
+            try Cancelled.check(before: "confirming synchronous_standby_names = '\(value)' on \(primary.name)")
             try? await Task.sleep(for: .milliseconds(50))
         }
         let seen = last.replication.map { "\($0.applicationName)=\($0.syncState)" }.joined(separator: ", ")

@@ -134,6 +134,8 @@ public struct Rejoin: Sendable {
                 rewound = endOfWAL.flatMap { RewoundWAL.parse(controlData: $0, rewindOutput: output) }
                 timer.lap("pg_rewind \(node.name) from \(primary.name)")
             } catch {
+                // Killed because the watcher must fail over: stop here, never copy instead.
+                try Cancelled.check(before: "copying \(node.name) afresh")
                 Console.warn("pg_rewind failed, copying \(node.name) afresh with pg_basebackup: \(error.description)")
                 method = .cloneAfterFailedRewind
             }

@@ -56,6 +56,7 @@ public struct ServerOps: Sendable {
         let deadline = ContinuousClock.now + .seconds(timeout)
         while ContinuousClock.now < deadline {
             if await check() { return }
+            try Cancelled.check(before: "waiting until \(what)")
             try? await Task.sleep(for: .milliseconds(20))
         }
         if await check() { return }
@@ -279,6 +280,8 @@ public struct ServerOps: Sendable {
                 }
                 confirmed.insert(standby.name)
             }
+            // Cancelled: the sleep below would return at once; the rest count as lagging.
+            if Task.isCancelled { return still }
             if still.count == pending.count { try? await Task.sleep(for: .milliseconds(20)) }
             pending = still
         }

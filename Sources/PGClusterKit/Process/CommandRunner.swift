@@ -100,14 +100,38 @@ public struct LocalRunner: CommandRunning {
         let stderr: Spawn.Sink = command.passthroughStderr ? .inherit : .pipe
         let input = command.input
         let timeout = command.timeout
-        let result = try await Blocking.run {
-            Spawn.run(argv, environment: envp, input: input, stdout: .pipe, stderr: stderr, timeout: timeout)
-        }.get()
+        // A cancelled task (the watcher stopping a rejoin because a failover is due) ends the
+        // program now, whether it has a deadline or not.
+        try Cancelled.check(before: "running \(command.executable)")
+        let child = Spawn.Child()
+        let outcome = await withTaskCancellationHandler {
+            await Blocking.run {
+                Spawn.run(argv, environment: envp, input: input, stdout: .pipe, stderr: stderr, timeout: timeout, child: child)
+            }
+        } onCancel: {
+            child.cancel()
+        }
+        let result = try outcome.get()
+        if child.wasKilled {
+            throw ClusterError(
+                "\(command) was stopped (its task was cancelled): killed it",
+                details: result.output.split(whereSeparator: \.isNewline).suffix(6).map { "| " + $0 })
+        }
         if result.status == -1, let timeout {
             throw ClusterError(
                 "\(command) did not end within \(ClusterLock.formatSeconds(timeout)): killed it and its process group",
                 details: result.output.split(whereSeparator: \.isNewline).suffix(6).map { "| " + $0 })
         }
         return result
+    }
+}
+
+/// Where a cancelled task stops: before a step, never in the middle of writing a file.
+/// The watcher cancels a long step (a rejoin) when a failover is due; the subprocess it
+/// runs is killed by ``LocalRunner``, and the steps after it are not begun.
+public enum Cancelled {
+    /// Throws when the current task is cancelled, naming the step that is not begun.
+    public static func check(before step: String) throws(ClusterError) {
+        if Task.isCancelled { throw ClusterError("cancelled before \(step)") }
     }
 }

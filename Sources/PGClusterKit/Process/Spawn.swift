@@ -25,6 +25,18 @@ public enum Spawn {
     /// child spawned meanwhile inherits it (a daemon holding it would block our read forever).
     private static let lock = NSLock()
 
+    /// Whether every child starts in a process group of its own, deadline or not. `watch`
+    /// turns it on (it has no terminal whose Ctrl-C should reach its children): a step the
+    /// watcher cancels then ends with everything it started (pg_basebackup's WAL streamer,
+    /// a shell's children), not only the program itself.
+    public static var ownGroupForEveryChild: Bool {
+        get { settingLock.withLock { everyChildOwnGroup } }
+        set { settingLock.withLock { everyChildOwnGroup = newValue } }
+    }
+    /// Not ``lock``: that one is held while a child is spawned, when this is read.
+    private static let settingLock = NSLock()
+    nonisolated(unsafe) private static var everyChildOwnGroup = false
+
     /// Runs `argv` (argv[0] an absolute path) to its end. Blocks the calling thread.
     /// - Parameters:
     ///   - input: written to the child's stdin, which is then closed; without it stdin is /dev/null.
@@ -32,9 +44,14 @@ public enum Spawn {
     ///     process group of its own, and when the deadline passes the whole group (the program
     ///     and whatever it started that stayed in the group: an ssh, a shell's children) gets
     ///     SIGKILL. The outcome is then status -1 with the output read so far. Without a
-    ///     timeout the child stays in our process group (a terminal's Ctrl-C reaches it).
+    ///     timeout the child stays in our process group (a terminal's Ctrl-C reaches it),
+    ///     unless ``ownGroupForEveryChild``.
+    ///   - child: told the child's PID once it runs, so that ``Child/cancel()`` (from a
+    ///     cancelled task) can end it: its process group when it has one of its own, else
+    ///     the program itself. The outcome is then what SIGKILL left (status 137).
     public static func run(
-        _ argv: [String], environment: [String], input: Data? = nil, stdout: Sink, stderr: Sink, timeout: Double? = nil
+        _ argv: [String], environment: [String], input: Data? = nil, stdout: Sink, stderr: Sink, timeout: Double? = nil,
+        child: Child? = nil
     ) -> Result<CommandResult, ClusterError> {
         let executable = argv[0]
         let usesPipe = stdout == .pipe || stderr == .pipe
@@ -86,7 +103,8 @@ public enum Spawn {
         posix_spawnattr_setsigmask(&attributes, &noSignals)
         posix_spawnattr_setsigdefault(&attributes, &defaults)
         var flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF
-        if timeout != nil {
+        let ownGroup = timeout != nil || ownGroupForEveryChild
+        if ownGroup {
             // Its own process group (pgid = its pid), so the deadline can kill everything in it.
             posix_spawnattr_setpgroup(&attributes, 0)
             flags |= POSIX_SPAWN_SETPGROUP
@@ -109,6 +127,7 @@ public enum Spawn {
             if input != nil { close(inputFDs[1]) }
             return .failure(ClusterError("cannot run \(executable): \(String(cString: strerror(spawned)))"))
         }
+        child?.started(pid, ownGroup: ownGroup)
         if let input {
             // On a thread of its own: a child that reads its input only after writing output
             // (or never reads it) must not block our reading of that output.
@@ -123,11 +142,8 @@ public enum Spawn {
             expired = !readAll(fds[0], into: &output, until: deadline)
             close(fds[0])
         }
-        var status: Int32 = 0
         if let deadline, !expired {
-            while true {
-                let reaped = waitpid(pid, &status, WNOHANG)
-                if reaped == pid || (reaped < 0 && errno != EINTR) { break }
+            while !hasEnded(pid, wait: false) {
                 if Date() >= deadline {
                     expired = true
                     break
@@ -140,15 +156,80 @@ public enum Spawn {
             // that called setsid, such as a postmaster from pg_ctl) is not ours to end.
             kill(-pid, SIGKILL)
             kill(pid, SIGKILL)
-            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+            _ = reap(pid, child: child)
             return .success(CommandResult(status: -1, output: String(decoding: output, as: UTF8.self)))
         }
-        if deadline == nil {
-            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-        }
+        let status = reap(pid, child: child)
         // WIFEXITED / WEXITSTATUS, spelled out: Glibc's macros are not imported into Swift.
         let exitCode: Int32 = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
         return .success(CommandResult(status: exitCode, output: String(decoding: output, as: UTF8.self)))
+    }
+
+    /// Whether `pid` (our child) has ended, without reaping it: its PID stays ours, and no
+    /// other process can be given it, until ``reap(_:child:)``. With `wait`, until it ends.
+    private static func hasEnded(_ pid: pid_t, wait: Bool) -> Bool {
+        while true {
+            var info = siginfo_t()
+            let flags = WEXITED | WNOWAIT | (wait ? 0 : WNOHANG)
+            if waitid(P_PID, id_t(pid), &info, flags) == 0 {
+                // With WNOHANG and nothing ended, the kernel leaves si_signo 0.
+                return info.si_signo == SIGCHLD
+            }
+            if errno != EINTR { return true }
+        }
+    }
+
+    /// Waits for `pid` to end, tells `child` (from then on its PID is never signalled: once
+    /// reaped, the kernel may give it to another process), and reaps it: the wait status.
+    private static func reap(_ pid: pid_t, child: Child?) -> Int32 {
+        _ = hasEnded(pid, wait: true)
+        child?.ended()
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        return status
+    }
+
+    /// A running child that a cancelled task ends: ``run(_:environment:input:stdout:stderr:timeout:child:)``
+    /// says when it starts and ends, ``cancel()`` may come from any thread at any time (also
+    /// before it starts: it is then killed as it starts).
+    public final class Child: @unchecked Sendable {
+        private let lock = NSLock()
+        private var pid: pid_t = 0
+        private var ownGroup = false
+        private var over = false
+        private var cancelled = false
+        private var killed = false
+
+        public init() {}
+
+        /// Whether ``cancel()`` killed it (not when it had ended already).
+        public var wasKilled: Bool { lock.withLock { killed } }
+
+        func started(_ pid: pid_t, ownGroup: Bool) {
+            lock.withLock {
+                self.pid = pid
+                self.ownGroup = ownGroup
+                if cancelled { end() }
+            }
+        }
+
+        func ended() { lock.withLock { over = true } }
+
+        /// SIGKILL to the child (its process group when it has one of its own).
+        public func cancel() {
+            lock.withLock {
+                cancelled = true
+                end()
+            }
+        }
+
+        /// Called with the lock held.
+        private func end() {
+            guard pid > 0, !over else { return }
+            if ownGroup { kill(-pid, SIGKILL) }
+            kill(pid, SIGKILL)
+            killed = true
+        }
     }
 
     /// Reads `fd` to its end into `output`; false when `deadline` passed first.

@@ -69,6 +69,7 @@ public enum HeldLocks {
     /// Before an irreversible step (promote, fence, synchronous_standby_names, rewind): the
     /// lock must still be this process's. A holder that lost it stops here and says so.
     public static func verify(before step: String) async throws(ClusterError) {
+        try Cancelled.check(before: step)
         guard let held else { return }
         do {
             try await held.verify()

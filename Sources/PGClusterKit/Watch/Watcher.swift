@@ -261,9 +261,23 @@ public struct Watcher: Service {
                 guard let node = spec.node(named: name) else { return }
                 var rejoin = Rejoin(cluster: control, credentials: credentials, node: node, reclone: false)
                 rejoin.by = "watch"
-                let result = try await rejoin.run()
-                memory.needsRejoin.remove(name)
-                logger.event("rejoined", node: name, result.text.replacingOccurrences(of: "\n", with: "; "))
+                let step = rejoin
+                let outcome = await whileWatching(&memory, now: now) { () async -> Result<Rejoin.Report, ClusterError> in
+                    do throws(ClusterError) { return .success(try await step.run()) } catch { return .failure(error) }
+                }
+                switch outcome {
+                case .finished(let result):
+                    let report = try result.get()
+                    memory.needsRejoin.remove(name)
+                    logger.event("rejoined", node: name, report.text.replacingOccurrences(of: "\n", with: "; "))
+                case .stopped(let due, _):
+                    // Still needs its rejoin: tried again once the due step is done.
+                    logger.event(
+                        "rejoin-stopped", node: name,
+                        "stopped the rejoin of \(name) (its running program killed, no further step begun): "
+                            + "\(due.event) is due: \(due.details)",
+                        level: .warning)
+                }
             case .start(let name):
                 guard let node = spec.node(named: name) else { return }
                 let lines = try await StartNodes(control: control, credentials: credentials).run([node])
@@ -297,6 +311,78 @@ public struct Watcher: Service {
             let text = ([error.message] + error.details).joined(separator: "; ")
             logger.event(action.event + "-failed", node: name, text, level: .warning)
         }
+    }
+}
+
+/// How a step run by ``Watcher/whileWatching(_:now:_:)`` ended.
+enum WatchedStep<T: Sendable>: Sendable {
+    /// It ran to its end (or failed on its own).
+    case finished(Result<T, ClusterError>)
+    /// Stopped because this action became due; what the step said as it stopped.
+    case stopped(WatchDecision.Action, Result<T, ClusterError>)
+}
+
+/// What the task group of ``Watcher/whileWatching(_:now:_:)`` hears next.
+private enum StepOrLook<T: Sendable>: Sendable {
+    case done(Result<T, ClusterError>)
+    case look
+}
+
+extension Watcher {
+    /// Runs a step that may take long (a rejoin: pg_rewind, and the pg_basebackup after a
+    /// failed one, have no deadline: a large copy takes hours) while the cluster stays
+    /// watched: every interval the nodes are observed again (the health endpoints follow)
+    /// and the rules asked what they would do. When they want a step that cannot wait
+    /// (``WatchDecision/Action/stopsLongStep``: a failover, a fence, lowering), this one is
+    /// cancelled: its running program is killed (``LocalRunner``) and it begins no other
+    /// step. The next tick then carries out the due step. The memory keeps what the
+    /// observations found about the primary, so a failover counts from when it was lost,
+    /// not from when the step stopped.
+    func whileWatching<T: Sendable>(
+        _ memory: inout WatchDecision.Memory, now: () -> Double,
+        _ step: @escaping @Sendable () async -> Result<T, ClusterError>
+    ) async -> WatchedStep<T> {
+        var scratch = memory
+        let interval = settings.interval
+        let outcome = await withTaskGroup(of: StepOrLook<T>.self) { group -> WatchedStep<T> in
+            group.addTask { .done(await step()) }
+            group.addTask {
+                try? await Task.sleep(for: .seconds(interval))
+                return .look
+            }
+            var due: WatchDecision.Action?
+            while let next = await group.next() {
+                switch next {
+                case .done(let result):
+                    group.cancelAll()
+                    return due.map { .stopped($0, result) } ?? .finished(result)
+                case .look:
+                    if due != nil { continue }
+                    var loaded: ClusterState??
+                    do { loaded = .some(try await store.loadState()) } catch {}
+                    if let state = loaded {
+                        let input = await observe(state: state, probedAt: now(), now: now)
+                        health?.observed(
+                            input.nodes.map(\.observation), probeSeconds: input.now - (input.probedAt ?? input.now),
+                            paused: input.paused, leader: true)
+                        let action = WatchDecision.next(input, memory: &scratch, settings: settings)
+                        if action.stopsLongStep {
+                            due = action
+                            group.cancelAll()
+                            continue
+                        }
+                    }
+                    group.addTask {
+                        try? await Task.sleep(for: .seconds(interval))
+                        return .look
+                    }
+                }
+            }
+            return .finished(.failure(ClusterError("the step ended without an answer")))
+        }
+        memory.primaryLostSince = scratch.primaryLostSince
+        memory.primaryLastAnswered = scratch.primaryLastAnswered
+        return outcome
     }
 }
 

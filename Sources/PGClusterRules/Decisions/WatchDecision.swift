@@ -115,6 +115,17 @@ public enum WatchDecision {
             default: true
             }
         }
+
+        /// Whether, found due while a long step runs (a rejoin: pg_rewind, or the copy after
+        /// a failed one, has no deadline), it stops that step: the primary's fate (failover,
+        /// fence) and commits that would hang (lowering) cannot wait for a copy to end. A
+        /// rewind is cheap to begin again; a lost primary is not.
+        public var stopsLongStep: Bool {
+            switch self {
+            case .failover, .fence, .lowerSynchronous: true
+            default: false
+            }
+        }
     }
 
     public static func next(_ input: Input, memory: inout Memory, settings: WatchSettings) -> Action {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import Logging
 import PGClusterKit
 import ServiceLifecycle
@@ -37,6 +38,12 @@ extension PGCluster {
         var json = false
 
         func run() async throws {
+            // A reload (SIGHUP) sent while the watcher starts must not end it (SIGHUP's default
+            // action): ignored from the first moment, taken over by the spec reloader later.
+            signal(SIGHUP, SIG_IGN)
+            // No terminal's Ctrl-C to share with its children: each gets a process group of its
+            // own, so a step the watcher cancels ends with all it started.
+            Spawn.ownGroupForEveryChild = true
             try await execute {
                 let spec = try options.load()
                 let credentials = try ClusterAccess.credentials(spec)
