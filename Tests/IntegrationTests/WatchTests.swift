@@ -342,6 +342,62 @@ struct WatchTests {
         }
     }
 
+    @Test("a rejoin whose pg_basebackup hangs does not hold the watcher: the primary it copies from freezes, the copy is killed, the next primary is promoted, nothing lost")
+    func hungClone() async throws {
+        try await withWatchedCluster(name: "w-clone", basePort: 21505, watch: "  rejoin: manual\n") { cluster, watcher in
+            let watcher = try #require(watcher)
+            let load = try await cluster.startLoad(clients: 2)
+            #expect(await cluster.waitForAcks(load, atLeast: 100))
+            try cluster.kill9Postmaster("node0")
+            #expect(await watcher.waitFor("failed-over", timeout: 30), "\(watcher.log)")
+            let primary = try #require(cluster.onePrimary(besides: "node0"), "\(watcher.log)")
+            let other = primary == "node1" ? "node2" : "node1"
+            // node0's disk is replaced: its rejoin must copy it afresh with pg_basebackup.
+            try FileManager.default.removeItem(atPath: "\(cluster.dataRoot)/node0/data")
+            // The new primary's checkpointer stops: a base backup waits for its checkpoint, as
+            // one from a source that stopped answering would.
+            let postmaster = try #require(cluster.postmasterPID(primary))
+            let checkpointer = try #require(
+                LocalHost.childProcesses(of: postmaster).first { pid in
+                    ((try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)) ?? "").contains("checkpointer")
+                })
+            kill(checkpointer, SIGSTOP)
+            defer { kill(checkpointer, SIGCONT) }
+            // rejoin: auto from now on: the watcher rejoins node0, which it failed over from.
+            try cluster.editSpec { $0.replacingOccurrences(of: "  rejoin: manual\n", with: "  rejoin: auto\n") }
+            kill(watcher.pid, SIGHUP)
+            let waiting = "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'walsender' AND wait_event IN ('CheckpointStart', 'CheckpointDone')"
+            #expect(await cluster.eventually(60) { try cluster.sql(primary, waiting).scalar == "1" }, "no base backup waits:\n\(watcher.log)")
+            let clones = { (pid: pid_t) -> Bool in
+                let line = (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)) ?? ""
+                return line.contains("pg_basebackup") && line.contains("\(cluster.dataRoot)/node0/")
+            }
+            let clone = try #require(descendants(of: watcher.pid).first(where: clones), "no pg_basebackup of node0 runs under the watcher")
+
+            // The source freezes while the copy waits on it: the watcher must still fail over.
+            let frozen = [postmaster] + LocalHost.childProcesses(of: postmaster)
+            for pid in frozen { kill(pid, SIGSTOP) }
+            defer { for pid in frozen { kill(pid, SIGCONT) } }
+            #expect(
+                await cluster.eventually(30) { try cluster.sql(other, "SELECT pg_is_in_recovery()").scalar == "f" },
+                "no failover while the copy hung:\n\(watcher.log)")
+            #expect(await watcher.waitFor("rejoin-stopped", timeout: 5), "\(watcher.log)")
+            #expect(watcher.lines("rejoin-stopped").first?.contains("node0") == true, "\(watcher.lines("rejoin-stopped"))")
+            #expect(!clones(clone), "the hung pg_basebackup still runs")
+
+            // Commits wait (durability strict) until a member of ANY 1 (node0, the fenced one)
+            // streams again: node0's copy from the new primary comes first.
+            let before = load.counts.acknowledged
+            #expect(await cluster.waitForAcks(load, atLeast: before + 100, timeout: 90), "no writes after the failover:\n\(watcher.log)")
+            let summary = await load.stop()
+            let present = try cluster.presentIds(other, summary.acknowledged)
+            #expect(summary.acknowledged.filter { !present.contains($0) }.isEmpty, "acknowledged rows lost")
+            // The stopped rejoin is tried again, and copies node0 from the new primary.
+            #expect(
+                await cluster.eventually(90) { try cluster.upstreamPort(of: "node0") == cluster.port(other) }, "\(watcher.log)")
+        }
+    }
+
     @Test("SIGTERM while idle: exit 0, JSON lines on stderr")
     func sigtermWhileIdle() async throws {
         try await withWatchedCluster(name: "w-term", basePort: 21560, json: true) { cluster, watcher in

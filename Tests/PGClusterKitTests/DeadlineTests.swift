@@ -10,6 +10,15 @@ struct DeadlineTests {
     /// The shell prints its background child's PID, then waits on it: at the deadline both go.
     static let script = "sleep 30 & echo $!; wait"
 
+    /// Whether `pid` is gone (or a zombie) within two seconds.
+    static func ends(_ pid: pid_t) -> Bool {
+        for _ in 0..<200 {
+            if !LocalHost.isAlive(pid) { return true }
+            usleep(10_000)
+        }
+        return !LocalHost.isAlive(pid)
+    }
+
     @Test("a piped program and its children end at the deadline", arguments: [true, false])
     func pipedOrNot(piped: Bool) throws {
         let outPath = "/tmp/pgc-deadline-\(UUID().uuidString).out"
@@ -25,15 +34,7 @@ struct DeadlineTests {
         let output = piped ? outcome.output : ((try? String(contentsOfFile: outPath, encoding: .utf8)) ?? "")
         let child = try #require(pid_t(output.trimmingCharacters(in: .whitespacesAndNewlines)), "no PID in '\(output)'")
         // SIGKILLed with its group; reaped by init (or a zombie until then: gone for us).
-        var gone = false
-        for _ in 0..<200 {
-            if !LocalHost.isAlive(child) {
-                gone = true
-                break
-            }
-            usleep(10_000)
-        }
-        #expect(gone, "sleep \(child) still runs after the deadline")
+        #expect(Self.ends(child), "sleep \(child) still runs after the deadline")
     }
 
     @Test("LocalRunner: a command past its deadline is a failure naming it")
@@ -74,15 +75,7 @@ struct DeadlineTests {
         let error = await task.value
         #expect(error?.message.contains("was stopped (its task was cancelled)") == true, "\(String(describing: error))")
         for pid in started {
-            var gone = false
-            for _ in 0..<200 {
-                if !LocalHost.isAlive(pid) {
-                    gone = true
-                    break
-                }
-                usleep(10_000)
-            }
-            #expect(gone, "\(pid) still runs after the cancel")
+            #expect(Self.ends(pid), "\(pid) still runs after the cancel")
         }
     }
 

@@ -60,20 +60,24 @@ extension PGCluster {
                     return .init(control: try ClusterAccess.control(spec, options), credentials: try ClusterAccess.credentials(spec))
                 }
                 var watcher = Watcher(control: control, credentials: credentials, logger: logger, reload: reload)
-                var services: [any Service] = []
+                var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
                 if let address = spec.watch.http {
                     let health = HealthState(spec: spec)
                     watcher.health = health
                     let server = HealthServer(state: health, address: address)
                     try server.checkPorts()
-                    services.append(server)
+                    // Endpoints that fail end the watcher between steps (then systemd starts it
+                    // again), never by cancelling it: a cancelled step is killed where it stands.
+                    services.append(
+                        .init(service: server, successTerminationBehavior: .gracefullyShutdownGroup,
+                            failureTerminationBehavior: .gracefullyShutdownGroup))
                     let ports = spec.nodes.enumerated().map { "\($1.name) \(address.port(forNode: $0))" }.joined(separator: ", ")
                     logger.info("health endpoints on \(address.host): \(ports)", metadata: ["event": "http"])
                 }
-                services.insert(watcher, at: 0)
+                services.insert(.init(service: watcher), at: 0)
                 let group = ServiceGroup(
-                    services: services,
-                    gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [], logger: quiet)
+                    configuration: ServiceGroupConfiguration(
+                        services: services, gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [], logger: quiet))
                 try await group.run()
             }
         }
