@@ -127,6 +127,40 @@ func withWatchedCluster(
     await cluster.teardown()
 }
 
+/// The watcher's rejoin of node0 runs `program` (pg_rewind, pg_basebackup), which waits on
+/// `source`, the primary: all of `source` freezes, and the watcher must still fail over. What
+/// a user relies on: `other` promoted, the rejoin stopped and its program gone, every row the
+/// writer saw acknowledged on `other`, and node0 rejoined from it afterwards.
+func expectFailoverPastHungRejoin(
+    _ cluster: TestCluster, _ watcher: WatchProcess, program: String, source: String, other: String, load: WriteLoad
+) async throws {
+    let runs = { (pid: pid_t) -> Bool in
+        let line = (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)) ?? ""
+        return line.contains(program) && line.contains("\(cluster.dataRoot)/node0/")
+    }
+    let hung = try #require(descendants(of: watcher.pid).first(where: runs), "no \(program) of node0 runs under the watcher")
+    let postmaster = try #require(cluster.postmasterPID(source))
+    let frozen = [postmaster] + LocalHost.childProcesses(of: postmaster)
+    for pid in frozen { kill(pid, SIGSTOP) }
+    // The fence kills them; should it not come, they must not stay stopped.
+    defer { for pid in frozen { kill(pid, SIGCONT) } }
+    #expect(
+        await cluster.eventually(30) { try cluster.sql(other, "SELECT pg_is_in_recovery()").scalar == "f" },
+        "no failover while \(program) hung:\n\(watcher.log)")
+    #expect(await watcher.waitFor("rejoin-stopped", timeout: 5), "\(watcher.log)")
+    #expect(watcher.lines("rejoin-stopped").first?.contains("node0") == true, "\(watcher.lines("rejoin-stopped"))")
+    #expect(!runs(hung), "the hung \(program) still runs")
+
+    // Commits wait (durability strict) until a member of ANY 1 (node0, the fenced primary)
+    // streams again: node0's rejoin from the new primary comes first.
+    let before = load.counts.acknowledged
+    #expect(await cluster.waitForAcks(load, atLeast: before + 100, timeout: 90), "no writes after the failover:\n\(watcher.log)")
+    let summary = await load.stop()
+    let present = try cluster.presentIds(other, summary.acknowledged)
+    #expect(summary.acknowledged.filter { !present.contains($0) }.isEmpty, "acknowledged rows lost")
+    #expect(await cluster.eventually(90) { try cluster.upstreamPort(of: "node0") == cluster.port(other) }, "\(watcher.log)")
+}
+
 /// Issue 12, `pgcluster watch`, on the local backend. Ports 21500-21599.
 @Suite("watch: automatic failover on real servers", .serialized, .clusterLimit)
 struct WatchTests {
@@ -312,33 +346,7 @@ struct WatchTests {
             #expect(await cluster.run(["resume"]).status == 0)
             let waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%pg_tablespace%' AND pid <> pg_backend_pid()"
             #expect(await cluster.eventually(60) { try cluster.sql(primary, waiting).scalar == "1" }, "no rewind waits:\n\(watcher.log)")
-            let rewinds = { (pid: pid_t) -> Bool in
-                let line = (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)) ?? ""
-                return line.contains("pg_rewind") && line.contains("\(cluster.dataRoot)/node0/")
-            }
-            let rewind = try #require(descendants(of: watcher.pid).first(where: rewinds), "no pg_rewind of node0 runs under the watcher")
-
-            // The source freezes while the rejoin waits on it: the watcher must still fail over.
-            let postmaster = try #require(cluster.postmasterPID(primary))
-            let frozen = [postmaster] + LocalHost.childProcesses(of: postmaster)
-            for pid in frozen { kill(pid, SIGSTOP) }
-            // The fence kills them; should it not come, they must not stay stopped.
-            defer { for pid in frozen { kill(pid, SIGCONT) } }
-            #expect(
-                await cluster.eventually(30) { try cluster.sql(other, "SELECT pg_is_in_recovery()").scalar == "f" },
-                "no failover while the rewind hung:\n\(watcher.log)")
-            #expect(await watcher.waitFor("rejoin-stopped", timeout: 5), "\(watcher.log)")
-            #expect(watcher.lines("rejoin-stopped").first?.contains("node0") == true, "\(watcher.lines("rejoin-stopped"))")
-            #expect(!rewinds(rewind), "the hung pg_rewind still runs")
-
-            let before = load.counts.acknowledged
-            #expect(await cluster.waitForAcks(load, atLeast: before + 100), "no writes after the failover")
-            let summary = await load.stop()
-            let present = try cluster.presentIds(other, summary.acknowledged)
-            #expect(summary.acknowledged.filter { !present.contains($0) }.isEmpty, "acknowledged rows lost")
-            // The stopped rejoin is tried again, from the new primary.
-            #expect(
-                await cluster.eventually(60) { try cluster.upstreamPort(of: "node0") == cluster.port(other) }, "\(watcher.log)")
+            try await expectFailoverPastHungRejoin(cluster, watcher, program: "pg_rewind", source: primary, other: other, load: load)
         }
     }
 
@@ -368,33 +376,7 @@ struct WatchTests {
             kill(watcher.pid, SIGHUP)
             let waiting = "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'walsender' AND wait_event IN ('CheckpointStart', 'CheckpointDone')"
             #expect(await cluster.eventually(60) { try cluster.sql(primary, waiting).scalar == "1" }, "no base backup waits:\n\(watcher.log)")
-            let clones = { (pid: pid_t) -> Bool in
-                let line = (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)) ?? ""
-                return line.contains("pg_basebackup") && line.contains("\(cluster.dataRoot)/node0/")
-            }
-            let clone = try #require(descendants(of: watcher.pid).first(where: clones), "no pg_basebackup of node0 runs under the watcher")
-
-            // The source freezes while the copy waits on it: the watcher must still fail over.
-            let frozen = [postmaster] + LocalHost.childProcesses(of: postmaster)
-            for pid in frozen { kill(pid, SIGSTOP) }
-            defer { for pid in frozen { kill(pid, SIGCONT) } }
-            #expect(
-                await cluster.eventually(30) { try cluster.sql(other, "SELECT pg_is_in_recovery()").scalar == "f" },
-                "no failover while the copy hung:\n\(watcher.log)")
-            #expect(await watcher.waitFor("rejoin-stopped", timeout: 5), "\(watcher.log)")
-            #expect(watcher.lines("rejoin-stopped").first?.contains("node0") == true, "\(watcher.lines("rejoin-stopped"))")
-            #expect(!clones(clone), "the hung pg_basebackup still runs")
-
-            // Commits wait (durability strict) until a member of ANY 1 (node0, the fenced one)
-            // streams again: node0's copy from the new primary comes first.
-            let before = load.counts.acknowledged
-            #expect(await cluster.waitForAcks(load, atLeast: before + 100, timeout: 90), "no writes after the failover:\n\(watcher.log)")
-            let summary = await load.stop()
-            let present = try cluster.presentIds(other, summary.acknowledged)
-            #expect(summary.acknowledged.filter { !present.contains($0) }.isEmpty, "acknowledged rows lost")
-            // The stopped rejoin is tried again, and copies node0 from the new primary.
-            #expect(
-                await cluster.eventually(90) { try cluster.upstreamPort(of: "node0") == cluster.port(other) }, "\(watcher.log)")
+            try await expectFailoverPastHungRejoin(cluster, watcher, program: "pg_basebackup", source: primary, other: other, load: load)
         }
     }
 
