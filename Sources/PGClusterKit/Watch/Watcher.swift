@@ -159,9 +159,7 @@ public struct Watcher: Service {
         }
         let input = await observe(state: state, probedAt: now(), now: now)
         detector?.follow(input.nodes.first { $0.observation.isPrimary }?.observation.node)
-        health?.observed(
-            input.nodes.map(\.observation), probeSeconds: input.now - (input.probedAt ?? input.now), paused: input.paused,
-            leader: true)
+        feedHealth(input)
         let action = WatchDecision.next(input, memory: &memory, settings: settings)
         if action.changes, lock == nil {
             let holder = (try? await store.lockHolder())?.description ?? "another command"
@@ -179,6 +177,13 @@ public struct Watcher: Service {
         await notifier.keepingAlive { await carryOut(action, input: input, memory: &memory, now: now) }
         lastKey = nil
         return true
+    }
+
+    /// This leader's observations, for the health endpoints.
+    func feedHealth(_ input: WatchDecision.Input) {
+        health?.observed(
+            input.nodes.map(\.observation), probeSeconds: input.now - (input.probedAt ?? input.now), paused: input.paused,
+            leader: true)
     }
 
     func observe(state: ClusterState?, probedAt: Double, now: () -> Double) async -> WatchDecision.Input {
@@ -345,11 +350,12 @@ extension Watcher {
         var scratch = memory
         let interval = settings.interval
         let outcome = await withTaskGroup(of: StepOrLook<T>.self) { group -> WatchedStep<T> in
-            group.addTask { .done(await step()) }
-            group.addTask {
+            let look: @Sendable () async -> StepOrLook<T> = {
                 try? await Task.sleep(for: .seconds(interval))
                 return .look
             }
+            group.addTask { .done(await step()) }
+            group.addTask(operation: look)
             var due: WatchDecision.Action?
             while let next = await group.next() {
                 switch next {
@@ -362,9 +368,7 @@ extension Watcher {
                     do { loaded = .some(try await store.loadState()) } catch {}
                     if let state = loaded {
                         let input = await observe(state: state, probedAt: now(), now: now)
-                        health?.observed(
-                            input.nodes.map(\.observation), probeSeconds: input.now - (input.probedAt ?? input.now),
-                            paused: input.paused, leader: true)
+                        feedHealth(input)
                         let action = WatchDecision.next(input, memory: &scratch, settings: settings)
                         if action.stopsLongStep {
                             due = action
@@ -372,10 +376,7 @@ extension Watcher {
                             continue
                         }
                     }
-                    group.addTask {
-                        try? await Task.sleep(for: .seconds(interval))
-                        return .look
-                    }
+                    group.addTask(operation: look)
                 }
             }
             return .finished(.failure(ClusterError("the step ended without an answer")))

@@ -18,7 +18,9 @@ extension PGCluster {
                 --allow-data-loss), and with asynchronous replication only when the old primary is \
                 proven stopped or fenced; a refusal is logged each interval. A failed primary that \
                 comes back is rejoined (watch.rejoin: auto) or kept stopped (manual), never a second \
-                primary; a stopped standby is started. durability: available empties \
+                primary; a stopped standby is started. While a rejoin runs (pg_rewind, or pg_basebackup when \
+                that fails: no deadline), it keeps observing, and stops the rejoin (its program killed) \
+                when a failover, a fence or lowering is due; the node is rejoined after. durability: available empties \
                 synchronous_standby_names while no synchronous standby streams, and restores it. \
                 `pgcluster pause` makes it observe and report only. One line per event on stderr \
                 (--json: one JSON object per line); failovers go to history with "by": "watch". \
