@@ -56,6 +56,35 @@ enum ComposeEngine {
         await run([docker ?? "/usr/bin/docker"] + arguments, in: directory, timeout: timeout)
     }
 
+    /// Removes what an earlier test run left on the engine when it was killed before its
+    /// teardown: containers, networks and volumes whose names start with `pgc-it-`. A stale
+    /// network's subnet would refuse this run's project with "subnet ... is already used by
+    /// another config" (a CI run failed so). Runs once per test process, before its first
+    /// compose cluster; only test runs make such names, and two never share a machine.
+    static let sweepOnce = Task<Void, Never> {
+        let prefix = "pgc-it-"
+        var removed: [String] = []
+        let containers = await docker(["ps", "-a", "--filter", "name=\(prefix)", "--format", "{{.Names}}"])
+        for name in lines(containers.stdout) where name.hasPrefix(prefix) {
+            if await docker(["rm", "-f", "-v", name], timeout: 60).status == 0 { removed.append("container \(name)") }
+        }
+        let networks = await docker(["network", "ls", "--filter", "name=\(prefix)", "--format", "{{.Name}}"])
+        for name in lines(networks.stdout) where name.hasPrefix(prefix) {
+            if await docker(["network", "rm", name], timeout: 60).status == 0 { removed.append("network \(name)") }
+        }
+        let volumes = await docker(["volume", "ls", "--filter", "name=\(prefix)", "--format", "{{.Name}}"])
+        for name in lines(volumes.stdout) where name.hasPrefix(prefix) {
+            if await docker(["volume", "rm", "-f", name], timeout: 60).status == 0 { removed.append("volume \(name)") }
+        }
+        if !removed.isEmpty {
+            print("compose tests: removed what an earlier run left: \(removed.joined(separator: ", "))")
+        }
+    }
+
+    private static func lines(_ text: String) -> [String] {
+        text.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+    }
+
     /// The trait of every test on real containers: it runs when an engine answers, else it
     /// is skipped with the line that says how to start one.
     static var required: ConditionTrait {
@@ -214,6 +243,7 @@ func withComposeCluster(
     name: String, basePort: Int, subnet: String, extra: String = "", composeExtra: String = "",
     _ body: (ComposeTestCluster) async throws -> Void
 ) async throws {
+    await ComposeEngine.sweepOnce.value
     let cluster = try ComposeTestCluster(name: name, basePort: basePort, subnet: subnet, extra: extra, composeExtra: composeExtra)
     do {
         try await body(cluster)
