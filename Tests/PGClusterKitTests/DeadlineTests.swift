@@ -10,9 +10,10 @@ struct DeadlineTests {
     /// The shell prints its background child's PID, then waits on it: at the deadline both go.
     static let script = "sleep 30 & echo $!; wait"
 
-    /// Whether `pid` is gone (or a zombie) within two seconds.
+    /// Whether `pid` is gone (or a zombie) within ten seconds (it polls: a quick end returns
+    /// at once; the bound only has to tell "killed" from the 30 s and 60 s sleeps).
     static func ends(_ pid: pid_t) -> Bool {
-        for _ in 0..<200 {
+        for _ in 0..<1_000 {
             if !LocalHost.isAlive(pid) { return true }
             usleep(10_000)
         }
@@ -30,7 +31,9 @@ struct DeadlineTests {
         ).get()
         let took = Date().timeIntervalSince(started)
         #expect(outcome.status == -1)
-        #expect(took >= 0.9 && took < 5, "took \(took) s")
+        // Ended by the deadline, not by the 30 s sleep (the upper bound is loose on purpose:
+        // a busy machine delays the kill, and this test is not a benchmark).
+        #expect(took >= 0.9 && took < 20, "took \(took) s")
         let output = piped ? outcome.output : ((try? String(contentsOfFile: outPath, encoding: .utf8)) ?? "")
         let child = try #require(pid_t(output.trimmingCharacters(in: .whitespacesAndNewlines)), "no PID in '\(output)'")
         // SIGKILLed with its group; reaped by init (or a zombie until then: gone for us).

@@ -30,7 +30,7 @@ struct EtcdReplyTests {
             let listener = try Listener(port: port)
             listener.answerEvery(with: c.reply)
             defer { listener.close() }
-            let client = EtcdClient(endpoints: [URL(string: "http://127.0.0.1:\(port)")!], timeout: 5)
+            let client = EtcdClient(endpoints: [URL(string: "http://127.0.0.1:\(port)")!], timeout: 30)
             do {
                 let keys = try await client.list(prefix: "/pgcluster/demo/")
                 Issue.record("\(c.label): read as \(keys.count) keys instead of an error")

@@ -65,7 +65,7 @@ struct HTTPPostTests {
         await withTaskGroup(of: Void.self) { group in
             for _ in 0..<200 {
                 group.addTask {
-                    let result = await HTTPPost.post(url, body: Data("{}".utf8), timeout: 2)
+                    let result = await HTTPPost.post(url, body: Data("{}".utf8), timeout: 30)
                     guard case .failure(.refused) = result else {
                         Issue.record("expected a refusal, got \(result)")
                         return
@@ -99,7 +99,7 @@ struct HTTPPostTests {
         // As a plain HTTP server does to bytes it cannot read: it answers at once.
         listener.answerEvery(with: "HTTP/1.1 400 Bad Request\r\nContent-Length: 2\r\n\r\n{}", readFirst: false)
         defer { listener.close() }
-        let result = await HTTPPost.post(URL(string: "https://127.0.0.1:23783/x")!, body: Data(), timeout: 5)
+        let result = await HTTPPost.post(URL(string: "https://127.0.0.1:23783/x")!, body: Data(), timeout: 30)
         guard case .failure(let failure) = result else {
             Issue.record("expected a failure, got \(result)")
             return
@@ -113,7 +113,7 @@ struct HTTPPostTests {
 
     @Test("only http and https are spoken")
     func otherSchemes() async {
-        let result = await HTTPPost.post(URL(string: "file:///etc/passwd")!, body: Data(), timeout: 1)
+        let result = await HTTPPost.post(URL(string: "file:///etc/passwd")!, body: Data(), timeout: 30)
         guard case .failure(.unreachable(let why)) = result else {
             Issue.record("expected a refusal, got \(result)")
             return

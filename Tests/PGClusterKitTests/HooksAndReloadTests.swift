@@ -84,7 +84,7 @@ struct HooksAndReloadTests {
         var spec = try parse("")
         spec.file = "\(folder)/pgcluster.yaml"
         spec.hooks = HookSettings(
-            onRoleChange: .shell("env | grep ^PGCLUSTER_ | sort > event; exit 3"), onFailover: .shell("sleep 60"), timeout: 1)
+            onRoleChange: .shell("env | grep ^PGCLUSTER_ | sort > event; exit 3"), onFailover: .shell("sleep 60"), timeout: 5)
         let event = RoleChange(cluster: "t", newPrimary: "db_1", oldPrimary: "db_0", timeline: 2, reason: .failover, by: "watch")
         let started = Date()
         let warnings = await Hooks.run(event, spec: spec)
