@@ -43,7 +43,7 @@ extension TestHosts {
 
 /// Backend ssh on three test hosts (network namespaces with their own sshd, ssh.dir, /tmp):
 /// every command as on local, each node's files on its own host only. Ports 21600-21699.
-@Suite("backend ssh on three test hosts", .serialized, .clusterLimit)
+@Suite("backend ssh on three test hosts", .serialized, .clusterLimitOnTestHosts)
 struct SSHBackendTests {
     @Test("init, quorum, kill -9 on its host, failover losing nothing, rejoin with pg_rewind, switchover back, destroy")
     func lifecycle() async throws {

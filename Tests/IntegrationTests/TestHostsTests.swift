@@ -7,9 +7,9 @@ import Testing
 /// The test hosts are hosts in miniature, reached the way the ssh backend reaches real
 /// ones (``SSHTransport``): each answers ssh as root and as postgres, keeps its files to
 /// itself, can be cut off and healed, and its ssh failures read as one clear line.
-@Suite("test hosts over ssh", .serialized, .clusterLimit, .enabled(if: OSUser.isRoot, "test hosts need root (namespaces, sshd)"))
+@Suite("test hosts over ssh", .serialized, .clusterLimitOnTestHosts, .enabled(if: OSUser.isRoot, "test hosts need root (namespaces, sshd)"))
 struct TestHostsTests {
-    @Test("ssh reaches every host, as root and as postgres, and arguments arrive exactly")
+    @Test("ssh reaches every host, as root and as postgres, arguments arrive exactly, and a deadline ends the program there too")
     func reachEveryHost() async throws {
         try await withTestHosts(count: 3) { hosts in
             for host in hosts.hosts {
@@ -32,6 +32,22 @@ struct TestHostsTests {
             // Hosts reach each other over the bridge (standbys stream from their primary so).
             let direct = await hosts.exec(1, ["bash", "-c", "echo >/dev/tcp/\(TestHosts.address(2))/22"])
             #expect(direct.status == 0, "h1 cannot reach h2: \(direct.stderr)")
+
+            // A deadline ends the program on the host too, not only the ssh client here.
+            let pidFile = "/tmp/pgct-deadline.pid"
+            do throws(ClusterError) {
+                let ran = try await hosts.transport(1).run(["/bin/sh", "-c", "echo $$ > \(pidFile); exec sleep 60"], timeout: 2)
+                Issue.record("sleep 60 on h1 returned before its 2 s deadline: \(ran.status) \(ran.output)")
+            } catch {
+                #expect(error.message.contains("did not end within"), "\(error.message)")
+            }
+            // The host's limit is 4 s from the start; 30 s at most here (a busy machine is slow).
+            let ended = await hosts.exec(1, [
+                "/bin/sh", "-c",
+                "pid=$(cat \(pidFile)) || exit 2; i=0; while [ $i -lt 300 ] && kill -0 \"$pid\" 2>/dev/null; do sleep 0.1; i=$((i + 1)); done; "
+                    + "if kill -0 \"$pid\" 2>/dev/null; then echo \"sleep $pid still runs on h1\"; exit 1; fi",
+            ])
+            #expect(ended.status == 0, "\(ended.stdout)\(ended.stderr)")
         }
     }
 

@@ -17,7 +17,7 @@ extension TestCluster {
 /// `pgcluster watch` beyond one machine: on the ssh test hosts (the primary's host cut off,
 /// or only the watcher's), and several watchers sharing a cluster through a real etcd.
 /// Ports 21580-21599 (local), etcd 23794-23799.
-@Suite("watch across machines: ssh hosts and watchers sharing etcd", .serialized, .clusterLimit)
+@Suite("watch across machines: ssh hosts and watchers sharing etcd", .serialized, .clusterLimitOnTestHosts)
 struct WatchAcrossTests {
     @Test("ssh: the primary's host cut off → the watcher fails over, nothing lost; healed, the old primary is rejoined")
     func partitionedPrimaryHost() async throws {

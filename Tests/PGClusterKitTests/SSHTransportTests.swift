@@ -26,7 +26,12 @@ struct SSHTransportTests {
                 "-l", "postgres", "--", "10.213.7.11", "cat '/var/lib/pgcluster/demo/db 0/postgresql.conf'",
             ])
         #expect(command.input == nil)
+        #expect(command.timeout == nil)
         #expect(transport.command(["true"], input: Data("x".utf8)).input == Data("x".utf8))
+        // A deadline here, and on the host the same program under `timeout`, 2 s later.
+        let bounded = transport.command(["/bin/sh", "-c", "exec sleep 60"], timeout: 24.5)
+        #expect(bounded.timeout == 24.5)
+        #expect(bounded.arguments.last == "timeout -s KILL 27 /bin/sh -c 'exec sleep 60'")
     }
 
     @Test("no identity file: ssh's defaults, and no IdentitiesOnly")

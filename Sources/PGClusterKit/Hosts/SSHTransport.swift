@@ -71,7 +71,19 @@ public struct SSHTransport: Sendable {
     /// The ssh command that runs `arguments` on the host, with `input` on its stdin.
     public func command(_ arguments: [String], input: Data? = nil, timeout: Double? = nil) -> Command {
         // The login and the host after "-l" and "--": neither can ever be read as an option.
-        Command(Self.executable, options + ["-l", user, "--", host, ShellQuote.line(arguments)], input: input, timeout: timeout)
+        Command(
+            Self.executable, options + ["-l", user, "--", host, ShellQuote.line(Self.bounded(arguments, by: timeout))],
+            input: input, timeout: timeout)
+    }
+
+    /// With a deadline, the program runs on the host under coreutils' `timeout`: the deadline
+    /// here kills ssh and what it started on this machine, and a program on the host would
+    /// otherwise run on (a hung `pg_ctl`, a script waiting on a lock). The host's limit is the
+    /// deadline plus two seconds, so a caller sees this machine's "did not end within"
+    /// first; then `timeout` SIGKILLs the program's process group there.
+    static func bounded(_ arguments: [String], by timeout: Double?) -> [String] {
+        guard let timeout else { return arguments }
+        return ["timeout", "-s", "KILL", String(Int(timeout.rounded(.up)) + 2)] + arguments
     }
 
     /// The deadline of a short step (a file read, a probe for the postmaster, a kill): a hung
@@ -81,7 +93,7 @@ public struct SSHTransport: Sendable {
     /// Runs `arguments` on the host and returns how it ended there. Throws when ssh itself
     /// failed (unreachable host, refused key, changed host key): the program did not run.
     /// With `timeout`, ssh and all it started here are killed at the deadline (a failure: what
-    /// was asked there is unknown).
+    /// was asked there is unknown), and the program on the host two seconds later (``bounded``).
     public func run(_ arguments: [String], input: Data? = nil, timeout: Double? = nil) async throws(ClusterError) -> CommandResult {
         guard controlDirectory.utf8.count <= Self.maxControlDirectoryLength else {
             throw ClusterError(

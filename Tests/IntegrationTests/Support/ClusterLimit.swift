@@ -20,12 +20,16 @@ actor ClusterSlots {
 
     init(limit: Int) { self.limit = max(1, limit) }
 
-    func acquire() async {
+    /// `first`: the next free slot goes to this waiter before the others (the test that
+    /// holds the test hosts: their suites are one chain, the longest of the run).
+    func acquire(first: Bool = false) async {
         if inUse < limit {
             inUse += 1
             return
         }
-        await withCheckedContinuation { waiting.append($0) }
+        await withCheckedContinuation { continuation in
+            if first { waiting.insert(continuation, at: 0) } else { waiting.append(continuation) }
+        }
     }
 
     func release() {
@@ -42,6 +46,13 @@ actor ClusterSlots {
 struct ClusterLimitTrait: SuiteTrait, TestTrait, TestScoping {
     var isRecursive: Bool { true }
 
+    /// The suite's tests make test hosts (``withTestHosts``), of which there is one set per
+    /// machine: each test takes their lock first and a slot only then. The other way round,
+    /// a test waiting for the hosts held a slot no other suite could use (CI logs showed
+    /// tests "running" for 30 s that did 2 s of work: the rest was the wait for the hosts).
+    /// Holding the hosts, it gets the next free slot: their suites are one chain.
+    var testHosts = false
+
     /// A scope for each test function as a whole (all its cases), none for the suite: the
     /// suite's tests hold the slots, one at a time.
     func scopeProvider(for test: Test, testCase: Test.Case?) -> Self? {
@@ -53,7 +64,10 @@ struct ClusterLimitTrait: SuiteTrait, TestTrait, TestScoping {
     ) async throws {
         let clock = ContinuousClock()
         let asked = clock.now
-        await ClusterSlots.shared.acquire()
+        var hostsLock: TestHostsLock?
+        if testHosts { hostsLock = try await TestHostsLock.acquire() }
+        defer { hostsLock?.release() }
+        await ClusterSlots.shared.acquire(first: testHosts)
         let began = clock.now
         // One line per test, which scripts/run-tests.sh adds up per suite: Swift Testing's
         // own durations include the wait for a slot.
@@ -64,7 +78,7 @@ struct ClusterLimitTrait: SuiteTrait, TestTrait, TestScoping {
             print("cluster slot: \(suite) \(test.name): waited \(seconds(began - asked)) s, ran \(seconds(clock.now - began)) s")
         }
         do {
-            try await function()
+            try await TestHostsLock.$held.withValue(testHosts) { try await function() }
         } catch {
             said()
             await ClusterSlots.shared.release()
@@ -78,4 +92,7 @@ struct ClusterLimitTrait: SuiteTrait, TestTrait, TestScoping {
 extension Trait where Self == ClusterLimitTrait {
     /// Runs each test of the suite in one of a few shared cluster slots (``ClusterSlots``).
     static var clusterLimit: Self { Self() }
+
+    /// The same for suites on the test hosts: the hosts' lock first, then a slot.
+    static var clusterLimitOnTestHosts: Self { Self(testHosts: true) }
 }

@@ -111,8 +111,10 @@ final class TestHosts: @unchecked Sendable {
 /// always removes them afterwards, pass or fail. Any hosts a crashed earlier run left
 /// behind are removed first.
 func withTestHosts(count: Int = 3, operatorHost: Bool = false, _ body: (TestHosts) async throws -> Void) async throws {
-    let lock = try await TestHostsLock.acquire()
-    defer { lock.release() }
+    // A suite with `.clusterLimitOnTestHosts` took the lock before its slot.
+    var lock: TestHostsLock?
+    if !TestHostsLock.held { lock = try await TestHostsLock.acquire() }
+    defer { lock?.release() }
     await TestHosts.script(["down"])
     let hosts = try TestHosts(count: count)
     // Long enough for `up` to install openssh-server with apt on a clean machine.
@@ -135,6 +137,9 @@ func withTestHosts(count: Int = 3, operatorHost: Bool = false, _ body: (TestHost
 /// one test process apart (each takes its own open file description).
 struct TestHostsLock {
     let fd: Int32
+
+    /// True inside a test whose trait (``ClusterLimitTrait/testHosts``) already holds the lock.
+    @TaskLocal static var held = false
 
     static func acquire() async throws -> TestHostsLock {
         let fd = open("/tmp/pgcluster-test-hosts.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
