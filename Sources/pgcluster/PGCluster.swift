@@ -18,6 +18,40 @@ struct PGCluster: AsyncParsableCommand {
             Watch.self, Pause.self, Resume.self, TLS.self, Backup.self, Backups.self, Restore.self,
         ]
     )
+
+    /// ArgumentParser's own `main`, but leaving through `_exit` (``leave(_:)``) instead of
+    /// `exit`: `exit` runs the atexit handlers, OpenSSL's cleanup among them (libpq
+    /// registers it), while a thread may still be inside libpq: a probe or a statement
+    /// whose deadline passed runs on until libpq gives up, by design. OpenSSL's state freed
+    /// under it crashes the process (a drill exited with SIGSEGV in a CI run; a C program
+    /// that exits while four threads connect over TLS crashes in about one exit of four
+    /// here, and never with `_exit`).
+    static func main() async {
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+            leave(0)
+        } catch {
+            // What ArgumentParser's `exit(withError:)` prints, and where: help and the
+            // version to stdout (exit 0), everything else to stderr.
+            let code = exitCode(for: error)
+            let text = fullMessage(for: error)
+            if !text.isEmpty {
+                if code == .success { Console.out(text) } else { FileHandle.standardError.write(Data((text + "\n").utf8)) }
+            }
+            leave(code.rawValue)
+        }
+    }
+
+    /// Ends the process with `code` once what it printed is out, without the atexit handlers.
+    static func leave(_ code: Int32) -> Never {
+        fflush(nil)
+        _exit(code)
+    }
 }
 
 /// Flags every command that reads a spec takes.
