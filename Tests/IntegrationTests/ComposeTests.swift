@@ -64,17 +64,16 @@ enum ComposeEngine {
     static let sweepOnce = Task<Void, Never> {
         let prefix = "pgc-it-"
         var removed: [String] = []
-        let containers = await docker(["ps", "-a", "--filter", "name=\(prefix)", "--format", "{{.Names}}"])
-        for name in lines(containers.stdout) where name.hasPrefix(prefix) {
-            if await docker(["rm", "-f", "-v", name], timeout: 60).status == 0 { removed.append("container \(name)") }
-        }
-        let networks = await docker(["network", "ls", "--filter", "name=\(prefix)", "--format", "{{.Name}}"])
-        for name in lines(networks.stdout) where name.hasPrefix(prefix) {
-            if await docker(["network", "rm", name], timeout: 60).status == 0 { removed.append("network \(name)") }
-        }
-        let volumes = await docker(["volume", "ls", "--filter", "name=\(prefix)", "--format", "{{.Name}}"])
-        for name in lines(volumes.stdout) where name.hasPrefix(prefix) {
-            if await docker(["volume", "rm", "-f", name], timeout: 60).status == 0 { removed.append("volume \(name)") }
+        // Containers first: a network or volume in use cannot be removed.
+        for (kind, list, remove) in [
+            ("container", ["ps", "-a", "--format", "{{.Names}}"], ["rm", "-f", "-v"]),
+            ("network", ["network", "ls", "--format", "{{.Name}}"], ["network", "rm"]),
+            ("volume", ["volume", "ls", "--format", "{{.Name}}"], ["volume", "rm", "-f"]),
+        ] {
+            let names = await docker(list + ["--filter", "name=\(prefix)"])
+            for name in lines(names.stdout) where name.hasPrefix(prefix) {
+                if await docker(remove + [name], timeout: 60).status == 0 { removed.append("\(kind) \(name)") }
+            }
         }
         if !removed.isEmpty {
             print("compose tests: removed what an earlier run left: \(removed.joined(separator: ", "))")

@@ -374,6 +374,8 @@ public struct SSHHost: Host {
         case 10: fix = "install PostgreSQL there (apt-get install postgresql-NN), or set postgres.bindir in the spec"
         case 11: fix = "create it there, or set local.osUser (ssh.user root) or ssh.user to the user PostgreSQL runs as"
         case 12: fix = "create ssh.dir there and give it to \(transport.user), or set ssh.dir to a folder it may write"
+        // A program not found: coreutils (id, dirname, and `timeout`, which every short step runs under).
+        case 127: fix = "install coreutils there"
         default: fix = "check the host"
         }
         throw ClusterError("\(label): \(problem); \(fix)")
