@@ -130,4 +130,25 @@ struct SwitchoverChoiceTests {
         }
         #expect(error.exitCode == .refused)
     }
+
+    /// The other standbys stream through the candidate before the stop only where the old
+    /// primary's commits are still acknowledged by the candidate alone.
+    @Test("which quorums let the other standbys cascade from the candidate before the stop")
+    func cascadeBeforeStop() {
+        let cases: [(SynchronousMode, [String]?, Bool)] = [
+            (.async, nil, true),
+            (.any(1), nil, true),
+            (.any(1), ["db_1", "db_2"], true),
+            (.first(1), ["db_2", "db_1"], true),
+            (.any(1), ["db_2"], false),
+            (.first(1), ["db_2", "db_3"], false),
+            (.any(2), nil, false),
+            (.first(2), ["db_1", "db_2"], false),
+        ]
+        for (mode, listed, expected) in cases {
+            #expect(
+                PrimaryRules.cascadeBeforeStop(mode: mode, listed: listed, candidate: "db_1") == expected,
+                "\(mode) over \(listed ?? ["every standby"])")
+        }
+    }
 }

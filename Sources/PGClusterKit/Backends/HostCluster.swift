@@ -152,17 +152,40 @@ public struct HostCluster: Sendable {
         exit 1
         """#
 
-    /// `pg_ctl start -w`: pg_ctl knows the postmaster it started, so it tells a slow start
-    /// (crash recovery, a busy host) from a failed one. (A wait of pgcluster's own, looking
-    /// every 10 ms, once gave up on a start that was only slow.)
+    /// What `pg_ctl start -w` does, looking every 10 ms instead of pg_ctl's 100 ms (its wait
+    /// is most of a standby's start): the postmaster is started in a session of its own, its
+    /// output appended to the log, and followed by its PID, so that a slow start (crash
+    /// recovery, a busy host) is waited for as long as it lives, and a failed one is told at
+    /// once. Ready is what pg_ctl calls ready: postmaster.pid names that PID and its status
+    /// line says `ready` or `standby`. Arguments: postgres, the data folder, the log file,
+    /// the seconds to wait at most. One round trip.
+    static let startAndWait = #"""
+        umask 077
+        setsid "$1" -D "$2" </dev/null >>"$3" 2>&1 &
+        pm=$!
+        alive() { [ -r "/proc/$1/stat" ] && ! sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | grep -q '^[ZX]'; }
+        i=0
+        while [ $i -lt $(($4 * 100)) ]; do
+            if [ "$(sed -n 1p "$2/postmaster.pid" 2>/dev/null)" = "$pm" ]; then
+                case "$(sed -n 8p "$2/postmaster.pid" 2>/dev/null)" in ready* | standby*) exit 0 ;; esac
+            fi
+            alive "$pm" || { echo "the postmaster (PID $pm) exited during its start" >&2; exit 1; }
+            sleep 0.01
+            i=$((i + 1))
+        done
+        echo "the server did not start within $4 s (the postmaster, PID $pm, still runs)" >&2
+        exit 1
+        """#
+
     public func start(_ node: NodeSpec) async throws(ClusterError) {
         try await clearStalePidFile(node)
-        let arguments = ["-D", layout.dataDir(node.name), "-l", layout.logFile(node.name), "-w", "-t", "120", "start"]
-        let result = try await host(node).run([binary("pg_ctl")] + arguments)
+        let arguments = [binary("postgres"), layout.dataDir(node.name), layout.logFile(node.name), "120"]
+        let result = try await host(node).run(["/bin/sh", "-c", Self.startAndWait, "sh"] + arguments)
         guard result.succeeded else {
             throw ClusterError(
                 "\(node.name): the server did not start on \(host(node).label) (exit \(result.status))",
-                details: ["command: \(ShellQuote.line([binary("pg_ctl")] + arguments))"]
+                details: result.output.split(whereSeparator: \.isNewline).suffix(3).map { "| " + $0 }
+                    + ["start it by hand: \(ShellQuote.line([binary("pg_ctl"), "-D", arguments[1], "-l", arguments[2], "-w", "start"]))"]
                     + (await serverLog(node)).map { "log | " + $0 })
         }
     }

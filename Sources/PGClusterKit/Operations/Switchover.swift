@@ -36,7 +36,9 @@ public struct Switchover: Sendable {
 
         public var text: String {
             var lines = ["switchover done in \(String(format: "%.3f", totalSeconds)) s: \(to) is the primary on timeline \(timeline.map(String.init) ?? "?")"]
-            lines.append("old primary \(from) stopped cleanly at \(shutdownCheckpoint) and follows \(to)")
+            lines.append(
+                "old primary \(from) stopped cleanly at \(shutdownCheckpoint)"
+                    + (following.contains(from) ? " and follows \(to)" : "; it does not follow \(to)"))
             lines.append("following \(to): \(following.isEmpty ? "none" : following.joined(separator: ", "))")
             lines.append("synchronous_standby_names = '\(synchronous)'")
             if !needsRejoin.isEmpty { lines.append("needs rejoin: \(needsRejoin.joined(separator: ", "))") }
@@ -71,11 +73,45 @@ public struct Switchover: Sendable {
 
         try await ops.checkpoint(primary)
         timer.lap("checkpoint on \(primary.name)")
-        try await HeldLocks.verify(before: "stopping \(primary.name) for the switchover")
-        try await cluster.stopForSwitchover(primary)
-        timer.lap("stop \(primary.name) cleanly")
-        TestInterruption.point("switchover-stop")
-        let checkpoint = try await shutdownCheckpoint(primary)
+
+        // The candidate is made ready while the old primary still runs, so that nothing is
+        // left between its promotion and its first acknowledged commit. Its synchronous names
+        // go in first (recorded as the intent, then set): not one commit on the new primary
+        // is acknowledged outside the remembered mode. Its slots for every node that will
+        // follow it reserve WAL from now on.
+        let others = standbys.map(\.node).filter { $0 != target }
+        let followers = others + [primary]
+        let listed = (remembered.standbys ?? followers.map(\.name)).filter { $0 != target.name }
+        let newSync = FailoverDecision.newSynchronous(
+            mode: remembered.synchronousMode, remaining: listed, durability: spec.watch.durability,
+            others: spec.nodes.map(\.name).filter { $0 != target.name })
+        var intent = QuorumChange(
+            credentials: credentials, primary: target, mode: newSync.mode, standbys: newSync.standbys, intent: spec)
+        intent.promotesTo = (chosen.timeline ?? 1) + 1
+        try await intent.set()
+        try await ops.ensureSlots(on: target, for: followers)
+        // The other standbys stream through the candidate from now on when the old primary's
+        // commits do not need them: on the promotion they follow it onto the new timeline by
+        // themselves, and acknowledge its first commits.
+        let early = PrimaryRules.cascadeBeforeStop(
+            mode: remembered.synchronousMode, listed: remembered.standbys, candidate: target.name)
+        let cascaded = early ? await parallel(others) { node throws(ClusterError) in try await ops.rePoint(node, to: target) } : []
+        let throughCandidate = cascaded.filter { $0.1 == nil }.map(\.0)
+        timer.lap(
+            "synchronous_standby_names and slots on \(target.name)"
+                + (throughCandidate.isEmpty ? "" : "; \(throughCandidate.count) standbys stream through it"))
+
+        let checkpoint: LSN
+        do throws(ClusterError) {
+            try await HeldLocks.verify(before: "stopping \(primary.name) for the switchover")
+            try await cluster.stopForSwitchover(primary)
+            timer.lap("stop \(primary.name) cleanly")
+            TestInterruption.point("switchover-stop")
+            checkpoint = try await shutdownCheckpoint(primary)
+        } catch {
+            await putBack(throughCandidate, to: primary)
+            throw error
+        }
 
         // On one connection: a handshake (with TLS) every few milliseconds would cost more than the query.
         let replayed = try? await ops.poll(target, "SELECT pg_last_wal_replay_lsn()::text", timeout: 30) { row in
@@ -84,6 +120,7 @@ public struct Switchover: Sendable {
         if replayed == nil {
             // Nothing was promoted: the old primary is still the only one; bring it back.
             try? await cluster.start(primary)
+            await putBack(throughCandidate, to: primary)
             throw ClusterError(
                 "timed out after 30 s waiting until \(target.name) replayed \(primary.name)'s shutdown checkpoint \(checkpoint); "
                     + "\(primary.name) was started again as the primary, nothing changed")
@@ -102,37 +139,42 @@ public struct Switchover: Sendable {
             }
         }()
         try await ops.promote(target)
-        let timeline = await Observer(credentials: credentials).observe(target).timeline
         timer.lap("promote \(target.name); \(primary.name) set to follow it meanwhile")
 
-        let others = standbys.map(\.node).filter { $0 != target }
-        let followers = others + [primary]
-        try await ops.ensureSlots(on: target, for: followers)
-        try await ops.dropSlot(on: target, for: target)
-        let listed = (remembered.standbys ?? followers.map(\.name)).filter { $0 != target.name }
-        let newSync = FailoverDecision.newSynchronous(
-            mode: remembered.synchronousMode, remaining: listed, durability: spec.watch.durability,
-            others: spec.nodes.map(\.name).filter { $0 != target.name })
-        var intent = QuorumChange(
-            credentials: credentials, primary: target, mode: newSync.mode, standbys: newSync.standbys, intent: spec)
-        intent.promotesTo = (timeline ?? chosen.timeline ?? 1)
-        try await intent.set()
-        timer.lap("slots and synchronous_standby_names on \(target.name)")
-
-        let pointed = await parallel(others) { node throws(ClusterError) in try await ops.rePoint(node, to: target) }
-        if let error = await followed {
-            throw ClusterError(
-                "\(target.name) is the primary now, but \(primary.name) (stopped) could not be set to follow it: \(error.message)",
-                details: ["bring it back as a standby with: pgcluster rejoin \(primary.name)"])
+        // Writes go on now. The old primary starts as a standby while the rest is done.
+        let followError = await followed
+        async let started: ClusterError? = { () async -> ClusterError? in
+            guard followError == nil else { return nil }
+            do throws(ClusterError) {
+                try await cluster.start(primary)
+                return nil
+            } catch {
+                return error
+            }
+        }()
+        async let promotedTimeline = Observer(credentials: credentials).observe(target).timeline
+        let pointed = await parallel(others.filter { !throughCandidate.contains($0) }) { node throws(ClusterError) in
+            try await ops.rePoint(node, to: target)
         }
-        try await cluster.start(primary)
-        timer.lap("re-point \(others.count) standbys; start \(primary.name) as a standby")
+        try? await ops.dropSlot(on: target, for: target)
+        let timeline = await promotedTimeline
+        var problems: [String] = []
+        var ok = throughCandidate + pointed.filter { $0.1 == nil }.map(\.0)
+        let startError = await started
+        if let error = followError ?? startError {
+            problems.append(
+                "\(primary.name) (stopped cleanly) did not start as a standby of \(target.name): \(error.message); "
+                    + "bring it back with: pgcluster rejoin \(primary.name)")
+        } else {
+            ok.append(primary)
+        }
+        timer.lap("start \(primary.name) as a standby" + (pointed.isEmpty ? "" : "; re-point \(pointed.count) standbys"))
 
-        let ok = pointed.filter { $0.1 == nil }.map(\.0) + [primary]
         let lagging = await ops.confirmStreaming(ok, from: target, timeline: timeline, timeout: 30)
         timer.lap("all follow \(target.name) on timeline \(timeline.map(String.init) ?? "?")")
 
-        let needsRejoin = pointed.filter { $0.1 != nil }.map(\.0.name) + lagging.map(\.name)
+        let needsRejoin = others.filter { !ok.contains($0) }.map(\.name) + (ok.contains(primary) ? [] : [primary.name])
+            + lagging.map(\.name)
         let following = ok.filter { !lagging.contains($0) }.map(\.name)
         let settlement = try await SynchronousSettlement.settle(
             spec: spec, credentials: credentials, primary: target, following: following, remembered: remembered,
@@ -142,7 +184,7 @@ public struct Switchover: Sendable {
         var report = Report(
             from: primary.name, to: target.name, timeline: timeline, shutdownCheckpoint: checkpoint.description,
             following: following, needsRejoin: needsRejoin,
-            synchronous: settlement.mode.standbyNames(settlement.standbys), problems: settlement.problems,
+            synchronous: settlement.mode.standbyNames(settlement.standbys), problems: problems + settlement.problems,
             steps: timer.steps, totalSeconds: timer.total)
         try await Stores.of(spec).appendHistory(
             HistoryEvent(
@@ -153,6 +195,15 @@ public struct Switchover: Sendable {
             RoleChange(cluster: spec.name, newPrimary: target.name, oldPrimary: primary.name, timeline: timeline, reason: .switchover),
             spec: spec)
         return report
+    }
+
+    /// After a switchover that stopped before its promotion: the standbys it had pointed at
+    /// the candidate stream from the old primary again (best effort; what fails is said).
+    func putBack(_ standbys: [NodeSpec], to primary: NodeSpec) async {
+        let failed = await parallel(standbys) { node throws(ClusterError) in try await ops.rePoint(node, to: primary) }
+        for case let (node, error?) in failed {
+            Console.warn("\(node.name) still streams through the candidate, not from \(primary.name): \(error.message)")
+        }
     }
 
     /// The stopped server's last checkpoint, from pg_controldata.

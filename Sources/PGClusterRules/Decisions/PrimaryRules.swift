@@ -165,6 +165,21 @@ public enum PrimaryRules {
         }
         return best
     }
+
+    /// Whether a switchover may point the other standbys at its candidate before it stops the
+    /// old primary. They then stream through the candidate (cascading), follow it onto its new
+    /// timeline by themselves when it is promoted, and acknowledge its first commits with
+    /// nothing left to re-point. Only when the old primary's commits are still acknowledged
+    /// while the candidate alone streams from it: no synchronous standby, or one of a list
+    /// that has the candidate on it (`listed` nil: every standby). Otherwise writes would
+    /// wait on the old primary until its stop. Pure.
+    public static func cascadeBeforeStop(mode: SynchronousMode, listed: [String]?, candidate: String) -> Bool {
+        switch mode.count {
+        case 0: true
+        case 1: listed?.contains(candidate) ?? true
+        default: false
+        }
+    }
 }
 
 /// How `rejoin` brings a node back, as its report says.
