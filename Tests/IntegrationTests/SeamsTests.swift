@@ -5,7 +5,7 @@ import Testing
 @testable import PGClusterRules
 
 /// Issue 20, "acknowledged means kept, at every seam": each defect reproduced on real
-/// servers, asserting the rows present and the roles after the scenario. Ports 21900-21949.
+/// servers, asserting the rows present and the roles after the scenario. Ports 21900-21929, 21940-21949.
 @Suite("seams: intent before action, strict durability, the newest timeline", .serialized, .clusterLimit)
 struct SeamsTests {
     @Test("a quorum change whose wait fails is pending: failover refuses while the standby that confirmed commits is gone")
@@ -65,6 +65,28 @@ struct SeamsTests {
             try cluster.sql("node1", "INSERT INTO acked VALUES (2)")
             #expect(try cluster.sql("node1", "SELECT sync_state FROM pg_stat_replication WHERE application_name = 'node0'").scalar == "quorum")
             #expect(await cluster.eventually { try cluster.sql("node0", "SELECT count(*) FROM acked").scalar == "2" })
+        }
+    }
+
+    @Test("a switchover killed right after its promotion: the new primary commits under ANY 1 already, and the other standby streams from it")
+    func switchoverPromotesUnderQuorum() async throws {
+        try await withCluster(name: "seam-switch", basePort: 21940, synchronous: "{mode: any, count: 1}") { cluster in
+            try await cluster.initCluster()
+            try cluster.sql("node0", "CREATE TABLE acked (id int PRIMARY KEY)")
+            let interrupted = await cluster.run(
+                ["switchover", "--candidate", "node1"], environment: ["PGCLUSTER_TEST_STOP_AFTER": "switchover-promote"])
+            #expect(interrupted.status == 86, "\(interrupted.stdout)\n\(interrupted.stderr)")
+            #expect(cluster.primaries() == ["node1"])
+            // Set before the promotion: not one commit on node1 was acknowledged by node1 alone.
+            let names = try cluster.sql("node1", "SHOW synchronous_standby_names").scalar ?? ""
+            #expect(names.hasPrefix("ANY 1 (") && names.contains("node0") && names.contains("node2"), "\(names)")
+            // node2 streamed through node1 before the stop and followed its promotion by itself.
+            #expect(await cluster.eventually(30) { try cluster.upstreamPort(of: "node2") == cluster.port("node1") })
+            try cluster.sql("node1", "INSERT INTO acked VALUES (1)")
+            #expect(
+                try cluster.sql("node1", "SELECT sync_state FROM pg_stat_replication WHERE application_name = 'node2'").scalar
+                    == "quorum")
+            #expect(await cluster.eventually { try cluster.sql("node2", "SELECT count(*) FROM acked").scalar == "1" })
         }
     }
 

@@ -140,6 +140,7 @@ public struct Switchover: Sendable {
         }()
         try await ops.promote(target)
         timer.lap("promote \(target.name); \(primary.name) set to follow it meanwhile")
+        TestInterruption.point("switchover-promote")
 
         // Writes go on now. The old primary starts as a standby while the rest is done.
         let followError = await followed

@@ -26,7 +26,7 @@ struct RunResult {
 /// | 21600-21629 | SSHBackendTests |
 /// | 21700-21729 | DestroyTests, InitInterruptTests, RejoinReportTests |
 /// | 21800-21829 | TLSTests |
-/// | 21900-21939 | SeamsTests |
+/// | 21900-21949 | SeamsTests (21930-21939: EpochTests) |
 /// | 22100-22139 | ComposeTests, ComposeTLSTests, ComposeApplyTests, ComposePauseTests |
 /// | 22200-22229 | HealthEndpointTests (endpoints 22300-22399, HAProxy 22400-22419) |
 /// | 22420-22499 | BackupTests |
