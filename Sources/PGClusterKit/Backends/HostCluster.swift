@@ -135,43 +135,56 @@ public struct HostCluster: Sendable {
              "\(layout.socketDir(node.name))/.s.PGSQL.\(node.port).lock"])
     }
 
-    /// `pg_ctl stop` without its wait (`-W`), then the wait on the host, every 10 ms: done
-    /// when postmaster.pid is gone or its postmaster no longer runs (pg_ctl's own test);
-    /// 120 s at most. Arguments: pg_ctl, the data folder, the mode. One round trip.
-    static let stopAndWait = #"""
+    /// Shell functions for the waits below, builtins only (`read`, `case`, `test`), so that a
+    /// turn of a wait forks nothing but its `sleep`: on a busy host a wait looking every
+    /// 10 ms with `sed` and `grep` took a good part of a core. `alive PID`: the process exists
+    /// and is neither a zombie nor dead (its state, the third field of /proc/PID/stat; a
+    /// postmaster's name has no blanks). `pidfile DIR`: postmaster.pid's first line (the PID)
+    /// in `l1`, its eighth (the status: `ready`, `standby`, `starting`, `stopping`) in `l8`.
+    static let waitFunctions = #"""
+        alive() { s=; read -r _ _ s _ 2>/dev/null <"/proc/$1/stat"; case "$s" in '' | Z | X) return 1 ;; esac; }
+        pidfile() {
+            l1=; l8=
+            { read -r l1; read -r _; read -r _; read -r _; read -r _; read -r _; read -r _; read -r l8; } 2>/dev/null <"$1/postmaster.pid"
+        }
+        # 10 ms a turn for the first 2 s, then 100 ms (pg_ctl's own pace); $1: seconds at most.
+        turns=0
+        pause() { if [ $turns -lt 200 ]; then sleep 0.01; turns=$((turns + 1)); else sleep 0.1; turns=$((turns + 10)); fi; [ $turns -lt $(($1 * 100)) ]; }
+        """#
+
+    /// `pg_ctl stop` without its wait (`-W`), then the wait on the host: done when
+    /// postmaster.pid is gone or its postmaster no longer runs (pg_ctl's own test); 120 s at
+    /// most. Arguments: pg_ctl, the data folder, the mode. One round trip.
+    static let stopAndWait = waitFunctions + "\n" + #"""
         "$1" -D "$2" -m "$3" -W stop || exit $?
-        alive() { [ -r "/proc/$1/stat" ] && ! sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | grep -q '^[ZX]'; }
-        i=0
-        while [ $i -lt 12000 ]; do
-            pid=$(head -n 1 "$2/postmaster.pid" 2>/dev/null) || exit 0
-            case "$pid" in '' | *[!0-9]*) ;; *) alive "$pid" || exit 0 ;; esac
-            sleep 0.01
-            i=$((i + 1))
+        while :; do
+            [ -e "$2/postmaster.pid" ] || exit 0
+            pidfile "$2"
+            case "$l1" in '' | *[!0-9]*) ;; *) alive "$l1" || exit 0 ;; esac
+            pause 120 || break
         done
         echo "the server did not stop within 120 s" >&2
         exit 1
         """#
 
-    /// What `pg_ctl start -w` does, looking every 10 ms instead of pg_ctl's 100 ms (its wait
-    /// is most of a standby's start): the postmaster is started in a session of its own, its
-    /// output appended to the log, and followed by its PID, so that a slow start (crash
-    /// recovery, a busy host) is waited for as long as it lives, and a failed one is told at
-    /// once. Ready is what pg_ctl calls ready: postmaster.pid names that PID and its status
-    /// line says `ready` or `standby`. Arguments: postgres, the data folder, the log file,
-    /// the seconds to wait at most. One round trip.
-    static let startAndWait = #"""
+    /// What `pg_ctl start -w` does, looking every 10 ms for the first 2 s instead of pg_ctl's
+    /// 100 ms (its wait is most of a standby's start): the postmaster is started in a session
+    /// of its own, its output appended to the log, and followed by its PID, so that a slow
+    /// start (crash recovery, a busy host) is waited for as long as it lives, and a failed one
+    /// is told at once. Ready is what pg_ctl calls ready: postmaster.pid names that PID and its
+    /// status line says `ready` or `standby`. Arguments: postgres, the data folder, the log
+    /// file, the seconds to wait at most. One round trip.
+    static let startAndWait = waitFunctions + "\n" + #"""
         umask 077
         setsid "$1" -D "$2" </dev/null >>"$3" 2>&1 &
         pm=$!
-        alive() { [ -r "/proc/$1/stat" ] && ! sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | grep -q '^[ZX]'; }
-        i=0
-        while [ $i -lt $(($4 * 100)) ]; do
-            if [ "$(sed -n 1p "$2/postmaster.pid" 2>/dev/null)" = "$pm" ]; then
-                case "$(sed -n 8p "$2/postmaster.pid" 2>/dev/null)" in ready* | standby*) exit 0 ;; esac
+        while :; do
+            pidfile "$2"
+            if [ "$l1" = "$pm" ]; then
+                case "$l8" in ready* | standby*) exit 0 ;; esac
             fi
             alive "$pm" || { echo "the postmaster (PID $pm) exited during its start" >&2; exit 1; }
-            sleep 0.01
-            i=$((i + 1))
+            pause "$4" || break
         done
         echo "the server did not start within $4 s (the postmaster, PID $pm, still runs)" >&2
         exit 1

@@ -6,10 +6,13 @@ extension PGCluster {
         static let configuration = CommandConfiguration(
             abstract: "Planned change of primary with a live primary: nothing lost, the old primary follows the new one.",
             discussion: """
-                Checkpoint and stop the primary cleanly, wait until the candidate has replayed its shutdown \
-                checkpoint, promote the candidate, re-point the other standbys, and start the old primary \
-                as a standby of the new one (no rewind needed). Without --candidate: the streaming standby \
-                with the most WAL replayed (ties: priority, then name).
+                Checkpoint the primary; ready the candidate while the primary still runs (its \
+                synchronous_standby_names and replication slots, and, when the primary's commits do not \
+                need them, the other standbys stream through it); stop the primary cleanly, wait until the \
+                candidate has replayed its shutdown checkpoint, promote it (the standbys that stream through \
+                it follow by themselves, the rest are re-pointed), and start the old primary as a standby of \
+                the new one (no rewind needed). Without --candidate: the streaming standby with the most WAL \
+                replayed (ties: priority, then name).
                 """)
 
         @OptionGroup var options: SpecOptions

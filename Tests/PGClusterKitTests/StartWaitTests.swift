@@ -1,0 +1,113 @@
+import Foundation
+import Testing
+
+@testable import PGClusterKit
+
+/// `HostCluster.start` and `stop` wait on the host in a shell of their own (one round
+/// trip): these run those scripts against a stand-in for `postgres` that writes its
+/// postmaster.pid as the real one does, so that each way a start can go is shown in a
+/// second, without a server.
+@Suite("the start and stop waits on the host")
+struct StartWaitTests {
+    /// The stand-in for `postgres` (Tests/Fixtures/postgres-stand-in, see there). A file of
+    /// the repository, not one written here: exec of a file just written races with any
+    /// thread forking meanwhile (ETXTBSY), and the unit tests run side by side.
+    static let standIn = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Fixtures/postgres-stand-in").path
+
+    /// A scratch folder with a data folder in it.
+    static func folder() throws -> String {
+        let folder = "/tmp/pgcluster-startwait-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: "\(folder)/data", withIntermediateDirectories: true)
+        return folder
+    }
+
+    /// startAndWait with the stand-in; `behaviour`: its STANDIN_* variables.
+    static func start(_ folder: String, limit: Int = 10, _ behaviour: [String: String]) throws -> TestSupport.ProcessOutcome {
+        try TestSupport.run(
+            "/bin/sh", ["-c", HostCluster.startAndWait, "sh", standIn, "\(folder)/data", "\(folder)/log", String(limit)],
+            in: folder, environment: ["STANDIN_STATUS": ""].merging(behaviour) { $1 })
+    }
+
+    /// The stand-in's PID from its postmaster.pid, ended (SIGKILL) after the test.
+    static func end(_ folder: String) -> pid_t? {
+        let text = (try? String(contentsOfFile: "\(folder)/data/postmaster.pid", encoding: .utf8)) ?? ""
+        guard let pid = text.split(separator: "\n").first.flatMap({ pid_t($0) }) else { return nil }
+        kill(pid, SIGKILL)
+        return pid
+    }
+
+    @Test("ready: exit 0 once postmaster.pid names the started process and says ready; it runs in a session of its own, its output in the log")
+    func ready() throws {
+        let folder = try Self.folder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let outcome = try Self.start(folder, ["STANDIN_STATUS": "ready"])
+        let pid = Self.end(folder)
+        #expect(outcome.status == 0, "\(outcome)")
+        let sid = pid.map { getsid($0) }
+        #expect(sid == pid, "not a session of its own: sid \(String(describing: sid)), pid \(String(describing: pid))")
+        let log = try String(contentsOfFile: "\(folder)/log", encoding: .utf8)
+        #expect(log.contains("started"), "\(log)")
+    }
+
+    @Test("a standby without hot_standby says standby: that is ready too")
+    func standby() throws {
+        let folder = try Self.folder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let outcome = try Self.start(folder, ["STANDIN_STATUS": "standby"])
+        _ = Self.end(folder)
+        #expect(outcome.status == 0, "\(outcome)")
+    }
+
+    @Test("a postmaster that exits during its start is told at once, not after the limit")
+    func exits() throws {
+        let folder = try Self.folder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let began = Date()
+        let outcome = try Self.start(folder, limit: 60, [:])
+        #expect(outcome.status == 1)
+        #expect(outcome.stderr.contains("exited during its start"), "\(outcome)")
+        #expect(Date().timeIntervalSince(began) < 30, "waited for the limit")
+        let log = (try? String(contentsOfFile: "\(folder)/log", encoding: .utf8)) ?? "(no log)"
+        #expect(log.contains("FATAL"), "log: \(log); \(outcome)")
+    }
+
+    @Test("a slow start (starting for 2.5 s) is waited for while its postmaster lives")
+    func slow() throws {
+        let folder = try Self.folder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let outcome = try Self.start(folder, ["STANDIN_STATUS": "starting", "STANDIN_THEN": "ready", "STANDIN_AFTER": "2.5"])
+        _ = Self.end(folder)
+        #expect(outcome.status == 0, "\(outcome)")
+    }
+
+    @Test("a start still going at the limit: exit 1, saying the postmaster still runs")
+    func limit() throws {
+        let folder = try Self.folder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let outcome = try Self.start(folder, limit: 1, ["STANDIN_STATUS": "starting"])
+        _ = Self.end(folder)
+        #expect(outcome.status == 1)
+        #expect(outcome.stderr.contains("did not start within 1 s") && outcome.stderr.contains("still runs"), "\(outcome)")
+    }
+
+    @Test("the stop wait ends when the postmaster named in postmaster.pid is gone, the file left behind")
+    func stop() throws {
+        let folder = try Self.folder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        #expect(try Self.start(folder, ["STANDIN_STATUS": "ready", "STANDIN_DELAY": "0"]).status == 0)
+        // For pg_ctl -W stop, `kill -TERM` of the PID in the file (which stays behind), run by
+        // /bin/sh, so that no file is written to be executed.
+        let control = "/bin/sh"
+        let outcome = try TestSupport.run(
+            "/bin/sh",
+            ["-c", HostCluster.stopAndWait.replacingOccurrences(of: #""$1" -D "$2" -m "$3" -W stop"#, with: #"kill -TERM "$(head -n 1 "$2/postmaster.pid")""#),
+             "sh", control, "\(folder)/data", "fast"], in: folder)
+        #expect(outcome.status == 0, "\(outcome)")
+        // Gone, or a zombie nobody has reaped yet: either way no longer running.
+        let pid = try #require(Self.end(folder))
+        let stat = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? ""
+        let state = stat.split(separator: ")").last?.split(separator: " ").first
+        #expect(state == nil || state == "Z" || state == "X", "the stand-in still runs: \(stat)")
+    }
+}
