@@ -37,26 +37,20 @@ struct StartWaitTests {
         return pid
     }
 
-    @Test("ready: exit 0 once postmaster.pid names the started process and says ready; it runs in a session of its own, its output in the log")
-    func ready() throws {
+    /// `standby`: a standby without hot_standby, which pg_ctl takes for ready too.
+    @Test(
+        "ready or standby: exit 0 once postmaster.pid names the started process and says so; it runs in a session of its own, its output in the log",
+        arguments: ["ready", "standby"])
+    func ready(status: String) throws {
         let folder = try Self.folder()
         defer { try? FileManager.default.removeItem(atPath: folder) }
-        let outcome = try Self.start(folder, ["STANDIN_STATUS": "ready"])
+        let outcome = try Self.start(folder, ["STANDIN_STATUS": status])
         let pid = Self.end(folder)
         #expect(outcome.status == 0, "\(outcome)")
         let sid = pid.map { getsid($0) }
         #expect(sid == pid, "not a session of its own: sid \(String(describing: sid)), pid \(String(describing: pid))")
         let log = try String(contentsOfFile: "\(folder)/log", encoding: .utf8)
         #expect(log.contains("started"), "\(log)")
-    }
-
-    @Test("a standby without hot_standby says standby: that is ready too")
-    func standby() throws {
-        let folder = try Self.folder()
-        defer { try? FileManager.default.removeItem(atPath: folder) }
-        let outcome = try Self.start(folder, ["STANDIN_STATUS": "standby"])
-        _ = Self.end(folder)
-        #expect(outcome.status == 0, "\(outcome)")
     }
 
     @Test("a postmaster that exits during its start is told at once, not after the limit")
