@@ -12,8 +12,13 @@ struct StartWaitTests {
     /// The stand-in for `postgres` (Tests/Fixtures/postgres-stand-in, see there). A file of
     /// the repository, not one written here: exec of a file just written races with any
     /// thread forking meanwhile (ETXTBSY), and the unit tests run side by side.
-    static let standIn = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("Fixtures/postgres-stand-in").path
+    static let standIn = fixture("postgres-stand-in")
+
+    /// A file of Tests/Fixtures.
+    static func fixture(_ name: String) -> String {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Fixtures/\(name)").path
+    }
 
     /// A scratch folder with a data folder in it.
     static func folder() throws -> String {
@@ -90,13 +95,8 @@ struct StartWaitTests {
         let folder = try Self.folder()
         defer { try? FileManager.default.removeItem(atPath: folder) }
         #expect(try Self.start(folder, ["STANDIN_STATUS": "ready", "STANDIN_DELAY": "0"]).status == 0)
-        // For pg_ctl -W stop, `kill -TERM` of the PID in the file (which stays behind), run by
-        // /bin/sh, so that no file is written to be executed.
-        let control = "/bin/sh"
         let outcome = try TestSupport.run(
-            "/bin/sh",
-            ["-c", HostCluster.stopAndWait.replacingOccurrences(of: #""$1" -D "$2" -m "$3" -W stop"#, with: #"kill -TERM "$(head -n 1 "$2/postmaster.pid")""#),
-             "sh", control, "\(folder)/data", "fast"], in: folder)
+            "/bin/sh", ["-c", HostCluster.stopAndWait, "sh", Self.fixture("pg_ctl-stand-in"), "\(folder)/data", "fast"], in: folder)
         #expect(outcome.status == 0, "\(outcome)")
         // Gone, or a zombie nobody has reaped yet: either way no longer running.
         let pid = try #require(Self.end(folder))

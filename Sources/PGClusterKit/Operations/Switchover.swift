@@ -174,8 +174,7 @@ public struct Switchover: Sendable {
         let lagging = await ops.confirmStreaming(ok, from: target, timeline: timeline, timeout: 30)
         timer.lap("all follow \(target.name) on timeline \(timeline.map(String.init) ?? "?")")
 
-        let needsRejoin = others.filter { !ok.contains($0) }.map(\.name) + (ok.contains(primary) ? [] : [primary.name])
-            + lagging.map(\.name)
+        let needsRejoin = followers.filter { !ok.contains($0) || lagging.contains($0) }.map(\.name)
         let following = ok.filter { !lagging.contains($0) }.map(\.name)
         let settlement = try await SynchronousSettlement.settle(
             spec: spec, credentials: credentials, primary: target, following: following, remembered: remembered,
