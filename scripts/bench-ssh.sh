@@ -10,6 +10,8 @@
 # The ssh cluster lives on three test hosts made by scripts/test-hosts.sh (network
 # namespaces on a bridge, each with its own sshd and ssh.dir): every server-side step
 # crosses a real ssh connection (multiplexed, one per host), and libpq crosses the bridge.
+# A third column, "ssh+backup", is the ssh cluster with `backup.repoHost` on a fourth test
+# host: a WAL archive by pgBackRest over ssh, restore_command on every standby.
 # Both backends run on this 2-core machine: compare the ratio, not the absolute figures.
 #
 # Usage: scripts/bench-ssh.sh      (env: RUNS=3, PGCLUSTER=.build/release/pgcluster)
@@ -28,7 +30,7 @@ PORT0=22060
 
 bench_setup
 "$HOSTS" down >/dev/null 2>&1 || true
-"$HOSTS" up 3 >/dev/null
+"$HOSTS" up 4 >/dev/null
 trap '"$HOSTS" down >/dev/null 2>&1 || true; bench_cleanup' EXIT
 
 # spec BACKEND RUN -> path of a fresh spec for that backend.
@@ -40,7 +42,10 @@ spec() {
         echo "postgres: {version: 15, parameters: {shared_buffers: 32MB, max_wal_size: 256MB}}"
         echo "replication: {synchronous: {mode: any, count: 1}}"
         echo "local: {dir: $BENCH_ROOT/$backend-$run}"
-        if [ "$backend" = ssh ]; then
+        if [ "$backend" = sshbackup ]; then
+            echo "backup: {repoHost: 10.213.7.14, repo: /var/lib/pgcluster-test/repo-$run}"
+        fi
+        if [ "$backend" != local ]; then
             echo "backend: ssh"
             echo "network: {allow: [10.213.7.0/24]}"
             echo "ssh: {user: root, identityFile: /run/pgcluster-test-hosts/id_ed25519, dir: /var/lib/pgcluster-test}"
@@ -61,12 +66,12 @@ spec() {
 
 # address BACKEND NODE -> host and port of a node.
 address() {
-    if [ "$1" = ssh ]; then echo "10.213.7.$((11 + ${2#db_})) 5432"; else echo "127.0.0.1 $((PORT0 + ${2#db_}))"; fi
+    if [ "$1" != local ]; then echo "10.213.7.$((11 + ${2#db_})) 5432"; else echo "127.0.0.1 $((PORT0 + ${2#db_}))"; fi
 }
 
 # kill_primary BACKEND SPEC: kill -9 of db_0's postmaster, where it runs.
 kill_primary() {
-    if [ "$1" = ssh ]; then
+    if [ "$1" != local ]; then
         "$HOSTS" exec h1 sh -c "kill -9 \$(head -n 1 /var/lib/pgcluster-test/$(awk '/^name:/ { print $2 }' "$2")/db_0/data/postmaster.pid)"
     else
         kill -9 "$(head -n 1 "$(dirname "$2")/$1-$3/db_0/data/postmaster.pid")"
@@ -90,7 +95,7 @@ write_on() {
 }
 
 declare -A INIT FAILOVER
-for backend in local ssh; do
+for backend in local ssh sshbackup; do
     for run in $(seq 1 "$RUNS"); do
         file=$(spec "$backend" "$run")
         start=$(now)
@@ -108,12 +113,13 @@ done
 
 say "backend ssh beside backend local: 1 primary + 2 standbys, ANY 1, $RUNS runs each (median, min-max, seconds)"
 machine_line
-printf '%-10s %-22s %-22s %s\n' step local ssh "ssh/local"
+printf '%-10s %-22s %-22s %-22s %-10s %s\n' step local ssh ssh+backup "ssh/local" "ssh+backup/ssh"
 for step in init failover; do
     declare -n figures=${step^^}
     # shellcheck disable=SC2086
-    l=$(median ${figures[local]}) s=$(median ${figures[ssh]})
+    l=$(median ${figures[local]}) s=$(median ${figures[ssh]}) b=$(median ${figures[sshbackup]})
     # shellcheck disable=SC2086
-    printf '%-10s %-22s %-22s %s\n' "$step" "$l ($(minimum ${figures[local]})-$(maximum ${figures[local]}))" \
-        "$s ($(minimum ${figures[ssh]})-$(maximum ${figures[ssh]}))" "$(ratio "$s" "$l")"
+    printf '%-10s %-22s %-22s %-22s %-10s %s\n' "$step" "$l ($(minimum ${figures[local]})-$(maximum ${figures[local]}))" \
+        "$s ($(minimum ${figures[ssh]})-$(maximum ${figures[ssh]}))" \
+        "$b ($(minimum ${figures[sshbackup]})-$(maximum ${figures[sshbackup]}))" "$(ratio "$s" "$l")" "$(ratio "$b" "$s")"
 done

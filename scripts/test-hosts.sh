@@ -172,7 +172,8 @@ add_host_files() {
 ListenAddress $(host_address "$host"):22
 HostKey $dir/ssh_host_ed25519_key
 PidFile $dir/sshd.pid
-AuthorizedKeysFile $dir/authorized_keys
+# The test key, and each user's own file as on any host (pgBackRest's key goes there).
+AuthorizedKeysFile $dir/authorized_keys .ssh/authorized_keys
 PermitRootLogin prohibit-password
 PubkeyAuthentication yes
 PasswordAuthentication no

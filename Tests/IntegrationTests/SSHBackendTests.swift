@@ -121,6 +121,80 @@ struct SSHBackendTests {
         }
     }
 
+    @Test("backups on a repository host: archive from every primary across a failover, backup from a standby, restore in place to an LSN, destroy forgets the key")
+    func backupsOnARepositoryHost() async throws {
+        try await withTestHosts(count: 4) { hosts in
+            // node0..node2 on h1..h3; the repository on h4, a host of its own.
+            let cluster = try TestCluster.onHosts(name: "sshbk", basePort: 21630)
+            defer { try? FileManager.default.removeItem(atPath: cluster.root) }
+            let repo = "\(TestHosts.sshDir)/repo-sshbk"
+            let yaml = try String(contentsOfFile: cluster.specPath, encoding: .utf8)
+            try yaml.replacingOccurrences(of: "\nnodes:\n", with: "\nbackup: {repoHost: \(TestHosts.address(4)), repo: \(repo)}\nnodes:\n")
+                .write(toFile: cluster.specPath, atomically: true, encoding: .utf8)
+            try await cluster.initCluster()
+            // The repository is on h4 only: the nodes' hosts reach it by ssh, not by a shared folder.
+            #expect(await hosts.exists(4, "\(repo)/archive/sshbk"), "no stanza on h4")
+            for host in 1...3 { #expect(!(await hosts.exists(host, repo)), "a repository folder on h\(host)") }
+
+            let full = await cluster.run(["backup"])
+            #expect(full.status == 0, "backup: \(full.stderr)")
+            #expect(full.stdout.contains("(full) from node1") || full.stdout.contains("(full) from node2"), "\(full.stdout)")
+            try cluster.insert("node0", 1...100)
+
+            // A failover: the new primary archives into the same stanza, on its timeline.
+            try await hosts.kill9Postmaster(1, dataDir: cluster.remoteDataDir("node0"))
+            let failover = await cluster.run(["failover", "--json"])
+            #expect(failover.status == 0, "failover: \(failover.stderr)")
+            let primary = try #require(try cluster.json(failover)["candidate"] as? String)
+            // The freeze emptied restore_command on the standbys; the failover gives it back.
+            for node in ["node1", "node2"] {
+                #expect(try cluster.sql(node, "SHOW restore_command").scalar?.contains("archive-get") == true, "\(node): restore_command")
+            }
+            try cluster.insert(primary, 101...200)
+            let lsn = try #require(try cluster.sql(primary, "SELECT pg_current_wal_lsn()").scalar)
+            try cluster.insert(primary, 201...300)
+            // The repository host cut off: the nodes carry on (the old primary is rejoined,
+            // saying so), and the list of backups refuses in one line.
+            try await hosts.partition(4)
+            let rejoin = await cluster.run(["rejoin", "node0"])
+            #expect(rejoin.status == 0, "rejoin while the repository host is cut off: \(rejoin.stderr)")
+            #expect(rejoin.stderr.contains("archives into it once it answers"), "\(rejoin.stderr)")
+            let cutOff = await cluster.run(["backups"])
+            #expect(cutOff.status != 0 && cutOff.stderr.contains(TestHosts.address(4)), "\(cutOff.stderr)")
+            try await hosts.heal(4)
+            // `backup` runs `pgbackrest check` first: archive_command works on the new primary.
+            let incremental = await cluster.run(["backup", "--type", "incr"])
+            #expect(incremental.status == 0, "incremental backup after the failover: \(incremental.stderr)")
+            let list = await cluster.run(["backups", "--json"])
+            #expect(list.status == 0, "backups: \(list.stderr)")
+            let backups = try #require(try cluster.json(list)["backups"] as? [[String: Any]])
+            #expect(backups.map { $0["type"] as? String } == ["full", "incr"], "\(list.stdout)")
+            #expect((backups.last?["walStart"] as? String)?.hasPrefix("00000002") == true, "\(list.stdout)")
+
+            // Restored in place to the LSN noted on the new timeline: the rows before it, exactly.
+            let restore = await cluster.run(["restore", "--to", lsn, "--in-place", "--yes"])
+            #expect(restore.status == 0, "restore: \(restore.stderr)")
+            let restored = try #require(cluster.currentPrimary())
+            #expect(try cluster.ids(restored) == Array(1...200))
+            for standby in cluster.nodeNames where standby != restored {
+                #expect(await cluster.eventually(30) { (try? cluster.ids(standby)) == Array(1...200) }, "\(standby) streams the restored data")
+            }
+            #expect(await cluster.run(["backup", "--type", "incr"]).status == 0, "the restored primary archives")
+
+            let destroy = await cluster.run(["destroy", "--yes"])
+            #expect(destroy.status == 0, "destroy: \(destroy.stderr)")
+            for host in 1...4 {
+                let keys = await hosts.exec(host, ["/bin/cat", "/var/lib/postgresql/.ssh/authorized_keys"])
+                #expect(!keys.stdout.contains("pgcluster-backup@sshbk"), "the cluster's key is still admitted on h\(host)")
+                // The kept ssh connection to the repository host ended with it (its socket is gone).
+                let sockets = await hosts.exec(host, ["/bin/sh", "-c", "ls /var/lib/postgresql/.ssh/ | grep -c '^pgcluster-' || true"])
+                #expect(sockets.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "0", "an ssh connection is left on h\(host)")
+                #expect(!(await hosts.exists(host, "\(TestHosts.sshDir)/sshbk")), "files left on h\(host)")
+            }
+            #expect(await hosts.exists(4, "\(repo)/backup/sshbk"), "destroy removed the backups")
+        }
+    }
+
     @Test("the primary's host cut off: failover proceeds by the quorum, says it cannot fence; healed, the old primary is rejoined")
     func partitionedPrimary() async throws {
         try await withTestHosts(count: 3) { hosts in

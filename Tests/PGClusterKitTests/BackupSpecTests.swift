@@ -9,14 +9,18 @@ import Testing
 @Suite("Backup spec")
 struct BackupSpecTests {
     static func yaml(_ backup: String, backend: String = "") -> String {
-        """
-        name: t
-        \(backend)\(backup)nodes:
-          - {name: db_0, port: 15432, role: primary}
-          - {name: db_1, port: 15433}
+        let host = backend.contains("ssh") ? "host: 10.0.0.11, " : ""
+        return """
+            name: t
+            \(backend)\(backup)nodes:
+              - {name: db_0, \(host)port: 15432, role: primary}
+              - {name: db_1, \(host)port: 15433}
 
-        """
+            """
     }
+
+    /// Backend ssh, every node on one host (enough for the spec's checks).
+    static let ssh = "backend: ssh\nssh: {user: postgres}\n"
 
     struct Bad: Sendable, CustomTestStringConvertible {
         var label: String
@@ -29,7 +33,14 @@ struct BackupSpecTests {
     static let bad: [Bad] = [
         Bad(label: "unknown key", yaml: yaml("backup:\n  repo: /r\n  repository: /r\n"), key: "backup.repository", reason: "unknown key"),
         Bad(label: "no repo", yaml: yaml("backup:\n  retention: {full: 2}\n"), key: "backup.repo", reason: "required"),
-        Bad(label: "repoHost", yaml: yaml("backup:\n  repoHost: 10.0.0.20\n"), key: "backup.repoHost", reason: "not supported yet"),
+        Bad(label: "repoHost on backend local", yaml: yaml("backup:\n  repo: /r\n  repoHost: 10.0.0.20\n"), key: "backup.repoHost", reason: "backend ssh only"),
+        Bad(label: "backend ssh without repoHost", yaml: yaml("backup:\n  repo: /r\n", backend: Self.ssh), key: "backup.repoHost", reason: "required with backend ssh"),
+        Bad(
+            label: "backend ssh, a relative repo", yaml: yaml("backup:\n  repo: ./r\n  repoHost: 10.0.0.20\n", backend: Self.ssh), key: "backup.repo",
+            reason: "absolute path on backup.repoHost"),
+        Bad(
+            label: "a repoHost that is an option", yaml: yaml("backup:\n  repo: /r\n  repoHost: -oProxyCommand=x\n", backend: Self.ssh),
+            key: "backup.repoHost", reason: "not a host name"),
         Bad(label: "retention.full of zero", yaml: yaml("backup:\n  repo: /r\n  retention: {full: 0}\n"), key: "backup.retention.full", reason: "from 1"),
         Bad(label: "retention.diff not a number", yaml: yaml("backup:\n  repo: /r\n  retention: {diff: many}\n"), key: "backup.retention.diff", reason: "whole number"),
         Bad(label: "unknown retention key", yaml: yaml("backup:\n  repo: /r\n  retention: {incr: 3}\n"), key: "backup.retention.incr", reason: "unknown key"),
@@ -69,6 +80,56 @@ struct BackupSpecTests {
         let spec = try SpecLoader.parse(
             Self.yaml("backup:\n  repo: /var/lib/pgbackrest\n  retention: {full: 3, diff: 6}\n"), file: "/specs/b.yaml")
         #expect(spec.backup == BackupSettings(repo: "/var/lib/pgbackrest", retentionFull: 3, retentionDiff: 6))
+    }
+
+    @Test("backend ssh: the repository on repoHost, its path as given")
+    func repoHost() throws {
+        let yaml = """
+            name: t
+            backend: ssh
+            backup: {repo: /var/lib/pgbackrest, repoHost: 10.0.0.20}
+            nodes:
+              - {name: db_0, host: 10.0.0.11, port: 5432, role: primary}
+              - {name: db_1, host: 10.0.0.12, port: 5432}
+
+            """
+        let spec = try SpecLoader.parse(yaml, file: "/specs/b.yaml")
+        #expect(spec.backup == BackupSettings(repo: "/var/lib/pgbackrest", repoHost: "10.0.0.20", retentionFull: 2))
+    }
+
+    @Test("backend ssh: the nodes' pgbackrest.conf points at the repository host; the repository host's lists every node's host")
+    func sshRender() throws {
+        let yaml = """
+            name: t
+            backend: ssh
+            ssh: {user: root, port: 2222, dir: /var/lib/pgcluster}
+            backup: {repo: /srv/pgbackrest, repoHost: 10.0.0.20}
+            nodes:
+              - {name: db_0, host: 10.0.0.11, port: 5432, role: primary}
+              - {name: db_1, host: 10.0.0.12, sshHost: h2.example, port: 5432}
+
+            """
+        let renderer = Renderer(spec: try SpecLoader.parse(yaml, file: "/specs/b.yaml"))
+        let node = try #require(try renderer.pgbackrestConf())
+        for line in [
+            "repo1-host=10.0.0.20", "repo1-host-user=postgres", "repo1-host-port=2222",
+            "repo1-host-config=/var/lib/pgcluster/t/pgbackrest-repo.conf", "cmd-ssh=/var/lib/pgcluster/t/pgbackrest/ssh",
+        ] {
+            #expect(node.split(separator: "\n").contains(Substring(line)), "nodes' conf lacks \(line):\n\(node)")
+        }
+        #expect(!node.contains("repo1-path"), "the nodes' hosts hold no repository")
+        let repository = try #require(try renderer.pgbackrestRepoConf())
+        for line in [
+            "repo1-path=/srv/pgbackrest", "pg1-host=10.0.0.11", "pg2-host=h2.example", "pg2-host-user=postgres", "pg2-host-port=2222",
+            "pg2-host-config=/var/lib/pgcluster/t/pgbackrest.conf", "pg2-path=/var/lib/pgcluster/t/db_1/data",
+            "cmd-ssh=/var/lib/pgcluster/t/pgbackrest/ssh",
+        ] {
+            #expect(repository.split(separator: "\n").contains(Substring(line)), "repository conf lacks \(line):\n\(repository)")
+        }
+        #expect(renderer.archiveCommand(renderer.spec.nodes[1]).contains("--config=/var/lib/pgcluster/t/pgbackrest.conf"))
+        let wrapper = renderer.pgbackrestSSHWrapper()
+        #expect(wrapper.contains("StrictHostKeyChecking=yes") && wrapper.contains("-i /var/lib/pgcluster/t/pgbackrest/id_ed25519"))
+        #expect(Set(try renderer.nodeFiles().map(\.path)).isSuperset(of: ["pgbackrest.conf", "pgbackrest-repo.conf"]))
     }
 
     @Test("standbysFrom: primary by default, repository when asked")

@@ -14,6 +14,9 @@ public struct HostCluster: Sendable {
     /// Where PostgreSQL's programs are, on every host.
     public let bindir: String
     let hosts: [String: any Host]
+    /// Backend ssh with `backup.repoHost`: the host that keeps the backup repository (the
+    /// same ``Host`` as a node's when they share an address).
+    public let repositoryHost: (any Host)?
 
     public init(spec: ClusterSpec, templates: TemplateSet = .embedded, runner: any CommandRunning = LocalRunner())
         throws(ClusterError)
@@ -28,24 +31,28 @@ public struct HostCluster: Sendable {
             serverUserName = user.name
             bindir = try Self.findBindir(spec)
             hosts = Dictionary(uniqueKeysWithValues: spec.nodes.map { ($0.name, host as any Host) })
+            repositoryHost = nil
         case .ssh:
             serverUserName = spec.ssh.user == "root" ? spec.local.osUser : spec.ssh.user
             bindir = spec.postgres.bindir ?? "/usr/lib/postgresql/\(spec.postgres.version)/bin"
             var byAddress: [String: any Host] = [:]
             var hosts: [String: any Host] = [:]
-            for node in spec.nodes {
-                let address = node.sshHost ?? node.host
-                let host = byAddress[address] ?? SSHHost(
+            let serverUser = serverUserName
+            func host(at address: String) -> any Host {
+                if let known = byAddress[address] { return known }
+                let host = SSHHost(
                     transport: SSHTransport(
                         host: address, user: spec.ssh.user, port: spec.ssh.port, identityFile: spec.ssh.identityFile,
                         controlDirectory: LocalLayout(spec: spec).sshControlDirectory,
                         knownHostsFile: LocalLayout(spec: spec).knownHostsFile, connectTimeout: spec.ssh.connectTimeout,
                         runner: runner),
-                    serverUser: serverUserName)
+                    serverUser: serverUser)
                 byAddress[address] = host
-                hosts[node.name] = host
+                return host
             }
+            for node in spec.nodes { hosts[node.name] = host(at: node.sshHost ?? node.host) }
             self.hosts = hosts
+            repositoryHost = spec.backup?.repoHost.map { host(at: $0) }
         case .compose:
             throw ClusterError(
                 "this command drives backends local and ssh; \(spec.file) has backend: compose",
@@ -304,8 +311,8 @@ public struct HostCluster: Sendable {
         arguments += ["--"] + removed
         try await host(node).check(arguments, what: "\(node.name): writing its configuration")
         // archive_command and restore_command read pgBackRest's configuration.
-        if spec.backup != nil && spec.backend == .local {
-            try await BackupRepository(cluster: self).writeConfig(createRepository: false)
+        if spec.backup != nil {
+            try await BackupRepository(cluster: self).prepareNodeHost(host(node))
         }
     }
 

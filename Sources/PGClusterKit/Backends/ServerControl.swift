@@ -55,9 +55,29 @@ public protocol ServerControl: Sendable {
     /// files`) where its server reads it; a running server uses it from its next reload.
     @discardableResult
     func installTLS(_ node: NodeSpec, ca: ClusterCA?) async throws(ClusterError) -> NodeCertificate
+    /// With `backup:`: the timelines whose history files the WAL archive holds ([] without
+    /// an archive); throws when the repository cannot be read.
+    func archivedTimelines() async throws(ClusterError) -> [Int]
+    /// With `backup:`: the archive's history files of `timelines` into the node's pg_wal.
+    func fetchHistory(_ timelines: [Int], into node: NodeSpec) async throws(ClusterError)
+}
+
+extension ServerControl {
+    public func archivedTimelines() async throws(ClusterError) -> [Int] { [] }
+    public func fetchHistory(_ timelines: [Int], into node: NodeSpec) async throws(ClusterError) {}
 }
 
 extension HostCluster: ServerControl {
+    public func archivedTimelines() async throws(ClusterError) -> [Int] {
+        guard spec.backup != nil else { return [] }
+        return try await BackupRepository(cluster: self).archivedTimelines()
+    }
+
+    public func fetchHistory(_ timelines: [Int], into node: NodeSpec) async throws(ClusterError) {
+        guard spec.backup != nil, !timelines.isEmpty else { return }
+        try await BackupRepository(cluster: self).fetchHistory(timelines, into: node)
+    }
+
     public func isRunning(_ node: NodeSpec) async -> Bool { await postmasterRuns(node) }
 
     public func serverRuns(_ node: NodeSpec) async -> Bool? {
@@ -175,6 +195,7 @@ extension HostCluster {
         }
         Console.progress("[\(node.name)] restoring backup \(newest.label) from the repository (backup.standbysFrom), not cloning \(upstream.name)")
         try await repository.check(
+            node: node,
             [
                 "--pg1-path=\(layout.dataDir(node.name))", "--set=\(newest.label)", "--type=standby",
                 "--log-level-console=off", "--log-level-stderr=info", "restore",

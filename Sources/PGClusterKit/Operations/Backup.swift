@@ -1,11 +1,18 @@
 import Foundation
 
-/// pgBackRest for a cluster with `backup:` (backend local): its configuration, its stanza,
-/// and the program run as the server's OS user on the nodes' host. The repository is
-/// pgBackRest's own; pgcluster never writes into it by hand.
+/// pgBackRest for a cluster with `backup:`: its configuration, its stanza, and the program
+/// run as the server's OS user. Backend local: everything on this machine. Backend ssh:
+/// the repository is on `backup.repoHost`, where the repository's commands run (backup,
+/// info, stanza-create, check); the nodes' hosts archive into it and restore from it by
+/// ssh, with a key of the cluster's own. The repository is pgBackRest's own; pgcluster never
+/// writes into it by hand.
 public struct BackupRepository: Sendable {
     public let cluster: HostCluster
     public let settings: BackupSettings
+    /// Where the repository's commands run: this machine, or the repository host.
+    let host: any Host
+    /// pgBackRest's configuration there.
+    let config: String
 
     public init(cluster: HostCluster) throws(ClusterError) {
         guard let settings = cluster.spec.backup else {
@@ -15,43 +22,73 @@ public struct BackupRepository: Sendable {
         }
         self.cluster = cluster
         self.settings = settings
+        host = cluster.repositoryHost ?? cluster.host(cluster.spec.primary)
+        config = cluster.repositoryHost == nil ? cluster.layout.pgbackrestConf : cluster.layout.pgbackrestRepoConf
     }
 
     var spec: ClusterSpec { cluster.spec }
     var layout: LocalLayout { cluster.layout }
-    /// Every node is on this machine (backend local).
-    var host: any Host { cluster.host(spec.primary) }
+    /// Backend ssh: the repository is on a host of its own.
+    var remote: Bool { cluster.repositoryHost != nil }
+    /// How messages name the repository: its folder, and its host when it has one.
+    public var place: String { remote ? "\(settings.repo) on \(host.label)" : settings.repo }
 
     /// Where Debian's package installs it; archive_command finds it on the server's PATH.
     public static let program = "/usr/bin/pgbackrest"
 
-    /// Runs `pgbackrest --config=… --stanza=… ARGUMENTS` as the server's OS user.
+    /// Runs `pgbackrest --config=… --stanza=… ARGUMENTS` as the server's OS user where the
+    /// repository's commands run.
     @discardableResult
     func run(_ arguments: [String], progress: Bool = false) async throws(ClusterError) -> CommandResult {
-        guard FileManager.default.isExecutableFile(atPath: Self.program) else {
+        try await run(on: host, config: config, arguments, progress: progress)
+    }
+
+    func run(on host: any Host, config: String, _ arguments: [String], progress: Bool) async throws(ClusterError) -> CommandResult {
+        if !remote && !FileManager.default.isExecutableFile(atPath: Self.program) {
             throw ClusterError("pgBackRest is not installed (\(Self.program))", details: ["install it: apt-get install pgbackrest"])
         }
-        return try await host.run([Self.program] + cluster.renderer.pgbackrestBase + arguments, environment: [:], input: nil, progress: progress)
+        let result = try await host.run(
+            [Self.program, "--config=\(config)", "--stanza=\(spec.name)"] + arguments, environment: [:], input: nil, progress: progress)
+        if remote && result.status == 127 {
+            throw ClusterError("pgBackRest is not installed on \(host.label) (\(Self.program))", details: ["install it there: apt-get install pgbackrest"])
+        }
+        return result
     }
 
     /// Runs and fails with pgBackRest's own error lines when it exits non-zero.
     @discardableResult
     func check(_ arguments: [String], what: String, progress: Bool = false) async throws(ClusterError) -> CommandResult {
-        let result = try await run(arguments, progress: progress)
+        try await check(on: host, config: config, arguments, what: what, progress: progress)
+    }
+
+    /// `check` on a node's host, with the nodes' configuration: a restore into the node's
+    /// data folder runs where that folder is (the same as `check` on backend local).
+    @discardableResult
+    func check(node: NodeSpec, _ arguments: [String], what: String, progress: Bool = false) async throws(ClusterError) -> CommandResult {
+        try await check(on: cluster.host(node), config: layout.pgbackrestConf, arguments, what: what, progress: progress)
+    }
+
+    private func check(on host: any Host, config: String, _ arguments: [String], what: String, progress: Bool) async throws(ClusterError)
+        -> CommandResult
+    {
+        let result = try await run(on: host, config: config, arguments, progress: progress)
         guard result.succeeded else {
             let lines = result.output.split(whereSeparator: \.isNewline).map(String.init)
             let errors = lines.filter { $0.contains("ERROR") }
             throw ClusterError(
                 "\(what) failed (pgbackrest exit \(result.status))",
                 details: (errors.isEmpty ? Array(lines.suffix(8)) : errors).map { "| " + $0 }
-                    + (progress ? ["pgBackRest's log: \(layout.pgbackrestDir)/log"] : []))
+                    + (progress ? ["pgBackRest's log: \(layout.pgbackrestDir)/log" + (remote ? " on \(host.label)" : "")] : []))
         }
         return result
     }
 
-    /// Writes pgbackrest.conf and pgBackRest's log and lock folders (owned by the server's
-    /// user). With `createRepository`, the repository folder too when it is missing.
+    /// Everything pgBackRest needs on every host, before the repository's commands: backend
+    /// local, pgbackrest.conf and pgBackRest's log and lock folders (owned by the server's
+    /// user); backend ssh, ``prepareHosts(createRepository:)``. With `createRepository`, the
+    /// repository folder too when it is missing.
     public func writeConfig(createRepository: Bool) async throws(ClusterError) {
+        if remote { return try await prepareHosts(createRepository: createRepository) }
         guard let text = try cluster.renderer.pgbackrestConf() else { return }
         var folders = [(layout.pgbackrestDir, 0o750), ("\(layout.pgbackrestDir)/log", 0o750), ("\(layout.pgbackrestDir)/lock", 0o750)]
         if createRepository && !FileManager.default.fileExists(atPath: settings.repo) { folders.append((settings.repo, 0o750)) }
@@ -59,13 +96,185 @@ public struct BackupRepository: Sendable {
         try await host.writeFile(layout.pgbackrestConf, text, mode: 0o640)
     }
 
-    /// What the repository holds for this cluster's stanza.
-    public func catalog() async throws(ClusterError) -> BackupCatalog {
-        guard FileManager.default.fileExists(atPath: settings.repo) else {
-            throw ClusterError(
-                "no backup repository at \(settings.repo) (backup.repo of \(spec.file)): correct backup.repo, or take a first backup with `pgcluster backup`")
+    /// What a node's archive_command and restore_command need on its host (called whenever
+    /// a node's configuration is placed): backend local, pgbackrest.conf; backend ssh, the
+    /// nodes' pgbackrest.conf and the way to the repository host.
+    /// A repository host that does not answer is said, not a failure: the node starts (or is
+    /// rejoined) all the same, and PostgreSQL retries its archive_command until it answers.
+    public func prepareNodeHost(_ nodeHost: any Host) async throws(ClusterError) {
+        guard remote else { return try await writeConfig(createRepository: false) }
+        // The repository host's key goes into the copy of known_hosts: make sure it is there.
+        do {
+            try await host.check(["/bin/true"], what: "reaching the backup repository host")
+        } catch {
+            Console.warn("\(error.message): \(nodeHost.label) archives into it once it answers")
         }
-        try await writeConfig(createRepository: false)
+        try await prepare(nodeHost, nodeHost: true, repositoryHost: false, createRepository: false)
+    }
+
+    /// Backend ssh: on the repository host and every node's host, at once: pgBackRest's
+    /// folders, the configuration each needs, the ssh wrapper, the cluster's key, the hosts'
+    /// keys (this machine's known_hosts for the cluster, whose entries pgcluster's own
+    /// connections checked), and the key admitted for the server's user there.
+    /// The repository host must answer; a node's host that does not is said and left out
+    /// (a backup needs the primary and one standby, not every node).
+    func prepareHosts(createRepository: Bool) async throws(ClusterError) {
+        let nodeHosts = cluster.distinctHosts.map(\.host)
+        let candidates = nodeHosts.contains { $0.label == host.label } ? nodeHosts : nodeHosts + [host]
+        let nodeLabels = Set(nodeHosts.map(\.label))
+        // Every host answers (so known_hosts holds its key) before known_hosts is copied.
+        let answers = await withTaskGroup(of: (String, ClusterError?).self) { group in
+            for each in candidates {
+                group.addTask {
+                    do throws(ClusterError) {
+                        try await each.check(["/bin/true"], what: "\(each.label): reaching it")
+                        return (each.label, nil)
+                    } catch {
+                        return (each.label, error)
+                    }
+                }
+            }
+            var answers: [String: ClusterError] = [:]
+            for await (label, error) in group { if let error { answers[label] = error } }
+            return answers
+        }
+        if let down = answers[host.label] {
+            throw ClusterError("the backup repository host does not answer: \(down.message)", details: down.details)
+        }
+        for error in answers.values { Console.warn("\(error.message): its pgBackRest files are left as they were") }
+        let all = candidates.filter { answers[$0.label] == nil }
+        let repositoryLabel = host.label
+        let failed = await HostCluster.onEveryHost(all) { (each) async throws(ClusterError) in
+            try await prepare(
+                each, nodeHost: nodeLabels.contains(each.label), repositoryHost: each.label == repositoryLabel,
+                createRepository: createRepository)
+        }
+        if let first = failed.first { throw first }
+    }
+
+    /// One round trip to `target` (``prepareScript``).
+    func prepare(_ target: any Host, nodeHost: Bool, repositoryHost: Bool, createRepository: Bool) async throws(ClusterError) {
+        let key = try await BackupKey.ensure(in: layout.backupKeyFolder, cluster: spec.name)
+        guard let knownHosts = FileManager.default.contents(atPath: layout.knownHostsFile) else {
+            throw ClusterError("\(layout.knownHostsFile) is missing: pgcluster has not reached the hosts yet")
+        }
+        var files: [(String, Int, Data)] = [
+            (layout.pgbackrestKey, 0o600, key.privateKey), (layout.pgbackrestKnownHosts, 0o644, knownHosts),
+            (layout.pgbackrestSSH, 0o700, Data(cluster.renderer.pgbackrestSSHWrapper().utf8)),
+        ]
+        if nodeHost, let text = try cluster.renderer.pgbackrestConf() { files.append((layout.pgbackrestConf, 0o640, Data(text.utf8))) }
+        if repositoryHost, let text = try cluster.renderer.pgbackrestRepoConf() {
+            files.append((layout.pgbackrestRepoConf, 0o640, Data(text.utf8)))
+        }
+        var arguments = ["/bin/sh", "-c", Self.prepareScript, "sh", layout.pgbackrestDir, key.authorizedLine]
+        arguments.append(repositoryHost && createRepository ? settings.repo : "")
+        // A node's host keeps a connection to the repository host open (see the wrapper).
+        arguments.append(nodeHost ? repositoryLogin : "")
+        for (path, mode, data) in files { arguments += [path, String(mode, radix: 8), data.base64EncodedString()] }
+        try await target.check(arguments, what: "\(target.label): preparing pgBackRest (backup:)")
+    }
+
+    /// `user@host` of the repository host, as pgBackRest reaches it.
+    var repositoryLogin: String { "\(cluster.serverUserName)@\(settings.repoHost ?? "")" }
+
+    /// `$1` pgBackRest's folder (log and lock in it), `$2` the line admitting the cluster's
+    /// key in the user's ~/.ssh/authorized_keys, `$3` the repository folder to create (or
+    /// empty), `$4` the repository host to keep a connection to (or empty), then `PATH
+    /// MODE BASE64` files, each written whole (temporary file, rename). The connection is
+    /// opened last, in the background (a repository host that is down costs nothing here),
+    /// and may fail (the repository host not admitting the key yet): the next archive
+    /// command opens it then.
+    static let prepareScript = #"""
+        set -e
+        umask 077
+        dir=$1 line=$2 repo=$3 keep=$4; shift 4
+        mkdir -p "$dir/log" "$dir/lock"
+        chmod 750 "$dir" "$dir/log" "$dir/lock"
+        if [ -n "$repo" ] && [ ! -d "$repo" ]; then mkdir -p "$repo" && chmod 750 "$repo"; fi
+        while [ "$#" -ge 3 ]; do
+          tmp="$1.tmp.$$"
+          printf '%s' "$3" | base64 -d >"$tmp"
+          chmod "$2" "$tmp"
+          mv -f "$tmp" "$1"
+          shift 3
+        done
+        home=$(getent passwd "$(id -un)" | cut -d: -f6)
+        [ -n "$home" ] && [ -d "$home" ] || { echo "no home folder for $(id -un): cannot admit pgBackRest's key" >&2; exit 1; }
+        mkdir -p "$home/.ssh"
+        chmod 700 "$home/.ssh"
+        keys="$home/.ssh/authorized_keys"
+        touch "$keys"
+        chmod 600 "$keys"
+        grep -qxF "$line" "$keys" || printf '%s\n' "$line" >>"$keys"
+        if [ -n "$keep" ]; then ("$dir/ssh" "$keep" true </dev/null >/dev/null 2>&1 &); fi
+        """#
+
+    /// Backend ssh (`destroy`): the cluster's key no longer admitted on `target`, its kept
+    /// ssh connections ended (a node's host keeps one to the repository host, the repository
+    /// host one to each node's host after a backup), and pgBackRest's files there gone
+    /// (never the repository).
+    public func forget(on target: any Host) async throws(ClusterError) {
+        guard remote, let key = try? BackupKey.load(from: layout.backupKeyFolder) else { return }
+        let logins = [repositoryLogin] + cluster.distinctHosts.map { "\(cluster.serverUserName)@\($0.nodes[0].sshHost ?? $0.nodes[0].host)" }
+        try await target.check(
+            ["/bin/sh", "-c", Self.forgetScript, "sh", key.authorizedLine, layout.pgbackrestDir] + logins
+                + ["--", layout.pgbackrestDir, layout.pgbackrestConf, layout.pgbackrestRepoConf],
+            what: "\(target.label): removing pgBackRest's files and key")
+    }
+
+    /// `$1` the authorized_keys line, `$2` pgBackRest's folder (its ssh wrapper), then the
+    /// logins whose kept connections end, `--`, and the paths to remove.
+    static let forgetScript = #"""
+        line=$1 dir=$2; shift 2
+        while [ "$#" -gt 0 ] && [ "$1" != "--" ]; do
+          [ -x "$dir/ssh" ] && "$dir/ssh" -O exit "$1" </dev/null >/dev/null 2>&1
+          shift
+        done
+        shift
+        home=$(getent passwd "$(id -un)" | cut -d: -f6)
+        k="$home/.ssh/authorized_keys"
+        if [ -f "$k" ] && grep -qxF "$line" "$k"; then
+          grep -vxF "$line" "$k" >"$k.tmp.$$" || true
+          chmod 600 "$k.tmp.$$"
+          mv -f "$k.tmp.$$" "$k"
+        fi
+        rm -rf -- "$@"
+        """#
+
+    /// The timelines whose history files the archive holds (``ArchivedTimelines``): the
+    /// repository's archive folders listed where it is, in one round trip; [] when nothing
+    /// was archived yet. A failover asks this beside its first steps.
+    public func archivedTimelines() async throws(ClusterError) -> [Int] {
+        let list = #"cd "$1/archive/$2" 2>/dev/null || exit 0; for d in */; do [ -d "$d" ] && ls -1 "$d"; done; exit 0"#
+        let result = try await host.check(["/bin/sh", "-c", list, "sh", settings.repo, spec.name], what: "listing the WAL archive's timelines")
+        return ArchivedTimelines.parse(result.output)
+    }
+
+    /// The archive's history files of `timelines` into `node`'s pg_wal (by archive-get on its
+    /// host), before a promotion that does not ask the archive itself.
+    public func fetchHistory(_ timelines: [Int], into node: NodeSpec) async throws(ClusterError) {
+        for timeline in timelines {
+            let name = ArchivedTimelines.historyFile(timeline)
+            try await check(
+                node: node, ["--pg1-path=\(layout.dataDir(node.name))", "archive-get", name, "\(layout.dataDir(node.name))/pg_wal/\(name)"],
+                what: "fetching \(name) from the archive into \(node.name)")
+        }
+    }
+
+    /// What the repository holds for this cluster's stanza. Needs the repository (and its
+    /// host) only: the nodes may be down.
+    public func catalog() async throws(ClusterError) -> BackupCatalog {
+        let exists = remote ? try await host.exists(settings.repo) : FileManager.default.fileExists(atPath: settings.repo)
+        guard exists else {
+            throw ClusterError(
+                "no backup repository at \(place) (backup.repo of \(spec.file)): correct backup.repo, or take a first backup with `pgcluster backup`")
+        }
+        if remote {
+            let isNodeHost = cluster.distinctHosts.contains { $0.host.label == host.label }
+            try await prepare(host, nodeHost: isNodeHost, repositoryHost: true, createRepository: false)
+        } else {
+            try await writeConfig(createRepository: false)
+        }
         let result = try await check(["--output=json", "info"], what: "pgbackrest info")
         // pgBackRest may print warnings before the JSON.
         let json = result.output.drop { $0 != "[" }
@@ -76,7 +285,57 @@ public struct BackupRepository: Sendable {
     /// that it belongs to this database system when it does).
     public func ensureStanza() async throws(ClusterError) {
         try await writeConfig(createRepository: true)
-        try await check(["stanza-create"], what: "pgbackrest stanza-create for \(spec.name) in \(settings.repo)")
+        try await check(["stanza-create"], what: "pgbackrest stanza-create for \(spec.name) in \(place)")
+    }
+}
+
+/// Backend ssh: the cluster's own ssh key pair for pgBackRest between its hosts, made by
+/// ssh-keygen on this machine at the first need and kept in local.dir (a folder holding
+/// `id_ed25519` and `id_ed25519.pub`, which appears whole or not at all).
+struct BackupKey: Sendable {
+    var privateKey: Data
+    var publicKey: String
+    var cluster: String
+
+    /// The line for ~/.ssh/authorized_keys: no pty, no forwarding; its comment names the
+    /// cluster, so that `destroy` finds it.
+    var authorizedLine: String {
+        let fields = publicKey.split(separator: " ")
+        return "restrict \(fields.prefix(2).joined(separator: " ")) pgcluster-backup@\(cluster)"
+    }
+
+    static func load(from folder: String) throws(ClusterError) -> BackupKey {
+        guard let privateKey = FileManager.default.contents(atPath: "\(folder)/id_ed25519"),
+            let publicData = FileManager.default.contents(atPath: "\(folder)/id_ed25519.pub"),
+            let publicKey = String(data: publicData, encoding: .utf8)
+        else { throw ClusterError("\(folder): the cluster's backup key is missing or incomplete") }
+        let cluster = publicKey.split(separator: " ").last.map { String($0).replacingOccurrences(of: "pgcluster-backup@", with: "") } ?? ""
+        return BackupKey(privateKey: privateKey, publicKey: publicKey.trimmingCharacters(in: .whitespacesAndNewlines), cluster: cluster)
+    }
+
+    /// The key in `folder`, made first when there is none. Two pgcluster processes may make
+    /// one at once: each makes its own in a folder of its own, and renaming that folder onto
+    /// `folder` succeeds for one of them only; the other takes the winner's.
+    static func ensure(in folder: String, cluster: String) async throws(ClusterError) -> BackupKey {
+        if let key = try? load(from: folder) { return key }
+        let scratch = "\(folder).new.\(getpid()).\(UInt32.random(in: 0...UInt32.max))"
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        do {
+            try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw ClusterError("cannot create \(scratch) for the cluster's backup key: \(error.localizedDescription)")
+        }
+        let made = try await LocalRunner().run(
+            Command("/usr/bin/ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "pgcluster-backup@\(cluster)", "-f", "\(scratch)/id_ed25519"]))
+        guard made.succeeded else {
+            throw ClusterError(
+                "ssh-keygen could not make the cluster's backup key (exit \(made.status))",
+                details: made.output.split(whereSeparator: \.isNewline).map { "| " + $0 })
+        }
+        if rename(scratch, folder) != 0 && errno != ENOTEMPTY && errno != EEXIST {
+            throw ClusterError("cannot move the cluster's backup key into \(folder): \(String(cString: strerror(errno)))")
+        }
+        return try load(from: folder)
     }
 }
 
@@ -120,7 +379,7 @@ public struct ClusterBackup: Sendable {
             throw ClusterError("no primary answers: a backup needs one", details: ["see `pgcluster status`"])
         }
         let standby = observations.first { $0.isStandby && $0.streaming }
-        Console.progress("[\(primary.node.name)] pgbackrest stanza-create and check (stanza \(spec.name), repository \(repository.settings.repo))")
+        Console.progress("[\(primary.node.name)] pgbackrest stanza-create and check (stanza \(spec.name), repository \(repository.place))")
         try await repository.ensureStanza()
         try await repository.check(["check"], what: "pgbackrest check (is archive_command working on \(primary.node.name)?)")
         let source = standby?.node.name ?? primary.node.name

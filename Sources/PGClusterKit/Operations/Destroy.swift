@@ -30,8 +30,16 @@ public struct ClusterDestroy: Sendable {
         }
         let nodeFolders = Set(cluster.spec.nodes.map { layout.nodeDir($0.name) })
         if cluster.spec.backend == .ssh {
+            // With backup.repoHost: pgBackRest's files and the cluster's key go from every host
+            // (the repository itself stays: backups outlive the cluster).
+            let backup = cluster.spec.backup == nil ? nil : try BackupRepository(cluster: cluster)
+            var hosts = cluster.distinctHosts.map(\.host)
+            if let repositoryHost = cluster.repositoryHost, !hosts.contains(where: { $0.label == repositoryHost.label }) {
+                hosts.append(repositoryHost)
+            }
             // On each host: the passfile, then <ssh.dir>/<cluster> when nothing else is in it.
-            for (host, _) in cluster.distinctHosts {
+            for host in hosts {
+                try await backup?.forget(on: host)
                 try await host.remove([layout.passfile])
                 kept += try await cluster.removeFolderIfEmpty(layout.serverRoot, on: host)
                     .filter { !nodeFolders.contains($0) }.map { "\(host.label): \($0)" }

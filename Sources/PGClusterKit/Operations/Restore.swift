@@ -102,10 +102,15 @@ public struct ClusterRestore: Sendable {
         do {
             try await target.prepareDirectories(primary)
             Console.progress("[\(primary.name)] pgbackrest restore --set=\(plan.backup.label) \(plan.targetArguments.joined(separator: " "))")
-            try await source.check(
+            let arguments =
                 ["--pg1-path=\(target.layout.dataDir(primary.name))", "--set=\(plan.backup.label)"] + plan.targetArguments
-                    + ["--log-level-console=off", "--log-level-stderr=info", "restore"],
-                what: "pgbackrest restore into \(primary.name)", progress: true)
+                + ["--log-level-console=off", "--log-level-stderr=info", "restore"]
+            if inPlace {
+                // On the primary's host (backend ssh: from the repository host, by ssh).
+                try await source.check(node: primary, arguments, what: "pgbackrest restore into \(primary.name)", progress: true)
+            } else {
+                try await source.check(arguments, what: "pgbackrest restore into \(primary.name)", progress: true)
+            }
             try await target.placeConfig(primary, following: nil)
             Console.progress("[\(primary.name)] starting: recovery to \(to), then promotion")
             try await target.start(primary)
@@ -136,6 +141,11 @@ public struct ClusterRestore: Sendable {
         let sourceSpec = source.spec, spec = target.spec
         guard spec.backend == .local else {
             throw ClusterError("restore --into needs a spec with backend local; \(spec.file) has \(spec.backend.rawValue)", exitCode: .usage)
+        }
+        guard sourceSpec.backend == .local else {
+            throw ClusterError(
+                "restore --into from a cluster of backend \(sourceSpec.backend.rawValue) is not supported yet: its repository is on another host",
+                exitCode: .usage, details: ["restore it in place (`pgcluster restore --in-place --yes`), or into a cluster of the same spec"])
         }
         guard spec.name != sourceSpec.name else {
             throw ClusterError(

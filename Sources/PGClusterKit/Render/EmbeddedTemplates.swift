@@ -568,6 +568,28 @@ local   all          all           scram-sha-256
 {{/allow}}
 
 """##,
+        "pgbackrest-node.conf.mustache": ##"""
+# pgBackRest configuration on the hosts of cluster {{cluster}}'s nodes, written by pgcluster.
+# Edit backup: in the cluster spec ({{specFile}}) rather than this file.
+# The repository is on {{repoHost}}: archive-push, archive-get and restore reach it by ssh,
+# as {{user}}, with the cluster's own key (see {{cmdSSH}}); its configuration there is
+# {{repoConfig}}. Each command names its node's data folder (--pg1-path).
+[global]
+repo1-host={{repoHost}}
+repo1-host-user={{user}}
+repo1-host-config={{repoConfig}}
+{{#sshPort}}
+repo1-host-port={{sshPort}}
+{{/sshPort}}
+cmd-ssh={{cmdSSH}}
+compress-type=lz4
+log-path={{logPath}}
+lock-path={{lockPath}}
+log-level-file=info
+
+[{{stanza}}]
+
+"""##,
         "pgbackrest.conf.mustache": ##"""
 # pgBackRest configuration for cluster {{cluster}}, written by pgcluster.
 # Edit backup: in the cluster spec ({{specFile}}) and render again rather than this file.
@@ -586,10 +608,22 @@ process-max=2
 log-path={{logPath}}
 lock-path={{lockPath}}
 log-level-file=info
+{{#cmdSSH}}
+# The nodes' hosts are reached by ssh with the cluster's own key (see {{cmdSSH}}).
+cmd-ssh={{cmdSSH}}
+{{/cmdSSH}}
 
 [{{stanza}}]
 {{#nodes}}
 # node {{name}}
+{{#host}}
+pg{{index}}-host={{address}}
+pg{{index}}-host-user={{user}}
+pg{{index}}-host-config={{config}}
+{{#port}}
+pg{{index}}-host-port={{port}}
+{{/port}}
+{{/host}}
 pg{{index}}-path={{dataDir}}
 pg{{index}}-port={{port}}
 pg{{index}}-socket-path={{socketDir}}

@@ -43,6 +43,17 @@ public struct LocalLayout: Sendable {
     /// own folder for logs and locks (the repository is `backup.repo`).
     public var pgbackrestConf: String { "\(serverRoot)/pgbackrest.conf" }
     public var pgbackrestDir: String { "\(serverRoot)/pgbackrest" }
+    /// Backend ssh (`backup.repoHost`): pgBackRest's configuration on the repository host.
+    /// The nodes' hosts keep `pgbackrestConf`, which points at it.
+    public var pgbackrestRepoConf: String { "\(serverRoot)/pgbackrest-repo.conf" }
+    /// Backend ssh: on every host of the cluster (nodes' and repository's), what pgBackRest
+    /// goes between them with: an ssh wrapper (its `cmd-ssh`), the cluster's own key, and the
+    /// hosts' keys (from this machine's known_hosts, checked by pgcluster's own connections).
+    public var pgbackrestSSH: String { "\(pgbackrestDir)/ssh" }
+    public var pgbackrestKey: String { "\(pgbackrestDir)/id_ed25519" }
+    public var pgbackrestKnownHosts: String { "\(pgbackrestDir)/known_hosts" }
+    /// Backend ssh: the folder holding that key pair, made on this machine at the first need.
+    public var backupKeyFolder: String { "\(root)/backup-ssh" }
     /// The password file older versions gave `initdb --pwfile`; removed if one was left behind.
     public func initdbPasswordFile(_ node: String) -> String { "\(serverRoot)/\(node)/.initdb-pw" }
     /// Backend ssh: this machine's record of the hosts' keys, and the master connections' sockets.
@@ -73,7 +84,9 @@ public struct LocalLayout: Sendable {
     /// What pgcluster creates directly in local.dir, besides the node folders.
     public var clusterFiles: [String] {
         [credentialsFile, stateFile, historyFile, lockFile, watchLockFile, caCertificate, caKey]
-            + (isSSH ? [knownHostsFile, sshControlDirectory] : [passfile, pgbackrestConf, pgbackrestDir])
+            + (isSSH
+                ? [knownHostsFile, sshControlDirectory, backupKeyFolder]
+                : [passfile, pgbackrestConf, pgbackrestDir])
     }
 }
 
@@ -102,6 +115,9 @@ public struct Renderer: Sendable {
         }
         if let conf = try pgbackrestConf() {
             files.append(RenderedFile(path: "pgbackrest.conf", contents: conf, mode: 0o640))
+        }
+        if let conf = try pgbackrestRepoConf() {
+            files.append(RenderedFile(path: "pgbackrest-repo.conf", contents: conf, mode: 0o640))
         }
         return files
     }
@@ -303,15 +319,59 @@ public struct Renderer: Sendable {
             + #" %f "%p""#
     }
 
-    /// pgbackrest.conf for the cluster: the repository, retention, and one `pg<N>-*` group
-    /// per node (in spec order) on this machine. nil without `backup:`.
+    /// pgbackrest.conf, nil without `backup:`. Backend local: the cluster's one configuration
+    /// (``pgbackrestRepoConf()`` below, with every node on this machine). Backend ssh: the
+    /// nodes' hosts' configuration, which names the repository host and reaches it by ssh.
     public func pgbackrestConf() throws(ClusterError) -> String? {
-        guard let backup = spec.backup, spec.backend == .local else { return nil }
+        guard let backup = spec.backup else { return nil }
+        switch spec.backend {
+        case .local: return try repositoryConf(backup)
+        case .compose: return nil
+        case .ssh:
+            guard let repoHost = backup.repoHost else { return nil }
+            let layout = LocalLayout(spec: spec)
+            let context: [String: Any] = [
+                "cluster": spec.name,
+                "specFile": (spec.file as NSString).lastPathComponent,
+                "repoHost": repoHost,
+                "user": sshServerUser,
+                "repoConfig": layout.pgbackrestRepoConf,
+                "sshPort": spec.ssh.port == 22 ? false : spec.ssh.port as Any,
+                "cmdSSH": layout.pgbackrestSSH,
+                "logPath": "\(layout.pgbackrestDir)/log",
+                "lockPath": "\(layout.pgbackrestDir)/lock",
+                "stanza": spec.name,
+            ]
+            return try templates.render("pgbackrest-node.conf.mustache", context)
+        }
+    }
+
+    /// Backend ssh: pgbackrest.conf on the repository host (`backup.repoHost`): the
+    /// repository, retention, and every node's host, reached by ssh. nil otherwise.
+    public func pgbackrestRepoConf() throws(ClusterError) -> String? {
+        guard spec.backend == .ssh, let backup = spec.backup, backup.repoHost != nil else { return nil }
+        return try repositoryConf(backup)
+    }
+
+    /// The server's OS user on the hosts of backend ssh (as ``HostCluster`` picks it).
+    var sshServerUser: String { spec.ssh.user == "root" ? spec.local.osUser : spec.ssh.user }
+
+    /// The configuration that holds the repository: the repository, retention, and one
+    /// `pg<N>-*` group per node (in spec order): on this machine (local), or on its host
+    /// with `pg<N>-host` (ssh).
+    func repositoryConf(_ backup: BackupSettings) throws(ClusterError) -> String {
         let layout = LocalLayout(spec: spec)
+        let remote = spec.backend == .ssh
         let nodes = spec.nodes.enumerated().map { index, node -> [String: Any] in
             [
                 "index": index + 1, "name": node.name, "dataDir": layout.dataDir(node.name), "port": node.port,
                 "socketDir": layout.socketDir(node.name), "superuser": spec.superuser.user,
+                "host": remote
+                    ? [
+                        "address": node.sshHost ?? node.host, "user": sshServerUser, "config": layout.pgbackrestConf,
+                        "port": spec.ssh.port == 22 ? false : spec.ssh.port as Any,
+                    ] as [String: Any]
+                    : false,
             ]
         }
         let context: [String: Any] = [
@@ -322,10 +382,32 @@ public struct Renderer: Sendable {
             "retentionDiff": backup.retentionDiff.map { $0 as Any } ?? false,
             "logPath": "\(layout.pgbackrestDir)/log",
             "lockPath": "\(layout.pgbackrestDir)/lock",
+            "cmdSSH": remote ? layout.pgbackrestSSH : false,
             "stanza": spec.name,
             "nodes": nodes,
         ]
         return try templates.render("pgbackrest.conf.mustache", context)
+    }
+
+    /// Backend ssh: the `cmd-ssh` pgBackRest runs between the hosts: ssh with the cluster's
+    /// own key and the hosts' keys it was given, nothing from the user's ~/.ssh, never asking.
+    /// Connections are shared (ControlMaster) and kept (ControlPersist): each archive-push
+    /// and archive-get is one ssh, and a standby whose primary dies asks the archive at once,
+    /// before any promotion can start; a new connection costs about 0.3 s, a kept one a few
+    /// ms. pgcluster opens one from every node's host when it prepares the host; a dead link
+    /// ends it within 15 s (ServerAlive) and the next call opens another.
+    public func pgbackrestSSHWrapper() -> String {
+        let layout = LocalLayout(spec: spec)
+        return """
+            #!/bin/sh
+            # ssh for pgBackRest between the hosts of cluster \(spec.name), written by pgcluster.
+            exec ssh -i \(ShellQuote.line([layout.pgbackrestKey])) -o IdentitiesOnly=yes \\
+              -o UserKnownHostsFile=\(ShellQuote.line([layout.pgbackrestKnownHosts])) -o GlobalKnownHostsFile=/dev/null \\
+              -o StrictHostKeyChecking=yes -o BatchMode=yes -o ConnectTimeout=\(spec.ssh.connectTimeout) \\
+              -o ControlMaster=auto -o ControlPath='~/.ssh/pgcluster-%C' -o ControlPersist=yes \\
+              -o ServerAliveInterval=5 -o ServerAliveCountMax=3 "$@"
+
+            """
     }
 
     /// The physical slot a standby streams from. Slot names allow only `[a-z0-9_]`.

@@ -196,9 +196,13 @@ public struct EtcdSettings: Sendable, Equatable {
 
 /// `backup:`: where pgBackRest keeps backups and archived WAL, and how many it keeps.
 public struct BackupSettings: Sendable, Equatable {
-    /// Absolute path of the repository on this machine (backend local); the server's OS
-    /// user must be able to write there.
+    /// Absolute path of the repository: on this machine (backend local), or on `repoHost`
+    /// (backend ssh). The server's OS user must be able to write there.
     public var repo: String
+    /// Backend ssh: the address of the host that keeps the repository, reached by ssh as
+    /// the nodes are (ssh.user, ssh.port, ssh.identityFile). pgBackRest goes between it and
+    /// the nodes' hosts by ssh too, as the server's OS user, with a key of the cluster's own.
+    public var repoHost: String?
     /// `retention.full`: full backups kept (older ones, and the WAL only they need, expire).
     public var retentionFull: Int
     /// `retention.diff`: differential backups kept; nil: pgBackRest's default (as many as full ones allow).
@@ -214,8 +218,11 @@ public struct BackupSettings: Sendable, Equatable {
 
     public var standbysFrom: StandbysFrom
 
-    public init(repo: String, retentionFull: Int = 2, retentionDiff: Int? = nil, standbysFrom: StandbysFrom = .primary) {
+    public init(
+        repo: String, repoHost: String? = nil, retentionFull: Int = 2, retentionDiff: Int? = nil, standbysFrom: StandbysFrom = .primary
+    ) {
         self.repo = repo
+        self.repoHost = repoHost
         self.retentionFull = retentionFull
         self.retentionDiff = retentionDiff
         self.standbysFrom = standbysFrom

@@ -396,28 +396,43 @@ private struct Reader {
         return AppSettings(user: user, database: database)
     }
 
-    /// `backup: {repo: PATH, retention: {full: N, diff: N}}`. The repository is a folder on
-    /// this machine, so backend local only for now; `repoHost` is read and refused.
+    /// `backup: {repo: PATH, repoHost: ADDRESS, retention: {full: N, diff: N}}`. Backend
+    /// local: the repository is a folder on this machine (`repoHost` is refused). Backend
+    /// ssh: it is on `repoHost`, a host of its own reached by ssh (required: a repository on
+    /// one node's host would go down with it), at the absolute path `repo`. Compose: refused.
     mutating func backupSection(_ node: Node?, backend: ClusterSpec.Backend, specFolder: URL) -> BackupSettings? {
         guard let node, node.null == nil else { return nil }
         let map = mapping(node, "backup", allowed: ["repo", "repoHost", "retention", "standbysFrom"])
         if map.isEmpty && problems.isEmpty { fail(node, "backup", "expected a mapping such as {repo: /var/lib/pgbackrest}") }
-        if backend != .local {
+        if backend == .compose {
             fail(
                 node, "backup",
-                "not supported yet with backend \(backend.rawValue): pgcluster runs pgBackRest for backend local only")
+                "not supported yet with backend compose: pgcluster runs pgBackRest for backends local and ssh")
         }
-        if let repoHost = map["repoHost"] {
-            fail(repoHost, "backup.repoHost", "not supported yet: give backup.repo, a folder on this machine")
+        var repoHost: String?
+        if let value = map["repoHost"], let text = string(value, "backup.repoHost") {
+            if backend != .ssh {
+                fail(value, "backup.repoHost", "applies to backend ssh only: with backend local, backup.repo is a folder on this machine")
+            } else if text.isEmpty || text.hasPrefix("-") || text.contains(where: { $0.isWhitespace || $0 == "'" || $0 == "@" || $0 == "\"" }) {
+                fail(value, "backup.repoHost", "'\(text)' is not a host name or address")
+            } else {
+                repoHost = text
+            }
+        } else if backend == .ssh && !map.isEmpty {
+            fail(
+                node, "backup.repoHost",
+                "required with backend ssh: the address of the host that keeps the repository (reached by ssh as the nodes are)")
         }
         var repo: String?
         if map["repo"] == nil {
-            if map["repoHost"] == nil && !map.isEmpty { fail(node, "backup.repo", "required: the folder that holds the backups") }
+            if !map.isEmpty { fail(node, "backup.repo", "required: the folder that holds the backups") }
         } else if let text = string(map["repo"], "backup.repo") {
             let expanded = text.hasPrefix("~/") ? FileManager.default.homeDirectoryForCurrentUser.path + String(text.dropFirst(1)) : text
             if text.isEmpty || text.contains(where: { $0.isNewline || $0 == "'" || $0 == "\"" || $0 == "=" }) {
                 // The path goes into pgbackrest.conf and, quoted, into archive_command.
                 fail(map["repo"], "backup.repo", "'\(text)' is not a usable folder path")
+            } else if backend == .ssh && !text.hasPrefix("/") {
+                fail(map["repo"], "backup.repo", "must be an absolute path on backup.repoHost, such as /var/lib/pgbackrest, not '\(text)'")
             } else {
                 repo = URL(fileURLWithPath: expanded, relativeTo: specFolder).standardizedFileURL.path
                 if repo == "/" { fail(map["repo"], "backup.repo", "must not be /") }
@@ -435,7 +450,7 @@ private struct Reader {
             }
         }
         guard let repo else { return nil }
-        return BackupSettings(repo: repo, retentionFull: full, retentionDiff: diff, standbysFrom: standbysFrom)
+        return BackupSettings(repo: repo, repoHost: repoHost, retentionFull: full, retentionDiff: diff, standbysFrom: standbysFrom)
     }
 
     /// `routing:` and the checks of `watch.http` that need the nodes: node i's endpoints
