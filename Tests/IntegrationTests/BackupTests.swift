@@ -53,9 +53,11 @@ struct BackupTests {
         try await withCluster(name: "bk-src", basePort: 22470, synchronous: "{mode: any, count: 1}") { cluster in
             try cluster.enableBackup()
             try await cluster.initCluster()
-            let backup = await cluster.run(["backup"])
+            let backup = await cluster.run(["backup"], environment: ["PGCLUSTER_PROGRESS_INTERVAL": "0.2"])
             #expect(backup.status == 0, "\(backup.stderr)")
             #expect(backup.stdout.contains("(full) from node1") || backup.stdout.contains("(full) from node2"), "\(backup.stdout)")
+            // Progress lines from pgBackRest's log, on stderr (off a terminal too).
+            #expect(backup.stderr.contains("] backup: ") && backup.stderr.contains(" %)"), "no progress line: \(backup.stderr)")
 
             try cluster.insert("node0", 1...100)
             let switchover = await cluster.run(["switchover"])

@@ -384,9 +384,13 @@ public struct ClusterBackup: Sendable {
         try await repository.check(["check"], what: "pgbackrest check (is archive_command working on \(primary.node.name)?)")
         let source = standby?.node.name ?? primary.node.name
         Console.progress("[\(source)] pgbackrest backup --type=\(kind.rawValue)" + (standby == nil ? " (no standby streams: from the primary)" : " (from a standby)"))
-        var arguments = ["--type=\(kind.rawValue)", "--log-level-console=off", "--log-level-stderr=\(Console.stderrIsTTY ? "detail" : "info")"]
+        var arguments = ["--type=\(kind.rawValue)", "--log-level-console=off", "--log-level-stderr=info"]
         if standby != nil { arguments.append("--backup-standby") }
-        try await repository.check(arguments + ["backup"], what: "pgbackrest backup", progress: true)
+        let progress = BackupProgress(
+            source: source, host: repository.host, logFile: "\(repository.layout.pgbackrestDir)/log/\(spec.name)-backup.log")
+        try await progress.reporting { () async throws(ClusterError) in
+            try await repository.check(arguments + ["backup"], what: "pgbackrest backup", progress: true)
+        }
         guard let newest = try await repository.catalog().backups.last else {
             throw ClusterError("pgbackrest backup ended, but the repository lists no backup")
         }

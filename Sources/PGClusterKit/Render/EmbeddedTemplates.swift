@@ -607,7 +607,9 @@ compress-type=lz4
 process-max=2
 log-path={{logPath}}
 lock-path={{lockPath}}
-log-level-file=info
+# detail: every file a backup copies, with the share done: `pgcluster backup` shows its
+# progress from this log.
+log-level-file=detail
 {{#cmdSSH}}
 # The nodes' hosts are reached by ssh with the cluster's own key (see {{cmdSSH}}).
 cmd-ssh={{cmdSSH}}
