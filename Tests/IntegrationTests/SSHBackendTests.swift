@@ -171,6 +171,12 @@ struct SSHBackendTests {
             #expect(backups.map { $0["type"] as? String } == ["full", "incr"], "\(list.stdout)")
             #expect((backups.last?["walStart"] as? String)?.hasPrefix("00000002") == true, "\(list.stdout)")
 
+            // A switchover back: its candidate, too, is promoted without waiting on the archive,
+            // and reads it again afterwards.
+            let back = await cluster.run(["switchover", "--candidate", "node0"])
+            #expect(back.status == 0, "switchover: \(back.stderr)")
+            #expect(try cluster.sql("node0", "SHOW restore_command").scalar?.contains("archive-get") == true, "node0: restore_command")
+
             // Restored in place to the LSN noted on the new timeline: the rows before it, exactly.
             let restore = await cluster.run(["restore", "--to", lsn, "--in-place", "--yes"])
             #expect(restore.status == 0, "restore: \(restore.stderr)")

@@ -316,6 +316,20 @@ public struct HostCluster: Sendable {
         }
     }
 
+    /// Shell, for a script run with `set -e`: writes each `PATH MODE BASE64` triple at the
+    /// front of the arguments whole (a temporary file beside it, its mode, a rename), up to
+    /// a `--` or the end, shifting them off.
+    static let writeEach = #"""
+        while [ "$#" -ge 3 ] && [ "$1" != "--" ]; do
+          tmp="$1.tmp.$$"
+          printf '%s' "$3" | base64 -d >"$tmp"
+          chmod "$2" "$tmp"
+          mv -f "$tmp" "$1"
+          shift 3
+        done
+
+        """#
+
     /// One round trip on the node's host, as the server's user: writes each `PATH MODE
     /// BASE64` file atomically (temporary file, mode, rename), removes the paths after `--`,
     /// and drops from postgresql.auto.conf (`$1`) the settings that say whom to follow or
@@ -323,13 +337,8 @@ public struct HostCluster: Sendable {
     static let place = #"""
         set -e
         auto=$1; shift
-        while [ "$1" != "--" ]; do
-          tmp="$1.tmp.$$"
-          printf '%s' "$3" | base64 -d >"$tmp"
-          chmod "$2" "$tmp"
-          mv -f "$tmp" "$1"
-          shift 3
-        done
+
+        """# + writeEach + #"""
         shift
         [ $# -eq 0 ] || rm -f -- "$@"
         if [ -f "$auto" ]; then

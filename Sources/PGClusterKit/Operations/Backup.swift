@@ -191,13 +191,8 @@ public struct BackupRepository: Sendable {
         mkdir -p "$dir/log" "$dir/lock"
         chmod 750 "$dir" "$dir/log" "$dir/lock"
         if [ -n "$repo" ] && [ ! -d "$repo" ]; then mkdir -p "$repo" && chmod 750 "$repo"; fi
-        while [ "$#" -ge 3 ]; do
-          tmp="$1.tmp.$$"
-          printf '%s' "$3" | base64 -d >"$tmp"
-          chmod "$2" "$tmp"
-          mv -f "$tmp" "$1"
-          shift 3
-        done
+
+        """# + HostCluster.writeEach + #"""
         home=$(getent passwd "$(id -un)" | cut -d: -f6)
         [ -n "$home" ] && [ -d "$home" ] || { echo "no home folder for $(id -un): cannot admit pgBackRest's key" >&2; exit 1; }
         mkdir -p "$home/.ssh"

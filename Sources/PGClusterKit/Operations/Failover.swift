@@ -124,7 +124,7 @@ public struct Failover: Sendable {
         async let fencing = fence(first, oldPrimary: oldPrimary, promoting: state.map(PrimaryRules.Record.init)?.promoting)
         // With `backup:` the freeze empties restore_command, so the promotion will not ask the
         // archive which timelines exist: pgcluster asks it, once, meanwhile.
-        async let archived = archivedTimelines()
+        async let archived = archive.timelines()
         // Freeze every reachable standby: from now on none acknowledges the old primary.
         let reachable = first.filter(\.isStandby)
         let frozen = await parallel(reachable.map(\.node)) { node throws(ClusterError) in try await ops.freeze(node) }
@@ -173,7 +173,7 @@ public struct Failover: Sendable {
             timer.lap("synchronous_standby_names on \(candidate.name)")
             TestInterruption.point("synchronous")
             if spec.backup != nil {
-                let fetched = try await learnArchivedTimelines(await archived, candidate: candidate, timeline: chosen.timeline ?? 1)
+                let fetched = try await archive.learn(await archived, candidate: candidate, timeline: chosen.timeline ?? 1)
                 timer.lap(fetched ? "\(candidate.name) given the archive's newer timeline history" : "the WAL archive's timelines read")
             }
             try await ops.promote(candidate)
@@ -275,6 +275,8 @@ public struct Failover: Sendable {
     /// `timeline`. Returns those that follow and the names of those that need `rejoin`.
     /// With `backup:`, every one of them (streaming or not) and the primary read the archive
     /// again afterwards: the freeze had turned it off.
+    var archive: ArchivedTimelineCheck { ArchivedTimelineCheck(spec: spec, control: control) }
+
     func rePoint(_ standbys: [NodeSpec], to primary: NodeSpec, timeline: Int?) async -> ([NodeSpec], [String]) {
         let pointed = await parallel(standbys) { node throws(ClusterError) in try await ops.rePoint(node, to: primary) }
         let ok = pointed.filter { $0.1 == nil }.map(\.0)
@@ -282,41 +284,6 @@ public struct Failover: Sendable {
         await ops.archiveOn(standbys + [primary])
         let failed = pointed.filter { $0.1 != nil }.map(\.0.name) + lagging.map(\.name)
         return (ok.filter { !lagging.contains($0) }, failed)
-    }
-
-    /// The archive's timelines, or why they are unknown; [] without `backup:`. Waited for
-    /// 1 s at most (a healthy repository host answers in a few ms, 0.3 s for a new ssh
-    /// connection): a repository host that is down does not hold the promotion up.
-    func archivedTimelines() async -> Result<[Int], ClusterError> {
-        guard spec.backup != nil, let control else { return .success([]) }
-        let listed = await within(1.0) { () async -> Result<[Int], ClusterError> in
-            do throws(ClusterError) {
-                return .success(try await control.archivedTimelines())
-            } catch {
-                return .failure(error)
-            }
-        }
-        return listed ?? .failure(ClusterError("no answer within 1 s"))
-    }
-
-    /// Before a promotion that does not ask the archive: the history files of the archive's
-    /// timelines newer than the candidate's go into its pg_wal, so that it takes a timeline
-    /// past all of them (never one the archive already holds). An archive that cannot be
-    /// read is said and passed over: PostgreSQL asking it would have found nothing either.
-    /// Returns whether anything was fetched.
-    func learnArchivedTimelines(_ archived: Result<[Int], ClusterError>, candidate: NodeSpec, timeline: Int) async throws(ClusterError)
-        -> Bool
-    {
-        switch archived {
-        case .failure(let error):
-            Console.warn("the WAL archive could not be read (\(error.message)): \(candidate.name) takes its next timeline from what it knows")
-            return false
-        case .success(let timelines):
-            let newer = ArchivedTimelines.toFetch(candidateTimeline: timeline, archived: timelines)
-            guard !newer.isEmpty, let control else { return false }
-            try await control.fetchHistory(newer, into: candidate)
-            return true
-        }
     }
 
     func record(_ result: Report, lsn: LSN) async throws(ClusterError) {

@@ -124,6 +124,13 @@ public struct ServerOps: Sendable {
     /// tries, so one reload for both would often run one last archive-get (0.4 s over ssh).
     var archiveOff: [String] { spec.backup == nil ? [] : ["ALTER SYSTEM SET restore_command = ''", "SELECT pg_reload_conf()"] }
 
+    /// With `backup:`: `restore_command` emptied on `node` (a reload), as the freeze does;
+    /// a switchover's candidate, before the old primary stops.
+    public func archiveOff(_ node: NodeSpec) async throws(ClusterError) {
+        guard !archiveOff.isEmpty else { return }
+        try await execute(node, archiveOff)
+    }
+
     /// The node reads the archive again (the rendered `restore_command`), where a freeze had
     /// emptied it; nothing without `backup:`. Best effort: `start` and a node's next
     /// configuration put it back too (``HostCluster/placeConfig``).

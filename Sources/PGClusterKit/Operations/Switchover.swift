@@ -70,6 +70,9 @@ public struct Switchover: Sendable {
         let target = chosen.node
         let remembered = try await ClusterRecord.synchronous(spec: spec)
         timer.lap("observe; \(target.name) takes over from \(primary.name)")
+        // With `backup:` the candidate is promoted without asking the archive (below).
+        let archive = ArchivedTimelineCheck(spec: spec, control: cluster)
+        async let archived = archive.timelines()
 
         try await ops.checkpoint(primary)
         timer.lap("checkpoint on \(primary.name)")
@@ -90,6 +93,9 @@ public struct Switchover: Sendable {
         intent.promotesTo = (chosen.timeline ?? 1) + 1
         try await intent.set()
         try await ops.ensureSlots(on: target, for: followers)
+        // When the old primary stops, the candidate's WAL receiver ends and PostgreSQL asks
+        // the archive at once; the promotion would wait for those archive-gets.
+        try await ops.archiveOff(target)
         // The other standbys stream through the candidate from now on when the old primary's
         // commits do not need them: on the promotion they follow it onto the new timeline by
         // themselves, and acknowledge its first commits.
@@ -110,6 +116,7 @@ public struct Switchover: Sendable {
             checkpoint = try await shutdownCheckpoint(primary)
         } catch {
             await putBack(throughCandidate, to: primary)
+            await ops.archiveOn([target])
             throw error
         }
 
@@ -121,6 +128,7 @@ public struct Switchover: Sendable {
             // Nothing was promoted: the old primary is still the only one; bring it back.
             try? await cluster.start(primary)
             await putBack(throughCandidate, to: primary)
+            await ops.archiveOn([target])
             throw ClusterError(
                 "timed out after 30 s waiting until \(target.name) replayed \(primary.name)'s shutdown checkpoint \(checkpoint); "
                     + "\(primary.name) was started again as the primary, nothing changed")
@@ -129,6 +137,18 @@ public struct Switchover: Sendable {
 
         // The candidate has everything the old primary wrote: it takes over. Meanwhile the
         // old primary, stopped, is set to follow it (files only; with compose a container).
+        if spec.backup != nil {
+            do throws(ClusterError) {
+                if try await archive.learn(await archived, candidate: target, timeline: chosen.timeline ?? 1) {
+                    timer.lap("\(target.name) given the archive's newer timeline history")
+                }
+            } catch {
+                try? await cluster.start(primary)
+                await putBack(throughCandidate, to: primary)
+                await ops.archiveOn([target])
+                throw error
+            }
+        }
         try await HeldLocks.verify(before: "promoting \(target.name)")
         async let followed: ClusterError? = {
             do throws(ClusterError) {
@@ -172,6 +192,7 @@ public struct Switchover: Sendable {
         timer.lap("start \(primary.name) as a standby" + (pointed.isEmpty ? "" : "; re-point \(pointed.count) standbys"))
 
         let lagging = await ops.confirmStreaming(ok, from: target, timeline: timeline, timeout: 30)
+        await ops.archiveOn([target])
         timer.lap("all follow \(target.name) on timeline \(timeline.map(String.init) ?? "?")")
 
         let needsRejoin = followers.filter { !ok.contains($0) || lagging.contains($0) }.map(\.name)
