@@ -5,9 +5,8 @@ import Foundation
 /// step that must not hold up what follows it (a failover's look at the WAL archive on a
 /// host that may be down), unlike a task group, which waits for every child.
 func within<T: Sendable>(_ seconds: Double, _ work: @escaping @Sendable () async -> T) async -> T? {
-    let once = ResumeOnce<T?>()
-    return await withCheckedContinuation { continuation in
-        once.set(continuation)
+    await withCheckedContinuation { continuation in
+        let once = ResumeOnce(continuation)
         Task { once.resume(await work()) }
         Task {
             try? await Task.sleep(for: .seconds(seconds))
@@ -19,30 +18,15 @@ func within<T: Sendable>(_ seconds: Double, _ work: @escaping @Sendable () async
 /// A continuation resumed by whichever caller comes first; later ones are ignored.
 private final class ResumeOnce<T: Sendable>: @unchecked Sendable {
     private let lock = NSLock()
-    private var continuation: CheckedContinuation<T, Never>?
-    private var early: T??
+    private var continuation: CheckedContinuation<T?, Never>?
 
-    func set(_ continuation: CheckedContinuation<T, Never>) {
-        lock.lock()
-        if let value = early {
-            lock.unlock()
-            continuation.resume(returning: value!)
-            return
-        }
-        self.continuation = continuation
-        lock.unlock()
-    }
+    init(_ continuation: CheckedContinuation<T?, Never>) { self.continuation = continuation }
 
-    func resume(_ value: T) {
+    func resume(_ value: T?) {
         lock.lock()
-        guard let continuation else {
-            if early == nil { early = .some(value) }
-            lock.unlock()
-            return
-        }
-        self.continuation = nil
-        early = .some(value)
+        let waiting = continuation
+        continuation = nil
         lock.unlock()
-        continuation.resume(returning: value)
+        waiting?.resume(returning: value)
     }
 }
