@@ -175,7 +175,9 @@ struct SSHBackendTests {
             // and reads it again afterwards.
             let back = await cluster.run(["switchover", "--candidate", "node0"])
             #expect(back.status == 0, "switchover: \(back.stderr)")
-            #expect(try cluster.sql("node0", "SHOW restore_command").scalar?.contains("archive-get") == true, "node0: restore_command")
+            for node in ["node0", primary] {
+                #expect(try cluster.sql(node, "SHOW restore_command").scalar?.contains("archive-get") == true, "\(node): restore_command after the switchover")
+            }
 
             // Restored in place to the LSN noted on the new timeline: the rows before it, exactly.
             let restore = await cluster.run(["restore", "--to", lsn, "--in-place", "--yes"])

@@ -60,11 +60,17 @@ public protocol ServerControl: Sendable {
     func archivedTimelines() async throws(ClusterError) -> [Int]
     /// With `backup:`: the archive's history files of `timelines` into the node's pg_wal.
     func fetchHistory(_ timelines: [Int], into node: NodeSpec) async throws(ClusterError)
+    /// With `backup:`, for a stopped node: `on` false, it starts without `restore_command`
+    /// (an empty one in postgresql.auto.conf, as ALTER SYSTEM writes it), so that its start
+    /// does not wait on archive-gets; `on` true takes that out again. A running node gets
+    /// it back with ``ServerOps/archiveOn(_:)``.
+    func archiveWhileStopped(_ node: NodeSpec, on: Bool) async throws(ClusterError)
 }
 
 extension ServerControl {
     public func archivedTimelines() async throws(ClusterError) -> [Int] { [] }
     public func fetchHistory(_ timelines: [Int], into node: NodeSpec) async throws(ClusterError) {}
+    public func archiveWhileStopped(_ node: NodeSpec, on: Bool) async throws(ClusterError) {}
 }
 
 extension HostCluster: ServerControl {
@@ -76,6 +82,23 @@ extension HostCluster: ServerControl {
     public func fetchHistory(_ timelines: [Int], into node: NodeSpec) async throws(ClusterError) {
         guard spec.backup != nil, !timelines.isEmpty else { return }
         try await BackupRepository(cluster: self).fetchHistory(timelines, into: node)
+    }
+
+    public func archiveWhileStopped(_ node: NodeSpec, on: Bool) async throws(ClusterError) {
+        guard spec.backup != nil else { return }
+        let edit = #"""
+            set -e
+            auto=$1 off=$2
+            [ -f "$auto" ] || : >"$auto"
+            tmp="$auto.tmp.$$"
+            grep -v -E '^[[:space:]]*restore_command[[:space:]]*=' "$auto" >"$tmp" || true
+            if [ "$off" = off ]; then printf "restore_command = ''\n" >>"$tmp"; fi
+            chmod 600 "$tmp"
+            mv -f "$tmp" "$auto"
+            """#
+        try await host(node).check(
+            ["/bin/sh", "-c", edit, "sh", "\(layout.dataDir(node.name))/postgresql.auto.conf", on ? "on" : "off"],
+            what: "\(node.name): restore_command in postgresql.auto.conf")
     }
 
     public func isRunning(_ node: NodeSpec) async -> Bool { await postmasterRuns(node) }

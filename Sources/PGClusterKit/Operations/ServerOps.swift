@@ -136,8 +136,14 @@ public struct ServerOps: Sendable {
     /// configuration put it back too (``HostCluster/placeConfig``).
     public func archiveOn(_ nodes: [NodeSpec]) async {
         guard spec.backup != nil else { return }
-        _ = await parallel(nodes) { node throws(ClusterError) in
+        let results = await parallel(nodes) { node throws(ClusterError) in
             try await execute(node, ["ALTER SYSTEM RESET restore_command", "SELECT pg_reload_conf()"], timeout: 5)
+        }
+        for (node, error) in results {
+            guard let error else { continue }
+            Console.warn(
+                "\(node.name) may still have an empty restore_command (\(error.message)): once it answers, "
+                    + "ALTER SYSTEM RESET restore_command; SELECT pg_reload_conf(); there")
         }
     }
 

@@ -101,7 +101,13 @@ public struct Switchover: Sendable {
         // themselves, and acknowledge its first commits.
         let early = PrimaryRules.cascadeBeforeStop(
             mode: remembered.synchronousMode, listed: remembered.standbys, candidate: target.name)
-        let cascaded = early ? await parallel(others) { node throws(ClusterError) in try await ops.rePoint(node, to: target) } : []
+        // (Without the archive too: at the promotion they switch timelines, which would ask it.)
+        let cascaded =
+            early
+            ? await parallel(others) { node throws(ClusterError) in
+                try await ops.archiveOff(node)
+                try await ops.rePoint(node, to: target)
+            } : []
         let throughCandidate = cascaded.filter { $0.1 == nil }.map(\.0)
         timer.lap(
             "synchronous_standby_names and slots on \(target.name)"
@@ -153,6 +159,9 @@ public struct Switchover: Sendable {
         async let followed: ClusterError? = {
             do throws(ClusterError) {
                 try await cluster.follow(primary, upstream: target)
+                // Its start would ask the archive (the new timeline's history, the next
+                // segment) before it streams: it gets restore_command back once it does.
+                try await cluster.archiveWhileStopped(primary, on: false)
                 return nil
             } catch {
                 return error
@@ -175,6 +184,7 @@ public struct Switchover: Sendable {
         }()
         async let promotedTimeline = Observer(credentials: credentials).observe(target).timeline
         let pointed = await parallel(others.filter { !throughCandidate.contains($0) }) { node throws(ClusterError) in
+            try await ops.archiveOff(node)
             try await ops.rePoint(node, to: target)
         }
         try? await ops.dropSlot(on: target, for: target)
@@ -183,6 +193,8 @@ public struct Switchover: Sendable {
         var ok = throughCandidate + pointed.filter { $0.1 == nil }.map(\.0)
         let startError = await started
         if let error = followError ?? startError {
+            // Stopped, it reads the archive again from its next start (`rejoin`).
+            try? await cluster.archiveWhileStopped(primary, on: true)
             problems.append(
                 "\(primary.name) (stopped cleanly) did not start as a standby of \(target.name): \(error.message); "
                     + "bring it back with: pgcluster rejoin \(primary.name)")
@@ -192,7 +204,8 @@ public struct Switchover: Sendable {
         timer.lap("start \(primary.name) as a standby" + (pointed.isEmpty ? "" : "; re-point \(pointed.count) standbys"))
 
         let lagging = await ops.confirmStreaming(ok, from: target, timeline: timeline, timeout: 30)
-        await ops.archiveOn([target])
+        // Every node this switchover took off the archive reads it again.
+        await ops.archiveOn([target] + others + (ok.contains(primary) ? [primary] : []))
         timer.lap("all follow \(target.name) on timeline \(timeline.map(String.init) ?? "?")")
 
         let needsRejoin = followers.filter { !ok.contains($0) || lagging.contains($0) }.map(\.name)
@@ -225,6 +238,7 @@ public struct Switchover: Sendable {
         for case let (node, error?) in failed {
             Console.warn("\(node.name) still streams through the candidate, not from \(primary.name): \(error.message)")
         }
+        await ops.archiveOn(standbys)
     }
 
     /// The stopped server's last checkpoint, from pg_controldata.
