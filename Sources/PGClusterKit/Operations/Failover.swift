@@ -271,12 +271,13 @@ public struct Failover: Sendable {
         return done.isEmpty ? nil : done.joined(separator: "; ")
     }
 
+    /// With `backup:`: the archive's timelines, for a promotion that does not ask it.
+    var archive: ArchivedTimelineCheck { ArchivedTimelineCheck(spec: spec, control: control) }
+
     /// Points standbys at the (new) primary and waits until they stream from it on
     /// `timeline`. Returns those that follow and the names of those that need `rejoin`.
     /// With `backup:`, every one of them (streaming or not) and the primary read the archive
     /// again afterwards: the freeze had turned it off.
-    var archive: ArchivedTimelineCheck { ArchivedTimelineCheck(spec: spec, control: control) }
-
     func rePoint(_ standbys: [NodeSpec], to primary: NodeSpec, timeline: Int?) async -> ([NodeSpec], [String]) {
         let pointed = await parallel(standbys) { node throws(ClusterError) in try await ops.rePoint(node, to: primary) }
         let ok = pointed.filter { $0.1 == nil }.map(\.0)

@@ -119,6 +119,7 @@ public struct ServerOps: Sendable {
     /// (0.13–0.34 s each over ssh): `restore_command` is emptied until ``archiveOn(_:)``.
     /// The choice of the new timeline, which would ask the archive, is made safe by the
     /// failover itself (``ArchivedTimelines``).
+    ///
     /// Its own reload, before the one that stops the WAL receiver: a startup process that
     /// finds its receiver gone tries the archive at once, and takes a reload only between
     /// tries, so one reload for both would often run one last archive-get (0.4 s over ssh).
@@ -132,8 +133,8 @@ public struct ServerOps: Sendable {
     }
 
     /// The node reads the archive again (the rendered `restore_command`), where a freeze had
-    /// emptied it; nothing without `backup:`. Best effort: `start` and a node's next
-    /// configuration put it back too (``HostCluster/placeConfig``).
+    /// emptied it; nothing without `backup:`. Best effort: a node that cannot be reached
+    /// is named in a warning with the statement that puts it back.
     public func archiveOn(_ nodes: [NodeSpec]) async {
         guard spec.backup != nil else { return }
         let results = await parallel(nodes) { node throws(ClusterError) in

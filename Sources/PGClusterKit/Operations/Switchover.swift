@@ -122,7 +122,7 @@ public struct Switchover: Sendable {
             checkpoint = try await shutdownCheckpoint(primary)
         } catch {
             await putBack(throughCandidate, to: primary)
-            await ops.archiveOn([target])
+            await ops.archiveOn([target] + others)
             throw error
         }
 
@@ -134,7 +134,7 @@ public struct Switchover: Sendable {
             // Nothing was promoted: the old primary is still the only one; bring it back.
             try? await cluster.start(primary)
             await putBack(throughCandidate, to: primary)
-            await ops.archiveOn([target])
+            await ops.archiveOn([target] + others)
             throw ClusterError(
                 "timed out after 30 s waiting until \(target.name) replayed \(primary.name)'s shutdown checkpoint \(checkpoint); "
                     + "\(primary.name) was started again as the primary, nothing changed")
@@ -151,7 +151,7 @@ public struct Switchover: Sendable {
             } catch {
                 try? await cluster.start(primary)
                 await putBack(throughCandidate, to: primary)
-                await ops.archiveOn([target])
+                await ops.archiveOn([target] + others)
                 throw error
             }
         }
@@ -238,7 +238,6 @@ public struct Switchover: Sendable {
         for case let (node, error?) in failed {
             Console.warn("\(node.name) still streams through the candidate, not from \(primary.name): \(error.message)")
         }
-        await ops.archiveOn(standbys)
     }
 
     /// The stopped server's last checkpoint, from pg_controldata.
