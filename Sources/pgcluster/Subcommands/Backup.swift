@@ -10,8 +10,10 @@ extension PGCluster {
                 Creates the stanza (named after the cluster) when the repository has none, runs \
                 `pgbackrest check` (archive_command works, WAL reaches the repository), then the \
                 backup: from a streaming standby when one streams (--backup-standby), otherwise from \
-                the primary. pgBackRest's progress goes to stderr; the result to stdout. Takes no \
-                cluster lock: failover never waits for a backup. Backend local only.
+                the primary. Progress goes to stderr (bytes, share, rate, an estimate: every 2 s on \
+                a terminal, 10 s otherwise); the result to stdout. Takes no cluster lock: failover \
+                never waits for a backup. Backend local (the repository on this machine) and ssh \
+                (on backup.repoHost, where the backup runs; pgBackRest reaches the nodes by ssh).
                 """)
 
         @OptionGroup var options: SpecOptions
