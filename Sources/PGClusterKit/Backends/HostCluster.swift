@@ -4,6 +4,12 @@ import Foundation
 /// each on its own host reached by ssh (backend `ssh`). One implementation of the
 /// server-side steps (initdb, pg_ctl, pg_basebackup, pg_rewind, config files, fencing),
 /// written against ``Host``; the two backends differ only in the host each node gets.
+extension ClusterSpec {
+    /// Backend ssh: the OS user the servers run as on the hosts: ssh.user, or local.osUser
+    /// when pgcluster logs in as root.
+    public var sshServerUser: String { ssh.user == "root" ? local.osUser : ssh.user }
+}
+
 public struct HostCluster: Sendable {
     public let spec: ClusterSpec
     /// local.dir (this machine) and, per node, where its files live on its host.
@@ -33,7 +39,7 @@ public struct HostCluster: Sendable {
             hosts = Dictionary(uniqueKeysWithValues: spec.nodes.map { ($0.name, host as any Host) })
             repositoryHost = nil
         case .ssh:
-            serverUserName = spec.ssh.user == "root" ? spec.local.osUser : spec.ssh.user
+            serverUserName = spec.sshServerUser
             bindir = spec.postgres.bindir ?? "/usr/lib/postgresql/\(spec.postgres.version)/bin"
             var byAddress: [String: any Host] = [:]
             var hosts: [String: any Host] = [:]
@@ -77,6 +83,14 @@ public struct HostCluster: Sendable {
 
     /// The host a node lives on.
     public func host(_ node: NodeSpec) -> any Host { hosts[node.name]! }
+
+    /// Every host the cluster uses, each once: the nodes' hosts, then the backup
+    /// repository's host when it is not one of them.
+    public var allHosts: [any Host] {
+        let nodeHosts = distinctHosts.map(\.host)
+        guard let repositoryHost, !nodeHosts.contains(where: { $0.label == repositoryHost.label }) else { return nodeHosts }
+        return nodeHosts + [repositoryHost]
+    }
 
     /// Each distinct host once, with the nodes on it.
     public var distinctHosts: [(host: any Host, nodes: [NodeSpec])] {
@@ -338,14 +352,23 @@ public struct HostCluster: Sendable {
         set -e
         auto=$1; shift
 
-        """# + writeEach + #"""
+        """# + writeEach + rewriteAutoConf + #"""
         shift
         [ $# -eq 0 ] || rm -f -- "$@"
-        if [ -f "$auto" ]; then
-          tmp="$auto.tmp.$$"
-          grep -v -E '^[[:space:]]*(primary_conninfo|primary_slot_name|synchronous_standby_names)[[:space:]]*=' "$auto" >"$tmp" || true
-          if cmp -s "$tmp" "$auto"; then rm -f "$tmp"; else chmod 600 "$tmp"; mv -f "$tmp" "$auto"; fi
-        fi
+        [ ! -f "$auto" ] || rewrite_auto "$auto" 'primary_conninfo|primary_slot_name|synchronous_standby_names'
+        """#
+
+    /// Shell: `rewrite_auto FILE SETTINGS [LINE]` drops from postgresql.auto.conf the
+    /// settings matching the `|`-list SETTINGS, adds LINE when given, and replaces the file
+    /// whole (only when it changed).
+    static let rewriteAutoConf = #"""
+        rewrite_auto() {
+          tmp="$1.tmp.$$"
+          grep -v -E "^[[:space:]]*($2)[[:space:]]*=" "$1" >"$tmp" || true
+          [ -z "${3:-}" ] || printf '%s\n' "$3" >>"$tmp"
+          if cmp -s "$tmp" "$1"; then rm -f "$tmp"; else chmod 600 "$tmp"; mv -f "$tmp" "$1"; fi
+        }
+
         """#
 
     /// Removes what pgcluster created for a node (data folder, log, socket folder, initdb's

@@ -88,16 +88,14 @@ extension HostCluster: ServerControl {
         guard spec.backup != nil else { return }
         let edit = #"""
             set -e
-            auto=$1 off=$2
+            auto=$1
             [ -f "$auto" ] || : >"$auto"
-            tmp="$auto.tmp.$$"
-            grep -v -E '^[[:space:]]*restore_command[[:space:]]*=' "$auto" >"$tmp" || true
-            if [ "$off" = off ]; then printf "restore_command = ''\n" >>"$tmp"; fi
-            chmod 600 "$tmp"
-            mv -f "$tmp" "$auto"
+
+            """# + Self.rewriteAutoConf + #"""
+            rewrite_auto "$auto" restore_command "$2"
             """#
         try await host(node).check(
-            ["/bin/sh", "-c", edit, "sh", "\(layout.dataDir(node.name))/postgresql.auto.conf", on ? "on" : "off"],
+            ["/bin/sh", "-c", edit, "sh", "\(layout.dataDir(node.name))/postgresql.auto.conf", on ? "" : "restore_command = ''"],
             what: "\(node.name): restore_command in postgresql.auto.conf")
     }
 

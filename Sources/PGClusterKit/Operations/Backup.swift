@@ -119,37 +119,22 @@ public struct BackupRepository: Sendable {
     /// The repository host must answer; a node's host that does not is said and left out
     /// (a backup needs the primary and one standby, not every node).
     func prepareHosts(createRepository: Bool) async throws(ClusterError) {
-        let nodeHosts = cluster.distinctHosts.map(\.host)
-        let candidates = nodeHosts.contains { $0.label == host.label } ? nodeHosts : nodeHosts + [host]
-        let nodeLabels = Set(nodeHosts.map(\.label))
+        let nodeLabels = Set(cluster.distinctHosts.map(\.host.label))
         // Every host answers (so known_hosts holds its key) before known_hosts is copied.
-        let answers = await withTaskGroup(of: (String, ClusterError?).self) { group in
-            for each in candidates {
-                group.addTask {
-                    do throws(ClusterError) {
-                        try await each.check(["/bin/true"], what: "\(each.label): reaching it")
-                        return (each.label, nil)
-                    } catch {
-                        return (each.label, error)
-                    }
-                }
-            }
-            var answers: [String: ClusterError] = [:]
-            for await (label, error) in group { if let error { answers[label] = error } }
-            return answers
+        let answers = await parallel(cluster.allHosts) { each throws(ClusterError) in
+            try await each.check(["/bin/true"], what: "\(each.label): reaching it")
         }
-        if let down = answers[host.label] {
+        if let down = answers.first(where: { $0.0.label == host.label })?.1 {
             throw ClusterError("the backup repository host does not answer: \(down.message)", details: down.details)
         }
-        for error in answers.values { Console.warn("\(error.message): its pgBackRest files are left as they were") }
-        let all = candidates.filter { answers[$0.label] == nil }
+        for case let (_, error?) in answers { Console.warn("\(error.message): its pgBackRest files are left as they were") }
         let repositoryLabel = host.label
-        let failed = await HostCluster.onEveryHost(all) { (each) async throws(ClusterError) in
+        let failed = await parallel(answers.filter { $0.1 == nil }.map(\.0)) { each throws(ClusterError) in
             try await prepare(
                 each, nodeHost: nodeLabels.contains(each.label), repositoryHost: each.label == repositoryLabel,
                 createRepository: createRepository)
         }
-        if let first = failed.first { throw first }
+        if let first = failed.compactMap(\.1).first { throw first }
     }
 
     /// One round trip to `target` (``prepareScript``).
@@ -166,7 +151,7 @@ public struct BackupRepository: Sendable {
         if repositoryHost, let text = try cluster.renderer.pgbackrestRepoConf() {
             files.append((layout.pgbackrestRepoConf, 0o640, Data(text.utf8)))
         }
-        var arguments = ["/bin/sh", "-c", Self.prepareScript, "sh", layout.pgbackrestDir, key.authorizedLine]
+        var arguments = ["/bin/sh", "-c", Self.prepareScript, "sh", layout.pgbackrestDir, key.authorizedLine(cluster: spec.name)]
         arguments.append(repositoryHost && createRepository ? settings.repo : "")
         // A node's host keeps a connection to the repository host open (see the wrapper).
         arguments.append(nodeHost ? repositoryLogin : "")
@@ -212,7 +197,7 @@ public struct BackupRepository: Sendable {
         guard remote, let key = try? BackupKey.load(from: layout.backupKeyFolder) else { return }
         let logins = [repositoryLogin] + cluster.distinctHosts.map { "\(cluster.serverUserName)@\($0.nodes[0].sshHost ?? $0.nodes[0].host)" }
         try await target.check(
-            ["/bin/sh", "-c", Self.forgetScript, "sh", key.authorizedLine, layout.pgbackrestDir] + logins
+            ["/bin/sh", "-c", Self.forgetScript, "sh", key.authorizedLine(cluster: spec.name), layout.pgbackrestDir] + logins
                 + ["--", layout.pgbackrestDir, layout.pgbackrestConf, layout.pgbackrestRepoConf],
             what: "\(target.label): removing pgBackRest's files and key")
     }
@@ -270,6 +255,11 @@ public struct BackupRepository: Sendable {
         } else {
             try await writeConfig(createRepository: false)
         }
+        return try await info()
+    }
+
+    /// `pgbackrest info`, where the configuration is already in place (after ``ensureStanza()``).
+    func info() async throws(ClusterError) -> BackupCatalog {
         let result = try await check(["--output=json", "info"], what: "pgbackrest info")
         // pgBackRest may print warnings before the JSON.
         let json = result.output.drop { $0 != "[" }
@@ -290,11 +280,10 @@ public struct BackupRepository: Sendable {
 struct BackupKey: Sendable {
     var privateKey: Data
     var publicKey: String
-    var cluster: String
 
     /// The line for ~/.ssh/authorized_keys: no pty, no forwarding; its comment names the
     /// cluster, so that `destroy` finds it.
-    var authorizedLine: String {
+    func authorizedLine(cluster: String) -> String {
         let fields = publicKey.split(separator: " ")
         return "restrict \(fields.prefix(2).joined(separator: " ")) pgcluster-backup@\(cluster)"
     }
@@ -304,8 +293,7 @@ struct BackupKey: Sendable {
             let publicData = FileManager.default.contents(atPath: "\(folder)/id_ed25519.pub"),
             let publicKey = String(data: publicData, encoding: .utf8)
         else { throw ClusterError("\(folder): the cluster's backup key is missing or incomplete") }
-        let cluster = publicKey.split(separator: " ").last.map { String($0).replacingOccurrences(of: "pgcluster-backup@", with: "") } ?? ""
-        return BackupKey(privateKey: privateKey, publicKey: publicKey.trimmingCharacters(in: .whitespacesAndNewlines), cluster: cluster)
+        return BackupKey(privateKey: privateKey, publicKey: publicKey.trimmingCharacters(in: .whitespacesAndNewlines))
     }
 
     /// The key in `folder`, made first when there is none. Two pgcluster processes may make
@@ -386,7 +374,7 @@ public struct ClusterBackup: Sendable {
         try await progress.reporting { () async throws(ClusterError) in
             try await repository.check(arguments + ["backup"], what: "pgbackrest backup", progress: true)
         }
-        guard let newest = try await repository.catalog().backups.last else {
+        guard let newest = try await repository.info().backups.last else {
             throw ClusterError("pgbackrest backup ended, but the repository lists no backup")
         }
         return Report(backup: newest, source: source, seconds: (clock.now - began).seconds)

@@ -33,12 +33,8 @@ public struct ClusterDestroy: Sendable {
             // With backup.repoHost: pgBackRest's files and the cluster's key go from every host
             // (the repository itself stays: backups outlive the cluster).
             let backup = cluster.spec.backup == nil ? nil : try BackupRepository(cluster: cluster)
-            var hosts = cluster.distinctHosts.map(\.host)
-            if let repositoryHost = cluster.repositoryHost, !hosts.contains(where: { $0.label == repositoryHost.label }) {
-                hosts.append(repositoryHost)
-            }
             // On each host: the passfile, then <ssh.dir>/<cluster> when nothing else is in it.
-            for host in hosts {
+            for host in cluster.allHosts {
                 try await backup?.forget(on: host)
                 try await host.remove([layout.passfile])
                 kept += try await cluster.removeFolderIfEmpty(layout.serverRoot, on: host)

@@ -365,10 +365,10 @@ extension Failover.Report {
     }
 }
 
-/// Runs `body` for every node at once; returns each node with its result, in order.
-func parallelResults<T: Sendable>(
-    _ nodes: [NodeSpec], _ body: @escaping @Sendable (NodeSpec) async throws(ClusterError) -> T
-) async -> [(NodeSpec, Result<T, ClusterError>)] {
+/// Runs `body` for every node (or host) at once; returns each with its result, in order.
+func parallelResults<Item: Sendable, T: Sendable>(
+    _ nodes: [Item], _ body: @escaping @Sendable (Item) async throws(ClusterError) -> T
+) async -> [(Item, Result<T, ClusterError>)] {
     await withTaskGroup(of: (Int, Result<T, ClusterError>).self) { group in
         for (i, node) in nodes.enumerated() {
             group.addTask {
@@ -385,10 +385,10 @@ func parallelResults<T: Sendable>(
     }
 }
 
-/// Runs `body` for every node at once; returns each node with its error, if any.
-func parallel(
-    _ nodes: [NodeSpec], _ body: @escaping @Sendable (NodeSpec) async throws(ClusterError) -> Void
-) async -> [(NodeSpec, ClusterError?)] {
+/// Runs `body` for every node (or host) at once; returns each with its error, if any.
+func parallel<Item: Sendable>(
+    _ nodes: [Item], _ body: @escaping @Sendable (Item) async throws(ClusterError) -> Void
+) async -> [(Item, ClusterError?)] {
     await parallelResults(nodes, body).map { node, result in
         if case .failure(let error) = result { (node, error) } else { (node, nil) }
     }

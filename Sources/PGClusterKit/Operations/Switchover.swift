@@ -121,8 +121,7 @@ public struct Switchover: Sendable {
             TestInterruption.point("switchover-stop")
             checkpoint = try await shutdownCheckpoint(primary)
         } catch {
-            await putBack(throughCandidate, to: primary)
-            await ops.archiveOn([target] + others)
+            await putBack(throughCandidate, to: primary, archiveOn: [target] + others)
             throw error
         }
 
@@ -133,8 +132,7 @@ public struct Switchover: Sendable {
         if replayed == nil {
             // Nothing was promoted: the old primary is still the only one; bring it back.
             try? await cluster.start(primary)
-            await putBack(throughCandidate, to: primary)
-            await ops.archiveOn([target] + others)
+            await putBack(throughCandidate, to: primary, archiveOn: [target] + others)
             throw ClusterError(
                 "timed out after 30 s waiting until \(target.name) replayed \(primary.name)'s shutdown checkpoint \(checkpoint); "
                     + "\(primary.name) was started again as the primary, nothing changed")
@@ -150,8 +148,7 @@ public struct Switchover: Sendable {
                 }
             } catch {
                 try? await cluster.start(primary)
-                await putBack(throughCandidate, to: primary)
-                await ops.archiveOn([target] + others)
+                await putBack(throughCandidate, to: primary, archiveOn: [target] + others)
                 throw error
             }
         }
@@ -232,12 +229,14 @@ public struct Switchover: Sendable {
     }
 
     /// After a switchover that stopped before its promotion: the standbys it had pointed at
-    /// the candidate stream from the old primary again (best effort; what fails is said).
-    func putBack(_ standbys: [NodeSpec], to primary: NodeSpec) async {
+    /// the candidate stream from the old primary again, and the nodes it took off the WAL
+    /// archive read it again (best effort; what fails is said).
+    func putBack(_ standbys: [NodeSpec], to primary: NodeSpec, archiveOn nodes: [NodeSpec]) async {
         let failed = await parallel(standbys) { node throws(ClusterError) in try await ops.rePoint(node, to: primary) }
         for case let (node, error?) in failed {
             Console.warn("\(node.name) still streams through the candidate, not from \(primary.name): \(error.message)")
         }
+        await ops.archiveOn(nodes)
     }
 
     /// The stopped server's last checkpoint, from pg_controldata.

@@ -334,7 +334,7 @@ public struct Renderer: Sendable {
                 "cluster": spec.name,
                 "specFile": (spec.file as NSString).lastPathComponent,
                 "repoHost": repoHost,
-                "user": sshServerUser,
+                "user": spec.sshServerUser,
                 "repoConfig": layout.pgbackrestRepoConf,
                 "sshPort": spec.ssh.port == 22 ? false : spec.ssh.port as Any,
                 "cmdSSH": layout.pgbackrestSSH,
@@ -353,9 +353,6 @@ public struct Renderer: Sendable {
         return try repositoryConf(backup)
     }
 
-    /// The server's OS user on the hosts of backend ssh (as ``HostCluster`` picks it).
-    var sshServerUser: String { spec.ssh.user == "root" ? spec.local.osUser : spec.ssh.user }
-
     /// The configuration that holds the repository: the repository, retention, and one
     /// `pg<N>-*` group per node (in spec order): on this machine (local), or on its host
     /// with `pg<N>-host` (ssh).
@@ -368,7 +365,7 @@ public struct Renderer: Sendable {
                 "socketDir": layout.socketDir(node.name), "superuser": spec.superuser.user,
                 "host": remote
                     ? [
-                        "address": node.sshHost ?? node.host, "user": sshServerUser, "config": layout.pgbackrestConf,
+                        "address": node.sshHost ?? node.host, "user": spec.sshServerUser, "config": layout.pgbackrestConf,
                         "port": spec.ssh.port == 22 ? false : spec.ssh.port as Any,
                     ] as [String: Any]
                     : false,

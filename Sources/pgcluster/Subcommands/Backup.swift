@@ -75,7 +75,9 @@ extension PGCluster {
                 already hold data are refused before anything is written. With --into, the live \
                 cluster is only read (its repository, and a `pgbackrest check` that archives its \
                 current WAL). With --in-place, the old data is removed once every standby streams, \
-                and kept (the error says where) if the restore fails.
+                and kept (the error says where) if the restore fails. Backend ssh: --in-place \
+                only (the restore runs on the primary's host, from backup.repoHost); --into takes \
+                a spec of backend local and a cluster of backend local.
                 """)
 
         @OptionGroup var options: SpecOptions
