@@ -141,7 +141,20 @@ struct BackupTests {
             #expect(early.status == 1)
             #expect(early.stderr.contains("no backup in the repository"), "\(early.stderr)")
 
-            #expect(await cluster.run(["backup"]).status == 0)
+            // The archive lock held (as an archive-push holds it while it runs, which made the
+            // stanza-create that precedes a backup fail at once): the backup waits for it.
+            let user = OSUser.named("postgres")!
+            let lockFile = "\(cluster.dataRoot)/pgbackrest/lock/\(cluster.name)-archive.lock"
+            let holder = "flock --nonblock \(lockFile) sh -c 'touch \(lockFile).held; sleep 5'"
+            async let held = Blocking.run {
+                TestCluster.spawnWithFiles(
+                    ["/usr/bin/setpriv", "--reuid=\(user.uid)", "--regid=\(user.gid)", "--init-groups", "--", "/bin/sh", "-c", holder], timeout: 60)
+            }
+            #expect(await cluster.eventually(20) { FileManager.default.fileExists(atPath: "\(lockFile).held") })
+            let backup = await cluster.run(["backup"])
+            #expect(backup.status == 0, "\(backup.stderr)")
+            let holderResult = await held
+            #expect(holderResult.status == 0, "the lock was not held: \(holderResult.stderr)")
             let before = await cluster.run(["restore", "--to", "2000-01-01 00:00:00+00", "--into", into.specPath])
             #expect(before.status == 1)
             let lines = before.stderr.split(separator: "\n").filter { !$0.hasPrefix("[") }

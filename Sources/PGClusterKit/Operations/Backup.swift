@@ -72,16 +72,22 @@ public struct BackupRepository: Sendable {
         -> CommandResult
     {
         let result = try await run(on: host, config: config, arguments, progress: progress)
-        guard result.succeeded else {
-            let lines = result.output.split(whereSeparator: \.isNewline).map(String.init)
-            let errors = lines.filter { $0.contains("ERROR") }
-            throw ClusterError(
-                "\(what) failed (pgbackrest exit \(result.status))",
-                details: (errors.isEmpty ? Array(lines.suffix(8)) : errors).map { "| " + $0 }
-                    + (progress ? ["pgBackRest's log: \(layout.pgbackrestDir)/log" + (remote ? " on \(host.label)" : "")] : []))
-        }
+        guard result.succeeded else { throw failure(result, on: host, what: what, progress: progress) }
         return result
     }
+
+    /// pgBackRest's error lines (or its last lines when none says ERROR) under `what`.
+    private func failure(_ result: CommandResult, on host: any Host, what: String, progress: Bool) -> ClusterError {
+        let lines = result.output.split(whereSeparator: \.isNewline).map(String.init)
+        let errors = lines.filter { $0.contains("ERROR") }
+        return ClusterError(
+            "\(what) failed (pgbackrest exit \(result.status))",
+            details: (errors.isEmpty ? Array(lines.suffix(8)) : errors).map { "| " + $0 }
+                + (progress ? ["pgBackRest's log: \(layout.pgbackrestDir)/log" + (remote ? " on \(host.label)" : "")] : []))
+    }
+
+    /// pgBackRest's exit status when a lock it needs is held (LockAcquireError).
+    static let lockHeld: Int32 = 50
 
     /// Everything pgBackRest needs on every host, before the repository's commands: backend
     /// local, pgbackrest.conf and pgBackRest's log and lock folders (owned by the server's
@@ -270,7 +276,19 @@ public struct BackupRepository: Sendable {
     /// that it belongs to this database system when it does).
     public func ensureStanza() async throws(ClusterError) {
         try await writeConfig(createRepository: true)
-        try await check(["stanza-create"], what: "pgbackrest stanza-create for \(spec.name) in \(place)")
+        // stanza-create takes all of the stanza's locks, and does not wait for them; every
+        // archive-push and archive-get holds the archive lock while it runs (a fraction of a
+        // second, longer over ssh), and a primary archives at any time. So a held lock is
+        // waited for, 30 s at most.
+        let what = "pgbackrest stanza-create for \(spec.name) in \(place)"
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(30)
+        while true {
+            let result = try await run(["stanza-create"])
+            if result.succeeded { return }
+            guard result.status == Self.lockHeld, clock.now < deadline else { throw failure(result, on: host, what: what, progress: false) }
+            try? await Task.sleep(for: .milliseconds(200))
+        }
     }
 }
 
