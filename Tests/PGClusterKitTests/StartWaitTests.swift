@@ -104,4 +104,49 @@ struct StartWaitTests {
         let state = stat.split(separator: ")").last?.split(separator: " ").first
         #expect(state == nil || state == "Z" || state == "X", "the stand-in still runs: \(stat)")
     }
+
+    @Test("a switchover's stop: pg_controldata runs once the server is gone, and not at all when the stop fails")
+    func stopAndControlData() throws {
+        let folder = try Self.folder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        #expect(try Self.start(folder, ["STANDIN_STATUS": "ready", "STANDIN_DELAY": "0"]).status == 0)
+        let stopped = try TestSupport.run(
+            "/bin/sh", ["-c", HostCluster.stopAndControlData, "sh", Self.fixture("pg_ctl-stand-in"), "\(folder)/data", "fast", "/bin/echo"],
+            in: folder)
+        #expect(stopped.status == 0, "\(stopped)")
+        #expect(stopped.stdout == "-D \(folder)/data\n", "\(stopped)")
+        _ = Self.end(folder)
+        let failed = try TestSupport.run(
+            "/bin/sh", ["-c", HostCluster.stopAndControlData, "sh", "/bin/false", "\(folder)/data", "fast", "/bin/echo"], in: folder)
+        #expect(failed.status == 1 && failed.stdout.isEmpty, "\(failed)")
+    }
+
+    @Test("a switchover's old primary: its files written 0600, postgresql.auto.conf without whom to follow and with restore_command emptied, then started; a write that fails starts nothing")
+    func startFollowing() throws {
+        let folder = try Self.folder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let data = "\(folder)/data"
+        try "primary_conninfo = 'host=old'\nwork_mem = '4MB'\nrestore_command = 'pgbackrest archive-get %f %p'\n"
+            .write(toFile: "\(data)/postgresql.auto.conf", atomically: true, encoding: .utf8)
+        func run(_ data: String) throws -> TestSupport.ProcessOutcome {
+            try TestSupport.run(
+                "/bin/sh",
+                ["-c", HostCluster.startFollowingScript, "sh", Self.standIn, data, "\(folder)/log", "10", "\(folder)/lock", "restore_command = ''",
+                 "\(data)/postgresql.conf", "600", "port = 5432\nssl = 'on' # it's\n", "\(data)/standby.signal", "600", ""],
+                in: folder, environment: ["STANDIN_STATUS": "standby"])
+        }
+        let outcome = try run(data)
+        _ = Self.end(folder)
+        #expect(outcome.status == 0, "\(outcome)")
+        #expect(try String(contentsOfFile: "\(data)/postgresql.conf", encoding: .utf8) == "port = 5432\nssl = 'on' # it's\n")
+        let signal = try FileManager.default.attributesOfItem(atPath: "\(data)/standby.signal")
+        #expect((signal[.posixPermissions] as? Int) == 0o600 && (signal[.size] as? Int) == 0)
+        #expect(try String(contentsOfFile: "\(data)/postgresql.auto.conf", encoding: .utf8) == "work_mem = '4MB'\nrestore_command = ''\n")
+        #expect(try String(contentsOfFile: "\(folder)/log", encoding: .utf8).contains("started"))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: data).filter { $0.contains(".tmp.") }.isEmpty)
+
+        let missing = try run("\(folder)/no-such-data")
+        #expect(missing.status == 1 && missing.stderr.contains("cannot write the configuration"), "\(missing)")
+        #expect(try String(contentsOfFile: "\(folder)/log", encoding: .utf8).components(separatedBy: "started").count == 2, "started again")
+    }
 }

@@ -357,16 +357,17 @@ public struct ComposeCluster: ServerControl {
     /// Holds the container with its server stopped (``ComposeCommands/hold(_:)``), so that
     /// `controlData`, `follow` and `start` run inside it. A container started by an older
     /// entrypoint, whose server is its first process (exit 3), is stopped as for `.fast`.
-    public func stopForSwitchover(_ node: NodeSpec) async throws(ClusterError) {
+    public func stopForSwitchover(_ node: NodeSpec) async throws(ClusterError) -> String? {
         let result = try await runner.run(command(await commands().hold(node.serviceHost)))
         if result.succeeded {
             held.add(node.name)
-            return
+            return nil
         }
         guard result.status == 3 else {
             throw ClusterError("\(node.name): stopping the server in its container failed: \(result.output.suffix(300))")
         }
         try await stop(node, mode: .fast)
+        return nil
     }
 
     /// The nodes whose container this process holds with the server stopped.

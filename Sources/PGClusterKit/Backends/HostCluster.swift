@@ -134,26 +134,33 @@ public struct HostCluster: Sendable {
     /// PID that still exists as a live server, and a killed server stays a zombie until its
     /// parent (often PID 1) reaps it: wait a little for that, then remove the stale files.
     /// A PID that now names a process working outside the data directory is stale at once.
-    /// A live postmaster's files are never touched. One round trip.
-    static let clearStale = #"""
-        pid=$(head -n 1 "$1/postmaster.pid" 2>/dev/null) || exit 0
-        case "$pid" in ''|*[!0-9]*) exit 0 ;; esac
-        zombie() { [ -r "/proc/$pid/stat" ] && sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | grep -q '^[ZX]'; }
-        # The PID given out again to a process that works elsewhere (PIDs wrap): stale, and
-        # PostgreSQL would refuse to start, taking that process for another postmaster.
-        \#(SSHHost.worksElsewhere)
-        if works_elsewhere "$pid" "$1"; then rm -f "$1/postmaster.pid" "$2"; exit 0; fi
-        if [ -r "/proc/$pid/stat" ] && ! zombie; then exit 0; fi
-        i=0
-        while [ $i -lt 150 ] && kill -0 "$pid" 2>/dev/null; do sleep 0.02; i=$((i + 1)); done
-        if kill -0 "$pid" 2>/dev/null; then rm -f "$1/postmaster.pid" "$2"; fi
+    /// A live postmaster's files are never touched. Shell: `clear_stale DATADIR LOCKFILE`,
+    /// builtins only when there is no postmaster.pid (a clean stop's case).
+    static let clearStaleFunction = waitFunctions + "\n" + SSHHost.worksElsewhere + "\n" + #"""
+        clear_stale() {
+          _pid=
+          read -r _pid 2>/dev/null <"$1/postmaster.pid" || [ -n "$_pid" ] || return 0
+          case "$_pid" in ''|*[!0-9]*) return 0 ;; esac
+          # The PID given out again to a process that works elsewhere (PIDs wrap): stale, and
+          # PostgreSQL would refuse to start, taking that process for another postmaster.
+          if works_elsewhere "$_pid" "$1"; then rm -f "$1/postmaster.pid" "$2"; return 0; fi
+          if alive "$_pid"; then return 0; fi
+          _i=0
+          while [ $_i -lt 150 ] && kill -0 "$_pid" 2>/dev/null; do sleep 0.02; _i=$((_i + 1)); done
+          if kill -0 "$_pid" 2>/dev/null; then rm -f "$1/postmaster.pid" "$2"; fi
+          return 0
+        }
+
+        """#
+
+    /// One round trip: ``clearStaleFunction`` for `$1` (data folder) and `$2` (socket lock).
+    static let clearStale = clearStaleFunction + #"""
+        clear_stale "$1" "$2"
         exit 0
         """#
 
     public func clearStalePidFile(_ node: NodeSpec) async throws(ClusterError) {
-        _ = try await host(node).run(
-            ["/bin/sh", "-c", Self.clearStale, "sh", layout.dataDir(node.name),
-             "\(layout.socketDir(node.name))/.s.PGSQL.\(node.port).lock"])
+        _ = try await host(node).run(["/bin/sh", "-c", Self.clearStale, "sh", layout.dataDir(node.name), socketLock(node)])
     }
 
     /// Shell functions for the waits below, builtins only (`read`, `case`, `test`), so that a
@@ -175,17 +182,31 @@ public struct HostCluster: Sendable {
 
     /// `pg_ctl stop` without its wait (`-W`), then the wait on the host: done when
     /// postmaster.pid is gone or its postmaster no longer runs (pg_ctl's own test); 120 s at
-    /// most. Arguments: pg_ctl, the data folder, the mode. One round trip.
-    static let stopAndWait = waitFunctions + "\n" + #"""
-        "$1" -D "$2" -m "$3" -W stop || exit $?
-        while :; do
-            [ -e "$2/postmaster.pid" ] || exit 0
+    /// most. Shell (with ``waitFunctions``): `stop_and_wait PG_CTL DATADIR MODE`.
+    static let stopFunction = #"""
+        stop_and_wait() {
+          "$1" -D "$2" -m "$3" -W stop || return $?
+          while :; do
+            [ -e "$2/postmaster.pid" ] || return 0
             pidfile "$2"
-            case "$l1" in '' | *[!0-9]*) ;; *) alive "$l1" || exit 0 ;; esac
+            case "$l1" in '' | *[!0-9]*) ;; *) alive "$l1" || return 0 ;; esac
             pause 120 || break
-        done
-        echo "the server did not stop within 120 s" >&2
-        exit 1
+          done
+          echo "the server did not stop within 120 s" >&2
+          return 1
+        }
+
+        """#
+
+    /// ``stopAndWait``, then pg_controldata's output (`$4`, run only once stopped).
+    static let stopAndControlData = waitFunctions + "\n" + stopFunction + #"""
+        stop_and_wait "$1" "$2" "$3" >/dev/null || exit $?
+        exec "$4" -D "$2"
+        """#
+
+    /// One round trip. Arguments: pg_ctl, the data folder, the mode.
+    static let stopAndWait = waitFunctions + "\n" + stopFunction + #"""
+        stop_and_wait "$1" "$2" "$3"
         """#
 
     /// What `pg_ctl start -w` does, looking every 10 ms for the first 2 s instead of pg_ctl's
@@ -193,35 +214,107 @@ public struct HostCluster: Sendable {
     /// of its own, its output appended to the log, and followed by its PID, so that a slow
     /// start (crash recovery, a busy host) is waited for as long as it lives, and a failed one
     /// is told at once. Ready is what pg_ctl calls ready: postmaster.pid names that PID and its
-    /// status line says `ready` or `standby`. Arguments: postgres, the data folder, the log
-    /// file, the seconds to wait at most. One round trip.
-    static let startAndWait = waitFunctions + "\n" + #"""
-        umask 077
-        setsid "$1" -D "$2" </dev/null >>"$3" 2>&1 &
-        pm=$!
-        while :; do
+    /// status line says `ready` or `standby`. Shell (with ``waitFunctions``):
+    /// `start_and_wait POSTGRES DATADIR LOGFILE SECONDS`, its exit status the script's.
+    static let startFunction = #"""
+        start_and_wait() {
+          (umask 077; exec setsid "$1" -D "$2" </dev/null >>"$3" 2>&1) &
+          pm=$!
+          while :; do
             pidfile "$2"
             if [ "$l1" = "$pm" ]; then
-                case "$l8" in ready* | standby*) exit 0 ;; esac
+              case "$l8" in ready* | standby*) return 0 ;; esac
             fi
-            alive "$pm" || { echo "the postmaster (PID $pm) exited during its start" >&2; exit 1; }
+            alive "$pm" || { echo "the postmaster (PID $pm) exited during its start" >&2; return 1; }
             pause "$4" || break
-        done
-        echo "the server did not start within $4 s (the postmaster, PID $pm, still runs)" >&2
-        exit 1
+          done
+          echo "the server did not start within $4 s (the postmaster, PID $pm, still runs)" >&2
+          return 1
+        }
+
+        """#
+
+    /// One round trip: clears a stale pid file, then starts. Arguments: postgres, the data
+    /// folder, the log file, the seconds to wait at most, the socket lock file.
+    static let startAndWait = clearStaleFunction + startFunction + #"""
+        clear_stale "$2" "$5"
+        start_and_wait "$1" "$2" "$3" "$4"
         """#
 
     public func start(_ node: NodeSpec) async throws(ClusterError) {
-        try await clearStalePidFile(node)
-        let arguments = [binary("postgres"), layout.dataDir(node.name), layout.logFile(node.name), "120"]
+        let arguments = [binary("postgres"), layout.dataDir(node.name), layout.logFile(node.name), "120", socketLock(node)]
         let result = try await host(node).run(["/bin/sh", "-c", Self.startAndWait, "sh"] + arguments)
+        try await startFailed(node, result)
+    }
+
+    /// A switchover's old primary, stopped cleanly: its configuration to follow `upstream`
+    /// (as ``placeConfig(_:following:)``), restore_command emptied when `archiveOff` (with
+    /// `backup:`), and its start, in one round trip to its host: the writers and the command
+    /// wait for each program started on this path.
+    public func startFollowing(_ node: NodeSpec, upstream: NodeSpec, archiveOff: Bool) async throws(ClusterError) {
+        let data = layout.dataDir(node.name)
+        let files = [
+            ("\(data)/postgresql.conf", try renderer.postgresqlConf(node)), ("\(data)/pg_hba.conf", try renderer.hbaConf(node)),
+            ("\(data)/standby.conf", try renderer.standbyConf(node, upstream: upstream)), ("\(data)/standby.signal", ""),
+        ]
+        var arguments = [
+            "/bin/sh", "-c", Self.startFollowingScript, "sh", binary("postgres"), data, layout.logFile(node.name), "120", socketLock(node),
+            spec.backup != nil && archiveOff ? "restore_command = ''" : "",
+        ]
+        for (path, text) in files { arguments += [path, "600", text] }
+        // pgBackRest's files on its host are as the node's last placement left them.
+        let result = try await host(node).run(arguments)
+        try await startFailed(node, result)
+    }
+
+    /// ``place`` and ``startAndWait`` in one: `$1`–`$5` as ``startAndWait``'s, `$6` a line
+    /// for postgresql.auto.conf in place of its restore_command (or empty), then `PATH MODE
+    /// TEXT` files.
+    static let startFollowingScript = clearStaleFunction + startFunction + rewriteAutoConf + #"""
+        postgres=$1 data=$2 log=$3 seconds=$4 lock=$5 restore=$6
+        shift 6
+        (
+          set -e
+
+        """# + writeEach + #"""
+          auto="$data/postgresql.auto.conf"
+          [ -f "$auto" ] || : >"$auto"
+          rewrite_auto "$auto" 'primary_conninfo|primary_slot_name|synchronous_standby_names'
+          [ -z "$restore" ] || rewrite_auto "$auto" restore_command "$restore"
+        )
+        # (Not `( … ) || …`: set -e would not hold inside a subshell whose status is tested.)
+        [ $? -eq 0 ] || { echo "cannot write the configuration in $data" >&2; exit 1; }
+        clear_stale "$data" "$lock"
+        start_and_wait "$postgres" "$data" "$log" "$seconds"
+        """#
+
+    func socketLock(_ node: NodeSpec) -> String { "\(layout.socketDir(node.name))/.s.PGSQL.\(node.port).lock" }
+
+    /// Throws what a failed start said, with the server's log.
+    private func startFailed(_ node: NodeSpec, _ result: CommandResult) async throws(ClusterError) {
+        guard !result.succeeded else { return }
+        throw ClusterError(
+            "\(node.name): the server did not start on \(host(node).label) (exit \(result.status))",
+            details: result.output.split(whereSeparator: \.isNewline).suffix(3).map { "| " + $0 }
+                + [
+                    "start it by hand: "
+                        + ShellQuote.line([binary("pg_ctl"), "-D", layout.dataDir(node.name), "-l", layout.logFile(node.name), "-w", "start"])
+                ]
+                + (await serverLog(node)).map { "log | " + $0 })
+    }
+
+    /// The stop (no look for a postmaster first: the caller saw the primary answer) and
+    /// pg_controldata, in one round trip.
+    public func stopForSwitchover(_ node: NodeSpec) async throws(ClusterError) -> String? {
+        let data = layout.dataDir(node.name)
+        let result = try await host(node).run(
+            ["/bin/sh", "-c", Self.stopAndControlData, "sh", binary("pg_ctl"), data, StopMode.fast.rawValue, binary("pg_controldata")])
         guard result.succeeded else {
             throw ClusterError(
-                "\(node.name): the server did not start on \(host(node).label) (exit \(result.status))",
-                details: result.output.split(whereSeparator: \.isNewline).suffix(3).map { "| " + $0 }
-                    + ["start it by hand: \(ShellQuote.line([binary("pg_ctl"), "-D", arguments[1], "-l", arguments[2], "-w", "start"]))"]
-                    + (await serverLog(node)).map { "log | " + $0 })
+                "\(node.name): the server did not stop cleanly (exit \(result.status))",
+                details: result.output.split(whereSeparator: \.isNewline).suffix(5).map { "| " + $0 })
         }
+        return result.output
     }
 
     public func stop(_ node: NodeSpec, mode: StopMode = .fast) async throws(ClusterError) {
@@ -321,7 +414,7 @@ public struct HostCluster: Sendable {
             removed = ["\(data)/standby.conf", "\(data)/standby.signal"]
         }
         var arguments = ["/bin/sh", "-c", Self.place, "sh", "\(data)/postgresql.auto.conf"]
-        for (path, text) in files { arguments += [path, "600", Data(text.utf8).base64EncodedString()] }
+        for (path, text) in files { arguments += [path, "600", text] }
         arguments += ["--"] + removed
         try await host(node).check(arguments, what: "\(node.name): writing its configuration")
         // archive_command and restore_command read pgBackRest's configuration.
@@ -330,14 +423,17 @@ public struct HostCluster: Sendable {
         }
     }
 
-    /// Shell, for a script run with `set -e`: writes each `PATH MODE BASE64` triple at the
+    /// Shell, for a script run with `set -e`: writes each `PATH MODE TEXT` triple at the
     /// front of the arguments whole (a temporary file beside it, its mode, a rename), up to
-    /// a `--` or the end, shifting them off.
+    /// a `--` or the end, shifting them off. Sets umask 077, so that a file made 0600 needs
+    /// no chmod: on a switchover's path every program started counts (`printf` is a builtin,
+    /// `mv` the one program per file).
     static let writeEach = #"""
+        umask 077
         while [ "$#" -ge 3 ] && [ "$1" != "--" ]; do
           tmp="$1.tmp.$$"
-          printf '%s' "$3" | base64 -d >"$tmp"
-          chmod "$2" "$tmp"
+          printf '%s' "$3" >"$tmp"
+          [ "$2" = 600 ] || chmod "$2" "$tmp"
           mv -f "$tmp" "$1"
           shift 3
         done
@@ -345,7 +441,7 @@ public struct HostCluster: Sendable {
         """#
 
     /// One round trip on the node's host, as the server's user: writes each `PATH MODE
-    /// BASE64` file atomically (temporary file, mode, rename), removes the paths after `--`,
+    /// TEXT` file atomically (temporary file, mode, rename), removes the paths after `--`,
     /// and drops from postgresql.auto.conf (`$1`) the settings that say whom to follow or
     /// wait for: a copy brought them from the node it came from.
     static let place = #"""

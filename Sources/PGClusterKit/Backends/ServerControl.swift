@@ -27,8 +27,9 @@ public protocol ServerControl: Sendable {
     /// A switchover's clean stop of the old primary: the caller reads its control data,
     /// sets it to follow and starts it again at once. Compose keeps the container running
     /// meanwhile (the entrypoint's `hold`), which saves three container starts; the default
-    /// is a fast stop.
-    func stopForSwitchover(_ node: NodeSpec) async throws(ClusterError)
+    /// is a fast stop. Returns pg_controldata's output when it was read along (one round
+    /// trip on a host), nil when the caller asks ``controlData(_:)``.
+    func stopForSwitchover(_ node: NodeSpec) async throws(ClusterError) -> String?
     /// pg_controldata's output for a stopped node.
     func controlData(_ node: NodeSpec) async throws(ClusterError) -> String
     /// Finishes the crash recovery of a stopped server that did not shut down cleanly, in
@@ -41,6 +42,10 @@ public protocol ServerControl: Sendable {
     func reclone(_ node: NodeSpec, from source: NodeSpec, credentials: Credentials) async throws(ClusterError)
     /// Makes the stopped `node` a standby of `upstream` from its next start.
     func follow(_ node: NodeSpec, upstream: NodeSpec) async throws(ClusterError)
+    /// A switchover's old primary, stopped cleanly: ``follow(_:upstream:)``, without
+    /// `restore_command` when `archiveOff` (``archiveWhileStopped(_:on:)``), and
+    /// ``start(_:)``. A host does it in one round trip.
+    func startFollowing(_ node: NodeSpec, upstream: NodeSpec, archiveOff: Bool) async throws(ClusterError)
     /// Writes the node's rendered configuration where its server reads it (postgresql.conf,
     /// pg_hba.conf; standby.conf when it follows `upstream`), for a reload (`apply`).
     func placeConfig(_ node: NodeSpec, following upstream: NodeSpec?) async throws(ClusterError)
@@ -71,6 +76,12 @@ extension ServerControl {
     public func archivedTimelines() async throws(ClusterError) -> [Int] { [] }
     public func fetchHistory(_ timelines: [Int], into node: NodeSpec) async throws(ClusterError) {}
     public func archiveWhileStopped(_ node: NodeSpec, on: Bool) async throws(ClusterError) {}
+
+    public func startFollowing(_ node: NodeSpec, upstream: NodeSpec, archiveOff: Bool) async throws(ClusterError) {
+        try await follow(node, upstream: upstream)
+        if archiveOff { try await archiveWhileStopped(node, on: false) }
+        try await start(node)
+    }
 }
 
 extension HostCluster: ServerControl {
@@ -245,7 +256,8 @@ extension ServerControl {
         try MajorVersion.check(spec: spec, found: found)
     }
 
-    public func stopForSwitchover(_ node: NodeSpec) async throws(ClusterError) {
+    public func stopForSwitchover(_ node: NodeSpec) async throws(ClusterError) -> String? {
         try await stop(node, mode: .fast)
+        return nil
     }
 }

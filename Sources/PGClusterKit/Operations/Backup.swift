@@ -149,19 +149,19 @@ public struct BackupRepository: Sendable {
         guard let knownHosts = FileManager.default.contents(atPath: layout.knownHostsFile) else {
             throw ClusterError("\(layout.knownHostsFile) is missing: pgcluster has not reached the hosts yet")
         }
-        var files: [(String, Int, Data)] = [
-            (layout.pgbackrestKey, 0o600, key.privateKey), (layout.pgbackrestKnownHosts, 0o644, knownHosts),
-            (layout.pgbackrestSSH, 0o700, Data(cluster.renderer.pgbackrestSSHWrapper().utf8)),
+        // Text, all of it (an OpenSSH key and known_hosts are ASCII): it goes as an argument.
+        var files: [(String, Int, String)] = [
+            (layout.pgbackrestKey, 0o600, String(decoding: key.privateKey, as: UTF8.self)),
+            (layout.pgbackrestKnownHosts, 0o644, String(decoding: knownHosts, as: UTF8.self)),
+            (layout.pgbackrestSSH, 0o700, cluster.renderer.pgbackrestSSHWrapper()),
         ]
-        if nodeHost, let text = try cluster.renderer.pgbackrestConf() { files.append((layout.pgbackrestConf, 0o640, Data(text.utf8))) }
-        if repositoryHost, let text = try cluster.renderer.pgbackrestRepoConf() {
-            files.append((layout.pgbackrestRepoConf, 0o640, Data(text.utf8)))
-        }
+        if nodeHost, let text = try cluster.renderer.pgbackrestConf() { files.append((layout.pgbackrestConf, 0o640, text)) }
+        if repositoryHost, let text = try cluster.renderer.pgbackrestRepoConf() { files.append((layout.pgbackrestRepoConf, 0o640, text)) }
         var arguments = ["/bin/sh", "-c", Self.prepareScript, "sh", layout.pgbackrestDir, key.authorizedLine(cluster: spec.name)]
         arguments.append(repositoryHost && createRepository ? settings.repo : "")
         // A node's host keeps a connection to the repository host open (see the wrapper).
         arguments.append(nodeHost ? repositoryLogin : "")
-        for (path, mode, data) in files { arguments += [path, String(mode, radix: 8), data.base64EncodedString()] }
+        for (path, mode, text) in files { arguments += [path, String(mode, radix: 8), text] }
         try await target.check(arguments, what: "\(target.label): preparing pgBackRest (backup:)")
     }
 
@@ -171,7 +171,7 @@ public struct BackupRepository: Sendable {
     /// `$1` pgBackRest's folder (log and lock in it), `$2` the line admitting the cluster's
     /// key in the user's ~/.ssh/authorized_keys, `$3` the repository folder to create (or
     /// empty), `$4` the repository host to keep a connection to (or empty), then `PATH
-    /// MODE BASE64` files, each written whole (temporary file, rename). The connection is
+    /// MODE TEXT` files, each written whole (temporary file, rename). The connection is
     /// opened last, in the background (a repository host that is down costs nothing here),
     /// and may fail (the repository host not admitting the key yet): the next archive
     /// command opens it then.

@@ -298,19 +298,18 @@ public struct ServerOps: Sendable {
                 primary, "SELECT application_name FROM pg_stat_replication WHERE state = 'streaming'", timeout: left
             ) { result in result.rows.contains { names.contains($0.first.flatMap { $0 } ?? "") } }
             let streaming = Set(rows?.rows.compactMap { $0.first.flatMap { $0 } } ?? [])
+            // Each that streams is asked its timeline, all at once.
+            let toAsk = timeline == nil ? [] : pending.filter { streaming.contains($0.name) && !confirmed.contains($0.name) }
+            let asked = await parallelResults(toAsk) { standby throws(ClusterError) in
+                try await execute(standby, ["SELECT received_tli FROM pg_stat_wal_receiver WHERE status = 'streaming'"], timeout: 2).scalar
+            }
+            let onTimeline = Set(asked.compactMap { node, result in (try? result.get()) == timeline.map(String.init) ? node.name : nil })
             var still: [NodeSpec] = []
             for standby in pending {
-                guard streaming.contains(standby.name) else {
+                guard streaming.contains(standby.name), timeline == nil || confirmed.contains(standby.name) || onTimeline.contains(standby.name)
+                else {
                     still.append(standby)
                     continue
-                }
-                if let timeline, !confirmed.contains(standby.name) {
-                    let tli = try? await execute(
-                        standby, ["SELECT received_tli FROM pg_stat_wal_receiver WHERE status = 'streaming'"], timeout: 2)
-                    if tli?.scalar != String(timeline) {
-                        still.append(standby)
-                        continue
-                    }
                 }
                 confirmed.insert(standby.name)
             }

@@ -74,8 +74,16 @@ public struct Switchover: Sendable {
         let archive = ArchivedTimelineCheck(spec: spec, control: cluster)
         async let archived = archive.timelines()
 
-        try await ops.checkpoint(primary)
-        timer.lap("checkpoint on \(primary.name)")
+        // A checkpoint now leaves the shutdown checkpoint little to write; it runs on the
+        // old primary while the candidate is made ready (below), which touches other servers.
+        async let checkpointed: ClusterError? = { () async -> ClusterError? in
+            do throws(ClusterError) {
+                try await ops.checkpoint(primary)
+                return nil
+            } catch {
+                return error
+            }
+        }()
 
         // The candidate is made ready while the old primary still runs, so that nothing is
         // left between its promotion and its first acknowledged commit. Its synchronous names
@@ -109,17 +117,21 @@ public struct Switchover: Sendable {
                 try await ops.rePoint(node, to: target)
             } : []
         let throughCandidate = cascaded.filter { $0.1 == nil }.map(\.0)
+        if let error = await checkpointed {
+            await putBack(throughCandidate, to: primary, archiveOn: [target] + others)
+            throw error
+        }
         timer.lap(
-            "synchronous_standby_names and slots on \(target.name)"
+            "checkpoint on \(primary.name); synchronous_standby_names and slots on \(target.name)"
                 + (throughCandidate.isEmpty ? "" : "; \(throughCandidate.count) standbys stream through it"))
 
         let checkpoint: LSN
         do throws(ClusterError) {
             try await HeldLocks.verify(before: "stopping \(primary.name) for the switchover")
-            try await cluster.stopForSwitchover(primary)
+            let controlData = try await cluster.stopForSwitchover(primary)
             timer.lap("stop \(primary.name) cleanly")
             TestInterruption.point("switchover-stop")
-            checkpoint = try await shutdownCheckpoint(primary)
+            checkpoint = try await shutdownCheckpoint(primary, controlData: controlData)
         } catch {
             await putBack(throughCandidate, to: primary, archiveOn: [target] + others)
             throw error
@@ -153,32 +165,24 @@ public struct Switchover: Sendable {
             }
         }
         try await HeldLocks.verify(before: "promoting \(target.name)")
-        async let followed: ClusterError? = {
+        // The old primary starts as a standby of the candidate now, beside the promotion: it
+        // streams through the candidate until then (as the cascaded standbys do) and follows
+        // it onto the new timeline by itself. Its start no longer comes after the promotion.
+        async let started: ClusterError? = { () async -> ClusterError? in
             do throws(ClusterError) {
-                try await cluster.follow(primary, upstream: target)
                 // Its start would ask the archive (the new timeline's history, the next
                 // segment) before it streams: it gets restore_command back once it does.
-                try await cluster.archiveWhileStopped(primary, on: false)
+                try await cluster.startFollowing(primary, upstream: target, archiveOff: true)
                 return nil
             } catch {
                 return error
             }
         }()
         try await ops.promote(target)
-        timer.lap("promote \(target.name); \(primary.name) set to follow it meanwhile")
+        timer.lap("promote \(target.name); \(primary.name) starts as its standby meanwhile")
         TestInterruption.point("switchover-promote")
 
-        // Writes go on now. The old primary starts as a standby while the rest is done.
-        let followError = await followed
-        async let started: ClusterError? = { () async -> ClusterError? in
-            guard followError == nil else { return nil }
-            do throws(ClusterError) {
-                try await cluster.start(primary)
-                return nil
-            } catch {
-                return error
-            }
-        }()
+        // Writes go on now.
         async let promotedTimeline = Observer(credentials: credentials).observe(target).timeline
         let pointed = await parallel(others.filter { !throughCandidate.contains($0) }) { node throws(ClusterError) in
             try await ops.archiveOff(node)
@@ -188,8 +192,7 @@ public struct Switchover: Sendable {
         let timeline = await promotedTimeline
         var problems: [String] = []
         var ok = throughCandidate + pointed.filter { $0.1 == nil }.map(\.0)
-        let startError = await started
-        if let error = followError ?? startError {
+        if let error = await started {
             // Stopped, it reads the archive again from its next start (`rejoin`).
             try? await cluster.archiveWhileStopped(primary, on: true)
             problems.append(
@@ -239,9 +242,11 @@ public struct Switchover: Sendable {
         await ops.archiveOn(nodes)
     }
 
-    /// The stopped server's last checkpoint, from pg_controldata.
-    func shutdownCheckpoint(_ node: NodeSpec) async throws(ClusterError) -> LSN {
-        let output = try await cluster.controlData(node)
+    /// The stopped server's last checkpoint, from pg_controldata (`controlData`, when the
+    /// stop read it along).
+    func shutdownCheckpoint(_ node: NodeSpec, controlData: String?) async throws(ClusterError) -> LSN {
+        let output: String
+        if let controlData { output = controlData } else { output = try await cluster.controlData(node) }
         let state = ControlData.value("Database cluster state", in: output)
         guard state == "shut down", let text = ControlData.value("Latest checkpoint location", in: output),
             let lsn = LSN(text)

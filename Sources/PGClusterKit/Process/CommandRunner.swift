@@ -71,15 +71,12 @@ public struct LocalRunner: CommandRunning {
 
     public func run(_ command: Command) async throws(ClusterError) -> CommandResult {
         var arguments = [command.executable] + command.arguments
+        var directory = command.workingDirectory
         if let user = command.user, OSUser.isRoot, user.uid != 0 {
             // PostgreSQL refuses to run as root: drop to the server's user for this one program,
             // in a folder it may enter (our own may be root's home).
-            arguments = [
-                "/usr/bin/setpriv", "--reuid=\(user.uid)", "--regid=\(user.gid)", "--init-groups", "--",
-                "/usr/bin/env", "-C", command.workingDirectory ?? "/", "--",
-            ] + arguments
-        } else if let directory = command.workingDirectory {
-            arguments = ["/usr/bin/env", "-C", directory, "--"] + arguments
+            arguments = ["/usr/bin/setpriv", "--reuid=\(user.uid)", "--regid=\(user.gid)", "--init-groups", "--"] + arguments
+            directory = directory ?? "/"
         }
         var environment = ProcessInfo.processInfo.environment
         // libpq settings of the operator's shell must not steer pgcluster's own programs: a
@@ -96,6 +93,7 @@ public struct LocalRunner: CommandRunning {
         }
         if environment["LC_ALL"] == nil { environment["LC_ALL"] = "C.UTF-8" }
         let argv = arguments
+        let folder = directory
         let envp = environment.map { "\($0.key)=\($0.value)" }
         let stderr: Spawn.Sink = command.passthroughStderr ? .inherit : .pipe
         let input = command.input
@@ -106,7 +104,8 @@ public struct LocalRunner: CommandRunning {
         let child = Spawn.Child()
         let outcome = await withTaskCancellationHandler {
             await Blocking.run {
-                Spawn.run(argv, environment: envp, input: input, stdout: .pipe, stderr: stderr, timeout: timeout, child: child)
+                Spawn.run(
+                    argv, environment: envp, input: input, stdout: .pipe, stderr: stderr, timeout: timeout, directory: folder, child: child)
             }
         } onCancel: {
             child.cancel()
