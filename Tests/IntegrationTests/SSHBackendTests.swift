@@ -121,7 +121,7 @@ struct SSHBackendTests {
         }
     }
 
-    @Test("backups on a repository host: archive from every primary across a failover, backup from a standby, restore in place to an LSN, destroy forgets the key")
+    @Test("backups on a repository host: archive from every primary across a failover, backup from a standby, restore in place and into a cluster here to an LSN, destroy forgets the key")
     func backupsOnARepositoryHost() async throws {
         try await withTestHosts(count: 4) { hosts in
             // node0..node2 on h1..h3; the repository on h4, a host of its own.
@@ -188,6 +188,22 @@ struct SSHBackendTests {
                 #expect(await cluster.eventually(30) { (try? cluster.ids(standby)) == Array(1...200) }, "\(standby) streams the restored data")
             }
             #expect(await cluster.run(["backup", "--type", "incr"]).status == 0, "the restored primary archives")
+
+            // Into a cluster on this machine, to the same LSN: pgBackRest here reads h4 by ssh
+            // with the cluster's key, which is gone from here once the restored primary is promoted.
+            let into = try TestCluster(name: "sshbk-into", basePort: 21636, standbys: 1)
+            do {
+                let restoreInto = await cluster.run(["restore", "--to", lsn, "--into", into.specPath])
+                #expect(restoreInto.status == 0, "restore --into from backend ssh: \(restoreInto.stderr)")
+                #expect(try into.ids("node0") == Array(1...200))
+                #expect(await into.eventually(30) { (try? into.ids("node1")) == Array(1...200) }, "the restored standby streams")
+                #expect(!FileManager.default.fileExists(atPath: "\(into.dataRoot)/pgbackrest-from-sshbk"), "the cluster's key is left here")
+                #expect(try into.sql("node0", "SHOW restore_command").scalar?.contains("pgbackrest-from-sshbk") != true)
+            } catch {
+                await into.teardown()
+                throw error
+            }
+            await into.teardown()
 
             let destroy = await cluster.run(["destroy", "--yes"])
             #expect(destroy.status == 0, "destroy: \(destroy.stderr)")

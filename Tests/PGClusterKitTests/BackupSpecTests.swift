@@ -130,6 +130,19 @@ struct BackupSpecTests {
         let wrapper = renderer.pgbackrestSSHWrapper()
         #expect(wrapper.contains("StrictHostKeyChecking=yes") && wrapper.contains("-i /var/lib/pgcluster/t/pgbackrest/id_ed25519"))
         #expect(Set(try renderer.nodeFiles().map(\.path)).isSuperset(of: ["pgbackrest.conf", "pgbackrest-repo.conf"]))
+
+        // restore --into a cluster on this machine: the repository host read from a folder here.
+        let reader = try #require(try renderer.pgbackrestReaderConf(in: "/here/pgbackrest-from-t"))
+        for line in [
+            "repo1-host-config=/var/lib/pgcluster/t/pgbackrest-repo.conf", "cmd-ssh=/here/pgbackrest-from-t/ssh",
+            "log-path=/here/pgbackrest-from-t", "lock-path=/here/pgbackrest-from-t",
+        ] {
+            #expect(reader.split(separator: "\n").contains(Substring(line)), "reader conf lacks \(line):\n\(reader)")
+        }
+        let kept = renderer.pgbackrestSSHWrapper(in: "/here/f", keep: true)
+        #expect(kept.contains("-i /here/f/id_ed25519") && kept.contains("UserKnownHostsFile=/here/f/known_hosts"), "\(kept)")
+        #expect(kept.contains("ControlPath='~/.ssh/pgcluster-%C' -o ControlPersist=30"), "\(kept)")
+        #expect(renderer.pgbackrestSSHWrapper(in: "/here/f", keep: false).contains("ControlPath=none -o ControlPersist=no"))
     }
 
     @Test("standbysFrom: primary by default, repository when asked")

@@ -68,7 +68,7 @@ public struct BackupRepository: Sendable {
         try await check(on: cluster.host(node), config: layout.pgbackrestConf, arguments, what: what, progress: progress)
     }
 
-    private func check(on host: any Host, config: String, _ arguments: [String], what: String, progress: Bool) async throws(ClusterError)
+    func check(on host: any Host, config: String, _ arguments: [String], what: String, progress: Bool) async throws(ClusterError)
         -> CommandResult
     {
         let result = try await run(on: host, config: config, arguments, progress: progress)
@@ -163,6 +163,34 @@ public struct BackupRepository: Sendable {
         arguments.append(nodeHost ? repositoryLogin : "")
         for (path, mode, text) in files { arguments += [path, String(mode, radix: 8), text] }
         try await target.check(arguments, what: "\(target.label): preparing pgBackRest (backup:)")
+    }
+
+    /// Backend ssh, `restore --into` a cluster on this machine: `folder` on `local` (the new
+    /// cluster's host) gets what pgBackRest needs there to read the repository host: the
+    /// cluster's key (admitted there already), a copy of pgcluster's known_hosts for the
+    /// cluster, the ssh wrapper and a configuration, whose path is returned. The key is the
+    /// live cluster's: ``removeReader(in:on:)`` takes it all away once the restore is over.
+    func prepareReader(in folder: String, on local: any Host) async throws(ClusterError) -> String {
+        let key = try BackupKey.load(from: layout.backupKeyFolder)
+        guard let knownHosts = FileManager.default.contents(atPath: layout.knownHostsFile),
+            let config = try cluster.renderer.pgbackrestReaderConf(in: folder)
+        else { throw ClusterError("\(layout.knownHostsFile) is missing: pgcluster has not reached \(spec.name)'s hosts yet") }
+        try await local.makeDirectories([(folder, 0o700)])
+        // The kept connection's socket goes in the server user's ~/.ssh: every archive-get of
+        // the recovery would open a connection of its own otherwise (0.3 s each).
+        let keep = (try? await local.run(["/bin/sh", "-c", #"[ -d "$HOME" ] && mkdir -p "$HOME/.ssh" && chmod 700 "$HOME/.ssh""#]))?.succeeded ?? false
+        try await local.writeFile("\(folder)/id_ed25519", key.privateKey, mode: 0o600)
+        try await local.writeFile("\(folder)/known_hosts", knownHosts, mode: 0o600)
+        try await local.writeFile("\(folder)/ssh", Data(cluster.renderer.pgbackrestSSHWrapper(in: folder, keep: keep).utf8), mode: 0o700)
+        try await local.writeFile("\(folder)/pgbackrest.conf", Data(config.utf8), mode: 0o600)
+        return "\(folder)/pgbackrest.conf"
+    }
+
+    /// Ends the reader's kept ssh connection and removes its folder (best effort).
+    func removeReader(in folder: String, on local: any Host) async {
+        _ = try? await local.run(
+            ["/bin/sh", "-c", #"[ ! -x "$1/ssh" ] || "$1/ssh" -O exit -p "$2" "$3" >/dev/null 2>&1; true"#, "sh", folder, String(spec.ssh.port), repositoryLogin])
+        try? await local.remove([folder])
     }
 
     /// `user@host` of the repository host, as pgBackRest reaches it.

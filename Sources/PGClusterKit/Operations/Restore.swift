@@ -99,6 +99,8 @@ public struct ClusterRestore: Sendable {
         }
 
         let primary = spec.primary
+        // From backend ssh into this machine: pgBackRest here reads the repository host.
+        let reader = !inPlace && source.remote ? "\(target.layout.serverRoot)/pgbackrest-from-\(sourceSpec.name)" : nil
         do {
             try await target.prepareDirectories(primary)
             Console.progress("[\(primary.name)] pgbackrest restore --set=\(plan.backup.label) \(plan.targetArguments.joined(separator: " "))")
@@ -108,6 +110,10 @@ public struct ClusterRestore: Sendable {
             if inPlace {
                 // On the primary's host (backend ssh: from the repository host, by ssh).
                 try await source.check(node: primary, arguments, what: "pgbackrest restore into \(primary.name)", progress: true)
+            } else if let reader {
+                let config = try await source.prepareReader(in: reader, on: target.host(primary))
+                try await source.check(
+                    on: target.host(primary), config: config, arguments, what: "pgbackrest restore into \(primary.name)", progress: true)
             } else {
                 try await source.check(arguments, what: "pgbackrest restore into \(primary.name)", progress: true)
             }
@@ -115,8 +121,11 @@ public struct ClusterRestore: Sendable {
             Console.progress("[\(primary.name)] starting: recovery to \(to), then promotion")
             try await target.start(primary)
             try await waitForPromotion(primary, credentials)
+            // Promoted and without restore_command: the live cluster's key goes.
+            if let reader { await source.removeReader(in: reader, on: target.host(primary)) }
             try await initializer.completeFromPrimary(primary, credentials)
         } catch {
+            if let reader { await source.removeReader(in: reader, on: target.host(primary)) }
             var failure = await initializer.withRunningNodes(error)
             if !aside.isEmpty {
                 failure.details.append(
@@ -142,10 +151,10 @@ public struct ClusterRestore: Sendable {
         guard spec.backend == .local else {
             throw ClusterError("restore --into needs a spec with backend local; \(spec.file) has \(spec.backend.rawValue)", exitCode: .usage)
         }
-        guard sourceSpec.backend == .local else {
+        guard sourceSpec.backend != .compose else {
             throw ClusterError(
-                "restore --into from a cluster of backend \(sourceSpec.backend.rawValue) is not supported yet: its repository is on another host",
-                exitCode: .usage, details: ["restore it in place (`pgcluster restore --in-place --yes`), or into a cluster of the same spec"])
+                "restore --into from a cluster of backend compose is not supported: it has no backups",
+                exitCode: .usage)
         }
         guard spec.name != sourceSpec.name else {
             throw ClusterError(

@@ -346,6 +346,26 @@ public struct Renderer: Sendable {
         }
     }
 
+    /// Backend ssh, `restore --into` a cluster on this machine: a pgbackrest.conf that reads
+    /// this cluster's repository host from `folder` on this machine (the ssh wrapper,
+    /// ``pgbackrestSSHWrapper(in:)``, its log and lock there). nil without a repository host.
+    public func pgbackrestReaderConf(in folder: String) throws(ClusterError) -> String? {
+        guard spec.backend == .ssh, let repoHost = spec.backup?.repoHost else { return nil }
+        let context: [String: Any] = [
+            "cluster": spec.name,
+            "specFile": (spec.file as NSString).lastPathComponent,
+            "repoHost": repoHost,
+            "user": spec.sshServerUser,
+            "repoConfig": LocalLayout(spec: spec).pgbackrestRepoConf,
+            "sshPort": spec.ssh.port == 22 ? false : spec.ssh.port as Any,
+            "cmdSSH": "\(folder)/ssh",
+            "logPath": folder,
+            "lockPath": folder,
+            "stanza": spec.name,
+        ]
+        return try templates.render("pgbackrest-node.conf.mustache", context)
+    }
+
     /// Backend ssh: pgbackrest.conf on the repository host (`backup.repoHost`): the
     /// repository, retention, and every node's host, reached by ssh. nil otherwise.
     public func pgbackrestRepoConf() throws(ClusterError) -> String? {
@@ -395,16 +415,29 @@ public struct Renderer: Sendable {
     /// ends it within 15 s (ServerAlive) and the next call opens another.
     public func pgbackrestSSHWrapper() -> String {
         let layout = LocalLayout(spec: spec)
-        return """
-            #!/bin/sh
-            # ssh for pgBackRest between the hosts of cluster \(spec.name), written by pgcluster.
-            exec ssh -i \(ShellQuote.line([layout.pgbackrestKey])) -o IdentitiesOnly=yes \\
-              -o UserKnownHostsFile=\(ShellQuote.line([layout.pgbackrestKnownHosts])) -o GlobalKnownHostsFile=/dev/null \\
-              -o StrictHostKeyChecking=yes -o BatchMode=yes -o ConnectTimeout=\(spec.ssh.connectTimeout) \\
-              -o ControlMaster=auto -o ControlPath='~/.ssh/pgcluster-%C' -o ControlPersist=yes \\
-              -o ServerAliveInterval=5 -o ServerAliveCountMax=3 "$@"
+        return sshWrapper(key: layout.pgbackrestKey, knownHosts: layout.pgbackrestKnownHosts, control: "'~/.ssh/pgcluster-%C'", persist: "yes")
+    }
 
-            """
+    /// The wrapper of ``pgbackrestReaderConf(in:)``: its key and known_hosts in `folder`; its
+    /// kept connection (a socket in the user's ~/.ssh: a folder's path may be longer than a
+    /// socket's 108 bytes) ends 30 s after the last use. Without `keep` (no ~/.ssh), none.
+    public func pgbackrestSSHWrapper(in folder: String, keep: Bool) -> String {
+        sshWrapper(
+            key: "\(folder)/id_ed25519", knownHosts: "\(folder)/known_hosts", control: keep ? "'~/.ssh/pgcluster-%C'" : "none",
+            persist: keep ? "30" : "no")
+    }
+
+    func sshWrapper(key: String, knownHosts: String, control: String, persist: String) -> String {
+        """
+        #!/bin/sh
+        # ssh for pgBackRest between the hosts of cluster \(spec.name), written by pgcluster.
+        exec ssh -i \(ShellQuote.line([key])) -o IdentitiesOnly=yes \\
+          -o UserKnownHostsFile=\(ShellQuote.line([knownHosts])) -o GlobalKnownHostsFile=/dev/null \\
+          -o StrictHostKeyChecking=yes -o BatchMode=yes -o ConnectTimeout=\(spec.ssh.connectTimeout) \\
+          -o ControlMaster=auto -o ControlPath=\(control) -o ControlPersist=\(persist) \\
+          -o ServerAliveInterval=5 -o ServerAliveCountMax=3 "$@"
+
+        """
     }
 
     /// The physical slot a standby streams from. Slot names allow only `[a-z0-9_]`.
