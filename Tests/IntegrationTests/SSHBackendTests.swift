@@ -197,8 +197,8 @@ struct SSHBackendTests {
                 #expect(restoreInto.status == 0, "restore --into from backend ssh: \(restoreInto.stderr)")
                 #expect(try into.ids("node0") == Array(1...200))
                 #expect(await into.eventually(30) { (try? into.ids("node1")) == Array(1...200) }, "the restored standby streams")
-                #expect(!FileManager.default.fileExists(atPath: "\(into.dataRoot)/pgbackrest-from-sshbk"), "the cluster's key is left here")
-                #expect(try into.sql("node0", "SHOW restore_command").scalar?.contains("pgbackrest-from-sshbk") != true)
+                #expect(!FileManager.default.fileExists(atPath: "\(into.dataRoot)/pgbackrest-reader"), "the cluster's key is left here")
+                #expect(try into.sql("node0", "SHOW restore_command").scalar?.contains("pgbackrest-reader") != true)
             } catch {
                 await into.teardown()
                 throw error

@@ -100,7 +100,7 @@ public struct ClusterRestore: Sendable {
 
         let primary = spec.primary
         // From backend ssh into this machine: pgBackRest here reads the repository host.
-        let reader = !inPlace && source.remote ? "\(target.layout.serverRoot)/pgbackrest-from-\(sourceSpec.name)" : nil
+        let reader = !inPlace && source.remote ? target.layout.pgbackrestReaderDir : nil
         do {
             try await target.prepareDirectories(primary)
             Console.progress("[\(primary.name)] pgbackrest restore --set=\(plan.backup.label) \(plan.targetArguments.joined(separator: " "))")

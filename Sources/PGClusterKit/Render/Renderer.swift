@@ -86,8 +86,12 @@ public struct LocalLayout: Sendable {
         [credentialsFile, stateFile, historyFile, lockFile, watchLockFile, caCertificate, caKey]
             + (isSSH
                 ? [knownHostsFile, sshControlDirectory, backupKeyFolder]
-                : [passfile, pgbackrestConf, pgbackrestDir])
+                : [passfile, pgbackrestConf, pgbackrestDir, pgbackrestReaderDir])
     }
+    /// Backend local, during a `restore --into` this cluster from a cluster of backend ssh:
+    /// what pgBackRest here needs to read that cluster's repository host (its key among
+    /// them); removed at the end of the restore, and by `destroy` if a killed restore left it.
+    public var pgbackrestReaderDir: String { "\(serverRoot)/pgbackrest-reader" }
 }
 
 /// Turns a spec into the text of every configuration file. Pure: no file is read or written.
