@@ -178,7 +178,17 @@ public struct Switchover: Sendable {
                 return error
             }
         }()
-        try await ops.promote(target)
+        do throws(ClusterError) {
+            try await ops.promote(target)
+        } catch {
+            // The old primary stopped cleanly and starts as a standby; nothing was lost, and
+            // no node takes writes: a failover chooses among the standbys.
+            var failure = error
+            failure.details.append(
+                "no primary now: \(primary.name) stopped cleanly and restarts as a standby of \(target.name), which was not promoted; "
+                    + "nothing was lost: run `pgcluster failover`")
+            throw failure
+        }
         timer.lap("promote \(target.name); \(primary.name) starts as its standby meanwhile")
         TestInterruption.point("switchover-promote")
 
