@@ -155,6 +155,19 @@ struct BackupTests {
             #expect(backup.status == 0, "\(backup.stderr)")
             let holderResult = await held
             #expect(holderResult.status == 0, "the lock was not held: \(holderResult.stderr)")
+
+            // A standby left without restore_command (as a failover or switchover killed after
+            // its freeze leaves it): status says so and names the fix; rejoin gives it back.
+            _ = try cluster.sql("node1", "ALTER SYSTEM SET restore_command = ''")
+            _ = try cluster.sql("node1", "SELECT pg_reload_conf()")
+            #expect(await cluster.eventually { try cluster.sql("node1", "SHOW restore_command").scalar == "" })
+            let left = await cluster.run(["status"])
+            #expect(left.stdout.contains("node1 runs without restore_command") && left.stdout.contains("pgcluster rejoin node1"), "\(left.stdout)")
+            let given = await cluster.run(["rejoin", "node1"])
+            #expect(given.status == 0 && given.stdout.contains("restore_command given back"), "\(given.stdout)\(given.stderr)")
+            #expect(await cluster.eventually { try cluster.sql("node1", "SHOW restore_command").scalar?.contains("archive-get") == true })
+            #expect(!(await cluster.run(["status"])).stdout.contains("without restore_command"))
+            #expect(await cluster.run(["rejoin", "node1"]).status == 2, "a second rejoin has nothing to do")
             let before = await cluster.run(["restore", "--to", "2000-01-01 00:00:00+00", "--into", into.specPath])
             #expect(before.status == 1)
             let lines = before.stderr.split(separator: "\n").filter { !$0.hasPrefix("[") }

@@ -71,6 +71,7 @@ public struct Observer: Sendable {
                WHEN pg_last_wal_receive_lsn() IS NULL OR pg_last_wal_receive_lsn() <= pg_last_wal_replay_lsn() THEN 0
                ELSE EXTRACT(epoch FROM now() - pg_last_xact_replay_timestamp())::float8 END AS replay_delay,
           EXISTS (SELECT 1 FROM pg_settings WHERE pending_restart) AS pending_restart,
+          current_setting('restore_command') AS restore_command,
           r.status, r.sender_host, r.sender_port, r.received_tli, r.slot_name
         FROM (SELECT 1) AS one LEFT JOIN pg_stat_wal_receiver AS r ON r.pid IS NOT NULL
         """
@@ -94,6 +95,7 @@ public struct Observer: Sendable {
         observation.replayPause = row.value(0, "pause_state").flatMap { $0 == "not paused" ? nil : $0 }
         observation.replayDelaySeconds = row.value(0, "replay_delay").flatMap(Double.init)
         observation.pendingRestart = row.value(0, "pending_restart") == "t"
+        observation.restoreCommand = row.value(0, "restore_command")
         if let status = row.value(0, "status") {
             observation.walReceiver = .init(
                 status: status, senderHost: row.value(0, "sender_host"),

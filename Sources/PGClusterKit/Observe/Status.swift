@@ -193,10 +193,18 @@ public struct StatusReport: Sendable, Encodable {
             }
         }
         let pending = nodes.filter(\.pendingRestart).map(\.name)
-        let warnings = pending.isEmpty ? [] : [
+        var warnings = pending.isEmpty ? [] : [
             "\(pending.joined(separator: ", ")) run\(pending.count == 1 ? "s" : "") with a setting that waits for a restart "
                 + "(pending_restart): pgcluster restart --pending"
         ]
+        // A freeze empties restore_command until the failover or switchover gives it back.
+        if spec.backup != nil && spec.backend != .compose {
+            for observation in observations where observation.isStandby && observation.restoreCommand == "" {
+                warnings.append(
+                    "\(observation.node.name) runs without restore_command (an interrupted failover or switchover left it so): "
+                        + "it cannot catch up from the WAL archive; pgcluster rejoin \(observation.node.name) gives it back")
+            }
+        }
         return StatusReport(
             name: spec.name, primary: primary?.node.name, timeline: primary?.timeline, synchronous: synchronous,
             nodes: nodes, problems: problems, warnings: warnings)

@@ -102,7 +102,16 @@ public struct Rejoin: Sendable {
         if let own = observations.first(where: { $0.node.name == node.name }), own.isStandby,
             own.streaming, StatusReport.upstreamName(of: own, among: observations) == primary.name, !reclone
         {
-            throw ClusterError.refused("\(node.name) already streams from \(primary.name); nothing to do (use --reclone to copy it afresh)")
+            // An interrupted failover or switchover may have left it without the archive.
+            guard spec.backup != nil, own.restoreCommand == "" else {
+                throw ClusterError.refused("\(node.name) already streams from \(primary.name); nothing to do (use --reclone to copy it afresh)")
+            }
+            await ops.archiveOn([node])
+            timer.lap("\(node.name) already streams from \(primary.name); its restore_command given back")
+            return Report(
+                node: node.name, primary: primary.name, method: "it already streamed; restore_command given back", timeline: own.timeline,
+                synchronous: primaryObservation.synchronousStandbyNames, problems: [], rewound: nil, steps: timer.steps,
+                totalSeconds: timer.total)
         }
         timer.lap("observe; \(primary.name) is the primary")
 

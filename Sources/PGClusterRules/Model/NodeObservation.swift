@@ -65,6 +65,10 @@ public struct NodeObservation: Sendable, Equatable {
     /// pg_settings has a row with pending_restart: a setting changed in the node's files
     /// takes effect only when it restarts.
     public var pendingRestart = false
+    /// The `restore_command` it runs with ('' when none; nil when not read). With `backup:`,
+    /// an empty one on a node that is not in a failover or switchover was left by one that
+    /// was interrupted.
+    public var restoreCommand: String?
 
     public init(node: NodeSpec, error: String? = nil) {
         self.node = node
