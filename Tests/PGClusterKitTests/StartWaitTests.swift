@@ -34,6 +34,14 @@ struct StartWaitTests {
             in: folder, environment: ["STANDIN_STATUS": ""].merging(behaviour) { $1 })
     }
 
+    /// A stop script (`HostCluster.stopAndWait` or `stopAndControlData`) on a running
+    /// stand-in, with the pg_ctl stand-in (or `pgCtl`) and any further arguments.
+    static func stop(_ script: String, _ folder: String, pgCtl: String = fixture("pg_ctl-stand-in"), _ more: [String] = []) throws
+        -> TestSupport.ProcessOutcome
+    {
+        try TestSupport.run("/bin/sh", ["-c", script, "sh", pgCtl, "\(folder)/data", "fast"] + more, in: folder)
+    }
+
     /// The stand-in's PID from its postmaster.pid, ended (SIGKILL) after the test.
     static func end(_ folder: String) -> pid_t? {
         let text = (try? String(contentsOfFile: "\(folder)/data/postmaster.pid", encoding: .utf8)) ?? ""
@@ -95,8 +103,7 @@ struct StartWaitTests {
         let folder = try Self.folder()
         defer { try? FileManager.default.removeItem(atPath: folder) }
         #expect(try Self.start(folder, ["STANDIN_STATUS": "ready", "STANDIN_DELAY": "0"]).status == 0)
-        let outcome = try TestSupport.run(
-            "/bin/sh", ["-c", HostCluster.stopAndWait, "sh", Self.fixture("pg_ctl-stand-in"), "\(folder)/data", "fast"], in: folder)
+        let outcome = try Self.stop(HostCluster.stopAndWait, folder)
         #expect(outcome.status == 0, "\(outcome)")
         // Gone, or a zombie nobody has reaped yet: either way no longer running.
         let pid = try #require(Self.end(folder))
@@ -110,14 +117,11 @@ struct StartWaitTests {
         let folder = try Self.folder()
         defer { try? FileManager.default.removeItem(atPath: folder) }
         #expect(try Self.start(folder, ["STANDIN_STATUS": "ready", "STANDIN_DELAY": "0"]).status == 0)
-        let stopped = try TestSupport.run(
-            "/bin/sh", ["-c", HostCluster.stopAndControlData, "sh", Self.fixture("pg_ctl-stand-in"), "\(folder)/data", "fast", "/bin/echo"],
-            in: folder)
+        let stopped = try Self.stop(HostCluster.stopAndControlData, folder, ["/bin/echo"])
         #expect(stopped.status == 0, "\(stopped)")
         #expect(stopped.stdout == "-D \(folder)/data\n", "\(stopped)")
         _ = Self.end(folder)
-        let failed = try TestSupport.run(
-            "/bin/sh", ["-c", HostCluster.stopAndControlData, "sh", "/bin/false", "\(folder)/data", "fast", "/bin/echo"], in: folder)
+        let failed = try Self.stop(HostCluster.stopAndControlData, folder, pgCtl: "/bin/false", ["/bin/echo"])
         #expect(failed.status == 1 && failed.stdout.isEmpty, "\(failed)")
     }
 

@@ -248,20 +248,15 @@ public struct HostCluster: Sendable {
     }
 
     /// A switchover's old primary, stopped cleanly: its configuration to follow `upstream`
-    /// (as ``placeConfig(_:following:)``), restore_command emptied when `archiveOff` (with
-    /// `backup:`), and its start, in one round trip to its host: the writers and the command
-    /// wait for each program started on this path.
-    public func startFollowing(_ node: NodeSpec, upstream: NodeSpec, archiveOff: Bool) async throws(ClusterError) {
-        let data = layout.dataDir(node.name)
-        let files = [
-            ("\(data)/postgresql.conf", try renderer.postgresqlConf(node)), ("\(data)/pg_hba.conf", try renderer.hbaConf(node)),
-            ("\(data)/standby.conf", try renderer.standbyConf(node, upstream: upstream)), ("\(data)/standby.signal", ""),
-        ]
+    /// (as ``placeConfig(_:following:)``), restore_command emptied (with `backup:`), and its
+    /// start, in one round trip to its host: the writers and the command wait for each
+    /// program started on this path.
+    public func startFollowing(_ node: NodeSpec, upstream: NodeSpec) async throws(ClusterError) {
         var arguments = [
-            "/bin/sh", "-c", Self.startFollowingScript, "sh", binary("postgres"), data, layout.logFile(node.name), "120", socketLock(node),
-            spec.backup != nil && archiveOff ? "restore_command = ''" : "",
+            "/bin/sh", "-c", Self.startFollowingScript, "sh", binary("postgres"), layout.dataDir(node.name), layout.logFile(node.name),
+            "120", socketLock(node), spec.backup != nil ? "restore_command = ''" : "",
         ]
-        for (path, text) in files { arguments += [path, "600", text] }
+        for (path, text) in try configFiles(node, following: upstream).written { arguments += [path, "600", text] }
         // pgBackRest's files on its host are as the node's last placement left them.
         let result = try await host(node).run(arguments)
         try await startFailed(node, result)
@@ -279,7 +274,7 @@ public struct HostCluster: Sendable {
         """# + writeEach + #"""
           auto="$data/postgresql.auto.conf"
           [ -f "$auto" ] || : >"$auto"
-          rewrite_auto "$auto" 'primary_conninfo|primary_slot_name|synchronous_standby_names'
+          rewrite_auto "$auto" '\#(copiedSettings)'
           [ -z "$restore" ] || rewrite_auto "$auto" restore_command "$restore"
         )
         # (Not `( … ) || …`: set -e would not hold inside a subshell whose status is tested.)
@@ -364,38 +359,17 @@ public struct HostCluster: Sendable {
         _ = chmod(layout.root, 0o755)
     }
 
-    /// Runs `body` on every host at once; returns the errors, if any.
-    static func onEveryHost(
-        _ hosts: [any Host], _ body: @escaping @Sendable (any Host) async throws(ClusterError) -> Void
-    ) async -> [ClusterError] {
-        await withTaskGroup(of: ClusterError?.self) { group in
-            for host in hosts {
-                group.addTask {
-                    do throws(ClusterError) {
-                        try await body(host)
-                        return nil
-                    } catch {
-                        return error
-                    }
-                }
-            }
-            var errors: [ClusterError] = []
-            for await error in group { if let error { errors.append(error) } }
-            return errors
-        }
-    }
-
     /// The replication password file walreceivers and pg_basebackup read (0600, server's
     /// user), on every host.
     public func writePassfile(_ credentials: Credentials) async throws(ClusterError) {
         let hosts = distinctHosts.map(\.host)
         let serverRoot = spec.backend == .ssh ? layout.serverRoot : nil
         let passfile = layout.passfile
-        let errors = await Self.onEveryHost(hosts) { host throws(ClusterError) in
+        let written = await parallel(hosts) { host throws(ClusterError) in
             if let serverRoot { try await host.makeDirectories([(serverRoot, 0o750)]) }
             try await host.writeFile(passfile, credentials.replicationPassfile)
         }
-        if let first = errors.first { throw first }
+        if let first = written.compactMap(\.1).first { throw first }
     }
 
     /// Puts the rendered postgresql.conf and pg_hba.conf in a node's data folder and, when
@@ -403,24 +377,25 @@ public struct HostCluster: Sendable {
     /// brought along from another node (pg_basebackup and pg_rewind copy
     /// postgresql.auto.conf) that would point it elsewhere are removed.
     public func placeConfig(_ node: NodeSpec, following upstream: NodeSpec?) async throws(ClusterError) {
-        let data = layout.dataDir(node.name)
-        var files = [
-            ("\(data)/postgresql.conf", try renderer.postgresqlConf(node)), ("\(data)/pg_hba.conf", try renderer.hbaConf(node)),
-        ]
-        var removed: [String] = []
-        if let upstream {
-            files += [("\(data)/standby.conf", try renderer.standbyConf(node, upstream: upstream)), ("\(data)/standby.signal", "")]
-        } else {
-            removed = ["\(data)/standby.conf", "\(data)/standby.signal"]
-        }
-        var arguments = ["/bin/sh", "-c", Self.place, "sh", "\(data)/postgresql.auto.conf"]
-        for (path, text) in files { arguments += [path, "600", text] }
-        arguments += ["--"] + removed
+        let files = try configFiles(node, following: upstream)
+        var arguments = ["/bin/sh", "-c", Self.place, "sh", "\(layout.dataDir(node.name))/postgresql.auto.conf"]
+        for (path, text) in files.written { arguments += [path, "600", text] }
+        arguments += ["--"] + files.removed
         try await host(node).check(arguments, what: "\(node.name): writing its configuration")
         // archive_command and restore_command read pgBackRest's configuration.
         if spec.backup != nil {
             try await BackupRepository(cluster: self).prepareNodeHost(host(node))
         }
+    }
+
+    /// A node's rendered configuration files in its data folder (path, text), and those a
+    /// primary must not have: standby.conf and standby.signal follow `upstream` when given.
+    func configFiles(_ node: NodeSpec, following upstream: NodeSpec?) throws(ClusterError) -> (written: [(String, String)], removed: [String]) {
+        let data = layout.dataDir(node.name)
+        let files = [("\(data)/postgresql.conf", try renderer.postgresqlConf(node)), ("\(data)/pg_hba.conf", try renderer.hbaConf(node))]
+        let (conf, signal) = ("\(data)/standby.conf", "\(data)/standby.signal")
+        guard let upstream else { return (files, [conf, signal]) }
+        return (files + [(conf, try renderer.standbyConf(node, upstream: upstream)), (signal, "")], [])
     }
 
     /// Shell, for a script run with `set -e`: writes each `PATH MODE TEXT` triple at the
@@ -451,8 +426,12 @@ public struct HostCluster: Sendable {
         """# + writeEach + rewriteAutoConf + #"""
         shift
         [ $# -eq 0 ] || rm -f -- "$@"
-        [ ! -f "$auto" ] || rewrite_auto "$auto" 'primary_conninfo|primary_slot_name|synchronous_standby_names'
+        [ ! -f "$auto" ] || rewrite_auto "$auto" '\#(copiedSettings)'
         """#
+
+    /// The settings of postgresql.auto.conf, as a `|`-list, that say whom to follow or wait
+    /// for: a copy (pg_basebackup, pg_rewind) brings them from the node it came from.
+    static let copiedSettings = "primary_conninfo|primary_slot_name|synchronous_standby_names"
 
     /// Shell: `rewrite_auto FILE SETTINGS [LINE]` drops from postgresql.auto.conf the
     /// settings matching the `|`-list SETTINGS, adds LINE when given, and replaces the file

@@ -43,9 +43,9 @@ public protocol ServerControl: Sendable {
     /// Makes the stopped `node` a standby of `upstream` from its next start.
     func follow(_ node: NodeSpec, upstream: NodeSpec) async throws(ClusterError)
     /// A switchover's old primary, stopped cleanly: ``follow(_:upstream:)``, without
-    /// `restore_command` when `archiveOff` (``archiveWhileStopped(_:on:)``), and
-    /// ``start(_:)``. A host does it in one round trip.
-    func startFollowing(_ node: NodeSpec, upstream: NodeSpec, archiveOff: Bool) async throws(ClusterError)
+    /// `restore_command` (``archiveWhileStopped(_:on:)``: its start would wait on the
+    /// archive), and ``start(_:)``. A host does it in one round trip.
+    func startFollowing(_ node: NodeSpec, upstream: NodeSpec) async throws(ClusterError)
     /// Writes the node's rendered configuration where its server reads it (postgresql.conf,
     /// pg_hba.conf; standby.conf when it follows `upstream`), for a reload (`apply`).
     func placeConfig(_ node: NodeSpec, following upstream: NodeSpec?) async throws(ClusterError)
@@ -77,9 +77,9 @@ extension ServerControl {
     public func fetchHistory(_ timelines: [Int], into node: NodeSpec) async throws(ClusterError) {}
     public func archiveWhileStopped(_ node: NodeSpec, on: Bool) async throws(ClusterError) {}
 
-    public func startFollowing(_ node: NodeSpec, upstream: NodeSpec, archiveOff: Bool) async throws(ClusterError) {
+    public func startFollowing(_ node: NodeSpec, upstream: NodeSpec) async throws(ClusterError) {
         try await follow(node, upstream: upstream)
-        if archiveOff { try await archiveWhileStopped(node, on: false) }
+        try await archiveWhileStopped(node, on: false)
         try await start(node)
     }
 }

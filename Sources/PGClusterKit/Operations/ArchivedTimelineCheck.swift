@@ -14,13 +14,7 @@ struct ArchivedTimelineCheck: Sendable {
     /// connection): a repository host that is down does not hold the promotion up.
     func timelines() async -> Result<[Int], ClusterError> {
         guard spec.backup != nil, let control else { return .success([]) }
-        let listed = await within(1.0) { () async -> Result<[Int], ClusterError> in
-            do throws(ClusterError) {
-                return .success(try await control.archivedTimelines())
-            } catch {
-                return .failure(error)
-            }
-        }
+        let listed = await within(1.0) { await outcome { () async throws(ClusterError) in try await control.archivedTimelines() } }
         return listed ?? .failure(ClusterError("no answer within 1 s"))
     }
 

@@ -172,9 +172,12 @@ public struct BackupRepository: Sendable {
     /// live cluster's: ``removeReader(in:on:)`` takes it all away once the restore is over.
     func prepareReader(in folder: String, on local: any Host) async throws(ClusterError) -> String {
         let key = try BackupKey.load(from: layout.backupKeyFolder)
-        guard let knownHosts = FileManager.default.contents(atPath: layout.knownHostsFile),
-            let config = try cluster.renderer.pgbackrestReaderConf(in: folder)
-        else { throw ClusterError("\(layout.knownHostsFile) is missing: pgcluster has not reached \(spec.name)'s hosts yet") }
+        guard let knownHosts = FileManager.default.contents(atPath: layout.knownHostsFile) else {
+            throw ClusterError("\(layout.knownHostsFile) is missing: pgcluster has not reached \(spec.name)'s hosts yet")
+        }
+        guard let config = try cluster.renderer.pgbackrestReaderConf(in: folder) else {
+            throw ClusterError("\(spec.file) has no backup.repoHost: there is no repository host to read")
+        }
         try await local.makeDirectories([(folder, 0o700)])
         // The kept connection's socket goes in the server user's ~/.ssh: every archive-get of
         // the recovery would open a connection of its own otherwise (0.3 s each).

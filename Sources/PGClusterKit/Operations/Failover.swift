@@ -364,32 +364,3 @@ extension Failover.Report {
         return lines.joined(separator: "\n")
     }
 }
-
-/// Runs `body` for every node (or host) at once; returns each with its result, in order.
-func parallelResults<Item: Sendable, T: Sendable>(
-    _ nodes: [Item], _ body: @escaping @Sendable (Item) async throws(ClusterError) -> T
-) async -> [(Item, Result<T, ClusterError>)] {
-    await withTaskGroup(of: (Int, Result<T, ClusterError>).self) { group in
-        for (i, node) in nodes.enumerated() {
-            group.addTask {
-                do throws(ClusterError) {
-                    return (i, .success(try await body(node)))
-                } catch {
-                    return (i, .failure(error))
-                }
-            }
-        }
-        var results: [Int: Result<T, ClusterError>] = [:]
-        for await (i, result) in group { results[i] = result }
-        return nodes.indices.map { (nodes[$0], results[$0]!) }
-    }
-}
-
-/// Runs `body` for every node (or host) at once; returns each with its error, if any.
-func parallel<Item: Sendable>(
-    _ nodes: [Item], _ body: @escaping @Sendable (Item) async throws(ClusterError) -> Void
-) async -> [(Item, ClusterError?)] {
-    await parallelResults(nodes, body).map { node, result in
-        if case .failure(let error) = result { (node, error) } else { (node, nil) }
-    }
-}

@@ -124,9 +124,8 @@ public struct ClusterInit: Sendable {
     func preflightHosts() async throws(ClusterError) {
         let hosts = cluster.distinctHosts.map(\.host)
         let (bindir, folder) = (cluster.bindir, layout.serverRoot)
-        let errors = await HostCluster.onEveryHost(hosts) { host throws(ClusterError) in
-            try await host.preflight(bindir: bindir, folder: folder)
-        }
+        let errors = await parallel(hosts) { host throws(ClusterError) in try await host.preflight(bindir: bindir, folder: folder) }
+            .compactMap(\.1)
         if var first = errors.first {
             first.details += errors.dropFirst().map { "also: \($0.message)" }
             first.details.append("nothing was changed on any host")

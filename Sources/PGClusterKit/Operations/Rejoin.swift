@@ -106,7 +106,7 @@ public struct Rejoin: Sendable {
             guard spec.backup != nil, own.restoreCommand == "" else {
                 throw ClusterError.refused("\(node.name) already streams from \(primary.name); nothing to do (use --reclone to copy it afresh)")
             }
-            await ops.archiveOn([node])
+            try await ops.archiveOn(node)
             timer.lap("\(node.name) already streams from \(primary.name); its restore_command given back")
             return Report(
                 node: node.name, primary: primary.name, method: "it already streamed; restore_command given back", timeline: own.timeline,

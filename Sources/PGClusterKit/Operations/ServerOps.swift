@@ -137,15 +137,19 @@ public struct ServerOps: Sendable {
     /// is named in a warning with the statement that puts it back.
     public func archiveOn(_ nodes: [NodeSpec]) async {
         guard spec.backup != nil else { return }
-        let results = await parallel(nodes) { node throws(ClusterError) in
-            try await execute(node, ["ALTER SYSTEM RESET restore_command", "SELECT pg_reload_conf()"], timeout: 5)
-        }
+        let results = await parallel(nodes) { node throws(ClusterError) in try await archiveOn(node) }
         for (node, error) in results {
             guard let error else { continue }
             Console.warn(
                 "\(node.name) may still have an empty restore_command (\(error.message)): once it answers, "
                     + "ALTER SYSTEM RESET restore_command; SELECT pg_reload_conf(); there")
         }
+    }
+
+    /// ``archiveOn(_:)`` for one node, failing when it cannot (nothing without `backup:`).
+    public func archiveOn(_ node: NodeSpec) async throws(ClusterError) {
+        guard spec.backup != nil else { return }
+        try await execute(node, ["ALTER SYSTEM RESET restore_command", "SELECT pg_reload_conf()"], timeout: 5)
     }
 
     /// Readies a chosen standby to replay all it received: resumes a paused replay and lifts a

@@ -76,14 +76,7 @@ public struct Switchover: Sendable {
 
         // A checkpoint now leaves the shutdown checkpoint little to write; it runs on the
         // old primary while the candidate is made ready (below), which touches other servers.
-        async let checkpointed: ClusterError? = { () async -> ClusterError? in
-            do throws(ClusterError) {
-                try await ops.checkpoint(primary)
-                return nil
-            } catch {
-                return error
-            }
-        }()
+        async let checkpointed = outcome { () async throws(ClusterError) in try await ops.checkpoint(primary) }
 
         // The candidate is made ready while the old primary still runs, so that nothing is
         // left between its promotion and its first acknowledged commit. Its synchronous names
@@ -117,8 +110,10 @@ public struct Switchover: Sendable {
                 try await ops.rePoint(node, to: target)
             } : []
         let throughCandidate = cascaded.filter { $0.1 == nil }.map(\.0)
-        if let error = await checkpointed {
-            await putBack(throughCandidate, to: primary, archiveOn: [target] + others)
+        // Before the promotion, a step that fails leaves the old primary the primary.
+        let undo = { () async in await putBack(throughCandidate, to: primary, archiveOn: [target] + others) }
+        if let error = await checkpointed.error {
+            await undo()
             throw error
         }
         timer.lap(
@@ -133,7 +128,7 @@ public struct Switchover: Sendable {
             TestInterruption.point("switchover-stop")
             checkpoint = try await shutdownCheckpoint(primary, controlData: controlData)
         } catch {
-            await putBack(throughCandidate, to: primary, archiveOn: [target] + others)
+            await undo()
             throw error
         }
 
@@ -144,7 +139,7 @@ public struct Switchover: Sendable {
         if replayed == nil {
             // Nothing was promoted: the old primary is still the only one; bring it back.
             try? await cluster.start(primary)
-            await putBack(throughCandidate, to: primary, archiveOn: [target] + others)
+            await undo()
             throw ClusterError(
                 "timed out after 30 s waiting until \(target.name) replayed \(primary.name)'s shutdown checkpoint \(checkpoint); "
                     + "\(primary.name) was started again as the primary, nothing changed")
@@ -160,24 +155,16 @@ public struct Switchover: Sendable {
                 }
             } catch {
                 try? await cluster.start(primary)
-                await putBack(throughCandidate, to: primary, archiveOn: [target] + others)
+                await undo()
                 throw error
             }
         }
         try await HeldLocks.verify(before: "promoting \(target.name)")
         // The old primary starts as a standby of the candidate now, beside the promotion: it
         // streams through the candidate until then (as the cascaded standbys do) and follows
-        // it onto the new timeline by itself. Its start no longer comes after the promotion.
-        async let started: ClusterError? = { () async -> ClusterError? in
-            do throws(ClusterError) {
-                // Its start would ask the archive (the new timeline's history, the next
-                // segment) before it streams: it gets restore_command back once it does.
-                try await cluster.startFollowing(primary, upstream: target, archiveOff: true)
-                return nil
-            } catch {
-                return error
-            }
-        }()
+        // it onto the new timeline by itself. (Without restore_command: it gets it back once
+        // it streams.)
+        async let started = outcome { () async throws(ClusterError) in try await cluster.startFollowing(primary, upstream: target) }
         do throws(ClusterError) {
             try await ops.promote(target)
         } catch {
@@ -202,7 +189,7 @@ public struct Switchover: Sendable {
         let timeline = await promotedTimeline
         var problems: [String] = []
         var ok = throughCandidate + pointed.filter { $0.1 == nil }.map(\.0)
-        if let error = await started {
+        if let error = await started.error {
             // Stopped, it reads the archive again from its next start (`rejoin`).
             try? await cluster.archiveWhileStopped(primary, on: true)
             problems.append(

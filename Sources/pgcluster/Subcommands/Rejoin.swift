@@ -12,7 +12,9 @@ extension PGCluster {
                 again in synchronous_standby_names per the remembered mode.
                 A node that still answers as a primary beside another primary is refused (exit 2) unless \
                 --force: rejoining it discards the writes it took since the two parted. The only primary \
-                is never rejoined.
+                is never rejoined. A standby that already streams from the primary is refused (exit 2, \
+                nothing to do) unless, with backup:, an interrupted failover or switchover left it \
+                without restore_command (status says so): then rejoin gives it back.
                 """)
 
         @OptionGroup var options: SpecOptions
