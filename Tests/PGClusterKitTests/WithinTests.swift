@@ -14,13 +14,28 @@ struct WithinTests {
 
     @Test("work that does not end in time gives nil, and is not waited for")
     func late() async {
-        let began = ContinuousClock.now
+        // The work ends only once `within` has returned (or after 60 s, as a cap): had
+        // `within` waited for it, it would have ended by the cap, never released. No clock
+        // is compared, so a busy machine cannot fail this.
+        let released = Flag(), releasedSeen = Flag(), ended = Flag()
         let value = await within(0.05) { () async -> Int in
-            try? await Task.sleep(for: .seconds(20))
+            let cap = ContinuousClock.now + .seconds(60)
+            while !released.isSet && ContinuousClock.now < cap { try? await Task.sleep(for: .milliseconds(10)) }
+            if released.isSet { releasedSeen.set() }
+            ended.set()
             return 1
         }
+        released.set()
         #expect(value == nil)
-        // The work sleeps 20 s: returning well before that shows it was not waited for.
-        #expect(ContinuousClock.now - began < .seconds(10))
+        while !ended.isSet { try? await Task.sleep(for: .milliseconds(10)) }
+        #expect(releasedSeen.isSet, "the work ended before within returned: within waited for it")
     }
+}
+
+/// A flag set once, read from any task.
+private final class Flag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+    var isSet: Bool { lock.withLock { value } }
+    func set() { lock.withLock { value = true } }
 }
