@@ -170,6 +170,23 @@ struct WatchTests {
             let watcher = try #require(watcher)
             let load = try await cluster.startLoad(clients: 4)
             #expect(await cluster.waitForAcks(load, atLeast: 300))
+            // The watcher probes on a session it keeps (no handshake per tick): the same
+            // backend of it on node1 is there across several ticks (a probe that failed under
+            // load would replace it: then a later pair of looks).
+            let watcherSessions = { () throws -> Set<String> in
+                let rows = try cluster.sql(
+                    "node1",
+                    "SELECT pid FROM pg_stat_activity WHERE application_name = 'pgcluster' AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+                ).rows
+                return Set(rows.compactMap { $0.first ?? nil })
+            }
+            var kept = false
+            for _ in 0..<5 where !kept {
+                let first = try watcherSessions()
+                try await Task.sleep(for: .seconds(1.6))
+                kept = !first.intersection(try watcherSessions()).isEmpty
+            }
+            #expect(kept, "no session of the watcher on node1 lasted across its ticks")
             try cluster.kill9Postmaster("node0")
             let promoted = await cluster.eventually(15) { cluster.onePrimary(besides: "node0") != nil }
             #expect(promoted, "no new primary:\n\(watcher.log)")

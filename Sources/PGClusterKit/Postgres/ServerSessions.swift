@@ -9,6 +9,10 @@ import Foundation
 /// succeeded. A connection whose step failed is closed, never given back; one that the
 /// server closed meanwhile is replaced by a new one before anything runs on it. Outside
 /// `keep`, each step opens and closes its own connection, as before.
+///
+/// The watcher keeps one across its ticks (``holding(_:_:)``): its probes then cost a query,
+/// not a handshake and a backend, and the failover it carries out finds the standbys'
+/// connections open (a `keep` inside an operation that keeps already uses the outer one).
 public final class ServerSessions: @unchecked Sendable {
     /// The sessions of the operation running in this task (and the tasks it starts).
     @TaskLocal static var current: ServerSessions?
@@ -17,14 +21,21 @@ public final class ServerSessions: @unchecked Sendable {
     private var idle: [String: PGConnection] = [:]
     private var ended = false
 
-    /// Runs `body` with connections kept per server, and closes them all when it ends.
+    /// Runs `body` with connections kept per server, and closes them all when it ends; inside
+    /// an outer `keep` or ``holding(_:_:)``, with the outer connections (left open).
     public static func keep<T>(_ body: () async throws(ClusterError) -> T) async throws(ClusterError) -> T {
+        if current != nil { return try await body() }
         let sessions = ServerSessions()
         defer { sessions.end() }
         let result: Result<T, ClusterError> = await $current.withValue(sessions) {
             do throws(ClusterError) { return .success(try await body()) } catch { return .failure(error) }
         }
         return try result.get()
+    }
+
+    /// Runs `body` with `sessions` kept across it; the caller ends them (``end()``).
+    static func holding<T>(_ sessions: ServerSessions, _ body: () async -> T) async -> T {
+        await $current.withValue(sessions, operation: body)
     }
 
     static func key(_ target: ConnectionTarget) -> String {
@@ -46,6 +57,16 @@ public final class ServerSessions: @unchecked Sendable {
             return nil
         }
         extra?.close()
+    }
+
+    /// Closes the connections kept now; later steps open new ones (and keep those). The
+    /// watcher's, when the spec was reloaded: hosts, credentials or the CA may have changed.
+    func closeIdle() {
+        let open = lock.withLock {
+            defer { idle = [:] }
+            return Array(idle.values)
+        }
+        for connection in open { connection.close() }
     }
 
     func end() {

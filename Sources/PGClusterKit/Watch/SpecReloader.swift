@@ -92,15 +92,19 @@ public final class SpecReloader: @unchecked Sendable {
 
 extension Watcher {
     /// Between ticks: takes an edited spec (SIGHUP, or the file changed), logging one line.
-    func reportReload(lastKey: inout String?) {
+    /// Returns whether a new spec is in use.
+    @discardableResult
+    func reportReload(lastKey: inout String?) -> Bool {
         switch reloader.reloadIfAsked() {
         case .reloaded(let line)?:
             logger.event("reloaded", line)
             lastKey = nil
+            return true
         case .refused(let line)?:
             logger.event("reload-refused", line, level: .warning)
+            return false
         case nil:
-            return
+            return false
         }
     }
 }

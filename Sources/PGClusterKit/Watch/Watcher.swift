@@ -72,25 +72,31 @@ public struct Watcher: Service {
             wake.signal()
         }
         defer { detector.stop() }
-        var ready = false
-        // Cancelled (a service beside it in the group failed, such as the health endpoints):
-        // stop between ticks too, rather than tick on without pauses.
-        while !Task.isShuttingDownGracefully && !Task.isCancelled {
-            let began = elapsed()
-            reportReload(lastKey: &lastKey)
-            let acted = await tick(&memory, now: elapsed, lastKey: &lastKey, detector: detector)
-            // systemd: up once the cluster was looked at, alive while the ticks turn.
-            if !ready {
-                notifier.ready()
-                ready = true
-            }
-            notifier.watchdog()
-            if Task.isShuttingDownGracefully { break }
-            // A probe every interval (a slow probe eats into the pause); after an action, look
-            // again at once: the next step may follow (fence, then failover).
-            let pause = settings.interval - (elapsed() - began)
-            if !acted, pause > 0 {
-                try? await cancelWhenGracefulShutdown { await wake.sleep(pause) }
+        // One connection per server across the ticks (docs/ARCHITECTURE.md, "watch"): a probe
+        // is a query, not a handshake; a failover starts with the standbys' sessions open.
+        let sessions = ServerSessions()
+        defer { sessions.end() }
+        await ServerSessions.holding(sessions) {
+            var ready = false
+            // Cancelled (a service beside it in the group failed, such as the health endpoints):
+            // stop between ticks too, rather than tick on without pauses.
+            while !Task.isShuttingDownGracefully && !Task.isCancelled {
+                let began = elapsed()
+                if reportReload(lastKey: &lastKey) { sessions.closeIdle() }
+                let acted = await tick(&memory, now: elapsed, lastKey: &lastKey, detector: detector)
+                // systemd: up once the cluster was looked at, alive while the ticks turn.
+                if !ready {
+                    notifier.ready()
+                    ready = true
+                }
+                notifier.watchdog()
+                if Task.isShuttingDownGracefully { break }
+                // A probe every interval (a slow probe eats into the pause); after an action, look
+                // again at once: the next step may follow (fence, then failover).
+                let pause = settings.interval - (elapsed() - began)
+                if !acted, pause > 0 {
+                    try? await cancelWhenGracefulShutdown { await wake.sleep(pause) }
+                }
             }
         }
         notifier.stopping()
