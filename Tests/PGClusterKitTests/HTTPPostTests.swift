@@ -11,7 +11,7 @@ import Testing
 /// The HTTP client the etcd store speaks through (libcurl): real answers framed every way
 /// HTTP/1.1 allows, and its failures against real sockets on this machine (a closed port, a
 /// listener that never answers, a plain listener spoken to over https).
-/// Ports 23780-23789 on 127.0.0.1.
+/// Ports 23779-23789 on 127.0.0.1.
 @Suite("HTTP POST through libcurl", .serialized)
 struct HTTPPostTests {
     struct Case: Sendable, CustomTestStringConvertible {
@@ -111,6 +111,37 @@ struct HTTPPostTests {
         }
     }
 
+    @Test("a connection is kept between calls: three calls to an HTTP/1.1 server take one connection")
+    func kept() async throws {
+        let listener = try Listener(port: 23779)
+        listener.answerEvery(with: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}", keepOpen: true)
+        defer { listener.close() }
+        for call in 1...3 {
+            let result = await HTTPPost.post(URL(string: "http://127.0.0.1:23779/v3/kv/range")!, body: Data("{}".utf8), timeout: 30)
+            guard case .success(let response) = result, response.status == 200 else {
+                Issue.record("call \(call): \(result)")
+                return
+            }
+        }
+        #expect(listener.accepted == 1, "\(listener.accepted) connections for 3 calls")
+    }
+
+    @Test("a kept connection the server has closed since is not a failure: the next call connects again")
+    func keptButClosed() async throws {
+        let listener = try Listener(port: 23780)
+        // It answers as HTTP/1.1 (the connection may stay) and closes: as etcd restarted.
+        listener.answerEvery(with: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+        defer { listener.close() }
+        for call in 1...3 {
+            let result = await HTTPPost.post(URL(string: "http://127.0.0.1:23780/v3/kv/range")!, body: Data("{}".utf8), timeout: 30)
+            guard case .success(let response) = result, response.status == 200 else {
+                Issue.record("call \(call): \(result)")
+                return
+            }
+        }
+        #expect(listener.accepted == 3)
+    }
+
     @Test("only http and https are spoken")
     func otherSchemes() async {
         let result = await HTTPPost.post(URL(string: "file:///etc/passwd")!, body: Data(), timeout: 30)
@@ -126,6 +157,10 @@ struct HTTPPostTests {
 /// ``answerEvery(with:)``, answers every request with one canned reply.
 final class Listener: @unchecked Sendable {
     let fd: Int32
+    private let lock = NSLock()
+    private var acceptedCount = 0
+    /// Connections accepted so far.
+    var accepted: Int { lock.withLock { acceptedCount } }
 
     init(port: UInt16) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -147,30 +182,39 @@ final class Listener: @unchecked Sendable {
     func close() { Glibc.shutdown(fd, Int32(SHUT_RDWR)); Glibc.close(fd) }
 
     /// On a thread of its own: accepts each connection, reads the request, writes `reply`
-    /// (a whole HTTP response) and closes, until the listener is closed.
-    func answerEvery(with reply: String, readFirst: Bool = true) {
+    /// (a whole HTTP response) and closes, until the listener is closed. `keepOpen`: answers
+    /// every request on a connection until the client closes it, as an HTTP/1.1 server does.
+    func answerEvery(with reply: String, readFirst: Bool = true, keepOpen: Bool = false) {
         let fd = fd
-        Thread.detachNewThread {
+        Thread.detachNewThread { [self] in
             while true {
                 let client = accept(fd, nil, nil)
                 guard client >= 0 else { return }
-                var buffer = [UInt8](repeating: 0, count: 65536)
-                var request = Data()
-                // Headers, then the body its Content-Length announces.
-                while readFirst {
-                    let n = read(client, &buffer, buffer.count)
-                    if n <= 0 { break }
-                    request.append(contentsOf: buffer[0..<n])
-                    let text = String(decoding: request, as: UTF8.self)
-                    if let end = text.range(of: "\r\n\r\n") {
-                        let length = text.split(separator: "\r\n").first { $0.lowercased().hasPrefix("content-length:") }
-                            .flatMap { Int($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) } ?? 0
-                        if text[end.upperBound...].utf8.count >= length { break }
-                    }
-                }
-                let bytes = Array(reply.utf8)
-                _ = write(client, bytes, bytes.count)
+                lock.withLock { acceptedCount += 1 }
+                repeat {
+                    guard !readFirst || Self.readRequest(client) else { break }
+                    let bytes = Array(reply.utf8)
+                    _ = write(client, bytes, bytes.count)
+                } while keepOpen
                 Glibc.close(client)
+            }
+        }
+    }
+
+    /// Reads one request: its headers, then the body its Content-Length announces. False
+    /// when the client closed the connection first.
+    static func readRequest(_ client: Int32) -> Bool {
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        var request = Data()
+        while true {
+            let n = read(client, &buffer, buffer.count)
+            if n <= 0 { return false }
+            request.append(contentsOf: buffer[0..<n])
+            let text = String(decoding: request, as: UTF8.self)
+            if let end = text.range(of: "\r\n\r\n") {
+                let length = text.split(separator: "\r\n").first { $0.lowercased().hasPrefix("content-length:") }
+                    .flatMap { Int($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) } ?? 0
+                if text[end.upperBound...].utf8.count >= length { return true }
             }
         }
     }

@@ -29,8 +29,15 @@ public struct TLSFiles: Sendable, Equatable {
 /// cooperative pool), with `CURLOPT_NOSIGNAL` (no SIGALRM for timeouts) and no dispatch
 /// sources: FoundationNetworking's URLSession, libcurl wrapped in dispatch sources, crashed
 /// the process now and then when connections were refused (swift-corelibs-foundation
-/// #4791), which is what a watcher sees while etcd is down. One handle, one connection a call:
-/// nothing is shared between threads.
+/// #4791), which is what a watcher sees while etcd is down.
+///
+/// Connections are kept between calls (``Handles``): an easy handle that finished its
+/// exchange goes back to a small pool with its open connection, and the next call takes it
+/// (libcurl reuses a connection only to the same endpoint with the same TLS settings, and
+/// checks that it is still alive first). With TLS and a client certificate a new connection
+/// costs a handshake, and loading the CA, the certificate and the key, each call: the
+/// watcher's failover makes several calls in a row (its intent, the state, the history).
+/// A handle whose exchange failed is closed, not kept. One thread uses a handle at a time.
 ///
 /// Proxies from the environment (`http_proxy`, `https_proxy`) are ignored, redirects are not
 /// followed, and only http and https are spoken.
@@ -80,8 +87,9 @@ enum HTTPPost {
         guard url.scheme == "http" || url.scheme == "https", let host = url.host, !host.isEmpty else {
             return .failure(.unreachable("only http:// and https:// endpoints are spoken, not \(url.absoluteString)"))
         }
-        guard initialized, let handle = curl_easy_init() else { return .failure(.unreachable("libcurl could not start")) }
-        defer { curl_easy_cleanup(handle) }
+        guard initialized, let handle = Handles.shared.take() else { return .failure(.unreachable("libcurl could not start")) }
+        var keep = false
+        defer { if keep { Handles.shared.give(handle) } else { curl_easy_cleanup(handle) } }
         let left = deadline.millisecondsLeft
         if left <= 0 { return .failure(.timedOut) }
 
@@ -102,7 +110,6 @@ enum HTTPPost {
         set(pgc_curl_setopt_long(handle, CURLOPT_NOSIGNAL, 1))
         set(pgc_curl_setopt_long(handle, CURLOPT_TIMEOUT_MS, left))
         set(pgc_curl_setopt_long(handle, CURLOPT_CONNECTTIMEOUT_MS, left))
-        set(pgc_curl_setopt_long(handle, CURLOPT_FORBID_REUSE, 1))
         set(pgc_curl_setopt_pointer(handle, CURLOPT_HTTPHEADER, UnsafeMutableRawPointer(list)))
         set(pgc_curl_setopt_long(handle, CURLOPT_POSTFIELDSIZE, body.count))
         if body.isEmpty {
@@ -146,6 +153,7 @@ enum HTTPPost {
         if code == CURLE_OK {
             var status = 0
             _ = pgc_curl_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &status)
+            keep = true
             return .success(Response(status: status, body: sink.data))
         }
         let detail = errorText.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
@@ -182,6 +190,38 @@ enum HTTPPost {
     /// Where libcurl's write callback puts the body; used by one thread at a time.
     private final class Sink {
         var data = Data()
+    }
+
+    /// Easy handles that finished an exchange, with the connections they keep open (libcurl
+    /// closes one left idle for 118 s). A handle is taken by one exchange and given back after
+    /// it, its options reset (`curl_easy_reset` keeps the live connections and TLS sessions);
+    /// at most `limit` wait, the rest are closed.
+    final class Handles: @unchecked Sendable {
+        static let shared = Handles()
+        private let lock = NSLock()
+        private var idle: [UnsafeMutableRawPointer] = []
+        let limit = 8
+
+        /// A kept handle, options reset, or a new one (nil when libcurl cannot make one).
+        func take() -> UnsafeMutableRawPointer? {
+            if let kept = lock.withLock({ idle.popLast() }) {
+                curl_easy_reset(kept)
+                return kept
+            }
+            return curl_easy_init()
+        }
+
+        func give(_ handle: UnsafeMutableRawPointer) {
+            let extra: UnsafeMutableRawPointer? = lock.withLock {
+                guard idle.count < limit else { return handle }
+                idle.append(handle)
+                return nil
+            }
+            if let extra { curl_easy_cleanup(extra) }
+        }
+
+        /// How many wait now (tests).
+        var count: Int { lock.withLock { idle.count } }
     }
 }
 
