@@ -98,10 +98,14 @@ struct SplitBrainTests {
             let killed = await cluster.run(["failover"], environment: ["PGCLUSTER_TEST_STOP_AFTER": step])
             #expect(killed.status == 86, "\(killed.stderr)")
             #expect(killed.stderr.contains("stopping dead after step '\(step)'"))
-            // Left as a kill there leaves it: both standbys frozen.
-            for standby in ["node1", "node2"] {
-                #expect(try cluster.sql(standby, "SHOW primary_conninfo").scalar == "")
-            }
+            // Left as a kill there leaves it: the candidate frozen (it follows nobody), the other
+            // standby streaming through it (pointed there before the promotion) and no longer
+            // from the dead node0.
+            let conninfo = try ["node1", "node2"].map { try cluster.sql($0, "SHOW primary_conninfo").scalar ?? "" }
+            let chosen = try #require(conninfo.firstIndex(of: ""), "no standby frozen: \(conninfo)")
+            let through = conninfo[1 - chosen]
+            #expect(through.contains("port=\(cluster.port(chosen == 0 ? "node1" : "node2"))"), "\(conninfo)")
+            #expect(!through.contains("port=\(cluster.port("node0"))"), "\(conninfo)")
 
             let again = await cluster.run(["failover", "--json"])
             #expect(again.status == 0, "again: \(again.stderr)")
@@ -121,6 +125,42 @@ struct SplitBrainTests {
             let present = try cluster.presentIds(primary, summary.acknowledged)
             #expect(present.count == summary.acknowledged.count, "lost \(summary.acknowledged.count - present.count)")
             #expect(await cluster.run(["history"]).stdout.contains("failover"))
+        }
+    }
+
+    @Test("the candidate dies before its promotion: nothing promoted, the standby that streamed through it follows what it followed before; failover again loses nothing")
+    func candidateDiesBeforePromotion() async throws {
+        try await withCluster(name: "sb-cand", basePort: 21480, synchronous: "{mode: any, count: 1}") { cluster in
+            try await cluster.initCluster()
+            try cluster.sql("node0", "CREATE TABLE t (id int)")
+            try cluster.sql("node0", "INSERT INTO t SELECT generate_series(1, 500)")
+            try cluster.kill9Postmaster("node0")
+
+            let out = "\(cluster.root)/failover.out"
+            var failover = try spawnDetached(
+                [TestCluster.binary, "failover", "--candidate", "node1", "-f", cluster.specPath], output: out,
+                environment: ["PGCLUSTER_TEST_PAUSE_AFTER": "synchronous"])
+            defer { if failover > 0 { kill(failover, SIGKILL) } }
+            #expect(await cluster.eventually(60) { processState(failover) == "T" }, "the failover never paused")
+            // Before the promotion node2 already streams through the candidate.
+            #expect(await cluster.eventually(20) { try cluster.upstreamPort(of: "node2") == cluster.port("node1") })
+            try cluster.kill9Postmaster("node1")
+            kill(failover, SIGCONT)
+            let status = await waitExit(failover)
+            failover = 0
+            let output = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
+            #expect(status != 0, "the failover succeeded without its candidate:\n\(output)")
+            #expect(cluster.primaries().isEmpty)
+            // Put back: node2 no longer names the dead candidate, but node0 as before the failover.
+            let conninfo = try cluster.sql("node2", "SHOW primary_conninfo").scalar ?? ""
+            #expect(conninfo.contains("port=\(cluster.port("node0"))"), "\(conninfo)\n\(output)")
+
+            // The candidate back as the standby it was: a failover then promotes one with every row.
+            #expect(await cluster.run(["start", "node1"]).status == 0)
+            let primary = try await cluster.failOver()
+            #expect(try cluster.sql(primary, "SELECT count(*) FROM t").scalar == "500")
+            let other = primary == "node1" ? "node2" : "node1"
+            #expect(await cluster.eventually { try cluster.upstreamPort(of: other) == cluster.port(primary) })
         }
     }
 

@@ -151,6 +151,8 @@ public struct Failover: Sendable {
         let plan: FailoverDecision.Plan
         let candidate: NodeSpec
         let planned: (mode: SynchronousMode, standbys: [String], warning: String?)
+        // The standbys that stream through the candidate before its promotion (below).
+        var early: [NodeSpec] = []
         do {
             plan = try Self.unwrap(
                 FailoverDecision.decide(
@@ -169,8 +171,20 @@ public struct Failover: Sendable {
             var intent = QuorumChange(
                 credentials: credentials, primary: candidate, mode: planned.mode, standbys: planned.standbys, intent: spec)
             intent.promotesTo = (chosen.timeline ?? 1) + 1
-            try await intent.set()
-            timer.lap("synchronous_standby_names on \(candidate.name)")
+            // Meanwhile the others stream through the candidate: none has WAL it lacks (it is
+            // the freshest and replayed all it received), and on its promotion they follow it
+            // onto the new timeline on the connection they have, so that its first commits are
+            // acknowledged without waiting for a reconnect (a new walsender, a TLS handshake).
+            // (Its slots for them first, on its connection, before the intent takes it.)
+            let others = plan.rePoint.compactMap(spec.node(named:))
+            let slotted = (try? await ops.ensureSlots(on: candidate, for: others)) != nil ? others : []
+            async let cascaded = cascade(slotted, through: candidate)
+            let set = await outcome { () async throws(ClusterError) in try await intent.set() }
+            early = await cascaded
+            try set.get()
+            timer.lap(
+                "synchronous_standby_names on \(candidate.name)"
+                    + (early.isEmpty ? "" : "; \(early.count) standbys stream through it"))
             TestInterruption.point("synchronous")
             if spec.backup != nil {
                 let fetched = try await archive.learn(await archived, candidate: candidate, timeline: chosen.timeline ?? 1)
@@ -178,6 +192,9 @@ public struct Failover: Sendable {
             }
             try await ops.promote(candidate)
         } catch {
+            // Nothing was promoted: those pointed at the candidate are frozen again first, then
+            // every standby goes back to what it followed.
+            _ = await parallel(early) { node throws(ClusterError) in try await ops.freeze(node) }
             await restore(changedByUs)
             await ops.archiveOn(reachable.map(\.node))
             throw error
@@ -188,8 +205,8 @@ public struct Failover: Sendable {
         let timeline = await Observer(credentials: credentials).observe(candidate).timeline
 
         let followers = plan.rePoint.compactMap(spec.node(named:))
-        try await ops.ensureSlots(on: candidate, for: followers)
-        let (following, needsRejoin) = await rePoint(followers, to: candidate, timeline: timeline)
+        try await ops.ensureSlots(on: candidate, for: followers.filter { !early.contains($0) })
+        let (following, needsRejoin) = await rePoint(followers, to: candidate, timeline: timeline, already: early)
         timer.lap("re-point \(followers.count) standbys, streaming on timeline \(timeline.map(String.init) ?? "?")")
         TestInterruption.point("re-point")
 
@@ -276,15 +293,28 @@ public struct Failover: Sendable {
 
     /// Points standbys at the (new) primary and waits until they stream from it on
     /// `timeline`. Returns those that follow and the names of those that need `rejoin`.
-    /// With `backup:`, every one of them (streaming or not) and the primary read the archive
-    /// again afterwards: the freeze had turned it off.
-    func rePoint(_ standbys: [NodeSpec], to primary: NodeSpec, timeline: Int?) async -> ([NodeSpec], [String]) {
-        let pointed = await parallel(standbys) { node throws(ClusterError) in try await ops.rePoint(node, to: primary) }
-        let ok = pointed.filter { $0.1 == nil }.map(\.0)
+    /// `already`: those pointed at it before its promotion (``cascade(_:through:)``), only
+    /// waited for. With `backup:`, every one of them (streaming or not) and the primary read
+    /// the archive again afterwards: the freeze had turned it off.
+    func rePoint(
+        _ standbys: [NodeSpec], to primary: NodeSpec, timeline: Int?, already: [NodeSpec] = []
+    ) async -> ([NodeSpec], [String]) {
+        let pointed = await parallel(standbys.filter { !already.contains($0) }) { node throws(ClusterError) in
+            try await ops.rePoint(node, to: primary)
+        }
+        let refused = Set(pointed.filter { $0.1 != nil }.map(\.0.name))
+        let ok = standbys.filter { !refused.contains($0.name) }
         let lagging = await ops.confirmStreaming(ok, from: primary, timeline: timeline, timeout: 15)
         await ops.archiveOn(standbys + [primary])
         let failed = pointed.filter { $0.1 != nil }.map(\.0.name) + lagging.map(\.name)
         return (ok.filter { !lagging.contains($0) }, failed)
+    }
+
+    /// Before the promotion (the candidate has their slots): each of `standbys` streams
+    /// through it. Returns those pointed at it; the rest are re-pointed after the promotion.
+    func cascade(_ standbys: [NodeSpec], through candidate: NodeSpec) async -> [NodeSpec] {
+        let pointed = await parallel(standbys) { node throws(ClusterError) in try await ops.rePoint(node, to: candidate) }
+        return pointed.filter { $0.1 == nil }.map(\.0)
     }
 
     func record(_ result: Report, lsn: LSN) async throws(ClusterError) {
