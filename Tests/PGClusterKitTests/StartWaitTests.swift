@@ -42,6 +42,12 @@ struct StartWaitTests {
         try TestSupport.run("/bin/sh", ["-c", script, "sh", pgCtl, "\(folder)/data", "fast"] + more, in: folder)
     }
 
+    /// The stand-in's PID from its postmaster.pid.
+    static func pid(_ folder: String) -> pid_t? {
+        let text = (try? String(contentsOfFile: "\(folder)/data/postmaster.pid", encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").first.flatMap { pid_t($0) }
+    }
+
     /// The stand-in's PID from its postmaster.pid, ended (SIGKILL) after the test.
     static func end(_ folder: String) -> pid_t? {
         let text = (try? String(contentsOfFile: "\(folder)/data/postmaster.pid", encoding: .utf8)) ?? ""
@@ -112,7 +118,7 @@ struct StartWaitTests {
         #expect(state == nil || state == "Z" || state == "X", "the stand-in still runs: \(stat)")
     }
 
-    @Test("a switchover's stop: pg_controldata runs once the server is gone, and not at all when the stop fails")
+    @Test("a switchover's stop: pg_controldata's output once the server is gone when it never says shut down, and nothing when the stop fails")
     func stopAndControlData() throws {
         let folder = try Self.folder()
         defer { try? FileManager.default.removeItem(atPath: folder) }
@@ -123,6 +129,45 @@ struct StartWaitTests {
         _ = Self.end(folder)
         let failed = try Self.stop(HostCluster.stopAndControlData, folder, pgCtl: "/bin/false", ["/bin/echo"])
         #expect(failed.status == 1 && failed.stdout.isEmpty, "\(failed)")
+    }
+
+    @Test("a switchover's stop ends once the control file says shut down, while the postmaster still exits; the old primary's next start waits for that exit")
+    func stopAtShutdownCheckpoint() throws {
+        let folder = try Self.folder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        #expect(try Self.start(folder, ["STANDIN_STATUS": "ready", "STANDIN_DELAY": "0"]).status == 0)
+        let running = try #require(Self.pid(folder))
+        // pg_controldata says "in production" twice (a torn read between), then "shut down";
+        // the stop request (true) leaves the stand-in running, as a postmaster still exiting.
+        let controlData = "\(folder)/pg_controldata"
+        try """
+            #!/bin/sh
+            n=$(cat "\(folder)/reads" 2>/dev/null || echo 0); echo $((n + 1)) >"\(folder)/reads"
+            case $n in
+              0) printf 'pg_control version number:            1300\nDatabase cluster state:               in production\n' ;;
+              1) printf 'WARNING: calculated CRC checksum does not match value stored in file.\nDatabase cluster state:               shut down\n' ;;
+              *) printf 'pg_control version number:            1300\nDatabase cluster state:               shut down\nLatest checkpoint location:           0/3000028\n' ;;
+            esac
+            """.write(toFile: controlData, atomically: true, encoding: .utf8)
+        chmod(controlData, 0o755)
+        let stopped = try Self.stop(HostCluster.stopAndControlData, folder, pgCtl: "/bin/true", [controlData])
+        #expect(stopped.status == 0, "\(stopped)")
+        #expect(stopped.stdout.contains("Latest checkpoint location:           0/3000028"), "\(stopped)")
+        #expect(try String(contentsOfFile: "\(folder)/reads", encoding: .utf8) == "3\n", "not read until it said shut down")
+        #expect(kill(running, 0) == 0, "the stop waited for the postmaster")
+
+        // The start of the old primary waits while the old postmaster lives: ended after 1 s,
+        // the new one then starts.
+        let data = "\(folder)/data"
+        DispatchQueue.global().asyncAfter(deadline: .now() + 1) { kill(running, SIGKILL) }
+        let began = Date()
+        let started = try TestSupport.run(
+            "/bin/sh", ["-c", HostCluster.startFollowingScript, "sh", Self.standIn, data, "\(folder)/log", "10", "\(folder)/lock", ""],
+            in: folder, environment: ["STANDIN_STATUS": "standby"])
+        let new = Self.end(folder)
+        #expect(started.status == 0, "\(started)")
+        #expect(new != nil && new != running, "the old postmaster's pid file is still there")
+        #expect(Date().timeIntervalSince(began) >= 0.9, "did not wait for the old postmaster")
     }
 
     @Test("a switchover's old primary: its files written 0600, postgresql.auto.conf without whom to follow and with restore_command emptied, then started; a write that fails starts nothing")

@@ -198,10 +198,42 @@ public struct HostCluster: Sendable {
 
         """#
 
-    /// ``stopAndWait``, then pg_controldata's output (`$4`, run only once stopped).
-    static let stopAndControlData = waitFunctions + "\n" + stopFunction + #"""
-        stop_and_wait "$1" "$2" "$3" >/dev/null || exit $?
+    /// A switchover's stop: `pg_ctl stop` without its wait, then pg_controldata (`$4`) every
+    /// 10 ms until the control file says "shut down", or the postmaster is gone; its output
+    /// is the script's. The shutdown checkpoint is then written and nothing can write WAL any
+    /// more (every backend has exited before it), so the caller need not wait for the
+    /// postmaster's last 20–40 ms (its WAL senders' last sends, its exit): the writers wait
+    /// for each of them. A later start of this server waits for that exit (`wait_gone`).
+    /// A control file read in the middle of its write (its CRC does not match) is read again.
+    static let stopAndControlData = waitFunctions + "\n" + #"""
+        "$1" -D "$2" -m "$3" -W stop >/dev/null || exit $?
+        while :; do
+          out=$("$4" -D "$2" 2>&1)
+          state=${out#*Database cluster state:}
+          state=${state%%
+        *}
+          state=${state#"${state%%[! ]*}"}
+          case "$out" in *CRC*) ;; *) [ "$state" = "shut down" ] && { echo "$out"; exit 0; } ;; esac
+          [ -e "$2/postmaster.pid" ] || break
+          pidfile "$2"
+          case "$l1" in '' | *[!0-9]*) ;; *) alive "$l1" || break ;; esac
+          pause 120 || { echo "the server did not stop within 120 s" >&2; exit 1; }
+        done
         exec "$4" -D "$2"
+        """#
+
+    /// Shell (with ``waitFunctions``): `wait_gone DATADIR SECONDS`, until no live postmaster
+    /// holds DATADIR (a switchover's stop returns before its postmaster has exited).
+    static let waitGoneFunction = #"""
+        wait_gone() {
+          while [ -e "$1/postmaster.pid" ]; do
+            pidfile "$1"
+            case "$l1" in '' | *[!0-9]*) return 0 ;; esac
+            alive "$l1" || return 0
+            pause "$2" || { echo "the old postmaster (PID $l1) did not exit within $2 s" >&2; return 1; }
+          done
+        }
+
         """#
 
     /// One round trip. Arguments: pg_ctl, the data folder, the mode.
@@ -265,7 +297,7 @@ public struct HostCluster: Sendable {
     /// ``place`` and ``startAndWait`` in one: `$1`–`$5` as ``startAndWait``'s, `$6` a line
     /// for postgresql.auto.conf in place of its restore_command (or empty), then `PATH MODE
     /// TEXT` files.
-    static let startFollowingScript = clearStaleFunction + startFunction + rewriteAutoConf + #"""
+    static let startFollowingScript = clearStaleFunction + waitGoneFunction + startFunction + rewriteAutoConf + #"""
         postgres=$1 data=$2 log=$3 seconds=$4 lock=$5 restore=$6
         shift 6
         (
@@ -279,6 +311,8 @@ public struct HostCluster: Sendable {
         )
         # (Not `( … ) || …`: set -e would not hold inside a subshell whose status is tested.)
         [ $? -eq 0 ] || { echo "cannot write the configuration in $data" >&2; exit 1; }
+        wait_gone "$data" "$seconds" || exit 1
+        turns=0
         clear_stale "$data" "$lock"
         start_and_wait "$postgres" "$data" "$log" "$seconds"
         """#
