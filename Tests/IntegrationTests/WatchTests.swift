@@ -87,7 +87,7 @@ extension TestCluster {
     /// SIGSTOP (or SIGCONT) the node's postmaster and every child of it: the whole server hangs.
     func signalServer(_ node: String, _ signal: Int32) throws {
         let postmaster = try #require(postmasterPID(node), "\(node) has no running postmaster")
-        for pid in [postmaster] + LocalHost.childProcesses(of: postmaster) { kill(pid, signal) }
+        _ = signalTree(postmaster, signal)
     }
 
     /// The one node that answers as a primary, if exactly one does.
@@ -95,6 +95,21 @@ extension TestCluster {
         let found = primaries().filter { $0 != excluded }
         return found.count == 1 ? found[0] : nil
     }
+}
+
+/// `signal` to a postmaster and every child of it; returns them all. A SIGSTOP stops the
+/// postmaster first and lists its children only once it has stopped: a child it was forking
+/// meanwhile (a backend for a client connecting just then, such as the watcher's kept
+/// session) is listed too, and none is forked after.
+func signalTree(_ postmaster: pid_t, _ signal: Int32) -> [pid_t] {
+    kill(postmaster, signal)
+    if signal == SIGSTOP {
+        let deadline = Date().addingTimeInterval(5)
+        while processState(postmaster) != "T" && Date() < deadline { usleep(1_000) }
+    }
+    let children = LocalHost.childProcesses(of: postmaster)
+    for pid in children { kill(pid, signal) }
+    return [postmaster] + children
 }
 
 /// Runs `body` with a fresh cluster that has a `watch:` block and a watcher started on
@@ -140,8 +155,7 @@ func expectFailoverPastHungRejoin(
     }
     let hung = try #require(descendants(of: watcher.pid).first(where: runs), "no \(program) of node0 runs under the watcher")
     let postmaster = try #require(cluster.postmasterPID(source))
-    let frozen = [postmaster] + LocalHost.childProcesses(of: postmaster)
-    for pid in frozen { kill(pid, SIGSTOP) }
+    let frozen = signalTree(postmaster, SIGSTOP)
     // The fence kills them; should it not come, they must not stay stopped.
     defer { for pid in frozen { kill(pid, SIGCONT) } }
     #expect(
@@ -223,8 +237,7 @@ struct WatchTests {
             let load = try await cluster.startLoad(clients: 4)
             #expect(await cluster.waitForAcks(load, atLeast: 300))
             let postmaster = try #require(cluster.postmasterPID("node0"))
-            let stopped = [postmaster] + LocalHost.childProcesses(of: postmaster)
-            for pid in stopped { kill(pid, SIGSTOP) }
+            let stopped = signalTree(postmaster, SIGSTOP)
             let stoppedAt = Date()
             let promoted = await cluster.eventually(20) { cluster.onePrimary(besides: "node0") != nil }
             let took = Date().timeIntervalSince(stoppedAt)

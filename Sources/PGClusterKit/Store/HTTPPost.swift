@@ -32,9 +32,9 @@ public struct TLSFiles: Sendable, Equatable {
 /// #4791), which is what a watcher sees while etcd is down.
 ///
 /// Connections are kept between calls (``Handles``): an easy handle that finished its
-/// exchange goes back to a small pool with its open connection, and the next call takes it
-/// (libcurl reuses a connection only to the same endpoint with the same TLS settings, and
-/// checks that it is still alive first). With TLS and a client certificate a new connection
+/// exchange goes back to a small pool with its open connection, and the next call to the
+/// same endpoint takes it (libcurl also reuses a connection only to the same endpoint with
+/// the same TLS settings, and checks that it is still alive first). With TLS and a client certificate a new connection
 /// costs a handshake, and loading the CA, the certificate and the key, each call: the
 /// watcher's failover makes several calls in a row (its intent, the state, the history).
 /// A handle whose exchange failed is closed, not kept. One thread uses a handle at a time.
@@ -87,9 +87,12 @@ enum HTTPPost {
         guard url.scheme == "http" || url.scheme == "https", let host = url.host, !host.isEmpty else {
             return .failure(.unreachable("only http:// and https:// endpoints are spoken, not \(url.absoluteString)"))
         }
-        guard initialized, let handle = Handles.shared.take() else { return .failure(.unreachable("libcurl could not start")) }
+        // Handles are kept per endpoint and TLS files: the next call to it finds its connection.
+        let endpoint = [url.scheme ?? "", host, String(url.port ?? 0), tls.ca ?? "", tls.cert ?? "", tls.key ?? ""]
+            .joined(separator: "\u{1}")
+        guard initialized, let handle = Handles.shared.take(endpoint) else { return .failure(.unreachable("libcurl could not start")) }
         var keep = false
-        defer { if keep { Handles.shared.give(handle) } else { curl_easy_cleanup(handle) } }
+        defer { if keep { Handles.shared.give(handle, endpoint) } else { curl_easy_cleanup(handle) } }
         let left = deadline.millisecondsLeft
         if left <= 0 { return .failure(.timedOut) }
 
@@ -192,36 +195,36 @@ enum HTTPPost {
         var data = Data()
     }
 
-    /// Easy handles that finished an exchange, with the connections they keep open (libcurl
-    /// closes one left idle for 118 s). A handle is taken by one exchange and given back after
-    /// it, its options reset (`curl_easy_reset` keeps the live connections and TLS sessions);
-    /// at most `limit` wait, the rest are closed.
+    /// Easy handles that finished an exchange, with the connection each keeps open (libcurl
+    /// closes one left idle for 118 s), by endpoint: a call takes one that last spoke to its
+    /// endpoint, so calls running at once to different endpoints never take each other's. A
+    /// handle is taken by one exchange and given back after it, its options reset
+    /// (`curl_easy_reset` keeps the live connections and TLS sessions); at most
+    /// `limit` wait per endpoint, the rest are closed.
     final class Handles: @unchecked Sendable {
         static let shared = Handles()
         private let lock = NSLock()
-        private var idle: [UnsafeMutableRawPointer] = []
-        let limit = 8
+        private var idle: [String: [UnsafeMutableRawPointer]] = [:]
+        let limit = 4
 
-        /// A kept handle, options reset, or a new one (nil when libcurl cannot make one).
-        func take() -> UnsafeMutableRawPointer? {
-            if let kept = lock.withLock({ idle.popLast() }) {
+        /// A kept handle for `endpoint`, options reset, or a new one (nil when libcurl cannot
+        /// make one).
+        func take(_ endpoint: String) -> UnsafeMutableRawPointer? {
+            if let kept = lock.withLock({ idle[endpoint]?.popLast() }) {
                 curl_easy_reset(kept)
                 return kept
             }
             return curl_easy_init()
         }
 
-        func give(_ handle: UnsafeMutableRawPointer) {
+        func give(_ handle: UnsafeMutableRawPointer, _ endpoint: String) {
             let extra: UnsafeMutableRawPointer? = lock.withLock {
-                guard idle.count < limit else { return handle }
-                idle.append(handle)
+                guard idle[endpoint, default: []].count < limit else { return handle }
+                idle[endpoint, default: []].append(handle)
                 return nil
             }
             if let extra { curl_easy_cleanup(extra) }
         }
-
-        /// How many wait now (tests).
-        var count: Int { lock.withLock { idle.count } }
     }
 }
 
