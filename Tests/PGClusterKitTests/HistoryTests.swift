@@ -23,4 +23,15 @@ struct HistoryTests {
         #expect(kept.count == 1)
         #expect(try String(contentsOfFile: "\(folder)/\(kept[0])", encoding: .utf8) == "[{\"kind\": \"failover\", trunc")
     }
+
+    @Test("etcd history keys from one process keep their order within one millisecond, and follow the clock otherwise")
+    func historyKeysInOrder() {
+        let clock = EtcdStore.HistoryClock()
+        let instant = Date(timeIntervalSince1970: 1_800_000_000.123_4)
+        let same = (0..<5).map { _ in clock.next(now: instant) }
+        #expect(same == [1_800_000_000_123, 1_800_000_000_124, 1_800_000_000_125, 1_800_000_000_126, 1_800_000_000_127])
+        // A later clock takes over again; an earlier one (a step back) never reorders.
+        #expect(clock.next(now: instant.addingTimeInterval(1)) == 1_800_000_001_123)
+        #expect(clock.next(now: instant) == 1_800_000_001_124)
+    }
 }

@@ -61,6 +61,25 @@ public struct EtcdStore: ClusterStore {
             details: ["check what the cluster is now: pgcluster status; pgcluster history"])
     }
 
+    /// The milliseconds of a history key: the clock's, but always past this process's last
+    /// one, so that its events keep their order however fast they come (two in the same
+    /// millisecond would be ordered by their random part; with etcd's connection kept, a
+    /// CI run appended two in one millisecond).
+    final class HistoryClock: @unchecked Sendable {
+        private let lock = NSLock()
+        private var last: UInt64 = 0
+
+        func next(now: Date = Date()) -> UInt64 {
+            let millis = UInt64((now.timeIntervalSince1970 * 1000).rounded(.down))
+            return lock.withLock {
+                last = max(millis, last + 1)
+                return last
+            }
+        }
+    }
+
+    static let historyClock = HistoryClock()
+
     /// One key per event (`history/<milliseconds>-<random>`, in time order), so the history
     /// never outgrows etcd's request limit. A `history` key of an older pgcluster (one JSON
     /// array) is read first.
@@ -76,7 +95,7 @@ public struct EtcdStore: ClusterStore {
     }
 
     public func appendHistory(_ event: HistoryEvent) async throws(ClusterError) {
-        let millis = UInt64((Date().timeIntervalSince1970 * 1000).rounded())
+        let millis = Self.historyClock.next()
         let key = historyKey + "/" + String(format: "%015llu-%08x", millis, UInt32.random(in: 0...UInt32.max))
         let put = try await client.put(key, try encode(event), ifModRevision: nil, fence: fence)
         if put.done { return }
