@@ -72,8 +72,9 @@ public struct Watcher: Service {
             wake.signal()
         }
         defer { detector.stop() }
-        // One connection per server across the ticks (docs/ARCHITECTURE.md, "watch"): a probe
-        // is a query, not a handshake; a failover starts with the standbys' sessions open.
+        // One connection per server across the ticks (docs/ARCHITECTURE.md, "One session per
+        // server"): a probe is a query, not a handshake; a failover starts with the standbys'
+        // sessions open.
         let sessions = ServerSessions()
         defer { sessions.end() }
         await ServerSessions.holding(sessions) {
