@@ -111,19 +111,26 @@ struct HTTPPostTests {
         }
     }
 
+    /// Three POSTs to 127.0.0.1:`port` in a row, each of which must be answered 200;
+    /// returns how many connections the listener accepted for them.
+    static func threeCalls(to listener: Listener, port: Int) async -> Int? {
+        for call in 1...3 {
+            let result = await HTTPPost.post(URL(string: "http://127.0.0.1:\(port)/v3/kv/range")!, body: Data("{}".utf8), timeout: 30)
+            guard case .success(let response) = result, response.status == 200 else {
+                Issue.record("call \(call): \(result)")
+                return nil
+            }
+        }
+        return listener.accepted
+    }
+
     @Test("a connection is kept between calls: three calls to an HTTP/1.1 server take one connection")
     func kept() async throws {
         let listener = try Listener(port: 23779)
         listener.answerEvery(with: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}", keepOpen: true)
         defer { listener.close() }
-        for call in 1...3 {
-            let result = await HTTPPost.post(URL(string: "http://127.0.0.1:23779/v3/kv/range")!, body: Data("{}".utf8), timeout: 30)
-            guard case .success(let response) = result, response.status == 200 else {
-                Issue.record("call \(call): \(result)")
-                return
-            }
-        }
-        #expect(listener.accepted == 1, "\(listener.accepted) connections for 3 calls")
+        let accepted = await Self.threeCalls(to: listener, port: 23779)
+        #expect(accepted == 1, "\(String(describing: accepted)) connections for 3 calls")
     }
 
     @Test("a kept connection the server has closed since is not a failure: the next call connects again")
@@ -132,14 +139,7 @@ struct HTTPPostTests {
         // It answers as HTTP/1.1 (the connection may stay) and closes: as etcd restarted.
         listener.answerEvery(with: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
         defer { listener.close() }
-        for call in 1...3 {
-            let result = await HTTPPost.post(URL(string: "http://127.0.0.1:23780/v3/kv/range")!, body: Data("{}".utf8), timeout: 30)
-            guard case .success(let response) = result, response.status == 200 else {
-                Issue.record("call \(call): \(result)")
-                return
-            }
-        }
-        #expect(listener.accepted == 3)
+        #expect(await Self.threeCalls(to: listener, port: 23780) == 3)
     }
 
     @Test("only http and https are spoken")
