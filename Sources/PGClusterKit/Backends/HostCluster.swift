@@ -169,11 +169,20 @@ public struct HostCluster: Sendable {
     /// and is neither a zombie nor dead (its state, the third field of /proc/PID/stat; a
     /// postmaster's name has no blanks). `pidfile DIR`: postmaster.pid's first line (the PID)
     /// in `l1`, its eighth (the status: `ready`, `standby`, `starting`, `stopping`) in `l8`.
+    /// `gone DIR`: no live postmaster holds DIR (the test of every stop's wait).
     static let waitFunctions = #"""
         alive() { s=; read -r _ _ s _ 2>/dev/null <"/proc/$1/stat"; case "$s" in '' | Z | X) return 1 ;; esac; }
         pidfile() {
             l1=; l8=
             { read -r l1; read -r _; read -r _; read -r _; read -r _; read -r _; read -r _; read -r l8; } 2>/dev/null <"$1/postmaster.pid"
+        }
+        # No live postmaster holds $1 (pg_ctl's own test): no postmaster.pid, or the PID on it
+        # no longer runs. A pid file not (yet) readable counts as held.
+        gone() {
+          [ -e "$1/postmaster.pid" ] || return 0
+          pidfile "$1"
+          case "$l1" in '' | *[!0-9]*) return 1 ;; esac
+          ! alive "$l1"
         }
         # 10 ms a turn for the first 2 s, then 100 ms (pg_ctl's own pace); $1: seconds at most.
         turns=0
@@ -186,14 +195,9 @@ public struct HostCluster: Sendable {
     static let stopFunction = #"""
         stop_and_wait() {
           "$1" -D "$2" -m "$3" -W stop || return $?
-          while :; do
-            [ -e "$2/postmaster.pid" ] || return 0
-            pidfile "$2"
-            case "$l1" in '' | *[!0-9]*) ;; *) alive "$l1" || return 0 ;; esac
-            pause 120 || break
+          until gone "$2"; do
+            pause 120 || { echo "the server did not stop within 120 s" >&2; return 1; }
           done
-          echo "the server did not stop within 120 s" >&2
-          return 1
         }
 
         """#
@@ -214,9 +218,7 @@ public struct HostCluster: Sendable {
         *}
           state=${state#"${state%%[! ]*}"}
           case "$out" in *CRC*) ;; *) [ "$state" = "shut down" ] && { echo "$out"; exit 0; } ;; esac
-          [ -e "$2/postmaster.pid" ] || break
-          pidfile "$2"
-          case "$l1" in '' | *[!0-9]*) ;; *) alive "$l1" || break ;; esac
+          gone "$2" && break
           pause 120 || { echo "the server did not stop within 120 s" >&2; exit 1; }
         done
         exec "$4" -D "$2"
@@ -226,10 +228,7 @@ public struct HostCluster: Sendable {
     /// holds DATADIR (a switchover's stop returns before its postmaster has exited).
     static let waitGoneFunction = #"""
         wait_gone() {
-          while [ -e "$1/postmaster.pid" ]; do
-            pidfile "$1"
-            case "$l1" in '' | *[!0-9]*) return 0 ;; esac
-            alive "$l1" || return 0
+          until gone "$1"; do
             pause "$2" || { echo "the old postmaster (PID $l1) did not exit within $2 s" >&2; return 1; }
           done
         }

@@ -151,7 +151,9 @@ public struct Failover: Sendable {
         let plan: FailoverDecision.Plan
         let candidate: NodeSpec
         let planned: (mode: SynchronousMode, standbys: [String], warning: String?)
-        // The standbys that stream through the candidate before its promotion (below).
+        // The standbys that will follow the candidate, and those of them that stream through
+        // it before its promotion (below).
+        let followers: [NodeSpec]
         var early: [NodeSpec] = []
         do {
             plan = try Self.unwrap(
@@ -159,6 +161,7 @@ public struct Failover: Sendable {
                     observations: observations, sync: sync, request: request, alsoPossible: alsoPossible,
                     recordedTimeline: state?.timeline))
             candidate = spec.node(named: plan.candidate)!
+            followers = plan.rePoint.compactMap(spec.node(named:))
             let chosen = observations.first { $0.node.name == candidate.name }!
             try await ops.prepareReplay(chosen)
             try await ops.waitForReplay(candidate)
@@ -176,8 +179,7 @@ public struct Failover: Sendable {
             // onto the new timeline on the connection they have, so that its first commits are
             // acknowledged without waiting for a reconnect (a new walsender, a TLS handshake).
             // (Its slots for them first, on its connection, before the intent takes it.)
-            let others = plan.rePoint.compactMap(spec.node(named:))
-            let slotted = (try? await ops.ensureSlots(on: candidate, for: others)) != nil ? others : []
+            let slotted = (try? await ops.ensureSlots(on: candidate, for: followers)) != nil ? followers : []
             async let cascaded = cascade(slotted, through: candidate)
             let set = await outcome { () async throws(ClusterError) in try await intent.set() }
             early = await cascaded
@@ -204,7 +206,6 @@ public struct Failover: Sendable {
         TestInterruption.point("promote")
         let timeline = await Observer(credentials: credentials).observe(candidate).timeline
 
-        let followers = plan.rePoint.compactMap(spec.node(named:))
         try await ops.ensureSlots(on: candidate, for: followers.filter { !early.contains($0) })
         let (following, needsRejoin) = await rePoint(followers, to: candidate, timeline: timeline, already: early)
         timer.lap("re-point \(followers.count) standbys, streaming on timeline \(timeline.map(String.init) ?? "?")")
@@ -302,12 +303,11 @@ public struct Failover: Sendable {
         let pointed = await parallel(standbys.filter { !already.contains($0) }) { node throws(ClusterError) in
             try await ops.rePoint(node, to: primary)
         }
-        let refused = Set(pointed.filter { $0.1 != nil }.map(\.0.name))
+        let refused = pointed.filter { $0.1 != nil }.map(\.0.name)
         let ok = standbys.filter { !refused.contains($0.name) }
         let lagging = await ops.confirmStreaming(ok, from: primary, timeline: timeline, timeout: 15)
         await ops.archiveOn(standbys + [primary])
-        let failed = pointed.filter { $0.1 != nil }.map(\.0.name) + lagging.map(\.name)
-        return (ok.filter { !lagging.contains($0) }, failed)
+        return (ok.filter { !lagging.contains($0) }, refused + lagging.map(\.name))
     }
 
     /// Before the promotion (the candidate has their slots): each of `standbys` streams

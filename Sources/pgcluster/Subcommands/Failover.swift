@@ -11,8 +11,9 @@ extension PGCluster {
                 standby (primary_conninfo = '') so the LSNs stand still; check the quorum (with ANY/FIRST \
                 k over S, |S| - k + 1 of S must answer, or acknowledged commits could be lost); choose the \
                 highest received/replayed LSN (ties: priority, then name; priority 0 never); let it replay \
-                all it received; pg_promote; create slots and set synchronous_standby_names on it; \
-                re-point the other standbys and confirm they stream on the new timeline.
+                all it received; set synchronous_standby_names on it while the other standbys get their \
+                slots on it and stream through it; pg_promote (they follow it onto the new timeline); \
+                confirm they stream on it, re-pointing any that could not be pointed before.
                 Refusals exit 2 and name the flag that accepts the risk. Exit 1 when the new primary \
                 cannot commit under the remembered mode (too few standbys follow): what blocks and the \
                 command that fixes it are printed.
