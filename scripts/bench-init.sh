@@ -17,15 +17,16 @@
 #              50 ms, as pgcluster polls) until all are streaming.
 #
 # Why it is fair: both build the same thing (same binaries, same machine, same
-# authentication, same initdb encoding and locale, every standby a fresh base backup
-# streaming from the primary) and both stop the clock at the same observable state (all
+# authentication, same initdb encoding and locale, every standby started from a base backup
+# and streaming from the primary) and both stop the clock at the same observable state (all
 # standbys streaming). Both run as the server's OS user (setpriv when we are root, which
 # costs the same for both). Each measurement is repeated RUNS times, pgcluster and manual
 # alternate (and swap which goes first every other run), each cluster is destroyed before
 # the next, and medians are reported. pgcluster does a little more than the manual script
 # (replication slots, synchronous mode, a status table at the end); the manual script
-# clones standbys one after another, which is what people do by hand; pgcluster's
-# parallel cloning is one of the things being measured. The first run of each pays for
+# clones standbys one after another, which is what people do by hand; pgcluster takes one
+# base backup per host and copies it for the other standbys there (all on this machine
+# here), which is one of the things being measured. The first run of each pays for
 # cold caches; the median absorbs it.
 #
 # Usage: scripts/bench-init.sh     (env: RUNS=3, PGCLUSTER=.build/release/pgcluster)

@@ -191,12 +191,26 @@ struct InitTests {
         }
     }
 
-    @Test("four standbys are cloned in parallel and all stream")
+    @Test("four standbys on one host: one pg_basebackup, three copies of it; each streams through its own slot with its own settings")
     func fourStandbys() async throws {
         try await withCluster(name: "init5", basePort: 21020, standbys: 4) { cluster in
-            try await cluster.initCluster()
+            let result = await cluster.run(["init"])
+            try #require(result.status == 0, "init failed:\n\(result.stderr)")
+            let lines = result.stderr.split(separator: "\n")
+            #expect(lines.filter { $0.contains("pg_basebackup from node0") }.count == 1, "\(result.stderr)")
+            #expect(lines.filter { $0.contains("copying node1's fresh clone (same host)") }.count == 3, "\(result.stderr)")
             let rows = try cluster.sql("node0", "SELECT application_name FROM pg_stat_replication WHERE state = 'streaming' ORDER BY 1")
             #expect(rows.rows.map { $0[0] } == ["node1", "node2", "node3", "node4"])
+            let slots = try cluster.sql("node0", "SELECT slot_name FROM pg_replication_slots WHERE active ORDER BY 1")
+            #expect(slots.rows.map { $0[0] } == ["pgcluster_node1", "pgcluster_node2", "pgcluster_node3", "pgcluster_node4"])
+            try cluster.sql("node0", "CREATE TABLE after_init AS SELECT 42 AS answer")
+            for standby in ["node1", "node2", "node3", "node4"] {
+                // Its own port and slot, not the copied node1's.
+                #expect(try cluster.sql(standby, "SHOW port").scalar == String(cluster.port(standby)))
+                #expect(try cluster.sql(standby, "SHOW primary_slot_name").scalar == "pgcluster_\(standby)")
+                let seen = await cluster.eventually { try cluster.sql(standby, "SELECT answer FROM after_init").scalar == "42" }
+                #expect(seen, "\(standby) never replayed the row written after init")
+            }
             let status = await cluster.run(["status"])
             #expect(status.status == 0)
             #expect(status.stdout.split(separator: "\n").filter { $0.contains("streaming") }.count == 4)

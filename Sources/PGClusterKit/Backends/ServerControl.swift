@@ -188,7 +188,13 @@ extension HostCluster {
     /// A fresh copy of `upstream` in `node`'s (new) data folder by pg_basebackup on the
     /// node's host, set up to follow it. A clone that takes a while reports its progress
     /// (``CloneProgress``, from the upstream's statistics, on every backend).
-    func clone(_ node: NodeSpec, from upstream: NodeSpec, credentials: Credentials, progress: Bool) async throws(ClusterError) {
+    ///
+    /// `copies`, standbys on the same host as `node`, get a file copy of that fresh clone
+    /// before any configuration is placed in it (``copyFreshClone(_:to:)``), then their own
+    /// configuration: one base backup per host instead of one per standby.
+    func clone(
+        _ node: NodeSpec, from upstream: NodeSpec, credentials: Credentials, progress: Bool, copies: [NodeSpec] = []
+    ) async throws(ClusterError) {
         try await prepareDirectories(node)
         let source = ConfigText.conninfo(
             [
@@ -200,18 +206,39 @@ extension HostCluster {
             "-D", layout.dataDir(node.name), "-d", source, "-X", "stream", "-c", "fast", "--no-password",
         ]
         if spec.replication.slots { arguments += ["-S", renderer.slotName(node)] }
-        if try await restoreFromRepository(node, instead: upstream) {
-            try await placeConfig(node, following: upstream)
-            return
+        if try await !restoreFromRepository(node, instead: upstream) {
+            let reporter = CloneProgress(
+                node: node.name, upstream: upstream.name, target: Observer(credentials: credentials).target(upstream, connectTimeout: 3))
+            try await reporter.reporting { () async throws(ClusterError) in
+                try await server(
+                    node, "pg_basebackup", arguments, environment: ["PGPASSFILE": layout.passfile],
+                    progress: progress && spec.backend == .local, what: "\(node.name): pg_basebackup")
+            }
         }
-        let reporter = CloneProgress(
-            node: node.name, upstream: upstream.name, target: Observer(credentials: credentials).target(upstream, connectTimeout: 3))
-        try await reporter.reporting { () async throws(ClusterError) in
-            try await server(
-                node, "pg_basebackup", arguments, environment: ["PGPASSFILE": layout.passfile],
-                progress: progress && spec.backend == .local, what: "\(node.name): pg_basebackup")
+        try await copyFreshClone(node, to: copies)
+        for each in [node] + copies { try await placeConfig(each, following: upstream) }
+    }
+
+    /// Copies `node`'s freshly cloned data folder, still without its configuration, into
+    /// each of `copies` (standbys on the same host), all at once, as the server's user.
+    ///
+    /// A standby started from a copy is the same as one started from its own base backup:
+    /// the same backup_label (the checkpoint its recovery starts from) and the WAL up to the
+    /// backup's end; what comes after streams through its own slot, which was made reserving
+    /// WAL before the backup began (`init`, `restore`). The copy is not fsynced: a server
+    /// whose control file does not say it was shut down (a base backup's never does) fsyncs
+    /// its whole data folder when it first starts, before it replays anything.
+    func copyFreshClone(_ node: NodeSpec, to copies: [NodeSpec]) async throws(ClusterError) {
+        let source = layout.dataDir(node.name) + "/."
+        let failures = await parallel(copies) { copy throws(ClusterError) in
+            try await prepareDirectories(copy)
+            Console.progress("[\(copy.name)] copying \(node.name)'s fresh clone (same host)")
+            try await host(copy).check(
+                ["/bin/cp", "-a", "--reflink=auto", source, layout.dataDir(copy.name)],
+                what: "\(copy.name): copy of \(node.name)'s fresh clone")
         }
-        try await placeConfig(node, following: upstream)
+        .compactMap(\.1)
+        if let failure = ClusterError.combined(failures) { throw failure }
     }
 
     /// With `backup.standbysFrom: repository` and a backup in the repository: `node`'s data

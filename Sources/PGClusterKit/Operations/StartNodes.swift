@@ -68,8 +68,7 @@ public struct StartNodes: Sendable {
                 failures.append(error)
             }
         }
-        if var first = failures.first {
-            for other in failures.dropFirst() { first.details.append("also: \(other.message)") }
+        if var first = ClusterError.combined(failures) {
             if failures.contains(where: { $0.exitCode == .refused }) { first.exitCode = .refused }
             first.details.insert(contentsOf: lines.map { "done: " + $0 }, at: 0)
             throw first

@@ -37,3 +37,13 @@ func parallel<Item: Sendable>(
 ) async -> [(Item, ClusterError?)] {
     await parallelResults(nodes, body).map { ($0, $1.error) }
 }
+
+extension ClusterError {
+    /// The first of `errors` naming the others ("also: …"), for steps run on several nodes
+    /// at once; nil when there is none.
+    static func combined(_ errors: [ClusterError]) -> ClusterError? {
+        guard var first = errors.first else { return nil }
+        first.details += errors.dropFirst().map { "also: \($0.message)" }
+        return first
+    }
+}
