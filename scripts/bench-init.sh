@@ -24,9 +24,9 @@
 # alternate (and swap which goes first every other run), each cluster is destroyed before
 # the next, and medians are reported. pgcluster does a little more than the manual script
 # (replication slots, synchronous mode, a status table at the end); the manual script
-# clones standbys one after another, which is what people do by hand; pgcluster takes one
-# base backup per host and copies it for the other standbys there (all on this machine
-# here), which is one of the things being measured. The first run of each pays for
+# clones standbys one after another, which is what people do by hand; pgcluster clones two
+# at once, and with more standbys on a host (all are on this machine here) takes one base
+# backup and copies it for the others, which is one of the things being measured. The first run of each pays for
 # cold caches; the median absorbs it.
 #
 # Usage: scripts/bench-init.sh     (env: RUNS=3, PGCLUSTER=.build/release/pgcluster)

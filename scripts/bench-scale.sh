@@ -3,9 +3,9 @@
 # standbys (1+2, 1+4, 1+8), under quorum commit ANY 1, TLS on.
 #
 # What is measured (wall clock of each command, figures printed, nothing asserted):
-#   init      from the command's start to its exit: every standby cloned (one base backup,
-#             copied for the other standbys, all on this one host), started and streaming,
-#             the synchronous mode applied;
+#   init      from the command's start to its exit: every standby cloned (all on this one
+#             host: with more than two, one base backup copied for the others), started and
+#             streaming, the synchronous mode applied;
 #   failover  kill -9 of the primary's postmaster, then `pgcluster failover` from start to
 #             exit: the freshest standby promoted, every other one re-pointed and streaming
 #             on the new timeline.

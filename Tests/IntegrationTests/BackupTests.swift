@@ -173,6 +173,19 @@ struct BackupTests {
             let lines = before.stderr.split(separator: "\n").filter { !$0.hasPrefix("[") }
             #expect(lines.count == 1 && lines[0].contains("before the end of the first backup"), "\(before.stderr)")
 
+            // Into a spec of backend ssh: its primary's host could not read a repository that
+            // is a folder here. Refused before any host is asked (the address answers nothing).
+            let onHosts = try TestCluster(
+                name: "bk-bad-hosts", basePort: 22432, standbys: 1,
+                ssh: (block: "ssh: {user: root, dir: /var/lib/pgcluster-test, connectTimeout: 1}", hosts: ["192.0.2.1", "192.0.2.2"]))
+            defer { try? FileManager.default.removeItem(atPath: onHosts.root) }
+            let toHosts = await cluster.run(["restore", "--to", "latest", "--into", onHosts.specPath])
+            #expect(toHosts.status == 64, "\(toHosts.stderr)")
+            #expect(
+                toHosts.stderr.split(separator: "\n").first?.contains("cannot read bk-bad's repository: it is a folder on this machine") == true,
+                "\(toHosts.stderr)")
+            #expect(!FileManager.default.fileExists(atPath: onHosts.dataRoot))
+
             // A spec whose repository does not exist.
             let missing = "\(cluster.root)/missing.yaml"
             try String(contentsOfFile: cluster.specPath, encoding: .utf8)

@@ -121,7 +121,7 @@ struct SSHBackendTests {
         }
     }
 
-    @Test("backups on a repository host: archive from every primary across a failover, backup from a standby, restore in place and into a cluster here to an LSN, destroy forgets the key")
+    @Test("backups on a repository host: archive from every primary across a failover, backup from a standby, restore in place, into a cluster here and into one on other hosts to an LSN, destroy forgets the key")
     func backupsOnARepositoryHost() async throws {
         try await withTestHosts(count: 4) { hosts in
             // node0..node2 on h1..h3; the repository on h4, a host of its own.
@@ -204,6 +204,33 @@ struct SSHBackendTests {
                 throw error
             }
             await into.teardown()
+
+            // Into a cluster on other hosts (backend ssh; h2 and h3, under its own name): h2's
+            // pgBackRest reads h4 with the live cluster's key, removed from h2 once the restored
+            // primary is promoted. The live node on h2 keeps its own connection to h4.
+            let keptBefore = await hosts.exec(2, ["/bin/sh", "-c", "ls /var/lib/postgresql/.ssh/ | grep '^pgcluster-' || true"])
+            let onHosts = try TestCluster(
+                name: "sshbk-hosts", basePort: 21640, standbys: 1,
+                ssh: (
+                    block: "ssh: {user: root, identityFile: \(TestHosts.keyFile), dir: \(TestHosts.sshDir), connectTimeout: 2}",
+                    hosts: [TestHosts.address(2), TestHosts.address(3)]
+                ))
+            do {
+                let restoreOnHosts = await cluster.run(["restore", "--to", lsn, "--into", onHosts.specPath])
+                #expect(restoreOnHosts.status == 0, "restore --into a spec of backend ssh: \(restoreOnHosts.stderr)")
+                #expect(try onHosts.ids("node0") == Array(1...200))
+                #expect(await onHosts.eventually(30) { (try? onHosts.ids("node1")) == Array(1...200) }, "the restored standby on h3 streams")
+                #expect(try onHosts.sql("node0", "SHOW restore_command").scalar?.contains("pgbackrest-reader") != true)
+                #expect(!(await hosts.exists(2, "\(TestHosts.sshDir)/sshbk-hosts/pgbackrest-reader")), "the cluster's key is left on h2")
+                let keptAfter = await hosts.exec(2, ["/bin/sh", "-c", "ls /var/lib/postgresql/.ssh/ | grep '^pgcluster-' || true"])
+                let (before, after) = (Set(keptBefore.stdout.split(separator: "\n")), Set(keptAfter.stdout.split(separator: "\n")))
+                #expect(before.isSubset(of: after), "h2's kept connections to h4: \(before) before, \(after) after")
+                #expect(!after.contains { $0.hasPrefix("pgcluster-reader-") }, "the reader's connection is left on h2: \(after)")
+            } catch {
+                await onHosts.teardown()
+                throw error
+            }
+            await onHosts.teardown()
 
             let destroy = await cluster.run(["destroy", "--yes"])
             #expect(destroy.status == 0, "destroy: \(destroy.stderr)")

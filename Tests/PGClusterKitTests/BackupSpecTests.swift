@@ -131,7 +131,7 @@ struct BackupSpecTests {
         #expect(wrapper.contains("StrictHostKeyChecking=yes") && wrapper.contains("-i /var/lib/pgcluster/t/pgbackrest/id_ed25519"))
         #expect(Set(try renderer.nodeFiles().map(\.path)).isSuperset(of: ["pgbackrest.conf", "pgbackrest-repo.conf"]))
 
-        // restore --into a cluster on this machine: the repository host read from a folder here.
+        // restore --into a new cluster: the repository host read from a folder on its primary's host.
         let reader = try #require(try renderer.pgbackrestReaderConf(in: "/here/pgbackrest-from-t"))
         for line in [
             "repo1-host-config=/var/lib/pgcluster/t/pgbackrest-repo.conf", "cmd-ssh=/here/pgbackrest-from-t/ssh",
@@ -141,7 +141,9 @@ struct BackupSpecTests {
         }
         let kept = renderer.pgbackrestSSHWrapper(in: "/here/f", keep: true)
         #expect(kept.contains("-i /here/f/id_ed25519") && kept.contains("UserKnownHostsFile=/here/f/known_hosts"), "\(kept)")
-        #expect(kept.contains("ControlPath='~/.ssh/pgcluster-%C' -o ControlPersist=30"), "\(kept)")
+        // A socket of its own: ending it never ends a live node's connection on the same host.
+        #expect(kept.contains("ControlPath='~/.ssh/pgcluster-reader-%C' -o ControlPersist=30"), "\(kept)")
+        #expect(!wrapper.contains("pgcluster-reader-"))
         #expect(renderer.pgbackrestSSHWrapper(in: "/here/f", keep: false).contains("ControlPath=none -o ControlPersist=no"))
     }
 

@@ -203,17 +203,22 @@ public struct ClusterInit: Sendable {
         Console.progress("[\(primary.name)] primary ready (\(String(format: "%.1f", (clock.now - began).seconds)) s)")
     }
 
-    /// Every host with standbys at once: one pg_basebackup per host, which the other new
-    /// standbys there copy (``HostCluster/clone(_:from:credentials:progress:copies:)``);
+    /// Every host with standbys at once; on a host with more than two new standbys, one
+    /// pg_basebackup, which the others there copy (``HostCluster/clone(_:from:credentials:progress:copies:)``);
     /// then each starts.
     ///
     /// A base backup costs the primary and the host a TLS stream, a backup checkpoint and a
     /// WAL segment switch (each lengthening the WAL of every other backup then running),
-    /// while a copy is only the files. Eight standbys on one 2-core host: init took 5.7–7.4 s
-    /// with eight base backups, 2.8–3.3 s with one and seven copies. Two standbys cost
-    /// about what two base backups at once did (1.5–1.8 s, within the noise of either).
+    /// while a copy is only the files, but it starts once its clone is complete. Eight
+    /// standbys on one 2-core host: init took 5.7–7.4 s with eight base backups, 2.8–3.3 s
+    /// with one and seven copies. Two: 3.15 s with two base backups at once, 3.59 s with one
+    /// and a copy (medians of 8 alternating runs, on a disk slow to make files; equal on a
+    /// quiet one), so two standbys keep a base backup each.
     func cloneStandbys(from primary: NodeSpec, _ credentials: Credentials) async throws(ClusterError) {
-        let groups = cluster.distinctHosts.map { $0.nodes.filter { $0.name != primary.name } }.filter { !$0.isEmpty }
+        let groups = cluster.distinctHosts.flatMap { host -> [[NodeSpec]] in
+            let standbys = host.nodes.filter { $0.name != primary.name }
+            return standbys.count > 2 ? [standbys] : standbys.map { [$0] }
+        }
         let progress = Console.stderrIsTTY && groups.count == 1
         let errors = await parallelResults(groups) { nodes throws(ClusterError) in
             try await clone(nodes[0], copies: Array(nodes.dropFirst()), from: primary, credentials, progress: progress)

@@ -99,7 +99,8 @@ public struct ClusterRestore: Sendable {
         }
 
         let primary = spec.primary
-        // From backend ssh into this machine: pgBackRest here reads the repository host.
+        // From backend ssh into a new cluster: pgBackRest on its primary's host (this machine,
+        // or a host of its own) reads the repository host, with the live cluster's key.
         let reader = !inPlace && source.remote ? target.layout.pgbackrestReaderDir : nil
         do {
             try await target.prepareDirectories(primary)
@@ -145,11 +146,23 @@ public struct ClusterRestore: Sendable {
             timeline: observation.timeline, lsn: observation.currentLsn, seconds: (clock.now - began).seconds)
     }
 
-    /// `--into`: a cluster of its own (name, local.dir, backend local) with the same roles.
+    /// `--into`: a cluster of its own (name, local.dir; backend local, or backend ssh when
+    /// the backups are on a repository host, which the new primary's host then reads) with
+    /// the same roles.
     func checkNewCluster(_ sourceCredentials: Credentials) throws(ClusterError) {
         let sourceSpec = source.spec, spec = target.spec
-        guard spec.backend == .local else {
-            throw ClusterError("restore --into needs a spec with backend local; \(spec.file) has \(spec.backend.rawValue)", exitCode: .usage)
+        switch spec.backend {
+        case .local: break
+        case .ssh:
+            guard source.remote else {
+                throw ClusterError(
+                    "restore --into a spec of backend ssh restores on its primary's host, which cannot read \(sourceSpec.name)'s repository: "
+                        + "it is a folder on this machine (\(source.settings.repo))",
+                    exitCode: .usage,
+                    details: ["restore into a spec of backend local, or keep the backups on a repository host (backend ssh, backup.repoHost)"])
+            }
+        case .compose:
+            throw ClusterError("restore --into needs a spec of backend local or ssh; \(spec.file) has compose", exitCode: .usage)
         }
         guard sourceSpec.backend != .compose else {
             throw ClusterError(

@@ -425,9 +425,11 @@ public struct Renderer: Sendable {
     /// The wrapper of ``pgbackrestReaderConf(in:)``: its key and known_hosts in `folder`; its
     /// kept connection (a socket in the user's ~/.ssh: a folder's path may be longer than a
     /// socket's 108 bytes) ends 30 s after the last use. Without `keep` (no ~/.ssh), none.
+    /// Its socket's name is its own: on a host that also runs a node of the live cluster, the
+    /// reader's end (`ssh -O exit`) must not end that node's connection to the repository.
     public func pgbackrestSSHWrapper(in folder: String, keep: Bool) -> String {
         sshWrapper(
-            key: "\(folder)/id_ed25519", knownHosts: "\(folder)/known_hosts", control: keep ? "'~/.ssh/pgcluster-%C'" : "none",
+            key: "\(folder)/id_ed25519", knownHosts: "\(folder)/known_hosts", control: keep ? "'~/.ssh/pgcluster-reader-%C'" : "none",
             persist: keep ? "30" : "no")
     }
 

@@ -75,11 +75,12 @@ extension PGCluster {
                 already hold data are refused before anything is written. With --into, the live \
                 cluster is only read (its repository, and a `pgbackrest check` that archives its \
                 current WAL). With --in-place, the old data is removed once every standby streams, \
-                and kept (the error says where) if the restore fails. --into takes a spec of backend \
-                local (a cluster on this machine). From a cluster of backend ssh, --in-place restores \
-                on the primary's host; --into restores here, reading backup.repoHost by ssh with the \
-                cluster's own key, copied into the new cluster's local.dir for the restore and removed \
-                once its primary is promoted (or the restore fails).
+                and kept (the error says where) if the restore fails. From a cluster of backend local, \
+                --into takes a spec of backend local (the repository is a folder here). From a cluster \
+                of backend ssh, --in-place restores on the primary's host; --into takes a spec of \
+                backend local or ssh and restores on its primary's host (here, or another host), reading \
+                backup.repoHost by ssh with the cluster's own key, copied there for the restore and \
+                removed once its primary is promoted (or the restore fails).
                 """)
 
         @OptionGroup var options: SpecOptions

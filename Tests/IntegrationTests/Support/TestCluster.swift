@@ -23,7 +23,7 @@ struct RunResult {
 /// | 21300-21329 | ApplyTests |
 /// | 21400-21479 | SplitBrainTests |
 /// | 21500-21569 | WatchTests (21505: the hung clone, 21565: the hung rewind); 21570 SeamsTests; 21580-21599 WatchAcrossTests |
-/// | 21600-21629 | SSHBackendTests |
+/// | 21600-21649 | SSHBackendTests |
 /// | 21700-21729 | DestroyTests, InitInterruptTests, RejoinReportTests |
 /// | 21800-21829 | TLSTests |
 /// | 21900-21949 | SeamsTests (21930-21939: EpochTests) |
