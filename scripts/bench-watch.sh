@@ -101,11 +101,15 @@ run_one() {
     pooled_writer "$DSN" bench_watch "$run" pool & WRITERS+=($!)
     sleep 2
     pid="$(head -n1 "$DIR/$primary/data/postmaster.pid")"
-    pids="$pid $(ps -o pid= --ppid "$pid" | tr '\n' ' ')"
     t0="$(now)"
     if [ "$how" = kill ]; then
         kill -9 "$pid"
     else
+        # The postmaster first, until it is stopped (it forks no backend after that), then its
+        # children as they are then: listed before, a backend forked in between would answer on.
+        kill -STOP "$pid"
+        until [ "$(sed -e 's/^.*) //' "/proc/$pid/stat" | cut -d' ' -f1)" = T ]; do sleep 0.001; done
+        pids="$pid $(ps -o pid= --ppid "$pid" | tr '\n' ' ')"
         # shellcheck disable=SC2086
         kill -STOP $pids 2>/dev/null || true
     fi
