@@ -191,7 +191,8 @@ extension HostCluster {
     ///
     /// `copies`, standbys on the same host as `node`, get a file copy of that fresh clone
     /// before any configuration is placed in it (``copyFreshClone(_:to:)``), then their own
-    /// configuration: one base backup per host instead of one per standby.
+    /// configuration: one base backup for several standbys of a host (`init` and `restore`
+    /// on a host with more than two).
     func clone(
         _ node: NodeSpec, from upstream: NodeSpec, credentials: Credentials, progress: Bool, copies: [NodeSpec] = []
     ) async throws(ClusterError) {

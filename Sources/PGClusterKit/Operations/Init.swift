@@ -41,14 +41,20 @@ public struct ClusterInit: Sendable {
 
     /// Once the primary runs: every standby cloned and streaming, the synchronous mode set,
     /// the cluster recorded (`init`, and `restore` after the primary was restored). With
-    /// `backup:`, the stanza is created so the archive works from the first WAL segment.
+    /// `backup:`, the stanza is created meanwhile, so that the archive works from the first
+    /// WAL segments: it needs only the primary (pgBackRest passes over a node that does not
+    /// answer yet), and over ssh it takes seconds (each query pgBackRest makes on a node
+    /// through its remote waits 0.1 s at least), which the clones no longer wait for.
     func completeFromPrimary(_ primary: NodeSpec, _ credentials: Credentials) async throws(ClusterError) {
+        async let stanza: Result<Void, ClusterError> = outcome { () async throws(ClusterError) in
+            guard spec.backup != nil else { return }
+            Console.progress("[\(primary.name)] pgbackrest stanza-create (while the standbys are cloned)")
+            try await BackupRepository(cluster: cluster).ensureStanza()
+            Console.progress("[\(primary.name)] pgbackrest stanza ready")
+        }
         try await cloneStandbys(from: primary, credentials)
         try await waitForStreaming(primary, credentials)
-        if spec.backup != nil {
-            Console.progress("[\(primary.name)] pgbackrest stanza-create")
-            try await BackupRepository(cluster: cluster).ensureStanza()
-        }
+        try await stanza.get()
         let mode = spec.replication.synchronous
         let names = spec.standbys.map(\.name)
         Console.progress("[\(primary.name)] synchronous mode \(mode)")
