@@ -141,8 +141,10 @@ struct BackupTests {
             #expect(early.status == 1)
             #expect(early.stderr.contains("no backup in the repository"), "\(early.stderr)")
 
-            // The archive lock held (as an archive-push holds it while it runs, which made the
-            // stanza-create that precedes a backup fail at once): the backup waits for it.
+            // A repository emptied of the stanza (the backup makes it again: a backup makes
+            // it only when `info` finds none) while the archive lock is held (as an archive-push
+            // holds it while it runs, which made stanza-create fail at once): the backup waits.
+            for folder in ["archive", "backup"] { try FileManager.default.removeItem(atPath: "\(cluster.root)/repo/\(folder)/\(cluster.name)") }
             let user = OSUser.named("postgres")!
             let lockFile = "\(cluster.dataRoot)/pgbackrest/lock/\(cluster.name)-archive.lock"
             let holder = "flock --nonblock \(lockFile) sh -c 'touch \(lockFile).held; sleep 5'"
@@ -155,6 +157,7 @@ struct BackupTests {
             #expect(backup.status == 0, "\(backup.stderr)")
             let holderResult = await held
             #expect(holderResult.status == 0, "the lock was not held: \(holderResult.stderr)")
+            #expect(FileManager.default.fileExists(atPath: "\(cluster.root)/repo/backup/\(cluster.name)/backup.info"), "no stanza after the backup")
 
             // A standby left without restore_command (as a failover or switchover killed after
             // its freeze leaves it): status says so and names the fix; rejoin gives it back.

@@ -411,8 +411,12 @@ public struct ClusterBackup: Sendable {
             throw ClusterError("no primary answers: a backup needs one", details: ["see `pgcluster status`"])
         }
         let standby = observations.first { $0.isStandby && $0.streaming }
-        Console.progress("[\(primary.node.name)] pgbackrest stanza-create and check (stanza \(spec.name), repository \(repository.place))")
-        try await repository.ensureStanza()
+        Console.progress("[\(primary.node.name)] pgbackrest stanza and check (stanza \(spec.name), repository \(repository.place))")
+        // The stanza exists in all but a cluster's first backup, and `check` below proves it
+        // belongs to this database system. Asking the repository costs the repository alone,
+        // where stanza-create asks every node (over ssh, 2 s).
+        try await repository.writeConfig(createRepository: true)
+        if (try? await repository.info())?.stanzaMissing != false { try await repository.ensureStanza() }
         try await repository.check(["check"], what: "pgbackrest check (is archive_command working on \(primary.node.name)?)")
         let source = standby?.node.name ?? primary.node.name
         Console.progress("[\(source)] pgbackrest backup --type=\(kind.rawValue)" + (standby == nil ? " (no standby streams: from the primary)" : " (from a standby)"))
