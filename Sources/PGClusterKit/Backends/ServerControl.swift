@@ -216,6 +216,16 @@ extension HostCluster {
                     progress: progress && spec.backend == .local, what: "\(node.name): pg_basebackup")
             }
         }
+        var copies = copies
+        // A tablespace lives outside the data folder, at the same path for every node of a
+        // host: a copy would share the clone's. Each then gets a base backup of its own (which
+        // refuses the tablespace's folder in use, as it always did), and so does a clone
+        // whose tablespaces cannot be listed.
+        if !copies.isEmpty, (try await host(node).list("\(layout.dataDir(node.name))/pg_tblspc")).map({ !$0.isEmpty }) ?? true {
+            Console.progress("[\(node.name)] has tablespaces (or none could be listed): the other standbys of its host are cloned, not copied")
+            for copy in copies { try await clone(copy, from: upstream, credentials: credentials, progress: false) }
+            copies = []
+        }
         try await copyFreshClone(node, to: copies)
         for each in [node] + copies { try await placeConfig(each, following: upstream) }
     }
