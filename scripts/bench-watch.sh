@@ -108,7 +108,10 @@ run_one() {
         # The postmaster first, until it is stopped (it forks no backend after that), then its
         # children as they are then: listed before, a backend forked in between would answer on.
         kill -STOP "$pid"
-        until [ "$(sed -e 's/^.*) //' "/proc/$pid/stat" | cut -d' ' -f1)" = T ]; do sleep 0.001; done
+        until [ "$(sed -e 's/^.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f1)" = T ]; do
+            pid_alive "$pid" || die "$how run $run: the postmaster $pid exited before it stopped"
+            sleep 0.001
+        done
         pids="$pid $(ps -o pid= --ppid "$pid" | tr '\n' ' ')"
         # shellcheck disable=SC2086
         kill -STOP $pids 2>/dev/null || true

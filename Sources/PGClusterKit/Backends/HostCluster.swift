@@ -184,7 +184,8 @@ public struct HostCluster: Sendable {
           case "$l1" in '' | *[!0-9]*) return 1 ;; esac
           ! alive "$l1"
         }
-        # 10 ms a turn for the first 2 s, then 100 ms (pg_ctl's own pace); $1: seconds at most.
+        # 10 ms a turn for the first 2 s, then 100 ms (pg_ctl's own pace); $1: seconds at most,
+        # counted from the last `turns=0` (each wait sets it as it begins).
         turns=0
         pause() { if [ $turns -lt 200 ]; then sleep 0.01; turns=$((turns + 1)); else sleep 0.1; turns=$((turns + 10)); fi; [ $turns -lt $(($1 * 100)) ]; }
         """#
@@ -195,6 +196,7 @@ public struct HostCluster: Sendable {
     static let stopFunction = #"""
         stop_and_wait() {
           "$1" -D "$2" -m "$3" -W stop || return $?
+          turns=0
           until gone "$2"; do
             pause 120 || { echo "the server did not stop within 120 s" >&2; return 1; }
           done
@@ -228,6 +230,7 @@ public struct HostCluster: Sendable {
     /// holds DATADIR (a switchover's stop returns before its postmaster has exited).
     static let waitGoneFunction = #"""
         wait_gone() {
+          turns=0
           until gone "$1"; do
             pause "$2" || { echo "the old postmaster (PID $l1) did not exit within $2 s" >&2; return 1; }
           done
@@ -251,6 +254,7 @@ public struct HostCluster: Sendable {
         start_and_wait() {
           (umask 077; exec setsid "$1" -D "$2" </dev/null >>"$3" 2>&1) &
           pm=$!
+          turns=0
           while :; do
             pidfile "$2"
             if [ "$l1" = "$pm" ]; then
@@ -311,7 +315,6 @@ public struct HostCluster: Sendable {
         # (Not `( … ) || …`: set -e would not hold inside a subshell whose status is tested.)
         [ $? -eq 0 ] || { echo "cannot write the configuration in $data" >&2; exit 1; }
         wait_gone "$data" "$seconds" || exit 1
-        turns=0
         clear_stale "$data" "$lock"
         start_and_wait "$postgres" "$data" "$log" "$seconds"
         """#

@@ -192,10 +192,12 @@ extension HostCluster {
     /// `copies`, standbys on the same host as `node`, get a file copy of that fresh clone
     /// before any configuration is placed in it (``copyFreshClone(_:to:)``), then their own
     /// configuration: one base backup for several standbys of a host (`init` and `restore`
-    /// on a host with more than two).
+    /// on a host with more than two). Returns those that were copied (not when the clone has
+    /// tablespaces: below).
+    @discardableResult
     func clone(
         _ node: NodeSpec, from upstream: NodeSpec, credentials: Credentials, progress: Bool, copies: [NodeSpec] = []
-    ) async throws(ClusterError) {
+    ) async throws(ClusterError) -> [NodeSpec] {
         try await prepareDirectories(node)
         let source = ConfigText.conninfo(
             [
@@ -228,6 +230,7 @@ extension HostCluster {
         }
         try await copyFreshClone(node, to: copies)
         for each in [node] + copies { try await placeConfig(each, following: upstream) }
+        return copies
     }
 
     /// Copies `node`'s freshly cloned data folder, still without its configuration, into

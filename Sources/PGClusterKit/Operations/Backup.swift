@@ -295,7 +295,7 @@ public struct BackupRepository: Sendable {
         return try await info()
     }
 
-    /// `pgbackrest info`, where the configuration is already in place (after ``ensureStanza()``).
+    /// `pgbackrest info`, where the configuration is already in place (after ``writeConfig(createRepository:)``).
     func info() async throws(ClusterError) -> BackupCatalog {
         let result = try await check(["--output=json", "info"], what: "pgbackrest info")
         // pgBackRest may print warnings before the JSON.
@@ -307,6 +307,20 @@ public struct BackupRepository: Sendable {
     /// that it belongs to this database system when it does).
     public func ensureStanza() async throws(ClusterError) {
         try await writeConfig(createRepository: true)
+        try await createStanza()
+    }
+
+    /// Before a backup: the configuration in place, and the stanza made only when `info`
+    /// finds none. It exists in all but a cluster's first backup, and the `check` that
+    /// follows proves it belongs to this database system; `info` asks the repository
+    /// alone, where stanza-create asks every node (over ssh, 2 s).
+    func prepareForBackup() async throws(ClusterError) {
+        try await writeConfig(createRepository: true)
+        if (try? await info())?.stanzaMissing != false { try await createStanza() }
+    }
+
+    /// `pgbackrest stanza-create`, the configuration in place.
+    private func createStanza() async throws(ClusterError) {
         // stanza-create takes all of the stanza's locks, and does not wait for them; every
         // archive-push and archive-get holds the archive lock while it runs (a fraction of a
         // second, longer over ssh), and a primary archives at any time. So a held lock is
@@ -412,11 +426,7 @@ public struct ClusterBackup: Sendable {
         }
         let standby = observations.first { $0.isStandby && $0.streaming }
         Console.progress("[\(primary.node.name)] pgbackrest stanza and check (stanza \(spec.name), repository \(repository.place))")
-        // The stanza exists in all but a cluster's first backup, and `check` below proves it
-        // belongs to this database system. Asking the repository costs the repository alone,
-        // where stanza-create asks every node (over ssh, 2 s).
-        try await repository.writeConfig(createRepository: true)
-        if (try? await repository.info())?.stanzaMissing != false { try await repository.ensureStanza() }
+        try await repository.prepareForBackup()
         try await repository.check(["check"], what: "pgbackrest check (is archive_command working on \(primary.node.name)?)")
         let source = standby?.node.name ?? primary.node.name
         Console.progress("[\(source)] pgbackrest backup --type=\(kind.rawValue)" + (standby == nil ? " (no standby streams: from the primary)" : " (from a standby)"))

@@ -241,8 +241,8 @@ public struct ClusterInit: Sendable {
         let clock = ContinuousClock()
         let began = clock.now
         Console.progress("[\(node.name)] pg_basebackup from \(primary.name)")
-        try await cluster.clone(node, from: primary, credentials: credentials, progress: progress, copies: copies)
-        let also = copies.isEmpty ? "" : " and copied for \(copies.map(\.name).joined(separator: ", "))"
+        let copied = try await cluster.clone(node, from: primary, credentials: credentials, progress: progress, copies: copies)
+        let also = copied.isEmpty ? "" : " and copied for \(copied.map(\.name).joined(separator: ", "))"
         Console.progress("[\(node.name)] cloned\(also) (\(String(format: "%.1f", (clock.now - began).seconds)) s), starting")
     }
 

@@ -7,7 +7,7 @@ import Foundation
 
 /// The files a TLS exchange uses: the CA that must have signed the server's certificate
 /// (nil: the system's trust store), and the client certificate and key to present.
-public struct TLSFiles: Sendable, Equatable {
+public struct TLSFiles: Sendable, Hashable {
     public var ca: String?
     public var cert: String?
     public var key: String?
@@ -88,8 +88,7 @@ enum HTTPPost {
             return .failure(.unreachable("only http:// and https:// endpoints are spoken, not \(url.absoluteString)"))
         }
         // Handles are kept per endpoint and TLS files: the next call to it finds its connection.
-        let endpoint = [url.scheme ?? "", host, String(url.port ?? 0), tls.ca ?? "", tls.cert ?? "", tls.key ?? ""]
-            .joined(separator: "\u{1}")
+        let endpoint = Handles.Endpoint(scheme: url.scheme ?? "", host: host, port: url.port, tls: tls)
         guard initialized, let handle = Handles.shared.take(endpoint) else { return .failure(.unreachable("libcurl could not start")) }
         var keep = false
         defer { if keep { Handles.shared.give(handle, endpoint) } else { curl_easy_cleanup(handle) } }
@@ -202,14 +201,22 @@ enum HTTPPost {
     /// (`curl_easy_reset` keeps the live connections and TLS sessions); at most
     /// `limit` wait per endpoint, the rest are closed.
     final class Handles: @unchecked Sendable {
+        /// Where a kept connection goes, and with which TLS files.
+        struct Endpoint: Hashable {
+            var scheme: String
+            var host: String
+            var port: Int?
+            var tls: TLSFiles
+        }
+
         static let shared = Handles()
         private let lock = NSLock()
-        private var idle: [String: [UnsafeMutableRawPointer]] = [:]
+        private var idle: [Endpoint: [UnsafeMutableRawPointer]] = [:]
         let limit = 4
 
         /// A kept handle for `endpoint`, options reset, or a new one (nil when libcurl cannot
         /// make one).
-        func take(_ endpoint: String) -> UnsafeMutableRawPointer? {
+        func take(_ endpoint: Endpoint) -> UnsafeMutableRawPointer? {
             if let kept = lock.withLock({ idle[endpoint]?.popLast() }) {
                 curl_easy_reset(kept)
                 return kept
@@ -217,7 +224,7 @@ enum HTTPPost {
             return curl_easy_init()
         }
 
-        func give(_ handle: UnsafeMutableRawPointer, _ endpoint: String) {
+        func give(_ handle: UnsafeMutableRawPointer, _ endpoint: Endpoint) {
             let extra: UnsafeMutableRawPointer? = lock.withLock {
                 guard idle[endpoint, default: []].count < limit else { return handle }
                 idle[endpoint, default: []].append(handle)

@@ -4,11 +4,14 @@ import PGClusterKit
 extension PGCluster {
     struct Init: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Create the cluster: initdb the primary, clone every standby in parallel, start them all.",
+            abstract: "Create the cluster: initdb the primary, clone every standby (all hosts at once), start them all.",
             discussion: """
-                Local backend: initdb the primary, start it, create the replication role (SCRAM) and one \
-                slot per standby, pg_basebackup every standby at once, start them, wait until all stream, \
-                then apply the spec's synchronous mode. Passwords the spec does not give are generated and \
+                Local and ssh backends: initdb the primary, start it, create the replication role (SCRAM) \
+                and one slot per standby (holding WAL from then on), pg_basebackup every standby, all hosts \
+                at once (on a host with more than two new standbys, one pg_basebackup, which the others \
+                there copy), start them, wait until all stream, then apply the spec's synchronous mode. \
+                With backup:, the pgBackRest stanza is created meanwhile (it needs only the primary). \
+                Passwords the spec does not give are generated and \
                 stored in local.dir/credentials.json (mode 0600). When run as root, the servers run as \
                 local.osUser. Refuses (exit 2) when data already exists, unless --force. Ends with the \
                 status table (--json: the document `status --json` prints).
