@@ -21,8 +21,11 @@ struct InitTests {
             // Slots, SCRAM, files: what the operator relies on.
             let slots = try cluster.sql("node0", "SELECT slot_name, active FROM pg_replication_slots ORDER BY 1")
             #expect(slots.rows.map { $0[0] } == ["pgcluster_node1", "pgcluster_node2"])
-            let role = try cluster.sql("node0", "SELECT rolpassword LIKE 'SCRAM-SHA-256$%' FROM pg_authid WHERE rolname = 'replicator'")
-            #expect(role.scalar == "t")
+            // Generated passwords are stored with pgcluster's cheap SCRAM secret (SCRAMSecret),
+            // and every connection of this test logs in with them.
+            let secrets = try cluster.sql("node0", "SELECT rolname, split_part(rolpassword, ':', 1) FROM pg_authid WHERE rolname IN ('postgres', 'replicator') ORDER BY 1")
+            let cheap = "SCRAM-SHA-256$\(SCRAMSecret.generatedIterations)"
+            #expect(secrets.rows.map { $0.compactMap { $0 } } == [["postgres", cheap], ["replicator", cheap]])
             let credentialMode = try FileManager.default.attributesOfItem(atPath: "\(cluster.dataRoot)/credentials.json")[.posixPermissions] as? Int
             #expect(credentialMode == 0o600)
             let dataMode = try FileManager.default.attributesOfItem(atPath: "\(cluster.dataRoot)/node1/data")[.posixPermissions] as? Int
@@ -175,10 +178,13 @@ struct InitTests {
         }
     }
 
-    @Test("a clone reports its progress from the upstream's pg_stat_progress_basebackup: bytes, total, rate, an estimate")
+    @Test("a clone reports its progress from the upstream's pg_stat_progress_basebackup: bytes, total, rate, an estimate; a replication password from the spec keeps PostgreSQL's SCRAM secret")
     func cloneProgress() async throws {
-        try await withCluster(name: "progress", basePort: 21043, standbys: 1) { cluster in
+        // The replication password is the spec's here (a person's): PostgreSQL's own secret.
+        try await withCluster(name: "progress", basePort: 21043, standbys: 1, replicationPassword: "Chosen-by-4-person") { cluster in
             try await cluster.initCluster()
+            let secret = try cluster.sql("node0", "SELECT split_part(rolpassword, ':', 1) FROM pg_authid WHERE rolname = 'replicator'")
+            #expect(secret.scalar == "SCRAM-SHA-256$4096")
             // About 150 MB, so that the clone lasts several of the test's 0.1 s intervals.
             try cluster.sql("node0", "CREATE TABLE filler AS SELECT g, repeat(md5(g::text), 30) AS pad FROM generate_series(1, 150000) AS g")
             let again = await cluster.run(["rejoin", "node1", "--reclone"], environment: ["PGCLUSTER_PROGRESS_INTERVAL": "0.1"])

@@ -184,7 +184,14 @@ public struct ClusterInit: Sendable {
                 defer { connection.close() }
                 // The primary may already wait for a quorum that does not exist yet.
                 try connection.query("SET synchronous_commit = local")
-                let verifier = try connection.scramVerifier(user: replicationUser, password: credentials.replication.password)
+                // initdb stored the superuser's password with PostgreSQL's default secret;
+                // a generated one gets the cheap secret every connection is quicker with.
+                if credentials.superuser.generated {
+                    let superuserVerifier = try connection.scramVerifier(for: credentials.superuser)
+                    try connection.query(
+                        "ALTER ROLE \(ConfigText.identifier(credentials.superuser.user)) PASSWORD \(ConfigText.sqlLiteral(superuserVerifier))")
+                }
+                let verifier = try connection.scramVerifier(for: credentials.replication)
                 try connection.query(
                     "CREATE ROLE \(ConfigText.identifier(replicationUser)) WITH REPLICATION LOGIN PASSWORD \(ConfigText.sqlLiteral(verifier))")
                 for slot in slots {
@@ -192,7 +199,7 @@ public struct ClusterInit: Sendable {
                 }
                 if let app = credentials.app, let database = appDatabase {
                     // The application's own role (SCRAM, not a superuser) owns its database.
-                    let appVerifier = try connection.scramVerifier(user: app.user, password: app.password)
+                    let appVerifier = try connection.scramVerifier(for: app)
                     try connection.query(
                         "CREATE ROLE \(ConfigText.identifier(app.user)) WITH LOGIN PASSWORD \(ConfigText.sqlLiteral(appVerifier))")
                     try connection.query(

@@ -226,8 +226,16 @@ public final class PGConnection: @unchecked Sendable {
         PQfreeCancel(handle)
     }
 
-    /// The SCRAM-SHA-256 verifier of a password, computed here so that the clear
-    /// password never reaches the server (or its logs) in a CREATE/ALTER ROLE.
+    /// The SCRAM-SHA-256 verifier of a login's password, computed here so that the clear
+    /// password never reaches the server (or its logs) in a CREATE/ALTER ROLE: for a
+    /// password pgcluster generated, with few iterations (``SCRAMSecret``); for any other,
+    /// libpq's, with PostgreSQL's default.
+    public func scramVerifier(for login: Credentials.Login) throws(PGError) -> String {
+        if login.generated, let secret = SCRAMSecret.make(password: login.password) { return secret }
+        return try scramVerifier(user: login.user, password: login.password)
+    }
+
+    /// libpq's SCRAM-SHA-256 verifier of a password.
     public func scramVerifier(user: String, password: String) throws(PGError) -> String {
         guard let conn, let encrypted = PQencryptPasswordConn(conn, password, user, "scram-sha-256") else {
             throw PGError(message: "cannot compute the SCRAM verifier", target: target.description)

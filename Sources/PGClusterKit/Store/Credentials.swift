@@ -7,6 +7,31 @@ public struct Credentials: Sendable, Equatable, Codable, CustomStringConvertible
     public struct Login: Sendable, Equatable, Codable {
         public var user: String
         public var password: String
+        /// Whether pgcluster made the password (``Credentials/generatePassword()``), not a
+        /// person: only such a password is stored with a cheap SCRAM secret
+        /// (``SCRAMSecret/generatedIterations``). A file from before this was recorded reads
+        /// false: its passwords keep PostgreSQL's default.
+        public var generated: Bool
+
+        public init(user: String, password: String, generated: Bool = false) {
+            self.user = user
+            self.password = password
+            self.generated = generated
+        }
+
+        public init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            user = try container.decode(String.self, forKey: .user)
+            password = try container.decode(String.self, forKey: .password)
+            generated = try container.decodeIfPresent(Bool.self, forKey: .generated) ?? false
+        }
+
+        /// The spec's password (a person's), else the stored one, else a new one.
+        static func resolve(user: String, given: String?, stored: Login?) -> Login {
+            if let given { return Login(user: user, password: given) }
+            if let stored { return Login(user: user, password: stored.password, generated: stored.generated) }
+            return Login(user: user, password: generatePassword(), generated: true)
+        }
     }
 
     public var superuser: Login
@@ -54,14 +79,10 @@ public struct Credentials: Sendable, Equatable, Codable, CustomStringConvertible
     public static func resolve(spec: ClusterSpec, storedAt path: String) throws(ClusterError) -> Credentials {
         let stored = try load(path)
         return Credentials(
-            superuser: Login(
-                user: spec.superuser.user,
-                password: spec.superuser.password ?? stored?.superuser.password ?? generatePassword()),
-            replication: Login(
-                user: spec.replication.user,
-                password: spec.replication.password ?? stored?.replication.password ?? generatePassword()),
+            superuser: .resolve(user: spec.superuser.user, given: spec.superuser.password, stored: stored?.superuser),
+            replication: .resolve(user: spec.replication.user, given: spec.replication.password, stored: stored?.replication),
             app: spec.app.map { app in
-                Login(user: app.user, password: stored?.app.flatMap { $0.user == app.user ? $0.password : nil } ?? generatePassword())
+                .resolve(user: app.user, given: nil, stored: stored?.app.flatMap { $0.user == app.user ? $0 : nil })
             },
             rootCertificate: rootCertificate(for: spec))
     }

@@ -57,7 +57,7 @@ final class TestCluster: @unchecked Sendable {
     /// - Parameter ssh: backend ssh: the YAML of the `ssh:` block, and each node's host address.
     init(
         name: String, basePort: Int, standbys: Int = 2, synchronous: String = "{mode: async}", extraNodeYAML: String = "",
-        ssh: (block: String, hosts: [String])? = nil, tls: String? = nil
+        ssh: (block: String, hosts: [String])? = nil, tls: String? = nil, replicationPassword: String? = nil
     ) throws {
         self.name = name
         self.basePort = basePort
@@ -77,7 +77,7 @@ final class TestCluster: @unchecked Sendable {
                 shared_buffers: 32MB
                 max_wal_size: 256MB
             replication:
-              synchronous: \(synchronous)
+              synchronous: \(synchronous)\(replicationPassword.map { "\n  password: \($0)" } ?? "")
             network:
               allow: [\(ssh == nil ? "127.0.0.1/32" : "10.213.7.0/24")]
             \(tls.map { "tls: \($0)\n" } ?? "")local:
@@ -241,9 +241,10 @@ final class TestCluster: @unchecked Sendable {
 /// Runs `body` with a fresh cluster and always tears it down.
 func withCluster(
     name: String, basePort: Int, standbys: Int = 2, synchronous: String = "{mode: async}", tls: String? = nil,
-    _ body: (TestCluster) async throws -> Void
+    replicationPassword: String? = nil, _ body: (TestCluster) async throws -> Void
 ) async throws {
-    let cluster = try TestCluster(name: name, basePort: basePort, standbys: standbys, synchronous: synchronous, tls: tls)
+    let cluster = try TestCluster(
+        name: name, basePort: basePort, standbys: standbys, synchronous: synchronous, tls: tls, replicationPassword: replicationPassword)
     do {
         try await body(cluster)
     } catch {
