@@ -9,8 +9,9 @@ import Foundation
 /// before 16's `scram_iterations`) is work every client repeats on every connection
 /// (PBKDF2 on the client's side: libpq measured at ~5 ms of CPU a connection here, about
 /// half of a connection with TLS). pgcluster connects to every node on every command and
-/// every WAL receiver reconnects on every failover, so with eight standbys that is ~80 ms
-/// of CPU in a failover. The iterations stretch a password a person can remember; a
+/// every WAL receiver reconnects on every failover: with eight standbys on one machine,
+/// measured, `status` went from 0.23–0.27 to 0.13–0.14 s and a failover's CPU from
+/// 0.68–0.93 to 0.51–0.67 CPU-seconds. The iterations stretch a password a person can remember; a
 /// generated one (32 characters from 57, ~186 bits) gains nothing measurable from 12 bits
 /// of stretching. A password given in the spec (a person's) keeps PostgreSQL's default.
 public enum SCRAMSecret {
