@@ -32,7 +32,11 @@ public struct Observer: Sendable {
     public func observe(_ node: NodeSpec) async -> NodeObservation {
         let target = self.target(node, connectTimeout: max(1, Int(timeout.rounded(.up))))
         let sessions = ServerSessions.current
-        let result = await Blocking.run(timeout: timeout + 0.5) { () -> NodeObservation in
+        // The deadline is `timeout` itself. (It was timeout + 0.5, a margin for libpq's own
+        // connect_timeout to speak first; but libpq takes no less than 2 s, so the watcher's
+        // 0.5 s probes waited 1 s on a silent server, and a SIGSTOPped primary was fenced
+        // half a second late: 2.4–2.5 s after the stop instead of within failoverAfter.)
+        let result = await Blocking.run(timeout: timeout) { () -> NodeObservation in
             do throws(PGError) {
                 return try ServerSessions.with(target, sessions) { connection throws(PGError) in try Self.read(node, connection) }
             } catch {
