@@ -242,7 +242,11 @@ public struct Watcher: Service {
                 var failover = Failover(
                     spec: spec, credentials: credentials, control: control, request: .init(), dryRun: false,
                     templates: control.renderer.templates)
-                failover.observeTimeout = probeTimeout
+                // The frozen positions are read from standbys that just answered a probe: a
+                // slow answer there costs time once, a standby counted silent costs the
+                // failover a follower. Half a second more than a probe, as before the
+                // probes' deadline became their timeout.
+                failover.observeTimeout = probeTimeout + 0.5
                 failover.by = "watch"
                 let logger = logger
                 failover.onPromoted = { name in logger.event("promoted", node: name, "\(name) accepts writes") }
