@@ -287,23 +287,22 @@ public struct ServerOps: Sendable {
     /// Waits until every named standby streams from `primary` (by its pg_stat_replication)
     /// and, when given, on `timeline`. Returns those that did not in time. The primary is
     /// asked on one connection; each standby once it shows there, for its timeline. One
-    /// still not streaming is woken (``nudge(_:)``) 0.15, 0.3, 0.6, 1.2 and 2.4 s in; later
-    /// it would ask again by itself sooner than a nudge would help, and a standby that
-    /// catches up from the archive for minutes would log a reload every time.
+    /// still not streaming is woken (``nudge(_:)``) 0.15, 0.3, 0.6, 1.2 and 2.4 s in
+    /// (``nudgesAfter``); later it would ask again by itself sooner than a nudge would help,
+    /// and a standby that catches up from the archive for minutes would log a reload every time.
     public func confirmStreaming(
         _ standbys: [NodeSpec], from primary: NodeSpec, timeline: Int?, timeout: Double
     ) async -> [NodeSpec] {
         guard !standbys.isEmpty else { return [] }
-        let deadline = ContinuousClock.now + .seconds(timeout)
+        let began = ContinuousClock.now
+        let deadline = began + .seconds(timeout)
         var pending = standbys
         var confirmed: Set<String> = []
-        var nudgeEvery = Duration.milliseconds(150)
-        var nextNudge = ContinuousClock.now + nudgeEvery
-        var nudgesLeft = 5
+        var nudges = Self.nudgesAfter.map { began + .seconds($0) }
         while !pending.isEmpty && ContinuousClock.now < deadline {
             let names = pending.map(\.name)
             var left = max(0.1, (deadline - ContinuousClock.now).seconds)
-            if nudgesLeft > 0 { left = min(left, max(0.02, (nextNudge - ContinuousClock.now).seconds)) }
+            if let next = nudges.first { left = min(left, max(0.02, (next - ContinuousClock.now).seconds)) }
             // Wait (on one connection) until at least one more of them streams.
             let rows = try? await poll(
                 primary, "SELECT application_name FROM pg_stat_replication WHERE state = 'streaming'", timeout: left
@@ -326,11 +325,9 @@ public struct ServerOps: Sendable {
             }
             // Cancelled: the sleep below would return at once; the rest count as lagging.
             if Task.isCancelled { return still }
-            if !still.isEmpty && nudgesLeft > 0 && ContinuousClock.now >= nextNudge {
+            if !still.isEmpty, let next = nudges.first, ContinuousClock.now >= next {
+                nudges.removeFirst()
                 await nudge(still)
-                nudgesLeft -= 1
-                nudgeEvery *= 2
-                nextNudge = ContinuousClock.now + nudgeEvery
             } else if still.count == pending.count {
                 try? await Task.sleep(for: .milliseconds(20))
             }
@@ -338,6 +335,10 @@ public struct ServerOps: Sendable {
         }
         return pending
     }
+
+    /// When ``confirmStreaming(_:from:timeline:timeout:)`` nudges the standbys still not
+    /// streaming: seconds from its start.
+    static let nudgesAfter: [Double] = [0.15, 0.3, 0.6, 1.2, 2.4]
 
     /// Wakes the startup process of each standby whose WAL receiver does not stream. When a
     /// receiver's upstream ends the timeline before the receiver fetched the next one's

@@ -11,7 +11,9 @@ extension PGCluster {
                 at once (on a host with more than two new standbys, one pg_basebackup, which the others \
                 there copy), start them, wait until all stream, then apply the spec's synchronous mode. \
                 With backup:, the pgBackRest stanza is created meanwhile (it needs only the primary). \
-                Passwords the spec does not give are generated and \
+                Passwords the spec does not give are generated (32 random characters, stored in the \
+                servers as SCRAM secrets of 64 iterations: a login costs ~5 ms less CPU than with \
+                PostgreSQL's 4096; a spec's password keeps 4096) and \
                 stored in local.dir/credentials.json (mode 0600). When run as root, the servers run as \
                 local.osUser. Refuses (exit 2) when data already exists, unless --force. Ends with the \
                 status table (--json: the document `status --json` prints).
