@@ -242,8 +242,16 @@ struct WatchTests {
             let promoted = await cluster.eventually(20) { cluster.onePrimary(besides: "node0") != nil }
             let took = Date().timeIntervalSince(stoppedAt)
             #expect(promoted, "no failover:\n\(watcher.log)")
-            #expect(took >= 2.0, "failed over after \(took) s, before failoverAfter")
-            print("SIGSTOP -> new primary seen: \(String(format: "%.2f", took)) s")
+            // failoverAfter (2 s) counts from the primary's last answer, which a probe saw up
+            // to two intervals (0.5 s each) before the stop: so never sooner than 1 s after
+            // it from outside, and the fence says how long it had been lost: at least 2 s.
+            #expect(took >= 1.0, "failed over \(took) s after the stop, before failoverAfter could have passed")
+            let fence = try #require(watcher.lines("fence").first, "no fence before the failover:\n\(watcher.log)")
+            let lost = fence.range(of: #"lost for ([0-9.]+) s"#, options: .regularExpression).flatMap {
+                Double(fence[$0].dropFirst("lost for ".count).dropLast(2))
+            }
+            #expect((lost ?? 0) >= 2.0, "fenced before failoverAfter: \(fence)")
+            print("SIGSTOP -> new primary seen: \(String(format: "%.2f", took)) s (\(fence))")
             for pid in stopped { kill(pid, SIGCONT) }
             let newPrimary = try #require(cluster.onePrimary(besides: "node0"))
 
