@@ -159,6 +159,10 @@ struct SSHBackendTests {
             let rejoin = await cluster.run(["rejoin", "node0"])
             #expect(rejoin.status == 0, "rejoin while the repository host is cut off: \(rejoin.stderr)")
             #expect(rejoin.stderr.contains("archives into it once it answers"), "\(rejoin.stderr)")
+            // It starts without restore_command (each archive-get would wait out ssh's connect
+            // timeout before PostgreSQL looked in pg_wal), and has it back once it streams.
+            #expect(rejoin.stderr.contains("starting without restore_command: the WAL archive does not answer"), "\(rejoin.stderr)")
+            #expect(try cluster.sql("node0", "SHOW restore_command").scalar?.contains("archive-get") == true, "node0: restore_command after the rejoin")
             let cutOff = await cluster.run(["backups"])
             #expect(cutOff.status != 0 && cutOff.stderr.contains(TestHosts.address(4)), "\(cutOff.stderr)")
             try await hosts.heal(4)

@@ -70,12 +70,33 @@ public protocol ServerControl: Sendable {
     /// does not wait on archive-gets; `on` true takes that out again. A running node gets
     /// it back with ``ServerOps/archiveOn(_:)``.
     func archiveWhileStopped(_ node: NodeSpec, on: Bool) async throws(ClusterError)
+    /// With `backup:`: whether the WAL archive can be read now (false only for a repository
+    /// host that does not answer).
+    func archiveAnswers() async -> Bool
 }
 
 extension ServerControl {
     public func archivedTimelines() async throws(ClusterError) -> [Int] { [] }
     public func fetchHistory(_ timelines: [Int], into node: NodeSpec) async throws(ClusterError) {}
     public func archiveWhileStopped(_ node: NodeSpec, on: Bool) async throws(ClusterError) {}
+    public func archiveAnswers() async -> Bool { true }
+
+    /// Starts the stopped standby `node`. When the WAL archive does not answer, without
+    /// `restore_command`: PostgreSQL asks the archive first for every WAL file it replays,
+    /// and each ask would wait out ssh's connect timeout (a rewound node's start took 24 s
+    /// so). Returns true then: the caller gives it back once the node streams
+    /// (``ServerOps/archiveOn(_:)``), and PostgreSQL asks the archive only when streaming
+    /// stops. A node that needs the archive to catch up cannot, either way, while it is away.
+    @discardableResult
+    public func startStandby(_ node: NodeSpec) async throws(ClusterError) -> Bool {
+        let withoutArchive = spec.backup != nil ? !(await archiveAnswers()) : false
+        if withoutArchive {
+            Console.progress("[\(node.name)] starting without restore_command: the WAL archive does not answer")
+            try await archiveWhileStopped(node, on: false)
+        }
+        try await start(node)
+        return withoutArchive
+    }
 
     public func startFollowing(_ node: NodeSpec, upstream: NodeSpec) async throws(ClusterError) {
         try await follow(node, upstream: upstream)
@@ -93,6 +114,11 @@ extension HostCluster: ServerControl {
     public func fetchHistory(_ timelines: [Int], into node: NodeSpec) async throws(ClusterError) {
         guard spec.backup != nil, !timelines.isEmpty else { return }
         try await BackupRepository(cluster: self).fetchHistory(timelines, into: node)
+    }
+
+    public func archiveAnswers() async -> Bool {
+        guard spec.backup != nil, let repository = try? BackupRepository(cluster: self) else { return true }
+        return await repository.answers()
     }
 
     public func archiveWhileStopped(_ node: NodeSpec, on: Bool) async throws(ClusterError) {

@@ -166,8 +166,10 @@ public struct Apply: Sendable {
         try await cluster.writePassfile(credentials)
         try await ops.ensureSlots(on: primary, for: [node])
         try await cluster.clone(node, from: primary, credentials: credentials, progress: false)
-        try await cluster.start(node)
-        try await confirmStreaming([node], from: primary)
+        let withoutArchive = try await cluster.startStandby(node)
+        let streaming = await outcome { () async throws(ClusterError) in try await confirmStreaming([node], from: primary) }
+        if withoutArchive { await ops.archiveOn([node]) }
+        try streaming.get()
         var members = try await ClusterRecord.members(spec: spec).filter { $0.name != node.name }
         members.append(.init(node))
         try await ClusterRecord.saveMembers(spec: spec, primary: primary.name, members: members)

@@ -110,12 +110,45 @@ public struct BackupRepository: Sendable {
     public func prepareNodeHost(_ nodeHost: any Host) async throws(ClusterError) {
         guard remote else { return try await writeConfig(createRepository: false) }
         // The repository host's key goes into the copy of known_hosts: make sure it is there.
-        do {
-            try await host.check(["/bin/true"], what: "reaching the backup repository host")
-        } catch {
+        if let error = await reach() {
             Console.warn("\(error.message): \(nodeHost.label) archives into it once it answers")
         }
         try await prepare(nodeHost, nodeHost: true, repositoryHost: false, createRepository: false)
+    }
+
+    /// Whether the repository answers now: always on this machine; a repository host when
+    /// it runs a command over ssh. A host that does not answer costs ssh's connect timeout,
+    /// so its answer is kept for ``ReachMemo/seconds`` in this process (one command asks
+    /// once, the watcher again after that).
+    public func answers() async -> Bool { await reach() == nil }
+
+    /// nil when the repository answers, else why not.
+    func reach() async -> ClusterError? {
+        guard remote else { return nil }
+        if let kept = ReachMemo.recent(host.label) { return kept.error }
+        var failure: ClusterError?
+        do {
+            try await host.check(["/bin/true"], what: "reaching the backup repository host")
+        } catch {
+            failure = error
+        }
+        ReachMemo.keep(host.label, failure)
+        return failure
+    }
+
+    /// The last answers of repository hosts to this process, by host.
+    enum ReachMemo {
+        static let seconds: Double = 10
+        private static let lock = NSLock()
+        nonisolated(unsafe) private static var answers: [String: (error: ClusterError?, at: Date)] = [:]
+
+        static func recent(_ host: String) -> (error: ClusterError?, at: Date)? {
+            lock.withLock { answers[host].flatMap { Date().timeIntervalSince($0.at) < seconds ? $0 : nil } }
+        }
+
+        static func keep(_ host: String, _ error: ClusterError?) {
+            lock.withLock { answers[host] = (error, Date()) }
+        }
     }
 
     /// Backend ssh: on the repository host and every node's host, at once: pgBackRest's

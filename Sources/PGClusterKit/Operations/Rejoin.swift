@@ -153,11 +153,12 @@ public struct Rejoin: Sendable {
             try await cluster.reclone(node, from: primary, credentials: credentials)
             timer.lap("pg_basebackup \(node.name) from \(primary.name)")
         }
-        try await cluster.start(node)
-        timer.lap("start \(node.name) as a standby")
+        let withoutArchive = try await cluster.startStandby(node)
+        timer.lap("start \(node.name) as a standby" + (withoutArchive ? " (without restore_command: the archive does not answer)" : ""))
 
         let timeline = primaryObservation.timeline
         let lagging = await ops.confirmStreaming([node], from: primary, timeline: timeline, timeout: 60)
+        if withoutArchive { await ops.archiveOn([node]) }
         guard lagging.isEmpty else {
             throw ClusterError(
                 "\(node.name) started but does not stream from \(primary.name) after 60 s",

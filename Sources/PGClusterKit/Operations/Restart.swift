@@ -22,8 +22,10 @@ public struct RollingRestarter: Sendable {
         if onlyIfPending, try await !pendingRestart(node) { return }
         Console.progress("[\(node.name)] restarting")
         try await cluster.stop(node, mode: .fast)
-        try await cluster.start(node)
-        try await confirmStreaming([node], from: primary)
+        let withoutArchive = try await cluster.startStandby(node)
+        let streaming = await outcome { () async throws(ClusterError) in try await confirmStreaming([node], from: primary) }
+        if withoutArchive { await ops.archiveOn([node]) }
+        try streaming.get()
     }
 
     /// Restarts the primary `node`; returns the primary afterwards (a switchover moves it).

@@ -82,7 +82,7 @@ public struct StartNodes: Sendable {
         Console.progress("[\(node.name)] starting as a standby of \(primary.node.name), the primary")
         try await ops.ensureSlots(on: primary.node, for: [node])
         try await control.follow(node, upstream: primary.node)
-        try await control.start(node)
+        let withoutArchive = try await control.startStandby(node)
         // A deposed primary says at once in its log that it cannot follow; stop waiting then.
         let deadline = ContinuousClock.now + .seconds(followTimeout)
         var streams = false
@@ -95,9 +95,11 @@ public struct StartNodes: Sendable {
                 }
             }
         }
+        if withoutArchive && streams { await ops.archiveOn([node]) }
         guard streams else {
             let log = await control.logTail(node, lines: 5)
             try? await control.stop(node, mode: .fast)
+            if withoutArchive { try? await control.archiveWhileStopped(node, on: true) }
             throw ClusterError(
                 "\(node.name) cannot follow \(primary.node.name) (timeline \(primary.timeline.map(String.init) ?? "?")): "
                     + "its WAL goes past the point where that timeline began, as a primary deposed by a failover does. "
