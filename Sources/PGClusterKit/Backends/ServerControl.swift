@@ -87,13 +87,16 @@ extension ServerControl {
     /// so). Returns true then: the caller gives it back once the node streams
     /// (``ServerOps/archiveOn(_:)``), and PostgreSQL asks the archive only when streaming
     /// stops. A node that needs the archive to catch up cannot, either way, while it is away.
-    @discardableResult
+    /// When the archive answers, an empty `restore_command` an earlier start left (one that
+    /// stopped part-way) goes.
     public func startStandby(_ node: NodeSpec) async throws(ClusterError) -> Bool {
-        let withoutArchive = spec.backup != nil ? !(await archiveAnswers()) : false
-        if withoutArchive {
-            Console.progress("[\(node.name)] starting without restore_command: the WAL archive does not answer")
-            try await archiveWhileStopped(node, on: false)
+        guard spec.backup != nil else {
+            try await start(node)
+            return false
         }
+        let withoutArchive = !(await archiveAnswers())
+        if withoutArchive { Console.progress("[\(node.name)] starting without restore_command: the WAL archive does not answer") }
+        try await archiveWhileStopped(node, on: !withoutArchive)
         try await start(node)
         return withoutArchive
     }
