@@ -171,6 +171,33 @@ struct BackupTests {
             #expect(await cluster.eventually { try cluster.sql("node1", "SHOW restore_command").scalar?.contains("archive-get") == true })
             #expect(!(await cluster.run(["status"])).stdout.contains("without restore_command"))
             #expect(await cluster.run(["rejoin", "node1"]).status == 2, "a second rejoin has nothing to do")
+
+            // Archiving that fails (the repository's archive made unreadable to the server's
+            // user): status warns, naming the file, and --json says so; once archive_command
+            // works again, the warning goes.
+            let archiveDir = "\(cluster.root)/repo/archive/\(cluster.name)"
+            let mode = try #require(try FileManager.default.attributesOfItem(atPath: archiveDir)[.posixPermissions] as? Int)
+            let archiver = { () async throws -> [String: Any]? in
+                let nodes = try cluster.json(await cluster.run(["status", "--json"]))["nodes"] as? [[String: Any]]
+                return nodes?.first { $0["name"] as? String == "node0" }?["archiver"] as? [String: Any]
+            }
+            // A write, then a new WAL file: the archiver is woken for the one just ended.
+            let switchWAL = { () throws in
+                _ = try cluster.sql("node0", "CREATE TABLE IF NOT EXISTS archived (at timestamptz DEFAULT now())")
+                _ = try cluster.sql("node0", "INSERT INTO archived DEFAULT VALUES")
+                _ = try cluster.sql("node0", "SELECT pg_switch_wal()")
+            }
+            #expect(try await archiver()?["failing"] as? Bool == false, "archiving fails before the test breaks it")
+            #expect(chmod(archiveDir, 0) == 0)
+            try switchWAL()
+            #expect(await cluster.eventuallyAsync(30) { try await archiver()?["failing"] as? Bool == true }, "no failing archiver in status --json")
+            let failing = await cluster.run(["status"])
+            #expect(failing.stdout.contains("node0 fails to archive WAL") && failing.stdout.contains("archive: FAILING"), "\(failing.stdout)")
+            #expect(failing.status == 0, "a failing archive is a warning, not a degraded cluster: \(failing.stdout)")
+            #expect(chmod(archiveDir, mode_t(mode)) == 0)
+            try switchWAL()
+            #expect(await cluster.eventuallyAsync(60) { try await archiver()?["failing"] as? Bool == false }, "archiving did not recover")
+            #expect(!(await cluster.run(["status"])).stdout.contains("fails to archive WAL"))
             let before = await cluster.run(["restore", "--to", "2000-01-01 00:00:00+00", "--into", into.specPath])
             #expect(before.status == 1)
             let lines = before.stderr.split(separator: "\n").filter { !$0.hasPrefix("[") }

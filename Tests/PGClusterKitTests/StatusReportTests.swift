@@ -237,6 +237,47 @@ struct StatusReportTests {
         return try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
     }
 
+    @Test("the primary's archiver: a failure newer than the last success is failing, a warning naming the file, and the metrics say so")
+    func archiverFailing() throws {
+        typealias Archiver = NodeObservation.Archiver
+        // Failed 5 s ago, archived 150 s ago: failing. Failed long before the last success: not.
+        let failing = Archiver(
+            archivedCount: 41, lastArchivedWal: "000000020000000000000030", secondsSinceArchived: 150, failedCount: 7,
+            lastFailedWal: "000000020000000000000031", secondsSinceFailed: 5)
+        #expect(failing.failing)
+        var recovered = failing
+        recovered.secondsSinceArchived = 2
+        #expect(!recovered.failing)
+        #expect(!Archiver(archivedCount: 3, lastArchivedWal: "x", secondsSinceArchived: 1, failedCount: 0, lastFailedWal: nil, secondsSinceFailed: nil).failing)
+        #expect(Archiver(archivedCount: 0, lastArchivedWal: nil, secondsSinceArchived: nil, failedCount: 1, lastFailedWal: "y", secondsSinceFailed: 1).failing)
+
+        var observations = Self.healthy()
+        observations[0].archiver = failing
+        let report = StatusReport.make(spec: try Self.spec(), observations: observations)
+        #expect(report.healthy, "a failing archive is a warning: commits go on")
+        #expect(report.warnings.count == 1)
+        let warning = try #require(report.warnings.first)
+        #expect(warning.hasPrefix("db_0 fails to archive WAL: its last attempt failed 5 s ago (000000020000000000000031), 7 failed attempts"))
+        #expect(warning.contains("the last success 2 min ago (000000020000000000000030)") && warning.contains("pg_wal"), "\(warning)")
+        #expect(report.table.contains("archive: FAILING, last 000000020000000000000030 2 min ago, 41 archived, 7 failed"), "\(report.table)")
+        let archiver = try #require(try Self.json(report)["nodes"].flatMap { ($0 as? [[String: Any]])?.first }?["archiver"] as? [String: Any])
+        #expect(archiver["failing"] as? Bool == true && archiver["failedCount"] as? Int == 7 && archiver["lastArchivedWal"] as? String == "000000020000000000000030")
+        // A standby's is null; without archiving the table has no archive line.
+        let standby = try #require(try Self.json(report)["nodes"].flatMap { ($0 as? [[String: Any]])?.last })
+        #expect(standby.keys.contains("archiver") && standby["archiver"] is NSNull)
+        #expect(!StatusReport.make(spec: try Self.spec(), observations: Self.healthy()).table.contains("archive:"))
+
+        let metrics = WatchMetrics(spec: try Self.spec()).render(
+            .init(observations: observations, sinceLastTick: 0.1, interval: 0.5), HealthState.Tick())
+        for line in [
+            #"pgcluster_node_archive_failing{cluster="demo",node="db_0"} 1.0"#, #"pgcluster_node_archived_total{cluster="demo",node="db_0"} 41"#,
+            #"pgcluster_node_archive_failed_total{cluster="demo",node="db_0"} 7"#, #"pgcluster_node_archive_age_seconds{cluster="demo",node="db_0"} 150.0"#,
+            #"pgcluster_node_archive_failing{cluster="demo",node="db_1"} 0.0"#, #"pgcluster_node_archive_age_seconds{cluster="demo",node="db_1"} nan"#,
+        ] {
+            #expect(metrics.contains(line), "\(line) not in:\n\(metrics)")
+        }
+    }
+
     @Test("JSON has exactly the documented keys")
     func jsonKeys() throws {
         let report = StatusReport.make(spec: try Self.spec(), observations: Self.healthy())
@@ -266,6 +307,8 @@ struct StatusReportTests {
             "certificateDaysLeft",
             // Issue 25: replay lag in seconds, and a setting waiting for a restart.
             "lagSeconds", "pendingRestart",
+            // Issue 24: the primary's WAL archiver (null without archiving).
+            "archiver",
         ]
         for node in nodes { #expect(Set(node.keys) == nodeKeys) }
         #expect(object["name"] as? String == "demo")

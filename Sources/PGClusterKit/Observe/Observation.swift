@@ -76,8 +76,13 @@ public struct Observer: Sendable {
                ELSE EXTRACT(epoch FROM now() - pg_last_xact_replay_timestamp())::float8 END AS replay_delay,
           EXISTS (SELECT 1 FROM pg_settings WHERE pending_restart) AS pending_restart,
           current_setting('restore_command') AS restore_command,
-          r.status, r.sender_host, r.sender_port, r.received_tli, r.slot_name
+          r.status, r.sender_host, r.sender_port, r.received_tli, r.slot_name,
+          a.archived_count, a.last_archived_wal,
+          EXTRACT(epoch FROM clock_timestamp() - a.last_archived_time)::float8 AS archived_age,
+          a.failed_count, a.last_failed_wal,
+          EXTRACT(epoch FROM clock_timestamp() - a.last_failed_time)::float8 AS failed_age
         FROM (SELECT 1) AS one LEFT JOIN pg_stat_wal_receiver AS r ON r.pid IS NOT NULL
+          LEFT JOIN pg_stat_archiver AS a ON NOT pg_is_in_recovery() AND current_setting('archive_mode') <> 'off'
         """
 
     static let replicationQuery = """
@@ -100,6 +105,13 @@ public struct Observer: Sendable {
         observation.replayDelaySeconds = row.value(0, "replay_delay").flatMap(Double.init)
         observation.pendingRestart = row.value(0, "pending_restart") == "t"
         observation.restoreCommand = row.value(0, "restore_command")
+        if let archived = row.value(0, "archived_count").flatMap({ Int($0) }) {
+            observation.archiver = .init(
+                archivedCount: archived, lastArchivedWal: row.value(0, "last_archived_wal"),
+                secondsSinceArchived: row.value(0, "archived_age").flatMap(Double.init),
+                failedCount: row.value(0, "failed_count").flatMap { Int($0) } ?? 0, lastFailedWal: row.value(0, "last_failed_wal"),
+                secondsSinceFailed: row.value(0, "failed_age").flatMap(Double.init))
+        }
         if let status = row.value(0, "status") {
             observation.walReceiver = .init(
                 status: status, senderHost: row.value(0, "sender_host"),

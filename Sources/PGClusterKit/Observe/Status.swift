@@ -38,10 +38,12 @@ public struct StatusReport: Sendable, Encodable {
         /// The node runs with a setting changed in its files that only a restart applies
         /// (pg_settings.pending_restart): `pgcluster restart --pending` restarts it.
         public var pendingRestart = false
+        /// The primary's WAL archiver (pg_stat_archiver) while it archives; nil otherwise.
+        public var archiver: NodeObservation.Archiver?
 
         enum CodingKeys: String, CodingKey {
             case name, host, port, role, waitedSeconds, reason, timeline, lsn, receiveLsn, replayLsn, lagBytes, lagSeconds,
-                syncState, upstream, streaming, certificateDaysLeft, pendingRestart
+                syncState, upstream, streaming, certificateDaysLeft, pendingRestart, archiver
         }
 
         public func encode(to encoder: any Encoder) throws {
@@ -64,6 +66,7 @@ public struct StatusReport: Sendable, Encodable {
             try c.encode(streaming, forKey: .streaming)
             try c.encode(certificateDaysLeft, forKey: .certificateDaysLeft)
             try c.encode(pendingRestart, forKey: .pendingRestart)
+            try c.encode(archiver, forKey: .archiver)
         }
     }
 
@@ -162,6 +165,7 @@ public struct StatusReport: Sendable, Encodable {
             if observation.isPrimary {
                 node.role = "primary"
                 node.lsn = observation.currentLsn?.description
+                node.archiver = observation.archiver
             } else {
                 node.role = "standby"
                 node.lsn = observation.bestLsn?.description
@@ -205,9 +209,41 @@ public struct StatusReport: Sendable, Encodable {
                         + "it cannot catch up from the WAL archive; pgcluster rejoin \(observation.node.name) gives it back")
             }
         }
+        // A failing archive_command degrades no commit, but WAL piles up in pg_wal and
+        // point-in-time recovery ends at the last file archived.
+        for observation in primaries {
+            if let archiver = observation.archiver, archiver.failing { warnings.append(archivingFails(observation.node.name, archiver)) }
+        }
         return StatusReport(
             name: spec.name, primary: primary?.node.name, timeline: primary?.timeline, synchronous: synchronous,
             nodes: nodes, problems: problems, warnings: warnings)
+    }
+
+    static func archivingFails(_ node: String, _ archiver: NodeObservation.Archiver) -> String {
+        let failed = archiver.secondsSinceFailed.map(ago) ?? "?"
+        let success = archiver.lastArchivedWal.map { wal in "the last success \(archiver.secondsSinceArchived.map(ago) ?? "?") (\(wal))" }
+        return "\(node) fails to archive WAL: its last attempt failed \(failed) (\(archiver.lastFailedWal ?? "?")), "
+            + "\(archiver.failedCount) failed \(archiver.failedCount == 1 ? "attempt" : "attempts") in pg_stat_archiver; "
+            + (success ?? "nothing archived in pg_stat_archiver") + ". PostgreSQL keeps the WAL in pg_wal until archive_command "
+            + "succeeds, and point-in-time recovery ends at the last file archived: see \(node)'s log"
+    }
+
+    /// "12 s ago", "4 min ago", "3 h ago", "2 d ago".
+    static func ago(_ seconds: Double) -> String {
+        let s = max(0, seconds)
+        switch s {
+        case ..<120: return "\(Int(s)) s ago"
+        case ..<(120 * 60): return "\(Int(s / 60)) min ago"
+        case ..<(48 * 3600): return "\(Int(s / 3600)) h ago"
+        default: return "\(Int(s / 86400)) d ago"
+        }
+    }
+
+    /// The primary's archiving in one line for the table, when it archives.
+    var archiveLine: String? {
+        guard let primary, let archiver = nodes.first(where: { $0.name == primary })?.archiver else { return nil }
+        let last = archiver.lastArchivedWal.map { "last \($0) \(archiver.secondsSinceArchived.map(Self.ago) ?? "")" } ?? "nothing archived yet"
+        return "archive: \(archiver.failing ? "FAILING, " : "")\(last), \(archiver.archivedCount) archived, \(archiver.failedCount) failed (\(primary)'s pg_stat_archiver)"
     }
 
     /// The node a standby's WAL receiver is connected to, by address.
@@ -252,6 +288,7 @@ public struct StatusReport: Sendable, Encodable {
         let mode = synchronous.mode == "async"
             ? "async" : "\(synchronous.mode.uppercased()) \(synchronous.count) (\(synchronous.standbys.joined(separator: ", ")))"
         lines.append("cluster \(name): " + summary(mode: mode))
+        if let archiveLine { lines.append(archiveLine) }
         if paused { lines.append("paused: pgcluster watch observes and reports only (pgcluster resume)") }
         if problems.isEmpty {
             lines.append("healthy")

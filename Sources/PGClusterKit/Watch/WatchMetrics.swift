@@ -7,7 +7,8 @@ import Prometheus
 /// is NaN, so a dashboard shows a gap rather than a false zero.
 public final class WatchMetrics: @unchecked Sendable {
     struct NodeGauges: Sendable {
-        let up, primary, timeline, walPosition, lagBytes, lagSeconds, sync: Gauge
+        let up, primary, timeline, walPosition, lagBytes, lagSeconds, sync, archiveAge, archiveFailing: Gauge
+        let archived, archiveFailed: Counter
     }
 
     let registry = PrometheusCollectorRegistry()
@@ -20,7 +21,8 @@ public final class WatchMetrics: @unchecked Sendable {
     /// The names of every family, as `/metrics` shows them (the tests check each is there).
     public static let nodeFamilies = [
         "pgcluster_node_up", "pgcluster_node_primary", "pgcluster_node_timeline", "pgcluster_node_wal_position_bytes",
-        "pgcluster_node_lag_bytes", "pgcluster_node_lag_seconds", "pgcluster_node_sync",
+        "pgcluster_node_lag_bytes", "pgcluster_node_lag_seconds", "pgcluster_node_sync", "pgcluster_node_archived_total",
+        "pgcluster_node_archive_failed_total", "pgcluster_node_archive_age_seconds", "pgcluster_node_archive_failing",
     ]
     public static let watcherFamilies = [
         "pgcluster_watch_leader", "pgcluster_watch_paused", "pgcluster_watch_failovers_total",
@@ -44,7 +46,18 @@ public final class WatchMetrics: @unchecked Sendable {
                 lagBytes: gauge("pgcluster_node_lag_bytes", "Bytes of WAL the primary wrote that the standby has not replayed."),
                 lagSeconds: gauge("pgcluster_node_lag_seconds", "Seconds of replay delay: since the last transaction the standby replayed committed, while WAL waits to be replayed."),
                 sync: gauge(
-                    "pgcluster_node_sync", "1 when the standby counts toward the synchronous set (sync or quorum), 0 otherwise."))
+                    "pgcluster_node_sync", "1 when the standby counts toward the synchronous set (sync or quorum), 0 otherwise."),
+                archiveAge: gauge(
+                    "pgcluster_node_archive_age_seconds",
+                    "Seconds since the primary last archived a WAL file (pg_stat_archiver); NaN on nodes that do not archive or before the first."),
+                archiveFailing: gauge(
+                    "pgcluster_node_archive_failing", "1 when the primary's last attempt to archive a WAL file failed, 0 otherwise."),
+                archived: registry.makeCounter(
+                    descriptor: Self.family("pgcluster_node_archived_total", "WAL files the node archived (pg_stat_archiver.archived_count); 0 on nodes that do not archive."),
+                    labels: labels),
+                archiveFailed: registry.makeCounter(
+                    descriptor: Self.family("pgcluster_node_archive_failed_total", "Failed attempts to archive a WAL file (pg_stat_archiver.failed_count)."),
+                    labels: labels))
         }
         self.nodes = nodes
         let labels = [cluster]
@@ -78,6 +91,13 @@ public final class WatchMetrics: @unchecked Sendable {
             gauges.lagSeconds.set(
                 to: isPrimary ? 0 : observation.isStandby ? primary.flatMap { HealthCheck.lagSeconds(of: observation, primary: $0) } ?? .nan : .nan)
             gauges.sync.set(to: ["sync", "quorum"].contains(row?.syncState ?? "") ? 1 : 0)
+            let archiver = observation.archiver
+            gauges.archiveAge.set(to: archiver?.secondsSinceArchived ?? .nan)
+            gauges.archiveFailing.set(to: archiver?.failing == true ? 1 : 0)
+            gauges.archived.reset()
+            gauges.archived.increment(by: Int64(archiver?.archivedCount ?? 0))
+            gauges.archiveFailed.reset()
+            gauges.archiveFailed.increment(by: Int64(archiver?.failedCount ?? 0))
         }
         leader.set(to: tick.leader ? 1 : 0)
         paused.set(to: tick.paused ? 1 : 0)

@@ -69,6 +69,59 @@ public struct NodeObservation: Sendable, Equatable {
     /// an empty one on a node that is not in a failover or switchover was left by one that
     /// was interrupted.
     public var restoreCommand: String?
+    /// A primary's WAL archiver (pg_stat_archiver) while archive_mode is on; nil on a
+    /// standby, without archiving, or when not read.
+    public var archiver: Archiver?
+
+    /// pg_stat_archiver, as a primary reports it.
+    public struct Archiver: Sendable, Equatable, Encodable {
+        /// WAL files archived since the server started (or its statistics were reset).
+        public var archivedCount: Int
+        public var lastArchivedWal: String?
+        /// Seconds since the last file was archived; nil before the first.
+        public var secondsSinceArchived: Double?
+        /// Failed attempts to archive (PostgreSQL retries each file until it succeeds).
+        public var failedCount: Int
+        public var lastFailedWal: String?
+        /// Seconds since the last failed attempt; nil before the first.
+        public var secondsSinceFailed: Double?
+
+        public init(
+            archivedCount: Int, lastArchivedWal: String?, secondsSinceArchived: Double?, failedCount: Int,
+            lastFailedWal: String?, secondsSinceFailed: Double?
+        ) {
+            self.archivedCount = archivedCount
+            self.lastArchivedWal = lastArchivedWal
+            self.secondsSinceArchived = secondsSinceArchived
+            self.failedCount = failedCount
+            self.lastFailedWal = lastFailedWal
+            self.secondsSinceFailed = secondsSinceFailed
+        }
+
+        /// Its last attempt failed: a failure newer than the last success (or no success yet).
+        /// PostgreSQL keeps every WAL file from the failed one on in pg_wal until it succeeds.
+        public var failing: Bool {
+            guard let failed = secondsSinceFailed else { return false }
+            guard let archived = secondsSinceArchived else { return true }
+            return failed < archived
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case archivedCount, lastArchivedWal, secondsSinceArchived, failedCount, lastFailedWal, secondsSinceFailed, failing
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            // Every key present, null where there is no value (as the rest of `status --json`).
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(archivedCount, forKey: .archivedCount)
+            try c.encode(lastArchivedWal, forKey: .lastArchivedWal)
+            try c.encode(secondsSinceArchived, forKey: .secondsSinceArchived)
+            try c.encode(failedCount, forKey: .failedCount)
+            try c.encode(lastFailedWal, forKey: .lastFailedWal)
+            try c.encode(secondsSinceFailed, forKey: .secondsSinceFailed)
+            try c.encode(failing, forKey: .failing)
+        }
+    }
 
     public init(node: NodeSpec, error: String? = nil) {
         self.node = node
