@@ -369,6 +369,10 @@ struct ComposeTests {
             #expect(FileManager.default.fileExists(atPath: "\(cluster.stateDir)/compose/docker-compose.yml"))
             // TLS off: plain TCP is what the nodes take, and no certificate was made.
             #expect(try cluster.sql("node0", "SHOW ssl").scalar == "off")
+            // Generated passwords: the cheap secret, as on the other backends (the image made 4096).
+            let secrets = try cluster.sql(
+                "node0", "SELECT rolname, split_part(rolpassword, ':', 1) FROM pg_authid WHERE rolname IN ('postgres', 'replicator') ORDER BY 1")
+            #expect(secrets.rows.map { $0.compactMap { $0 } } == [["postgres", "SCRAM-SHA-256$64"], ["replicator", "SCRAM-SHA-256$64"]], "\(secrets.rows)")
             #expect(!FileManager.default.fileExists(atPath: cluster.caCertificate))
             #expect(!FileManager.default.fileExists(atPath: "\(cluster.stateDir)/compose/node0/tls"))
             #expect(await cluster.pgcluster(["status"]).status == 0)

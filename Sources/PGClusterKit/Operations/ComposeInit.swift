@@ -47,6 +47,22 @@ public struct ComposeInit: Sendable {
                 "standbys not streaming after \(Int(streamTimeout)) s: \(missing.map(\.name).joined(separator: ", "))",
                 details: details)
         }
+        // The image's initdb and primary-init.sh stored PostgreSQL's 4096-iteration secrets,
+        // made from the clear passwords in .env; a generated password gets the cheap one, as
+        // `init` gives it on the other backends (its logins then cost a 64th of the work).
+        let generated = [credentials.superuser, credentials.replication].filter(\.generated)
+        let secrets = generated.compactMap { login in
+            SCRAMSecret.make(password: login.password).map {
+                "ALTER ROLE \(ConfigText.identifier(login.user)) PASSWORD \(ConfigText.sqlLiteral($0))"
+            }
+        }
+        if !secrets.isEmpty {
+            do throws(ClusterError) {
+                try await ops.execute(spec.primary, secrets)
+            } catch {
+                throw ClusterError("\(spec.primary.name): cannot store the generated passwords' SCRAM secrets: \(error.message)")
+            }
+        }
         let mode = spec.replication.synchronous
         let names = spec.standbys.map(\.name)
         try await QuorumChange(credentials: credentials, primary: spec.primary, mode: mode, standbys: names, timeout: 60, intent: spec).apply()
