@@ -135,6 +135,12 @@ struct SSHBackendTests {
             // The repository is on h4 only: the nodes' hosts reach it by ssh, not by a shared folder.
             #expect(await hosts.exists(4, "\(repo)/archive/sshbk"), "no stanza on h4")
             for host in 1...3 { #expect(!(await hosts.exists(host, repo)), "a repository folder on h\(host)") }
+            // The WAL file a clone ends before the stanza exists failed its archive-push; init
+            // woke the archiver and reset its counters once it got past it: status starts clean.
+            let fresh = await cluster.run(["status", "--json"])
+            let archiver = try #require(try cluster.json(fresh)["nodes"].flatMap { ($0 as? [[String: Any]])?.first }?["archiver"] as? [String: Any])
+            #expect(archiver["failing"] as? Bool == false && archiver["failedCount"] as? Int == 0, "\(archiver)")
+            #expect(!fresh.stderr.contains("fails to archive"), "\(fresh.stderr)")
 
             let full = await cluster.run(["backup"])
             #expect(full.status == 0, "backup: \(full.stderr)")

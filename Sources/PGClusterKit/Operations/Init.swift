@@ -55,6 +55,7 @@ public struct ClusterInit: Sendable {
         try await cloneStandbys(from: primary, credentials)
         try await waitForStreaming(primary, credentials)
         try await stanza.get()
+        if spec.backup != nil { await settleArchiver(primary, credentials) }
         let mode = spec.replication.synchronous
         let names = spec.standbys.map(\.name)
         Console.progress("[\(primary.name)] synchronous mode \(mode)")
@@ -254,6 +255,32 @@ public struct ClusterInit: Sendable {
     }
 
     /// Waits (polling the primary's pg_stat_replication) until every standby streams.
+    /// A WAL file can be ready before the stanza exists (a clone ends with a WAL switch): its
+    /// archive-push fails, and PostgreSQL's archiver, after three tries a second apart, waits
+    /// up to a minute before the next, so `status` right after init warned that archiving
+    /// fails. A reload wakes the archiver at once (its SIGHUP sets its latch); once it has
+    /// archived past the failure, its counters are reset: those failures were init's order
+    /// of steps, and an alert on new failures starts from zero. At most 10 s; an archive that
+    /// still fails is left for `status` to report.
+    func settleArchiver(_ primary: NodeSpec, _ credentials: Credentials) async {
+        let ops = ServerOps(spec: spec, credentials: credentials, templates: cluster.renderer.templates)
+        let query = """
+            SELECT failed_count > 0 AS failed,
+              last_failed_time IS NOT NULL AND (last_archived_time IS NULL OR last_failed_time > last_archived_time) AS failing
+            FROM pg_stat_archiver
+            """
+        guard let first = try? await ops.execute(primary, [query]), first.value(0, "failed") == "t" else { return }
+        if first.value(0, "failing") == "t" { _ = try? await ops.execute(primary, ["SELECT pg_reload_conf()"]) }
+        let deadline = ContinuousClock.now + .seconds(10)
+        while ContinuousClock.now < deadline {
+            if let now = try? await ops.execute(primary, [query]), now.value(0, "failing") == "f" {
+                _ = try? await ops.execute(primary, ["SELECT pg_stat_reset_shared('archiver')"])
+                return
+            }
+            try? await Task.sleep(for: .milliseconds(100))
+        }
+    }
+
     func waitForStreaming(_ primary: NodeSpec, _ credentials: Credentials) async throws(ClusterError) {
         let ops = ServerOps(spec: spec, credentials: credentials, templates: cluster.renderer.templates)
         let missing = await ops.confirmStreaming(spec.standbys, from: primary, timeline: nil, timeout: streamTimeout)
