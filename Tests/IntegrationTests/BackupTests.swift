@@ -306,7 +306,7 @@ struct BackupTests {
             #expect(await cluster.run(["status"]).status == 0)
         }
     }
-    @Test("backup: added to a running cluster: apply turns the archive on (rolling restart), then backup works")
+    @Test("backup: added to a running cluster: apply turns the archive on (rolling restart) and makes the stanza, so archiving works before any backup; then backup works")
     func addedByApply() async throws {
         try await withCluster(name: "bk-apply", basePort: 22460, standbys: 1) { cluster in
             try await cluster.initCluster()
@@ -317,10 +317,12 @@ struct BackupTests {
             let primary = try #require(cluster.currentPrimary())
             #expect(try cluster.sql(primary, "SHOW archive_mode").scalar == "on")
             #expect(try cluster.sql(primary, "SHOW archive_command").scalar?.contains("archive-push") == true)
-            let backup = await cluster.run(["backup", "--json"])
-            #expect(backup.status == 0, "\(backup.stderr)")
+            // Archiving works from the apply on, before any backup: apply made the stanza.
             let check = cluster.pgbackrestCheck()
             #expect(check.status == 0, "\(check.stdout)\(check.stderr)")
+            #expect(await cluster.eventually(30) { !(try cluster.sql(primary, "SELECT last_failed_time > coalesce(last_archived_time, '-infinity') FROM pg_stat_archiver").scalar == "t") })
+            let backup = await cluster.run(["backup", "--json"])
+            #expect(backup.status == 0, "\(backup.stderr)")
         }
     }
     @Test("restore --in-place: refused without --yes; with it, the cluster's own data goes back to an LSN, standbys cloned, archive on")

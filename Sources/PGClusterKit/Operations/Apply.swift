@@ -124,7 +124,22 @@ public struct Apply: Sendable {
                         + ["fix what is named above, then run pgcluster apply again: it plans afresh from the live cluster"])
             }
         }
+        if spec.backup != nil, !plan.steps.isEmpty, let hosts {
+            try await ensureStanza(hosts, primary: primary)
+            timer.lap("the pgBackRest stanza is there")
+        }
         return Report(plan: plan, primary: primary.name, steps: timer.steps, totalSeconds: timer.total)
+    }
+
+    /// With `backup:` just added, the nodes archive from their restart on, into a stanza that
+    /// `init` or the first `backup` makes: until then every archive-push failed and the WAL
+    /// piled up in pg_wal. So after steps the stanza is made when the repository lists none
+    /// (`info`, a fraction of a second), and the primary's archiver, which waits up to a
+    /// minute after a failure, is woken by a reload.
+    func ensureStanza(_ hosts: HostCluster, primary: NodeSpec) async throws(ClusterError) {
+        try await BackupRepository(cluster: hosts).prepareForBackup()
+        _ = try? await ServerOps(spec: spec, credentials: credentials, templates: hosts.renderer.templates)
+            .execute(primary, ["SELECT pg_reload_conf()"])
     }
 
     /// One step; returns the new primary when the step changed it.
