@@ -134,12 +134,11 @@ public struct Apply: Sendable {
     /// With `backup:` just added, the nodes archive from their restart on, into a stanza that
     /// `init` or the first `backup` makes: until then every archive-push failed and the WAL
     /// piled up in pg_wal. So after steps the stanza is made when the repository lists none
-    /// (`info`, a fraction of a second), and the primary's archiver, which waits up to a
-    /// minute after a failure, is woken by a reload.
+    /// (`info`, a fraction of a second), and the primary's archiver is woken
+    /// (``ServerOps/wakeArchiver(_:)``).
     func ensureStanza(_ hosts: HostCluster, primary: NodeSpec) async throws(ClusterError) {
         try await BackupRepository(cluster: hosts).prepareForBackup()
-        _ = try? await ServerOps(spec: spec, credentials: credentials, templates: hosts.renderer.templates)
-            .execute(primary, ["SELECT pg_reload_conf()"])
+        await ops.wakeArchiver(primary)
     }
 
     /// One step; returns the new primary when the step changed it.
@@ -181,10 +180,7 @@ public struct Apply: Sendable {
         try await cluster.writePassfile(credentials)
         try await ops.ensureSlots(on: primary, for: [node])
         try await cluster.clone(node, from: primary, credentials: credentials, progress: false)
-        let withoutArchive = try await cluster.startStandby(node)
-        let streaming = await outcome { () async throws(ClusterError) in try await confirmStreaming([node], from: primary) }
-        if withoutArchive { await ops.archiveOn([node]) }
-        try streaming.get()
+        try await restarter.startStandby(node, primary: primary)
         var members = try await ClusterRecord.members(spec: spec).filter { $0.name != node.name }
         members.append(.init(node))
         try await ClusterRecord.saveMembers(spec: spec, primary: primary.name, members: members)

@@ -50,12 +50,7 @@ public struct ComposeInit: Sendable {
         // The image's initdb and primary-init.sh stored PostgreSQL's 4096-iteration secrets,
         // made from the clear passwords in .env; a generated password gets the cheap one, as
         // `init` gives it on the other backends (its logins then cost a 64th of the work).
-        let generated = [credentials.superuser, credentials.replication].filter(\.generated)
-        let secrets = generated.compactMap { login in
-            SCRAMSecret.make(password: login.password).map {
-                "ALTER ROLE \(ConfigText.identifier(login.user)) PASSWORD \(ConfigText.sqlLiteral($0))"
-            }
-        }
+        let secrets = [credentials.superuser, credentials.replication].compactMap(\.cheapSecretStatement)
         if !secrets.isEmpty {
             do throws(ClusterError) {
                 try await ops.execute(spec.primary, secrets)

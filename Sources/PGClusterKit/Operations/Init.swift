@@ -187,11 +187,7 @@ public struct ClusterInit: Sendable {
                 try connection.query("SET synchronous_commit = local")
                 // initdb stored the superuser's password with PostgreSQL's default secret;
                 // a generated one gets the cheap secret every connection is quicker with.
-                if credentials.superuser.generated {
-                    let superuserVerifier = try connection.scramVerifier(for: credentials.superuser)
-                    try connection.query(
-                        "ALTER ROLE \(ConfigText.identifier(credentials.superuser.user)) PASSWORD \(ConfigText.sqlLiteral(superuserVerifier))")
-                }
+                if let cheap = credentials.superuser.cheapSecretStatement { try connection.query(cheap) }
                 let verifier = try connection.scramVerifier(for: credentials.replication)
                 try connection.query(
                     "CREATE ROLE \(ConfigText.identifier(replicationUser)) WITH REPLICATION LOGIN PASSWORD \(ConfigText.sqlLiteral(verifier))")
@@ -254,7 +250,6 @@ public struct ClusterInit: Sendable {
         Console.progress("[\(node.name)] cloned\(also) (\(String(format: "%.1f", (clock.now - began).seconds)) s), starting")
     }
 
-    /// Waits (polling the primary's pg_stat_replication) until every standby streams.
     /// A WAL file can be ready before the stanza exists (a clone ends with a WAL switch): its
     /// archive-push fails, and PostgreSQL's archiver, after three tries a second apart, waits
     /// up to a minute before the next, so `status` right after init warned that archiving
@@ -264,22 +259,20 @@ public struct ClusterInit: Sendable {
     /// still fails is left for `status` to report.
     func settleArchiver(_ primary: NodeSpec, _ credentials: Credentials) async {
         let ops = ServerOps(spec: spec, credentials: credentials, templates: cluster.renderer.templates)
-        let query = """
-            SELECT failed_count > 0 AS failed,
-              last_failed_time IS NOT NULL AND (last_archived_time IS NULL OR last_failed_time > last_archived_time) AS failing
-            FROM pg_stat_archiver
-            """
-        guard let first = try? await ops.execute(primary, [query]), first.value(0, "failed") == "t" else { return }
-        if first.value(0, "failing") == "t" { _ = try? await ops.execute(primary, ["SELECT pg_reload_conf()"]) }
+        let observer = Observer(credentials: credentials)
+        guard let first = await observer.observe(primary).archiver, first.failedCount > 0 else { return }
+        if first.failing { await ops.wakeArchiver(primary) }
         let deadline = ContinuousClock.now + .seconds(10)
         while ContinuousClock.now < deadline {
-            if let now = try? await ops.execute(primary, [query]), now.value(0, "failing") == "f" {
+            if let now = await observer.observe(primary).archiver, !now.failing {
                 _ = try? await ops.execute(primary, ["SELECT pg_stat_reset_shared('archiver')"])
                 return
             }
             try? await Task.sleep(for: .milliseconds(100))
         }
     }
+
+    /// Waits (polling the primary's pg_stat_replication) until every standby streams.
 
     func waitForStreaming(_ primary: NodeSpec, _ credentials: Credentials) async throws(ClusterError) {
         let ops = ServerOps(spec: spec, credentials: credentials, templates: cluster.renderer.templates)

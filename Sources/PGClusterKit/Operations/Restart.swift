@@ -22,6 +22,12 @@ public struct RollingRestarter: Sendable {
         if onlyIfPending, try await !pendingRestart(node) { return }
         Console.progress("[\(node.name)] restarting")
         try await cluster.stop(node, mode: .fast)
+        try await startStandby(node, primary: primary)
+    }
+
+    /// Starts the stopped standby `node` (``ServerControl/startStandby(_:)``) and waits until
+    /// it streams from `primary`; a node started without `restore_command` gets it back either way.
+    public func startStandby(_ node: NodeSpec, primary: NodeSpec) async throws(ClusterError) {
         let withoutArchive = try await cluster.startStandby(node)
         let streaming = await outcome { () async throws(ClusterError) in try await confirmStreaming([node], from: primary) }
         if withoutArchive { await ops.archiveOn([node]) }

@@ -146,6 +146,13 @@ public struct ServerOps: Sendable {
         }
     }
 
+    /// Wakes the primary's WAL archiver, which after three failed tries a second apart waits
+    /// up to a minute before the next: a reload does (the archiver's SIGHUP sets its latch),
+    /// and it tries the failed file again at once. Best effort.
+    public func wakeArchiver(_ primary: NodeSpec) async {
+        _ = try? await execute(primary, ["SELECT pg_reload_conf()"], timeout: 5)
+    }
+
     /// ``archiveOn(_:)`` for one node, failing when it cannot (nothing without `backup:`).
     public func archiveOn(_ node: NodeSpec) async throws(ClusterError) {
         guard spec.backup != nil else { return }

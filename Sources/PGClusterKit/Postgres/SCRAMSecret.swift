@@ -51,3 +51,12 @@ public enum SCRAMSecret {
         return "SCRAM-SHA-256$\(iterations):\(base64(salt))$\(base64(storedKey)):\(base64(serverKey))"
     }
 }
+
+extension Credentials.Login {
+    /// For a password pgcluster generated: the statement that stores its cheap secret
+    /// (``SCRAMSecret``) in place of the one PostgreSQL made; nil for any other.
+    var cheapSecretStatement: String? {
+        guard generated, let secret = SCRAMSecret.make(password: password) else { return nil }
+        return "ALTER ROLE \(ConfigText.identifier(user)) PASSWORD \(ConfigText.sqlLiteral(secret))"
+    }
+}

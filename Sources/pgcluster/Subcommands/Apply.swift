@@ -24,6 +24,8 @@ extension PGCluster {
                 On backend compose it does the settings (written into the project's node folders, \
                 which the containers mount) and the synchronous mode; adding or removing nodes is \
                 refused there (exit 2).
+                With backup:, after its steps it makes the pgBackRest stanza when the repository has \
+                none, so a cluster apply turned archiving on for archives at once, before any backup.
                 Refuses (exit 2), changing nothing, when a node that stays does not answer or does not \
                 stream, or when the synchronous count could not be met (unless --force). A step that \
                 fails stops the run; the message says what was done and what is left, and apply run \

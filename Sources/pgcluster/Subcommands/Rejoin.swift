@@ -14,7 +14,9 @@ extension PGCluster {
                 --force: rejoining it discards the writes it took since the two parted. The only primary \
                 is never rejoined. A standby that already streams from the primary is refused (exit 2, \
                 nothing to do) unless, with backup:, an interrupted failover or switchover left it \
-                without restore_command (status says so): then rejoin gives it back.
+                without restore_command (status says so): then rejoin gives it back. With backup: and a \
+                repository host that does not answer, the node starts without restore_command and gets \
+                it back once it streams.
                 """)
 
         @OptionGroup var options: SpecOptions

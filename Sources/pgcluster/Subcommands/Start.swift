@@ -10,7 +10,9 @@ extension PGCluster {
                 standby and must stream from it, or it is stopped again and `pgcluster rejoin NODE` is \
                 named (a primary deposed by a failover cannot follow until rewound). With no primary up, \
                 the recorded primary starts first, unless another node is on a newer timeline; the other \
-                nodes start as its standbys.
+                nodes start as its standbys. With backup: and a repository host that does not answer, a \
+                standby starts without restore_command and gets it back once it streams (PostgreSQL \
+                would otherwise wait out ssh's connect timeout for every WAL file it replays).
                 """)
 
         @OptionGroup var options: SpecOptions

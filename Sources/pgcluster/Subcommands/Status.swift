@@ -12,7 +12,11 @@ extension PGCluster {
                 that. The cluster is degraded when a node is down, a standby does not stream from the \
                 primary, or there is not exactly one primary. A node that does not answer in time is \
                 "no answer", not "down": down is proven (the connection was refused). Exit 2 when two \
-                nodes answer as read-write primaries (the one on the newest timeline is named).
+                nodes answer as read-write primaries (the one on the newest timeline is named). With \
+                archiving on, an archive: line gives the primary's pg_stat_archiver (last file, counts), \
+                and an archive_command that fails is a warning (WAL piles up in pg_wal, point-in-time \
+                recovery ends at the last file archived), not a degraded cluster; --json has it as \
+                archiver on each node.
                 """)
 
         @OptionGroup var options: SpecOptions
