@@ -194,6 +194,13 @@ struct BackupTests {
             let failing = await cluster.run(["status"])
             #expect(failing.stdout.contains("node0 fails to archive WAL") && failing.stdout.contains("archive: FAILING"), "\(failing.stdout)")
             #expect(failing.status == 0, "a failing archive is a warning, not a degraded cluster: \(failing.stdout)")
+            // A backup then is refused in seconds (not after pgbackrest check's 60 s), with what the log says.
+            let started = Date()
+            let refusedBackup = await cluster.run(["backup"])
+            #expect(refusedBackup.status == 1, "\(refusedBackup.stderr)")
+            #expect(refusedBackup.stderr.contains("node0 fails to archive WAL"), "\(refusedBackup.stderr)")
+            #expect(refusedBackup.stderr.contains("log | ") && refusedBackup.stderr.contains("Permission denied"), "\(refusedBackup.stderr)")
+            #expect(Date().timeIntervalSince(started) < 50, "the refusal waited out pgbackrest check's archive timeout")
             #expect(chmod(archiveDir, mode_t(mode)) == 0)
             try switchWAL()
             #expect(await cluster.eventuallyAsync(60) { try await archiver()?["failing"] as? Bool == false }, "archiving did not recover")
@@ -325,19 +332,35 @@ struct BackupTests {
             #expect(backup.status == 0, "\(backup.stderr)")
         }
     }
-    @Test("restore --in-place: refused without --yes; with it, the cluster's own data goes back to an LSN, standbys cloned, archive on")
+    @Test("restore --in-place: refused without --yes and for a target it could never reach; with it, the cluster's own data goes back to an LSN, standbys cloned, archive on; a later restore takes a backup on the new timeline's history; a restore that fails before its promotion puts the cluster back")
     func inPlace() async throws {
         try await withCluster(name: "bk-place", basePort: 22490, standbys: 2) { cluster in
             try cluster.enableBackup()
             try await cluster.initCluster()
-            #expect(await cluster.run(["backup"]).status == 0)
+            let first = await cluster.run(["backup", "--json"])
+            #expect(first.status == 0, "\(first.stderr)")
+            let firstLabel = try #require((try cluster.json(first)["backup"] as? [String: Any])?["label"] as? String)
             try cluster.insert("node0", 1...100)
             let lsn = try #require(try cluster.sql("node0", "SELECT pg_current_wal_lsn()").scalar)
             try cluster.insert("node0", 101...200)
+            // A newer backup, which the restore to `lsn` will leave on the old timeline.
+            #expect(await cluster.run(["backup"]).status == 0)
 
             let refused = await cluster.run(["restore", "--to", lsn, "--in-place"])
             #expect(refused.status == 2 && refused.stderr.contains("add --yes"), "\(refused.stderr)")
             #expect(try cluster.ids("node0").count == 200, "nothing was touched")
+
+            // Targets recovery could never reach: refused before any node stops.
+            let nextYear = RestoreTarget.utcText(Int64(Date().timeIntervalSince1970) + 366 * 86_400) + "+00"
+            for (target, says) in [(nextYear, "is in the future"), ("FF/0", "past the end of the WAL: the primary is at")] {
+                let unreachable = await cluster.run(["restore", "--to", target, "--in-place", "--yes"])
+                #expect(unreachable.status == 1, "\(target): \(unreachable.stderr)")
+                let lines = unreachable.stderr.split(separator: "\n").filter { !$0.hasPrefix("[") }
+                #expect(lines.count == 1 && lines[0].contains(says), "\(target): \(unreachable.stderr)")
+                #expect(!unreachable.stderr.contains("stopping"), "\(target): a node was stopped: \(unreachable.stderr)")
+                #expect(try cluster.ids("node0").count == 200, "nothing was touched")
+            }
+            #expect(await cluster.run(["status"]).status == 0)
 
             let restore = await cluster.run(["restore", "--to", lsn, "--in-place", "--yes"])
             #expect(restore.status == 0, "\(restore.stderr)")
@@ -350,6 +373,35 @@ struct BackupTests {
             // The restored primary archives on its new timeline into the same stanza.
             let check = cluster.pgbackrestCheck()
             #expect(check.status == 0, "\(check.stdout)\(check.stderr)")
+
+            // The newest backup lies on the timeline the restore left: a restore to latest
+            // takes the first backup, on the new timeline's history, and gets every row.
+            try cluster.insert("node0", 201...210)
+            let into = try TestCluster(name: "bk-place-into", basePort: 22496, standbys: 0)
+            do {
+                let latest = await cluster.run(["restore", "--to", "latest", "--into", into.specPath, "--json"])
+                #expect(latest.status == 0, "\(latest.stderr)")
+                #expect(latest.stderr.contains("--set=\(firstLabel)"), "\(latest.stderr)")
+                #expect(try into.ids("node0") == Array(1...100) + Array(201...210))
+            } catch {
+                await into.teardown()
+                throw error
+            }
+            await into.teardown()
+
+            // A restore that fails before its promotion (a file of the backup gone from the
+            // repository): every node's own data goes back and the nodes run again.
+            let backupDir = "\(cluster.root)/repo/backup/\(cluster.name)/\(firstLabel)/pg_data"
+            let version = try #require(try FileManager.default.contentsOfDirectory(atPath: backupDir).first { $0.hasPrefix("PG_VERSION") })
+            try FileManager.default.removeItem(atPath: "\(backupDir)/\(version)")
+            let broken = await cluster.run(["restore", "--to", "latest", "--in-place", "--yes"])
+            #expect(broken.status == 1, "\(broken.stderr)")
+            #expect(broken.stderr.contains("nothing was changed: every node's own data is back"), "\(broken.stderr)")
+            #expect(try cluster.ids("node0") == Array(1...100) + Array(201...210))
+            #expect(await cluster.eventuallyAsync(30) { await cluster.run(["status"]).status == 0 }, "the cluster streams again")
+            for node in cluster.nodeNames {
+                #expect(!FileManager.default.fileExists(atPath: "\(cluster.dataRoot)/\(node)/data.before-restore"))
+            }
         }
     }
 }

@@ -101,11 +101,76 @@ struct RestoreChoiceTests {
         #expect(backup.size == 22_960_956 && backup.repositorySize == 4_508_918)
         #expect(backup.lsnStop == LSN("0/6000050") && backup.walStart == "000000010000000000000005")
         #expect(backup.stop == 1_796_491_283)
+        #expect(backup.timeline == 1 && catalog.systemId == 7_444_444_444_444_444_444)
+        // 000000030000000000000009: segment 9 of log 0 ends at 0/A000000.
+        #expect(catalog.archiveEnd == LSN("0/A000000"))
         #expect(catalog.text.contains("20261205-172119F  full  2026-12-05 17:21:19  2026-12-05 17:21:23  21.9 MB  4.3 MB"))
 
         let missing = try BackupCatalog.parse(
             #"[{"archive":[],"backup":[],"name":"bksrc","status":{"code":1,"message":"missing stanza path"}}]"#, stanza: "bksrc")
         #expect(missing.stanzaMissing && missing.backups.isEmpty)
         #expect(throws: ClusterError.self) { try BackupCatalog.parse("not json", stanza: "x") }
+    }
+
+    /// Backups on timelines 1 and 2 (the first 8 hex digits of their first WAL file).
+    static func onTimeline(_ label: String, _ timeline: Int, lsnStop: String, stop: Int64) -> BackupEntry {
+        var entry = backup(label, stop: stop, lsnStop: lsnStop)
+        entry.walStart = String(format: "%08X", timeline) + "0000000000000001"
+        return entry
+    }
+
+    @Test("a history file: each ancestor and where the next timeline left it; comments and blank lines skipped")
+    func readsHistory() {
+        let history = TimelineHistory.parse("1\t0/5000000\tno recovery target specified\n\n# note\n2\t0/9000A0\tbefore 0/9000A0\n", timeline: 3)
+        #expect(history.ancestors == [.init(timeline: 1, end: LSN("0/5000000")!), .init(timeline: 2, end: LSN("0/9000A0")!)])
+        #expect(history.holds(timeline: 3, upTo: LSN("FF/0")))
+        #expect(history.holds(timeline: 1, upTo: LSN("0/5000000")))
+        #expect(!history.holds(timeline: 1, upTo: LSN("0/5000001")))
+        #expect(!history.holds(timeline: 4, upTo: LSN("0/1")))
+        #expect(!history.holds(timeline: 1, upTo: nil))
+    }
+
+    @Test("after an in-place restore to before the newest backup, that backup is left behind: an older one on the history is taken")
+    func skipsAbandonedTimeline() throws {
+        // F1 on timeline 1 ended at 0/3000000; F2 on timeline 1 ended at 0/16000050; the
+        // restore forked timeline 2 off timeline 1 at 0/14003BA8 (before F2); F3 on timeline 2.
+        var catalog = Self.catalog
+        catalog.backups = [
+            Self.onTimeline("F1", 1, lsnStop: "0/3000000", stop: 1_000),
+            Self.onTimeline("F2", 1, lsnStop: "0/16000050", stop: 2_000),
+        ]
+        let history = TimelineHistory(timeline: 2, ancestors: [.init(timeline: 1, end: LSN("0/14003BA8")!)])
+        #expect(try RestoreChoice.plan(.latest, catalog: catalog, history: history).get().backup.label == "F1")
+        #expect(try RestoreChoice.plan(.time(seconds: 3_000, microseconds: 0), catalog: catalog, history: history).get().backup.label == "F1")
+        #expect(try RestoreChoice.plan(.lsn(LSN("0/20000000")!), catalog: catalog, history: history).get().backup.label == "F1")
+        // Without the history (timeline 1 only) the newest is right.
+        #expect(try RestoreChoice.plan(.latest, catalog: catalog).get().backup.label == "F2")
+        catalog.backups.append(Self.onTimeline("F3", 2, lsnStop: "0/18000000", stop: 3_000))
+        #expect(try RestoreChoice.plan(.latest, catalog: catalog, history: history).get().backup.label == "F3")
+        // Nothing on the history: refused, naming the backup left behind and the fork.
+        catalog.backups = [Self.onTimeline("F2", 1, lsnStop: "0/16000050", stop: 2_000)]
+        guard case .failure(let refusal) = RestoreChoice.plan(.latest, catalog: catalog, history: history) else {
+            Issue.record("a backup off the history was taken")
+            return
+        }
+        #expect(refusal.message.contains("no backup lies on timeline 2"))
+        #expect(refusal.message.contains("F2, was taken on timeline 1 after timeline 2 branched off it at 0/14003BA8"))
+    }
+
+    @Test("a target recovery could never reach is refused up front: a future time, an LSN past the primary or the archive")
+    func unreachable() {
+        let now = Date(timeIntervalSince1970: 10_000)
+        func refusal(_ target: RestoreTarget, primary: String? = nil, archive: String? = nil) -> String? {
+            RestoreChoice.unreachable(target, now: now, primaryLsn: primary.flatMap(LSN.init), archiveEnd: archive.flatMap(LSN.init))?.message
+        }
+        #expect(refusal(.latest) == nil)
+        #expect(refusal(.time(seconds: 9_999, microseconds: 999_999)) == nil)
+        #expect(refusal(.time(seconds: 10_000, microseconds: 1))?.contains("is in the future (now: 1970-01-01 02:46:40 UTC)") == true)
+        #expect(refusal(.lsn(LSN("0/5000000")!), primary: "0/5000000") == nil)
+        #expect(refusal(.lsn(LSN("0/5000001")!), primary: "0/5000000")?.contains("past the end of the WAL: the primary is at 0/5000000") == true)
+        // With no primary answering, the archive's end bounds it.
+        #expect(refusal(.lsn(LSN("0/A000001")!), archive: "0/A000000")?.contains("past the end of the WAL archive") == true)
+        #expect(refusal(.lsn(LSN("0/9000000")!), archive: "0/A000000") == nil)
+        #expect(refusal(.lsn(LSN("FF/0")!)) == nil)
     }
 }

@@ -291,8 +291,18 @@ extension HostCluster {
     func restoreFromRepository(_ node: NodeSpec, instead upstream: NodeSpec) async throws(ClusterError) -> Bool {
         guard spec.backup?.standbysFrom == .repository else { return false }
         let repository = try BackupRepository(cluster: self)
-        guard let newest = (try? await repository.catalog())?.backups.last else {
+        guard let catalog = try? await repository.catalog(), !catalog.backups.isEmpty else {
             Console.progress("[\(node.name)] the repository holds no backup yet: cloning \(upstream.name) with pg_basebackup")
+            return false
+        }
+        // The newest intact backup on the cluster's timeline (one an in-place restore left
+        // behind cannot start a standby of today's primary).
+        let newest: BackupEntry
+        switch RestoreChoice.plan(.latest, catalog: catalog, history: try await repository.newestTimelineHistory()) {
+        case .success(let plan):
+            newest = plan.backup
+        case .failure(let why):
+            Console.progress("[\(node.name)] no backup in the repository can start it (\(why.message)): cloning \(upstream.name) with pg_basebackup")
             return false
         }
         Console.progress("[\(node.name)] restoring backup \(newest.label) from the repository (backup.standbysFrom), not cloning \(upstream.name)")

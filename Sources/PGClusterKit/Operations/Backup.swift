@@ -300,6 +300,37 @@ public struct BackupRepository: Sendable {
         return ArchivedTimelines.parse(result.output)
     }
 
+    /// Why the stanza is not this cluster's: it was made for another database system than
+    /// the live `primary`'s (a repository shared with another cluster of the same name,
+    /// whose backups a restore would put in place of this one's data). nil when it is this
+    /// cluster's, or when that cannot be told (no system-id, the primary does not answer).
+    public func foreignStanza(_ catalog: BackupCatalog, primary: NodeSpec, credentials: Credentials) async -> ClusterError? {
+        guard let stanzaSystem = catalog.systemId else { return nil }
+        let ops = ServerOps(spec: spec, credentials: credentials, templates: cluster.renderer.templates)
+        guard let result = try? await ops.execute(primary, ["SELECT system_identifier FROM pg_control_system()"]),
+            let text = result.rows.first?.first.flatMap({ $0 }), let system = UInt64(text), system != stanzaSystem
+        else { return nil }
+        return ClusterError(
+            "the repository's stanza \(catalog.stanza) (\(place)) belongs to another database system "
+                + "(system-id \(stanzaSystem); \(spec.name)'s is \(system))",
+            details: ["another cluster of the same name uses this repository: give each cluster its own backup.repo"])
+    }
+
+    /// The history of the archive's newest timeline, the one recovery follows
+    /// (`recovery_target_timeline = latest`: up from timeline 1 while the next history file
+    /// exists); nil when that is timeline 1.
+    public func newestTimelineHistory() async throws(ClusterError) -> TimelineHistory? {
+        let archived = Set(try await archivedTimelines())
+        var newest = 1
+        while archived.contains(newest + 1) { newest += 1 }
+        guard newest > 1 else { return nil }
+        let name = ArchivedTimelines.historyFile(newest)
+        let read = #"cd "$1/archive/$2" || exit 1; for d in */; do [ -f "$d$3" ] && exec cat "$d$3"; done; exit 1"#
+        let result = try await host.check(
+            ["/bin/sh", "-c", read, "sh", settings.repo, spec.name, name], what: "reading \(name) from the WAL archive")
+        return TimelineHistory.parse(result.output, timeline: newest)
+    }
+
     /// The archive's history files of `timelines` into `node`'s pg_wal (by archive-get on its
     /// host), before a promotion that does not ask the archive itself.
     public func fetchHistory(_ timelines: [Int], into node: NodeSpec) async throws(ClusterError) {
@@ -435,6 +466,33 @@ public struct ClusterBackup: Sendable {
         self.kind = kind
     }
 
+    /// The primary's archiver fails (its last attempt is newer than its last success): the
+    /// stanza may just have been made, so it is woken once and given 10 s; one that still
+    /// fails is refused at once, with what the server's log says, where `pgbackrest check`
+    /// would wait out its 60 s archive timeout and name only a WAL file.
+    func archiveMustWork(_ primary: NodeSpec) async throws(ClusterError) {
+        let ops = ServerOps(spec: repository.spec, credentials: credentials, templates: repository.cluster.renderer.templates)
+        let observer = Observer(credentials: credentials)
+        await ops.wakeArchiver(primary)
+        let deadline = ContinuousClock.now + .seconds(10)
+        var archiver = await observer.observe(primary).archiver
+        while archiver?.failing == true && ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(200))
+            archiver = await observer.observe(primary).archiver
+        }
+        guard let archiver, archiver.failing else { return }
+        // pgBackRest's last error, with its continuation lines (the cause is on the next one).
+        let log = await repository.cluster.serverLog(primary, lines: 60)
+        let said = log.lastIndex { $0.contains("ERROR") }.map { last in
+            [log[last]] + log[(last + 1)...].prefix { !$0.hasPrefix("20") && !$0.contains(" LOG: ") }.prefix(3)
+        } ?? []
+        throw ClusterError(
+            "\(primary.name) fails to archive WAL (last failed: \(archiver.lastFailedWal ?? "?"); last archived: "
+                + "\(archiver.lastArchivedWal ?? "none")): a backup needs a working WAL archive",
+            details: said.map { "log | " + $0 }
+                + ["fix what stops archive_command (often the repository's permissions, or its host); `pgcluster status` shows the archive"])
+    }
+
     public struct Report: Sendable, Codable {
         public var backup: BackupEntry
         /// The node the files were copied from.
@@ -460,6 +518,7 @@ public struct ClusterBackup: Sendable {
         let standby = observations.first { $0.isStandby && $0.streaming }
         Console.progress("[\(primary.node.name)] pgbackrest stanza and check (stanza \(spec.name), repository \(repository.place))")
         try await repository.prepareForBackup()
+        if primary.archiver?.failing == true { try await archiveMustWork(primary.node) }
         try await repository.check(["check"], what: "pgbackrest check (is archive_command working on \(primary.node.name)?)")
         let source = standby?.node.name ?? primary.node.name
         Console.progress("[\(source)] pgbackrest backup --type=\(kind.rawValue)" + (standby == nil ? " (no standby streams: from the primary)" : " (from a standby)"))

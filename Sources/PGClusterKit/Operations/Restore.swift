@@ -65,18 +65,40 @@ public struct ClusterRestore: Sendable {
                 details: ["take one with `pgcluster backup -f \(sourceSpec.file)`"])
         }
         let plan: RestoreChoice.Plan
-        switch RestoreChoice.plan(to, catalog: catalog) {
+        switch RestoreChoice.plan(to, catalog: catalog, history: try await source.newestTimelineHistory()) {
         case .success(let chosen): plan = chosen
         case .failure(let refusal): throw refusal
+        }
+        if let refusal = RestoreChoice.unreachable(to, now: Date(), primaryLsn: nil, archiveEnd: nil) { throw refusal }
+        let live = await liveSource(sourceCredentials)
+        var primaryLsn: LSN?
+        if let live {
+            if let foreign = await source.foreignStanza(catalog, primary: live, credentials: sourceCredentials) { throw foreign }
+            primaryLsn = try await markEnd(on: live, sourceCredentials)
+        }
+        if let refusal = RestoreChoice.unreachable(to, now: Date(), primaryLsn: primaryLsn, archiveEnd: catalog.archiveEnd) {
+            throw refusal
         }
         let initializer = ClusterInit(cluster: target, force: false)
         if inPlace {
             for node in spec.nodes where try await target.host(node).exists(asideDir(node)) {
                 throw ClusterError(
                     "\(node.name): \(asideDir(node)) is left from an earlier in-place restore; nothing was changed",
-                    details: ["look at it, remove it, then run restore again"])
+                    details: [
+                        "it may be the only copy of the data from before that restore: if the cluster is as it should be "
+                            + "(pgcluster status), remove it and run restore again; to go back to it instead: pgcluster stop, "
+                            + "remove \(target.layout.dataDir(node.name)), move it in its place, pgcluster start"
+                    ])
             }
         } else {
+            let existing = try await initializer.nodesWithData()
+            if !existing.isEmpty {
+                throw ClusterError(
+                    "\(spec.file): data already exists for \(existing.map(\.name).joined(separator: ", ")) under \(target.layout.serverRoot); "
+                        + "restore --into makes a new cluster and touches none",
+                    exitCode: .refused,
+                    details: ["an earlier restore into it that failed? remove it with: pgcluster destroy -f \(spec.file) --yes"])
+            }
             try await initializer.checkPreconditions()
         }
 
@@ -89,8 +111,9 @@ public struct ClusterRestore: Sendable {
         var credentials = sourceCredentials
         credentials.rootCertificate = Credentials.rootCertificate(for: spec)
         var aside: [String] = []
+        var wereRunning: [NodeSpec] = []
         if inPlace {
-            aside = try await stopAndMoveAside()
+            (aside, wereRunning) = try await stopAndMoveAside()
         } else {
             try target.makeRoot()
             if spec.tls.mode == .generate { _ = try target.clusterCA() }
@@ -102,6 +125,7 @@ public struct ClusterRestore: Sendable {
         // From backend ssh into a new cluster: pgBackRest on its primary's host (this machine,
         // or a host of its own) reads the repository host, with the live cluster's key.
         let reader = !inPlace && source.remote ? target.layout.pgbackrestReaderDir : nil
+        var promoted = false
         do {
             try await target.prepareDirectories(primary)
             Console.progress("[\(primary.name)] pgbackrest restore --set=\(plan.backup.label) \(plan.targetArguments.joined(separator: " "))")
@@ -122,16 +146,26 @@ public struct ClusterRestore: Sendable {
             Console.progress("[\(primary.name)] starting: recovery to \(to), then promotion")
             try await target.start(primary)
             try await waitForPromotion(primary, credentials)
+            promoted = true
             // Promoted and without restore_command: the live cluster's key goes.
             if let reader { await source.removeReader(in: reader, on: target.host(primary)) }
             try await initializer.completeFromPrimary(primary, credentials)
         } catch {
             if let reader { await source.removeReader(in: reader, on: target.host(primary)) }
-            var failure = await initializer.withRunningNodes(error)
-            if !aside.isEmpty {
+            guard inPlace else {
+                var failure = error
                 failure.details.append(
-                    "the data from before the restore is kept: \(aside.joined(separator: ", ")); to go back, "
-                        + "`pgcluster stop`, then move each over its node's data folder")
+                    "nothing of \(sourceSpec.name) was changed; remove what the restore made with: pgcluster destroy -f \(spec.file) --yes")
+                throw failure
+            }
+            var failure = error
+            if !promoted {
+                // Nothing restored took writes: the cluster goes back to what it was.
+                failure.details.append(await putBack(wereRunning: wereRunning, credentials))
+            } else if !aside.isEmpty {
+                failure.details.append(
+                    "\(primary.name) runs as the restored primary; the data from before the restore is kept: \(aside.joined(separator: ", ")); "
+                        + "a standby that does not stream gets a new copy with `pgcluster rejoin NODE --reclone`")
             }
             throw failure
         }
@@ -185,10 +219,12 @@ public struct ClusterRestore: Sendable {
     }
 
     /// `--in-place`: stops every node, then moves each node's data folder aside. Returns
-    /// where the data went.
-    func stopAndMoveAside() async throws(ClusterError) -> [String] {
+    /// where the data went, and the nodes that ran before.
+    func stopAndMoveAside() async throws(ClusterError) -> (moved: [String], wereRunning: [NodeSpec]) {
         let spec = target.spec
+        var running: [NodeSpec] = []
         for node in spec.nodes {
+            if await target.postmasterRuns(node) { running.append(node) }
             Console.progress("[\(node.name)] stopping (restore --in-place)")
             try await target.stop(node, mode: .fast)
         }
@@ -199,7 +235,59 @@ public struct ClusterRestore: Sendable {
                 what: "\(node.name): moving its data aside")
             moved.append(asideDir(node))
         }
-        return moved
+        return (moved, running)
+    }
+
+    /// `--in-place` failed before the restored primary was promoted: it is stopped and its
+    /// data removed (a copy of the backup, nothing else), every node's own data goes back,
+    /// and the nodes that ran are started again (``StartNodes``: the recorded primary
+    /// first). Returns the line that says what the cluster is now.
+    func putBack(wereRunning: [NodeSpec], _ credentials: Credentials) async -> String {
+        let spec = target.spec, primary = spec.primary
+        do throws(ClusterError) {
+            if await target.postmasterRuns(primary) { try await target.stop(primary, mode: .immediate) }
+            for node in spec.nodes where try await target.host(node).exists(asideDir(node)) {
+                try await target.host(node).remove([target.layout.dataDir(node.name)])
+                try await target.host(node).check(
+                    ["/bin/mv", "-T", asideDir(node), target.layout.dataDir(node.name)], what: "\(node.name): putting its data back")
+            }
+        } catch {
+            return "putting the data from before the restore back failed (\(error.message)): it is in \(spec.nodes.map(asideDir).joined(separator: ", ")); "
+                + "to go back, `pgcluster stop`, remove each node's data folder and move data.before-restore in its place, `pgcluster start`"
+        }
+        Console.progress("restore failed before its primary was promoted: every node's own data is back")
+        guard !wereRunning.isEmpty else { return "nothing was changed: every node's own data is back in its data folder" }
+        do throws(ClusterError) {
+            _ = try await StartNodes(control: target, credentials: credentials).run(wereRunning)
+        } catch {
+            return "every node's own data is back in its data folder, but starting them again failed: \(error.message); see `pgcluster status`"
+        }
+        return "nothing was changed: every node's own data is back in its data folder, and "
+            + "\(wereRunning.map(\.name).joined(separator: ", ")) running again"
+    }
+
+    /// The live cluster's primary, when one answers (the live cluster may be gone: a
+    /// restore after losing every node).
+    func liveSource(_ credentials: Credentials) async -> NodeSpec? {
+        let observations = await Observer(credentials: credentials).observeAll(source.spec.nodes)
+        let primaries = observations.filter { $0.reachable && $0.isPrimary }
+        return primaries.count == 1 ? primaries[0].node : nil
+    }
+
+    /// On the live primary, before its WAL is archived: a commit of pgcluster's own, so
+    /// that the archive holds a commit after any time target up to now (recovery to a time
+    /// stops only at a commit; on an idle cluster it would reach the archive's end first and
+    /// fail). Local to the primary (`synchronous_commit = local`): a cluster whose standbys
+    /// are away does not hold it. Returns the primary's WAL position after it.
+    func markEnd(on primary: NodeSpec, _ credentials: Credentials) async throws(ClusterError) -> LSN? {
+        let ops = ServerOps(spec: source.spec, credentials: credentials, templates: target.renderer.templates)
+        let result = try await ops.execute(
+            primary,
+            [
+                "BEGIN", "SET LOCAL synchronous_commit TO local", "SELECT pg_current_xact_id()", "COMMIT",
+                "SELECT pg_current_wal_lsn()",
+            ])
+        return result.rows.first?.first.flatMap { $0 }.flatMap(LSN.init)
     }
 
     /// Waits until the restored primary has left recovery, then forgets the recovery
@@ -211,6 +299,12 @@ public struct ClusterRestore: Sendable {
         while true {
             let observation = await Observer(credentials: credentials).observe(primary)
             if observation.isPrimary { break }
+            if let error = observation.error, error.contains("authentication failed") {
+                throw ClusterError(
+                    "\(primary.name): the restored server does not accept \(source.spec.name)'s roles (\(error)): "
+                        + "the backup is of another cluster's database",
+                    details: ["check that backup.repo of \(source.spec.file) holds this cluster's backups: pgcluster backups"])
+            }
             if await !target.postmasterRuns(primary) || ContinuousClock.now > deadline {
                 throw ClusterError(
                     "\(primary.name): the restored server did not reach the target \(to) and was not promoted",

@@ -168,7 +168,11 @@ public struct Watcher: Service {
         detector?.follow(input.nodes.first { $0.observation.isPrimary }?.observation.node)
         feedHealth(input)
         let action = WatchDecision.next(input, memory: &memory, settings: settings)
-        if action.changes, lock == nil {
+        // Another command holds the lock (a restore stops every node, a switchover its
+        // primary): what the watcher would do or refuse is said once, as a wait, not a
+        // refusal per interval about the state that command is in the middle of.
+        let refusal = if case .refuse = action { true } else { false }
+        if action.changes || refusal, lock == nil {
             let holder = (try? await store.lockHolder())?.description ?? "another command"
             report(.wait("\(holder) holds the cluster lock: observing only (would \(action.event): \(action.details))"), lastKey: &lastKey)
             return false

@@ -11,6 +11,18 @@ public struct BackupCatalog: Sendable, Equatable, Codable {
     /// The first and last WAL segment archived (of the newest database the stanza knows).
     public var walMin: String?
     public var walMax: String?
+    /// The database system the stanza was made for (`pg_control_system()`'s
+    /// system_identifier; the newest of the stanza's databases); nil when unknown.
+    public var systemId: UInt64?
+
+    /// Where the newest archived WAL file ends (16 MB segments, as pgcluster's initdb makes
+    /// them): no WAL position past it can be replayed from the archive.
+    public var archiveEnd: LSN? {
+        guard let walMax, walMax.count == 24, let log = UInt64(walMax.dropFirst(8).prefix(8), radix: 16),
+            let segment = UInt64(walMax.suffix(8), radix: 16)
+        else { return nil }
+        return LSN((log << 32) + (segment + 1) * 16 * 1024 * 1024)
+    }
 
     /// The stanza was never created (no `pgcluster backup` yet).
     public var stanzaMissing: Bool { statusCode == 1 }
@@ -37,7 +49,7 @@ public struct BackupCatalog: Sendable, Equatable, Codable {
         let archive = info.archive?.last
         return BackupCatalog(
             stanza: info.name, statusCode: info.status.code, statusMessage: info.status.message, backups: backups,
-            walMin: archive?.min, walMax: archive?.max)
+            walMin: archive?.min, walMax: archive?.max, systemId: info.db?.max { $0.id < $1.id }?.systemId)
     }
 
     // The parts of pgBackRest's JSON that pgcluster reads.
@@ -46,6 +58,15 @@ public struct BackupCatalog: Sendable, Equatable, Codable {
         var status: Status
         var backup: [Backup]?
         var archive: [Archive]?
+        var db: [Database]?
+        struct Database: Decodable {
+            var id: Int
+            var systemId: UInt64?
+            enum CodingKeys: String, CodingKey {
+                case id
+                case systemId = "system-id"
+            }
+        }
         struct Status: Decodable {
             var code: Int
             var message: String
@@ -100,6 +121,8 @@ public struct BackupEntry: Sendable, Equatable, Codable {
     public var walStop: String?
     public var lsnStart: LSN?
     public var lsnStop: LSN?
+    /// The timeline it was taken on: the first 8 hex digits of its first WAL file (1 when unknown).
+    public var timeline: Int { walStart.flatMap { Int($0.prefix(8), radix: 16) } ?? 1 }
     /// The backup this one builds on (diff and incr).
     public var reference: String?
     /// pgBackRest found a page checksum error while copying.

@@ -81,9 +81,25 @@ public enum RestoreChoice {
     /// end); `latest` takes the newest backup and replays all the archive holds.
     /// pgBackRest records whole seconds, so a backup that ended in the target's second is
     /// not taken: it may have ended after the target.
-    public static func plan(_ target: RestoreTarget, catalog: BackupCatalog) -> Result<Plan, ClusterError> {
-        let usable = catalog.backups.filter { !$0.error }
+    ///
+    /// Recovery follows the archive's newest timeline (`history`, PostgreSQL's
+    /// `recovery_target_timeline = latest`), so only a backup on that timeline's history can
+    /// start it: one taken on an ancestor after the point where it was left (an in-place
+    /// restore to before a newer backup leaves that backup behind) is not taken. Without
+    /// `history` (the archive has timeline 1 only) every backup is on it.
+    public static func plan(_ target: RestoreTarget, catalog: BackupCatalog, history: TimelineHistory? = nil)
+        -> Result<Plan, ClusterError>
+    {
+        let intact = catalog.backups.filter { !$0.error }
+        let usable = intact.filter { backup in history?.holds(timeline: backup.timeline, upTo: backup.lsnStop) ?? true }
         guard let newest = usable.last else {
+            if let history, let left = intact.last {
+                return .failure(
+                    ClusterError(
+                        "no backup lies on timeline \(history.timeline), the newest in the archive: the newest backup, \(left.label), "
+                            + "was taken on timeline \(left.timeline) after \(history.forkDescription(left.timeline)); "
+                            + "take a new one with `pgcluster backup`"))
+            }
             return .failure(
                 ClusterError(
                     "no backup in the repository for stanza \(catalog.stanza): take one with `pgcluster backup` first"))
@@ -112,5 +128,85 @@ public enum RestoreChoice {
             return .success(
                 Plan(backup: backup, targetArguments: ["--type=lsn", "--target=\(lsn)", "--target-action=promote"]))
         }
+    }
+}
+
+extension RestoreChoice {
+    /// A target recovery could never reach, refused before anything is written (an
+    /// in-place restore would otherwise stop the cluster for it): a time after `now`, or an
+    /// LSN past the live primary's WAL (`primaryLsn`, read after a commit of pgcluster's own,
+    /// so that the archive holds a commit past any earlier time) or, with no primary
+    /// answering, past the end of the archive's last WAL file (`archiveEnd`). nil when it
+    /// may be reached; a time between the archive's last commit and now cannot be told
+    /// apart without the primary, and fails in recovery.
+    public static func unreachable(_ target: RestoreTarget, now: Date, primaryLsn: LSN?, archiveEnd: LSN?) -> ClusterError? {
+        switch target {
+        case .latest:
+            return nil
+        case .time(let seconds, let micros):
+            let at = Double(seconds) + Double(micros) / 1_000_000
+            guard at > now.timeIntervalSince1970 else { return nil }
+            return ClusterError(
+                "the target time \(target) is in the future (now: \(RestoreTarget.utcText(Int64(now.timeIntervalSince1970))) UTC): "
+                    + "recovery could never reach it; give an earlier time, or latest")
+        case .lsn(let lsn):
+            if let primaryLsn {
+                guard lsn > primaryLsn else { return nil }
+                return ClusterError(
+                    "the target LSN \(lsn) is past the end of the WAL: the primary is at \(primaryLsn); give an earlier LSN, or latest")
+            }
+            guard let archiveEnd, lsn > archiveEnd else { return nil }
+            return ClusterError(
+                "the target LSN \(lsn) is past the end of the WAL archive (its last file ends at \(archiveEnd)); give an earlier LSN, or latest")
+        }
+    }
+}
+
+/// A timeline's history file (`0000000N.history` in pg_wal and in the WAL archive): each
+/// ancestor timeline and the LSN where the next one branched off it (its end).
+public struct TimelineHistory: Sendable, Equatable {
+    public struct Fork: Sendable, Equatable {
+        public var timeline: Int
+        public var end: LSN
+        public init(timeline: Int, end: LSN) {
+            self.timeline = timeline
+            self.end = end
+        }
+    }
+    public var timeline: Int
+    public var ancestors: [Fork]
+
+    public init(timeline: Int, ancestors: [Fork]) {
+        self.timeline = timeline
+        self.ancestors = ancestors
+    }
+
+    /// Reads a history file's text: `1<TAB>0/3000000<TAB>reason` per ancestor; blank lines
+    /// and `#` comments skipped, as PostgreSQL does.
+    public static func parse(_ text: String, timeline: Int) -> TimelineHistory {
+        let forks = text.split(whereSeparator: \.isNewline).compactMap { line -> Fork? in
+            let fields = line.split(whereSeparator: { $0 == "\t" || $0 == " " })
+            guard let first = fields.first, !first.hasPrefix("#"), fields.count >= 2, let parent = Int(first),
+                let end = LSN(String(fields[1]))
+            else { return nil }
+            return Fork(timeline: parent, end: end)
+        }
+        return TimelineHistory(timeline: timeline, ancestors: forks)
+    }
+
+    /// Whether WAL of `timeline` up to `stop` is part of this timeline's history: it is this
+    /// timeline, or an ancestor left at or after `stop`.
+    public func holds(timeline other: Int, upTo stop: LSN?) -> Bool {
+        if other == timeline { return true }
+        guard let fork = ancestors.first(where: { $0.timeline == other }), let stop else { return false }
+        return stop <= fork.end
+    }
+
+    /// "its fork at 0/5000000" for an ancestor; "it left this history" otherwise.
+    func forkDescription(_ other: Int) -> String {
+        guard let fork = ancestors.first(where: { $0.timeline == other }) else {
+            return "a branch this timeline does not descend from"
+        }
+        return "timeline \(timeline) branched off it at \(fork.end)"
     }
 }

@@ -57,6 +57,13 @@ extension PGCluster {
                 let spec = try options.load()
                 let repository = try BackupRepository(cluster: try HostCluster(spec: spec, templates: options.templateSet()))
                 let catalog = try await repository.catalog()
+                // Another cluster's backups, listed as this one's, would mislead: said on stderr.
+                if let credentials = try? Credentials.stored(spec: spec),
+                    let primary = await Observer(credentials: credentials).observeAll(spec.nodes).first(where: \.isPrimary),
+                    let foreign = await repository.foreignStanza(catalog, primary: primary.node, credentials: credentials)
+                {
+                    Console.warn(foreign.message + ": these are not this cluster's backups")
+                }
                 Console.out(json ? try JSONOutput.encode(catalog) : catalog.text)
             }
         }
@@ -71,11 +78,16 @@ extension PGCluster {
                 ended before the target, recovers to it (--to latest: to the end of the archive), and \
                 is promoted; its standbys are then cloned as init does. TIME is such as \
                 '2026-12-05 17:30:00.25+00' (no zone: this machine's local time); LSN such as 0/3000060. \
-                A target before the first backup, a missing repository, or an --into spec whose nodes \
-                already hold data are refused before anything is written. With --into, the live \
-                cluster is only read (its repository, and a `pgbackrest check` that archives its \
-                current WAL). With --in-place, the old data is removed once every standby streams, \
-                and kept (the error says where) if the restore fails. From a cluster of backend local, \
+                Only a backup on the history of the archive's newest timeline is taken (an in-place \
+                restore to an earlier point leaves newer backups on the old timeline). Refused before \
+                anything is written: a target before the first backup, a time in the future, an LSN \
+                past the live primary's WAL, a missing repository, a repository whose stanza is of \
+                another database system, an --into spec whose nodes already hold data. With --into, \
+                the live cluster is only read (its repository, a commit of pgcluster's own so that a \
+                recent time can be reached, and a `pgbackrest check` that archives its current WAL). \
+                With --in-place, the old data is removed once every standby streams; a restore that \
+                fails before its primary is promoted puts every node's own data back and starts the \
+                nodes that ran. From a cluster of backend local, \
                 --into takes a spec of backend local (the repository is a folder here). From a cluster \
                 of backend ssh, --in-place restores on the primary's host; --into takes a spec of \
                 backend local or ssh and restores on its primary's host (here, or another host), reading \
