@@ -42,7 +42,8 @@ struct EtcdSecurityTests {
         let out = "\(folder)/certs"
         let issued = await TestCluster.runBinary(["tls", "etcd", "--out", out, "--host", "127.0.0.1", "-f", issuer])
         try #require(issued.status == 0, "\(issued.stderr)")
-        for flag in ["--cert-file=\(out)/etcd-server.crt", "--key-file=\(out)/etcd-server.key", "--trusted-ca-file=\(out)/ca.crt", "--client-cert-auth"] {
+        for flag in ["--cert-file=\(out)/etcd-server.crt", "--key-file=\(out)/etcd-server.key", "--trusted-ca-file=\(out)/ca.crt", "--client-cert-auth",
+            "--auto-compaction-mode=periodic", "--auto-compaction-retention=1h"] {
             #expect(issued.stdout.contains(flag), "\(issued.stdout)")
         }
         #expect(issued.stdout.contains("cert: \(out)/pgcluster-client.crt"), "\(issued.stdout)")

@@ -74,6 +74,22 @@ struct StoreTests {
         let again = try await store.acquireLock(command: "holder-b", wait: 1)
         await again.release()
 
+        // A watcher that looks before it locks: the lock as it was seen lets it in only
+        // while nobody took the lock since, and never while someone holds it.
+        let seen = try await store.lockGeneration()
+        #expect(seen.holder == nil)
+        if store.looksBeforeLocking {
+            await (try await store.acquireLock(command: "holder-c", wait: 1)).release()
+            #expect(try await store.acquireLock(command: "watch", ifUnchangedSince: seen) == nil, "taken since the look")
+            let fresh = try await store.lockGeneration()
+            let taken = try #require(try await store.acquireLock(command: "watch", ifUnchangedSince: fresh))
+            let now = try await store.lockGeneration()
+            #expect(now.holder?.command == "watch" && now.revision != fresh.revision)
+            #expect(try await store.acquireLock(command: "watch", ifUnchangedSince: now) == nil, "held")
+            await taken.release()
+            #expect(try await store.lockHolder() == nil)
+        }
+
         // Leadership: one leads, the other does not, until the first resigns.
         let one = store.leadership(id: "watcher-1", ttl: 4)
         let two = store.leadership(id: "watcher-2", ttl: 4)

@@ -161,6 +161,18 @@ struct WatchAcrossTests {
                 let leading = try #require(first, "nobody leads")
                 let follower = try #require(watchers.first { $0.pid != leading.pid })
 
+                // Idle, the two watchers write nothing to etcd, which keeps every revision until
+                // it is compacted: they look before they take the lock (taking it each probe
+                // was four revisions a second).
+                func revision() async throws -> Int64 {
+                    let reply = try await client.call("/v3/kv/range", ["key": EtcdClient.b64(leaderKey)])
+                    return EtcdClient.int((reply["header"] as? [String: Any])?["revision"]) ?? -1
+                }
+                let idleFrom = try await revision()
+                try await Task.sleep(for: .seconds(3))
+                let idleTo = try await revision()
+                #expect(idleFrom > 0 && idleTo == idleFrom, "the idle watchers wrote \(idleTo - idleFrom) revisions in 3 s")
+
                 // kill -9 of the primary: exactly one failover, nothing lost.
                 let load = try await cluster.startLoad(clients: 4)
                 #expect(await cluster.waitForAcks(load, atLeast: 200))

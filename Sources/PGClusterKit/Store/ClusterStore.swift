@@ -30,11 +30,37 @@ public protocol ClusterStore: Sendable {
     /// Who holds the cluster lock, or nil.
     func lockHolder() async throws(ClusterError) -> ClusterLock.Holder?
 
+    /// Whether a watcher looks before it takes the lock (``lockGeneration()``, then
+    /// ``acquireLock(command:ifUnchangedSince:)`` only to act): etcd, where every taking is
+    /// two writes that etcd keeps until it is compacted, and a watcher that took the lock
+    /// each probe added four revisions a second. Files: a flock costs nothing, the watcher
+    /// takes it every probe.
+    var looksBeforeLocking: Bool { get }
+
+    /// Who holds the lock now, and a token that every taking of it changes.
+    func lockGeneration() async throws(ClusterError) -> LockGeneration
+
+    /// Takes the lock for `command` only when nobody holds it and nobody took it since
+    /// `generation` was read; nil otherwise (then look again).
+    func acquireLock(command: String, ifUnchangedSince generation: LockGeneration) async throws(ClusterError) -> (any HeldLock)?
+
     /// The watchers' leadership, to campaign for as `id` (only the leader acts).
     func leadership(id: String, ttl: Double) -> any Leadership
 
     /// Removes everything the store keeps for the cluster (`destroy`).
     func removeAll() async throws(ClusterError)
+}
+
+/// The cluster lock as a watcher saw it before looking at the servers: its holder (nil:
+/// free) and a revision that every taking of it changes.
+public struct LockGeneration: Sendable, Equatable {
+    public var holder: ClusterLock.Holder?
+    public var revision: Int64
+
+    public init(holder: ClusterLock.Holder?, revision: Int64) {
+        self.holder = holder
+        self.revision = revision
+    }
 }
 
 /// A cluster lock held; released by ``release()`` (or by the holder's death).
@@ -171,6 +197,16 @@ public struct FileStore: ClusterStore {
     }
 
     public func lockHolder() async throws(ClusterError) -> ClusterLock.Holder? { ClusterLock.currentHolder(spec: spec) }
+
+    public var looksBeforeLocking: Bool { false }
+
+    public func lockGeneration() async throws(ClusterError) -> LockGeneration {
+        LockGeneration(holder: ClusterLock.currentHolder(spec: spec), revision: 0)
+    }
+
+    public func acquireLock(command: String, ifUnchangedSince generation: LockGeneration) async throws(ClusterError) -> (any HeldLock)? {
+        try? await acquireLock(command: command, wait: 0)
+    }
 
     public func leadership(id: String, ttl: Double) -> any Leadership {
         FileLeadership(path: layout.watchLockFile, id: id)

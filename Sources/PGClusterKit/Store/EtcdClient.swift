@@ -124,6 +124,30 @@ public final class EtcdClient: @unchecked Sendable {
         return (false, current, holder?.createRevision == fence.createRevision ? nil : .some(holder))
     }
 
+    /// Puts every one of `puts` (key, value, lease) when each of `compares` holds
+    /// (``compareCreated(_:_:)``, ``compareModified(_:_:)``); returns whether they were put.
+    public func transaction(compares: [[String: Any]], puts: [(key: String, value: Data, lease: Int64?)]) async throws(ClusterError)
+        -> Bool
+    {
+        let requests: [[String: Any]] = puts.map { put in
+            var request: [String: Any] = ["key": Self.b64(put.key), "value": put.value.base64EncodedString()]
+            if let lease = put.lease { request["lease"] = String(lease) }
+            return ["request_put": request]
+        }
+        let reply = try await call("/v3/kv/txn", ["compare": compares, "success": requests])
+        return reply["succeeded"] as? Bool == true
+    }
+
+    /// A transaction's condition: `key` was created at `revision` (0: it does not exist).
+    public static func compareCreated(_ key: String, _ revision: Int64) -> [String: Any] {
+        ["key": b64(key), "result": "EQUAL", "target": "CREATE", "create_revision": String(revision)]
+    }
+
+    /// A transaction's condition: `key` was last changed at `revision` (0: it does not exist).
+    public static func compareModified(_ key: String, _ revision: Int64) -> [String: Any] {
+        ["key": b64(key), "result": "EQUAL", "target": "MOD", "mod_revision": String(revision)]
+    }
+
     // MARK: Leases
 
     /// A lease of `ttl` seconds; its ID.

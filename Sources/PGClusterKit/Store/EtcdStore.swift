@@ -24,6 +24,9 @@ public struct EtcdStore: ClusterStore {
     var stateKey: String { root + "state" }
     var historyKey: String { root + "history" }
     var lockKey: String { root + "lock" }
+    /// Put with every taking of the lock: its mod revision tells a watcher whether anyone
+    /// took the lock since it last looked.
+    var generationKey: String { root + "lock-generation" }
     var leaderKey: String { root + "leader" }
 
     public func loadState() async throws(ClusterError) -> ClusterState? {
@@ -109,14 +112,8 @@ public struct EtcdStore: ClusterStore {
         let deadline = ContinuousClock.now + .seconds(wait)
         var announced = false
         while true {
-            let lease = try await client.grant(ttl: Self.lockTTL)
-            let (done, current, _) = try await client.put(lockKey, value, lease: lease, ifModRevision: nil)
-            if done, let created = try await client.get(lockKey), created.lease == lease {
-                return EtcdHeldLock(
-                    client: client, key: lockKey, lease: lease, epoch: created.createRevision, holder: holder, ttl: Self.lockTTL)
-            }
-            await client.revoke(lease)
-            let other = current.flatMap { try? JSONDecoder().decode(ClusterLock.Holder.self, from: $0.value) }
+            if let held = try await take(holder, value, generation: nil) { return held }
+            let other = try? await lockHolder()
             if ContinuousClock.now >= deadline {
                 throw ClusterError(
                     "the cluster is busy: \(other?.description ?? "another pgcluster command") holds its lock in etcd; waited \(ClusterLock.formatSeconds(wait))",
@@ -128,6 +125,39 @@ public struct EtcdStore: ClusterStore {
             }
             try? await Task.sleep(for: .milliseconds(100))
         }
+    }
+
+    /// One try at the lock: a lease, then a transaction that puts the lock key on it (only
+    /// when absent) and the generation key (only when at `generation`, when given). nil
+    /// when it was taken or changed; the lease is given back then.
+    func take(_ holder: ClusterLock.Holder, _ value: Data, generation: Int64?) async throws(ClusterError) -> (any HeldLock)? {
+        let lease = try await client.grant(ttl: Self.lockTTL)
+        var compares = [EtcdClient.compareCreated(lockKey, 0)]
+        if let generation { compares.append(EtcdClient.compareModified(generationKey, generation)) }
+        let done = try await client.transaction(
+            compares: compares, puts: [(lockKey, value, lease), (generationKey, Data(holder.description.utf8), nil)])
+        if done, let created = try await client.get(lockKey), created.lease == lease {
+            return EtcdHeldLock(client: client, key: lockKey, lease: lease, epoch: created.createRevision, holder: holder, ttl: Self.lockTTL)
+        }
+        await client.revoke(lease)
+        return nil
+    }
+
+    public var looksBeforeLocking: Bool { true }
+
+    /// One range read over `lock` and `lock-generation`.
+    public func lockGeneration() async throws(ClusterError) -> LockGeneration {
+        let keys = try await client.list(prefix: lockKey)
+        let lock = keys.first { $0.key == lockKey }
+        return LockGeneration(
+            holder: lock.flatMap { try? JSONDecoder().decode(ClusterLock.Holder.self, from: $0.value) },
+            revision: keys.first { $0.key == generationKey }?.modRevision ?? 0)
+    }
+
+    public func acquireLock(command: String, ifUnchangedSince generation: LockGeneration) async throws(ClusterError) -> (any HeldLock)? {
+        guard generation.holder == nil else { return nil }
+        let holder = ClusterLock.Holder.current(command: command)
+        return try await take(holder, try encode(holder), generation: generation.revision)
     }
 
     public func lockHolder() async throws(ClusterError) -> ClusterLock.Holder? {

@@ -97,6 +97,8 @@ public enum EtcdCertificates {
                 "--trusted-ca-file=\(path(FileName.ca))", "--client-cert-auth",
                 "--listen-client-urls=\((listen.isEmpty ? ["https://0.0.0.0:\(port)"] : listen).joined(separator: ","))",
                 "--advertise-client-urls=\(urls.joined(separator: ","))",
+                // etcd keeps every revision until compacted, and stops all writes at its quota.
+                "--auto-compaction-mode=periodic", "--auto-compaction-retention=1h",
             ],
             storeLines: [
                 "endpoints: [\(urls.joined(separator: ", "))]", "ca: \(path(FileName.ca))",

@@ -134,6 +134,19 @@ public struct Watcher: Service {
             }
             return false
         }
+        // etcd: look first, take the lock only to act (``ClusterStore/looksBeforeLocking``):
+        // an idle watcher writes nothing. Files: the lock each probe, a flock.
+        if store.looksBeforeLocking {
+            let generation: LockGeneration
+            do {
+                generation = try await store.lockGeneration()
+            } catch {
+                report(.refuse(error.message), lastKey: &lastKey)
+                health?.ticked()
+                return false
+            }
+            return await tickHolding(nil, &memory, now: now, lastKey: &lastKey, detector: detector, generation: generation)
+        }
         let lock = try? await store.acquireLock(command: "watch", wait: 0)
         HeldLocks.set(lock)
         let acted = await tickHolding(lock, &memory, now: now, lastKey: &lastKey, detector: detector)
@@ -142,9 +155,14 @@ public struct Watcher: Service {
         return acted
     }
 
+    /// One look and decision, and the action under `lock`. With `generation` (a store that
+    /// looks before locking) the lock is taken only when the decision changes something, and
+    /// only when nobody took it since `generation` was read: whoever did may have changed
+    /// the servers while this look was made, so the look is made again (returns true: the
+    /// next tick comes at once).
     func tickHolding(
         _ lock: (any HeldLock)?, _ memory: inout WatchDecision.Memory, now: () -> Double, lastKey: inout String?,
-        detector: DropDetector? = nil
+        detector: DropDetector? = nil, generation: LockGeneration? = nil
     ) async -> Bool {
         let state: ClusterState?
         do {
@@ -167,14 +185,44 @@ public struct Watcher: Service {
         let input = await observe(state: state, probedAt: now(), now: now)
         detector?.follow(input.nodes.first { $0.observation.isPrimary }?.observation.node)
         feedHealth(input)
+        // The memory keeps what this look saw (since when the primary is silent), also when
+        // the look is made again below: those were real answers, or their absence.
         let action = WatchDecision.next(input, memory: &memory, settings: settings)
+        guard let generation, generation.holder == nil, action.changes else {
+            return await act(action, input: input, lock: lock, generation: generation, &memory, now: now, lastKey: &lastKey)
+        }
+        let taken: (any HeldLock)?
+        do {
+            taken = try await store.acquireLock(command: "watch", ifUnchangedSince: generation)
+        } catch {
+            report(.refuse("cannot take the cluster lock in \(store.label): \(error.message)"), lastKey: &lastKey)
+            return false
+        }
+        // Taken or changed since the look: look again, now (this look's decision is not kept).
+        guard let taken else { return true }
+        HeldLocks.set(taken)
+        let acted = await act(action, input: input, lock: taken, generation: generation, &memory, now: now, lastKey: &lastKey)
+        HeldLocks.set(nil)
+        await taken.release()
+        return acted
+    }
+
+    /// The decided `action`, carried out when it changes something and `lock` is held;
+    /// otherwise said (once while it stays the same).
+    func act(
+        _ action: WatchDecision.Action, input: WatchDecision.Input, lock: (any HeldLock)?, generation: LockGeneration?,
+        _ memory: inout WatchDecision.Memory, now: () -> Double, lastKey: inout String?
+    ) async -> Bool {
         // Another command holds the lock (a restore stops every node, a switchover its
         // primary): what the watcher would do or refuse is said once, as a wait, not a
         // refusal per interval about the state that command is in the middle of.
         let refusal = if case .refuse = action { true } else { false }
-        if action.changes || refusal, lock == nil {
-            let holder = (try? await store.lockHolder())?.description ?? "another command"
-            report(.wait("\(holder) holds the cluster lock: observing only (would \(action.event): \(action.details))"), lastKey: &lastKey)
+        let heldElsewhere = generation.map { $0.holder != nil } ?? (lock == nil)
+        if action.changes || refusal, heldElsewhere {
+            var holder = generation?.holder
+            if generation == nil { holder = try? await store.lockHolder() }
+            let named = holder?.description ?? "another command"
+            report(.wait("\(named) holds the cluster lock: observing only (would \(action.event): \(action.details))"), lastKey: &lastKey)
             return false
         }
         // Leadership lapses when it could not be renewed in time: then act no more.
