@@ -42,6 +42,12 @@ struct AppRoleTests {
             let psql = await TestCluster.runBinary(["psql", "-f", cluster.specPath, "node0", "--", "-tAc", "SELECT sslmode FROM (SELECT current_setting('ssl') AS sslmode) s"])
             #expect(psql.status == 0, "\(psql.stderr)")
             #expect(psql.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "on", "\(psql.stdout)")
+            // ... and runs with SIGHUP, SIGINT, SIGQUIT and SIGTERM not blocked (Ctrl-C cancels
+            // a query; they were blocked, inherited from the runtime's thread, through execv).
+            let mask = await TestCluster.runBinary(["psql", "-f", cluster.specPath, "node0", "--", "-c", "\\! grep '^SigBlk' /proc/$PPID/status"])
+            let blocked = mask.stdout.split(separator: ":").last.flatMap { UInt64($0.trimmingCharacters(in: .whitespacesAndNewlines), radix: 16) }
+            let shellSignals: UInt64 = (1 << (UInt64(SIGHUP) - 1)) | (1 << (UInt64(SIGINT) - 1)) | (1 << (UInt64(SIGQUIT) - 1)) | (1 << (UInt64(SIGTERM) - 1))
+            #expect(blocked.map { $0 & shellSignals == 0 } == true, "psql's blocked signals: \(mask.stdout)\(mask.stderr)")
         } catch {
             await cluster.teardown()
             throw error

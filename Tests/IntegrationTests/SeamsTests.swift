@@ -90,6 +90,40 @@ struct SeamsTests {
         }
     }
 
+    @Test("a switchover that stops before its promotion leaves the primary the primary: killed before the stop, start and the watcher keep it; one whose candidate's replay is paused resumes it and succeeds")
+    func switchoverStoppedEarly() async throws {
+        try await withWatchedCluster(name: "seam-early", basePort: 21950, startWatcher: false) { cluster, _ in
+            try cluster.sql("node0", "CREATE TABLE acked (id int PRIMARY KEY)")
+            let interrupted = await cluster.run(
+                ["switchover", "--candidate", "node1"], environment: ["PGCLUSTER_TEST_STOP_AFTER": "switchover-ready"])
+            #expect(interrupted.status == 86, "\(interrupted.stdout)\n\(interrupted.stderr)")
+            let state = try String(contentsOfFile: "\(cluster.dataRoot)/state.json", encoding: .utf8)
+            #expect(state.contains("\"promotesTo\" : 2"), "the intent was not recorded before the kill: \(state)")
+            // node1 still streams from node0: it was not promoted, and node0 is no deposed primary.
+            #expect(cluster.primaries() == ["node0"])
+            #expect(await cluster.run(["stop", "node0"]).status == 0)
+            let start = await cluster.run(["start", "node0"])
+            #expect(start.status == 0, "start refused the primary the switchover left in place: \(start.stderr)")
+            #expect(await cluster.eventually(30) { try cluster.upstreamPort(of: "node1") == cluster.port("node0") })
+            let watcher = try WatchProcess(cluster)
+            #expect(await watcher.waitFor("start"), "\(watcher.log)")
+            try cluster.sql("node0", "INSERT INTO acked VALUES (1)")
+            #expect(await cluster.eventually(10) { !watcher.lines("ok").isEmpty }, "\(watcher.log)")
+            #expect(watcher.lines("fence").isEmpty && watcher.lines("failover").isEmpty, "\(watcher.log)")
+            _ = await watcher.stop()
+            #expect(cluster.primaries() == ["node0"])
+
+            // The candidate's replay paused: the switchover resumes it, not waits 30 s and gives up.
+            try cluster.sql("node1", "SELECT pg_wal_replay_pause()")
+            try cluster.sql("node0", "INSERT INTO acked SELECT generate_series(2, 1000)")
+            let switched = await cluster.run(["switchover", "--candidate", "node1"])
+            #expect(switched.status == 0, "\(switched.stderr)")
+            #expect(switched.stderr.contains("resuming it"), "\(switched.stderr)")
+            #expect(cluster.primaries() == ["node1"])
+            #expect(try cluster.sql("node1", "SELECT count(*) FROM acked").scalar == "1000")
+        }
+    }
+
     @Test("the record lags a promotion (killed after re-pointing): the watcher keeps the newest timeline and fences the recorded primary")
     func newestTimelineWins() async throws {
         try await withWatchedCluster(name: "seam-newest", basePort: 21920, startWatcher: false) { cluster, _ in

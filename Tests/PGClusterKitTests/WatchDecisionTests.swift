@@ -135,6 +135,13 @@ struct WatchDecisionTests {
             nodes: [live([], timeline: 1), down("db_1", .running, role: .primary), standby("db_2", receiver: nil)],
             recorded: "db_0", pending: .init(primary: "db_1", synchronous: .init(.any(1), standbys: ["db_2"]), promotesTo: 2),
             event: "fence", node: "db_0"),
+        // Found by an exploratory session: a switchover that failed before its promotion left
+        // its intent, and the watcher fenced the healthy primary it had left in place.
+        Case(
+            label: "a promotion intended for a standby that still streams from the live primary did not happen: the primary is kept",
+            nodes: [live([Obs.row("db_1", sync: "quorum"), Obs.row("db_2", sync: "quorum")]), standby("db_1"), standby("db_2")],
+            recorded: "db_0", pending: .init(primary: "db_1", synchronous: .init(.any(1), standbys: ["db_0", "db_2"]), promotesTo: 2),
+            event: "ok"),
         Case(
             label: "no primary; the node a failover was promoting is silent but running: fenced before anything else",
             nodes: [down("db_0", .stopped, role: .primary), down("db_1", .running), standby("db_2", receiver: nil)],

@@ -155,6 +155,10 @@ public struct Failover: Sendable {
         // it before its promotion (below).
         let followers: [NodeSpec]
         var early: [NodeSpec] = []
+        // The intent recorded (``QuorumChange/set()``) names the timeline it would promote to;
+        // until the promotion is asked for, a failure takes it back.
+        var intended: (candidate: String, timeline: Int?)?
+        var promoteAsked = false
         do {
             plan = try Self.unwrap(
                 FailoverDecision.decide(
@@ -174,6 +178,7 @@ public struct Failover: Sendable {
             var intent = QuorumChange(
                 credentials: credentials, primary: candidate, mode: planned.mode, standbys: planned.standbys, intent: spec)
             intent.promotesTo = (chosen.timeline ?? 1) + 1
+            intended = (candidate.name, intent.promotesTo)
             // Meanwhile the others stream through the candidate: none has WAL it lacks (it is
             // the freshest and replayed all it received), and on its promotion they follow it
             // onto the new timeline on the connection they have, so that its first commits are
@@ -192,6 +197,7 @@ public struct Failover: Sendable {
                 let fetched = try await archive.learn(await archived, candidate: candidate, timeline: chosen.timeline ?? 1)
                 timer.lap(fetched ? "\(candidate.name) given the archive's newer timeline history" : "the WAL archive's timelines read")
             }
+            promoteAsked = true
             try await ops.promote(candidate)
         } catch {
             // Nothing was promoted: those pointed at the candidate are frozen again first, then
@@ -199,6 +205,10 @@ public struct Failover: Sendable {
             _ = await parallel(early) { node throws(ClusterError) in try await ops.freeze(node) }
             await restore(changedByUs)
             await ops.archiveOn(reachable.map(\.node))
+            // The intent is taken back, unless the promotion was asked for (it may still finish).
+            if !promoteAsked, let intended {
+                try? await ClusterRecord.dropPending(spec: spec, promoting: intended.candidate, to: intended.timeline)
+            }
             throw error
         }
         timer.lap("promote \(candidate.name)")

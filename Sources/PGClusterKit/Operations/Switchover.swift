@@ -89,6 +89,9 @@ public struct Switchover: Sendable {
         let newSync = FailoverDecision.newSynchronous(
             mode: remembered.synchronousMode, remaining: listed, durability: spec.watch.durability,
             others: spec.nodes.map(\.name).filter { $0 != target.name })
+        // A replay paused or delayed on the candidate would hold the switchover (the old
+        // primary stopped) until it gives up: resumed first, as a failover does.
+        try await ops.prepareReplay(chosen)
         var intent = QuorumChange(
             credentials: credentials, primary: target, mode: newSync.mode, standbys: newSync.standbys, intent: spec)
         intent.promotesTo = (chosen.timeline ?? 1) + 1
@@ -111,7 +114,16 @@ public struct Switchover: Sendable {
             } : []
         let throughCandidate = cascaded.filter { $0.1 == nil }.map(\.0)
         // Before the promotion, a step that fails leaves the old primary the primary.
-        let undo = { () async in await putBack(throughCandidate, to: primary, archiveOn: [target] + others) }
+        let undo = { () async in
+            await putBack(throughCandidate, to: primary, archiveOn: [target] + others)
+            // Nothing was promoted: the intent is taken back (a primary left in place with a
+            // promotion recorded as intended would count as deposed).
+            do throws(ClusterError) {
+                try await ClusterRecord.dropPending(spec: spec, promoting: target.name, to: intent.promotesTo)
+            } catch {
+                Console.warn("the switchover's intent could not be taken back: \(error.message)")
+            }
+        }
         if let error = await checkpointed.error {
             await undo()
             throw error
@@ -119,6 +131,7 @@ public struct Switchover: Sendable {
         timer.lap(
             "checkpoint on \(primary.name); synchronous_standby_names and slots on \(target.name)"
                 + (throughCandidate.isEmpty ? "" : "; \(throughCandidate.count) standbys stream through it"))
+        TestInterruption.point("switchover-ready")
 
         let checkpoint: LSN
         do throws(ClusterError) {

@@ -45,6 +45,17 @@ public enum ClusterRecord {
         }
     }
 
+    /// A failover or switchover that stopped before it asked for its promotion takes its
+    /// intent back (``savePending(spec:primary:synchronous:promotesTo:)``): the primary it
+    /// left in place is the primary, not a deposed one. Only that intent; a newer one stays.
+    public static func dropPending(spec: ClusterSpec, promoting: String, to timeline: Int?) async throws(ClusterError) {
+        try await Stores.of(spec).updateState { previous throws(ClusterError) in
+            guard var state = previous else { throw ClusterError("nothing is recorded for cluster \(spec.name)") }
+            if state.pending?.primary == promoting, state.pending?.promotesTo == timeline { state.pending = nil }
+            return state
+        }
+    }
+
     /// `pause` / `resume`: whether `watch` may act. Needs a recorded state (after `init`).
     public static func savePaused(spec: ClusterSpec, _ paused: Bool) async throws(ClusterError) {
         let store = Stores.of(spec)

@@ -68,11 +68,25 @@ public enum PrimaryRules {
     public static func isStale(_ live: NodeObservation, among observations: [NodeObservation], record: Record? = nil) -> Bool {
         var newest = observations.filter(\.reachable).compactMap(\.timeline).max() ?? 0
         if let record, record.primary != live.node.name, let timeline = record.timeline { newest = max(newest, timeline) }
-        // A promotion intended (and maybe done) to a newer timeline makes an older primary deposed.
-        if let pending = record?.pending, pending.primary != live.node.name, let timeline = pending.promotesTo {
+        // A promotion intended (and maybe done) to a newer timeline makes an older primary
+        // deposed, unless the node it was for answers as a standby on an older timeline: it
+        // was not promoted (a promotion asked for finishes in milliseconds, also when the
+        // command that asked died), and the intent was left by a command that stopped before
+        // asking. The rules are applied under the cluster lock, so no command is promoting now.
+        if let pending = record?.pending, pending.primary != live.node.name, let timeline = pending.promotesTo,
+            !notPromoted(pending.primary, to: timeline, among: observations)
+        {
             newest = max(newest, timeline)
         }
         return (live.timeline ?? 0) < newest
+    }
+
+    /// Whether `node` answers as a standby on a timeline older than `timeline`.
+    public static func notPromoted(_ node: String, to timeline: Int, among observations: [NodeObservation]) -> Bool {
+        guard let observation = observations.first(where: { $0.node.name == node }), observation.reachable,
+            observation.inRecovery, let now = observation.timeline
+        else { return false }
+        return now < timeline
     }
 
     /// Why a live primary is the end of a failover that did not finish, or nil when it is

@@ -55,6 +55,13 @@ extension PGCluster {
 /// execv inside an async closure (Swift 6.3.1, release builds).
 func replaceProcess(with argv: [String], password: String) -> String {
     setenv("PGPASSWORD", password, 1)
+    // psql gets the signals a shell would give it: this thread's mask (the runtime blocks
+    // most signals in its threads) and an ignored SIGPIPE would pass through execv, and
+    // Ctrl-C could no longer cancel a query nor SIGTERM end psql.
+    var none = sigset_t()
+    sigemptyset(&none)
+    pthread_sigmask(SIG_SETMASK, &none, nil)
+    for signal in [SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGPIPE] { Glibc.signal(signal, SIG_DFL) }
     let cArgs = argv.map { strdup($0) } + [nil]
     execv(argv[0], cArgs)
     return String(cString: strerror(errno))
