@@ -210,6 +210,26 @@ struct SplitBrainTests {
         }
     }
 
+    @Test("a primary stopped cleanly, a failover, then start: it follows the new primary and is listed in its synchronous names again")
+    func startAfterFailoverRelists() async throws {
+        try await withCluster(name: "sb-relist", basePort: 21490, synchronous: "{mode: any, count: 1}") { cluster in
+            try await cluster.initCluster()
+            #expect(await cluster.run(["stop", "node0"]).status == 0)
+            let failover = await cluster.run(["failover"])
+            #expect(failover.status == 0, "\(failover.stdout)\(failover.stderr)")
+            let primary = try #require(cluster.onePrimary(besides: "node0"))
+            let left = try cluster.sql(primary, "SHOW synchronous_standby_names").scalar ?? ""
+            #expect(!left.contains("node0"), "the failover listed a stopped node: \(left)")
+            let start = await cluster.run(["start", "node0"])
+            #expect(start.status == 0, "\(start.stderr)")
+            #expect(start.stdout.contains("synchronous_standby_names on \(primary)"), "\(start.stdout)")
+            let names = try cluster.sql(primary, "SHOW synchronous_standby_names").scalar ?? ""
+            #expect(names.hasPrefix("ANY 1 (") && names.contains("node0"), "\(names)")
+            #expect(
+                try cluster.sql(primary, "SELECT sync_state FROM pg_stat_replication WHERE application_name = 'node0'").scalar == "quorum")
+        }
+    }
+
     @Test("rejoin of a node that accepts writes beside another primary: refused without --force, and the older one is stopped")
     func rejoinLivePrimary() async throws {
         try await withCluster(name: "sb-rejoin", basePort: 21440, synchronous: "{mode: any, count: 1}") { cluster in

@@ -68,6 +68,15 @@ public struct StartNodes: Sendable {
                 failures.append(error)
             }
         }
+        // Standbys started beside the live primary are listed in its synchronous names again,
+        // per the remembered mode, as rejoin does: a failover while they were away left them out.
+        if let live = primary, lines.contains(where: { $0.contains("started as a standby of \(live.node.name)") }) {
+            do throws(ClusterError) {
+                if let said = try await relist(on: live) { lines.append(said) }
+            } catch {
+                failures.append(error)
+            }
+        }
         if var first = ClusterError.combined(failures) {
             if failures.contains(where: { $0.exitCode == .refused }) { first.exitCode = .refused }
             first.details.insert(contentsOf: lines.map { "done: " + $0 }, at: 0)
@@ -107,6 +116,26 @@ public struct StartNodes: Sendable {
                 exitCode: .refused,
                 details: ["bring it back with: pgcluster rejoin \(node.name)"] + log.map { "log | " + $0 })
         }
+    }
+
+    /// The live primary's synchronous_standby_names over the standbys that stream from it
+    /// now, per the remembered mode (``SynchronousSettlement``); set (and recorded) only when
+    /// it differs from what the primary has. Returns what was set.
+    func relist(on primary: NodeObservation) async throws(ClusterError) -> String? {
+        let remembered = try await ClusterRecord.synchronous(spec: spec)
+        let now = await Observer(credentials: credentials).observe(primary.node)
+        let following = now.streamingStandbys
+        let down = spec.nodes.map(\.name).filter { $0 != primary.node.name && !following.contains($0) }
+        let settlement = SynchronousSettlement.plan(
+            spec: spec, primary: primary.node.name, following: Array(following), remembered: remembered, alreadySet: nil, down: down)
+        let names = settlement.mode.standbyNames(settlement.standbys)
+        guard names != now.synchronousStandbyNames else { return nil }
+        try await QuorumChange(
+            credentials: credentials, primary: primary.node, mode: settlement.mode, standbys: settlement.standbys, timeout: 30, intent: spec
+        ).apply()
+        try await ClusterRecord.savePrimary(
+            spec: spec, primary: primary.node.name, applied: (settlement.mode, settlement.standbys), timeline: primary.timeline)
+        return "synchronous_standby_names on \(primary.node.name) = '\(names)'"
     }
 
     /// What a standby's log says when its WAL has gone past the fork of the timeline it is asked to follow.
