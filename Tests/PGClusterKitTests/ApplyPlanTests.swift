@@ -13,6 +13,15 @@ struct ApplyPlanTests {
         standbys: [String] = ["node1", "node2"], synchronous: String = "{mode: any, count: 1}",
         parameters: [String: String] = [:], primary: String = "node0", backend: String = "local"
     ) throws -> ClusterSpec {
+        try SpecLoader.parse(
+            specText(standbys: standbys, synchronous: synchronous, parameters: parameters, primary: primary, backend: backend),
+            file: "/tmp/apply-plan-test.yaml")
+    }
+
+    static func specText(
+        standbys: [String] = ["node1", "node2"], synchronous: String = "{mode: any, count: 1}",
+        parameters: [String: String] = [:], primary: String = "node0", backend: String = "local"
+    ) -> String {
         var yaml = """
             version: 1
             name: t
@@ -33,10 +42,10 @@ struct ApplyPlanTests {
 
             """
         let names = (primary.isEmpty ? [] : [primary]) + standbys
-        for (i, name) in names.enumerated() {
-            yaml += "  - name: \(name)\n    port: \(15432 + i)\n" + (name == primary ? "    role: primary\n" : "")
+        for name in names {
+            yaml += "  - name: \(name)\n    port: \(port(name))\n" + (name == primary ? "    role: primary\n" : "")
         }
-        return try SpecLoader.parse(yaml, file: "/tmp/apply-plan-test.yaml")
+        return yaml
     }
 
     /// node0 primary with `streaming` standbys, each standby answering.
@@ -54,7 +63,12 @@ struct ApplyPlanTests {
     static func recorded(_ names: [String], mode: SynchronousMode = .any(1), standbys: [String]? = nil) -> ClusterState {
         ClusterState(
             primary: "node0", synchronous: .init(mode, standbys: standbys),
-            nodes: names.map { .init(NodeSpec(name: $0, port: 15432)) })
+            nodes: names.map { .init(NodeSpec(name: $0, port: port($0))) })
+    }
+
+    /// Where a node lives, in the spec and the record alike: node<N> at 15432 + N.
+    static func port(_ name: String) -> Int {
+        15432 + (Int(name.dropFirst(4)) ?? 0)
     }
 
     /// Every node's settings as the rendered files say (nothing to change), with `overrides`.
@@ -321,5 +335,27 @@ struct ApplyPlanTests {
         let parsed = SettingValue.parseConf("# c\nport = 5432\nlog_line_prefix = '%m [%p] it''s '\ninclude_if_exists = 'standby.conf'\n")
         #expect(parsed.map(\.0) == ["port", "log_line_prefix"])
         #expect(parsed.last?.1 == "%m [%p] it's ")
+    }
+
+    @Test("a node moved to another address, or a new name at a member's address: refused, nothing changed (apply neither moves nor renames)")
+    func moveAndRename() throws {
+        // node2's port changed in the spec.
+        let moved = try SpecLoader.parse(
+            Self.specText(standbys: ["node1", "node2"]).replacingOccurrences(of: "port: \(Self.port("node2"))", with: "port: 16000"),
+            file: "/tmp/apply-plan-test.yaml")
+        let move = #expect(throws: ClusterError.self) {
+            try Self.make(moved, Self.observations(), recorded: Self.recorded(Self.three))
+        }
+        #expect(move?.exitCode == .refused)
+        #expect(move?.message.contains("node2 is at 127.0.0.1:15434") == true && move?.message.contains("apply does not move a node") == true, "\(move?.message ?? "")")
+        // node2 renamed node9 at the same address.
+        let renamed = try SpecLoader.parse(
+            Self.specText(standbys: ["node1", "node2"]).replacingOccurrences(of: "name: node2", with: "name: node9"),
+            file: "/tmp/apply-plan-test.yaml")
+        let rename = #expect(throws: ClusterError.self) {
+            try Self.make(renamed, Self.observations(), recorded: Self.recorded(Self.three))
+        }
+        #expect(rename?.exitCode == .refused)
+        #expect(rename?.message.contains("node9 is new") == true && rename?.message.contains("node2's address") == true, "\(rename?.message ?? "")")
     }
 }

@@ -167,6 +167,31 @@ public struct ApplyPlan: Sendable, Equatable {
                     "a compose project's services are its nodes: a new cluster (pgcluster init) takes a new set",
                 ])
         }
+        // A node is its name and its address: apply adds and removes nodes, it neither moves
+        // nor renames one (the server at the old address would be left running and unwatched,
+        // and a refusal naming start or rejoin could not help).
+        for node in spec.nodes {
+            guard let recorded = facts.recorded?.nodes else { break }
+            let address = { (host: String, port: Int) in host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+            if let was = recorded.first(where: { $0.name == node.name }), was != ClusterState.Member(node) {
+                throw ClusterError(
+                    "\(node.name) is at \(address(was.host, was.port))\(was.sshHost.map { " (ssh \($0))" } ?? ""), and \(spec.file) "
+                        + "puts it at \(address(node.host, node.port))\(node.sshHost.map { " (ssh \($0))" } ?? ""): apply does not move a node; nothing was changed",
+                    exitCode: .refused,
+                    details: [
+                        "put its address back; to move it, add a node at the new address (apply), switch over to it if \(node.name) is the primary, then remove \(node.name) (apply)"
+                    ])
+            }
+            if !memberNames.contains(node.name),
+                let other = recorded.first(where: { $0.name != node.name && $0.host == node.host && $0.port == node.port && specNames.contains($0.name) == false })
+            {
+                throw ClusterError(
+                    "\(node.name) is new in \(spec.file) at \(other.name)'s address (\(address(node.host, node.port))): "
+                        + "apply does not rename a node; nothing was changed",
+                    exitCode: .refused,
+                    details: ["put \(other.name)'s name back, or give \(node.name) an address of its own (a new node, cloned) and remove \(other.name)"])
+            }
+        }
         if removed.contains(primary) {
             let candidates = members.filter { specNames.contains($0.node.name) && $0.isStandby }.map(\.node.name)
             throw ClusterError(
