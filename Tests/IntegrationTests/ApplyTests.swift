@@ -161,7 +161,7 @@ struct ApplyTests {
         }
     }
 
-    @Test("max_connections raised, then lowered: every node up at the end of each")
+    @Test("max_connections raised, then lowered: every node up at the end of each; a standby started before apply keeps the primary's value")
     func orderedSettings() async throws {
         try await withCluster(name: "ap-conn", basePort: 21320, synchronous: "{mode: any, count: 1}") { cluster in
             try await cluster.initCluster()
@@ -170,6 +170,17 @@ struct ApplyTests {
                 ("max_connections: 150", "max_connections: 60")]
             {
                 try cluster.editSpec { $0.replacingOccurrences(of: from, with: to) }
+                if to.hasSuffix("60") {
+                    // Lowered in the spec, not applied yet: a standby stopped and started keeps
+                    // the primary's 150 (PostgreSQL would refuse a standby below it).
+                    let primary = try cluster.primaryName(among: nodes)
+                    let standby = try #require(nodes.first { $0 != primary })
+                    #expect(await cluster.run(["stop", standby]).status == 0)
+                    let start = await cluster.run(["start", standby])
+                    #expect(start.status == 0, "\(start.stderr)")
+                    #expect(start.stderr.contains("max_connections = 150 as on \(primary)"), "\(start.stderr)")
+                    #expect(try cluster.sqlAt(cluster.port(standby), "SHOW max_connections").scalar == "150")
+                }
                 let result = await cluster.run(["apply"])
                 #expect(result.status == 0, "apply: \(result.stderr)\n\(result.stdout)")
                 let value = to.hasSuffix("150") ? "150" : "60"

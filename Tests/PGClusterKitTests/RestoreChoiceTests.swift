@@ -174,3 +174,19 @@ struct RestoreChoiceTests {
         #expect(refusal(.lsn(LSN("FF/0")!)) == nil)
     }
 }
+
+/// A standby's configuration never below its primary's in the settings PostgreSQL checks.
+@Suite("hot standby floor")
+struct HotStandbyFloorTests {
+    @Test("a setting lower than the primary's (the spec's last line, or PostgreSQL's default) is raised in a closing block; others left")
+    func raises() {
+        let conf = "port = 5432\nmax_connections = '50'   # from the spec\n# max_worker_processes = 2\nmax_wal_senders = 12\n"
+        let raised = HotStandbyFloor.raise(
+            conf, to: ["max_connections": 100, "max_worker_processes": 8, "max_wal_senders": 10, "max_locks_per_transaction": 128])
+        #expect(raised.changes.map(\.0) == ["max_connections", "max_locks_per_transaction"])
+        #expect(raised.text.hasPrefix(conf))
+        #expect(raised.text.hasSuffix("max_connections = 100\nmax_locks_per_transaction = 128\n"))
+        #expect(HotStandbyFloor.raise(conf, to: ["max_connections": 50]).changes.isEmpty)
+        #expect(HotStandbyFloor.raise(conf, to: [:]).text == conf)
+    }
+}

@@ -291,7 +291,7 @@ public struct HostCluster: Sendable {
             "/bin/sh", "-c", Self.startFollowingScript, "sh", binary("postgres"), layout.dataDir(node.name), layout.logFile(node.name),
             "120", socketLock(node), spec.backup != nil ? "restore_command = ''" : "",
         ]
-        for (path, text) in try configFiles(node, following: upstream).written { arguments += [path, "600", text] }
+        for (path, text) in try await configFiles(node, following: upstream).written { arguments += [path, "600", text] }
         // pgBackRest's files on its host are as the node's last placement left them.
         let result = try await host(node).run(arguments)
         try await startFailed(node, result)
@@ -413,7 +413,7 @@ public struct HostCluster: Sendable {
     /// brought along from another node (pg_basebackup and pg_rewind copy
     /// postgresql.auto.conf) that would point it elsewhere are removed.
     public func placeConfig(_ node: NodeSpec, following upstream: NodeSpec?) async throws(ClusterError) {
-        let files = try configFiles(node, following: upstream)
+        let files = try await configFiles(node, following: upstream)
         var arguments = ["/bin/sh", "-c", Self.place, "sh", "\(layout.dataDir(node.name))/postgresql.auto.conf"]
         for (path, text) in files.written { arguments += [path, "600", text] }
         arguments += ["--"] + files.removed
@@ -426,12 +426,45 @@ public struct HostCluster: Sendable {
 
     /// A node's rendered configuration files in its data folder (path, text), and those a
     /// primary must not have: standby.conf and standby.signal follow `upstream` when given.
-    func configFiles(_ node: NodeSpec, following upstream: NodeSpec?) throws(ClusterError) -> (written: [(String, String)], removed: [String]) {
+    /// A standby's postgresql.conf keeps the settings PostgreSQL needs at least as high as on
+    /// its primary (``HotStandbyFloor``) at the upstream's live values when the spec's are
+    /// lower: a spec edit that lowers one waits for `apply`, which lowers the primary first;
+    /// `start`, `rejoin` and the watcher would otherwise render a standby that cannot start.
+    func configFiles(_ node: NodeSpec, following upstream: NodeSpec?) async throws(ClusterError)
+        -> (written: [(String, String)], removed: [String])
+    {
         let data = layout.dataDir(node.name)
-        let files = [("\(data)/postgresql.conf", try renderer.postgresqlConf(node)), ("\(data)/pg_hba.conf", try renderer.hbaConf(node))]
+        var postgresqlConf = try renderer.postgresqlConf(node)
+        if let upstream, !Self.placesAsRendered {
+            let raised = HotStandbyFloor.raise(postgresqlConf, to: await liveFloors(upstream))
+            for (name, value) in raised.changes {
+                Console.progress("[\(node.name)] \(name) = \(value) as on \(upstream.name): the spec's lower value waits for pgcluster apply")
+            }
+            postgresqlConf = raised.text
+        }
+        let files = [("\(data)/postgresql.conf", postgresqlConf), ("\(data)/pg_hba.conf", try renderer.hbaConf(node))]
         let (conf, signal) = ("\(data)/standby.conf", "\(data)/standby.signal")
         guard let upstream else { return (files, [conf, signal]) }
         return (files + [(conf, try renderer.standbyConf(node, upstream: upstream)), (signal, "")], [])
+    }
+
+    /// `apply` places the spec's values as rendered: it rolls a lowered one out itself, the
+    /// primary first (a floor would keep the standbys at the old value).
+    @TaskLocal public static var placesAsRendered = false
+
+    /// The live values of ``HotStandbyFloor/settings`` on `upstream`; none when it does not
+    /// answer (a standby set to follow a primary that is down is started as rendered).
+    func liveFloors(_ upstream: NodeSpec) async -> [String: Int] {
+        guard let credentials = try? Credentials.stored(spec: spec) else { return [:] }
+        let ops = ServerOps(spec: spec, credentials: credentials, templates: renderer.templates)
+        let names = HotStandbyFloor.settings.map(ConfigText.sqlLiteral).joined(separator: ", ")
+        guard let result = try? await ops.execute(upstream, ["SELECT name, setting FROM pg_settings WHERE name IN (\(names))"], timeout: 3)
+        else { return [:] }
+        var values: [String: Int] = [:]
+        for row in result.rows {
+            if let name = row.first.flatMap({ $0 }), let value = row.dropFirst().first.flatMap({ $0 }).flatMap({ Int($0) }) { values[name] = value }
+        }
+        return values
     }
 
     /// Shell, for a script run with `set -e`: writes each `PATH MODE TEXT` triple at the

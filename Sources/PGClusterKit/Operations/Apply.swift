@@ -215,7 +215,11 @@ public struct Apply: Sendable {
         let before = try await ops.execute(
             node, ["SELECT pg_conf_load_time()::text, current_setting('synchronous_standby_names')"]
         ).rows.first ?? []
-        try await cluster.placeConfig(node, following: isPrimary ? nil : primary)
+        // As rendered: the plan's order lowers the primary's values first (no floor).
+        let placed = await HostCluster.$placesAsRendered.withValue(true) {
+            await outcome { () async throws(ClusterError) in try await cluster.placeConfig(node, following: isPrimary ? nil : primary) }
+        }
+        try placed.get()
         var statements: [String] = []
         if isPrimary, before.count == 2 {
             statements.append("ALTER SYSTEM SET synchronous_standby_names = \(ConfigText.sqlLiteral(before[1] ?? ""))")
