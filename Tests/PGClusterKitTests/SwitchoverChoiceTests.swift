@@ -91,6 +91,11 @@ struct SwitchoverChoiceTests {
             standbys: [Obs.standby("db_2", replay: "0/3000000")],
             named: "db_1", chosen: nil, refusal: "--candidate db_1 is not a standby that answers"),
         Case(
+            label: "the primary named as candidate: refused, saying so",
+            streaming: ["db_1", "db_2"],
+            standbys: [Obs.standby("db_1", replay: "0/3000000"), Obs.standby("db_2", replay: "0/3000000")],
+            named: "db_0", chosen: nil, refusal: "--candidate db_0 is the primary already"),
+        Case(
             label: "none eligible (priority 0 or not streaming): refused",
             streaming: ["db_1"],
             standbys: [

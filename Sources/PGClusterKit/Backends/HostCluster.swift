@@ -386,11 +386,7 @@ public struct HostCluster: Sendable {
 
     /// local.dir on this machine: credentials, state, history (and for backend local, the nodes).
     public func makeRoot() throws(ClusterError) {
-        do {
-            try FileManager.default.createDirectory(atPath: layout.root, withIntermediateDirectories: true)
-        } catch {
-            throw ClusterError("cannot create local.dir \(layout.root): \(error.localizedDescription)")
-        }
+        try FolderCreation.make(layout.root, what: "local.dir")
         // The server's user must be able to enter it; the secrets inside are 0600 each.
         _ = chmod(layout.root, 0o755)
     }

@@ -58,11 +58,7 @@ public final class ClusterLock: @unchecked Sendable {
     {
         let folder = spec.local.dir
         let created = FileManager.default.fileExists(atPath: folder) ? nil : folder
-        do {
-            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-        } catch {
-            throw ClusterError("cannot create local.dir \(folder): \(error.localizedDescription)")
-        }
+        try FolderCreation.make(folder, what: "local.dir")
         let path = path(for: spec)
         let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else {

@@ -158,6 +158,9 @@ public enum PrimaryRules {
     ) throws(ClusterError) -> NodeObservation {
         let streaming = primary.streamingStandbys
         if let named {
+            guard named != primary.node.name else {
+                throw ClusterError("--candidate \(named) is the primary already: name a standby", exitCode: .refused)
+            }
             guard let node = standbys.first(where: { $0.node.name == named }) else {
                 throw ClusterError("--candidate \(named) is not a standby that answers", exitCode: .refused)
             }
