@@ -215,9 +215,19 @@ struct HealthEndpointTests {
             #expect(metrics.body.contains("pgcluster_watch_leader{cluster=\"h-paths\"} 1"), "\(metrics.body)")
             try checkWithPromtool(metrics.body, folder: cluster.root)
 
-            // Liveness is the loop's: once the watcher stops, nothing answers at all.
+            // Resumed, the watcher starts node2 itself. The servers it starts hold none of its
+            // sockets: its listening sockets were inherited by the postgres that pg_ctl left
+            // running, and the health ports stayed bound after the watcher stopped.
+            #expect(await cluster.run(["resume"]).status == 0)
+            #expect(await cluster.waitForCode(200, port: port("node2"), path: "/replica"), "\(watcher.log)")
+
+            // Liveness is the loop's: once the watcher stops, nothing answers at all, and the
+            // ports are free for the next watcher.
             #expect(await watcher.stop() == 0)
             #expect(httpRequest(port: port("node0"), path: "/liveness") == nil)
+            for node in cluster.nodeNames {
+                #expect(PortProbe.isFree(host: "127.0.0.1", port: port(node)), "\(node)'s health port is still bound after the watcher stopped")
+            }
         }
     }
 

@@ -92,12 +92,14 @@ struct HookTests {
         }
     }
 
-    @Test("kill -9 under watch: the hook moves the \"VIP\" to the new primary; a failing (exit 3) and a hanging hook (sleep 60, timeout 1 s) are reported and the failover stands; switchover runs the hook too")
+    @Test("kill -9 under watch: the hook moves the \"VIP\" to the new primary; a failing (exit 3) and a hanging, chattering hook (yes beside sleep 60, timeout 1 s) are reported, its output capped, and the failover stands; switchover runs the hook too")
     func vip() async throws {
+        // The hanging hook also prints without end (`yes`): at most its last lines reach the
+        // log (it held the watcher for a minute and took 1.5 GB before).
         let hooks = """
             hooks:
               onRoleChange: echo "$PGCLUSTER_NEW_PRIMARY $PGCLUSTER_REASON $PGCLUSTER_OLD_PRIMARY" > vip; exit 3
-              onFailover: [/bin/sleep, "60"]
+              onFailover: [/bin/sh, -c, "/usr/bin/yes hook-output-line & exec /bin/sleep 60"]
               timeout: 1s
 
             """
@@ -112,6 +114,8 @@ struct HookTests {
             let warnings = watcher.lines("warning")
             #expect(warnings.contains { $0.contains("hook onRoleChange failed (exit 3") }, "\(watcher.log)")
             #expect(warnings.contains { $0.contains("hook onFailover failed") && $0.contains("did not end within 1") }, "\(watcher.log)")
+            let chatter = watcher.log.components(separatedBy: "hook-output-line").count - 1
+            #expect(chatter <= Hooks.linesShown, "\(chatter) lines of the hook's output logged")
             #expect(watcher.lines("failover-failed").isEmpty, "\(watcher.log)")
             // The failover stands: writes go to the new primary, the other standby follows.
             try cluster.sql(newPrimary, "CREATE TABLE after_hooks (id int)")

@@ -278,6 +278,30 @@ struct StatusReportTests {
         }
     }
 
+    @Test("/metrics: a standby's lag in bytes is the number of bytes (it was the integer's bit pattern read as a Double)")
+    func lagBytesMetric() throws {
+        let metrics = WatchMetrics(spec: try Self.spec()).render(
+            .init(observations: Self.healthy(), sinceLastTick: 0.1, interval: 0.5), HealthState.Tick())
+        func value(_ node: String) -> Double? {
+            let prefix = #"pgcluster_node_lag_bytes{cluster="demo",node=""# + node + #""} "#
+            return metrics.split(separator: "\n").first { $0.hasPrefix(prefix) }.flatMap { Double($0.dropFirst(prefix.count)) }
+        }
+        // db_0 at 0/3000100; db_2 replayed 0/2F00000.
+        #expect(value("db_2") == 1_048_832, "\(metrics)")
+        #expect(value("db_1") == 256 && value("db_0") == 0, "\(metrics)")
+    }
+
+    @Test("with no primary answering, the synchronous mode in --json is unknown, not async")
+    func unknownSynchronous() throws {
+        var observations = Self.healthy()
+        observations[0] = NodeObservation(node: observations[0].node, error: "connection refused")
+        let json = try Self.json(StatusReport.make(spec: try Self.spec(), observations: observations))
+        let synchronous = try #require(json["synchronous"] as? [String: Any])
+        #expect(synchronous["mode"] as? String == "unknown" && synchronous["count"] as? Int == 0, "\(synchronous)")
+        let healthy = try Self.json(StatusReport.make(spec: try Self.spec(), observations: Self.healthy()))
+        #expect((healthy["synchronous"] as? [String: Any])?["mode"] as? String == "any")
+    }
+
     @Test("JSON has exactly the documented keys")
     func jsonKeys() throws {
         let report = StatusReport.make(spec: try Self.spec(), observations: Self.healthy())

@@ -138,8 +138,12 @@ public struct StatusReport: Sendable, Encodable {
                         + "pgcluster rejoin NODE" } ?? "; they are level: pgcluster cannot tell which to keep"))
         }
 
+        // Read from the one primary: with none, or several, it is unknown (not async, which a
+        // script would take for a setting).
         let parsed = SynchronousMode.parse(primary?.synchronousStandbyNames ?? "") ?? (.async, [])
-        let synchronous = Synchronous(mode: parsed.mode.modeName, count: parsed.mode.count, standbys: parsed.standbys)
+        let synchronous = primary == nil
+            ? Synchronous(mode: "unknown", count: 0, standbys: [])
+            : Synchronous(mode: parsed.mode.modeName, count: parsed.mode.count, standbys: parsed.standbys)
 
         var nodes: [Node] = []
         for observation in observations {

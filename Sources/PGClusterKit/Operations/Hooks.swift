@@ -54,6 +54,9 @@ public enum Hooks {
         return warnings
     }
 
+    /// How many of a hook's last output lines reach the log.
+    static let linesShown = 40
+
     static func run(
         _ name: String, _ program: HookSettings.Program, event: RoleChange, spec: ClusterSpec, runner: any CommandRunning
     ) async -> String? {
@@ -76,7 +79,12 @@ public enum Hooks {
             let kept = event.reason == .failover ? "the failover stands" : "the switchover stands"
             return "hook \(name) failed: \(error.message); \(kept)"
         }
-        for line in result.output.split(whereSeparator: \.isNewline) {
+        // Its last lines only: a hook's chatter must not flood the watcher's log.
+        let lines = result.output.split(whereSeparator: \.isNewline)
+        if lines.count > Self.linesShown {
+            Console.progress("[hook \(name)] (\(lines.count - Self.linesShown) earlier lines of output not shown)")
+        }
+        for line in lines.suffix(Self.linesShown) {
             Console.progress("[hook \(name)] \(line)")
         }
         let took = ContinuousClock.now - started

@@ -47,6 +47,17 @@ public enum Spawn {
             symbol, to: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, UnsafePointer<CChar>) -> Int32).self)
     }()
 
+    /// glibc's `posix_spawn_file_actions_addclosefrom_np` (2.34 and later): the child
+    /// closes every descriptor from 3 up before its exec, whatever flags they were opened
+    /// with. A listening socket of the watcher's health endpoints opened without
+    /// close-on-exec was inherited by every server the watcher started (pg_ctl's postgres
+    /// runs on as a daemon), so the ports stayed bound after the watcher stopped and the next
+    /// watcher could not start. Nil where the C library lacks it.
+    private static let addCloseFrom: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32)? = {
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "posix_spawn_file_actions_addclosefrom_np") else { return nil }
+        return unsafeBitCast(symbol, to: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32).self)
+    }()
+
     /// Runs `argv` (argv[0] an absolute path) to its end. Blocks the calling thread.
     /// - Parameters:
     ///   - input: written to the child's stdin, which is then closed; without it stdin is /dev/null.
@@ -107,6 +118,8 @@ public enum Spawn {
             }
         }
 
+        // After the dup2s onto 0, 1 and 2: nothing else of ours reaches the child.
+        if let addCloseFrom = Self.addCloseFrom { _ = addCloseFrom(&actions, 3) }
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
@@ -249,8 +262,18 @@ public enum Spawn {
         }
     }
 
-    /// Reads `fd` to its end into `output`; false when `deadline` passed first.
+    /// What a child's piped output may take in memory: past it, the rest is read and dropped
+    /// (the child is never blocked), and a line says so. A hook that printed without end
+    /// (`yes`) filled 1.5 GB in a second and held the watcher for a minute.
+    static let outputLimit = 8 << 20
+
+    /// Reads `fd` to its end into `output` (at most ``outputLimit`` bytes kept); false when
+    /// `deadline` passed first.
     private static func readAll(_ fd: Int32, into output: inout [UInt8], until deadline: Date?) -> Bool {
+        var dropped = 0
+        defer {
+            if dropped > 0 { output.append(contentsOf: Array("\n[\(dropped) more bytes of output not kept]\n".utf8)) }
+        }
         var buffer = [UInt8](repeating: 0, count: 65536)
         while true {
             if let deadline {
@@ -263,7 +286,9 @@ public enum Spawn {
             }
             let count = read(fd, &buffer, buffer.count)
             if count > 0 {
-                output.append(contentsOf: buffer[0..<count])
+                let room = max(0, outputLimit - output.count)
+                output.append(contentsOf: buffer[0..<min(count, room)])
+                dropped += count - min(count, room)
             } else if count < 0 && errno == EINTR {
                 continue
             } else {

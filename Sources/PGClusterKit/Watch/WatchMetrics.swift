@@ -87,7 +87,7 @@ public final class WatchMetrics: @unchecked Sendable {
             gauges.primary.set(to: isPrimary ? 1 : 0)
             gauges.timeline.set(to: observation.reachable ? observation.timeline.map(Double.init) ?? .nan : .nan)
             gauges.walPosition.set(to: observation.reachable ? observation.bestLsn.map { Double($0.value) } ?? .nan : .nan)
-            gauges.lagBytes.set(to: observation.isStandby ? lag.map(Double.init) ?? .nan : isPrimary ? 0 : .nan)
+            gauges.lagBytes.set(to: observation.isStandby ? lag.map { Double($0) } ?? .nan : isPrimary ? 0 : .nan)
             gauges.lagSeconds.set(
                 to: isPrimary ? 0 : observation.isStandby ? primary.flatMap { HealthCheck.lagSeconds(of: observation, primary: $0) } ?? .nan : .nan)
             gauges.sync.set(to: ["sync", "quorum"].contains(row?.syncState ?? "") ? 1 : 0)
