@@ -472,15 +472,7 @@ public struct ClusterBackup: Sendable {
     /// would wait out its 60 s archive timeout and name only a WAL file.
     func archiveMustWork(_ primary: NodeSpec) async throws(ClusterError) {
         let ops = ServerOps(spec: repository.spec, credentials: credentials, templates: repository.cluster.renderer.templates)
-        let observer = Observer(credentials: credentials)
-        await ops.wakeArchiver(primary)
-        let deadline = ContinuousClock.now + .seconds(10)
-        var archiver = await observer.observe(primary).archiver
-        while archiver?.failing == true && ContinuousClock.now < deadline {
-            try? await Task.sleep(for: .milliseconds(200))
-            archiver = await observer.observe(primary).archiver
-        }
-        guard let archiver, archiver.failing else { return }
+        guard let archiver = await ops.wakeUntilArchiving(primary), archiver.failing else { return }
         // pgBackRest's last error, with its continuation lines (the cause is on the next one).
         let log = await repository.cluster.serverLog(primary, lines: 60)
         let said = log.lastIndex { $0.contains("ERROR") }.map { last in

@@ -259,17 +259,10 @@ public struct ClusterInit: Sendable {
     /// still fails is left for `status` to report.
     func settleArchiver(_ primary: NodeSpec, _ credentials: Credentials) async {
         let ops = ServerOps(spec: spec, credentials: credentials, templates: cluster.renderer.templates)
-        let observer = Observer(credentials: credentials)
-        guard let first = await observer.observe(primary).archiver, first.failedCount > 0 else { return }
-        if first.failing { await ops.wakeArchiver(primary) }
-        let deadline = ContinuousClock.now + .seconds(10)
-        while ContinuousClock.now < deadline {
-            if let now = await observer.observe(primary).archiver, !now.failing {
-                _ = try? await ops.execute(primary, ["SELECT pg_stat_reset_shared('archiver')"])
-                return
-            }
-            try? await Task.sleep(for: .milliseconds(100))
-        }
+        guard let first = await ops.observer.observe(primary).archiver, first.failedCount > 0 else { return }
+        let now = first.failing ? await ops.wakeUntilArchiving(primary) : first
+        guard let now, !now.failing else { return }
+        _ = try? await ops.execute(primary, ["SELECT pg_stat_reset_shared('archiver')"])
     }
 
     /// Waits (polling the primary's pg_stat_replication) until every standby streams.

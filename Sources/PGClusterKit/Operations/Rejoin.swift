@@ -168,18 +168,8 @@ public struct Rejoin: Sendable {
 
         // Listed again in synchronous_standby_names, per the remembered mode, with every
         // standby that streams from the primary now, and no other.
-        let remembered = try await ClusterRecord.synchronous(spec: spec)
-        let following = await Observer(credentials: credentials).observe(primary).streamingStandbys
-        let down = spec.nodes.map(\.name).filter { $0 != primary.name && !following.contains($0) }
-        let settlement = SynchronousSettlement.plan(
-            spec: spec, primary: primary.name, following: Array(following), remembered: remembered, alreadySet: nil,
-            down: down)
-        try await QuorumChange(
-            credentials: credentials, primary: primary, mode: settlement.mode, standbys: settlement.standbys, timeout: 30,
-            intent: spec
-        ).apply()
-        try await ClusterRecord.savePrimary(
-            spec: spec, primary: primary.name, applied: (settlement.mode, settlement.standbys), timeline: timeline)
+        let settlement = try await SynchronousSettlement.relist(
+            spec: spec, credentials: credentials, primary: primary, timeline: timeline, onlyWhenChanged: false)
         timer.lap("synchronous_standby_names on \(primary.name)")
 
         let report = Report(

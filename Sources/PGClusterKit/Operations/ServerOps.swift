@@ -153,6 +153,20 @@ public struct ServerOps: Sendable {
         _ = try? await execute(primary, ["SELECT pg_reload_conf()"], timeout: 5)
     }
 
+    /// Wakes the primary's failing archiver (``wakeArchiver(_:)``) and waits, `within`
+    /// seconds at most, until it has archived past its failure. Returns the archiver as last
+    /// seen: `failing` still true when it did not recover in time.
+    public func wakeUntilArchiving(_ primary: NodeSpec, within seconds: Double = 10) async -> NodeObservation.Archiver? {
+        await wakeArchiver(primary)
+        let deadline = ContinuousClock.now + .seconds(seconds)
+        var archiver = await observer.observe(primary).archiver
+        while archiver?.failing == true && ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(100))
+            archiver = await observer.observe(primary).archiver
+        }
+        return archiver
+    }
+
     /// ``archiveOn(_:)`` for one node, failing when it cannot (nothing without `backup:`).
     public func archiveOn(_ node: NodeSpec) async throws(ClusterError) {
         guard spec.backup != nil else { return }

@@ -122,20 +122,10 @@ public struct StartNodes: Sendable {
     /// now, per the remembered mode (``SynchronousSettlement``); set (and recorded) only when
     /// it differs from what the primary has. Returns what was set.
     func relist(on primary: NodeObservation) async throws(ClusterError) -> String? {
-        let remembered = try await ClusterRecord.synchronous(spec: spec)
-        let now = await Observer(credentials: credentials).observe(primary.node)
-        let following = now.streamingStandbys
-        let down = spec.nodes.map(\.name).filter { $0 != primary.node.name && !following.contains($0) }
-        let settlement = SynchronousSettlement.plan(
-            spec: spec, primary: primary.node.name, following: Array(following), remembered: remembered, alreadySet: nil, down: down)
-        let names = settlement.mode.standbyNames(settlement.standbys)
-        guard names != now.synchronousStandbyNames else { return nil }
-        try await QuorumChange(
-            credentials: credentials, primary: primary.node, mode: settlement.mode, standbys: settlement.standbys, timeout: 30, intent: spec
-        ).apply()
-        try await ClusterRecord.savePrimary(
-            spec: spec, primary: primary.node.name, applied: (settlement.mode, settlement.standbys), timeline: primary.timeline)
-        return "synchronous_standby_names on \(primary.node.name) = '\(names)'"
+        let settlement = try await SynchronousSettlement.relist(
+            spec: spec, credentials: credentials, primary: primary.node, timeline: primary.timeline, onlyWhenChanged: true)
+        guard settlement.changed else { return nil }
+        return "synchronous_standby_names on \(primary.node.name) = '\(settlement.mode.standbyNames(settlement.standbys))'"
     }
 
     /// What a standby's log says when its WAL has gone past the fork of the timeline it is asked to follow.
