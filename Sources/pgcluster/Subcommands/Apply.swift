@@ -13,7 +13,9 @@ extension PGCluster {
                   - a node new in the spec is cloned from the primary (slot first), started, confirmed \
                 streaming, then listed in synchronous_standby_names;
                   - a node gone from the spec leaves synchronous_standby_names first, is stopped, its slot \
-                dropped and its data removed (removing the primary is refused: switchover first);
+                dropped and its data removed (removing the primary is refused: switchover first); a node \
+                whose address changed, or a new name at a member's address, is refused: apply neither \
+                moves nor renames a node;
                   - changed postgres.parameters are written and reloaded; what PostgreSQL marks \
                 pending_restart is applied by a rolling restart: standbys one at a time, each streaming \
                 again before the next, then the primary by switchover (or in place with \

@@ -12,7 +12,11 @@ extension PGCluster {
                 the recorded primary starts first, unless another node is on a newer timeline; the other \
                 nodes start as its standbys. With backup: and a repository host that does not answer, a \
                 standby starts without restore_command and gets it back once it streams (PostgreSQL \
-                would otherwise wait out ssh's connect timeout for every WAL file it replays).
+                would otherwise wait out ssh's connect timeout for every WAL file it replays). \
+                Standbys started beside the live primary are listed in its synchronous_standby_names \
+                again (the remembered mode, as rejoin does), and start with at least the primary's \
+                max_connections, max_worker_processes, max_wal_senders, max_prepared_transactions and \
+                max_locks_per_transaction while a lower value in the spec waits for apply.
                 """)
 
         @OptionGroup var options: SpecOptions
