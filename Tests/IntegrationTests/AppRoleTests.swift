@@ -42,12 +42,36 @@ struct AppRoleTests {
             let psql = await TestCluster.runBinary(["psql", "-f", cluster.specPath, "node0", "--", "-tAc", "SELECT sslmode FROM (SELECT current_setting('ssl') AS sslmode) s"])
             #expect(psql.status == 0, "\(psql.stderr)")
             #expect(psql.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "on", "\(psql.stdout)")
-            // ... and runs with SIGHUP, SIGINT, SIGQUIT and SIGTERM not blocked (Ctrl-C cancels
-            // a query; they were blocked, inherited from the runtime's thread, through execv).
-            let mask = await TestCluster.runBinary(["psql", "-f", cluster.specPath, "node0", "--", "-c", "\\! grep '^SigBlk' /proc/$PPID/status"])
-            let blocked = mask.stdout.split(separator: ":").last.flatMap { UInt64($0.trimmingCharacters(in: .whitespacesAndNewlines), radix: 16) }
+            // ... and runs with SIGHUP, SIGINT, SIGQUIT and SIGTERM not blocked, so Ctrl-C cancels
+            // a query (they were blocked, inherited from the runtime's thread, through execv).
+            // psql replaces pgcluster in its process: the PID started is psql's.
+            let errPath = "/tmp/pgc-test-\(UUID().uuidString).err"
+            FileManager.default.createFile(atPath: errPath, contents: nil)
+            defer { unlink(errPath) }
+            let psqlProcess = Process()
+            psqlProcess.executableURL = URL(fileURLWithPath: TestCluster.binary)
+            psqlProcess.arguments = ["psql", "-f", cluster.specPath, "node0", "--", "-c", "SELECT pg_sleep(120)"]
+            psqlProcess.standardOutput = FileHandle.nullDevice
+            psqlProcess.standardError = FileHandle(forWritingAtPath: errPath)
+            try psqlProcess.run()
+            defer { if psqlProcess.isRunning { kill(psqlProcess.processIdentifier, SIGKILL) } }
+            let running = await cluster.eventually(60) {
+                (try? cluster.sql("node0", "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(120)'").scalar) == "1"
+            }
+            #expect(running, "psql's query never ran: \((try? String(contentsOfFile: errPath, encoding: .utf8)) ?? "")")
+            let status = (try? String(contentsOfFile: "/proc/\(psqlProcess.processIdentifier)/status", encoding: .utf8)) ?? ""
+            let maskLine = status.split(separator: "\n").first { $0.hasPrefix("SigBlk:") }
+            let blocked = maskLine?.split(separator: ":").last.flatMap { UInt64($0.trimmingCharacters(in: .whitespaces), radix: 16) }
             let shellSignals: UInt64 = (1 << (UInt64(SIGHUP) - 1)) | (1 << (UInt64(SIGINT) - 1)) | (1 << (UInt64(SIGQUIT) - 1)) | (1 << (UInt64(SIGTERM) - 1))
-            #expect(blocked.map { $0 & shellSignals == 0 } == true, "psql's blocked signals: \(mask.stdout)\(mask.stderr)")
+            #expect(blocked.map { $0 & shellSignals == 0 } == true, "psql's blocked signals: \(maskLine ?? "none read")")
+            // Ctrl-C: psql cancels the query and, run with -c, exits with 1.
+            kill(psqlProcess.processIdentifier, SIGINT)
+            let ended = await pollUntil(60) { !psqlProcess.isRunning }
+            #expect(ended, "psql still runs 60 s after SIGINT")
+            if ended {
+                let stderr = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
+                #expect(psqlProcess.terminationStatus == 1 && stderr.contains("canceling statement due to user request"), "\(psqlProcess.terminationStatus): \(stderr)")
+            }
         } catch {
             await cluster.teardown()
             throw error
