@@ -231,7 +231,7 @@ struct HealthEndpointTests {
         }
     }
 
-    @Test("a watcher that does not lead serves from its own probes, with \"leader\": false")
+    @Test("a watcher that does not lead serves from its own probes, with \"leader\": false; the leader's ports follow a reordered spec")
     func follower() async throws {
         try await withWatchedCluster(name: "h-follow", basePort: 22220, watch: "  http: 127.0.0.1:22320\n") { cluster, watcher in
             let watcher = try #require(watcher)
@@ -259,10 +259,27 @@ struct HealthEndpointTests {
                 #expect(leader.body.contains("\"leader\" : true"), "\(leader.body)")
                 let metrics = try #require(httpRequest(port: 22332, path: "/metrics"))
                 #expect(metrics.body.contains("pgcluster_watch_leader{cluster=\"h-follow\"} 0"), "\(metrics.body)")
-                // What the follower sees follows the servers: a stopped standby is seen stopped.
+                // The leader's spec reordered (node2 before node1) and reloaded: the ports move
+                // with the nodes, node i of the new order on port + i, as the haproxy.cfg
+                // rendered from the new spec asks. (They kept the old order.)
+                func block(_ node: String) -> String {
+                    "  - name: \(node)\n    host: 127.0.0.1\n    port: \(cluster.port(node))\n"
+                }
+                let specText = try String(contentsOfFile: cluster.specPath, encoding: .utf8)
+                try #require(specText.contains(block("node1") + block("node2")), "\(specText)")
+                try specText.replacingOccurrences(of: block("node1") + block("node2"), with: block("node2") + block("node1"))
+                    .write(toFile: cluster.specPath, atomically: true, encoding: .utf8)
+                kill(watcher.pid, SIGHUP)
+                #expect(await cluster.eventually(20) { httpRequest(port: 22321, path: "/replica")?.body.contains("node2") == true }, "\(watcher.log)")
+                #expect(httpRequest(port: 22322, path: "/replica")?.body.contains("node1") == true)
+                #expect(httpRequest(port: 22320, path: "/primary")?.code == 200)
+                // What the follower sees follows the servers: a stopped standby is seen stopped,
+                // by the leader on node2's new port.
                 #expect(await cluster.run(["pause"]).status == 0)
                 #expect(await cluster.run(["stop", "node2"]).status == 0)
                 #expect(await cluster.waitForCode(503, port: 22332, path: "/health"), "\(follower.log)")
+                #expect(await cluster.waitForCode(503, port: 22321, path: "/health"), "\(watcher.log)")
+                #expect(httpRequest(port: 22322, path: "/health")?.code == 200, "\(watcher.log)")
             } catch {
                 await follower.stop()
                 throw error

@@ -35,6 +35,18 @@ struct HealthCheckTests {
         return [Obs.primary("db_0", current: "0/5000000", replication: [row]), standby]
     }
 
+    /// The primary's rows say how it counts each standby: db_1 `sync` (FIRST 1), db_2
+    /// `potential`, db_3 `quorum` (ANY n), db_4 `async`, 16 MB behind.
+    static var counted: [NodeObservation] {
+        let primary = Obs.primary(
+            "db_0", current: "0/5000000",
+            replication: [Obs.row("db_1", sync: "sync"), Obs.row("db_2", sync: "potential"), Obs.row("db_3", sync: "quorum"), Obs.row("db_4")])
+        return [
+            primary, Obs.standby("db_1", replay: "0/5000000"), Obs.standby("db_2", replay: "0/5000000"),
+            Obs.standby("db_3", replay: "0/5000000"), Obs.standby("db_4", replay: "0/4000000"),
+        ]
+    }
+
     struct Case: Sendable, CustomTestStringConvertible {
         var path: String
         var query: String? = nil
@@ -97,7 +109,7 @@ struct HealthCheckTests {
         // Always 200, and 404 for what is not a path here.
         Case(path: "/cluster", node: "db_4", code: 200),
         Case(path: "/metrics", node: "db_4", code: 200),
-        Case(path: "/leader", node: "db_0", code: 404),
+        Case(path: "/sync/", node: "db_0", code: 404),
         Case(path: "/primary/", node: "db_0", code: 404),
         Case(path: "/etc/passwd", node: "db_0", code: 404),
         // The standby's own replay delay (replay paused: WAL waits, 10 s since the last
@@ -105,6 +117,31 @@ struct HealthCheckTests {
         Case(path: "/replica", query: "lag=5s", node: "db_1", code: 503, observations: HealthCheckTests.delayed(10)),
         Case(path: "/replica", query: "lag=1min", node: "db_1", code: 200, observations: HealthCheckTests.delayed(10)),
         Case(path: "/replica", query: "lag=1s", node: "db_1", code: 200, observations: HealthCheckTests.delayed(0)),
+        // /leader is the primary (no standby leader here); /sync, /quorum and /async by the
+        // primary's sync_state; the read-only variants take the primary too.
+        Case(path: "/leader", node: "db_0", code: 200),
+        Case(path: "/leader", node: "db_1", code: 503),
+        Case(path: "/sync", node: "db_1", code: 200, observations: HealthCheckTests.counted),
+        Case(path: "/synchronous", node: "db_1", code: 200, observations: HealthCheckTests.counted),
+        Case(path: "/sync", node: "db_2", code: 503, observations: HealthCheckTests.counted),
+        Case(path: "/sync", node: "db_3", code: 503, observations: HealthCheckTests.counted),
+        Case(path: "/sync", node: "db_0", code: 503, observations: HealthCheckTests.counted),
+        Case(path: "/read-only-sync", node: "db_0", code: 200, observations: HealthCheckTests.counted),
+        Case(path: "/read-only-sync", node: "db_1", code: 200, observations: HealthCheckTests.counted),
+        Case(path: "/read-only-sync", node: "db_4", code: 503, observations: HealthCheckTests.counted),
+        Case(path: "/quorum", node: "db_3", code: 200, observations: HealthCheckTests.counted),
+        Case(path: "/quorum", node: "db_1", code: 503, observations: HealthCheckTests.counted),
+        Case(path: "/read-only-quorum", node: "db_0", code: 200, observations: HealthCheckTests.counted),
+        Case(path: "/read-only-quorum", node: "db_3", code: 200, observations: HealthCheckTests.counted),
+        Case(path: "/async", node: "db_2", code: 200, observations: HealthCheckTests.counted),
+        Case(path: "/asynchronous", node: "db_4", code: 200, observations: HealthCheckTests.counted),
+        Case(path: "/async", query: "lag=1MB", node: "db_4", code: 503, observations: HealthCheckTests.counted),
+        Case(path: "/async", query: "lag=16MB", node: "db_4", code: 200, observations: HealthCheckTests.counted),
+        Case(path: "/async", node: "db_1", code: 503, observations: HealthCheckTests.counted),
+        Case(path: "/async", node: "db_3", code: 503, observations: HealthCheckTests.counted),
+        Case(path: "/async", node: "db_0", code: 503, observations: HealthCheckTests.counted),
+        // Not streaming (db_3 of the first cluster): no /async either.
+        Case(path: "/async", node: "db_3", code: 503),
         // A standby that streams from somewhere the primary does not list is no replica of it.
         Case(
             path: "/replica", node: "db_1", code: 503,

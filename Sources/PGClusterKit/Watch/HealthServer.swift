@@ -1,6 +1,7 @@
 import FlyingFox
 import FlyingSocks
 import Foundation
+import Logging
 import ServiceLifecycle
 
 /// `watch.http`: node i's health endpoints on port + i, beside the watcher in its service
@@ -10,43 +11,100 @@ import ServiceLifecycle
 /// Served by FlyingFox: Swift concurrency over non-blocking sockets, no SwiftNIO.
 public struct HealthServer: Service {
     public let state: HealthState
-    public let metrics: WatchMetrics
     public let address: HTTPAddress
+    /// Where a port that cannot be served after a reload is said (the watcher goes on).
+    public let logger: Logger?
 
-    public init(state: HealthState, address: HTTPAddress) {
+    public init(state: HealthState, address: HTTPAddress, logger: Logger? = nil) {
         self.state = state
         self.address = address
-        metrics = WatchMetrics(spec: state.spec)
+        self.logger = logger
     }
 
+    /// Which node answers on which port: node i of the spec on port + i.
+    struct Layout: Equatable {
+        var address: HTTPAddress?
+        var nodes: [String]
+    }
+
+    /// Serves the spec's layout; when a reload changes it (nodes added, removed or
+    /// reordered, another `watch.http`), the ports are let go and served again by the new
+    /// order, so that the rendered haproxy.cfg of the new spec asks the right node. A port
+    /// that fails at the start ends the watcher (``checkPorts()`` said why first); one that
+    /// cannot be served after a reload is logged, and the others go on.
     public func run() async throws {
-        let servers = try state.spec.nodes.enumerated().map { index, node in
-            let port = address.port(forNode: index)
-            return HTTPServer(
-                address: try socketAddress(port: port), timeout: 5, logger: .disabled,
-                handler: NodeHandler(node: node.name, state: state, metrics: metrics))
-        }
         do {
             try await cancelWhenGracefulShutdown {
-                try await withThrowingTaskGroup(of: Void.self) { group in
-                    for (index, server) in servers.enumerated() {
-                        let port = address.port(forNode: index)
-                        let name = state.spec.nodes[index].name
-                        group.addTask {
-                            do {
-                                try await server.run()
-                            } catch is CancellationError {
-                            } catch {
-                                throw ClusterError(
-                                    "cannot serve \(name)'s health endpoints on \(HTTPAddress(host: address.host, port: port)): \(error)",
-                                    details: ["free the port (is another `pgcluster watch` of this spec running?), or choose another watch.http (node i answers on its port + i)"])
-                            }
-                        }
+                var spec = state.spec
+                var layout = Layout(address: address, nodes: spec.nodes.map(\.name))
+                var first = true
+                while !Task.isCancelled {
+                    guard let next = try await serve(layout, spec: spec, strict: first) else { return }
+                    first = false
+                    let nextLayout = Layout(address: next.watch.http, nodes: next.nodes.map(\.name))
+                    let ports = nextLayout.address.map { at in
+                        nextLayout.nodes.enumerated().map { "\($1) \(at.port(forNode: $0))" }.joined(separator: ", ")
                     }
-                    try await group.waitForAll()
+                    logger?.event("http", ports.map { "health endpoints now on \(nextLayout.address!.host): \($0)" } ?? "health endpoints stopped: watch.http is gone from the spec")
+                    (spec, layout) = (next, nextLayout)
                 }
             }
         } catch where Task.isShuttingDownGracefully || Task.isCancelled {}
+    }
+
+    enum Outcome: Sendable {
+        case ended
+        case reloaded(ClusterSpec)
+    }
+
+    /// Serves `layout` until a reload changes it (returns the new spec) or the watcher stops
+    /// (nil). A reload that keeps the layout is taken in place: the endpoints read the spec
+    /// from ``HealthState``.
+    func serve(_ layout: Layout, spec: ClusterSpec, strict: Bool) async throws -> ClusterSpec? {
+        let metrics = WatchMetrics(spec: spec)
+        let servers: [(name: String, port: Int, server: HTTPServer)] = try layout.address.map { address in
+            try layout.nodes.enumerated().map { index, name in
+                let port = address.port(forNode: index)
+                let server = HTTPServer(
+                    address: try socketAddress(address, port: port), timeout: 5, logger: .disabled,
+                    handler: NodeHandler(node: name, state: state, metrics: metrics))
+                return (name, port, server)
+            }
+        } ?? []
+        let reloads = state.reloads
+        let host = layout.address?.host ?? ""
+        return try await withThrowingTaskGroup(of: Outcome.self) { group in
+            for (name, port, server) in servers {
+                group.addTask {
+                    do {
+                        try await server.run()
+                    } catch is CancellationError {
+                    } catch {
+                        let failure = ClusterError(
+                            "cannot serve \(name)'s health endpoints on \(HTTPAddress(host: host, port: port)): \(error)",
+                            details: ["free the port (is another `pgcluster watch` of this spec running?), or choose another watch.http (node i answers on its port + i)"])
+                        if strict { throw failure }
+                        if !Task.isCancelled { logger?.event("http", failure.message + "; the other ports are served", level: .error) }
+                    }
+                    return .ended
+                }
+            }
+            group.addTask {
+                for await next in reloads where Layout(address: next.watch.http, nodes: next.nodes.map(\.name)) != layout {
+                    return .reloaded(next)
+                }
+                return .ended
+            }
+            for try await outcome in group {
+                guard case .reloaded(let next) = outcome else { continue }
+                // The listening sockets closed before the new order binds the same ports
+                // (cancelled first: a server stopped under its run is no failure to log).
+                group.cancelAll()
+                for (_, _, server) in servers { await server.stop() }
+                return next
+            }
+            return nil
+        }
     }
 
     /// Binds every port once and lets it go, so that `watch` refuses to start, before the
@@ -58,7 +116,7 @@ public struct HealthServer: Service {
                 let socket = try Socket(domain: address.isIPv6 ? AF_INET6 : AF_INET)
                 defer { try? socket.close() }
                 try socket.setValue(true, for: .localAddressReuse)
-                try socket.bind(to: try socketAddress(port: port))
+                try socket.bind(to: try socketAddress(address, port: port))
             } catch {
                 throw ClusterError(
                     "cannot serve \(node.name)'s health endpoints on \(HTTPAddress(host: address.host, port: port)): \(error)",
@@ -67,7 +125,7 @@ public struct HealthServer: Service {
         }
     }
 
-    func socketAddress(port: Int) throws -> any SocketAddress {
+    func socketAddress(_ address: HTTPAddress, port: Int) throws -> any SocketAddress {
         address.isIPv6
             ? try sockaddr_in6.inet6(ip6: address.host, port: UInt16(port))
             : try sockaddr_in.inet(ip4: address.host, port: UInt16(port))
@@ -99,7 +157,7 @@ struct NodeHandler: HTTPHandler {
         case .notFound:
             (type, body) = (
                 "text/plain",
-                Data("no such path: /primary /replica[?lag=16MB|5s] /read-only /health /liveness /readiness /cluster /metrics\n".utf8)
+                Data("no such path: /primary /leader /replica[?lag=16MB|5s] /read-only /sync /read-only-sync /quorum /read-only-quorum /async /health /liveness /readiness /cluster /metrics\n".utf8)
             )
         default: (type, body) = ("text/plain", Data("\(code == 200 ? "yes" : "no"): \(node) \(request.path)\n".utf8))
         }

@@ -22,11 +22,28 @@ public final class HealthState: @unchecked Sendable {
         public var lastFailoverSeconds: Double?
     }
 
-    public let spec: ClusterSpec
     private let lock = NSLock()
     private var tick = Tick()
+    private var followed: ClusterSpec
+    /// Each spec the watcher reloads, for ``HealthServer`` (one reader).
+    public let reloads: AsyncStream<ClusterSpec>
+    private let reloaded: AsyncStream<ClusterSpec>.Continuation
 
-    public init(spec: ClusterSpec) { self.spec = spec }
+    public init(spec: ClusterSpec) {
+        followed = spec
+        (reloads, reloaded) = AsyncStream.makeStream(of: ClusterSpec.self, bufferingPolicy: .bufferingNewest(1))
+    }
+
+    /// The spec in use: the watcher's, also after a reload.
+    public var spec: ClusterSpec { lock.withLock { followed } }
+
+    /// The watcher reloaded its spec: the endpoints answer by it from now on (node i on
+    /// port + i of the new order, the new interval for /liveness, the new nodes in
+    /// /metrics), the ports moved by ``HealthServer``.
+    public func follow(_ spec: ClusterSpec) {
+        lock.withLock { followed = spec }
+        reloaded.yield(spec)
+    }
 
     public var current: Tick {
         lock.lock()

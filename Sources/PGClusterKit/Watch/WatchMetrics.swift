@@ -94,10 +94,14 @@ public final class WatchMetrics: @unchecked Sendable {
             let archiver = observation.archiver
             gauges.archiveAge.set(to: archiver?.secondsSinceArchived ?? .nan)
             gauges.archiveFailing.set(to: archiver?.failing == true ? 1 : 0)
-            gauges.archived.reset()
-            gauges.archived.increment(by: Int64(archiver?.archivedCount ?? 0))
-            gauges.archiveFailed.reset()
-            gauges.archiveFailed.increment(by: Int64(archiver?.failedCount ?? 0))
+            // A probe that did not read pg_stat_archiver keeps the counts: a counter that fell
+            // to 0 and back would read as a reset to Prometheus, and rate() would jump.
+            if let archiver {
+                gauges.archived.reset()
+                gauges.archived.increment(by: Int64(archiver.archivedCount))
+                gauges.archiveFailed.reset()
+                gauges.archiveFailed.increment(by: Int64(archiver.failedCount))
+            }
         }
         leader.set(to: tick.leader ? 1 : 0)
         paused.set(to: tick.paused ? 1 : 0)

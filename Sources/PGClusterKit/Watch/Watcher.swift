@@ -83,7 +83,13 @@ public struct Watcher: Service {
             // stop between ticks too, rather than tick on without pauses.
             while !Task.isShuttingDownGracefully && !Task.isCancelled {
                 let began = elapsed()
-                if reportReload(lastKey: &lastKey) { sessions.closeIdle() }
+                if reportReload(lastKey: &lastKey) {
+                    sessions.closeIdle()
+                    health?.follow(spec)
+                    if health == nil, let http = spec.watch.http {
+                        logger.event("http", "watch.http (\(http)) is served from the watcher's next start", level: .warning)
+                    }
+                }
                 let acted = await tick(&memory, now: elapsed, lastKey: &lastKey, detector: detector)
                 // systemd: up once the cluster was looked at, alive while the ticks turn.
                 if !ready {

@@ -34,12 +34,21 @@ public enum HealthCheck {
 
     /// What a request asks, once its path and query are read.
     public enum Route: Sendable, Equatable {
-        /// `/primary`, `/master`, `/read-write` (and `/`, as Patroni does).
+        /// `/primary`, `/master`, `/read-write`, `/leader` (and `/`, as Patroni does; a
+        /// pgcluster cluster has no standby leader, so the leader is the primary).
         case primary
         /// `/replica[?lag=…]`.
         case replica(LagLimit?)
         /// `/read-only[?lag=…]`: the primary, or a replica within the limit.
         case readOnly(LagLimit?)
+        /// `/synchronous`, `/sync`: a replica the primary counts as synchronous (`FIRST n`:
+        /// sync_state `sync`); `/read-only-sync` also the primary.
+        case synchronous(LagLimit?, orPrimary: Bool)
+        /// `/quorum`: a replica among the quorum of `ANY n` (sync_state `quorum`);
+        /// `/read-only-quorum` also the primary.
+        case quorum(LagLimit?, orPrimary: Bool)
+        /// `/asynchronous`, `/async[?lag=…]`: a replica no commit waits for.
+        case asynchronous(LagLimit?)
         case health
         case liveness
         case readiness
@@ -65,9 +74,14 @@ public enum HealthCheck {
             lag = limit
         }
         switch path {
-        case "/", "/primary", "/master", "/read-write": return .primary
+        case "/", "/primary", "/master", "/read-write", "/leader": return .primary
         case "/replica": return .replica(lag)
         case "/read-only": return .readOnly(lag)
+        case "/synchronous", "/sync": return .synchronous(lag, orPrimary: false)
+        case "/read-only-sync": return .synchronous(lag, orPrimary: true)
+        case "/quorum": return .quorum(lag, orPrimary: false)
+        case "/read-only-quorum": return .quorum(lag, orPrimary: true)
+        case "/asynchronous", "/async": return .asynchronous(lag)
         case "/health": return .health
         case "/liveness": return .liveness
         case "/readiness": return .readiness
@@ -124,11 +138,23 @@ public enum HealthCheck {
         case .primary: ok = isPrimary
         case .replica(let lag): ok = isReplica(own, snapshot: snapshot, within: lag)
         case .readOnly(let lag): ok = isPrimary || isReplica(own, snapshot: snapshot, within: lag)
+        case .synchronous(let lag, let orPrimary):
+            ok = (orPrimary && isPrimary) || (isReplica(own, snapshot: snapshot, within: lag) && syncState(own, snapshot) == "sync")
+        case .quorum(let lag, let orPrimary):
+            ok = (orPrimary && isPrimary) || (isReplica(own, snapshot: snapshot, within: lag) && syncState(own, snapshot) == "quorum")
+        case .asynchronous(let lag):
+            ok = isReplica(own, snapshot: snapshot, within: lag) && !["sync", "quorum"].contains(syncState(own, snapshot) ?? "")
         case .health: ok = own.reachable
         case .readiness: ok = isPrimary || (own.isStandby && own.streaming)
         case .liveness, .cluster, .metrics, .badRequest, .notFound: ok = false
         }
         return ok ? 200 : 503
+    }
+
+    /// How the primary counts `own` toward commits: pg_stat_replication's sync_state (`sync`,
+    /// `quorum`, `potential`, `async`); nil when it does not stream from the primary.
+    static func syncState(_ own: NodeObservation, _ snapshot: Snapshot) -> String? {
+        snapshot.primary?.replication.first { $0.applicationName == own.node.name }?.syncState
     }
 
     /// A standby streaming from the current primary (as both it and the primary say), with its

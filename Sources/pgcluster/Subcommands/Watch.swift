@@ -29,9 +29,11 @@ extension PGCluster {
                 steps: validated first, a bad one is logged and the old one kept; a node that \
                 `apply` added is watched from then on and can be failed over to. name, backend, \
                 local.dir, store and watch.leaseTTL need a restart of the watcher. With watch.http it also serves \
-                Patroni's health endpoints, node i (spec order) on port + i: /primary /replica[?lag=16MB|5s] \
-                /read-only /health /liveness /readiness (200 or 503), /cluster (status --json with \
-                "leader") and /metrics (Prometheus), also while paused or not leading.
+                Patroni's health endpoints, node i (spec order) on port + i: /primary /leader \
+                /replica[?lag=16MB|5s] /read-only /sync /read-only-sync /quorum /read-only-quorum /async \
+                /health /liveness /readiness (200 or 503), /cluster (status --json with "leader") and \
+                /metrics (Prometheus), also while paused or not leading; a reload that reorders, adds \
+                or removes nodes moves the ports with them.
                 """)
 
         @OptionGroup var options: SpecOptions
@@ -66,7 +68,7 @@ extension PGCluster {
                 if let address = spec.watch.http {
                     let health = HealthState(spec: spec)
                     watcher.health = health
-                    let server = HealthServer(state: health, address: address)
+                    let server = HealthServer(state: health, address: address, logger: logger)
                     try server.checkPorts()
                     // Endpoints that fail end the watcher between steps (then systemd starts it
                     // again), never by cancelling it: a cancelled step is killed where it stands.
