@@ -46,7 +46,7 @@ say "bench-scale: init and failover with 2, 4 and 8 standbys (ANY 1, TLS on), $R
 machine_line
 say "settling: sync, then 65 s without removals (ext4 without a journal, see the header)"
 sync
-sleep 65
+sleep "${SETTLE:-65}"
 declare -A INIT FAILOVER
 for size in "${SIZES[@]}"; do
     NODES=$((size + 1))

@@ -149,7 +149,13 @@ struct HealthEndpointTests {
                     "/primary": 503, "/master": 503, "/read-write": 503, "/replica": 200, "/read-only": 200, "/health": 200,
                     "/liveness": 200, "/readiness": 200,
                 ], "\(streaming)")
-            #expect(httpRequest(port: port("node1"), path: "/leader")?.code == 404)
+            // Under `async` no standby is synchronous; /leader is the primary.
+            #expect(httpRequest(port: port("node1"), path: "/async")?.code == 200)
+            #expect(httpRequest(port: port("node1"), path: "/sync")?.code == 503)
+            #expect(httpRequest(port: port("node1"), path: "/leader")?.code == 503)
+            #expect(httpRequest(port: port("node0"), path: "/leader")?.code == 200)
+            #expect(httpRequest(port: port("node0"), path: "/read-only-sync")?.code == 200)
+            #expect(httpRequest(port: port("node1"), path: "/patroni")?.code == 404)
             #expect(httpRequest(port: port("node1"), path: "/replica?lag=soon")?.code == 400)
             #expect(httpRequest("POST", port: port("node1"), path: "/replica")?.code == 405)
 
@@ -255,6 +261,11 @@ struct HealthEndpointTests {
                 let document = try #require(httpRequest(port: 22331, path: "/cluster"))
                 let json = try #require(try JSONSerialization.jsonObject(with: Data(document.body.utf8)) as? [String: Any])
                 #expect(json["leader"] as? Bool == false, "\(document.body)")
+                // ANY 1: both standbys are in the quorum, none is FIRST's `sync`.
+                #expect(await cluster.waitForCode(200, port: 22321, path: "/quorum"), "\(watcher.log)")
+                #expect(httpRequest(port: 22322, path: "/read-only-quorum")?.code == 200)
+                #expect(httpRequest(port: 22321, path: "/sync")?.code == 503)
+                #expect(httpRequest(port: 22321, path: "/async")?.code == 503)
                 let leader = try #require(httpRequest(port: 22321, path: "/cluster"))
                 #expect(leader.body.contains("\"leader\" : true"), "\(leader.body)")
                 let metrics = try #require(httpRequest(port: 22332, path: "/metrics"))
