@@ -77,7 +77,10 @@ struct SpecOptions: ParsableArguments {
 }
 
 /// Runs a command body, turning our errors into a message on stderr and the contract's exit code.
-func execute(_ body: () async throws -> Void) async throws {
+/// - Parameter passesOnInterrupts: SIGINT, SIGTERM and SIGHUP end the programs the command
+///   runs too (``Interrupts``); `watch` says false: it stops between steps instead.
+func execute(passesOnInterrupts: Bool = true, _ body: () async throws -> Void) async throws {
+    if passesOnInterrupts { Interrupts.install() }
     do {
         try await body()
     } catch let error as ClusterError {

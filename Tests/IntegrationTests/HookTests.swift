@@ -92,7 +92,7 @@ struct HookTests {
         }
     }
 
-    @Test("kill -9 under watch: the hook moves the \"VIP\" to the new primary; a failing (exit 3) and a hanging, chattering hook (yes beside sleep 60, timeout 1 s) are reported, its output capped, and the failover stands; switchover runs the hook too")
+    @Test("kill -9 under watch: the hook moves the \"VIP\" to the new primary; a failing (exit 3) and a hanging, chattering hook (yes beside sleep 60, timeout 1 s) are reported, its output capped, and the failover stands; switchover runs the hook too, and SIGTERM to it ends the hook")
     func vip() async throws {
         // The hanging hook also prints without end (`yes`): at most its last lines reach the
         // log (it held the watcher for a minute and took 1.5 GB before).
@@ -130,6 +130,33 @@ struct HookTests {
             #expect(back.status == 0, "\(back.stderr)\n\(back.stdout)")
             #expect(back.stdout.contains("hook onRoleChange failed (exit 3"), "\(back.stdout)")
             #expect((try? String(contentsOfFile: vip, encoding: .utf8)) == "\(other) switchover \(newPrimary)\n")
+
+            // SIGTERM to a switchover while its hook runs: the hook's process group gets it
+            // too, and the command exits 143 saying so (the hook's sleep outlived it before).
+            let specText = try String(contentsOfFile: cluster.specPath, encoding: .utf8)
+            try specText
+                .replacingOccurrences(of: #"echo "$PGCLUSTER_NEW_PRIMARY $PGCLUSTER_REASON $PGCLUSTER_OLD_PRIMARY" > vip; exit 3"#, with: "echo $$ > hookpid; exec /bin/sleep 61")
+                .replacingOccurrences(of: "timeout: 1s", with: "timeout: 5min")
+                .write(toFile: cluster.specPath, atomically: true, encoding: .utf8)
+            let errPath = "\(cluster.root)/interrupted.err"
+            FileManager.default.createFile(atPath: errPath, contents: nil)
+            let switchover = Process()
+            switchover.executableURL = URL(fileURLWithPath: TestCluster.binary)
+            switchover.arguments = ["switchover", "--candidate", newPrimary, "-f", cluster.specPath]
+            switchover.currentDirectoryURL = URL(fileURLWithPath: cluster.root)
+            switchover.standardOutput = FileHandle.nullDevice
+            switchover.standardError = FileHandle(forWritingAtPath: errPath)
+            try switchover.run()
+            defer { if switchover.isRunning { kill(switchover.processIdentifier, SIGKILL) } }
+            let hookPID = await cluster.eventually(60) { FileManager.default.fileExists(atPath: "\(cluster.root)/hookpid") }
+                ? (try? String(contentsOfFile: "\(cluster.root)/hookpid", encoding: .utf8)).flatMap { pid_t($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+                : nil
+            let hook = try #require(hookPID, "the hook never ran: \((try? String(contentsOfFile: errPath, encoding: .utf8)) ?? "")")
+            kill(switchover.processIdentifier, SIGTERM)
+            #expect(await pollUntil(30) { !switchover.isRunning }, "switchover still runs 30 s after SIGTERM")
+            let stderr = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
+            #expect(switchover.terminationStatus == 143 && stderr.contains("interrupted by SIGTERM; passed on to the program it was running"), "\(switchover.terminationStatus): \(stderr)")
+            #expect(await pollUntil(30) { !LocalHost.isAlive(hook) }, "the hook (PID \(hook)) outlived the switchover")
         }
     }
 

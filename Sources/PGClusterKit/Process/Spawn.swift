@@ -28,7 +28,8 @@ public enum Spawn {
     /// Whether every child starts in a process group of its own, deadline or not. `watch`
     /// turns it on (it has no terminal whose Ctrl-C should reach its children): a step the
     /// watcher cancels then ends with everything it started (pg_basebackup's WAL streamer,
-    /// a shell's children), not only the program itself.
+    /// a shell's children), not only the program itself. The one-shot commands turn it on
+    /// with ``Interrupts/install()``, which passes a Ctrl-C on to those groups.
     public static var ownGroupForEveryChild: Bool {
         get { settingLock.withLock { everyChildOwnGroup } }
         set { settingLock.withLock { everyChildOwnGroup = newValue } }
@@ -157,6 +158,7 @@ public enum Spawn {
             if input != nil { close(inputFDs[1]) }
             return .failure(ClusterError("cannot run \(executable)\(directory.map { " in \($0)" } ?? ""): \(String(cString: strerror(spawned)))"))
         }
+        Interrupts.started(pid, ownGroup: ownGroup)
         child?.started(pid, ownGroup: ownGroup)
         if let input {
             // On a thread of its own: a child that reads its input only after writing output
@@ -213,6 +215,7 @@ public enum Spawn {
     /// reaped, the kernel may give it to another process), and reaps it: the wait status.
     private static func reap(_ pid: pid_t, child: Child?) -> Int32 {
         _ = hasEnded(pid, wait: true)
+        Interrupts.ended(pid)
         child?.ended()
         var status: Int32 = 0
         while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
@@ -320,3 +323,58 @@ public enum Spawn {
         close(fd)
     }
 }
+
+/// A command's children end with it. SIGINT, SIGTERM or SIGHUP to a one-shot command (a
+/// Ctrl-C, `kill`, a closed terminal, a supervisor's stop) used to end pgcluster alone: a
+/// `pg_basebackup` or `pgbackrest` it ran went on writing into a data folder nobody watched,
+/// and a hook's `sleep` outlived it. With ``install()`` every child starts in a process
+/// group of its own (a terminal's Ctrl-C then reaches pgcluster only), and the signal is
+/// passed on to each running child's group before the command exits with 128 + the signal.
+/// A postmaster that `pg_ctl` started is in a session of its own and runs on, as it should.
+/// `watch` does not use it: it stops between steps on SIGTERM and SIGINT.
+public enum Interrupts {
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var running: [pid_t: Bool] = [:]
+    /// The signal being passed on, once one came: a child spawned after it gets it at once.
+    nonisolated(unsafe) private static var ending: Int32 = 0
+    nonisolated(unsafe) private static var sources: [any DispatchSourceSignal] = []
+
+    public static func install() {
+        Spawn.ownGroupForEveryChild = true
+        for signal in [SIGINT, SIGTERM, SIGHUP] {
+            Glibc.signal(signal, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: signal, queue: .global())
+            source.setEventHandler { end(by: signal) }
+            source.resume()
+            lock.withLock { sources.append(source) }
+        }
+    }
+
+    static func started(_ pid: pid_t, ownGroup: Bool) {
+        lock.withLock {
+            running[pid] = ownGroup
+            if ending != 0 { pass(ending, to: pid, ownGroup: ownGroup) }
+        }
+    }
+
+    /// Before the child is reaped: from then on its PID may be another process's.
+    static func ended(_ pid: pid_t) { lock.withLock { running[pid] = nil } }
+
+    private static func pass(_ signal: Int32, to pid: pid_t, ownGroup: Bool) {
+        if ownGroup { kill(-pid, signal) }
+        kill(pid, signal)
+    }
+
+    private static func end(by signal: Int32) {
+        let children = lock.withLock {
+            ending = signal
+            for (pid, ownGroup) in running { pass(signal, to: pid, ownGroup: ownGroup) }
+            return running.count
+        }
+        let name = [SIGINT: "SIGINT", SIGTERM: "SIGTERM", SIGHUP: "SIGHUP"][signal] ?? "signal \(signal)"
+        let line = "pgcluster: interrupted by \(name)" + (children == 0 ? "" : "; passed on to the \(children == 1 ? "program" : "\(children) programs") it was running") + "\n"
+        _ = line.withCString { write(2, $0, strlen($0)) }
+        _exit(128 + signal)
+    }
+}
+

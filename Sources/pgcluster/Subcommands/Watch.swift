@@ -48,7 +48,7 @@ extension PGCluster {
             // No terminal's Ctrl-C to share with its children: each gets a process group of its
             // own, so a step the watcher cancels ends with all it started.
             Spawn.ownGroupForEveryChild = true
-            try await execute {
+            try await execute(passesOnInterrupts: false) {
                 let spec = try options.load()
                 let credentials = try ClusterAccess.credentials(spec)
                 let control = try ClusterAccess.control(spec, options)
