@@ -16,7 +16,8 @@
 # new files (measured: 7 copies of a data folder 3.1 s a few seconds after a removal, 0.26 s
 # with none recent), a cost of the bench's clean-up, not of init. For the same reason the
 # bench first writes out what is dirty and waits a minute, so that the first size does not
-# pay for the removals of whatever ran before it.
+# pay for the removals of whatever ran before it (SETTLE=SECONDS shortens that wait for a
+# quick look; the README's figures use the minute).
 # Goals (issue 24): init 1+8 <= 2 x init 1+2; failover flat within 1.5 x from 1+2 to 1+8.
 #
 # Usage: scripts/bench-scale.sh     (env: RUNS=3, SIZES="2 4 8", PGCLUSTER=.build/release/pgcluster)
@@ -44,7 +45,7 @@ timed() {
 
 say "bench-scale: init and failover with 2, 4 and 8 standbys (ANY 1, TLS on), $RUNS runs each"
 machine_line
-say "settling: sync, then 65 s without removals (ext4 without a journal, see the header)"
+say "settling: sync, then ${SETTLE:-65} s without removals (ext4 without a journal, see the header)"
 sync
 sleep "${SETTLE:-65}"
 declare -A INIT FAILOVER
