@@ -46,7 +46,7 @@ struct AppRoleTests {
             // a query (they were blocked, inherited from the runtime's thread, through execv).
             // psql replaces pgcluster in its process: the PID started is psql's.
             let errPath = "/tmp/pgc-test-\(UUID().uuidString).err"
-            FileManager.default.createFile(atPath: errPath, contents: nil)
+            _ = FileManager.default.createFile(atPath: errPath, contents: nil)
             defer { unlink(errPath) }
             let psqlProcess = Process()
             psqlProcess.executableURL = URL(fileURLWithPath: TestCluster.binary)

@@ -20,8 +20,8 @@ extension ComposeTests {
         ) { cluster in
             let initResult = await cluster.pgcluster(["init"])
             try #require(initResult.status == 0, "init: \(initResult.stderr)")
-            try cluster.sql("node0", "CREATE TABLE kept (id int PRIMARY KEY)")
-            try cluster.sql("node0", "INSERT INTO kept VALUES (1)")
+            _ = try cluster.sql("node0", "CREATE TABLE kept (id int PRIMARY KEY)")
+            _ = try cluster.sql("node0", "INSERT INTO kept VALUES (1)")
             let log = "\(cluster.root)/watch.log"
             let watcher = try spawnDetached(
                 [TestCluster.binary, "watch", "-f", cluster.specPath], output: log, environment: ["DOCKER_HOST": ComposeEngine.host])

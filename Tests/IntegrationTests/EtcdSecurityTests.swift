@@ -121,7 +121,7 @@ struct EtcdSecurityTests {
 
             // A token etcd no longer knows: authenticated again, once, and the call goes through.
             store.client.replaceToken(with: "expired.token.1")
-            try await store.updateState { _ in ClusterState(primary: "db_0", synchronous: .init(.async)) }
+            _ = try await store.updateState { _ in ClusterState(primary: "db_0", synchronous: .init(.async)) }
             #expect(try await store.loadState()?.primary == "db_0")
             try await store.removeAll()
 

@@ -106,4 +106,20 @@ struct DeadlineTests {
         #expect(outcome.status == 3)
         #expect(outcome.output == "hello\n")
     }
+
+    @Test(
+        "a program that leaves a daemon holding its output has ended when it exits, with and without a deadline",
+        .timeLimit(.minutes(1)), arguments: [10.0, nil])
+    func daemonKeepsOutput(timeout: Double?) throws {
+        // The shell starts a sleep that keeps stdout open, prints its PID and exits 0: the
+        // run was held until the deadline (then "did not end") or, without one, the sleep's
+        // end ten minutes later (past the time limit).
+        let outcome = try Spawn.run(
+            ["/bin/sh", "-c", "sleep 600 & echo $!; exit 0"], environment: [], stdout: .pipe, stderr: .pipe, timeout: timeout
+        ).get()
+        let daemon = pid_t(outcome.output.trimmingCharacters(in: .whitespacesAndNewlines))
+        if let daemon { kill(daemon, SIGKILL) }
+        #expect(outcome.status == 0, "\(outcome.output)")
+        #expect(daemon != nil, "\(outcome.output)")
+    }
 }

@@ -24,6 +24,10 @@ public struct Failover: Sendable {
     /// cost another round of connections on the critical path. Ignored unless it covers
     /// exactly the spec's nodes.
     public var observed: [NodeObservation]?
+    /// Where the hooks go instead of running here (the watcher's ``HookQueue``: its loop
+    /// does not wait for a hook); nil: run before `run()` returns, their failures in the
+    /// report's warnings.
+    public var hooksElsewhere: (@Sendable (RoleChange) -> Void)?
 
     public init(
         spec: ClusterSpec, credentials: Credentials, control: (any ServerControl)?, request: FailoverDecision.Request,

@@ -104,6 +104,40 @@ extension Failover {
         let event = RoleChange(
             cluster: spec.name, newPrimary: result.candidate, oldPrimary: result.oldPrimary, timeline: result.timeline,
             reason: .failover, by: by)
+        if let hooksElsewhere {
+            hooksElsewhere(event)
+            return
+        }
         result.warnings += await Hooks.run(event, spec: spec)
+    }
+}
+
+/// The watcher's hooks, one after another in the order of the role changes, beside its
+/// loop: a hook may take up to its timeout (a VIP moved over ssh, a pager), and meanwhile
+/// the loop goes on probing, serving the health endpoints and failing over again if need be.
+/// What failed is logged through `report`. ``drain()`` waits for the queue (a watcher that
+/// stops lets its last hooks end first).
+public final class HookQueue: @unchecked Sendable {
+    private let lock = NSLock()
+    private var last: Task<Void, Never>?
+    private let report: @Sendable ([String]) -> Void
+
+    public init(report: @escaping @Sendable ([String]) -> Void) { self.report = report }
+
+    /// Runs `event`'s hooks after those queued before it.
+    public func add(_ event: RoleChange, spec: ClusterSpec) {
+        let report = report
+        lock.withLock {
+            let previous = last
+            last = Task {
+                await previous?.value
+                report(await Hooks.run(event, spec: spec))
+            }
+        }
+    }
+
+    public func drain() async {
+        let pending = lock.withLock { last }
+        await pending?.value
     }
 }

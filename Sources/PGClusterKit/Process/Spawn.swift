@@ -171,7 +171,7 @@ public enum Spawn {
         var output = [UInt8]()
         var expired = false
         if usesPipe {
-            expired = !readAll(fds[0], into: &output, until: deadline)
+            expired = !readAll(fds[0], of: pid, into: &output, until: deadline)
             close(fds[0])
         }
         if let deadline, !expired {
@@ -271,30 +271,46 @@ public enum Spawn {
     static let outputLimit = 8 << 20
 
     /// Reads `fd` to its end into `output` (at most ``outputLimit`` bytes kept); false when
-    /// `deadline` passed first.
-    private static func readAll(_ fd: Int32, into output: inout [UInt8], until deadline: Date?) -> Bool {
+    /// `deadline` passed first. The end is EOF, or `pid` ending: then what is in the pipe is
+    /// read and the rest left. A program that starts a daemon which keeps its stdout (a hook
+    /// with `pgbouncer &`) has ended when it exits, not when the daemon does: it was held to
+    /// its deadline and reported as hung.
+    private static func readAll(_ fd: Int32, of pid: pid_t, into output: inout [UInt8], until deadline: Date?) -> Bool {
         var dropped = 0
         defer {
             if dropped > 0 { output.append(contentsOf: Array("\n[\(dropped) more bytes of output not kept]\n".utf8)) }
         }
         var buffer = [UInt8](repeating: 0, count: 65536)
+        // Once the child ended: what is left to read at most (a pipe holds 64 kB; a daemon
+        // that goes on writing is not waited for).
+        var drainLeft: Int?
         while true {
-            if let deadline {
-                let left = deadline.timeIntervalSinceNow
-                if left <= 0 { return false }
+            let left = deadline?.timeIntervalSinceNow ?? .infinity
+            if left <= 0 { return false }
+            if drainLeft == nil && hasEnded(pid, wait: false) {
+                // What it wrote before it exited is in the pipe: read without waiting.
+                drainLeft = 1 << 20
+                _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+            }
+            if drainLeft == nil {
+                // A look at the child every 100 ms while nothing comes.
                 var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-                let ready = poll(&poller, 1, Int32(min(left * 1000, 60_000).rounded(.up)))
-                if ready < 0 && errno == EINTR { continue }
-                if ready == 0 { continue }
+                let ready = poll(&poller, 1, Int32(min(left * 1000, 100).rounded(.up)))
+                if ready <= 0 { continue }
             }
             let count = read(fd, &buffer, buffer.count)
             if count > 0 {
                 let room = max(0, outputLimit - output.count)
                 output.append(contentsOf: buffer[0..<min(count, room)])
                 dropped += count - min(count, room)
+                if let budget = drainLeft {
+                    if budget <= count { return true }
+                    drainLeft = budget - count
+                }
             } else if count < 0 && errno == EINTR {
                 continue
             } else {
+                // EOF, or (the child ended) nothing more waiting in the pipe.
                 return true
             }
         }

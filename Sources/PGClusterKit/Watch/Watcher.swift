@@ -28,6 +28,8 @@ public struct Watcher: Service {
     public var notifier = SystemdNotifier()
     /// What was last said about the spec against the recorded members.
     let membership = LastSaid()
+    /// The hooks of its failovers, run beside the loop (a hook's timeout never holds a tick).
+    let hooks: HookQueue
 
     /// - Parameter reload: reads the spec file again and builds its backend and credentials;
     ///   nil: the spec is never reloaded.
@@ -38,6 +40,9 @@ public struct Watcher: Service {
         let world = SpecReloader.World(control: control, credentials: credentials)
         reloader = SpecReloader(world, reloads: reload != nil) { () throws(ClusterError) in try reload?() ?? world }
         self.logger = logger
+        hooks = HookQueue { [logger] warnings in
+            for warning in warnings { logger.event("warning", warning, level: .warning) }
+        }
         store = Stores.of(control.spec)
         id = "\(ProcessInfo.processInfo.hostName):\(getpid())"
         leadership = store.leadership(id: id, ttl: control.spec.watch.leaseTTL)
@@ -102,10 +107,12 @@ public struct Watcher: Service {
                 // again at once: the next step may follow (fence, then failover).
                 let pause = settings.interval - (elapsed() - began)
                 if !acted, pause > 0 {
-                    try? await cancelWhenGracefulShutdown { await wake.sleep(pause) }
+                    await cancelWhenGracefulShutdown { await wake.sleep(pause) }
                 }
             }
         }
+        // The last failover's hooks end first (each within hooks.timeout).
+        await hooks.drain()
         notifier.stopping()
         await leadership.resign()
         logger.event("stop", "stopped between steps on SIGTERM or SIGINT")
@@ -309,6 +316,8 @@ public struct Watcher: Service {
                 let logger = logger
                 failover.onPromoted = { name in logger.event("promoted", node: name, "\(name) accepts writes") }
                 failover.observed = input.nodes.map(\.observation)
+                let (hooks, hookSpec) = (self.hooks, spec)
+                failover.hooksElsewhere = { event in hooks.add(event, spec: hookSpec) }
                 let result = try await failover.run()
                 memory.primaryLostSince = nil
                 memory.primaryLastAnswered = nil
