@@ -105,6 +105,11 @@ struct RestoreChoiceTests {
         // 000000030000000000000009: segment 9 of log 0 ends at 0/A000000.
         #expect(catalog.archiveEnd == LSN("0/A000000"))
         #expect(catalog.text.contains("20261205-172119F  full  2026-12-05 17:21:19  2026-12-05 17:21:23  21.9 MB  4.3 MB"))
+        // `backups --json`: the system id as a string (19 digits lose their last ones as a
+        // JSON number in jq 1.6 or JavaScript), and read back exactly.
+        let json = String(decoding: try JSONEncoder().encode(catalog), as: UTF8.self)
+        #expect(json.contains(#""systemId":"7444444444444444444""#), "\(json)")
+        #expect(try JSONDecoder().decode(BackupCatalog.self, from: Data(json.utf8)) == catalog)
 
         let missing = try BackupCatalog.parse(
             #"[{"archive":[],"backup":[],"name":"bksrc","status":{"code":1,"message":"missing stanza path"}}]"#, stanza: "bksrc")

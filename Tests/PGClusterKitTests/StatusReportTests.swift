@@ -41,6 +41,17 @@ struct StatusReportTests {
         try #require(report.nodes.first { $0.name == name })
     }
 
+    @Test("a standby just restarted reports a received position below its replay (its WAL receiver's start): received is at least what it replayed")
+    func restartedStandby() throws {
+        var observations = Self.healthy()
+        observations[1] = Obs.standby("db_1", replay: "0/30001B8", received: "0/3000000", timeline: 2, port: 15433, upstream: Self.fromPrimary)
+        let report = StatusReport.make(spec: try Self.spec(), observations: observations)
+        #expect(try Self.node(report, "db_1").receiveLsn == "0/30001B8")
+        #expect(try Self.node(report, "db_1").replayLsn == "0/30001B8")
+        // Never received anything (no WAL receiver yet): nothing is made up.
+        #expect(try Self.node(report, "db_2").receiveLsn == nil)
+    }
+
     @Test("a healthy cluster: no problems, and every field read from the servers")
     func healthyCluster() throws {
         let report = StatusReport.make(spec: try Self.spec(), observations: Self.healthy())

@@ -164,7 +164,10 @@ public struct StatusReport: Sendable, Encodable {
             }
             node.timeline = observation.timeline
             node.pendingRestart = observation.pendingRestart
-            node.receiveLsn = observation.receiveLsn?.description
+            // What a standby replayed it received: after its restart PostgreSQL reports the
+            // position its WAL receiver started from (a segment's start), below the replay.
+            node.receiveLsn = [observation.receiveLsn, observation.receiveLsn == nil ? nil : observation.replayLsn]
+                .compactMap { $0 }.max()?.description
             node.replayLsn = observation.replayLsn?.description
             if observation.isPrimary {
                 node.role = "primary"

@@ -24,6 +24,52 @@ public struct BackupCatalog: Sendable, Equatable, Codable {
         return LSN((log << 32) + (segment + 1) * 16 * 1024 * 1024)
     }
 
+    public init(
+        stanza: String, statusCode: Int, statusMessage: String, backups: [BackupEntry], walMin: String? = nil,
+        walMax: String? = nil, systemId: UInt64? = nil
+    ) {
+        self.stanza = stanza
+        self.statusCode = statusCode
+        self.statusMessage = statusMessage
+        self.backups = backups
+        self.walMin = walMin
+        self.walMax = walMax
+        self.systemId = systemId
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case stanza, statusCode, statusMessage, backups, walMin, walMax, systemId
+    }
+
+    /// `systemId` goes out as a string, as `database_system_identifier` in Patroni: its 19
+    /// digits are past what a JSON number keeps exactly in most readers (2^53: jq 1.6,
+    /// JavaScript). Read back from a string or a number.
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(stanza, forKey: .stanza)
+        try c.encode(statusCode, forKey: .statusCode)
+        try c.encode(statusMessage, forKey: .statusMessage)
+        try c.encode(backups, forKey: .backups)
+        try c.encodeIfPresent(walMin, forKey: .walMin)
+        try c.encodeIfPresent(walMax, forKey: .walMax)
+        try c.encodeIfPresent(systemId.map(String.init), forKey: .systemId)
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        stanza = try c.decode(String.self, forKey: .stanza)
+        statusCode = try c.decode(Int.self, forKey: .statusCode)
+        statusMessage = try c.decode(String.self, forKey: .statusMessage)
+        backups = try c.decode([BackupEntry].self, forKey: .backups)
+        walMin = try c.decodeIfPresent(String.self, forKey: .walMin)
+        walMax = try c.decodeIfPresent(String.self, forKey: .walMax)
+        if let text = try? c.decodeIfPresent(String.self, forKey: .systemId) {
+            systemId = UInt64(text)
+        } else {
+            systemId = try c.decodeIfPresent(UInt64.self, forKey: .systemId)
+        }
+    }
+
     /// The stanza was never created (no `pgcluster backup` yet).
     public var stanzaMissing: Bool { statusCode == 1 }
 
