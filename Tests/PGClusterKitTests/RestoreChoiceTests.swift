@@ -101,7 +101,7 @@ struct RestoreChoiceTests {
         #expect(backup.size == 22_960_956 && backup.repositorySize == 4_508_918)
         #expect(backup.lsnStop == LSN("0/6000050") && backup.walStart == "000000010000000000000005")
         #expect(backup.stop == 1_796_491_283)
-        #expect(backup.timeline == 1 && catalog.systemId == 7_444_444_444_444_444_444)
+        #expect(backup.timeline == 1 && catalog.systemId == SystemIdentifier(7_444_444_444_444_444_444))
         // 000000030000000000000009: segment 9 of log 0 ends at 0/A000000.
         #expect(catalog.archiveEnd == LSN("0/A000000"))
         #expect(catalog.text.contains("20261205-172119F  full  2026-12-05 17:21:19  2026-12-05 17:21:23  21.9 MB  4.3 MB"))

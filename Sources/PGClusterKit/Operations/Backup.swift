@@ -308,7 +308,7 @@ public struct BackupRepository: Sendable {
         guard let stanzaSystem = catalog.systemId else { return nil }
         let ops = ServerOps(spec: spec, credentials: credentials, templates: cluster.renderer.templates)
         guard let result = try? await ops.execute(primary, ["SELECT system_identifier FROM pg_control_system()"]),
-            let text = result.rows.first?.first.flatMap({ $0 }), let system = UInt64(text), system != stanzaSystem
+            let text = result.rows.first?.first.flatMap({ $0 }), let system = UInt64(text), system != stanzaSystem.value
         else { return nil }
         return ClusterError(
             "the repository's stanza \(catalog.stanza) (\(place)) belongs to another database system "

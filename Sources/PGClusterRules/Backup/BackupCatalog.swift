@@ -13,7 +13,7 @@ public struct BackupCatalog: Sendable, Equatable, Codable {
     public var walMax: String?
     /// The database system the stanza was made for (`pg_control_system()`'s
     /// system_identifier; the newest of the stanza's databases); nil when unknown.
-    public var systemId: UInt64?
+    public var systemId: SystemIdentifier?
 
     /// Where the newest archived WAL file ends (16 MB segments, as pgcluster's initdb makes
     /// them): no WAL position past it can be replayed from the archive.
@@ -22,52 +22,6 @@ public struct BackupCatalog: Sendable, Equatable, Codable {
             let segment = UInt64(walMax.suffix(8), radix: 16)
         else { return nil }
         return LSN((log << 32) + (segment + 1) * 16 * 1024 * 1024)
-    }
-
-    public init(
-        stanza: String, statusCode: Int, statusMessage: String, backups: [BackupEntry], walMin: String? = nil,
-        walMax: String? = nil, systemId: UInt64? = nil
-    ) {
-        self.stanza = stanza
-        self.statusCode = statusCode
-        self.statusMessage = statusMessage
-        self.backups = backups
-        self.walMin = walMin
-        self.walMax = walMax
-        self.systemId = systemId
-    }
-
-    enum CodingKeys: String, CodingKey {
-        case stanza, statusCode, statusMessage, backups, walMin, walMax, systemId
-    }
-
-    /// `systemId` goes out as a string, as `database_system_identifier` in Patroni: its 19
-    /// digits are past what a JSON number keeps exactly in most readers (2^53: jq 1.6,
-    /// JavaScript). Read back from a string or a number.
-    public func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(stanza, forKey: .stanza)
-        try c.encode(statusCode, forKey: .statusCode)
-        try c.encode(statusMessage, forKey: .statusMessage)
-        try c.encode(backups, forKey: .backups)
-        try c.encodeIfPresent(walMin, forKey: .walMin)
-        try c.encodeIfPresent(walMax, forKey: .walMax)
-        try c.encodeIfPresent(systemId.map(String.init), forKey: .systemId)
-    }
-
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        stanza = try c.decode(String.self, forKey: .stanza)
-        statusCode = try c.decode(Int.self, forKey: .statusCode)
-        statusMessage = try c.decode(String.self, forKey: .statusMessage)
-        backups = try c.decode([BackupEntry].self, forKey: .backups)
-        walMin = try c.decodeIfPresent(String.self, forKey: .walMin)
-        walMax = try c.decodeIfPresent(String.self, forKey: .walMax)
-        if let text = try? c.decodeIfPresent(String.self, forKey: .systemId) {
-            systemId = UInt64(text)
-        } else {
-            systemId = try c.decodeIfPresent(UInt64.self, forKey: .systemId)
-        }
     }
 
     /// The stanza was never created (no `pgcluster backup` yet).
@@ -95,7 +49,8 @@ public struct BackupCatalog: Sendable, Equatable, Codable {
         let archive = info.archive?.last
         return BackupCatalog(
             stanza: info.name, statusCode: info.status.code, statusMessage: info.status.message, backups: backups,
-            walMin: archive?.min, walMax: archive?.max, systemId: info.db?.max { $0.id < $1.id }?.systemId)
+            walMin: archive?.min, walMax: archive?.max,
+            systemId: info.db?.max { $0.id < $1.id }?.systemId.map(SystemIdentifier.init))
     }
 
     // The parts of pgBackRest's JSON that pgcluster reads.
@@ -192,4 +147,29 @@ public struct BackupEntry: Sendable, Equatable, Codable {
         self.reference = reference
         self.error = error
     }
+}
+
+/// A database system identifier (`pg_control_system()`'s system_identifier). In JSON a
+/// string, as Patroni's `database_system_identifier`: its 19 digits are past what a JSON
+/// number keeps exactly in most readers (2^53: jq 1.6, JavaScript). Read from either.
+public struct SystemIdentifier: Sendable, Equatable, Codable, CustomStringConvertible {
+    public var value: UInt64
+
+    public init(_ value: UInt64) { self.value = value }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if let text = try? container.decode(String.self), let value = UInt64(text) {
+            self.value = value
+        } else {
+            value = try container.decode(UInt64.self)
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(String(value))
+    }
+
+    public var description: String { String(value) }
 }
