@@ -124,6 +124,23 @@ struct ApplyTests {
             let nodes = ["node0", "node1", "node2"]
 
             let started = try cluster.startTimes(nodes)
+            // A name PostgreSQL does not know, or a value it refuses: refused with its words
+            // (exit 65) before any file is written. Written, the server stopped reloading and
+            // could not start again.
+            let good = try String(contentsOfFile: cluster.specPath, encoding: .utf8)
+            for (bad, said) in [
+                ("not_a_setting: 1", #"unrecognized configuration parameter "not_a_setting""#),
+                ("work_mem: banana", #"invalid value for parameter "work_mem": "banana""#),
+            ] {
+                try cluster.editSpec { $0.replacingOccurrences(of: "max_wal_size: 256MB", with: "max_wal_size: 256MB\n    \(bad)") }
+                let refused = await cluster.run(["apply"])
+                #expect(refused.status == 65 && refused.stderr.contains(said), "\(refused.status): \(refused.stderr)")
+                for node in nodes {
+                    let conf = try String(contentsOfFile: "\(cluster.dataRoot)/\(node)/data/postgresql.conf", encoding: .utf8)
+                    #expect(!conf.contains(bad.split(separator: ":")[0] + " ="), "\(node)'s postgresql.conf took \(bad)")
+                }
+                try good.write(toFile: cluster.specPath, atomically: true, encoding: .utf8)
+            }
             try cluster.editSpec { $0.replacingOccurrences(of: "max_wal_size: 256MB", with: "max_wal_size: 256MB\n    work_mem: 24MB") }
             let reload = await cluster.run(["apply"])
             #expect(reload.status == 0, "apply: \(reload.stderr)\n\(reload.stdout)")

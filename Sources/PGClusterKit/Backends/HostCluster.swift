@@ -120,6 +120,25 @@ public struct HostCluster: Sendable {
             [binary(program)] + arguments, environment: environment, input: input, progress: progress, what: what)
     }
 
+    /// Whether PostgreSQL takes the spec's `postgres.parameters`, names and values, on the
+    /// node's data folder: `postgres -C NAME` with each as `-c name=value` reads the
+    /// configuration with them and exits, beside a running server or without one. A typo
+    /// (`not_a_setting`) or a value PostgreSQL refuses (`work_mem: banana`) is refused here
+    /// with PostgreSQL's own words, before a configuration file is written: written, it left
+    /// a server that no longer reloaded and could not start again.
+    public func checkParameters(_ node: NodeSpec) async throws(ClusterError) {
+        let parameters = spec.postgres.parameters
+        guard let first = parameters.first else { return }
+        let arguments = ["-D", layout.dataDir(node.name), "-C", first.name] + parameters.flatMap { ["-c", "\($0.name)=\($0.value)"] }
+        let result = try await host(node).run([binary("postgres")] + arguments)
+        guard !result.succeeded else { return }
+        let lines = result.output.split(separator: "\n").map(String.init)
+        let fatal = lines.compactMap { line in line.range(of: "FATAL:").map { line[$0.upperBound...].trimmingCharacters(in: .whitespaces) } }
+        throw ClusterError(
+            "postgres.parameters: \(fatal.first ?? lines.last ?? "postgres -C exited \(result.status)") (PostgreSQL \(spec.postgres.version) on \(node.name))",
+            exitCode: .badSpec, details: ["nothing was changed: correct the spec and run again"])
+    }
+
     // MARK: Processes
 
     /// The postmaster's PID when one runs for this node's data directory.

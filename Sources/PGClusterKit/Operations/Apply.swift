@@ -79,6 +79,10 @@ public struct Apply: Sendable {
         let settings = await parallelResults(answering) { node throws(ClusterError) in
             try await self.liveSettings(node)
         }
+        // The parameters as PostgreSQL reads them, on a node that answers, before any plan.
+        if let checked = answering.first(where: { spec.node(named: $0.name) != nil }), let hosts {
+            try await hosts.checkParameters(checked)
+        }
         var facts = ApplyFacts(observations: observations, recorded: recorded)
         try facts.render(spec)
         for (node, result) in settings {

@@ -171,6 +171,13 @@ public struct ClusterInit: Sendable {
                 "--no-instructions",
             ],
             input: Data((credentials.superuser.password + "\n").utf8), what: "\(primary.name): initdb")
+        do throws(ClusterError) {
+            try await cluster.checkParameters(primary)
+        } catch {
+            // Nothing but initdb's fresh folder was made: it goes, so that `init` runs again as is.
+            try? await cluster.host(primary).remove([layout.dataDir(primary.name)])
+            throw error
+        }
         try await cluster.placeConfig(primary, following: nil)
         Console.progress("[\(primary.name)] starting the primary")
         try await cluster.start(primary)
