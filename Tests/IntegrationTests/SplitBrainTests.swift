@@ -278,7 +278,7 @@ struct SplitBrainTests {
         }
     }
 
-    @Test("a candidate whose replay is paused is resumed; a delayed standby is not chosen unless named")
+    @Test("a candidate whose replay is paused is resumed; a delayed standby is not chosen unless named; a paused follower is resumed and follows")
     func pausedAndDelayedReplay() async throws {
         try await withCluster(name: "sb-pause", basePort: 21450, synchronous: "{mode: any, count: 1}") { cluster in
             try await cluster.initCluster()
@@ -305,6 +305,18 @@ struct SplitBrainTests {
             #expect(try cluster.sql("node2", "SELECT count(*) FROM t").scalar == "500")
             #expect(cluster.primaries() == ["node2"])
             #expect(await cluster.eventually { try cluster.upstreamPort(of: "node1") == cluster.port("node2") })
+
+            // A follower whose replay is paused is resumed too, said, and follows the new
+            // primary onto its timeline: it needed no rejoin (it was left "needs rejoin").
+            #expect(await cluster.run(["rejoin", "node0"]).status == 0)
+            try cluster.sql("node1", "SELECT pg_wal_replay_pause()")
+            try cluster.sql("node2", "INSERT INTO t SELECT generate_series(501, 600)")
+            let back = await cluster.run(["switchover", "--candidate", "node0"])
+            #expect(back.status == 0, "\(back.stderr)\n\(back.stdout)")
+            #expect(back.stderr.contains("[node1] WAL replay was paused"), "\(back.stderr)")
+            #expect(!back.stdout.contains("needs rejoin"), "\(back.stdout)")
+            #expect(await cluster.eventually(30) { try cluster.upstreamPort(of: "node1") == cluster.port("node0") })
+            #expect(await cluster.eventually(30) { try cluster.sql("node1", "SELECT count(*) FROM t").scalar == "600" })
         }
     }
 

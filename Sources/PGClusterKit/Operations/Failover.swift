@@ -172,6 +172,7 @@ public struct Failover: Sendable {
             followers = plan.rePoint.compactMap(spec.node(named:))
             let chosen = observations.first { $0.node.name == candidate.name }!
             try await ops.prepareReplay(chosen)
+            await ops.resumeReplay(observations.filter { followers.contains($0.node) }, toFollow: candidate)
             try await ops.waitForReplay(candidate)
             timer.lap("\(candidate.name) replays all it received")
             // The synchronous names go in before the promotion, so that not one commit on the

@@ -187,6 +187,18 @@ public struct ServerOps: Sendable {
         }
     }
 
+    /// The standbys that will follow `primary` whose replay is paused: resumed (and said),
+    /// at once. A paused standby cannot switch to the new timeline: it was left "needs
+    /// rejoin", and a watcher would rewind it, where a resume was all it needed. Best effort:
+    /// one that cannot be resumed shows as not following.
+    public func resumeReplay(_ standbys: [NodeObservation], toFollow primary: NodeSpec) async {
+        let paused = standbys.filter { $0.replayPause != nil && $0.node != primary }
+        _ = await parallel(paused.map(\.node)) { node throws(ClusterError) in
+            Console.progress("[\(node.name)] WAL replay was paused (pg_wal_replay_pause): resuming it, to follow \(primary.name) onto its new timeline")
+            try await execute(node, ["SELECT pg_wal_replay_resume()"], timeout: 5)
+        }
+    }
+
     /// Waits until the standby has replayed everything it received, saying every 2 s how much
     /// is left; a replay paused meanwhile is resumed (and said).
     public func waitForReplay(_ node: NodeSpec, timeout: Double = 60) async throws(ClusterError) {
