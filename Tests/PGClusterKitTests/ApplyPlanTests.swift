@@ -357,5 +357,10 @@ struct ApplyPlanTests {
         }
         #expect(rename?.exitCode == .refused)
         #expect(rename?.message.contains("node9 is new") == true && rename?.message.contains("node2's address") == true, "\(rename?.message ?? "")")
+        // As it is live: node9's probe reaches node2's server at that address, which answers.
+        let answered = #expect(throws: ClusterError.self) {
+            try Self.make(renamed, Self.observations(extra: ["node9"]), recorded: Self.recorded(Self.three))
+        }
+        #expect(answered?.message.contains("apply does not rename a node") == true, "\(answered?.message ?? "")")
     }
 }

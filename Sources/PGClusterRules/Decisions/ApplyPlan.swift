@@ -182,7 +182,9 @@ public struct ApplyPlan: Sendable, Equatable {
                         "put its address back; to move it, add a node at the new address (apply), switch over to it if \(node.name) is the primary, then remove \(node.name) (apply)"
                     ])
             }
-            if !memberNames.contains(node.name),
+            // (Not by whether it answers: at the old node's address, the old node's server
+            // answers to the new name.)
+            if !recorded.contains(where: { $0.name == node.name }),
                 let other = recorded.first(where: { $0.name != node.name && $0.host == node.host && $0.port == node.port && specNames.contains($0.name) == false })
             {
                 throw ClusterError(
