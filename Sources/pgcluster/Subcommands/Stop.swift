@@ -34,6 +34,17 @@ extension PGCluster {
                     lines.append("\(node.name) stopped")
                     if !json { Console.out("\(node.name) stopped") }
                 }
+                // Standbys stopped under a synchronous mode can leave the primary short of its
+                // quorum: every commit then waits. Said, with the way back (the stop is done).
+                if !nodes.isEmpty, let credentials = try? ClusterAccess.credentials(spec) {
+                    let stopped = lines.compactMap { $0.hasSuffix(" stopped") ? String($0.dropLast(" stopped".count)) : nil }
+                    let observations = await Observer(credentials: credentials).observeAll(spec.nodes)
+                    for problem in StatusReport.make(spec: spec, observations: observations).problems where problem.contains(" WAIT: ") {
+                        Console.warn(
+                            problem + "; start " + (stopped.isEmpty ? "a standby" : stopped.joined(separator: ", "))
+                                + " again (pgcluster start), or lower the mode (pgcluster quorum)")
+                    }
+                }
                 if json { Console.out(try JSONOutput.encode(NodeLines(lines: lines))) }
             }
         }
