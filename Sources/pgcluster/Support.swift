@@ -40,6 +40,8 @@ enum JSONOutput {
     static func encode<T: Encodable>(_ value: T) throws(ClusterError) -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        // Times as ISO 8601, as history writes them (Foundation's default is seconds since 2001).
+        encoder.dateEncodingStrategy = .iso8601
         do {
             return String(decoding: try encoder.encode(value), as: UTF8.self)
         } catch {

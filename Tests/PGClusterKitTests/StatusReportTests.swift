@@ -50,6 +50,11 @@ struct StatusReportTests {
         #expect(try Self.node(report, "db_1").replayLsn == "0/30001B8")
         // Never received anything (no WAL receiver yet): nothing is made up.
         #expect(try Self.node(report, "db_2").receiveLsn == nil)
+        // A promoted primary still reports what it received and replayed as a standby: not shown.
+        observations[0].receiveLsn = LSN("0/2FFF000")
+        observations[0].replayLsn = LSN("0/2FFF000")
+        let promoted = try Self.node(StatusReport.make(spec: try Self.spec(), observations: observations), "db_0")
+        #expect(promoted.receiveLsn == nil && promoted.replayLsn == nil && promoted.lsn == "0/3000100")
     }
 
     @Test("a healthy cluster: no problems, and every field read from the servers")

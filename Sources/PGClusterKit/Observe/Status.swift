@@ -164,11 +164,15 @@ public struct StatusReport: Sendable, Encodable {
             }
             node.timeline = observation.timeline
             node.pendingRestart = observation.pendingRestart
-            // What a standby replayed it received: after its restart PostgreSQL reports the
-            // position its WAL receiver started from (a segment's start), below the replay.
-            node.receiveLsn = [observation.receiveLsn, observation.receiveLsn == nil ? nil : observation.replayLsn]
-                .compactMap { $0 }.max()?.description
-            node.replayLsn = observation.replayLsn?.description
+            // A standby's positions only: a promoted primary keeps reporting the last ones it
+            // received and replayed as a standby. What a standby replayed it received: after
+            // its restart PostgreSQL reports the position its WAL receiver started from (a
+            // segment's start), below the replay.
+            if !observation.isPrimary {
+                node.receiveLsn = [observation.receiveLsn, observation.receiveLsn == nil ? nil : observation.replayLsn]
+                    .compactMap { $0 }.max()?.description
+                node.replayLsn = observation.replayLsn?.description
+            }
             if observation.isPrimary {
                 node.role = "primary"
                 node.lsn = observation.currentLsn?.description

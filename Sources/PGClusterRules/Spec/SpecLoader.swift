@@ -212,7 +212,7 @@ private struct Reader {
     mutating func name(_ node: Node?, _ path: String, default value: String? = nil) -> String? {
         guard let text = string(node, path, default: value) else { return nil }
         guard text.wholeMatch(of: SpecLoader.namePattern) != nil else {
-            fail(node, path, "'\(text)' is not a valid name: use 1 to 63 of a-z, 0-9, '_' and '-', starting with a letter or digit")
+            fail(node, path, "'\(text)' is not a valid name: use 1 to 53 of a-z, 0-9, '_' and '-', starting with a letter or digit")
             return nil
         }
         return text

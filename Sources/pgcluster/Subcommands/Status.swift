@@ -24,8 +24,12 @@ extension PGCluster {
         @Flag(help: "Print one JSON object (the stable form for scripts).")
         var json = false
 
-        @Option(help: "Seconds each node may take to answer.")
+        @Option(help: "Seconds each node may take to answer (more than 0).")
         var timeout: Double = 2
+
+        func validate() throws {
+            guard timeout > 0, timeout.isFinite else { throw ValidationError("--timeout must be more than 0 seconds (got \(timeout))") }
+        }
 
         func run() async throws {
             try await execute {
