@@ -83,7 +83,11 @@ func execute(passesOnInterrupts: Bool = true, _ body: () async throws -> Void) a
     if passesOnInterrupts { Interrupts.install() }
     do {
         try await body()
+        // Its last program ended by the signal passed on, the command may finish: it is
+        // the interrupt that ends it, with 128 + the signal.
+        Interrupts.holdIfEnding()
     } catch let error as ClusterError {
+        Interrupts.holdIfEnding()
         Console.error(error)
         throw ExitCode(error.exitCode.rawValue)
     } catch let error as SpecError {

@@ -76,6 +76,10 @@ public enum Hooks {
         do {
             result = try await runner.run(command)
         } catch {
+            // Killed at its timeout (or cancelled): the last lines it printed say where it hung.
+            for line in error.details where line.hasPrefix("| ") {
+                Console.progress("[hook \(name)] \(line.dropFirst(2))")
+            }
             let kept = event.reason == .failover ? "the failover stands" : "the switchover stands"
             return "hook \(name) failed: \(error.message); \(kept)"
         }

@@ -357,7 +357,9 @@ public enum Interrupts {
 
     public static func install() {
         Spawn.ownGroupForEveryChild = true
-        for signal in [SIGINT, SIGTERM, SIGHUP] {
+        // SIGQUIT too: the Swift runtime takes it for a crash (a backtrace, and a second one
+        // ended pgcluster alone).
+        for signal in [SIGINT, SIGTERM, SIGHUP, SIGQUIT] {
             Glibc.signal(signal, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: signal, queue: .global())
             source.setEventHandler { end(by: signal) }
@@ -373,6 +375,13 @@ public enum Interrupts {
         }
     }
 
+    /// A command whose step failed because its program got the signal passed on: the
+    /// interrupt, not that failure, is what ends it (the handler exits within ``grace``).
+    public static func holdIfEnding() {
+        guard lock.withLock({ ending != 0 }) else { return }
+        while true { sleep(1) }
+    }
+
     /// Before the child is reaped: from then on its PID may be another process's.
     static func ended(_ pid: pid_t) { lock.withLock { running[pid] = nil } }
 
@@ -381,15 +390,30 @@ public enum Interrupts {
         kill(pid, signal)
     }
 
+    /// How long the programs that got the signal have to end (initdb, interrupted, removes
+    /// the folder it made) before their groups get SIGKILL: a command run again at once
+    /// must not meet them still at work.
+    static let grace: Duration = .seconds(5)
+
     private static func end(by signal: Int32) {
         let children = lock.withLock {
             ending = signal
             for (pid, ownGroup) in running { pass(signal, to: pid, ownGroup: ownGroup) }
             return running.count
         }
-        let name = [SIGINT: "SIGINT", SIGTERM: "SIGTERM", SIGHUP: "SIGHUP"][signal] ?? "signal \(signal)"
+        let name = [SIGINT: "SIGINT", SIGTERM: "SIGTERM", SIGHUP: "SIGHUP", SIGQUIT: "SIGQUIT"][signal] ?? "signal \(signal)"
         let line = "pgcluster: interrupted by \(name)" + (children == 0 ? "" : "; passed on to the \(children == 1 ? "program" : "\(children) programs") it was running") + "\n"
         _ = line.withCString { write(2, $0, strlen($0)) }
+        // Each child is reaped by the thread that ran it (``ended(_:)``): wait for that.
+        let deadline = ContinuousClock.now + grace
+        while lock.withLock({ !running.isEmpty }) && ContinuousClock.now < deadline { usleep(10_000) }
+        lock.withLock {
+            for (pid, ownGroup) in running {
+                let left = "pgcluster: \(pid) did not end within \(grace.components.seconds) s: killed with its process group\n"
+                _ = left.withCString { write(2, $0, strlen($0)) }
+                pass(SIGKILL, to: pid, ownGroup: ownGroup)
+            }
+        }
         _exit(128 + signal)
     }
 }

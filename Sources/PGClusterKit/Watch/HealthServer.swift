@@ -52,6 +52,15 @@ public struct HealthServer: Service {
         } catch where Task.isShuttingDownGracefully || Task.isCancelled {}
     }
 
+    /// The servers of one layout by port (a retry's server takes its port's place), to stop
+    /// when the layout changes.
+    final class Servers: @unchecked Sendable {
+        private let lock = NSLock()
+        private var servers: [Int: HTTPServer] = [:]
+        func add(_ server: HTTPServer, port: Int) { lock.withLock { servers[port] = server } }
+        var all: [HTTPServer] { lock.withLock { Array(servers.values) } }
+    }
+
     enum Outcome: Sendable {
         case ended
         case reloaded(ClusterSpec)
@@ -62,29 +71,46 @@ public struct HealthServer: Service {
     /// from ``HealthState``.
     func serve(_ layout: Layout, spec: ClusterSpec, strict: Bool) async throws -> ClusterSpec? {
         let metrics = WatchMetrics(spec: spec)
-        let servers: [(name: String, port: Int, server: HTTPServer)] = try layout.address.map { address in
-            try layout.nodes.enumerated().map { index, name in
-                let port = address.port(forNode: index)
-                let server = HTTPServer(
-                    address: try socketAddress(address, port: port), timeout: 5, logger: .disabled,
-                    handler: NodeHandler(node: name, state: state, metrics: metrics))
-                return (name, port, server)
-            }
-        } ?? []
+        let servers = Servers()
         let reloads = state.reloads
         let host = layout.address?.host ?? ""
         return try await withThrowingTaskGroup(of: Outcome.self) { group in
-            for (name, port, server) in servers {
+            for (index, name) in layout.nodes.enumerated() {
+                guard let address = layout.address else { break }
+                let port = address.port(forNode: index)
+                let socket = try socketAddress(address, port: port)
+                let handler = NodeHandler(node: name, state: state, metrics: metrics)
                 group.addTask {
-                    do {
-                        try await server.run()
-                    } catch is CancellationError {
-                    } catch {
-                        let failure = ClusterError(
-                            "cannot serve \(name)'s health endpoints on \(HTTPAddress(host: host, port: port)): \(error)",
-                            details: ["free the port (is another `pgcluster watch` of this spec running?), or choose another watch.http (node i answers on its port + i)"])
-                        if strict { throw failure }
-                        if !Task.isCancelled { logger?.event("http", failure.message + "; the other ports are served", level: .error) }
+                    // After a reload a port that is taken is tried again every second (said
+                    // once, and again when it is served): HAProxy's check of that node would
+                    // otherwise fail until the next reload or restart.
+                    var said = false
+                    while !Task.isCancelled {
+                        let server = HTTPServer(address: socket, timeout: 5, logger: .disabled, handler: handler)
+                        servers.add(server, port: port)
+                        do {
+                            if said {
+                                Task {
+                                    try? await server.waitUntilListening(timeout: 5)
+                                    if await server.isListening {
+                                        logger?.event("http", "\(name)'s health endpoints served on \(HTTPAddress(host: host, port: port)) again")
+                                    }
+                                }
+                            }
+                            try await server.run()
+                        } catch is CancellationError {
+                        } catch {
+                            let failure = ClusterError(
+                                "cannot serve \(name)'s health endpoints on \(HTTPAddress(host: host, port: port)): \(error)",
+                                details: ["free the port (is another `pgcluster watch` of this spec running?), or choose another watch.http (node i answers on its port + i)"])
+                            if strict { throw failure }
+                            if Task.isCancelled { break }
+                            if !said { logger?.event("http", failure.message + "; the other ports are served, this one is tried every second", level: .error) }
+                            said = true
+                            try? await Task.sleep(for: .seconds(1))
+                            continue
+                        }
+                        break
                     }
                     return .ended
                 }
@@ -100,7 +126,7 @@ public struct HealthServer: Service {
                 // The listening sockets closed before the new order binds the same ports
                 // (cancelled first: a server stopped under its run is no failure to log).
                 group.cancelAll()
-                for (_, _, server) in servers { await server.stop() }
+                for server in servers.all { await server.stop() }
                 return next
             }
             return nil

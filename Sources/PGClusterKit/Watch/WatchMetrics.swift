@@ -59,6 +59,13 @@ public final class WatchMetrics: @unchecked Sendable {
                     descriptor: Self.family("pgcluster_node_archive_failed_total", "Failed attempts to archive a WAL file (pg_stat_archiver.failed_count)."),
                     labels: labels))
         }
+        // Until a probe reads a node (one the spec names that `apply` has not added yet is
+        // never probed), what is unknown is NaN, not a false 0.
+        for gauges in nodes.values {
+            for unknown in [gauges.timeline, gauges.walPosition, gauges.lagBytes, gauges.lagSeconds, gauges.archiveAge] {
+                unknown.set(to: .nan)
+            }
+        }
         self.nodes = nodes
         let labels = [cluster]
         leader = registry.makeGauge(descriptor: Self.family("pgcluster_watch_leader", "1 when this watcher leads and acts, 0 when it only observes."), labels: labels)

@@ -12,7 +12,7 @@ extension PGCluster {
                 docker-compose.yml, its scripts and a .env with the passwords (mode 0600); the \
                 passwords are also stored in local.dir/credentials.json and the folder is put on record \
                 there, so every command drives the project once `docker compose up -d` started it. \
-                With TLS (tls.mode generate, the default) each node's folder gets tls/server.crt, \
+                With TLS (tls.mode generate, the default) each compose node's folder gets tls/server.crt, \
                 tls/server.key (0600) and tls/ca.crt, signed by the cluster CA in local.dir (ca.crt, \
                 ca.key: the key never enters the project); certificates still valid are kept. \
                 With watch.http, also haproxy.cfg: a read-write frontend on routing.rw (5000) checked \
