@@ -291,6 +291,10 @@ struct HealthEndpointTests {
                 #expect(await cluster.waitForCode(503, port: 22332, path: "/health"), "\(follower.log)")
                 #expect(await cluster.waitForCode(503, port: 22321, path: "/health"), "\(watcher.log)")
                 #expect(httpRequest(port: 22322, path: "/health")?.code == 200, "\(watcher.log)")
+                // destroy while a watcher leads: refused, naming it, nothing removed.
+                let destroy = await cluster.run(["destroy", "--yes"])
+                #expect(destroy.status == 2 && destroy.stderr.contains("pgcluster watch ("), "\(destroy.stderr)")
+                #expect(cluster.primaries() == ["node0"])
             } catch {
                 await follower.stop()
                 throw error

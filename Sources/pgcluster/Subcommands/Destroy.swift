@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import PGClusterKit
 
 extension PGCluster {
@@ -8,8 +9,9 @@ extension PGCluster {
             discussion: """
                 Removes only what pgcluster created under local.dir (data folders, logs, sockets, \
                 credentials, pgpass, state and history); any other file there is kept and named. Needs --yes. \
-                A compose project's own watcher (compose.watcher) is stopped first; any other running \
-                `pgcluster watch` holds the cluster lock, and destroy waits for it, then refuses.
+                A compose project's own watcher (compose.watcher) is stopped first; while any other \
+                `pgcluster watch` of the cluster runs (it leads: local.dir's watch lock, or etcd's \
+                leader key), destroy refuses (exit 2) and names it: stop it first.
                 """)
 
         @OptionGroup var options: SpecOptions
@@ -30,6 +32,12 @@ extension PGCluster {
                 }
             }
             try await executeLocked(options, "destroy") { spec in
+                // A watcher left running would find no server and log its refusal for ever.
+                if let watcher = await Stores.of(spec).leadership(id: "destroy-\(getpid())", ttl: spec.watch.leaseTTL).leader() {
+                    throw ClusterError(
+                        "pgcluster watch (\(watcher)) watches cluster \(spec.name): stop it first; nothing was removed",
+                        exitCode: .refused)
+                }
                 var kept: [String] = []
                 if spec.backend == .compose {
                     try await ComposeCluster(spec: spec, templates: try options.templateSet()).destroy()
