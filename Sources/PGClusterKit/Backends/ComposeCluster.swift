@@ -143,7 +143,9 @@ public struct ComposeCommands: Sendable, Equatable {
                 // The node's own settings (wal_log_hints = on among them): the checkpoint that
                 // ends recovery writes them into pg_control, where pg_rewind looks for them.
                 "-c", "config_file=\(ComposeRenderer.ContainerPath.configDir)/postgresql.conf",
-                "-c", "hba_file=\(ComposeRenderer.ContainerPath.configDir)/pg_hba.conf", "template1",
+                "-c", "hba_file=\(ComposeRenderer.ContainerPath.configDir)/pg_hba.conf",
+                // No WAL switch at its shutdown (archive_mode on): see HostCluster.finishCrashRecovery.
+                "-c", "archive_mode=off", "template1",
             ])
     }
 

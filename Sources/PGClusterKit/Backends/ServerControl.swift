@@ -166,8 +166,12 @@ extension HostCluster: ServerControl {
     public func finishCrashRecovery(_ node: NodeSpec) async throws(ClusterError) {
         try await clearStalePidFile(node)
         // stdin is empty: the single-user backend recovers, reads end of input, shuts down.
+        // Without archiving: with archive_mode on, that shutdown switches to a new WAL segment
+        // (so that the last one is archived), and its checkpoint then lies a segment past the
+        // fork: rejoin reported 16 MB "discarded" where nothing was. The old primary's WAL past
+        // the fork is for pg_rewind to drop, not for the archive.
         try await server(
-            node, "postgres", ["--single", "-F", "-D", layout.dataDir(node.name), "template1"], input: Data(),
+            node, "postgres", ["--single", "-F", "-D", layout.dataDir(node.name), "-c", "archive_mode=off", "template1"], input: Data(),
             what: "\(node.name): crash recovery in single-user mode")
     }
 
