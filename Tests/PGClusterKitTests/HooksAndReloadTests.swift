@@ -74,6 +74,11 @@ struct HooksAndReloadTests {
         moved.backend = .ssh
         #expect(SpecReload.refusal(old: old, new: moved)?.hasPrefix("backend (local -> ssh), local.dir cannot change") == true)
         #expect(SpecReload.summary(old: old, new: old) == "no change that the watcher uses")
+        // The order moves the health ports: said.
+        var reordered = old
+        reordered.nodes.reverse()
+        #expect(SpecReload.summary(old: old, new: reordered) == "nodes reordered: db_1, db_0")
+        #expect(SpecReload.summary(old: old, new: added) == "nodes added: db_2; nodes changed: db_1")
     }
 
     @Test("the event's environment, and a failing or hanging hook is a warning, never an error")

@@ -27,7 +27,13 @@ public enum SpecReload {
         if !removed.isEmpty { parts.append("nodes removed: \(removed.joined(separator: ", "))") }
         let changedNodes = new.nodes.filter { node in old.node(named: node.name).map { $0 != node } ?? false }.map(\.name)
         if !changedNodes.isEmpty { parts.append("nodes changed: \(changedNodes.joined(separator: ", "))") }
-        if old.watch != new.watch { parts.append("watch settings changed") }
+        // The order is which health port answers for which node (watch.http: node i on port + i).
+        let kept = new.nodes.map(\.name).filter(before.contains)
+        if kept != old.nodes.map(\.name).filter(after.contains) { parts.append("nodes reordered: \(kept.joined(separator: ", "))") }
+        if old.watch.http != new.watch.http { parts.append("watch.http \(new.watch.http.map { "\($0)" } ?? "removed")") }
+        var (oldWatch, newWatch) = (old.watch, new.watch)
+        (oldWatch.http, newWatch.http) = (nil, nil)
+        if oldWatch != newWatch { parts.append("watch settings changed") }
         if old.replication != new.replication { parts.append("replication settings changed") }
         if old.hooks != new.hooks { parts.append("hooks changed") }
         return parts.isEmpty ? "no change that the watcher uses" : parts.joined(separator: "; ")
