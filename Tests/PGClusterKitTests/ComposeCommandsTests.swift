@@ -44,7 +44,7 @@ struct ComposeCommandsTests {
                 == offline + [
                     "-u", "postgres", "--entrypoint", "postgres", "postgres:15",
                     "--single", "-F", "-D", "/var/lib/postgresql/data", "-c", "config_file=/etc/pgcluster/postgresql.conf",
-                    "-c", "hba_file=/etc/pgcluster/pg_hba.conf", "template1",
+                    "-c", "hba_file=/etc/pgcluster/pg_hba.conf", "-c", "archive_mode=off", "template1",
                 ])
         let rewind = commands.rewind("db_0", sourceConninfo: "host=db_1 port=5432 user=postgres dbname=postgres")
         #expect(
