@@ -124,6 +124,17 @@ public struct StatusReport: Sendable, Encodable {
     public var splitBrain: Bool { nodes.filter { $0.role == "primary" }.count > 1 }
 
     /// Builds the report from observations. Pure.
+    /// Why commits on `primary` wait, when fewer of the standbys its
+    /// synchronous_standby_names lists stream than the mode needs; nil when they do not.
+    public static func commitsWait(on primary: NodeObservation) -> String? {
+        guard let parsed = SynchronousMode.parse(primary.synchronousStandbyNames), parsed.mode != .async else { return nil }
+        let listedStreaming = parsed.standbys.filter(primary.streamingStandbys.contains)
+        guard listedStreaming.count < parsed.mode.count else { return nil }
+        return "commits on \(primary.node.name) WAIT: synchronous_standby_names = '\(primary.synchronousStandbyNames)' "
+            + "needs \(parsed.mode.count) of \(parsed.standbys.joined(separator: ", ")) streaming, "
+            + "\(listedStreaming.count) \(listedStreaming.count == 1 ? "does" : "do")"
+    }
+
     public static func make(spec: ClusterSpec, observations: [NodeObservation]) -> StatusReport {
         let primaries = observations.filter(\.isPrimary)
         let primary = primaries.count == 1 ? primaries[0] : nil
@@ -169,8 +180,7 @@ public struct StatusReport: Sendable, Encodable {
             // its restart PostgreSQL reports the position its WAL receiver started from (a
             // segment's start), below the replay.
             if !observation.isPrimary {
-                node.receiveLsn = [observation.receiveLsn, observation.receiveLsn == nil ? nil : observation.replayLsn]
-                    .compactMap { $0 }.max()?.description
+                node.receiveLsn = observation.receiveLsn.map { max($0, observation.replayLsn ?? $0) }?.description
                 node.replayLsn = observation.replayLsn?.description
             }
             if observation.isPrimary {
@@ -196,17 +206,7 @@ public struct StatusReport: Sendable, Encodable {
             }
             nodes.append(node)
         }
-        // Commits wait when fewer listed standbys stream than the mode needs.
-        if let primary, parsed.mode != .async {
-            let streaming = primary.streamingStandbys
-            let listedStreaming = parsed.standbys.filter(streaming.contains)
-            if listedStreaming.count < parsed.mode.count {
-                problems.append(
-                    "commits on \(primary.node.name) WAIT: synchronous_standby_names = '\(primary.synchronousStandbyNames)' "
-                        + "needs \(parsed.mode.count) of \(parsed.standbys.joined(separator: ", ")) streaming, "
-                        + "\(listedStreaming.count) \(listedStreaming.count == 1 ? "does" : "do")")
-            }
-        }
+        if let primary, let waiting = Self.commitsWait(on: primary) { problems.append(waiting) }
         let pending = nodes.filter(\.pendingRestart).map(\.name)
         var warnings = pending.isEmpty ? [] : [
             "\(pending.joined(separator: ", ")) run\(pending.count == 1 ? "s" : "") with a setting that waits for a restart "

@@ -92,7 +92,7 @@ public struct Switchover: Sendable {
         // A replay paused or delayed on the candidate would hold the switchover (the old
         // primary stopped) until it gives up: resumed first, as a failover does.
         try await ops.prepareReplay(chosen)
-        await ops.resumeReplay(standbys.filter { $0.node != target }, toFollow: target)
+        await ops.resumeReplay(standbys, toFollow: target)
         var intent = QuorumChange(
             credentials: credentials, primary: target, mode: newSync.mode, standbys: newSync.standbys, intent: spec)
         intent.promotesTo = (chosen.timeline ?? 1) + 1

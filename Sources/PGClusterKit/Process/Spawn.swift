@@ -349,7 +349,8 @@ public enum Spawn {
 /// A postmaster that `pg_ctl` started is in a session of its own and runs on, as it should.
 /// `watch` does not use it: it stops between steps on SIGTERM and SIGINT.
 public enum Interrupts {
-    private static let lock = NSLock()
+    /// Guards what follows; signalled when a child ends (``end(by:)`` waits on it).
+    private static let lock = NSCondition()
     nonisolated(unsafe) private static var running: [pid_t: Bool] = [:]
     /// The signal being passed on, once one came: a child spawned after it gets it at once.
     nonisolated(unsafe) private static var ending: Int32 = 0
@@ -383,7 +384,12 @@ public enum Interrupts {
     }
 
     /// Before the child is reaped: from then on its PID may be another process's.
-    static func ended(_ pid: pid_t) { lock.withLock { running[pid] = nil } }
+    static func ended(_ pid: pid_t) {
+        lock.withLock {
+            running[pid] = nil
+            lock.broadcast()
+        }
+    }
 
     private static func pass(_ signal: Int32, to pid: pid_t, ownGroup: Bool) {
         if ownGroup { kill(-pid, signal) }
@@ -405,9 +411,9 @@ public enum Interrupts {
         let line = "pgcluster: interrupted by \(name)" + (children == 0 ? "" : "; passed on to the \(children == 1 ? "program" : "\(children) programs") it was running") + "\n"
         _ = line.withCString { write(2, $0, strlen($0)) }
         // Each child is reaped by the thread that ran it (``ended(_:)``): wait for that.
-        let deadline = ContinuousClock.now + grace
-        while lock.withLock({ !running.isEmpty }) && ContinuousClock.now < deadline { usleep(10_000) }
+        let deadline = Date().addingTimeInterval(Double(grace.components.seconds))
         lock.withLock {
+            while !running.isEmpty && lock.wait(until: deadline) {}
             for (pid, ownGroup) in running {
                 let left = "pgcluster: \(pid) did not end within \(grace.components.seconds) s: killed with its process group\n"
                 _ = left.withCString { write(2, $0, strlen($0)) }

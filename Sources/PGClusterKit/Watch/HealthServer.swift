@@ -25,6 +25,14 @@ public struct HealthServer: Service {
     struct Layout: Equatable {
         var address: HTTPAddress?
         var nodes: [String]
+
+        init(address: HTTPAddress?, nodes: [String]) {
+            self.address = address
+            self.nodes = nodes
+        }
+
+        /// What a reloaded spec asks for.
+        init(_ spec: ClusterSpec) { self.init(address: spec.watch.http, nodes: spec.nodes.map(\.name)) }
     }
 
     /// Serves the spec's layout; when a reload changes it (nodes added, removed or
@@ -41,7 +49,7 @@ public struct HealthServer: Service {
                 while !Task.isCancelled {
                     guard let next = try await serve(layout, spec: spec, strict: first) else { return }
                     first = false
-                    let nextLayout = Layout(address: next.watch.http, nodes: next.nodes.map(\.name))
+                    let nextLayout = Layout(next)
                     let ports = nextLayout.address.map { at in
                         nextLayout.nodes.enumerated().map { "\($1) \(at.port(forNode: $0))" }.joined(separator: ", ")
                     }
@@ -116,7 +124,7 @@ public struct HealthServer: Service {
                 }
             }
             group.addTask {
-                for await next in reloads where Layout(address: next.watch.http, nodes: next.nodes.map(\.name)) != layout {
+                for await next in reloads where Layout(next) != layout {
                     return .reloaded(next)
                 }
                 return .ended

@@ -16,6 +16,8 @@ extension PGCluster {
                 dropped and its data removed (removing the primary is refused: switchover first); a node \
                 whose address changed, or a new name at a member's address, is refused: apply neither \
                 moves nor renames a node;
+                  - postgres.parameters are first checked by PostgreSQL itself (postgres -C on a \
+                node): an unknown name or a value it refuses exits 65 with its words, nothing written;
                   - changed postgres.parameters are written and reloaded; what PostgreSQL marks \
                 pending_restart is applied by a rolling restart: standbys one at a time, each streaming \
                 again before the next, then the primary by switchover (or in place with \
