@@ -17,7 +17,10 @@ struct RejoinReportTests {
             _ = try cluster.sql("node1", "ALTER SYSTEM SET primary_conninfo = ''")
             _ = try cluster.sql("node1", "SELECT pg_reload_conf()")
             #expect(await cluster.eventually { try cluster.sql("node1", "SELECT count(*) FROM pg_stat_wal_receiver").scalar == "0" })
-            _ = try cluster.sql("node0", "INSERT INTO t SELECT generate_series(1, 5000)")
+            // Three transactions committed on the old primary alone.
+            for (low, high) in [(1, 2000), (2001, 4000), (4001, 5000)] {
+                _ = try cluster.sql("node0", "INSERT INTO t SELECT generate_series(\(low), \(high))")
+            }
             let flushed = try cluster.sql("node0", "SELECT pg_current_wal_flush_lsn()").scalar ?? ""
             let oldEnd = try #require(LSN(flushed), "\(flushed)")
             try cluster.kill9Postmaster("node0")
@@ -41,6 +44,7 @@ struct RejoinReportTests {
             let to = try #require(LSN(toText), "\(rewound)")
             #expect(to >= oldEnd, "the reported end \(to) is before the old primary's flushed WAL \(oldEnd)")
             #expect((rewound["bytes"] as? Int).map(UInt64.init) == to.bytes(after: fork), "\(rewound)")
+            #expect(rewound["commits"] as? Int == 3, "pg_waldump's count of the discarded commits: \(rewound)")
             let status = await cluster.run(["status"])
             #expect(status.status == 0, "\(status.stdout)")
         }
@@ -61,7 +65,22 @@ struct RejoinReportTests {
             try #require(rejoin.status == 0, "rejoin: \(rejoin.stderr)")
             #expect(rejoin.stdout.contains("discarded"), "\(rejoin.stdout)")
             #expect(rejoin.stdout.contains("node0's WAL on timeline 1 from "), "\(rejoin.stdout)")
+            #expect(rejoin.stdout.contains("; 1 transaction committed there is gone"), "\(rejoin.stdout)")
             #expect(try cluster.sql("node0", "SELECT to_regclass('lost') IS NULL").scalar == "t")
+
+            // Now node1 dies with nothing unreplicated: its own crash recovery still writes
+            // past the fork (checkpoint records), and the report says no commit is gone.
+            #expect(await cluster.eventually { try cluster.sql("node0", "SELECT status FROM pg_stat_wal_receiver").scalar == "streaming" })
+            try cluster.kill9Postmaster("node1")
+            let back = await cluster.run(["failover"])
+            try #require(back.status == 0, "failover: \(back.stderr)")
+            let again = await cluster.run(["rejoin", "node1"])
+            try #require(again.status == 0, "rejoin: \(again.stderr)")
+            #expect(
+                again.stdout.contains("; no transaction was committed there: none is lost")
+                    || again.stdout.contains("nothing of node1's WAL beyond its shutdown checkpoint"),
+                "\(again.stdout)")
+            #expect(!again.stdout.contains("are gone") && !again.stdout.contains("is gone;"), "\(again.stdout)")
         }
     }
 }

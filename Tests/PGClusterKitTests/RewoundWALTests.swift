@@ -28,7 +28,7 @@ struct RewoundWALTests {
     func clean() throws {
         let rewound = try #require(
             RewoundWAL.parse(controlData: Self.controlData(state: "shut down", checkpoint: "0/3A00028"), rewindOutput: Self.rewindOutput))
-        #expect(rewound == RewoundWAL(timeline: 1, from: LSN(0x300_0148), to: LSN(0x3A0_0028), bytes: 0x3A0_0028 - 0x300_0148))
+        #expect(rewound == RewoundWAL(timeline: 1, from: LSN(0x300_0148), to: LSN(0x3A0_0028), bytes: 0x3A0_0028 - 0x300_0148, commits: nil))
         let text = rewound.text(node: "db_0", primary: "db_1")
         #expect(text.contains("db_0's WAL on timeline 1 from 0/3000148 (where db_1's timeline forked) to 0/3A00028"), "\(text)")
         #expect(text.contains("10.0 MB"), "\(text)")
@@ -61,5 +61,45 @@ struct RewoundWALTests {
         let rewound = try #require(RewoundWAL.parse(controlData: data, rewindOutput: Self.rewindOutput))
         #expect(rewound.bytes == 0)
         #expect(rewound.text(node: "db_0", primary: "db_1").contains("nothing"))
+    }
+
+    /// pg_waldump 15's `--rmgr=Transaction --stats=record`, as rejoin runs it.
+    static let statistics = """
+        WAL statistics between 0/4000028 and 0/4018198:
+        Type                                           N      (%)          Record size      (%)             FPI size      (%)        Combined size      (%)
+        ----                                           -      ---          -----------      ---             --------      ---        -------------      ---
+        Transaction/COMMIT                             2 ( 66.67)                  439 ( 80.00)                    0 (  0.00)                  439 ( 80.00)
+        Transaction/COMMIT_PREPARED                    1 ( 33.33)                  110 ( 20.00)                    0 (  0.00)                  110 ( 20.00)
+                                                --------                      --------                      --------                      --------
+        Total                                          3                           549 [100.00%]                   0 [0.00%]                   549 [100%]
+        """
+
+    @Test("the commits in the discarded range, as pg_waldump counts them; none; unreadable output")
+    func commits() throws {
+        #expect(PGWaldump.commits(inStatistics: Self.statistics) == 3)
+        #expect(PGWaldump.commits(inStatistics: "") == 0, "pg_waldump prints nothing when it met no transaction record")
+        #expect(PGWaldump.commits(inStatistics: Self.statistics.replacingOccurrences(of: "Transaction/COMMIT ", with: "Transaction/ABORT  ")) == 1)
+        #expect(PGWaldump.commits(inStatistics: "pg_waldump: error: could not find file") == nil)
+        let arguments = PGWaldump.transactionStatistics(walDir: "/d/pg_wal", timeline: 2, from: LSN(0x300_0148), to: LSN(0x3A0_0028))
+        #expect(arguments == ["--path=/d/pg_wal", "--timeline=2", "--start=0/3000148", "--end=0/3A00028", "--rmgr=Transaction", "--stats=record"])
+
+        var rewound = try #require(
+            RewoundWAL.parse(controlData: Self.controlData(state: "shut down", checkpoint: "0/3A00028"), rewindOutput: Self.rewindOutput))
+        #expect(rewound.text(node: "db_0", primary: "db_1").hasSuffix("any transaction committed there is gone (they could not be counted)"))
+        rewound.commits = 0
+        #expect(rewound.text(node: "db_0", primary: "db_1").hasSuffix("10.0 MB; no transaction was committed there: none is lost"))
+        rewound.commits = 1
+        #expect(rewound.text(node: "db_0", primary: "db_1").hasSuffix("; 1 transaction committed there is gone"))
+        rewound.commits = 7
+        #expect(rewound.text(node: "db_0", primary: "db_1").hasSuffix("; 7 transactions committed there are gone"))
+    }
+
+    @Test("where an ancestor timeline ended in a history")
+    func historyEnd() {
+        let history = TimelineHistory.parse("1\t0/3000148\tno recovery target specified\n2\t0/5000000\treason\n", timeline: 3)
+        #expect(history.end(of: 1) == LSN(0x300_0148))
+        #expect(history.end(of: 2) == LSN(0x500_0000))
+        #expect(history.end(of: 3) == nil)
+        #expect(history.end(of: 4) == nil)
     }
 }

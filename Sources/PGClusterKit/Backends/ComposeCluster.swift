@@ -195,6 +195,13 @@ public struct ComposeCommands: Sendable, Equatable {
     public func hold(_ service: String) -> [String] { inContainer(service, mode: "hold") }
 
     /// pg_controldata in the running container of a held server.
+    /// pg_waldump's transaction statistics (``PGWaldump``) in a one-off container.
+    public func transactionRecords(_ node: Node, timeline: Int, from start: LSN, to end: LSN) -> [String] {
+        offline(
+            node, user: "postgres", entrypoint: "pg_waldump",
+            PGWaldump.transactionStatistics(walDir: "\(ComposeRenderer.ContainerPath.dataDir)/pg_wal", timeline: timeline, from: start, to: end))
+    }
+
     public func heldControlData(_ service: String) -> [String] {
         base + ["exec", "-T", "-u", "postgres", service, "pg_controldata", "-D", ComposeRenderer.ContainerPath.dataDir]
     }
@@ -394,6 +401,12 @@ public struct ComposeCluster: ServerControl {
     public func controlData(_ node: NodeSpec) async throws(ClusterError) -> String {
         let line = held.contains(node.name) ? await commands().heldControlData(node.serviceHost) : await commands().controlData(offline(node))
         return try await run(line, what: "\(node.name): pg_controldata").output
+    }
+
+    public func transactionRecords(_ node: NodeSpec, timeline: Int, from start: LSN, to end: LSN) async throws(ClusterError) -> String {
+        try await run(
+            await commands().transactionRecords(offline(node), timeline: timeline, from: start, to: end), what: "\(node.name): pg_waldump"
+        ).output
     }
 
     public func finishCrashRecovery(_ node: NodeSpec) async throws(ClusterError) {

@@ -36,6 +36,9 @@ public protocol ServerControl: Sendable {
     /// single-user mode (no connections; what pg_rewind itself would do first), so that
     /// its control file says where its WAL ends.
     func finishCrashRecovery(_ node: NodeSpec) async throws(ClusterError)
+    /// `pg_waldump --stats=record` of the stopped `node`'s transaction records on `timeline`
+    /// from `start` to `end`: what a rewind is about to discard, counted by kind.
+    func transactionRecords(_ node: NodeSpec, timeline: Int, from start: LSN, to end: LSN) async throws(ClusterError) -> String
     /// pg_rewind of the stopped `node` against the live `source`; returns pg_rewind's output.
     func rewind(_ node: NodeSpec, from source: NodeSpec, credentials: Credentials) async throws(ClusterError) -> String
     /// Erases the stopped `node`'s data and copies `source` afresh, set to follow it.
@@ -173,6 +176,12 @@ extension HostCluster: ServerControl {
         try await server(
             node, "postgres", ["--single", "-F", "-D", layout.dataDir(node.name), "-c", "archive_mode=off", "template1"], input: Data(),
             what: "\(node.name): crash recovery in single-user mode")
+    }
+
+    public func transactionRecords(_ node: NodeSpec, timeline: Int, from start: LSN, to end: LSN) async throws(ClusterError) -> String {
+        try await server(
+            node, "pg_waldump", PGWaldump.transactionStatistics(walDir: "\(layout.dataDir(node.name))/pg_wal", timeline: timeline, from: start, to: end),
+            what: "\(node.name): pg_waldump").output
     }
 
     public func rewind(_ node: NodeSpec, from source: NodeSpec, credentials: Credentials) async throws(ClusterError) -> String {

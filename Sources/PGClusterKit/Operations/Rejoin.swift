@@ -137,10 +137,13 @@ public struct Rejoin: Sendable {
             // wrongly find "no rewind required".
             try await ops.checkpoint(primary)
             let endOfWAL = await controlDataBeforeRewind()
+            let commits = await commitsPastFork(controlData: endOfWAL, primary: primaryObservation)
             do {
                 let output = try await cluster.rewind(node, from: primary, credentials: credentials)
                 if output.contains("no rewind required") { method = .nothingToRewind }
                 rewound = endOfWAL.flatMap { RewoundWAL.parse(controlData: $0, rewindOutput: output) }
+                // Counted from the fork the new primary's history names; pg_rewind's own must agree.
+                if let commits, commits.from == rewound?.from { rewound?.commits = commits.count }
                 timer.lap("pg_rewind \(node.name) from \(primary.name)")
             } catch {
                 // Killed because the watcher must fail over: stop here, never copy instead.
@@ -181,6 +184,28 @@ public struct Rejoin: Sendable {
                 kind: "rejoin", from: node.name, to: primary.name, timeline: timeline, lsn: primaryObservation.currentLsn,
                 durationSeconds: report.totalSeconds, rePointed: [node.name], needsRejoin: [], steps: report.steps, by: by))
         return report
+    }
+
+    /// The transactions the node committed past the fork of the primary's timeline, which a
+    /// rewind discards: COMMIT records counted by pg_waldump in the node's own WAL before
+    /// pg_rewind removes it, from the fork the primary's timeline history names to the
+    /// node's last record. nil (the report then cannot say) when the node is on the
+    /// primary's timeline or off its history, or pg_waldump cannot read the range.
+    func commitsPastFork(controlData: String?, primary: NodeObservation) async -> (from: LSN, count: Int)? {
+        guard let controlData, let end = RewoundWAL.endOfWAL(controlData: controlData),
+            let timeline = ControlData.value("Latest checkpoint's TimeLineID", in: controlData).flatMap({ Int($0) }),
+            let primaryTimeline = primary.timeline, timeline != primaryTimeline
+        else { return nil }
+        do throws(ClusterError) {
+            guard let fork = try await ops.timelineHistory(primary.node, timeline: primaryTimeline).end(of: timeline), fork < end else {
+                return nil
+            }
+            let statistics = try await cluster.transactionRecords(node, timeline: timeline, from: fork, to: end)
+            return PGWaldump.commits(inStatistics: statistics).map { (fork, $0) }
+        } catch {
+            Console.warn("\(node.name): cannot count the transactions its rewind discards: \(error.message)")
+            return nil
+        }
     }
 
     /// The node's control file before pg_rewind changes it, for the report of what is

@@ -12,6 +12,10 @@ public struct RewoundWAL: Sendable, Equatable, Encodable {
     public var to: LSN
     /// Bytes of WAL between the two.
     public var bytes: UInt64
+    /// Transactions committed there (COMMIT records, pg_waldump counted them before the
+    /// rewind); nil when they could not be counted. Bytes alone do not say it: a crashed
+    /// primary's recovery and shutdown write checkpoint records there too.
+    public var commits: Int?
 
     /// Reads the fork point from pg_rewind's output and the old primary's end of WAL from
     /// its pg_controldata taken before the rewind (after a clean shutdown, as pg_rewind
@@ -23,7 +27,7 @@ public struct RewoundWAL: Sendable, Equatable, Encodable {
             let from = LSN(String(match.1)), let timeline = Int(match.2),
             let end = endOfWAL(controlData: controlData)
         else { return nil }
-        return RewoundWAL(timeline: timeline, from: from, to: end, bytes: end.bytes(after: from))
+        return RewoundWAL(timeline: timeline, from: from, to: end, bytes: end.bytes(after: from), commits: nil)
     }
 
     /// Where a cleanly shut down server's WAL ends, as pg_rewind reckons it: its last
@@ -49,7 +53,41 @@ public struct RewoundWAL: Sendable, Equatable, Encodable {
         guard bytes > 0 else {
             return "discarded: nothing of \(node)'s WAL beyond its shutdown checkpoint (timeline \(timeline) forked at \(from))"
         }
-        return "discarded: \(node)'s WAL on timeline \(timeline) from \(from) (where \(primary)'s timeline forked) "
-            + "to \(to) (its last record), \(formatBytes(bytes)); transactions committed there are gone"
+        let range = "discarded: \(node)'s WAL on timeline \(timeline) from \(from) (where \(primary)'s timeline forked) "
+            + "to \(to) (its last record), \(formatBytes(bytes))"
+        switch commits {
+        case nil: return range + "; any transaction committed there is gone (they could not be counted)"
+        case 0: return range + "; no transaction was committed there: none is lost"
+        case 1: return range + "; 1 transaction committed there is gone"
+        case let count?: return range + "; \(count) transactions committed there are gone"
+        }
+    }
+}
+
+/// `pg_waldump`, to count what a rewind discards before it does.
+public enum PGWaldump {
+    /// Arguments for per-kind statistics of the transaction records on `timeline` from
+    /// `start` (where the new primary's timeline forked) to `end` (the last record).
+    public static func transactionStatistics(walDir: String, timeline: Int, from start: LSN, to end: LSN) -> [String] {
+        ["--path=\(walDir)", "--timeline=\(timeline)", "--start=\(start)", "--end=\(end)", "--rmgr=Transaction", "--stats=record"]
+    }
+
+    /// The COMMIT and COMMIT_PREPARED records in `--stats=record` output
+    /// (`Transaction/COMMIT   12 ( 85.71) ...`); 0 when there is no such line (pg_waldump
+    /// lists only the kinds it met, and prints nothing at all when it met no transaction
+    /// record), nil when the output is something else.
+    public static func commits(inStatistics output: String) -> Int? {
+        if output.allSatisfy(\.isWhitespace) { return 0 }
+        var sawTable = false
+        var commits = 0
+        for line in output.split(whereSeparator: \.isNewline) {
+            let fields = line.split(whereSeparator: \.isWhitespace)
+            guard let name = fields.first else { continue }
+            if name == "Type" { sawTable = true }
+            guard name == "Transaction/COMMIT" || name == "Transaction/COMMIT_PREPARED", fields.count > 1, let count = Int(fields[1])
+            else { continue }
+            commits += count
+        }
+        return sawTable ? commits : nil
     }
 }

@@ -392,6 +392,14 @@ public struct ServerOps: Sendable {
         }
     }
 
+    /// The history of `node`'s timeline (its `pg_wal/0000000N.history`; none for timeline 1).
+    public func timelineHistory(_ node: NodeSpec, timeline: Int) async throws(ClusterError) -> TimelineHistory {
+        guard timeline > 1 else { return TimelineHistory(timeline: timeline, ancestors: []) }
+        let file = String(format: "pg_wal/%08X.history", timeline)
+        let text = try await execute(node, ["SELECT pg_read_file('\(file)')"]).scalar ?? ""
+        return TimelineHistory.parse(text, timeline: timeline)
+    }
+
     /// A checkpoint, so that a shutdown that follows has little to write.
     public func checkpoint(_ node: NodeSpec) async throws(ClusterError) {
         try await execute(node, ["CHECKPOINT"], timeout: 120)

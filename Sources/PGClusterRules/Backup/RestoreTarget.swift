@@ -202,6 +202,12 @@ public struct TimelineHistory: Sendable, Equatable {
         return stop <= fork.end
     }
 
+    /// Where the ancestor `other` ended in this history: its WAL from there on is not part of
+    /// this timeline. nil for this timeline itself, or a timeline it does not descend from.
+    public func end(of other: Int) -> LSN? {
+        ancestors.first { $0.timeline == other }?.end
+    }
+
     /// "its fork at 0/5000000" for an ancestor; "it left this history" otherwise.
     func forkDescription(_ other: Int) -> String {
         guard let fork = ancestors.first(where: { $0.timeline == other }) else {
