@@ -285,6 +285,8 @@ struct ComposeTests {
             let quorum = await cluster.pgcluster(["quorum", "--any", "1"])
             #expect(quorum.status == 0, "quorum: \(quorum.stderr)")
             #expect(try cluster.sql("node0", "SHOW synchronous_standby_names").scalar == "ANY 1 (\"node1\", \"node2\")")
+            // The image's initdb took POSTGRES_INITDB_ARGS: 4 MB WAL segments, as on the other backends.
+            #expect(try cluster.sql("node0", "SHOW wal_segment_size").scalar == "4MB")
 
             // Four writers through the read-write DSN; the primary's container is killed.
             let load = try await cluster.startWriters()

@@ -21,6 +21,9 @@ struct InitTests {
             // Slots, SCRAM, files: what the operator relies on.
             let slots = try cluster.sql("node0", "SELECT slot_name, active FROM pg_replication_slots ORDER BY 1")
             #expect(slots.rows.map { $0[0] } == ["pgcluster_node1", "pgcluster_node2"])
+            // initdb made 4 MB WAL segments (postgres.walSegmentSize's default), and the clones have them.
+            #expect(try cluster.sql("node0", "SHOW wal_segment_size").scalar == "4MB")
+            #expect(try cluster.sql("node2", "SHOW wal_segment_size").scalar == "4MB")
             // Generated passwords are stored with pgcluster's cheap SCRAM secret (SCRAMSecret),
             // and every connection of this test logs in with them.
             let secrets = try cluster.sql("node0", "SELECT rolname, split_part(rolpassword, ':', 1) FROM pg_authid WHERE rolname IN ('postgres', 'replicator') ORDER BY 1")

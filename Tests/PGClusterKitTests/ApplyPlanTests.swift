@@ -106,6 +106,22 @@ struct ApplyPlanTests {
         #expect(plan.text.hasPrefix("nothing to change"))
     }
 
+    @Test("a walSegmentSize other than the cluster's is said, never planned: initdb fixed it")
+    func walSegmentSize() throws {
+        let running = LiveSetting(name: "wal_segment_size", setting: "16777216", unit: "B", vartype: "integer", context: "internal")
+        let given = try SpecLoader.parse(
+            Self.specText().replacingOccurrences(of: "  version: 15\n", with: "  version: 15\n  walSegmentSize: 4MB\n"),
+            file: "/tmp/apply-plan-test.yaml")
+        let plan = try Self.make(
+            given, Self.observations(), recorded: Self.recorded(Self.three), settings: Self.settings(given, ["*": [running]]))
+        #expect(plan.steps.isEmpty)
+        #expect(plan.notes.contains { $0.hasPrefix("postgres.walSegmentSize is 4MB, the cluster runs with 16MB segments") }, "\(plan.notes)")
+        // Left to the default, an older cluster's 16 MB is no news.
+        let spec = try Self.spec()
+        let quiet = try Self.make(spec, Self.observations(), recorded: Self.recorded(Self.three), settings: Self.settings(spec, ["*": [running]]))
+        #expect(quiet.notes.isEmpty, "\(quiet.notes)")
+    }
+
     @Test("a node new in the spec is cloned from the primary, then listed")
     func addNode() throws {
         let spec = try Self.spec(standbys: ["node1", "node2", "node3"])

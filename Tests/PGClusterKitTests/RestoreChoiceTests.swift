@@ -103,7 +103,13 @@ struct RestoreChoiceTests {
         #expect(backup.stop == 1_796_491_283)
         #expect(backup.timeline == 1 && catalog.systemId == SystemIdentifier(7_444_444_444_444_444_444))
         // 000000030000000000000009: segment 9 of log 0 ends at 0/A000000.
-        #expect(catalog.archiveEnd == LSN("0/A000000"))
+        #expect(catalog.archiveEnd(segmentBytes: 16 << 20) == LSN("0/A000000"))
+        #expect(catalog.archiveEnd(segmentBytes: 4 << 20) == LSN("0/2800000"))
+        var far = catalog
+        far.walMax = "0000000300000002000003FF"
+        #expect(far.archiveEnd(segmentBytes: 4 << 20) == LSN("3/0"), "the last 4 MB segment of 2/…")
+        #expect(far.archiveEnd(segmentBytes: 16 << 20) == nil, "no 16 MB segment 0x3FF under one log id")
+        #expect(catalog.archiveEnd(segmentBytes: 3 << 20) == nil)
         #expect(catalog.text.contains("20261205-172119F  full  2026-12-05 17:21:19  2026-12-05 17:21:23  21.9 MB  4.3 MB"))
         // `backups --json`: the system id as a string (19 digits lose their last ones as a
         // JSON number in jq 1.6 or JavaScript), and read back exactly.

@@ -321,6 +321,15 @@ struct SpecValidationTests {
             yaml: specYAML(replication: "replication:\n  maxSlotWalKeep: 1MB\n"),
             key: "replication.maxSlotWalKeep", reason: "at least 16MB"),
         BadSpec(
+            label: "walSegmentSize not a power of two", yaml: specYAML(postgres: "postgres:\n  walSegmentSize: 12MB\n"),
+            key: "postgres.walSegmentSize", reason: "a power of two from 1MB to 1GB"),
+        BadSpec(
+            label: "walSegmentSize above 1GB", yaml: specYAML(postgres: "postgres:\n  walSegmentSize: 2GB\n"),
+            key: "postgres.walSegmentSize", reason: "a power of two from 1MB to 1GB"),
+        BadSpec(
+            label: "walSegmentSize in kB", yaml: specYAML(postgres: "postgres:\n  walSegmentSize: 512kB\n"),
+            key: "postgres.walSegmentSize", reason: "not a WAL segment size"),
+        BadSpec(
             label: "tls.mode not a mode", yaml: specYAML(top: "tls:\n  mode: on\n"), key: "tls.mode",
             reason: "must be generate, files or off", line: 3),
         BadSpec(
@@ -681,6 +690,19 @@ struct SpecValidationTests {
         #expect(try keep("65536kB") == .megabytes(64))
         #expect(try keep("unlimited") == .unlimited)
         #expect(try keep("unlimited").setting == "-1")
+    }
+
+    @Test("walSegmentSize: 4 MB unless given, in MB or PostgreSQL's units")
+    func walSegmentSize() throws {
+        func size(_ text: String?) throws -> PostgresSettings {
+            let postgres = text.map { "postgres:\n  walSegmentSize: \($0)\n" } ?? ""
+            return try SpecLoader.parse(specYAML(postgres: postgres), file: "/specs/pgcluster.yaml").postgres
+        }
+        #expect(try size(nil).walSegmentSize == nil)
+        #expect(try size(nil).walSegmentMB == 4)
+        #expect(try size("16MB").walSegmentMB == 16)
+        #expect(try size("1").walSegmentMB == 1)
+        #expect(try size("1GB").walSegmentMB == 1024)
     }
 
     @Test("fsync and full_page_writes may be given when they stay on", arguments: ["on", "true", "yes", "1", "ON"])

@@ -319,6 +319,20 @@ public struct BackupRepository: Sendable {
     /// The history of the archive's newest timeline, the one recovery follows
     /// (`recovery_target_timeline = latest`: up from timeline 1 while the next history file
     /// exists); nil when that is timeline 1.
+    /// The cluster's WAL segment size, from the first node whose control file reads (its
+    /// server need not run): the archive's file names count segments of that size. nil
+    /// when no node's does.
+    public func segmentBytes() async -> UInt64? {
+        for node in spec.nodes {
+            if let text = try? await cluster.controlData(node),
+                let bytes = ControlData.value("Bytes per WAL segment", in: text).flatMap({ UInt64($0) })
+            {
+                return bytes
+            }
+        }
+        return nil
+    }
+
     public func newestTimelineHistory() async throws(ClusterError) -> TimelineHistory? {
         let archived = Set(try await archivedTimelines())
         var newest = 1

@@ -168,7 +168,7 @@ public struct ClusterInit: Sendable {
             [
                 "/bin/sh", "-c", withPasswordFile, "sh", cluster.binary("initdb"), "-D", layout.dataDir(primary.name),
                 "-U", credentials.superuser.user, "--auth=scram-sha-256", "--encoding=UTF8", "--locale=C.UTF-8",
-                "--no-instructions",
+                "--no-instructions", "--wal-segsize=\(spec.postgres.walSegmentMB)",
             ],
             input: Data((credentials.superuser.password + "\n").utf8), what: "\(primary.name): initdb")
         do throws(ClusterError) {

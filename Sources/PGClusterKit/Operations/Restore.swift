@@ -76,7 +76,8 @@ public struct ClusterRestore: Sendable {
             if let foreign = await source.foreignStanza(catalog, primary: live, credentials: sourceCredentials) { throw foreign }
             primaryLsn = try await markEnd(on: live, sourceCredentials)
         }
-        if let refusal = RestoreChoice.unreachable(to, now: Date(), primaryLsn: primaryLsn, archiveEnd: catalog.archiveEnd) {
+        let archiveEnd = primaryLsn != nil ? nil : await source.segmentBytes().flatMap { catalog.archiveEnd(segmentBytes: $0) }
+        if let refusal = RestoreChoice.unreachable(to, now: Date(), primaryLsn: primaryLsn, archiveEnd: archiveEnd) {
             throw refusal
         }
         let initializer = ClusterInit(cluster: target, force: false)

@@ -222,6 +222,8 @@ public struct ComposeRenderer: Sendable {
             // sets the same port for the real server.
             ("PGPORT", String(node.servicePort)),
             ("POSTGRES_USER", spec.superuser.user),
+            // The image's initdb, on the first start of the primary (see ClusterSpec's walSegmentSize).
+            ("POSTGRES_INITDB_ARGS", "--wal-segsize=\(spec.postgres.walSegmentMB)"),
             ("NODE_NAME", node.name),
             ("NODE_ROLE", node.role.rawValue),
             ("REPLICATION_USER", spec.replication.user),

@@ -15,13 +15,16 @@ public struct BackupCatalog: Sendable, Equatable, Codable {
     /// system_identifier; the newest of the stanza's databases); nil when unknown.
     public var systemId: SystemIdentifier?
 
-    /// Where the newest archived WAL file ends (16 MB segments, as pgcluster's initdb makes
-    /// them): no WAL position past it can be replayed from the archive.
-    public var archiveEnd: LSN? {
+    /// Where the newest archived WAL file ends, for the cluster's WAL segment size (a file
+    /// name counts segments: `TTTTTTTT` timeline, `LLLLLLLL` the LSN's high 32 bits,
+    /// `SSSSSSSS` the segment within them): no WAL position past it can be replayed from
+    /// the archive. nil without an archived file or a valid size.
+    public func archiveEnd(segmentBytes: UInt64) -> LSN? {
         guard let walMax, walMax.count == 24, let log = UInt64(walMax.dropFirst(8).prefix(8), radix: 16),
-            let segment = UInt64(walMax.suffix(8), radix: 16)
+            let segment = UInt64(walMax.suffix(8), radix: 16), segmentBytes > 0, segmentBytes & (segmentBytes - 1) == 0,
+            segment < (1 << 32) / segmentBytes
         else { return nil }
-        return LSN((log << 32) + (segment + 1) * 16 * 1024 * 1024)
+        return LSN((log << 32) + (segment + 1) * segmentBytes)
     }
 
     /// The stanza was never created (no `pgcluster backup` yet).

@@ -289,6 +289,15 @@ public struct ApplyPlan: Sendable, Equatable {
         if !pendingAlready.isEmpty {
             notes.append("already pending_restart before this apply: \(pendingAlready.joined(separator: ", "))")
         }
+        // The WAL segment size is fixed when the cluster is made: said, never planned.
+        if let wanted = spec.postgres.walSegmentSize,
+            let running = facts.settings.values.lazy.compactMap({ $0.first { $0.name == "wal_segment_size" } }).first,
+            let bytes = Int(running.setting), bytes != wanted << 20
+        {
+            notes.append(
+                "postgres.walSegmentSize is \(wanted)MB, the cluster runs with \(bytes >> 20)MB segments: "
+                    + "PostgreSQL fixes the size when a cluster is made (init, restore --into); left as it is")
+        }
 
         // Raised or lowered settings a standby needs at least as high as its primary's.
         var raised: Set<String> = []

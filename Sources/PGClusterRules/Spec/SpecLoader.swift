@@ -550,7 +550,7 @@ private struct Reader {
     }
 
     mutating func postgresSection(_ node: Node?) -> PostgresSettings {
-        let map = mapping(node, "postgres", allowed: ["version", "bindir", "parameters"])
+        let map = mapping(node, "postgres", allowed: ["version", "bindir", "parameters", "walSegmentSize"])
         var version = int(map["version"], "postgres.version", default: 15, range: 1...1000) ?? 15
         if !SpecLoader.supportedVersions.contains(version) {
             let range = SpecLoader.supportedVersions
@@ -596,7 +596,23 @@ private struct Reader {
                 fail(params, "postgres.parameters", "expected a mapping such as {max_wal_size: 1GB}")
             }
         }
-        return PostgresSettings(version: version, bindir: bindir, parameters: parameters)
+        return PostgresSettings(version: version, bindir: bindir, parameters: parameters, walSegmentSize: walSegmentSize(map["walSegmentSize"]))
+    }
+
+    /// `postgres.walSegmentSize`: `4MB`, `16MB`, `1GB` (or a number of MB), a power of two
+    /// from 1 MB to 1 GB, as initdb takes it.
+    mutating func walSegmentSize(_ node: Node?) -> Int? {
+        let path = "postgres.walSegmentSize"
+        guard let node, node.null == nil else { return nil }
+        guard let text = node.scalar?.string else {
+            fail(node, path, "expected a size such as 16MB")
+            return nil
+        }
+        guard let mb = Int(text) ?? SpecLoader.megabytes(text), mb >= 1, mb <= 1024, mb & (mb - 1) == 0 else {
+            fail(node, path, "'\(text)' is not a WAL segment size: a power of two from 1MB to 1GB (1MB, 2MB, 4MB, ... 16MB, ... 1GB)")
+            return nil
+        }
+        return mb
     }
 
     mutating func account(_ map: [String: Node], _ path: String, defaultUser: String) -> Account {
@@ -620,7 +636,7 @@ private struct Reader {
             return .default
         }
         guard mb >= 16 else {
-            fail(node, path, "\(text) is less than one WAL segment: give at least 16MB")
+            fail(node, path, "\(text) is too small to keep a standby: give at least 16MB")
             return .default
         }
         return .megabytes(mb)
