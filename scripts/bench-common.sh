@@ -130,7 +130,8 @@ bench_cleanup() {
 }
 
 # write_spec FILE NAME DIR SYNC_YAML PORT... : a local spec, first port the primary (db_0).
-# TLS_MODE (generate, the default, files or off) sets tls.mode.
+# TLS_MODE (generate, the default, files or off) sets tls.mode; WAL_SEGMENT (16MB, say)
+# postgres.walSegmentSize.
 write_spec() {
     local file="$1" name="$2" dir="$3" sync="$4" i=0 port
     shift 4
@@ -142,6 +143,7 @@ write_spec() {
         say "postgres:"
         say "  version: 15"
         say "  bindir: $PGBIN"
+        if [ -n "${WAL_SEGMENT:-}" ]; then say "  walSegmentSize: $WAL_SEGMENT"; fi
         say "replication:"
         say "  synchronous: $sync"
         say "tls: {mode: ${TLS_MODE:-generate}}"
