@@ -237,6 +237,16 @@ struct BackupTests {
             #expect(!FileManager.default.fileExists(atPath: "\(cluster.root)/no-such-repo"))
             // Nothing of the restore's target was made, and the live cluster is as it was.
             #expect(!FileManager.default.fileExists(atPath: "\(into.dataRoot)/node0"))
+
+            // A stanza mismatch: `init --force` would make a new database, which could never
+            // archive into the stanza its repository holds. Refused before --force erases
+            // anything (it used to fail at stanza-create with every node rebuilt), naming
+            // both ways out; the running cluster and its backups are untouched.
+            let again = await cluster.run(["init", "--force"])
+            #expect(again.status == 1, "\(again.stdout)\(again.stderr)")
+            #expect(again.stderr.contains("already holds stanza bk-bad") && again.stderr.contains("no node was made"), "\(again.stderr)")
+            #expect(again.stderr.contains("give backup.repo another folder") && again.stderr.contains("/repo/backup/bk-bad"), "\(again.stderr)")
+            #expect(!again.stderr.contains("stopping the existing server"), "\(again.stderr)")
             let status = await cluster.run(["status"])
             #expect(status.status == 0, "\(status.stdout)")
         }

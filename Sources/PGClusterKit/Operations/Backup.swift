@@ -373,6 +373,29 @@ public struct BackupRepository: Sendable {
         return try await info()
     }
 
+    /// For `init`: a repository that already holds this cluster's stanza is refused before
+    /// anything is made. It belongs to another database system (a cluster of the same name
+    /// destroyed before, whose backups `destroy` keeps), so a new cluster could never archive
+    /// into it: pgBackRest refused its stanza-create only after init had built every node,
+    /// and the primary's archive_command failed from its first segment. Those backups may
+    /// be the only copy of that cluster's data: pgcluster never removes them.
+    public func refuseExistingStanza() async throws(ClusterError) {
+        let exists = remote ? try await host.exists(settings.repo) : FileManager.default.fileExists(atPath: settings.repo)
+        guard exists else { return }
+        let held = try await catalog()
+        guard !held.stanzaMissing else { return }
+        let backups = held.backups.count == 1 ? "1 backup" : "\(held.backups.count) backups"
+        let archive = held.walMin.map { first in " and WAL \(first)..\(held.walMax ?? first)" } ?? ""
+        throw ClusterError(
+            "backup.repo \(place) already holds stanza \(spec.name) (\(backups)\(archive)"
+                + (held.systemId.map { " of database system \($0)" } ?? "") + "), which a new cluster cannot archive into; no node was made",
+            details: [
+                "those backups may be the only copy of an earlier cluster \(spec.name): to keep them, give backup.repo another folder in \(spec.file)",
+                "to drop them: remove \(settings.repo)/archive/\(spec.name) and \(settings.repo)/backup/\(spec.name)"
+                    + (remote ? " on \(host.label)" : "") + ", then run init again",
+            ])
+    }
+
     /// `pgbackrest info`, where the configuration is already in place (after ``writeConfig(createRepository:)``).
     func info() async throws(ClusterError) -> BackupCatalog {
         let result = try await check(["--output=json", "info"], what: "pgbackrest info")

@@ -80,11 +80,14 @@ public struct ClusterInit: Sendable {
     }
 
     /// Refuses an unready host, existing data (unless `--force`), busy ports and a server
-    /// user who cannot reach local.dir, before anything is changed.
-    func checkPreconditions() async throws(ClusterError) {
+    /// user who cannot reach local.dir, before anything is changed. `newDatabase` (init,
+    /// not restore, whose cluster keeps its source's database system): a backup repository
+    /// that already holds the cluster's stanza is refused too.
+    func checkPreconditions(newDatabase: Bool = true) async throws(ClusterError) {
         try await preflightHosts()
         // Before --force may erase anything: data of another major version is refused even then.
         try await cluster.checkMajorVersion(spec.nodes)
+        if newDatabase, spec.backup != nil { try await BackupRepository(cluster: cluster).refuseExistingStanza() }
         let existing = try await nodesWithData()
         if !existing.isEmpty {
             guard force else {

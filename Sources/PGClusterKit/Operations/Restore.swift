@@ -100,7 +100,7 @@ public struct ClusterRestore: Sendable {
                     exitCode: .refused,
                     details: ["an earlier restore into it that failed? remove it with: pgcluster destroy -f \(spec.file) --yes"])
             }
-            try await initializer.checkPreconditions()
+            try await initializer.checkPreconditions(newDatabase: false)
         }
 
         // What the live primary wrote just now goes to the archive (pgbackrest check switches WAL).

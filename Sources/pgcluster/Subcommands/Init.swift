@@ -10,7 +10,10 @@ extension PGCluster {
                 and one slot per standby (holding WAL from then on), pg_basebackup every standby, all hosts \
                 at once (on a host with more than two new standbys, one pg_basebackup, which the others \
                 there copy), start them, wait until all stream, then apply the spec's synchronous mode. \
-                With backup:, the pgBackRest stanza is created meanwhile (it needs only the primary). \
+                With backup:, the pgBackRest stanza is created meanwhile (it needs only the primary); a \
+                repository that already holds the cluster's stanza (a cluster of that name destroyed \
+                before: destroy keeps backups) is refused before anything is made (exit 1). \
+                initdb makes WAL segments of postgres.walSegmentSize (4 MB by default). \
                 Passwords the spec does not give are generated (32 random characters, stored in the \
                 servers as SCRAM secrets of 64 iterations: a login costs ~5 ms less CPU than with \
                 PostgreSQL's 4096; a spec's password keeps 4096) and \
