@@ -242,6 +242,9 @@ struct BackupTests {
             // archive into the stanza its repository holds. Refused before --force erases
             // anything (it used to fail at stanza-create with every node rebuilt), naming
             // both ways out; the running cluster and its backups are untouched.
+            // Without --force, existing data is what is refused (exit 2), not its backups.
+            let plain = await cluster.run(["init"])
+            #expect(plain.status == 2 && plain.stderr.contains("data already exists"), "\(plain.stderr)")
             let again = await cluster.run(["init", "--force"])
             #expect(again.status == 1, "\(again.stdout)\(again.stderr)")
             #expect(again.stderr.contains("already holds stanza bk-bad") && again.stderr.contains("no node was made"), "\(again.stderr)")

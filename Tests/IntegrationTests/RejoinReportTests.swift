@@ -77,10 +77,41 @@ struct RejoinReportTests {
             let again = await cluster.run(["rejoin", "node1"])
             try #require(again.status == 0, "rejoin: \(again.stderr)")
             #expect(
-                again.stdout.contains("; no transaction was committed there: none is lost")
+                again.stdout.contains("; no transaction was committed or prepared there: none is lost")
                     || again.stdout.contains("nothing of node1's WAL beyond its shutdown checkpoint"),
                 "\(again.stdout)")
             #expect(!again.stdout.contains("are gone") && !again.stdout.contains("is gone;"), "\(again.stdout)")
+        }
+    }
+
+    @Test("a diverged primary stopped cleanly with archiving on (its shutdown checkpoint opens a new segment): its commits and prepared transaction are counted")
+    func cleanStopWithArchive() async throws {
+        try await withCluster(name: "rejoin-clean", basePort: 21730, standbys: 1) { cluster in
+            try cluster.enableBackup()
+            let yaml = try String(contentsOfFile: cluster.specPath, encoding: .utf8)
+            try yaml.replacingOccurrences(of: "    max_wal_size: 256MB\n", with: "    max_wal_size: 256MB\n    max_prepared_transactions: 5\n")
+                .write(toFile: cluster.specPath, atomically: true, encoding: .utf8)
+            try await cluster.initCluster()
+            _ = try cluster.sql("node0", "CREATE TABLE t (id int)")
+            _ = try cluster.sql("node1", "ALTER SYSTEM SET primary_conninfo = ''")
+            _ = try cluster.sql("node1", "SELECT pg_reload_conf()")
+            #expect(await cluster.eventually { try cluster.sql("node1", "SELECT count(*) FROM pg_stat_wal_receiver").scalar == "0" })
+            for id in 1...4 { _ = try cluster.sql("node0", "INSERT INTO t VALUES (\(id))") }
+            let prepared = await TestCluster.runBinary(
+                ["psql", "-f", cluster.specPath, "node0", "--", "-c", "BEGIN; INSERT INTO t VALUES (5); PREPARE TRANSACTION 'gone'"])
+            #expect(prepared.status == 0, "\(prepared.stderr)")
+            // A clean stop: with archive_mode on, the shutdown switches segments first.
+            #expect(await cluster.run(["stop", "node0"]).status == 0)
+            let failover = await cluster.run(["failover"])
+            try #require(failover.status == 0, "failover: \(failover.stderr)")
+            let rejoin = await cluster.run(["rejoin", "node0", "--json"])
+            try #require(rejoin.status == 0, "rejoin: \(rejoin.stderr)")
+            #expect(!rejoin.stderr.contains("cannot count"), "\(rejoin.stderr)")
+            let object = try JSONSerialization.jsonObject(with: Data(rejoin.stdout.utf8))
+            let rewound = try #require((object as? [String: Any])?["rewound"] as? [String: Any], "\(rejoin.stdout)")
+            #expect(rewound["commits"] as? Int == 4, "\(rewound)")
+            #expect(rewound["prepared"] as? Int == 1, "\(rewound)")
+            #expect(try cluster.sql("node1", "SELECT count(*) FROM pg_prepared_xacts").scalar == "0")
         }
     }
 }

@@ -116,6 +116,7 @@ struct ApplyPlanTests {
             given, Self.observations(), recorded: Self.recorded(Self.three), settings: Self.settings(given, ["*": [running]]))
         #expect(plan.steps.isEmpty)
         #expect(plan.notes.contains { $0.hasPrefix("postgres.walSegmentSize is 4MB, the cluster runs with 16MB segments") }, "\(plan.notes)")
+        #expect(plan.text.hasPrefix("nothing to change") && plan.text.contains("\nnote: postgres.walSegmentSize is 4MB"), "\(plan.text)")
         // Left to the default, an older cluster's 16 MB is no news.
         let spec = try Self.spec()
         let quiet = try Self.make(spec, Self.observations(), recorded: Self.recorded(Self.three), settings: Self.settings(spec, ["*": [running]]))

@@ -28,7 +28,7 @@ struct RewoundWALTests {
     func clean() throws {
         let rewound = try #require(
             RewoundWAL.parse(controlData: Self.controlData(state: "shut down", checkpoint: "0/3A00028"), rewindOutput: Self.rewindOutput))
-        #expect(rewound == RewoundWAL(timeline: 1, from: LSN(0x300_0148), to: LSN(0x3A0_0028), bytes: 0x3A0_0028 - 0x300_0148, commits: nil))
+        #expect(rewound == RewoundWAL(timeline: 1, from: LSN(0x300_0148), to: LSN(0x3A0_0028), bytes: 0x3A0_0028 - 0x300_0148, commits: nil, prepared: nil))
         let text = rewound.text(node: "db_0", primary: "db_1")
         #expect(text.contains("db_0's WAL on timeline 1 from 0/3000148 (where db_1's timeline forked) to 0/3A00028"), "\(text)")
         #expect(text.contains("10.0 MB"), "\(text)")
@@ -74,12 +74,24 @@ struct RewoundWALTests {
         Total                                          3                           549 [100.00%]                   0 [0.00%]                   549 [100%]
         """
 
-    @Test("the commits in the discarded range, as pg_waldump counts them; none; unreadable output")
+    @Test("the commits and prepares in the discarded range, as pg_waldump counts them; none; a failure at the end; unreadable output")
     func commits() throws {
-        #expect(PGWaldump.commits(inStatistics: Self.statistics) == 3)
-        #expect(PGWaldump.commits(inStatistics: "") == 0, "pg_waldump prints nothing when it met no transaction record")
-        #expect(PGWaldump.commits(inStatistics: Self.statistics.replacingOccurrences(of: "Transaction/COMMIT ", with: "Transaction/ABORT  ")) == 1)
-        #expect(PGWaldump.commits(inStatistics: "pg_waldump: error: could not find file") == nil)
+        let end = LSN(0x401_8198)
+        let prepare = "        Transaction/PREPARE                            2 ( 10.00)                  300 ( 20.00)                    0 (  0.00)                  300 ( 20.00)\n"
+        #expect(PGWaldump.counts(status: 0, output: Self.statistics, end: end) == .init(commits: 3, prepared: 0))
+        #expect(PGWaldump.counts(status: 0, output: Self.statistics + "\n" + prepare, end: end) == .init(commits: 3, prepared: 2))
+        #expect(PGWaldump.counts(status: 0, output: "", end: end) == .init(commits: 0, prepared: 0), "nothing printed: no transaction record")
+        #expect(
+            PGWaldump.counts(status: 0, output: Self.statistics.replacingOccurrences(of: "Transaction/COMMIT ", with: "Transaction/ABORT  "), end: end)
+                == .init(commits: 1, prepared: 0))
+        // --end on a segment's first record: the statistics, then an error at the end.
+        let atEnd = Self.statistics + "\npg_waldump: error: error in WAL record at 0/4018170: invalid resource manager ID 62 at 0/4018198"
+        #expect(PGWaldump.counts(status: 1, output: atEnd, end: end) == .init(commits: 3, prepared: 0))
+        // An error before the end: the range was not read through.
+        let early = Self.statistics + "\npg_waldump: error: error in WAL record at 0/4000100: invalid record length at 0/4000170: wanted 24, got 0"
+        #expect(PGWaldump.counts(status: 1, output: early, end: end) == nil)
+        #expect(PGWaldump.counts(status: 1, output: "pg_waldump: error: could not find file \"000000010000000000000004\"", end: end) == nil)
+        #expect(PGWaldump.counts(status: 0, output: "something else", end: end) == nil)
         let arguments = PGWaldump.transactionStatistics(walDir: "/d/pg_wal", timeline: 2, from: LSN(0x300_0148), to: LSN(0x3A0_0028))
         #expect(arguments == ["--path=/d/pg_wal", "--timeline=2", "--start=0/3000148", "--end=0/3A00028", "--rmgr=Transaction", "--stats=record"])
 
@@ -87,11 +99,17 @@ struct RewoundWALTests {
             RewoundWAL.parse(controlData: Self.controlData(state: "shut down", checkpoint: "0/3A00028"), rewindOutput: Self.rewindOutput))
         #expect(rewound.text(node: "db_0", primary: "db_1").hasSuffix("any transaction committed there is gone (they could not be counted)"))
         rewound.commits = 0
-        #expect(rewound.text(node: "db_0", primary: "db_1").hasSuffix("10.0 MB; no transaction was committed there: none is lost"))
+        rewound.prepared = 0
+        #expect(rewound.text(node: "db_0", primary: "db_1").hasSuffix("10.0 MB; no transaction was committed or prepared there: none is lost"))
         rewound.commits = 1
         #expect(rewound.text(node: "db_0", primary: "db_1").hasSuffix("; 1 transaction committed there is gone"))
         rewound.commits = 7
         #expect(rewound.text(node: "db_0", primary: "db_1").hasSuffix("; 7 transactions committed there are gone"))
+        rewound.commits = 0
+        rewound.prepared = 1
+        #expect(
+            rewound.text(node: "db_0", primary: "db_1").hasSuffix(
+                "; no transaction was committed there; 1 prepared transaction (PREPARE TRANSACTION) is gone too"))
     }
 
     @Test("where an ancestor timeline ended in a history")

@@ -327,6 +327,13 @@ struct SpecValidationTests {
             label: "walSegmentSize above 1GB", yaml: specYAML(postgres: "postgres:\n  walSegmentSize: 2GB\n"),
             key: "postgres.walSegmentSize", reason: "a power of two from 1MB to 1GB"),
         BadSpec(
+            label: "walSegmentSize 64MB over the default min_wal_size", yaml: specYAML(postgres: "postgres:\n  walSegmentSize: 64MB\n"),
+            key: "postgres.walSegmentSize", reason: "give postgres.parameters.min_wal_size of at least 128MB"),
+        BadSpec(
+            label: "walSegmentSize 1GB with a max_wal_size too small",
+            yaml: specYAML(postgres: "postgres:\n  walSegmentSize: 1GB\n  parameters:\n    min_wal_size: 2GB\n    max_wal_size: 1536MB\n"),
+            key: "postgres.walSegmentSize", reason: "max_wal_size (1536MB) must be at least two WAL segments"),
+        BadSpec(
             label: "walSegmentSize in kB", yaml: specYAML(postgres: "postgres:\n  walSegmentSize: 512kB\n"),
             key: "postgres.walSegmentSize", reason: "not a WAL segment size"),
         BadSpec(
@@ -702,7 +709,11 @@ struct SpecValidationTests {
         #expect(try size(nil).walSegmentMB == 4)
         #expect(try size("16MB").walSegmentMB == 16)
         #expect(try size("1").walSegmentMB == 1)
-        #expect(try size("1GB").walSegmentMB == 1024)
+        #expect(try size("32MB").walSegmentMB == 32)
+        let big = try SpecLoader.parse(
+            specYAML(postgres: "postgres:\n  walSegmentSize: 1GB\n  parameters:\n    min_wal_size: 2GB\n    max_wal_size: 4096\n"),
+            file: "/specs/pgcluster.yaml")
+        #expect(big.postgres.walSegmentMB == 1024)
     }
 
     @Test("fsync and full_page_writes may be given when they stay on", arguments: ["on", "true", "yes", "1", "ON"])

@@ -403,10 +403,8 @@ public struct ComposeCluster: ServerControl {
         return try await run(line, what: "\(node.name): pg_controldata").output
     }
 
-    public func transactionRecords(_ node: NodeSpec, timeline: Int, from start: LSN, to end: LSN) async throws(ClusterError) -> String {
-        try await run(
-            await commands().transactionRecords(offline(node), timeline: timeline, from: start, to: end), what: "\(node.name): pg_waldump"
-        ).output
+    public func transactionRecords(_ node: NodeSpec, timeline: Int, from start: LSN, to end: LSN) async throws(ClusterError) -> CommandResult {
+        try await runner.run(command(await commands().transactionRecords(offline(node), timeline: timeline, from: start, to: end)))
     }
 
     public func finishCrashRecovery(_ node: NodeSpec) async throws(ClusterError) {

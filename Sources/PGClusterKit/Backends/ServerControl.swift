@@ -37,8 +37,9 @@ public protocol ServerControl: Sendable {
     /// its control file says where its WAL ends.
     func finishCrashRecovery(_ node: NodeSpec) async throws(ClusterError)
     /// `pg_waldump --stats=record` of the stopped `node`'s transaction records on `timeline`
-    /// from `start` to `end`: what a rewind is about to discard, counted by kind.
-    func transactionRecords(_ node: NodeSpec, timeline: Int, from start: LSN, to end: LSN) async throws(ClusterError) -> String
+    /// from `start` to `end`: what a rewind is about to discard, counted by kind. Its exit
+    /// status is the caller's to judge (``PGWaldump/counts(status:output:end:)``).
+    func transactionRecords(_ node: NodeSpec, timeline: Int, from start: LSN, to end: LSN) async throws(ClusterError) -> CommandResult
     /// pg_rewind of the stopped `node` against the live `source`; returns pg_rewind's output.
     func rewind(_ node: NodeSpec, from source: NodeSpec, credentials: Credentials) async throws(ClusterError) -> String
     /// Erases the stopped `node`'s data and copies `source` afresh, set to follow it.
@@ -178,10 +179,11 @@ extension HostCluster: ServerControl {
             what: "\(node.name): crash recovery in single-user mode")
     }
 
-    public func transactionRecords(_ node: NodeSpec, timeline: Int, from start: LSN, to end: LSN) async throws(ClusterError) -> String {
-        try await server(
-            node, "pg_waldump", PGWaldump.transactionStatistics(walDir: "\(layout.dataDir(node.name))/pg_wal", timeline: timeline, from: start, to: end),
-            what: "\(node.name): pg_waldump").output
+    public func transactionRecords(_ node: NodeSpec, timeline: Int, from start: LSN, to end: LSN) async throws(ClusterError) -> CommandResult {
+        try await host(node).run(
+            [binary("pg_waldump")]
+                + PGWaldump.transactionStatistics(walDir: "\(layout.dataDir(node.name))/pg_wal", timeline: timeline, from: start, to: end),
+            environment: [:], input: nil, progress: false)
     }
 
     public func rewind(_ node: NodeSpec, from source: NodeSpec, credentials: Credentials) async throws(ClusterError) -> String {

@@ -380,18 +380,26 @@ public struct BackupRepository: Sendable {
     /// and the primary's archive_command failed from its first segment. Those backups may
     /// be the only copy of that cluster's data: pgcluster never removes them.
     public func refuseExistingStanza() async throws(ClusterError) {
-        let exists = remote ? try await host.exists(settings.repo) : FileManager.default.fileExists(atPath: settings.repo)
-        guard exists else { return }
-        let held = try await catalog()
-        guard !held.stanzaMissing else { return }
-        let backups = held.backups.count == 1 ? "1 backup" : "\(held.backups.count) backups"
-        let archive = held.walMin.map { first in " and WAL \(first)..\(held.walMax ?? first)" } ?? ""
+        // Its two folders, not `info` alone: with one of them removed, info says "missing"
+        // and stanza-create still fails.
+        var present: [String] = []
+        for folder in ["archive", "backup"].map({ "\(settings.repo)/\($0)/\(spec.name)" }) {
+            if remote ? try await host.exists(folder) : FileManager.default.fileExists(atPath: folder) { present.append(folder) }
+        }
+        guard !present.isEmpty else { return }
+        let held = try? await catalog()
+        var holds = present.joined(separator: ", ")
+        if let held, !held.stanzaMissing {
+            let backups = held.backups.count == 1 ? "1 backup" : "\(held.backups.count) backups"
+            let archive = held.walMin.map { first in " and WAL \(first)..\(held.walMax ?? first)" } ?? ""
+            holds = backups + archive + (held.systemId.map { " of database system \($0)" } ?? "")
+        }
         throw ClusterError(
-            "backup.repo \(place) already holds stanza \(spec.name) (\(backups)\(archive)"
-                + (held.systemId.map { " of database system \($0)" } ?? "") + "), which a new cluster cannot archive into; no node was made",
+            "backup.repo \(place) already holds stanza \(spec.name) (\(holds)), which a new cluster cannot archive into; no node was made",
             details: [
-                "those backups may be the only copy of an earlier cluster \(spec.name): to keep them, give backup.repo another folder in \(spec.file)",
-                "to drop them: remove \(settings.repo)/archive/\(spec.name) and \(settings.repo)/backup/\(spec.name)"
+                "they are the backups of the database this cluster held before (init makes a new one), "
+                    + "maybe the only copy of its data: to keep them, give backup.repo another folder in \(spec.file)",
+                "to drop them: remove both \(settings.repo)/archive/\(spec.name) and \(settings.repo)/backup/\(spec.name)"
                     + (remote ? " on \(host.label)" : "") + ", then run init again",
             ])
     }

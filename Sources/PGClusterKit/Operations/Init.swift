@@ -87,14 +87,15 @@ public struct ClusterInit: Sendable {
         try await preflightHosts()
         // Before --force may erase anything: data of another major version is refused even then.
         try await cluster.checkMajorVersion(spec.nodes)
-        if newDatabase, spec.backup != nil { try await BackupRepository(cluster: cluster).refuseExistingStanza() }
         let existing = try await nodesWithData()
+        if !existing.isEmpty && !force {
+            throw ClusterError.refused(
+                "data already exists for \(existing.map(\.name).joined(separator: ", ")) under \(layout.serverRoot); "
+                    + "init does not touch it. Add --force to stop those servers and erase their data")
+        }
+        // Before --force erases anything: a new database could not archive into the stanza.
+        if newDatabase, spec.backup != nil { try await BackupRepository(cluster: cluster).refuseExistingStanza() }
         if !existing.isEmpty {
-            guard force else {
-                throw ClusterError.refused(
-                    "data already exists for \(existing.map(\.name).joined(separator: ", ")) under \(layout.serverRoot); "
-                        + "init does not touch it. Add --force to stop those servers and erase their data")
-            }
             for node in spec.nodes {
                 if await cluster.postmasterRuns(node) {
                     Console.progress("[\(node.name)] stopping the existing server (--force)")

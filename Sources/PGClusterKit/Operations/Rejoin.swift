@@ -143,7 +143,10 @@ public struct Rejoin: Sendable {
                 if output.contains("no rewind required") { method = .nothingToRewind }
                 rewound = endOfWAL.flatMap { RewoundWAL.parse(controlData: $0, rewindOutput: output) }
                 // Counted from the fork the new primary's history names; pg_rewind's own must agree.
-                if let commits, commits.from == rewound?.from { rewound?.commits = commits.count }
+                if let commits, commits.from == rewound?.from {
+                    rewound?.commits = commits.counts.commits
+                    rewound?.prepared = commits.counts.prepared
+                }
                 timer.lap("pg_rewind \(node.name) from \(primary.name)")
             } catch {
                 // Killed because the watcher must fail over: stop here, never copy instead.
@@ -191,17 +194,22 @@ public struct Rejoin: Sendable {
     /// pg_rewind removes it, from the fork the primary's timeline history names to the
     /// node's last record. nil (the report then cannot say) when the node is on the
     /// primary's timeline or off its history, or pg_waldump cannot read the range.
-    func commitsPastFork(controlData: String?, primary: NodeObservation) async -> (from: LSN, count: Int)? {
+    func commitsPastFork(controlData: String?, primary: NodeObservation) async -> (from: LSN, counts: PGWaldump.Counts)? {
         guard let controlData, let end = RewoundWAL.endOfWAL(controlData: controlData),
             let timeline = ControlData.value("Latest checkpoint's TimeLineID", in: controlData).flatMap({ Int($0) }),
             let primaryTimeline = primary.timeline, timeline != primaryTimeline
         else { return nil }
         do throws(ClusterError) {
-            guard let fork = try await ops.timelineHistory(primary.node, timeline: primaryTimeline).end(of: timeline), fork < end else {
+            guard let fork = try await ops.timelineHistory(primary.node, timeline: primaryTimeline).end(of: timeline) else { return nil }
+            guard fork < end else { return (fork, PGWaldump.Counts(commits: 0, prepared: 0)) }
+            let result = try await cluster.transactionRecords(node, timeline: timeline, from: fork, to: end)
+            guard let counts = PGWaldump.counts(status: result.status, output: result.output, end: end) else {
+                Console.warn(
+                    "\(node.name): cannot count the transactions its rewind discards: pg_waldump exit \(result.status): "
+                        + (result.output.split(whereSeparator: \.isNewline).last.map(String.init) ?? "no output"))
                 return nil
             }
-            let statistics = try await cluster.transactionRecords(node, timeline: timeline, from: fork, to: end)
-            return PGWaldump.commits(inStatistics: statistics).map { (fork, $0) }
+            return (fork, counts)
         } catch {
             Console.warn("\(node.name): cannot count the transactions its rewind discards: \(error.message)")
             return nil

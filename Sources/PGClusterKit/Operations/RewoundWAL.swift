@@ -16,6 +16,9 @@ public struct RewoundWAL: Sendable, Equatable, Encodable {
     /// rewind); nil when they could not be counted. Bytes alone do not say it: a crashed
     /// primary's recovery and shutdown write checkpoint records there too.
     public var commits: Int?
+    /// Two-phase transactions prepared there (PREPARE TRANSACTION), gone with it; nil when
+    /// not counted.
+    public var prepared: Int?
 
     /// Reads the fork point from pg_rewind's output and the old primary's end of WAL from
     /// its pg_controldata taken before the rewind (after a clean shutdown, as pg_rewind
@@ -27,7 +30,7 @@ public struct RewoundWAL: Sendable, Equatable, Encodable {
             let from = LSN(String(match.1)), let timeline = Int(match.2),
             let end = endOfWAL(controlData: controlData)
         else { return nil }
-        return RewoundWAL(timeline: timeline, from: from, to: end, bytes: end.bytes(after: from), commits: nil)
+        return RewoundWAL(timeline: timeline, from: from, to: end, bytes: end.bytes(after: from), commits: nil, prepared: nil)
     }
 
     /// Where a cleanly shut down server's WAL ends, as pg_rewind reckons it: its last
@@ -55,11 +58,18 @@ public struct RewoundWAL: Sendable, Equatable, Encodable {
         }
         let range = "discarded: \(node)'s WAL on timeline \(timeline) from \(from) (where \(primary)'s timeline forked) "
             + "to \(to) (its last record), \(formatBytes(bytes))"
+        let preparedGone =
+            switch prepared ?? 0 {
+            case 0: ""
+            case 1: "; 1 prepared transaction (PREPARE TRANSACTION) is gone too"
+            case let count: "; \(count) prepared transactions (PREPARE TRANSACTION) are gone too"
+            }
         switch commits {
         case nil: return range + "; any transaction committed there is gone (they could not be counted)"
-        case 0: return range + "; no transaction was committed there: none is lost"
-        case 1: return range + "; 1 transaction committed there is gone"
-        case let count?: return range + "; \(count) transactions committed there are gone"
+        case 0 where prepared == 0: return range + "; no transaction was committed or prepared there: none is lost"
+        case 0: return range + "; no transaction was committed there" + preparedGone
+        case 1: return range + "; 1 transaction committed there is gone" + preparedGone
+        case let count?: return range + "; \(count) transactions committed there are gone" + preparedGone
         }
     }
 }
@@ -72,22 +82,42 @@ public enum PGWaldump {
         ["--path=\(walDir)", "--timeline=\(timeline)", "--start=\(start)", "--end=\(end)", "--rmgr=Transaction", "--stats=record"]
     }
 
-    /// The COMMIT and COMMIT_PREPARED records in `--stats=record` output
-    /// (`Transaction/COMMIT   12 ( 85.71) ...`); 0 when there is no such line (pg_waldump
-    /// lists only the kinds it met, and prints nothing at all when it met no transaction
-    /// record), nil when the output is something else.
-    public static func commits(inStatistics output: String) -> Int? {
-        if output.allSatisfy(\.isWhitespace) { return 0 }
+    /// What a rewind discards, by kind.
+    public struct Counts: Sendable, Equatable {
+        /// COMMIT and COMMIT_PREPARED records.
+        public var commits: Int
+        /// PREPARE records: two-phase transactions a coordinator was told would commit.
+        public var prepared: Int
+    }
+
+    /// The counts in `--stats=record` output (`Transaction/COMMIT   12 ( 85.71) ...`);
+    /// zero for a kind without a line (pg_waldump lists only the kinds it met, and prints
+    /// nothing at all when it met no transaction record). A failed run counts only when its
+    /// error is at `end` or past it: with `--end` on the first record of a segment (a
+    /// shutdown that switched segments first) PostgreSQL 15's pg_waldump prints the whole
+    /// range's statistics, then fails reading the page that holds `end`. nil otherwise.
+    public static func counts(status: Int32, output: String, end: LSN) -> Counts? {
+        let lines = output.split(whereSeparator: \.isNewline)
+        if status != 0 {
+            guard let error = lines.last(where: { $0.hasPrefix("pg_waldump: error:") }),
+                let last = error.matches(of: #/[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}/#).last.flatMap({ LSN(String(error[$0.range])) }),
+                last >= end
+            else { return nil }
+        }
+        var counts = Counts(commits: 0, prepared: 0)
         var sawTable = false
-        var commits = 0
-        for line in output.split(whereSeparator: \.isNewline) {
+        for line in lines where !line.hasPrefix("pg_waldump:") {
             let fields = line.split(whereSeparator: \.isWhitespace)
             guard let name = fields.first else { continue }
             if name == "Type" { sawTable = true }
-            guard name == "Transaction/COMMIT" || name == "Transaction/COMMIT_PREPARED", fields.count > 1, let count = Int(fields[1])
-            else { continue }
-            commits += count
+            guard fields.count > 1, let count = Int(fields[1]) else { continue }
+            switch name {
+            case "Transaction/COMMIT", "Transaction/COMMIT_PREPARED": counts.commits += count
+            case "Transaction/PREPARE": counts.prepared += count
+            default: break
+            }
         }
-        return sawTable ? commits : nil
+        let printedNothing = lines.allSatisfy { $0.hasPrefix("pg_waldump:") || $0.allSatisfy(\.isWhitespace) }
+        return sawTable || (status == 0 && printedNothing) ? counts : nil
     }
 }

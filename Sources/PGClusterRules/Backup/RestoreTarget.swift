@@ -155,7 +155,7 @@ extension RestoreChoice {
                 return ClusterError(
                     "the target LSN \(lsn) is past the end of the WAL: the primary is at \(primaryLsn); give an earlier LSN, or latest")
             }
-            guard let archiveEnd, lsn > archiveEnd else { return nil }
+            guard let archiveEnd, lsn >= archiveEnd else { return nil }
             return ClusterError(
                 "the target LSN \(lsn) is past the end of the WAL archive (its last file ends at \(archiveEnd)); give an earlier LSN, or latest")
         }

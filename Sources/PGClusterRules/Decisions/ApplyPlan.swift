@@ -355,7 +355,10 @@ public struct ApplyPlan: Sendable, Equatable {
 
     /// The plan for people: numbered steps, then the setting changes and notes.
     public var text: String {
-        if steps.isEmpty { return "nothing to change: the cluster matches the spec (primary \(primary))" }
+        if steps.isEmpty {
+            return (["nothing to change: the cluster matches the spec (primary \(primary))"] + notes.map { "note: " + $0 })
+                .joined(separator: "\n")
+        }
         var lines = ["plan (primary \(primary)), \(steps.count) step\(steps.count == 1 ? "" : "s"):"]
         for (i, step) in steps.enumerated() { lines.append("  \(i + 1). \(step.text)") }
         if !changes.isEmpty {

@@ -596,7 +596,22 @@ private struct Reader {
                 fail(params, "postgres.parameters", "expected a mapping such as {max_wal_size: 1GB}")
             }
         }
-        return PostgresSettings(version: version, bindir: bindir, parameters: parameters, walSegmentSize: walSegmentSize(map["walSegmentSize"]))
+        let segment = walSegmentSize(map["walSegmentSize"])
+        if let segment {
+            // PostgreSQL refuses to start when min_wal_size or max_wal_size is under two
+            // segments; its defaults (80MB, 1GB) hold up to 32MB segments.
+            for (name, fallback) in [("min_wal_size", 80), ("max_wal_size", 1024)] {
+                let given = parameters.first { $0.name == name }?.value
+                let mb = given.flatMap { Int($0) ?? SpecLoader.megabytes($0) } ?? fallback
+                if mb < 2 * segment {
+                    fail(
+                        map["walSegmentSize"], "postgres.walSegmentSize",
+                        "\(name) (\(given ?? "PostgreSQL's default \(fallback)MB")) must be at least two WAL segments: "
+                            + "give postgres.parameters.\(name) of at least \(2 * segment)MB")
+                }
+            }
+        }
+        return PostgresSettings(version: version, bindir: bindir, parameters: parameters, walSegmentSize: segment)
     }
 
     /// `postgres.walSegmentSize`: `4MB`, `16MB`, `1GB` (or a number of MB), a power of two
