@@ -83,6 +83,12 @@ public struct Apply: Sendable {
         if let checked = answering.first(where: { spec.node(named: $0.name) != nil }), let hosts {
             try await hosts.checkParameters(checked)
         }
+        // A repository whose stanza belongs to another database system, before any plan.
+        if spec.backup != nil, let hosts, let live = observations.first(where: { $0.reachable && $0.isPrimary }) {
+            let repository = try BackupRepository(cluster: hosts)
+            try await repository.refuseForeignStanza(
+                system: await repository.systemIdentifier(of: live.node, credentials: credentials), what: "\(live.node.name)'s")
+        }
         var facts = ApplyFacts(observations: observations, recorded: recorded)
         try facts.render(spec)
         for (node, result) in settings {

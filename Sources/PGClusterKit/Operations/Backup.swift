@@ -316,9 +316,6 @@ public struct BackupRepository: Sendable {
             details: ["another cluster of the same name uses this repository: give each cluster its own backup.repo"])
     }
 
-    /// The history of the archive's newest timeline, the one recovery follows
-    /// (`recovery_target_timeline = latest`: up from timeline 1 while the next history file
-    /// exists); nil when that is timeline 1.
     /// The cluster's WAL segment size, from the first node whose control file reads (its
     /// server need not run): the archive's file names count segments of that size. nil
     /// when no node's does.
@@ -333,6 +330,9 @@ public struct BackupRepository: Sendable {
         return nil
     }
 
+    /// The history of the archive's newest timeline, the one recovery follows
+    /// (`recovery_target_timeline = latest`: up from timeline 1 while the next history file
+    /// exists); nil when that is timeline 1.
     public func newestTimelineHistory() async throws(ClusterError) -> TimelineHistory? {
         let archived = Set(try await archivedTimelines())
         var newest = 1
@@ -380,12 +380,9 @@ public struct BackupRepository: Sendable {
     /// and the primary's archive_command failed from its first segment. Those backups may
     /// be the only copy of that cluster's data: pgcluster never removes them.
     public func refuseExistingStanza() async throws(ClusterError) {
-        // Its two folders, not `info` alone: with one of them removed, info says "missing"
-        // and stanza-create still fails.
-        var present: [String] = []
-        for folder in ["archive", "backup"].map({ "\(settings.repo)/\($0)/\(spec.name)" }) {
-            if remote ? try await host.exists(folder) : FileManager.default.fileExists(atPath: folder) { present.append(folder) }
-        }
+        // (Its two folders, not `info` alone: with one of them removed, info says "missing"
+        // and stanza-create still fails.)
+        let present = try await stanzaFolders()
         guard !present.isEmpty else { return }
         let held = try? await catalog()
         var holds = present.joined(separator: ", ")
@@ -402,6 +399,41 @@ public struct BackupRepository: Sendable {
                 "to drop them: remove both \(settings.repo)/archive/\(spec.name) and \(settings.repo)/backup/\(spec.name)"
                     + (remote ? " on \(host.label)" : "") + ", then run init again",
             ])
+    }
+
+    /// The stanza's folders that exist in the repository (`archive/NAME`, `backup/NAME`).
+    func stanzaFolders() async throws(ClusterError) -> [String] {
+        var present: [String] = []
+        for folder in ["archive", "backup"].map({ "\(settings.repo)/\($0)/\(spec.name)" }) {
+            if remote ? try await host.exists(folder) : FileManager.default.fileExists(atPath: folder) { present.append(folder) }
+        }
+        return present
+    }
+
+    /// For `apply` (a running cluster whose spec has `backup:`) and `restore --into`: a
+    /// stanza of this name made for another database system than `system` is refused
+    /// before anything changes. Archiving into it fails for good (pgBackRest compares
+    /// system-ids), and stanza-create after the rest of the work left a cluster whose
+    /// archive never works.
+    public func refuseForeignStanza(system: UInt64?, what: String) async throws(ClusterError) {
+        guard let system, !(try await stanzaFolders()).isEmpty else { return }
+        let held = try await catalog()
+        guard let stanzaSystem = held.systemId, stanzaSystem.value != system else { return }
+        throw ClusterError(
+            "backup.repo \(place) holds a stanza \(spec.name) of another database system (system-id \(stanzaSystem); "
+                + "\(what) is \(system)): it could never archive there; nothing was changed",
+            details: [
+                "another cluster of the same name used this repository: give backup.repo another folder in \(spec.file), "
+                    + "or, when those backups are no longer wanted, remove \(settings.repo)/archive/\(spec.name) and \(settings.repo)/backup/\(spec.name)"
+                    + (remote ? " on \(host.label)" : "")
+            ])
+    }
+
+    /// The live primary's database system (`pg_control_system()`), nil when it cannot be read.
+    public func systemIdentifier(of primary: NodeSpec, credentials: Credentials) async -> UInt64? {
+        let ops = ServerOps(spec: spec, credentials: credentials, templates: cluster.renderer.templates)
+        let result = try? await ops.execute(primary, ["SELECT system_identifier FROM pg_control_system()"])
+        return result?.scalar.flatMap { UInt64($0) }
     }
 
     /// `pgbackrest info`, where the configuration is already in place (after ``writeConfig(createRepository:)``).

@@ -101,6 +101,12 @@ public struct ClusterRestore: Sendable {
                     details: ["an earlier restore into it that failed? remove it with: pgcluster destroy -f \(spec.file) --yes"])
             }
             try await initializer.checkPreconditions(newDatabase: false)
+            // The new cluster keeps the source's database system: a stanza of its name made
+            // for another one could never take its archive.
+            if spec.backup != nil {
+                try await BackupRepository(cluster: target).refuseForeignStanza(
+                    system: catalog.systemId?.value, what: "the restored cluster's (\(sourceSpec.name)'s)")
+            }
         }
 
         // What the live primary wrote just now goes to the archive (pgbackrest check switches WAL).
