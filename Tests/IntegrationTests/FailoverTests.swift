@@ -179,6 +179,35 @@ struct FailoverTests {
         }
     }
 
+    @Test("--candidate behind another standby, --allow-data-loss: the one ahead is not re-pointed (it cannot follow) but named for rejoin at once")
+    func candidateBehindAnother() async throws {
+        try await withCluster(name: "fo-ahead", basePort: 21160) { cluster in
+            try await cluster.initCluster()
+            _ = try cluster.sql("node0", "CREATE TABLE t (id int)")
+            // node2 cut off; then rows that only node1 receives.
+            _ = try cluster.sql("node2", "ALTER SYSTEM SET primary_conninfo = ''")
+            _ = try cluster.sql("node2", "SELECT pg_reload_conf()")
+            #expect(await cluster.eventually { try cluster.sql("node2", "SELECT count(*) FROM pg_stat_wal_receiver").scalar == "0" })
+            _ = try cluster.sql("node0", "INSERT INTO t SELECT generate_series(1, 100)")
+            let flushed = try cluster.sql("node0", "SELECT pg_current_wal_flush_lsn()::text").scalar ?? ""
+            #expect(await cluster.eventually { try cluster.sql("node1", "SELECT pg_last_wal_receive_lsn() >= '\(flushed)'").scalar == "t" })
+            try cluster.kill9Postmaster("node0")
+
+            // (It used to re-point node1 too and wait 15 s for it to stream, which it never could.)
+            let failover = await cluster.run(["failover", "--candidate", "node2", "--allow-data-loss", "--json"])
+            #expect(failover.status == 0, "\(failover.stdout)\(failover.stderr)")
+            let report = try cluster.json(failover)
+            #expect((report["needsRejoin"] as? [String])?.contains("node1") == true, "\(report)")
+            #expect((report["rePointed"] as? [String])?.contains("node1") != true, "\(report)")
+            let steps = (report["steps"] as? [[String: Any]] ?? []).compactMap { $0["name"] as? String }
+            #expect(!steps.contains { $0.hasPrefix("re-point 1") }, "node1 was re-pointed: \(steps)")
+            #expect(try cluster.sql("node2", "SELECT count(*) FROM t").scalar == "0")
+            let rejoin = await cluster.run(["rejoin", "node1"])
+            #expect(rejoin.status == 0, "\(rejoin.stderr)")
+            #expect(await cluster.eventually { try cluster.streams("node1", from: "node2") })
+        }
+    }
+
     @Test("a frozen primary (SIGSTOP: running, not answering) is fenced before the promotion")
     func frozenPrimaryIsFenced() async throws {
         try await withCluster(name: "fo-fence", basePort: 21150, synchronous: "{mode: any, count: 1}") { cluster in

@@ -249,7 +249,7 @@ struct FailoverDecisionTests {
             ],
             sync: anyOf(1, "db_1", "db_2"), request: .init(allowDataLoss: true),
             expect: .promote(
-                "db_2", rePoint: ["db_1"], warnings: ["db_2 is behind: it has 0/4000000, but db_1 has 0/5000000"],
+                "db_2", rePoint: [], warnings: ["db_2 is behind: it has 0/4000000, but db_1 has 0/5000000"],
                 candidateLsn: "0/4000000", freshestLsn: "0/5000000")),
         Case(
             label: "every reachable standby has priority 0: refused",
@@ -271,7 +271,7 @@ struct FailoverDecisionTests {
             observations: [deadPrimary, Obs.standby("db_1", replay: "0/5000000"), Obs.standby("db_2", replay: "0/4000000")],
             sync: anyOf(1, "db_1", "db_2"), request: .init(candidate: "db_2", allowDataLoss: true),
             expect: .promote(
-                "db_2", reason: ["named with --candidate"], rePoint: ["db_1"], warnings: ["db_2 is behind"],
+                "db_2", reason: ["named with --candidate"], rePoint: [], warnings: ["db_2 is behind"],
                 candidateLsn: "0/4000000", freshestLsn: "0/5000000")),
         Case(
             label: "--candidate as fresh as the best but of lower priority: taken",
@@ -332,7 +332,7 @@ struct FailoverDecisionTests {
             ],
             sync: anyOf(1, "db_1", "db_2"),
             expect: .promote(
-                "db_2", rePoint: ["db_1"], unreachable: ["db_0"], otherTimeline: ["db_1"], warnings: [],
+                "db_2", rePoint: [], unreachable: ["db_0"], otherTimeline: ["db_1"], warnings: [],
                 candidateLsn: "0/5000000", freshestLsn: "0/5000000", timeline: 2)),
     ]
 
@@ -433,6 +433,26 @@ struct FailoverDecisionTests {
         // Enough remain: strict changes nothing.
         let enough = FailoverDecision.newSynchronous(mode: .any(1), remaining: ["db_2"], durability: .strict, others: ["db_0", "db_2"])
         #expect(enough.mode == .any(1) && enough.standbys == ["db_2"] && enough.warning == nil)
+    }
+
+    @Test("a candidate behind others (--allow-data-loss): those ahead cannot follow it, so they are not re-pointed but need a rejoin")
+    func aheadOfTheCandidate() throws {
+        let observations = [
+            Self.deadPrimary, Obs.standby("db_1", replay: "0/5000000"), Obs.standby("db_2", replay: "0/4000000"),
+            Obs.standby("db_3", replay: "0/4000000"), Obs.standby("db_4", replay: "0/3000000"),
+        ]
+        let plan = try FailoverDecision.decide(
+            observations: observations, sync: Self.anyOf(1, "db_1", "db_2", "db_3", "db_4"),
+            request: .init(candidate: "db_2", allowDataLoss: true)
+        ).get()
+        #expect(plan.candidate == "db_2")
+        #expect(plan.ahead == ["db_1"])
+        #expect(plan.rePoint == ["db_3", "db_4"], "as fresh as the candidate, or behind it: they follow")
+        // The freshest chosen by itself: nobody is ahead.
+        let freshest = try FailoverDecision.decide(
+            observations: observations, sync: Self.anyOf(1, "db_1", "db_2", "db_3", "db_4"), request: .init()
+        ).get()
+        #expect(freshest.ahead.isEmpty && freshest.rePoint == ["db_2", "db_3", "db_4"])
     }
 
     @Test("standbys behind the timeline the dead primary was recorded on missed its promotion: refused, unless --allow-data-loss")

@@ -228,13 +228,13 @@ public struct Failover: Sendable {
 
         let outcome = try await SynchronousSettlement.settle(
             spec: spec, credentials: credentials, primary: candidate, following: following.map(\.name),
-            remembered: remembered, alreadySet: (planned.mode, planned.standbys), down: plan.unreachable + needsRejoin)
+            remembered: remembered, alreadySet: (planned.mode, planned.standbys), down: plan.unreachable + plan.ahead + needsRejoin)
         if outcome.changed { timer.lap("synchronous_standby_names over the standbys that follow") }
         try await ClusterRecord.savePrimary(
             spec: spec, primary: candidate.name, applied: (outcome.mode, outcome.standbys), timeline: timeline)
         var result = report(
             plan: plan, observations: observations, oldPrimary: oldPrimary ?? plan.unreachable.first,
-            rePointed: following.map(\.name), needsRejoin: Array(Set(plan.unreachable + needsRejoin)).sorted(),
+            rePointed: following.map(\.name), needsRejoin: Array(Set(plan.unreachable + plan.ahead + needsRejoin)).sorted(),
             synchronous: outcome.mode.standbyNames(outcome.standbys), fenced: fenced, timer: timer,
             warnings: plan.warnings + outcome.warnings, timeline: timeline, problems: outcome.problems)
         try await record(result, lsn: plan.candidateLsn)

@@ -39,13 +39,18 @@ public enum FailoverDecision {
         public var otherTimeline: [String]
         /// Nodes that did not answer.
         public var unreachable: [String]
+        /// Standbys with more WAL than a candidate promoted with --allow-data-loss: their
+        /// timeline goes past the fork, so they cannot follow it and are not re-pointed;
+        /// each needs `pgcluster rejoin` (a rewind).
+        public var ahead: [String]
         /// Risks accepted or worth saying (async mode, --allow-data-loss).
         public var warnings: [String]
 
         public init(
             candidate: String, candidateLsn: LSN, freshestLsn: LSN, timeline: Int?, reason: String, rePoint: [String],
-            otherTimeline: [String], unreachable: [String], warnings: [String]
+            otherTimeline: [String], unreachable: [String], warnings: [String], ahead: [String] = []
         ) {
+            self.ahead = ahead
             self.candidate = candidate
             self.candidateLsn = candidateLsn
             self.freshestLsn = freshestLsn
@@ -199,8 +204,9 @@ public enum FailoverDecision {
             Plan(
                 candidate: chosen.node.name, candidateLsn: lsn(chosen), freshestLsn: freshest,
                 timeline: chosen.timeline, reason: reason,
-                rePoint: standbys.map(\.node.name).filter { $0 != chosen.node.name },
-                otherTimeline: behindTimeline, unreachable: unreachable, warnings: warnings))
+                rePoint: standbys.filter { $0.node.name != chosen.node.name && lsn($0) <= lsn(chosen) }.map(\.node.name),
+                otherTimeline: behindTimeline, unreachable: unreachable, warnings: warnings,
+                ahead: standbys.filter { $0.node.name != chosen.node.name && lsn($0) > lsn(chosen) }.map(\.node.name)))
     }
 
     /// What the quorum guard reasons on, for failover and watch alike: what the dead primary
