@@ -36,7 +36,7 @@ public struct ClusterInit: Sendable {
             throw await withRunningNodes(error)
         }
         let seconds = (clock.now - began).seconds
-        Console.progress("cluster \(spec.name) is up in \(String(format: "%.1f", seconds)) s: \(spec.nodes.count) nodes")
+        Console.progress("cluster \(spec.name) is up in \(String(format: "%.1f", seconds)) s: \(spec.nodes.count) node\(spec.nodes.count == 1 ? "" : "s")")
     }
 
     /// Once the primary runs: every standby cloned and streaming, the synchronous mode set,
@@ -277,12 +277,15 @@ public struct ClusterInit: Sendable {
     }
 
     /// Waits (polling the primary's pg_stat_replication) until every standby streams.
-
     func waitForStreaming(_ primary: NodeSpec, _ credentials: Credentials) async throws(ClusterError) {
         let ops = ServerOps(spec: spec, credentials: credentials, templates: cluster.renderer.templates)
         let missing = await ops.confirmStreaming(spec.standbys, from: primary, timeline: nil, timeout: streamTimeout)
         guard !missing.isEmpty else {
-            Console.progress("[\(primary.name)] all \(spec.standbys.count) standbys stream")
+            switch spec.standbys.count {
+            case 0: break
+            case 1: Console.progress("[\(primary.name)] its standby streams")
+            case let count: Console.progress("[\(primary.name)] all \(count) standbys stream")
+            }
             return
         }
         throw ClusterError(
