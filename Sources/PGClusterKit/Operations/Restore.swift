@@ -76,7 +76,14 @@ public struct ClusterRestore: Sendable {
             if let foreign = await source.foreignStanza(catalog, primary: live, credentials: sourceCredentials) { throw foreign }
             primaryLsn = try await markEnd(on: live, sourceCredentials)
         }
-        let archiveEnd = primaryLsn != nil ? nil : await source.segmentBytes().flatMap { catalog.archiveEnd(segmentBytes: $0) }
+        let segmentBytes = await source.segmentBytes()
+        let archiveEnd = primaryLsn != nil ? nil : segmentBytes.flatMap { catalog.archiveEnd(segmentBytes: $0) }
+        // A restored cluster keeps its backup's WAL segment size: the spec cannot change it.
+        if !inPlace, let wanted = spec.postgres.walSegmentSize, let bytes = segmentBytes, UInt64(wanted) << 20 != bytes {
+            Console.warn(
+                "\(spec.file): postgres.walSegmentSize \(wanted)MB is not used: the restored cluster keeps "
+                    + "\(sourceSpec.name)'s \(bytes >> 20)MB segments (fixed when a cluster is made)")
+        }
         if let refusal = RestoreChoice.unreachable(to, now: Date(), primaryLsn: primaryLsn, archiveEnd: archiveEnd) {
             throw refusal
         }
