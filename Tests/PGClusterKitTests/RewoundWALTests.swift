@@ -28,7 +28,7 @@ struct RewoundWALTests {
     func clean() throws {
         let rewound = try #require(
             RewoundWAL.parse(controlData: Self.controlData(state: "shut down", checkpoint: "0/3A00028"), rewindOutput: Self.rewindOutput))
-        #expect(rewound == RewoundWAL(timeline: 1, from: LSN(0x300_0148), to: LSN(0x3A0_0028), bytes: 0x3A0_0028 - 0x300_0148, commits: nil, prepared: nil))
+        #expect(rewound == RewoundWAL(timeline: 1, from: LSN(0x300_0148), to: LSN(0x3A0_0028), bytes: 0x3A0_0028 - 0x300_0148, counts: nil))
         let text = rewound.text(node: "db_0", primary: "db_1")
         #expect(text.contains("db_0's WAL on timeline 1 from 0/3000148 (where db_1's timeline forked) to 0/3A00028"), "\(text)")
         #expect(text.contains("10.0 MB"), "\(text)")
@@ -98,15 +98,13 @@ struct RewoundWALTests {
         var rewound = try #require(
             RewoundWAL.parse(controlData: Self.controlData(state: "shut down", checkpoint: "0/3A00028"), rewindOutput: Self.rewindOutput))
         #expect(rewound.text(node: "db_0", primary: "db_1").hasSuffix("any transaction committed there is gone (they could not be counted)"))
-        rewound.commits = 0
-        rewound.prepared = 0
+        rewound.counts = .zero
         #expect(rewound.text(node: "db_0", primary: "db_1").hasSuffix("10.0 MB; no transaction was committed or prepared there: none is lost"))
-        rewound.commits = 1
+        rewound.counts = .init(commits: 1, prepared: 0)
         #expect(rewound.text(node: "db_0", primary: "db_1").hasSuffix("; 1 transaction committed there is gone"))
-        rewound.commits = 7
+        rewound.counts = .init(commits: 7, prepared: 0)
         #expect(rewound.text(node: "db_0", primary: "db_1").hasSuffix("; 7 transactions committed there are gone"))
-        rewound.commits = 0
-        rewound.prepared = 1
+        rewound.counts = .init(commits: 0, prepared: 1)
         #expect(
             rewound.text(node: "db_0", primary: "db_1").hasSuffix(
                 "; no transaction was committed there; 1 prepared transaction (PREPARE TRANSACTION) is gone too"))

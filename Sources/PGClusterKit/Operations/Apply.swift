@@ -87,7 +87,7 @@ public struct Apply: Sendable {
         if spec.backup != nil, let hosts, let live = observations.first(where: { $0.reachable && $0.isPrimary }) {
             let repository = try BackupRepository(cluster: hosts)
             try await repository.refuseForeignStanza(
-                system: await repository.systemIdentifier(of: live.node, credentials: credentials), what: "\(live.node.name)'s")
+                system: { await repository.systemIdentifier(of: live.node, credentials: credentials) }, what: "\(live.node.name)'s")
         }
         var facts = ApplyFacts(observations: observations, recorded: recorded)
         try facts.render(spec)

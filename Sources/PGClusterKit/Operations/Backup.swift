@@ -305,10 +305,8 @@ public struct BackupRepository: Sendable {
     /// whose backups a restore would put in place of this one's data). nil when it is this
     /// cluster's, or when that cannot be told (no system-id, the primary does not answer).
     public func foreignStanza(_ catalog: BackupCatalog, primary: NodeSpec, credentials: Credentials) async -> ClusterError? {
-        guard let stanzaSystem = catalog.systemId else { return nil }
-        let ops = ServerOps(spec: spec, credentials: credentials, templates: cluster.renderer.templates)
-        guard let result = try? await ops.execute(primary, ["SELECT system_identifier FROM pg_control_system()"]),
-            let text = result.rows.first?.first.flatMap({ $0 }), let system = UInt64(text), system != stanzaSystem.value
+        guard let stanzaSystem = catalog.systemId, let system = await systemIdentifier(of: primary, credentials: credentials),
+            system != stanzaSystem.value
         else { return nil }
         return ClusterError(
             "the repository's stanza \(catalog.stanza) (\(place)) belongs to another database system "
@@ -396,9 +394,13 @@ public struct BackupRepository: Sendable {
             details: [
                 "they are the backups of the database this cluster held before (init makes a new one), "
                     + "maybe the only copy of its data: to keep them, give backup.repo another folder in \(spec.file)",
-                "to drop them: remove both \(settings.repo)/archive/\(spec.name) and \(settings.repo)/backup/\(spec.name)"
-                    + (remote ? " on \(host.label)" : "") + ", then run init again",
+                "to drop them: \(removeStanza), then run init again",
             ])
+    }
+
+    /// How to drop the stanza by hand (pgcluster never removes backups): both its folders.
+    var removeStanza: String {
+        "remove both \(settings.repo)/archive/\(spec.name) and \(settings.repo)/backup/\(spec.name)" + (remote ? " on \(host.label)" : "")
     }
 
     /// The stanza's folders that exist in the repository (`archive/NAME`, `backup/NAME`).
@@ -414,18 +416,17 @@ public struct BackupRepository: Sendable {
     /// stanza of this name made for another database system than `system` is refused
     /// before anything changes. Archiving into it fails for good (pgBackRest compares
     /// system-ids), and stanza-create after the rest of the work left a cluster whose
-    /// archive never works.
-    public func refuseForeignStanza(system: UInt64?, what: String) async throws(ClusterError) {
-        guard let system, !(try await stanzaFolders()).isEmpty else { return }
+    /// archive never works. `system` is asked only when the stanza exists.
+    public func refuseForeignStanza(system: () async -> UInt64?, what: String) async throws(ClusterError) {
+        guard !(try await stanzaFolders()).isEmpty else { return }
         let held = try await catalog()
-        guard let stanzaSystem = held.systemId, stanzaSystem.value != system else { return }
+        guard let stanzaSystem = held.systemId, let system = await system(), stanzaSystem.value != system else { return }
         throw ClusterError(
             "backup.repo \(place) holds a stanza \(spec.name) of another database system (system-id \(stanzaSystem); "
                 + "\(what) is \(system)): it could never archive there; nothing was changed",
             details: [
                 "another cluster of the same name used this repository: give backup.repo another folder in \(spec.file), "
-                    + "or, when those backups are no longer wanted, remove \(settings.repo)/archive/\(spec.name) and \(settings.repo)/backup/\(spec.name)"
-                    + (remote ? " on \(host.label)" : "")
+                    + "or, when those backups are no longer wanted, \(removeStanza)"
             ])
     }
 

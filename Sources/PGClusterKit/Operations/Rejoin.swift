@@ -143,10 +143,7 @@ public struct Rejoin: Sendable {
                 if output.contains("no rewind required") { method = .nothingToRewind }
                 rewound = endOfWAL.flatMap { RewoundWAL.parse(controlData: $0, rewindOutput: output) }
                 // Counted from the fork the new primary's history names; pg_rewind's own must agree.
-                if let commits, commits.from == rewound?.from {
-                    rewound?.commits = commits.counts.commits
-                    rewound?.prepared = commits.counts.prepared
-                }
+                if let commits, commits.from == rewound?.from { rewound?.counts = commits.counts }
                 timer.lap("pg_rewind \(node.name) from \(primary.name)")
             } catch {
                 // Killed because the watcher must fail over: stop here, never copy instead.
@@ -201,7 +198,7 @@ public struct Rejoin: Sendable {
         else { return nil }
         do throws(ClusterError) {
             guard let fork = try await ops.timelineHistory(primary.node, timeline: primaryTimeline).end(of: timeline) else { return nil }
-            guard fork < end else { return (fork, PGWaldump.Counts(commits: 0, prepared: 0)) }
+            guard fork < end else { return (fork, .zero) }
             let result = try await cluster.transactionRecords(node, timeline: timeline, from: fork, to: end)
             guard let counts = PGWaldump.counts(status: result.status, output: result.output, end: end) else {
                 Console.warn(

@@ -112,7 +112,7 @@ public struct ClusterRestore: Sendable {
             // for another one could never take its archive.
             if spec.backup != nil {
                 try await BackupRepository(cluster: target).refuseForeignStanza(
-                    system: catalog.systemId?.value, what: "the restored cluster's (\(sourceSpec.name)'s)")
+                    system: { catalog.systemId?.value }, what: "the restored cluster's (\(sourceSpec.name)'s)")
             }
         }
 

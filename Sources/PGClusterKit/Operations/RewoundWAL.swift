@@ -12,13 +12,23 @@ public struct RewoundWAL: Sendable, Equatable, Encodable {
     public var to: LSN
     /// Bytes of WAL between the two.
     public var bytes: UInt64
-    /// Transactions committed there (COMMIT records, pg_waldump counted them before the
-    /// rewind); nil when they could not be counted. Bytes alone do not say it: a crashed
-    /// primary's recovery and shutdown write checkpoint records there too.
-    public var commits: Int?
-    /// Two-phase transactions prepared there (PREPARE TRANSACTION), gone with it; nil when
-    /// not counted.
-    public var prepared: Int?
+    /// The transactions committed and prepared there, as pg_waldump counted them before
+    /// the rewind (JSON `commits` and `prepared`); nil when they could not be counted. Bytes
+    /// alone do not say it: a crashed primary's recovery and shutdown write checkpoint
+    /// records there too.
+    public var counts: PGWaldump.Counts?
+
+    enum CodingKeys: String, CodingKey { case timeline, from, to, bytes, commits, prepared }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(timeline, forKey: .timeline)
+        try container.encode(from, forKey: .from)
+        try container.encode(to, forKey: .to)
+        try container.encode(bytes, forKey: .bytes)
+        try container.encodeIfPresent(counts?.commits, forKey: .commits)
+        try container.encodeIfPresent(counts?.prepared, forKey: .prepared)
+    }
 
     /// Reads the fork point from pg_rewind's output and the old primary's end of WAL from
     /// its pg_controldata taken before the rewind (after a clean shutdown, as pg_rewind
@@ -30,7 +40,7 @@ public struct RewoundWAL: Sendable, Equatable, Encodable {
             let from = LSN(String(match.1)), let timeline = Int(match.2),
             let end = endOfWAL(controlData: controlData)
         else { return nil }
-        return RewoundWAL(timeline: timeline, from: from, to: end, bytes: end.bytes(after: from), commits: nil, prepared: nil)
+        return RewoundWAL(timeline: timeline, from: from, to: end, bytes: end.bytes(after: from), counts: nil)
     }
 
     /// Where a cleanly shut down server's WAL ends, as pg_rewind reckons it: its last
@@ -58,18 +68,18 @@ public struct RewoundWAL: Sendable, Equatable, Encodable {
         }
         let range = "discarded: \(node)'s WAL on timeline \(timeline) from \(from) (where \(primary)'s timeline forked) "
             + "to \(to) (its last record), \(formatBytes(bytes))"
+        guard let counts else { return range + "; any transaction committed there is gone (they could not be counted)" }
         let preparedGone =
-            switch prepared ?? 0 {
+            switch counts.prepared {
             case 0: ""
             case 1: "; 1 prepared transaction (PREPARE TRANSACTION) is gone too"
             case let count: "; \(count) prepared transactions (PREPARE TRANSACTION) are gone too"
             }
-        switch commits {
-        case nil: return range + "; any transaction committed there is gone (they could not be counted)"
-        case 0 where prepared == 0: return range + "; no transaction was committed or prepared there: none is lost"
+        switch counts.commits {
+        case 0 where counts.prepared == 0: return range + "; no transaction was committed or prepared there: none is lost"
         case 0: return range + "; no transaction was committed there" + preparedGone
         case 1: return range + "; 1 transaction committed there is gone" + preparedGone
-        case let count?: return range + "; \(count) transactions committed there are gone" + preparedGone
+        case let count: return range + "; \(count) transactions committed there are gone" + preparedGone
         }
     }
 }
@@ -88,6 +98,8 @@ public enum PGWaldump {
         public var commits: Int
         /// PREPARE records: two-phase transactions a coordinator was told would commit.
         public var prepared: Int
+
+        public static let zero = Counts(commits: 0, prepared: 0)
     }
 
     /// The counts in `--stats=record` output (`Transaction/COMMIT   12 ( 85.71) ...`);
@@ -104,7 +116,7 @@ public enum PGWaldump {
                 last >= end
             else { return nil }
         }
-        var counts = Counts(commits: 0, prepared: 0)
+        var counts = Counts.zero
         var sawTable = false
         for line in lines where !line.hasPrefix("pg_waldump:") {
             let fields = line.split(whereSeparator: \.isWhitespace)

@@ -200,13 +200,14 @@ public enum FailoverDecision {
             warnings.append(text + " (accepted with --allow-data-loss)")
         }
 
+        let others = standbys.filter { $0.node.name != chosen.node.name }
         return .success(
             Plan(
                 candidate: chosen.node.name, candidateLsn: lsn(chosen), freshestLsn: freshest,
                 timeline: chosen.timeline, reason: reason,
-                rePoint: standbys.filter { $0.node.name != chosen.node.name && lsn($0) <= lsn(chosen) }.map(\.node.name),
+                rePoint: others.filter { lsn($0) <= lsn(chosen) }.map(\.node.name),
                 otherTimeline: behindTimeline, unreachable: unreachable, warnings: warnings,
-                ahead: standbys.filter { $0.node.name != chosen.node.name && lsn($0) > lsn(chosen) }.map(\.node.name)))
+                ahead: others.filter { lsn($0) > lsn(chosen) }.map(\.node.name)))
     }
 
     /// What the quorum guard reasons on, for failover and watch alike: what the dead primary

@@ -25,7 +25,7 @@ extension PGCluster {
 
         @OptionGroup var options: SpecOptions
 
-        @Option(help: "Promote this standby instead of the freshest one (refused if it is behind, unless --allow-data-loss).")
+        @Option(help: "Promote this standby instead of the freshest one (refused if it is behind, unless --allow-data-loss; the standbys ahead of it then cannot follow it and are left for rejoin).")
         var candidate: String?
 
         @Flag(help: "Go ahead even when acknowledged commits could be lost (quorum not provable, candidate behind).")

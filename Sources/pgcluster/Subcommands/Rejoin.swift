@@ -9,7 +9,10 @@ extension PGCluster {
                 Stops the node, runs pg_rewind against the current primary when its timeline forked \
                 (a failed old primary), or pg_basebackup with --reclone, when it has no data, or when \
                 rewind fails; writes its standby settings, starts it, confirms it streams, and lists it \
-                again in synchronous_standby_names per the remembered mode.
+                again in synchronous_standby_names per the remembered mode. The report says what the \
+                rewind discarded: the range of the old primary's WAL past the fork, and the transactions \
+                committed and prepared there, counted with pg_waldump before pg_rewind removes them \
+                (--json: rewound.commits, rewound.prepared).
                 A node that still answers as a primary beside another primary is refused (exit 2) unless \
                 --force: rejoining it discards the writes it took since the two parted. The only primary \
                 is never rejoined. A standby that already streams from the primary is refused (exit 2, \
