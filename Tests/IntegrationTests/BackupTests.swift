@@ -48,7 +48,7 @@ extension TestCluster {
 /// Ports 22420-22499 (22400-22419 are HAProxy's frontends in HealthEndpointTests).
 @Suite("backups and point-in-time recovery on real servers (pgBackRest)", .serialized, .clusterLimit)
 struct BackupTests {
-    @Test("the archive keeps working across switchover and failover; restore to an LSN and to a time gives exactly the rows before it; the restored cluster takes quorum, fails over losing nothing and rejoins")
+    @Test("the archive keeps working across switchover and failover; restore to an LSN and to a time gives exactly the rows before it; the restored cluster takes quorum, fails over losing nothing and rejoins; destroyed, the cluster comes back from its backups with every row")
     func archiveAcrossRoleChangesAndRestore() async throws {
         try await withCluster(name: "bk-src", basePort: 22470, synchronous: "{mode: any, count: 1}") { cluster in
             try cluster.enableBackup()
@@ -125,6 +125,26 @@ struct BackupTests {
                 await into.teardown()
             }
             #expect(try cluster.ids(afterFailover) == Array(1...400), "the live cluster keeps every row")
+
+            // destroy keeps the backups and archives the last WAL first; the cluster, its
+            // local.dir gone with its passwords, comes back from them under its own name.
+            try cluster.insert(afterFailover, 401...450)
+            let destroy = await cluster.run(["destroy", "--yes"])
+            #expect(destroy.status == 0, "\(destroy.stderr)")
+            #expect(destroy.stdout.contains("its backups stay in"), "\(destroy.stdout)")
+            let listed = await cluster.run(["backups"])
+            #expect(listed.status == 0, "backups of a destroyed cluster: \(listed.stderr)")
+            #expect(!FileManager.default.fileExists(atPath: cluster.dataRoot), "backups made local.dir again")
+            let again = await cluster.run(["init"])
+            #expect(again.status == 1 && again.stderr.contains("restore -f \(cluster.specPath) --to latest --in-place --yes"), "\(again.stderr)")
+            let back = await cluster.run(["restore", "--to", "latest", "--in-place", "--yes"])
+            #expect(back.status == 0, "restore of the destroyed cluster: \(back.stderr)")
+            #expect(back.stderr.contains("the restored roles get new ones"), "\(back.stderr)")
+            // The new passwords are local.dir's: the superuser's here, the replication role's for the standbys.
+            #expect(try cluster.ids("node0") == Array(1...450), "rows after the restore of the destroyed cluster")
+            #expect(await cluster.eventually(30) { (try? cluster.streams("node1", from: "node0")) == true && (try? cluster.streams("node2", from: "node0")) == true })
+            let check3 = cluster.pgbackrestCheck()
+            #expect(check3.status == 0, "pgbackrest check after the restore: \(check3.stdout)\(check3.stderr)")
         }
     }
 

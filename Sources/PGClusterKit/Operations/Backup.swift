@@ -371,6 +371,23 @@ public struct BackupRepository: Sendable {
         return try await info()
     }
 
+    /// `backups` and `restore --into` read the backups of a cluster whose local.dir is gone
+    /// (destroyed, or lost with its machine; backend local): pgBackRest's configuration is
+    /// written there for `body` and taken away after it, with local.dir when nothing else is
+    /// in it, so that the cluster does not seem to exist again.
+    public func leavingNoLocalDir<T>(_ body: () async throws(ClusterError) -> T) async throws(ClusterError) -> T {
+        guard !remote, !FileManager.default.fileExists(atPath: layout.root) else { return try await body() }
+        let result: Result<T, ClusterError>
+        do throws(ClusterError) {
+            result = .success(try await body())
+        } catch {
+            result = .failure(error)
+        }
+        try? await host.remove([layout.pgbackrestConf, layout.pgbackrestDir])
+        _ = try? await cluster.removeFolderIfEmpty(layout.root, on: LocalHost(serverUser: OSUser.current))
+        return try result.get()
+    }
+
     /// For `init`: a repository that already holds this cluster's stanza is refused before
     /// anything is made. It belongs to another database system (a cluster of the same name
     /// destroyed before, whose backups `destroy` keeps), so a new cluster could never archive
@@ -389,13 +406,19 @@ public struct BackupRepository: Sendable {
             let archive = held.walMin.map { first in " and WAL \(first)..\(held.walMax ?? first)" } ?? ""
             holds = backups + archive + (held.systemId.map { " of database system \($0)" } ?? "")
         }
+        var details = [
+            "they are the backups of the database this cluster held before (init makes a new one), "
+                + "maybe the only copy of its data: to keep them, give backup.repo another folder in \(spec.file)",
+            "to drop them: \(removeStanza), then run init again",
+        ]
+        if !remote && !FileManager.default.fileExists(atPath: layout.credentialsFile) {
+            // The cluster is gone (destroyed, or its local.dir lost): it can come back from them.
+            details.insert(
+                "to make the cluster again from them, with its data: pgcluster restore -f \(spec.file) --to latest --in-place --yes", at: 0)
+        }
         throw ClusterError(
             "backup.repo \(place) already holds stanza \(spec.name) (\(holds)), which a new cluster cannot archive into; no node was made",
-            details: [
-                "they are the backups of the database this cluster held before (init makes a new one), "
-                    + "maybe the only copy of its data: to keep them, give backup.repo another folder in \(spec.file)",
-                "to drop them: \(removeStanza), then run init again",
-            ])
+            details: details)
     }
 
     /// How to drop the stanza by hand (pgcluster never removes backups): both its folders.

@@ -12,6 +12,7 @@ public struct ClusterDestroy: Sendable {
     @discardableResult
     public func run() async throws(ClusterError) -> [String] {
         let layout = cluster.layout
+        await archiveLastWAL()
         // Every server at once, and without a shutdown checkpoint (`immediate`): their data is
         // removed next, so the checkpoint's writes and fsyncs would be work thrown away.
         let cluster = self.cluster
@@ -48,5 +49,31 @@ public struct ClusterDestroy: Sendable {
         // hold foreign files were named above.
         kept += try await cluster.removeFolderIfEmpty(layout.root, on: here).filter { !nodeFolders.contains($0) }
         return kept
+    }
+
+    /// With `backup:` the backups outlive the cluster, and should reach its last commit:
+    /// the servers stop without a shutdown checkpoint (below), which would have archived
+    /// the primary's last WAL segment, so `pgbackrest check` does that first (a WAL switch,
+    /// waited for until the segment is in the repository). A broken archive is said and
+    /// does not hold the destroy back.
+    func archiveLastWAL() async {
+        guard cluster.spec.backup != nil, let repository = try? BackupRepository(cluster: cluster) else { return }
+        var running = false
+        for node in cluster.spec.nodes where await cluster.postmasterRuns(node) {
+            running = true
+            break
+        }
+        guard running else { return }
+        Console.progress("pgbackrest check: the last WAL to the archive in \(repository.place) (backups outlive the cluster)")
+        let lost = "the backups in \(repository.place) stay, without what was written since the last segment archived"
+        do throws(ClusterError) {
+            let result = try await repository.run(["--archive-timeout=20", "--log-level-console=error", "check"])
+            if !result.succeeded {
+                let reason = result.output.split(whereSeparator: \.isNewline).last { $0.contains("ERROR") }.map(String.init)
+                Console.warn("pgbackrest check failed\(reason.map { " (\($0))" } ?? ""): \(lost)")
+            }
+        } catch {
+            Console.warn("pgbackrest check could not run (\(error.message)): \(lost)")
+        }
     }
 }

@@ -52,11 +52,31 @@ public struct ClusterRestore: Sendable {
     }
 
     public func run() async throws(ClusterError) -> Report {
+        if inPlace { return try await restore() }
+        return try await source.leavingNoLocalDir { () async throws(ClusterError) in try await restore() }
+    }
+
+    func restore() async throws(ClusterError) -> Report {
         let clock = ContinuousClock()
         let began = clock.now
         let sourceSpec = source.spec, spec = target.spec
-        let sourceCredentials = try Credentials.stored(spec: sourceSpec)
+        // The source's passwords, from its local.dir. Without them (the cluster destroyed, or
+        // its local.dir lost with its machine) the restored roles get new ones
+        // (``adoptRoles(_:_:)``): `--into`, the new cluster's; `--in-place`, the cluster is
+        // made again, as `init` would, from its backups.
+        let sourceCredentials = try Credentials.storedIfAny(spec: sourceSpec)
+        let adopting = sourceCredentials == nil
         if !inPlace { try checkNewCluster(sourceCredentials) }
+        if adopting && source.remote {
+            // Its key and known hosts for the repository host went with local.dir.
+            throw ClusterError(
+                "restore --into from \(sourceSpec.name)'s repository host (\(source.place)) needs its local.dir, which is gone "
+                    + "(no \(LocalLayout(spec: sourceSpec).credentialsFile)): the cluster's ssh key for that host went with it; nothing was made",
+                details: [
+                    "a cluster whose local.dir is gone is restored by pgcluster from a repository folder on this machine only; "
+                        + "on \(source.settings.repoHost ?? "the repository host"), `pgbackrest restore` restores it by hand"
+                ])
+        }
         // Everything that can refuse does so before anything is written.
         let catalog = try await source.catalog()
         if catalog.stanzaMissing {
@@ -70,11 +90,12 @@ public struct ClusterRestore: Sendable {
         case .failure(let refusal): throw refusal
         }
         if let refusal = RestoreChoice.unreachable(to, now: Date(), primaryLsn: nil, archiveEnd: nil) { throw refusal }
-        let live = await liveSource(sourceCredentials)
+        var live: NodeSpec?
         var primaryLsn: LSN?
-        if let live {
-            if let foreign = await source.foreignStanza(catalog, primary: live, credentials: sourceCredentials) { throw foreign }
-            primaryLsn = try await markEnd(on: live, sourceCredentials)
+        if let sourceCredentials, let primary = await liveSource(sourceCredentials) {
+            live = primary
+            if let foreign = await source.foreignStanza(catalog, primary: primary, credentials: sourceCredentials) { throw foreign }
+            primaryLsn = try await markEnd(on: primary, sourceCredentials)
         }
         let segmentBytes = await source.segmentBytes()
         let archiveEnd = primaryLsn != nil ? nil : segmentBytes.flatMap { catalog.archiveEnd(segmentBytes: $0) }
@@ -119,21 +140,37 @@ public struct ClusterRestore: Sendable {
         // What the live primary wrote just now goes to the archive (pgbackrest check switches WAL).
         let pushed = try await source.run(["check"])
         if !pushed.succeeded {
-            Console.warn("pgbackrest check on \(sourceSpec.name) failed: restoring from what the archive holds")
+            if live == nil {
+                Console.progress("no primary of \(sourceSpec.name) answers: restoring from what the archive holds")
+            } else {
+                Console.warn("pgbackrest check on \(sourceSpec.name) failed: restoring from what the archive holds")
+            }
         }
 
-        var credentials = sourceCredentials
-        credentials.rootCertificate = Credentials.rootCertificate(for: spec)
+        var credentials: Credentials
+        if let sourceCredentials {
+            credentials = sourceCredentials
+            credentials.rootCertificate = Credentials.rootCertificate(for: spec)
+        } else {
+            credentials = try Credentials.resolve(spec: spec, storedAt: target.layout.credentialsFile)
+            Console.progress(
+                "\(sourceSpec.name)'s passwords are not here (\(LocalLayout(spec: sourceSpec).credentialsFile) is missing): "
+                    + "the restored roles get " + (inPlace ? "new ones" : "\(spec.name)'s own"))
+        }
         var aside: [String] = []
         var wereRunning: [NodeSpec] = []
-        if inPlace {
-            (aside, wereRunning) = try await stopAndMoveAside()
-        } else {
+        if inPlace { (aside, wereRunning) = try await stopAndMoveAside() }
+        if !inPlace || adopting {
             try target.makeRoot()
             if spec.tls.mode == .generate { _ = try target.clusterCA() }
+        }
+        // Adopting, the passwords are stored once the roles have them: a restore that fails
+        // before leaves none, and the next one adopts again.
+        let storeCredentials = { () async throws(ClusterError) in
             try credentials.save(to: target.layout.credentialsFile)
             try await target.writePassfile(credentials)
         }
+        if !inPlace && !adopting { try await storeCredentials() }
 
         let primary = spec.primary
         // From backend ssh into a new cluster: pgBackRest on its primary's host (this machine,
@@ -159,6 +196,10 @@ public struct ClusterRestore: Sendable {
             try await target.placeConfig(primary, following: nil)
             Console.progress("[\(primary.name)] starting: recovery to \(to), then promotion")
             try await target.start(primary)
+            if adopting {
+                try await adoptRoles(primary, credentials)
+                try await storeCredentials()
+            }
             try await waitForPromotion(primary, credentials)
             promoted = true
             // Promoted and without restore_command: the live cluster's key goes.
@@ -197,7 +238,7 @@ public struct ClusterRestore: Sendable {
     /// `--into`: a cluster of its own (name, local.dir; backend local, or backend ssh when
     /// the backups are on a repository host, which the new primary's host then reads) with
     /// the same roles.
-    func checkNewCluster(_ sourceCredentials: Credentials) throws(ClusterError) {
+    func checkNewCluster(_ sourceCredentials: Credentials?) throws(ClusterError) {
         let sourceSpec = source.spec, spec = target.spec
         switch spec.backend {
         case .local: break
@@ -225,9 +266,11 @@ public struct ClusterRestore: Sendable {
         guard spec.local.dir != sourceSpec.local.dir else {
             throw ClusterError("\(spec.file) has the same local.dir as \(sourceSpec.file): give it its own", exitCode: .usage)
         }
-        guard sourceCredentials.superuser.user == spec.superuser.user, sourceCredentials.replication.user == spec.replication.user else {
+        let superuser = sourceCredentials?.superuser.user ?? sourceSpec.superuser.user
+        let replication = sourceCredentials?.replication.user ?? sourceSpec.replication.user
+        guard superuser == spec.superuser.user, replication == spec.replication.user else {
             throw ClusterError(
-                "\(spec.file) names other roles than the backup holds (superuser \(sourceCredentials.superuser.user), replication \(sourceCredentials.replication.user)): give it the same superuser.user and replication.user",
+                "\(spec.file) names other roles than the backup holds (superuser \(superuser), replication \(replication)): give it the same superuser.user and replication.user",
                 exitCode: .usage)
         }
     }
@@ -302,6 +345,63 @@ public struct ClusterRestore: Sendable {
                 "SELECT pg_current_wal_lsn()",
             ])
         return result.rows.first?.first.flatMap { $0 }.flatMap(LSN.init)
+    }
+
+    /// `--into` without the source's passwords: waits until the restored primary has left
+    /// recovery, then gives its superuser, replication and application roles the new
+    /// cluster's passwords. It asks over the server's own socket on its host, as the
+    /// server's OS user (pg_hba.conf's `local … peer` line for the superuser), so no
+    /// password is needed; the SCRAM secrets are made here and reach psql on its stdin.
+    func adoptRoles(_ primary: NodeSpec, _ credentials: Credentials) async throws(ClusterError) {
+        let host = target.host(primary)
+        let psql = [
+            target.binary("psql"), "-X", "-q", "-A", "-t", "-w", "-v", "ON_ERROR_STOP=1", "-h", target.layout.socketDir(primary.name),
+            "-p", String(primary.port), "-U", credentials.superuser.user, "-d", "postgres",
+        ]
+        let deadline = ContinuousClock.now + .seconds(recoveryTimeout)
+        while true {
+            let asked = try await host.run(psql + ["-c", "SELECT pg_is_in_recovery()"])
+            // (The answer is the last line: psql may warn first, such as that it cannot enter the working folder.)
+            if asked.succeeded, asked.output.split(whereSeparator: \.isNewline).last == "f" { break }
+            if asked.status == 127 { throw ClusterError("\(primary.name): \(psql[0]) is missing on \(host.label)") }
+            if asked.output.contains("authentication failed") {
+                throw ClusterError(
+                    "\(primary.name): the restored server does not let the server's OS user '\(target.serverUserName)' in as "
+                        + "\(credentials.superuser.user) over its socket (\(asked.output.trimmingCharacters(in: .whitespacesAndNewlines))), "
+                        + "so its roles cannot be given new passwords",
+                    details: [
+                        "put \(source.spec.name)'s credentials.json back in \(source.spec.local.dir) and restore again, "
+                            + "or give \(source.spec.file) superuser.user '\(target.serverUserName)' as the backup's database has it"
+                    ])
+            }
+            if await !target.postmasterRuns(primary) || ContinuousClock.now > deadline {
+                throw ClusterError(
+                    "\(primary.name): the restored server did not reach the target \(to) and was not promoted",
+                    details: (await target.serverLog(primary, lines: 12)).map { "log | " + $0 }
+                        + ["a target later than the archive's end cannot be reached: see `pgcluster backups`"])
+            }
+            try? await Task.sleep(for: .milliseconds(200))
+        }
+        // Nothing of this session in the server's log, whatever log_statement says; and no
+        // wait for the quorum of standbys not cloned yet.
+        var statements = ["SET log_statement TO none", "SET log_min_duration_statement TO -1", "SET synchronous_commit TO local"]
+        for login in [credentials.superuser, credentials.replication] + (credentials.app.map { [$0] } ?? []) {
+            // A password given in the spec keeps PostgreSQL's default iterations; one that
+            // is not plain ASCII goes as it is, for the server to make its secret.
+            let secret =
+                SCRAMSecret.make(password: login.password, iterations: login.generated ? SCRAMSecret.generatedIterations : 4096)
+                ?? login.password
+            statements.append(
+                "DO $$BEGIN IF EXISTS (SELECT FROM pg_roles WHERE rolname = \(ConfigText.sqlLiteral(login.user))) THEN "
+                    + "ALTER ROLE \(ConfigText.identifier(login.user)) PASSWORD \(ConfigText.sqlLiteral(secret)); END IF; END$$")
+        }
+        let set = try await host.run(psql, input: Data(statements.map { $0 + ";\n" }.joined().utf8))
+        guard set.succeeded else {
+            throw ClusterError(
+                "\(primary.name): giving the restored roles \(target.spec.name)'s passwords failed: "
+                    + set.output.trimmingCharacters(in: .whitespacesAndNewlines))
+        }
+        Console.progress("[\(primary.name)] promoted; its roles have \(target.spec.name)'s passwords")
     }
 
     /// Waits until the restored primary has left recovery, then forgets the recovery

@@ -90,12 +90,18 @@ public struct Credentials: Sendable, Equatable, Codable, CustomStringConvertible
     /// The cluster's stored credentials; an error saying how to create the cluster when
     /// there are none.
     public static func stored(spec: ClusterSpec) throws(ClusterError) -> Credentials {
-        let path = LocalLayout(spec: spec).credentialsFile
-        guard var stored = try load(path) else {
+        guard let stored = try storedIfAny(spec: spec) else {
             throw ClusterError(
-                "no cluster at \(spec.local.dir): \(path) is missing",
+                "no cluster at \(spec.local.dir): \(LocalLayout(spec: spec).credentialsFile) is missing",
                 details: ["create it with: pgcluster init -f \(spec.file)"])
         }
+        return stored
+    }
+
+    /// The cluster's stored credentials, nil when its local.dir has none (a cluster
+    /// destroyed, or whose local.dir was lost with its machine).
+    public static func storedIfAny(spec: ClusterSpec) throws(ClusterError) -> Credentials? {
+        guard var stored = try load(LocalLayout(spec: spec).credentialsFile) else { return nil }
         stored.rootCertificate = rootCertificate(for: spec)
         return stored
     }

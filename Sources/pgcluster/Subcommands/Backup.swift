@@ -56,7 +56,7 @@ extension PGCluster {
             try await execute {
                 let spec = try options.load()
                 let repository = try BackupRepository(cluster: try HostCluster(spec: spec, templates: options.templateSet()))
-                let catalog = try await repository.catalog()
+                let catalog = try await repository.leavingNoLocalDir { () async throws(ClusterError) in try await repository.catalog() }
                 // Another cluster's backups, listed as this one's, would mislead: said on stderr.
                 if let credentials = try? Credentials.stored(spec: spec),
                     let primary = await Observer(credentials: credentials).observeAll(spec.nodes).first(where: \.isPrimary),
@@ -92,7 +92,13 @@ extension PGCluster {
                 of backend ssh, --in-place restores on the primary's host; --into takes a spec of \
                 backend local or ssh and restores on its primary's host (here, or another host), reading \
                 backup.repoHost by ssh with the cluster's own key, copied there for the restore and \
-                removed once its primary is promoted (or the restore fails).
+                removed once its primary is promoted (or the restore fails). \
+                A cluster whose local.dir is gone (destroyed: destroy keeps the backups and archives \
+                the last WAL first; or lost with its machine) is restored from a repository folder \
+                on this machine all the same: --in-place --yes makes it again under its own name, \
+                archiving into the same stanza; --into makes a new one. Its passwords went with \
+                local.dir, so the restored roles (superuser, replication, app) get new ones, set over \
+                the primary's own socket as the server's OS user once it is promoted.
                 """)
 
         @OptionGroup var options: SpecOptions

@@ -11,7 +11,10 @@ extension PGCluster {
                 credentials, pgpass, state and history); any other file there is kept and named. Needs --yes. \
                 A compose project's own watcher (compose.watcher) is stopped first; while any other \
                 `pgcluster watch` of the cluster runs (it leads: local.dir's watch lock, or etcd's \
-                leader key), destroy refuses (exit 2) and names it: stop it first.
+                leader key), destroy refuses (exit 2) and names it: stop it first. \
+                With backup: the backups stay: first the primary's last WAL goes to the archive \
+                (`pgbackrest check`), so that `restore -f SPEC --to latest --into NEW-SPEC` reaches \
+                the last commit, also once local.dir is gone (the restored roles get new passwords).
                 """)
 
         @OptionGroup var options: SpecOptions
@@ -49,6 +52,11 @@ extension PGCluster {
                 } else {
                     Console.out("cluster \(spec.name) destroyed; kept \(kept.count) path(s) pgcluster did not create:")
                     Console.out(kept.map { "  " + $0 }.joined(separator: "\n"))
+                }
+                if let backup = spec.backup, spec.backend != .compose {
+                    Console.out(
+                        "its backups stay in \(backup.repo)" + (backup.repoHost.map { " on \($0)" } ?? "")
+                            + ": restore them with `pgcluster restore -f \(spec.file) --to latest --into NEW-SPEC`")
                 }
             }
         }
