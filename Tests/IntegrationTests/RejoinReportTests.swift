@@ -50,6 +50,39 @@ struct RejoinReportTests {
         }
     }
 
+    @Test("a rejoin stopped after pg_rewind, before the node is set to follow: the next rejoin copies it afresh, never rewinds it again, and it then takes over with every row")
+    func unfinishedRewind() async throws {
+        try await withCluster(name: "rejoin-unfinished", basePort: 21735, standbys: 2, synchronous: "{mode: any, count: 1}") { cluster in
+            try await cluster.initCluster()
+            _ = try cluster.sql("node0", "CREATE TABLE t (id int)")
+            _ = try cluster.sql("node0", "INSERT INTO t SELECT generate_series(1, 100)")
+            try cluster.kill9Postmaster("node0")
+            let failover = await cluster.run(["failover", "--candidate", "node1"])
+            try #require(failover.status == 0, "failover: \(failover.stderr)")
+
+            let stopped = await cluster.run(["rejoin", "node0"], environment: ["PGCLUSTER_TEST_STOP_AFTER": "pg_rewind"])
+            try #require(stopped.status == 86, "rejoin stopped after pg_rewind: \(stopped.stderr)")
+            _ = try cluster.sql("node1", "INSERT INTO t SELECT generate_series(101, 200)")
+            // A second pg_rewind would end node0's recovery in single-user mode on timeline 2
+            // where it stands, then find "no rewind required": a standby that differs from
+            // its primary, whose promotion fails.
+            let rejoin = await cluster.run(["rejoin", "node0", "--json"])
+            try #require(rejoin.status == 0, "rejoin: \(rejoin.stderr)")
+            let object = try JSONSerialization.jsonObject(with: Data(rejoin.stdout.utf8))
+            let json = try #require(object as? [String: Any], "\(rejoin.stdout)")
+            #expect(json["method"] as? String == "pg_basebackup (an earlier pg_rewind did not finish)", "\(rejoin.stdout)")
+            #expect(!FileManager.default.fileExists(atPath: "\(cluster.dataRoot)/node0/rewind-unfinished"))
+
+            _ = try cluster.sql("node1", "INSERT INTO t SELECT generate_series(201, 300)")
+            #expect(await cluster.eventually(30) { try cluster.sql("node0", "SELECT count(*) FROM t").scalar == "300" })
+            try cluster.kill9Postmaster("node1")
+            let second = await cluster.run(["failover", "--candidate", "node0"])
+            #expect(second.status == 0, "failover to the rejoined node: \(second.stdout)\(second.stderr)")
+            #expect(try cluster.sql("node0", "SELECT count(*) FROM t").scalar == "300")
+            #expect(try cluster.sql("node0", "SELECT pg_is_in_recovery()").scalar == "f")
+        }
+    }
+
     @Test("the text report names the discarded range")
     func textReport() async throws {
         try await withCluster(name: "rejoin-text", basePort: 21725, standbys: 1) { cluster in

@@ -411,6 +411,9 @@ public struct ComposeCluster: ServerControl {
         try await run(await commands().singleUserRecovery(offline(node)), what: "\(node.name): crash recovery in single-user mode")
     }
 
+    /// pg_rewind and the follow run back to back here (no mark is kept in the volume).
+    public func unfinishedRewind(_ node: NodeSpec) async -> Bool { false }
+
     public func rewind(_ node: NodeSpec, from source: NodeSpec, credentials: Credentials) async throws(ClusterError) -> String {
         let conninfo = ConfigText.conninfo([
             ("host", source.serviceHost), ("port", String(source.servicePort)), ("user", credentials.superuser.user),

@@ -42,6 +42,14 @@ public protocol ServerControl: Sendable {
     func transactionRecords(_ node: NodeSpec, timeline: Int, from start: LSN, to end: LSN) async throws(ClusterError) -> CommandResult
     /// pg_rewind of the stopped `node` against the live `source`; returns pg_rewind's output.
     func rewind(_ node: NodeSpec, from source: NodeSpec, credentials: Credentials) async throws(ClusterError) -> String
+    /// Whether an earlier rewind of `node` stopped before it was set to follow (killed,
+    /// interrupted, or its configuration not written): its data is then neither its own nor
+    /// its source's, and a second pg_rewind would first run it in single-user mode, which
+    /// ends its recovery where it stands (on the new primary's timeline, from a copy of that
+    /// WAL it holds) or on WAL a partial copy overwrote; pg_rewind then finds "no rewind
+    /// required" or misses blocks, and the standby silently differs from its primary. Such a
+    /// node is copied afresh. Compose runs pg_rewind and the follow in one step: false.
+    func unfinishedRewind(_ node: NodeSpec) async -> Bool
     /// Erases the stopped `node`'s data and copies `source` afresh, set to follow it.
     func reclone(_ node: NodeSpec, from source: NodeSpec, credentials: Credentials) async throws(ClusterError)
     /// Makes the stopped `node` a standby of `upstream` from its next start.
@@ -186,8 +194,16 @@ extension HostCluster: ServerControl {
             environment: [:], input: nil, progress: false)
     }
 
+    public func unfinishedRewind(_ node: NodeSpec) async -> Bool {
+        (try? await host(node).exists(layout.rewindMark(node.name))) ?? false
+    }
+
     public func rewind(_ node: NodeSpec, from source: NodeSpec, credentials: Credentials) async throws(ClusterError) -> String {
+        guard !(await unfinishedRewind(node)) else {
+            throw ClusterError("\(node.name): an earlier pg_rewind of it did not finish (\(layout.rewindMark(node.name))): it cannot be rewound again")
+        }
         try await clearStalePidFile(node)
+        try await host(node).writeFile(layout.rewindMark(node.name), "pg_rewind from \(source.name) began; removed once the node follows it\n")
         let conninfo = ConfigText.conninfo([
             ("host", source.host), ("port", String(source.port)), ("user", credentials.superuser.user),
             ("dbname", "postgres"), ("connect_timeout", "5"),
@@ -197,7 +213,11 @@ extension HostCluster: ServerControl {
             node, "pg_rewind", ["--target-pgdata=\(layout.dataDir(node.name))", "--source-server=\(conninfo)"],
             environment: ["PGPASSWORD": credentials.superuser.password], what: "\(node.name): pg_rewind"
         ).output
+        TestInterruption.point("pg_rewind")
         try await placeConfig(node, following: source)
+        // With standby.signal in place, a second pg_rewind (pg_rewind's own single-user run
+        // refuses standby mode) fails and rejoin copies afresh; a start recovers as a standby.
+        try await host(node).remove([layout.rewindMark(node.name)])
         return output
     }
 

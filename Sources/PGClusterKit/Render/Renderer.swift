@@ -62,8 +62,13 @@ public struct LocalLayout: Sendable {
 
     /// What pgcluster creates in a node's folder; `destroy` removes these and nothing else there.
     public func nodeFiles(_ node: String) -> [String] {
-        [dataDir(node), logFile(node), socketDir(node), initdbPasswordFile(node), tlsDir(node)]
+        [dataDir(node), logFile(node), socketDir(node), initdbPasswordFile(node), tlsDir(node), rewindMark(node)]
     }
+
+    /// Present on the node's host while pg_rewind changes its data, until the node is set to
+    /// follow (``HostCluster/rewind(_:from:credentials:)``): a rewind that did not get that far
+    /// left data that must not be rewound again (see ``ServerControl/unfinishedRewind(_:)``).
+    public func rewindMark(_ node: String) -> String { "\(serverRoot)/\(node)/rewind-unfinished" }
 
     /// The node's TLS files on its host (`tls.mode` generate or files), outside the data
     /// folder so that pg_basebackup and pg_rewind never carry one node's key to another.

@@ -205,7 +205,8 @@ public enum RejoinMethod: String, Sendable, Equatable {
     case nothingToRewind = "no rewind needed"
     case clone = "pg_basebackup"
     case cloneAfterFailedRewind = "pg_basebackup (pg_rewind failed)"
+    case cloneAfterUnfinishedRewind = "pg_basebackup (an earlier pg_rewind did not finish)"
 
     /// Whether the node's data is copied afresh.
-    public var clones: Bool { self == .clone || self == .cloneAfterFailedRewind }
+    public var clones: Bool { self != .rewind && self != .nothingToRewind }
 }
