@@ -32,6 +32,12 @@ struct BackupSpecTests {
 
     static let bad: [Bad] = [
         Bad(label: "unknown key", yaml: yaml("backup:\n  repo: /r\n  repository: /r\n"), key: "backup.repository", reason: "unknown key"),
+        Bad(
+            label: "a superuser other than the servers' OS user", yaml: yaml("superuser: {user: admin}\nbackup:\n  repo: /r\n"), key: "backup",
+            reason: "superuser.user is 'admin'; use 'postgres'"),
+        Bad(
+            label: "backend ssh: the login is the servers' OS user", yaml: yaml("backup:\n  repo: /r\n  repoHost: 10.0.0.20\n", backend: "backend: ssh\nssh: {user: pg}\n"),
+            key: "backup", reason: "as their OS user 'pg'"),
         Bad(label: "no repo", yaml: yaml("backup:\n  retention: {full: 2}\n"), key: "backup.repo", reason: "required"),
         Bad(label: "repoHost on backend local", yaml: yaml("backup:\n  repo: /r\n  repoHost: 10.0.0.20\n"), key: "backup.repoHost", reason: "backend ssh only"),
         Bad(label: "backend ssh without repoHost", yaml: yaml("backup:\n  repo: /r\n", backend: Self.ssh), key: "backup.repoHost", reason: "required with backend ssh"),

@@ -63,7 +63,17 @@ public struct ClusterDestroy: Sendable {
             running = true
             break
         }
-        guard running else { return }
+        guard running else {
+            // Nothing runs to archive from: a primary that crashed has WAL past its last
+            // archived segment that only its start would archive.
+            for node in cluster.spec.nodes where await cluster.hasData(node) {
+                guard let control = try? await cluster.controlData(node), RewoundWAL.needsCrashRecovery(controlData: control) else { continue }
+                Console.warn(
+                    "\(node.name) did not shut down cleanly (a crashed primary): what it wrote after its last archived WAL segment "
+                        + "is not in the backups in \(repository.place), and goes with its data now")
+            }
+            return
+        }
         Console.progress("pgbackrest check: the last WAL to the archive in \(repository.place) (backups outlive the cluster)")
         let lost = "the backups in \(repository.place) stay, without what was written since the last segment archived"
         do throws(ClusterError) {

@@ -67,6 +67,7 @@ public struct ClusterRestore: Sendable {
         let sourceCredentials = try Credentials.storedIfAny(spec: sourceSpec)
         let adopting = sourceCredentials == nil
         if !inPlace { try checkNewCluster(sourceCredentials) }
+        if adopting { try checkAdoptable() }
         if adopting && source.remote {
             // Its key and known hosts for the repository host went with local.dir.
             throw ClusterError(
@@ -177,6 +178,7 @@ public struct ClusterRestore: Sendable {
         // or a host of its own) reads the repository host, with the live cluster's key.
         let reader = !inPlace && source.remote ? target.layout.pgbackrestReaderDir : nil
         var promoted = false
+        var adopted = false
         do {
             try await target.prepareDirectories(primary)
             Console.progress("[\(primary.name)] pgbackrest restore --set=\(plan.backup.label) \(plan.targetArguments.joined(separator: " "))")
@@ -197,8 +199,11 @@ public struct ClusterRestore: Sendable {
             Console.progress("[\(primary.name)] starting: recovery to \(to), then promotion")
             try await target.start(primary)
             if adopting {
+                try await waitForPromotionOverSocket(primary, credentials)
+                promoted = true
                 try await adoptRoles(primary, credentials)
                 try await storeCredentials()
+                adopted = true
             }
             try await waitForPromotion(primary, credentials)
             promoted = true
@@ -217,6 +222,14 @@ public struct ClusterRestore: Sendable {
             if !promoted {
                 // Nothing restored took writes: the cluster goes back to what it was.
                 failure.details.append(await putBack(wereRunning: wereRunning, credentials))
+            } else if adopting && !adopted {
+                // Promoted, but no role has a password anyone knows: of no use; a copy of the backup, nothing else.
+                try? await target.stop(primary, mode: .immediate)
+                try? await target.host(primary).remove([target.layout.dataDir(primary.name)])
+                failure.details.append(
+                    "\(primary.name) was restored and promoted, but its roles have no new passwords: that copy was removed, "
+                        + (aside.isEmpty ? "and nothing of the cluster is left (as before the restore)" : "the data from before the restore is kept: \(aside.joined(separator: ", "))")
+                        + "; restore again once the cause is fixed")
             } else if !aside.isEmpty {
                 failure.details.append(
                     "\(primary.name) runs as the restored primary; the data from before the restore is kept: \(aside.joined(separator: ", ")); "
@@ -301,17 +314,25 @@ public struct ClusterRestore: Sendable {
     /// first). Returns the line that says what the cluster is now.
     func putBack(wereRunning: [NodeSpec], _ credentials: Credentials) async -> String {
         let spec = target.spec, primary = spec.primary
+        var putBack = 0
         do throws(ClusterError) {
             if await target.postmasterRuns(primary) { try await target.stop(primary, mode: .immediate) }
-            for node in spec.nodes where try await target.host(node).exists(asideDir(node)) {
-                try await target.host(node).remove([target.layout.dataDir(node.name)])
-                try await target.host(node).check(
-                    ["/bin/mv", "-T", asideDir(node), target.layout.dataDir(node.name)], what: "\(node.name): putting its data back")
+            for node in spec.nodes {
+                if try await target.host(node).exists(asideDir(node)) {
+                    try await target.host(node).remove([target.layout.dataDir(node.name)])
+                    try await target.host(node).check(
+                        ["/bin/mv", "-T", asideDir(node), target.layout.dataDir(node.name)], what: "\(node.name): putting its data back")
+                    putBack += 1
+                } else if node == primary {
+                    // It had none (a cluster made again from its backups): the copy goes.
+                    try await target.host(node).remove([target.layout.dataDir(node.name)])
+                }
             }
         } catch {
             return "putting the data from before the restore back failed (\(error.message)): it is in \(spec.nodes.map(asideDir).joined(separator: ", ")); "
                 + "to go back, `pgcluster stop`, remove each node's data folder and move data.before-restore in its place, `pgcluster start`"
         }
+        guard putBack > 0 else { return "the restored copy was removed: nothing of the cluster is left, as before the restore" }
         Console.progress("restore failed before its primary was promoted: every node's own data is back")
         guard !wereRunning.isEmpty else { return "nothing was changed: every node's own data is back in its data folder" }
         do throws(ClusterError) {
@@ -347,32 +368,47 @@ public struct ClusterRestore: Sendable {
         return result.rows.first?.first.flatMap { $0 }.flatMap(LSN.init)
     }
 
-    /// `--into` without the source's passwords: waits until the restored primary has left
-    /// recovery, then gives its superuser, replication and application roles the new
-    /// cluster's passwords. It asks over the server's own socket on its host, as the
-    /// server's OS user (pg_hba.conf's `local … peer` line for the superuser), so no
-    /// password is needed; the SCRAM secrets are made here and reach psql on its stdin.
-    func adoptRoles(_ primary: NodeSpec, _ credentials: Credentials) async throws(ClusterError) {
-        let host = target.host(primary)
-        let psql = [
+    /// Without the source's passwords, the restored primary is asked over its own socket on
+    /// its host, as the server's OS user (pg_hba.conf's `local … peer` line for the
+    /// superuser), so no password is needed: psql with these arguments.
+    func socketPsql(_ primary: NodeSpec, _ credentials: Credentials) -> [String] {
+        [
             target.binary("psql"), "-X", "-q", "-A", "-t", "-w", "-v", "ON_ERROR_STOP=1", "-h", target.layout.socketDir(primary.name),
             "-p", String(primary.port), "-U", credentials.superuser.user, "-d", "postgres",
         ]
+    }
+
+    /// Adopting: that peer line admits the server's OS user as a role of the same name
+    /// only, and pgBackRest connects the same way: a superuser of another name is refused
+    /// before anything is written.
+    func checkAdoptable() throws(ClusterError) {
+        let superuser = target.spec.superuser.user
+        guard superuser != target.serverUserName else { return }
+        throw ClusterError(
+            "\(source.spec.name)'s passwords are not here (\(LocalLayout(spec: source.spec).credentialsFile) is missing), and the restored "
+                + "roles get new ones over the server's socket as its OS user '\(target.serverUserName)', which pg_hba.conf admits as role "
+                + "'\(target.serverUserName)' only, not the superuser '\(superuser)' of \(target.spec.file); nothing was written",
+            details: [
+                "put \(source.spec.name)'s credentials.json back in \(source.spec.local.dir) and restore again"
+            ])
+    }
+
+    /// Adopting: waits until the restored primary has left recovery (asked over its socket).
+    func waitForPromotionOverSocket(_ primary: NodeSpec, _ credentials: Credentials) async throws(ClusterError) {
+        let host = target.host(primary)
+        let psql = socketPsql(primary, credentials)
         let deadline = ContinuousClock.now + .seconds(recoveryTimeout)
         while true {
             let asked = try await host.run(psql + ["-c", "SELECT pg_is_in_recovery()"])
             // (The answer is the last line: psql may warn first, such as that it cannot enter the working folder.)
-            if asked.succeeded, asked.output.split(whereSeparator: \.isNewline).last == "f" { break }
+            if asked.succeeded, asked.output.split(whereSeparator: \.isNewline).last == "f" { return }
             if asked.status == 127 { throw ClusterError("\(primary.name): \(psql[0]) is missing on \(host.label)") }
             if asked.output.contains("authentication failed") {
                 throw ClusterError(
                     "\(primary.name): the restored server does not let the server's OS user '\(target.serverUserName)' in as "
                         + "\(credentials.superuser.user) over its socket (\(asked.output.trimmingCharacters(in: .whitespacesAndNewlines))), "
                         + "so its roles cannot be given new passwords",
-                    details: [
-                        "put \(source.spec.name)'s credentials.json back in \(source.spec.local.dir) and restore again, "
-                            + "or give \(source.spec.file) superuser.user '\(target.serverUserName)' as the backup's database has it"
-                    ])
+                    details: ["put \(source.spec.name)'s credentials.json back in \(source.spec.local.dir) and restore again"])
             }
             if await !target.postmasterRuns(primary) || ContinuousClock.now > deadline {
                 throw ClusterError(
@@ -382,24 +418,49 @@ public struct ClusterRestore: Sendable {
             }
             try? await Task.sleep(for: .milliseconds(200))
         }
-        // Nothing of this session in the server's log, whatever log_statement says; and no
-        // wait for the quorum of standbys not cloned yet.
-        var statements = ["SET log_statement TO none", "SET log_min_duration_statement TO -1", "SET synchronous_commit TO local"]
-        for login in [credentials.superuser, credentials.replication] + (credentials.app.map { [$0] } ?? []) {
-            // A password given in the spec keeps PostgreSQL's default iterations; one that
-            // is not plain ASCII goes as it is, for the server to make its secret.
-            let secret =
-                SCRAMSecret.make(password: login.password, iterations: login.generated ? SCRAMSecret.generatedIterations : 4096)
-                ?? login.password
-            statements.append(
-                "DO $$BEGIN IF EXISTS (SELECT FROM pg_roles WHERE rolname = \(ConfigText.sqlLiteral(login.user))) THEN "
-                    + "ALTER ROLE \(ConfigText.identifier(login.user)) PASSWORD \(ConfigText.sqlLiteral(secret)); END IF; END$$")
+    }
+
+    /// Adopting, once the restored primary is promoted: its superuser, replication and
+    /// application roles get the new cluster's passwords, and the application role and
+    /// database of the spec's `app:` are made when the backup has none (as `init` makes
+    /// them). The SCRAM secrets are made here (libpq's for a password that is not plain
+    /// ASCII): no password reaches the server, its log, or a message.
+    func adoptRoles(_ primary: NodeSpec, _ credentials: Credentials) async throws(ClusterError) {
+        // Nothing of this session in the server's log, whatever its logging settings; and
+        // no wait for the quorum of standbys not cloned yet.
+        var statements = [
+            "SET log_statement TO none", "SET log_min_duration_statement TO -1", "SET log_min_error_statement TO panic",
+            "SET synchronous_commit TO local",
+        ]
+        func secret(_ login: Credentials.Login) throws(ClusterError) -> String {
+            // A password given in the spec keeps PostgreSQL's default iterations.
+            guard
+                let made = SCRAMSecret.make(password: login.password, iterations: login.generated ? SCRAMSecret.generatedIterations : 4096)
+                    ?? PGConnection.offlineScramVerifier(user: login.user, password: login.password)
+            else { throw ClusterError("cannot make the SCRAM secret of \(login.user)'s password") }
+            return made
         }
-        let set = try await host.run(psql, input: Data(statements.map { $0 + ";\n" }.joined().utf8))
+        for login in [credentials.superuser, credentials.replication] {
+            statements.append("ALTER ROLE \(ConfigText.identifier(login.user)) PASSWORD \(ConfigText.sqlLiteral(try secret(login)))")
+        }
+        if let app = credentials.app, let database = target.spec.app?.database {
+            let user = ConfigText.sqlLiteral(app.user), appSecret = ConfigText.sqlLiteral(try secret(app))
+            // \gexec runs each statement the query returns (CREATE DATABASE cannot run in a DO block).
+            statements += [
+                "SELECT format(CASE WHEN EXISTS (SELECT FROM pg_roles WHERE rolname = \(user)) THEN 'ALTER ROLE %I WITH LOGIN PASSWORD %L' "
+                    + "ELSE 'CREATE ROLE %I WITH LOGIN PASSWORD %L' END, \(user), \(appSecret)) \\gexec",
+                "SELECT format('CREATE DATABASE %I OWNER %I', \(ConfigText.sqlLiteral(database)), \(user)) "
+                    + "WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = \(ConfigText.sqlLiteral(database))) \\gexec",
+            ]
+        }
+        let set = try await target.host(primary).run(
+            socketPsql(primary, credentials), input: Data(statements.map { $0.hasSuffix("\\gexec") ? $0 + "\n" : $0 + ";\n" }.joined().utf8))
         guard set.succeeded else {
+            // psql's error line only: its context would quote the statement, secret and all.
+            let error = set.output.split(whereSeparator: \.isNewline).first { $0.contains("ERROR") || $0.contains("FATAL") }
             throw ClusterError(
                 "\(primary.name): giving the restored roles \(target.spec.name)'s passwords failed: "
-                    + set.output.trimmingCharacters(in: .whitespacesAndNewlines))
+                    + (error.map(String.init) ?? "psql exit \(set.status)"))
         }
         Console.progress("[\(primary.name)] promoted; its roles have \(target.spec.name)'s passwords")
     }

@@ -235,6 +235,17 @@ public final class PGConnection: @unchecked Sendable {
         return try scramVerifier(user: login.user, password: login.password)
     }
 
+    /// libpq's SCRAM-SHA-256 verifier (SASLprep, PostgreSQL's default iterations) made with
+    /// no server: PQencryptPasswordConn given the algorithm asks none, but wants a PGconn,
+    /// so it gets one that was never connected. nil when libpq cannot make it.
+    public static func offlineScramVerifier(user: String, password: String) -> String? {
+        guard let conn = PQconnectStart("host=/nonexistent-pgcluster-socket-dir connect_timeout=1") else { return nil }
+        defer { PQfinish(conn) }
+        guard let encrypted = PQencryptPasswordConn(conn, password, user, "scram-sha-256") else { return nil }
+        defer { PQfreemem(encrypted) }
+        return String(cString: encrypted)
+    }
+
     /// libpq's SCRAM-SHA-256 verifier of a password.
     public func scramVerifier(user: String, password: String) throws(PGError) -> String {
         guard let conn, let encrypted = PQencryptPasswordConn(conn, password, user, "scram-sha-256") else {

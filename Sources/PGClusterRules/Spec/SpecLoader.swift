@@ -327,6 +327,18 @@ private struct Reader {
         if replicationAccount.user == superuser.user {
             fail(replicationMap["user"] ?? top["replication"], "replication.user", "must differ from superuser.user ('\(superuser.user)')")
         }
+        if backup != nil, backend != .compose {
+            // pgBackRest reaches the servers over their socket as their OS user, which
+            // pg_hba.conf's peer line admits as the superuser only when the names agree.
+            let serverUser = backend == .ssh && ssh.user != "root" ? ssh.user : osUser
+            if superuser.user != serverUser {
+                fail(
+                    top["backup"], "backup",
+                    "pgBackRest connects to the servers over their socket as their OS user '\(serverUser)', which pg_hba.conf "
+                        + "admits (peer) as the superuser only under the same name: superuser.user is '\(superuser.user)'; "
+                        + "use '\(serverUser)', or run the servers as an OS user named '\(superuser.user)'")
+            }
+        }
 
         var spec = ClusterSpec(
             version: version, name: name, backend: backend, postgres: postgres, superuser: superuser,

@@ -53,10 +53,14 @@ extension PGCluster {
                     Console.out("cluster \(spec.name) destroyed; kept \(kept.count) path(s) pgcluster did not create:")
                     Console.out(kept.map { "  " + $0 }.joined(separator: "\n"))
                 }
-                if let backup = spec.backup, spec.backend != .compose {
+                if let backup = spec.backup, spec.backend != .compose,
+                    backup.repoHost != nil || FileManager.default.fileExists(atPath: "\(backup.repo)/backup/\(spec.name)")
+                {
+                    // (From a repository host, pgcluster needs the local.dir just removed: its ssh key.)
                     Console.out(
-                        "its backups stay in \(backup.repo)" + (backup.repoHost.map { " on \($0)" } ?? "")
-                            + ": restore them with `pgcluster restore -f \(spec.file) --to latest --into NEW-SPEC`")
+                        backup.repoHost.map { "its backups stay in \(backup.repo) on \($0)" }
+                            ?? "its backups stay in \(backup.repo): `pgcluster restore -f \(spec.file) --to latest --in-place --yes` "
+                            + "makes the cluster again from them (--into NEW-SPEC: a new cluster)")
                 }
             }
         }
