@@ -110,6 +110,19 @@ struct RestoreChoiceTests {
         #expect(far.archiveEnd(segmentBytes: 4 << 20) == LSN("3/0"), "the last 4 MB segment of 2/…")
         #expect(far.archiveEnd(segmentBytes: 16 << 20) == nil, "no 16 MB segment 0x3FF under one log id")
         #expect(catalog.archiveEnd(segmentBytes: 3 << 20) == nil)
+        // With the nodes gone, the size is read from the backups' LSNs and WAL file names.
+        #expect(catalog.inferredSegmentBytes == 16 << 20, "\(catalog.backups.map { ($0.walStart, $0.lsnStart, $0.walStop, $0.lsnStop) })")
+        var small = catalog
+        small.backups[0].walStart = "000000010000000000000001"
+        small.backups[0].lsnStart = LSN("0/400028")
+        small.backups[0].walStop = "000000010000000000000001"
+        small.backups[0].lsnStop = LSN("0/400100")
+        #expect(small.inferredSegmentBytes == 4 << 20, "segment 1 at 0/400028: only 4 MB fits")
+        small.backups[0].walStart = "000000010000000000000000"
+        small.backups[0].lsnStart = LSN("0/28")
+        small.backups[0].walStop = "000000010000000000000000"
+        small.backups[0].lsnStop = LSN("0/100")
+        #expect(small.inferredSegmentBytes == nil, "the first segment fits every size")
         #expect(catalog.text.contains("20261205-172119F  full  2026-12-05 17:21:19  2026-12-05 17:21:23  21.9 MB  4.3 MB"))
         // `backups --json`: the system id as a string (19 digits lose their last ones as a
         // JSON number in jq 1.6 or JavaScript), and read back exactly.

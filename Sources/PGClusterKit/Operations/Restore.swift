@@ -98,7 +98,9 @@ public struct ClusterRestore: Sendable {
             if let foreign = await source.foreignStanza(catalog, primary: primary, credentials: sourceCredentials) { throw foreign }
             primaryLsn = try await markEnd(on: primary, sourceCredentials)
         }
-        let segmentBytes = await source.segmentBytes()
+        // From a node's pg_control; with the nodes gone, from the backups themselves.
+        var segmentBytes = await source.segmentBytes()
+        if segmentBytes == nil { segmentBytes = catalog.inferredSegmentBytes }
         let archiveEnd = primaryLsn != nil ? nil : segmentBytes.flatMap { catalog.archiveEnd(segmentBytes: $0) }
         // A restored cluster keeps its backup's WAL segment size: the spec cannot change it.
         if !inPlace, let wanted = spec.postgres.walSegmentSize, let bytes = segmentBytes, UInt64(wanted) << 20 != bytes {

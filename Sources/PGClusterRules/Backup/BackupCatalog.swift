@@ -27,6 +27,30 @@ public struct BackupCatalog: Sendable, Equatable, Codable {
         return LSN((log << 32) + (segment + 1) * segmentBytes)
     }
 
+    /// The WAL segment size the stanza's backups were taken with, read from them (for a
+    /// cluster whose nodes are gone, whose pg_control cannot be asked): each backup's start
+    /// and stop LSNs lie in its first and last WAL files, whose names count segments of that
+    /// size. nil unless exactly one power of two from 1 MB to 1 GB fits every backup (WAL
+    /// still in its first segments fits several).
+    public var inferredSegmentBytes: UInt64? {
+        let points = backups.flatMap { [($0.walStart, $0.lsnStart), ($0.walStop, $0.lsnStop)] }
+            .compactMap { name, lsn in name.flatMap { name in lsn.map { (name, $0) } } }
+        guard !points.isEmpty else { return nil }
+        let fitting = (20...30).map { UInt64(1) << $0 }.filter { size in
+            points.allSatisfy { name, lsn in Self.segmentNumber(name, size: size) == lsn.value / size }
+        }
+        return fitting.count == 1 ? fitting[0] : nil
+    }
+
+    /// The segment a WAL file name counts (`TTTTTTTTLLLLLLLLSSSSSSSS`), for segments of `size`.
+    static func segmentNumber(_ name: String, size: UInt64) -> UInt64? {
+        guard name.count == 24, let log = UInt64(name.dropFirst(8).prefix(8), radix: 16), let segment = UInt64(name.suffix(8), radix: 16)
+        else { return nil }
+        let perLog = (UInt64(1) << 32) / size
+        guard segment < perLog else { return nil }
+        return log * perLog + segment
+    }
+
     /// The stanza was never created (no `pgcluster backup` yet).
     public var stanzaMissing: Bool { statusCode == 1 }
 
