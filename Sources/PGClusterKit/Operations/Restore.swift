@@ -412,14 +412,19 @@ public struct ClusterRestore: Sendable {
                         + "so its roles cannot be given new passwords",
                     details: ["put \(source.spec.name)'s credentials.json back in \(source.spec.local.dir) and restore again"])
             }
-            if await !target.postmasterRuns(primary) || ContinuousClock.now > deadline {
-                throw ClusterError(
-                    "\(primary.name): the restored server did not reach the target \(to) and was not promoted",
-                    details: (await target.serverLog(primary, lines: 12)).map { "log | " + $0 }
-                        + ["a target later than the archive's end cannot be reached: see `pgcluster backups`"])
-            }
+            if let failed = await gaveUp(primary, deadline: deadline) { throw failed }
             try? await Task.sleep(for: .milliseconds(200))
         }
+    }
+
+    /// While the restored primary recovers: the error to stop with when its server has
+    /// ended or `deadline` has passed, with its log; nil while it may still get there.
+    func gaveUp(_ primary: NodeSpec, deadline: ContinuousClock.Instant) async -> ClusterError? {
+        guard await !target.postmasterRuns(primary) || ContinuousClock.now > deadline else { return nil }
+        return ClusterError(
+            "\(primary.name): the restored server did not reach the target \(to) and was not promoted",
+            details: (await target.serverLog(primary, lines: 12)).map { "log | " + $0 }
+                + ["a target later than the archive's end cannot be reached: see `pgcluster backups`"])
     }
 
     /// Adopting, once the restored primary is promoted: its superuser, replication and
@@ -482,12 +487,7 @@ public struct ClusterRestore: Sendable {
                         + "the backup is of another cluster's database",
                     details: ["check that backup.repo of \(source.spec.file) holds this cluster's backups: pgcluster backups"])
             }
-            if await !target.postmasterRuns(primary) || ContinuousClock.now > deadline {
-                throw ClusterError(
-                    "\(primary.name): the restored server did not reach the target \(to) and was not promoted",
-                    details: (await target.serverLog(primary, lines: 12)).map { "log | " + $0 }
-                        + ["a target later than the archive's end cannot be reached: see `pgcluster backups`"])
-            }
+            if let failed = await gaveUp(primary, deadline: deadline) { throw failed }
             try? await Task.sleep(for: .milliseconds(200))
         }
         let settings = [
