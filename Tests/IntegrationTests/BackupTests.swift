@@ -135,6 +135,8 @@ struct BackupTests {
             let listed = await cluster.run(["backups"])
             #expect(listed.status == 0, "backups of a destroyed cluster: \(listed.stderr)")
             #expect(!FileManager.default.fileExists(atPath: cluster.dataRoot), "backups made local.dir again")
+            let status = await cluster.run(["status"])
+            #expect(status.stderr.contains("restore -f \(cluster.specPath) --to latest --in-place --yes"), "status of the destroyed cluster: \(status.stderr)")
             let again = await cluster.run(["init"])
             #expect(again.status == 1 && again.stderr.contains("restore -f \(cluster.specPath) --to latest --in-place --yes"), "\(again.stderr)")
             let back = await cluster.run(["restore", "--to", "latest", "--in-place", "--yes"])

@@ -62,6 +62,8 @@ struct RejoinReportTests {
 
             let stopped = await cluster.run(["rejoin", "node0"], environment: ["PGCLUSTER_TEST_STOP_AFTER": "pg_rewind"])
             try #require(stopped.status == 86, "rejoin stopped after pg_rewind: \(stopped.stderr)")
+            let start = await cluster.run(["start", "node0"])
+            #expect(start.status == 2 && start.stderr.contains("stopped during pg_rewind"), "start: \(start.status) \(start.stderr)")
             _ = try cluster.sql("node1", "INSERT INTO t SELECT generate_series(101, 200)")
             // A second pg_rewind would end node0's recovery in single-user mode on timeline 2
             // where it stands, then find "no rewind required": a standby that differs from

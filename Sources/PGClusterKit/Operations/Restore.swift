@@ -209,6 +209,10 @@ public struct ClusterRestore: Sendable {
             }
             try await waitForPromotion(primary, credentials)
             promoted = true
+            if !inPlace && !adopting, let app = spec.app, credentials.app?.user != app.user {
+                try await makeAppRole(app, on: primary, &credentials)
+                try await storeCredentials()
+            }
             // Promoted and without restore_command: the live cluster's key goes.
             if let reader { await source.removeReader(in: reader, on: target.host(primary)) }
             try await initializer.completeFromPrimary(primary, credentials)
@@ -415,6 +419,26 @@ public struct ClusterRestore: Sendable {
             if let failed = await gaveUp(primary, deadline: deadline) { throw failed }
             try? await Task.sleep(for: .milliseconds(200))
         }
+    }
+
+    /// `--into` with the source's passwords and an `app:` the source had not: its role gets
+    /// a new password (made when the backup has no such role) and its database is made when
+    /// missing, as `init` makes them.
+    func makeAppRole(_ app: AppSettings, on primary: NodeSpec, _ credentials: inout Credentials) async throws(ClusterError) {
+        let login = Credentials.Login.resolve(user: app.user, given: nil, stored: nil)
+        guard let secret = SCRAMSecret.make(password: login.password) else { throw ClusterError("cannot make the SCRAM secret of \(app.user)'s password") }
+        let ops = ServerOps(spec: target.spec, credentials: credentials, templates: target.renderer.templates)
+        let user = ConfigText.sqlLiteral(app.user), role = ConfigText.identifier(app.user)
+        let roles = try await ops.execute(primary, ["SELECT count(*) FROM pg_roles WHERE rolname = \(user)"])
+        let verb = roles.scalar == "0" ? "CREATE" : "ALTER"
+        try await ops.execute(
+            primary, ["SET synchronous_commit TO local", "\(verb) ROLE \(role) WITH LOGIN PASSWORD \(ConfigText.sqlLiteral(secret))"])
+        let databases = try await ops.execute(primary, ["SELECT count(*) FROM pg_database WHERE datname = \(ConfigText.sqlLiteral(app.database))"])
+        if databases.scalar == "0" {
+            try await ops.execute(primary, ["SET synchronous_commit TO local", "CREATE DATABASE \(ConfigText.identifier(app.database)) OWNER \(role)"])
+        }
+        credentials.app = login
+        Console.progress("[\(primary.name)] application role \(app.user) " + (verb == "CREATE" ? "made" : "given a new password"))
     }
 
     /// While the restored primary recovers: the error to stop with when its server has

@@ -91,9 +91,12 @@ public struct Credentials: Sendable, Equatable, Codable, CustomStringConvertible
     /// there are none.
     public static func stored(spec: ClusterSpec) throws(ClusterError) -> Credentials {
         guard let stored = try storedIfAny(spec: spec) else {
-            throw ClusterError(
-                "no cluster at \(spec.local.dir): \(LocalLayout(spec: spec).credentialsFile) is missing",
-                details: ["create it with: pgcluster init -f \(spec.file)"])
+            var details = ["create it with: pgcluster init -f \(spec.file)"]
+            if let backup = spec.backup, backup.repoHost == nil, FileManager.default.fileExists(atPath: "\(backup.repo)/backup/\(spec.name)") {
+                // Destroyed (or local.dir lost): its backups can make it again, and init would refuse their repository.
+                details = ["make it again from its backups in \(backup.repo): pgcluster restore -f \(spec.file) --to latest --in-place --yes"]
+            }
+            throw ClusterError("no cluster at \(spec.local.dir): \(LocalLayout(spec: spec).credentialsFile) is missing", details: details)
         }
         return stored
     }
