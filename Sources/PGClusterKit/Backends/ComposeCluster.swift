@@ -411,10 +411,16 @@ public struct ComposeCluster: ServerControl {
         try await run(await commands().singleUserRecovery(offline(node)), what: "\(node.name): crash recovery in single-user mode")
     }
 
-    /// pg_rewind and the follow run back to back here (no mark is kept in the volume).
-    public func unfinishedRewind(_ node: NodeSpec) async -> Bool { false }
+    public func unfinishedRewind(_ node: NodeSpec) async -> Bool {
+        FileManager.default.fileExists(atPath: LocalLayout(spec: spec).composeRewindMark(node.name))
+    }
 
     public func rewind(_ node: NodeSpec, from source: NodeSpec, credentials: Credentials) async throws(ClusterError) -> String {
+        let mark = LocalLayout(spec: spec).composeRewindMark(node.name)
+        guard !(await unfinishedRewind(node)) else {
+            throw ClusterError("\(node.name): an earlier pg_rewind of it did not finish (\(mark)): it cannot be rewound again")
+        }
+        try FileWriter.writeAtomically(Data("pg_rewind from \(source.name) began; removed once the node follows it\n".utf8), to: mark, mode: 0o600)
         let conninfo = ConfigText.conninfo([
             ("host", source.serviceHost), ("port", String(source.servicePort)), ("user", credentials.superuser.user),
             ("dbname", "postgres"), ("connect_timeout", "5"),
@@ -424,12 +430,15 @@ public struct ComposeCluster: ServerControl {
             environment: ["PGPASSWORD": credentials.superuser.password]
         ).output
         try await follow(node, upstream: source)
+        unlink(mark)
         return output
     }
 
     public func reclone(_ node: NodeSpec, from source: NodeSpec, credentials: Credentials) async throws(ClusterError) {
         try await run(await commands().remove(node.serviceHost), what: "\(node.name): docker compose rm")
         try await run(await commands().removeVolume(ComposeRenderer.volumeName(node)), what: "\(node.name): docker volume rm")
+        // The rewound data went with its volume.
+        unlink(LocalLayout(spec: spec).composeRewindMark(node.name))
         try await run(
             await commands().clone(
                 node.serviceHost, upstreamHost: source.serviceHost, upstreamPort: source.servicePort,
@@ -499,7 +508,9 @@ public struct ComposeCluster: ServerControl {
         try await checkEngine()
         try await run(await commands().down(), what: "docker compose down")
         let layout = LocalLayout(spec: spec)
-        for file in layout.clusterFiles + [ComposeProjectRecord.path(spec: spec)] { unlink(file) }
+        for file in layout.clusterFiles + [ComposeProjectRecord.path(spec: spec)] + spec.nodes.map({ layout.composeRewindMark($0.name) }) {
+            unlink(file)
+        }
         try? FileManager.default.removeItem(atPath: ComposeCluster.defaultProjectDirectory(spec))
         rmdir(layout.root)
     }

@@ -69,6 +69,9 @@ public struct LocalLayout: Sendable {
     /// follow (``HostCluster/rewind(_:from:credentials:)``): a rewind that did not get that far
     /// left data that must not be rewound again (see ``ServerControl/unfinishedRewind(_:)``).
     public func rewindMark(_ node: String) -> String { "\(serverRoot)/\(node)/rewind-unfinished" }
+    /// Compose's ``rewindMark(_:)``: in local.dir on this machine, which runs every compose step
+    /// (a node's volume holds its data folder and nothing beside it).
+    public func composeRewindMark(_ node: String) -> String { "\(root)/.rewind-unfinished.\(node)" }
 
     /// The node's TLS files on its host (`tls.mode` generate or files), outside the data
     /// folder so that pg_basebackup and pg_rewind never carry one node's key to another.
