@@ -79,7 +79,18 @@ public struct ClusterDestroy: Sendable {
         do throws(ClusterError) {
             let result = try await repository.run(["--archive-timeout=20", "--log-level-console=error", "check"])
             if !result.succeeded {
-                let reason = result.output.split(whereSeparator: \.isNewline).last { $0.contains("ERROR") }.map(String.init)
+                // pgBackRest's last error, with the indented lines that continue it (not its hints).
+                let lines = result.output.split(whereSeparator: \.isNewline).map(String.init)
+                var reason: String?
+                if let first = lines.lastIndex(where: { $0.contains("ERROR") }) {
+                    var parts = [lines[first]]
+                    for line in lines[(first + 1)...] {
+                        let trimmed = line.trimmingCharacters(in: .whitespaces)
+                        guard line.first?.isWhitespace == true, !trimmed.hasPrefix("HINT:") else { break }
+                        parts.append(trimmed)
+                    }
+                    reason = parts.joined(separator: " ")
+                }
                 Console.warn("pgbackrest check failed\(reason.map { " (\($0))" } ?? ""): \(lost)")
             }
         } catch {

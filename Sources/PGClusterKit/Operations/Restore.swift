@@ -83,7 +83,11 @@ public struct ClusterRestore: Sendable {
         if catalog.stanzaMissing {
             throw ClusterError(
                 "no backups of \(sourceSpec.name) in \(source.settings.repo): the stanza does not exist",
-                details: ["take one with `pgcluster backup -f \(sourceSpec.file)`"])
+                details: [
+                    adopting
+                        ? "there is nothing to restore \(sourceSpec.name) from (it has no local.dir either): make it with `pgcluster init -f \(sourceSpec.file)`"
+                        : "take one with `pgcluster backup -f \(sourceSpec.file)`"
+                ])
         }
         let plan: RestoreChoice.Plan
         switch RestoreChoice.plan(to, catalog: catalog, history: try await source.newestTimelineHistory()) {
