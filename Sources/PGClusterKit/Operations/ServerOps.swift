@@ -201,26 +201,54 @@ public struct ServerOps: Sendable {
 
     /// Waits until the standby has replayed everything it received, saying every 2 s how much
     /// is left; a replay paused meanwhile is resumed (and said).
-    public func waitForReplay(_ node: NodeSpec, timeout: Double = 60) async throws(ClusterError) {
+    ///
+    /// Everything it *can* replay: a primary that died while writing a record that spans WAL
+    /// pages had sent its first pages, which the standby received, and no standby will ever
+    /// replay that incomplete record (received stays ahead of replayed for good: the
+    /// failover waited out its timeout and promoted nothing). So the wait also ends when the
+    /// startup process waits for more WAL (`RecoveryWalStream`, `RecoveryRetrieveRetryInterval`)
+    /// and its replay position has stood still for ``settled`` seconds. What is left is no
+    /// acknowledged commit: a commit is acknowledged once a quorum standby has flushed its
+    /// record's end, and WAL is written in order, so every record before that end is complete
+    /// and replayable. Returns the bytes so left unreplayed (0 normally).
+    @discardableResult
+    public func waitForReplay(_ node: NodeSpec, timeout: Double = 60, settled: Double = 0.3) async throws(ClusterError) -> Int64 {
         let query = """
             SELECT pg_last_wal_receive_lsn() IS NULL OR pg_last_wal_replay_lsn() >= pg_last_wal_receive_lsn(),
-              pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::bigint, pg_get_wal_replay_pause_state()
+              pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::bigint, pg_get_wal_replay_pause_state(),
+              pg_last_wal_replay_lsn()::text, (SELECT wait_event FROM pg_stat_activity WHERE backend_type = 'startup' LIMIT 1)
             """
         let clock = ContinuousClock()
         let began = clock.now
         var said = began
         var left = "?"
         var paused = false
+        // The replay position the startup process was last seen waiting for WAL at, and since when.
+        var waitingAt: (lsn: String, since: ContinuousClock.Instant)?
+        var incomplete: Int64 = 0
         do {
             try await waitFor("\(node.name) replayed all it received", timeout: timeout) {
-                guard let row = (try? await execute(node, [query], timeout: 2))?.rows.first, row.count == 3 else { return false }
+                guard let row = (try? await execute(node, [query], timeout: 2))?.rows.first, row.count == 5 else { return false }
                 if row[0] == "t" { return true }
                 left = row[1] ?? "?"
                 paused = row[2] != "not paused"
                 if let pause = row[2], paused {
-                Console.progress("[\(node.name)] WAL replay is \(pause): resuming it")
-                _ = try? await execute(node, ["SELECT pg_wal_replay_resume()"], timeout: 2)
-            }
+                    Console.progress("[\(node.name)] WAL replay is \(pause): resuming it")
+                    _ = try? await execute(node, ["SELECT pg_wal_replay_resume()"], timeout: 2)
+                }
+                let waitsForWAL = ["RecoveryWalStream", "RecoveryRetrieveRetryInterval"].contains(row[4] ?? "")
+                if !paused, waitsForWAL, let replayed = row[3] {
+                    if let seen = waitingAt, seen.lsn == replayed {
+                        if clock.now - seen.since >= .seconds(settled) {
+                            incomplete = Int64(left) ?? 0
+                            return true
+                        }
+                    } else {
+                        waitingAt = (replayed, clock.now)
+                    }
+                } else {
+                    waitingAt = nil
+                }
                 if clock.now - said >= .seconds(2) {
                     said = clock.now
                     Console.progress("[\(node.name)] replaying what it received: \(left) bytes left after \(Int((clock.now - began).seconds)) s")
@@ -232,6 +260,12 @@ public struct ServerOps: Sendable {
                 "\(error.message): \(left) bytes not yet replayed" + (paused ? ", and its replay stays paused" : ""),
                 details: ["nothing was promoted; the standbys were put back on their upstream", "check \(node.name)'s log"])
         }
+        if incomplete > 0 {
+            Console.progress(
+                "[\(node.name)] replayed every complete record; the last \(incomplete) bytes it received are the start of a record "
+                    + "its primary never finished writing (no commit is in them), which no standby can replay")
+        }
+        return incomplete
     }
 
     /// Promotes a standby and waits until it accepts writes. `pg_promote(true)` re-checks
