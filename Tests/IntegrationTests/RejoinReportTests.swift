@@ -128,7 +128,11 @@ struct RejoinReportTests {
                 .write(toFile: cluster.specPath, atomically: true, encoding: .utf8)
             try await cluster.initCluster()
             _ = try cluster.sql("node0", "CREATE TABLE t (id int)")
+            // Cut off from its primary and from the archive too: node0's clean stop archives
+            // its last segment, which node1's restore_command would otherwise fetch (under
+            // load, before the failover freezes it) and nothing would diverge.
             _ = try cluster.sql("node1", "ALTER SYSTEM SET primary_conninfo = ''")
+            _ = try cluster.sql("node1", "ALTER SYSTEM SET restore_command = ''")
             _ = try cluster.sql("node1", "SELECT pg_reload_conf()")
             #expect(await cluster.eventually { try cluster.sql("node1", "SELECT count(*) FROM pg_stat_wal_receiver").scalar == "0" })
             for id in 1...4 { _ = try cluster.sql("node0", "INSERT INTO t VALUES (\(id))") }
