@@ -54,4 +54,21 @@ struct BackupProgressTests {
         #expect(half == "[db_1] backup: 200 MB of about 400 MB (50 %), 20 MB/s, about 10 s left")
         #expect(BackupProgress.line(source: "db_1", bytes: 400 << 20, percent: 100, seconds: 20) == "[db_1] backup: 400 MB of about 400 MB (100 %), 20 MB/s")
     }
+
+    @Test("pgBackRest's error lines: each ERROR with the indented lines that continue it, without its hints")
+    func errorLines() {
+        let output = [
+            "WARN: a warning",
+            "ERROR: [055]: unable to load info file '/r/archive/c/archive.info' or '/r/archive/c/archive.info.copy':",
+            "       FileMissingError: unable to open missing file '/r/archive/c/archive.info' for read",
+            "       HINT: archive.info cannot be opened but is required to push/get WAL segments.",
+            "       HINT: has a stanza-create been performed?",
+            "INFO: check command end: aborted with exception [055]",
+        ]
+        #expect(
+            BackupRepository.errorLines(output) == [
+                "ERROR: [055]: unable to load info file '/r/archive/c/archive.info' or '/r/archive/c/archive.info.copy': "
+                    + "FileMissingError: unable to open missing file '/r/archive/c/archive.info' for read"
+            ])
+    }
 }

@@ -417,9 +417,6 @@ public struct ComposeCluster: ServerControl {
 
     public func rewind(_ node: NodeSpec, from source: NodeSpec, credentials: Credentials) async throws(ClusterError) -> String {
         let mark = LocalLayout(spec: spec).composeRewindMark(node.name)
-        guard !(await unfinishedRewind(node)) else {
-            throw ClusterError("\(node.name): an earlier pg_rewind of it did not finish (\(mark)): it cannot be rewound again")
-        }
         try FileWriter.writeAtomically(Data("pg_rewind from \(source.name) began; removed once the node follows it\n".utf8), to: mark, mode: 0o600)
         let conninfo = ConfigText.conninfo([
             ("host", source.serviceHost), ("port", String(source.servicePort)), ("user", credentials.superuser.user),

@@ -48,7 +48,8 @@ public protocol ServerControl: Sendable {
     /// ends its recovery where it stands (on the new primary's timeline, from a copy of that
     /// WAL it holds) or on WAL a partial copy overwrote; pg_rewind then finds "no rewind
     /// required" or misses blocks, and the standby silently differs from its primary. Such a
-    /// node is copied afresh. Compose runs pg_rewind and the follow in one step: false.
+    /// node is copied afresh (`rejoin`, which asks before it rewinds) and not started. The mark
+    /// is written before pg_rewind and removed once the node follows (``rewind(_:from:credentials:)``).
     func unfinishedRewind(_ node: NodeSpec) async -> Bool
     /// Erases the stopped `node`'s data and copies `source` afresh, set to follow it.
     func reclone(_ node: NodeSpec, from source: NodeSpec, credentials: Credentials) async throws(ClusterError)
@@ -199,9 +200,6 @@ extension HostCluster: ServerControl {
     }
 
     public func rewind(_ node: NodeSpec, from source: NodeSpec, credentials: Credentials) async throws(ClusterError) -> String {
-        guard !(await unfinishedRewind(node)) else {
-            throw ClusterError("\(node.name): an earlier pg_rewind of it did not finish (\(layout.rewindMark(node.name))): it cannot be rewound again")
-        }
         try await clearStalePidFile(node)
         try await host(node).writeFile(layout.rewindMark(node.name), "pg_rewind from \(source.name) began; removed once the node follows it\n")
         let conninfo = ConfigText.conninfo([

@@ -79,11 +79,30 @@ public struct BackupRepository: Sendable {
     /// pgBackRest's error lines (or its last lines when none says ERROR) under `what`.
     private func failure(_ result: CommandResult, on host: any Host, what: String, progress: Bool) -> ClusterError {
         let lines = result.output.split(whereSeparator: \.isNewline).map(String.init)
-        let errors = lines.filter { $0.contains("ERROR") }
+        let errors = Self.errorLines(lines)
         return ClusterError(
             "\(what) failed (pgbackrest exit \(result.status))",
             details: (errors.isEmpty ? Array(lines.suffix(8)) : errors).map { "| " + $0 }
                 + (progress ? ["pgBackRest's log: \(layout.pgbackrestDir)/log" + (remote ? " on \(host.label)" : "")] : []))
+    }
+
+    /// Each ERROR line of pgBackRest's output with the indented lines that continue it (an
+    /// error often goes on past a colon on the next lines), without its HINT lines.
+    static func errorLines(_ lines: [String]) -> [String] {
+        var errors: [String] = []
+        var continuing = false
+        for line in lines {
+            let trimmed = line.trimmingCharacters(in: .whitespaces)
+            if line.contains("ERROR") {
+                errors.append(line)
+                continuing = true
+            } else if continuing, line.first?.isWhitespace == true, !trimmed.hasPrefix("HINT:") {
+                errors[errors.count - 1] += " " + trimmed
+            } else {
+                continuing = false
+            }
+        }
+        return errors
     }
 
     /// pgBackRest's exit status when a lock it needs is held (LockAcquireError).
@@ -499,6 +518,14 @@ public struct BackupRepository: Sendable {
             guard result.status == Self.lockHeld, clock.now < deadline else { throw failure(result, on: host, what: what, progress: false) }
             try? await Task.sleep(for: .milliseconds(200))
         }
+    }
+}
+
+extension BackupSettings {
+    /// Whether a repository folder on this machine (no `repoHost`) holds backups of the
+    /// stanza `name`: its `backup/NAME` folder, which pgBackRest makes at stanza-create.
+    public func holdsBackupsHere(of name: String) -> Bool {
+        repoHost == nil && FileManager.default.fileExists(atPath: "\(repo)/backup/\(name)")
     }
 }
 

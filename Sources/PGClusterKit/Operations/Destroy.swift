@@ -77,24 +77,9 @@ public struct ClusterDestroy: Sendable {
         Console.progress("pgbackrest check: the last WAL to the archive in \(repository.place) (backups outlive the cluster)")
         let lost = "the backups in \(repository.place) stay, without what was written since the last segment archived"
         do throws(ClusterError) {
-            let result = try await repository.run(["--archive-timeout=20", "--log-level-console=error", "check"])
-            if !result.succeeded {
-                // pgBackRest's last error, with the indented lines that continue it (not its hints).
-                let lines = result.output.split(whereSeparator: \.isNewline).map(String.init)
-                var reason: String?
-                if let first = lines.lastIndex(where: { $0.contains("ERROR") }) {
-                    var parts = [lines[first]]
-                    for line in lines[(first + 1)...] {
-                        let trimmed = line.trimmingCharacters(in: .whitespaces)
-                        guard line.first?.isWhitespace == true, !trimmed.hasPrefix("HINT:") else { break }
-                        parts.append(trimmed)
-                    }
-                    reason = parts.joined(separator: " ")
-                }
-                Console.warn("pgbackrest check failed\(reason.map { " (\($0))" } ?? ""): \(lost)")
-            }
+            try await repository.check(["--archive-timeout=20", "--log-level-console=error", "check"], what: "pgbackrest check")
         } catch {
-            Console.warn("pgbackrest check could not run (\(error.message)): \(lost)")
+            Console.warn(([error.message] + error.details).joined(separator: " ") + ": \(lost)")
         }
     }
 }

@@ -68,16 +68,6 @@ public struct ClusterRestore: Sendable {
         let adopting = sourceCredentials == nil
         if !inPlace { try checkNewCluster(sourceCredentials) }
         if adopting { try checkAdoptable() }
-        if adopting && source.remote {
-            // Its key and known hosts for the repository host went with local.dir.
-            throw ClusterError(
-                "restore --into from \(sourceSpec.name)'s repository host (\(source.place)) needs its local.dir, which is gone "
-                    + "(no \(LocalLayout(spec: sourceSpec).credentialsFile)): the cluster's ssh key for that host went with it; nothing was made",
-                details: [
-                    "a cluster whose local.dir is gone is restored by pgcluster from a repository folder on this machine only; "
-                        + "on \(source.settings.repoHost ?? "the repository host"), `pgbackrest restore` restores it by hand"
-                ])
-        }
         // Everything that can refuse does so before anything is written.
         let catalog = try await source.catalog()
         if catalog.stanzaMissing {
@@ -144,9 +134,10 @@ public struct ClusterRestore: Sendable {
             }
         }
 
-        // What the live primary wrote just now goes to the archive (pgbackrest check switches WAL).
-        let pushed = try await source.run(["check"])
-        if !pushed.succeeded {
+        // What the live primary wrote just now goes to the archive (pgbackrest check switches
+        // WAL). Adopting, the source's nodes are gone with its local.dir: nothing to ask.
+        let pushed = adopting ? nil : try await source.run(["check"])
+        if pushed?.succeeded != true {
             if live == nil {
                 Console.progress("no primary of \(sourceSpec.name) answers: restoring from what the archive holds")
             } else {
@@ -213,8 +204,10 @@ public struct ClusterRestore: Sendable {
             }
             try await waitForPromotion(primary, credentials)
             promoted = true
-            if !inPlace && !adopting, let app = spec.app, credentials.app?.user != app.user {
-                try await makeAppRole(app, on: primary, &credentials)
+            // The spec's application role: new passwords adopting; from the source's passwords,
+            // when the source had no such role.
+            if !inPlace || adopting, let app = spec.app, adopting || sourceCredentials?.app?.user != app.user {
+                try await ensureAppRole(app, on: primary, &credentials)
                 try await storeCredentials()
             }
             // Promoted and without restore_command: the live cluster's key goes.
@@ -388,10 +381,20 @@ public struct ClusterRestore: Sendable {
         ]
     }
 
-    /// Adopting: that peer line admits the server's OS user as a role of the same name
-    /// only, and pgBackRest connects the same way: a superuser of another name is refused
-    /// before anything is written.
+    /// Adopting is refused before anything is written where it cannot work: from a repository
+    /// host (the cluster's ssh key for it went with local.dir), or with a superuser that the
+    /// peer line cannot admit (it admits the server's OS user as the role of the same name
+    /// only; pgBackRest connects the same way).
     func checkAdoptable() throws(ClusterError) {
+        if source.remote {
+            throw ClusterError(
+                "restore from \(source.spec.name)'s repository host (\(source.place)) needs its local.dir, which is gone "
+                    + "(no \(LocalLayout(spec: source.spec).credentialsFile)): the cluster's ssh key for that host went with it; nothing was made",
+                details: [
+                    "a cluster whose local.dir is gone is restored by pgcluster from a repository folder on this machine only; "
+                        + "on \(source.settings.repoHost ?? "the repository host"), `pgbackrest restore` restores it by hand"
+                ])
+        }
         let superuser = target.spec.superuser.user
         guard superuser != target.serverUserName else { return }
         throw ClusterError(
@@ -425,18 +428,23 @@ public struct ClusterRestore: Sendable {
         }
     }
 
-    /// `--into` with the source's passwords and an `app:` the source had not: its role gets
-    /// a new password (made when the backup has no such role) and its database is made when
-    /// missing, as `init` makes them.
-    func makeAppRole(_ app: AppSettings, on primary: NodeSpec, _ credentials: inout Credentials) async throws(ClusterError) {
-        let login = Credentials.Login.resolve(user: app.user, given: nil, stored: nil)
+    /// The spec's application role on the restored primary, with the login in `credentials`
+    /// (a new one when they have none for it): its password set, the role made when the
+    /// backup has none, and its database made when missing, as `init` makes them.
+    func ensureAppRole(_ app: AppSettings, on primary: NodeSpec, _ credentials: inout Credentials) async throws(ClusterError) {
+        let login = credentials.app.flatMap { $0.user == app.user ? $0 : nil } ?? Credentials.Login.resolve(user: app.user, given: nil, stored: nil)
+        // (A generated password: the cheap secret, as every generated one.)
         guard let secret = SCRAMSecret.make(password: login.password) else { throw ClusterError("cannot make the SCRAM secret of \(app.user)'s password") }
         let ops = ServerOps(spec: target.spec, credentials: credentials, templates: target.renderer.templates)
         let user = ConfigText.sqlLiteral(app.user), role = ConfigText.identifier(app.user)
         let roles = try await ops.execute(primary, ["SELECT count(*) FROM pg_roles WHERE rolname = \(user)"])
         let verb = roles.scalar == "0" ? "CREATE" : "ALTER"
         try await ops.execute(
-            primary, ["SET synchronous_commit TO local", "\(verb) ROLE \(role) WITH LOGIN PASSWORD \(ConfigText.sqlLiteral(secret))"])
+            primary,
+            [
+                "SET log_statement TO none", "SET log_min_error_statement TO panic", "SET synchronous_commit TO local",
+                "\(verb) ROLE \(role) WITH LOGIN PASSWORD \(ConfigText.sqlLiteral(secret))",
+            ])
         let databases = try await ops.execute(primary, ["SELECT count(*) FROM pg_database WHERE datname = \(ConfigText.sqlLiteral(app.database))"])
         if databases.scalar == "0" {
             try await ops.execute(primary, ["SET synchronous_commit TO local", "CREATE DATABASE \(ConfigText.identifier(app.database)) OWNER \(role)"])
@@ -455,11 +463,10 @@ public struct ClusterRestore: Sendable {
                 + ["a target later than the archive's end cannot be reached: see `pgcluster backups`"])
     }
 
-    /// Adopting, once the restored primary is promoted: its superuser, replication and
-    /// application roles get the new cluster's passwords, and the application role and
-    /// database of the spec's `app:` are made when the backup has none (as `init` makes
-    /// them). The SCRAM secrets are made here (libpq's for a password that is not plain
-    /// ASCII): no password reaches the server, its log, or a message.
+    /// Adopting, once the restored primary is promoted: its superuser and replication role
+    /// get the new cluster's passwords (the application role follows over TCP,
+    /// ``ensureAppRole(_:on:_:)``). The SCRAM secrets are made here (libpq's for a password
+    /// that is not plain ASCII): no password reaches the server, its log, or a message.
     func adoptRoles(_ primary: NodeSpec, _ credentials: Credentials) async throws(ClusterError) {
         // Nothing of this session in the server's log, whatever its logging settings; and
         // no wait for the quorum of standbys not cloned yet.
@@ -478,18 +485,8 @@ public struct ClusterRestore: Sendable {
         for login in [credentials.superuser, credentials.replication] {
             statements.append("ALTER ROLE \(ConfigText.identifier(login.user)) PASSWORD \(ConfigText.sqlLiteral(try secret(login)))")
         }
-        if let app = credentials.app, let database = target.spec.app?.database {
-            let user = ConfigText.sqlLiteral(app.user), appSecret = ConfigText.sqlLiteral(try secret(app))
-            // \gexec runs each statement the query returns (CREATE DATABASE cannot run in a DO block).
-            statements += [
-                "SELECT format(CASE WHEN EXISTS (SELECT FROM pg_roles WHERE rolname = \(user)) THEN 'ALTER ROLE %I WITH LOGIN PASSWORD %L' "
-                    + "ELSE 'CREATE ROLE %I WITH LOGIN PASSWORD %L' END, \(user), \(appSecret)) \\gexec",
-                "SELECT format('CREATE DATABASE %I OWNER %I', \(ConfigText.sqlLiteral(database)), \(user)) "
-                    + "WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = \(ConfigText.sqlLiteral(database))) \\gexec",
-            ]
-        }
         let set = try await target.host(primary).run(
-            socketPsql(primary, credentials), input: Data(statements.map { $0.hasSuffix("\\gexec") ? $0 + "\n" : $0 + ";\n" }.joined().utf8))
+            socketPsql(primary, credentials), input: Data(statements.map { $0 + ";\n" }.joined().utf8))
         guard set.succeeded else {
             // psql's error line only: its context would quote the statement, secret and all.
             let error = set.output.split(whereSeparator: \.isNewline).first { $0.contains("ERROR") || $0.contains("FATAL") }

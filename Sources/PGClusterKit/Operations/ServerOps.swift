@@ -210,9 +210,8 @@ public struct ServerOps: Sendable {
     /// and its replay position has stood still for ``settled`` seconds. What is left is no
     /// acknowledged commit: a commit is acknowledged once a quorum standby has flushed its
     /// record's end, and WAL is written in order, so every record before that end is complete
-    /// and replayable. Returns the bytes so left unreplayed (0 normally).
-    @discardableResult
-    public func waitForReplay(_ node: NodeSpec, timeout: Double = 60, settled: Double = 0.3) async throws(ClusterError) -> Int64 {
+    /// and replayable. The bytes so left unreplayed are said.
+    public func waitForReplay(_ node: NodeSpec, timeout: Double = 60, settled: Double = 0.3) async throws(ClusterError) {
         let query = """
             SELECT pg_last_wal_receive_lsn() IS NULL OR pg_last_wal_replay_lsn() >= pg_last_wal_receive_lsn(),
               pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::bigint, pg_get_wal_replay_pause_state(),
@@ -265,7 +264,6 @@ public struct ServerOps: Sendable {
                 "[\(node.name)] replayed every complete record; the last \(incomplete) bytes it received are the start of a record "
                     + "its primary never finished writing (no commit is in them), which no standby can replay")
         }
-        return incomplete
     }
 
     /// Promotes a standby and waits until it accepts writes. `pg_promote(true)` re-checks

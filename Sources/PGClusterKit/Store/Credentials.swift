@@ -92,7 +92,7 @@ public struct Credentials: Sendable, Equatable, Codable, CustomStringConvertible
     public static func stored(spec: ClusterSpec) throws(ClusterError) -> Credentials {
         guard let stored = try storedIfAny(spec: spec) else {
             var details = ["create it with: pgcluster init -f \(spec.file)"]
-            if let backup = spec.backup, backup.repoHost == nil, FileManager.default.fileExists(atPath: "\(backup.repo)/backup/\(spec.name)") {
+            if let backup = spec.backup, backup.holdsBackupsHere(of: spec.name) {
                 // Destroyed (or local.dir lost): its backups can make it again, and init would refuse their repository.
                 details = ["make it again from its backups in \(backup.repo): pgcluster restore -f \(spec.file) --to latest --in-place --yes"]
             }

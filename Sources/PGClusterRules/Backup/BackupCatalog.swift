@@ -20,11 +20,10 @@ public struct BackupCatalog: Sendable, Equatable, Codable {
     /// `SSSSSSSS` the segment within them): no WAL position past it can be replayed from
     /// the archive. nil without an archived file or a valid size.
     public func archiveEnd(segmentBytes: UInt64) -> LSN? {
-        guard let walMax, walMax.count == 24, let log = UInt64(walMax.dropFirst(8).prefix(8), radix: 16),
-            let segment = UInt64(walMax.suffix(8), radix: 16), segmentBytes > 0, segmentBytes & (segmentBytes - 1) == 0,
-            segment < (1 << 32) / segmentBytes
+        guard segmentBytes > 0, segmentBytes & (segmentBytes - 1) == 0, let walMax,
+            let segment = Self.segmentNumber(walMax, size: segmentBytes)
         else { return nil }
-        return LSN((log << 32) + (segment + 1) * segmentBytes)
+        return LSN((segment + 1) * segmentBytes)
     }
 
     /// The WAL segment size the stanza's backups were taken with, read from them (for a

@@ -13,8 +13,10 @@ extension PGCluster {
                 `pgcluster watch` of the cluster runs (it leads: local.dir's watch lock, or etcd's \
                 leader key), destroy refuses (exit 2) and names it: stop it first. \
                 With backup: the backups stay: first the primary's last WAL goes to the archive \
-                (`pgbackrest check`), so that `restore -f SPEC --to latest --into NEW-SPEC` reaches \
-                the last commit, also once local.dir is gone (the restored roles get new passwords).
+                (`pgbackrest check`; a failure is a warning, as is a crashed primary whose last WAL \
+                cannot be archived), so that `restore -f SPEC --to latest --in-place --yes` makes the \
+                cluster again with its last commit (or --into NEW-SPEC a new one), also once \
+                local.dir is gone (the restored roles get new passwords).
                 """)
 
         @OptionGroup var options: SpecOptions
@@ -53,9 +55,7 @@ extension PGCluster {
                     Console.out("cluster \(spec.name) destroyed; kept \(kept.count) path(s) pgcluster did not create:")
                     Console.out(kept.map { "  " + $0 }.joined(separator: "\n"))
                 }
-                if let backup = spec.backup, spec.backend != .compose,
-                    backup.repoHost != nil || FileManager.default.fileExists(atPath: "\(backup.repo)/backup/\(spec.name)")
-                {
+                if let backup = spec.backup, spec.backend != .compose, backup.repoHost != nil || backup.holdsBackupsHere(of: spec.name) {
                     // (From a repository host, pgcluster needs the local.dir just removed: its ssh key.)
                     Console.out(
                         backup.repoHost.map { "its backups stay in \(backup.repo) on \($0)" }
