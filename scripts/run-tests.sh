@@ -17,10 +17,28 @@ engine_log="$(mktemp)"
 started_engine=0
 engine_pid=""
 
+shm_before="$(mktemp)"
+ls /dev/shm >"$shm_before" 2>/dev/null
+
+# A server killed with kill -9 (many tests do) leaves its dynamic shared memory segments in
+# /dev/shm, in memory until the machine restarts; its data directory is gone with the test,
+# so no restart cleans them. Removed: the segments this run made that no process maps.
+sweep_shm() {
+    local mapped
+    mapped="$(cat /proc/[0-9]*/maps 2>/dev/null | grep -o '/dev/shm/PostgreSQL\.[0-9]*' | sort -u)"
+    for segment in /dev/shm/PostgreSQL.*; do
+        [ -e "$segment" ] || continue
+        grep -qxF "${segment#/dev/shm/}" "$shm_before" && continue
+        grep -qxF "$segment" <<<"$mapped" && continue
+        rm -f "$segment"
+    done
+}
+
 cleanup() {
     [ -n "$engine_pid" ] && kill "$engine_pid" 2>/dev/null
     if [ "$started_engine" -eq 1 ]; then scripts/compose-engine.sh down; fi
-    rm -f "$log" "$engine_log"
+    sweep_shm
+    rm -f "$log" "$engine_log" "$shm_before"
 }
 trap cleanup EXIT
 

@@ -45,7 +45,7 @@ struct AppRoleTests {
             // ... and runs with SIGHUP, SIGINT, SIGQUIT and SIGTERM not blocked, so Ctrl-C cancels
             // a query (they were blocked, inherited from the runtime's thread, through execv).
             // psql replaces pgcluster in its process: the PID started is psql's.
-            let errPath = "/tmp/pgc-test-\(UUID().uuidString).err"
+            let errPath = "\(Scratch.folder)/pgc-test-\(UUID().uuidString).err"
             _ = FileManager.default.createFile(atPath: errPath, contents: nil)
             defer { unlink(errPath) }
             let psqlProcess = Process()

@@ -228,7 +228,7 @@ struct InitTests {
 
     @Test("missing PostgreSQL binaries and a missing OS user: one clear line, nothing created")
     func missingBinariesAndUser() async throws {
-        let root = "/tmp/pgcluster-it-missing-\(UUID().uuidString.prefix(8).lowercased())"
+        let root = "\(Scratch.folder)/pgcluster-it-missing-\(UUID().uuidString.prefix(8).lowercased())"
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: root) }
         func spec(postgres: String = "{version: 15}", osUser: String = "postgres") throws -> String {

@@ -28,7 +28,7 @@ struct StoreTests {
     }
 
     static func folder() throws -> String {
-        let folder = "/tmp/pgcluster-it-store-\(UUID().uuidString.prefix(8).lowercased())"
+        let folder = "\(Scratch.folder)/pgcluster-it-store-\(UUID().uuidString.prefix(8).lowercased())"
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         return folder
     }

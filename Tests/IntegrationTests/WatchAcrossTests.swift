@@ -16,7 +16,7 @@ extension TestCluster {
 
 /// `pgcluster watch` beyond one machine: on the ssh test hosts (the primary's host cut off,
 /// or only the watcher's), and several watchers sharing a cluster through a real etcd.
-/// Ports 21580-21599 (local), etcd 23794-23799.
+/// Ports 21590-21599, etcd 23798-23799.
 @Suite("watch across machines: ssh hosts and watchers sharing etcd", .serialized, .clusterLimitOnTestHosts)
 struct WatchAcrossTests {
     @Test("ssh: the primary's host cut off → the watcher fails over, nothing lost; healed, the old primary is rejoined")
@@ -131,6 +131,73 @@ struct WatchAcrossTests {
         }
     }
 
+    @Test("ssh: the leading watcher's machine cut off from etcd → it stops acting within TTL/2; the other takes over")
+    func leaderCutOffFromEtcd() async throws {
+        try await withTestHosts(count: 3, operatorHost: true) { hosts in
+            try await withEtcd(port: 23798, address: TestHosts.bridgeAddress) { etcd in
+                let cluster = try TestCluster(
+                    name: "wcut", basePort: 21595, synchronous: "{mode: any, count: 1}",
+                    extraNodeYAML: "store: {etcd: {endpoints: [\(etcd.endpoint)], prefix: /pgc-it}}\nwatch: {interval: 0.5, failoverAfter: 2, leaseTTL: 4}\n")
+                var watchers: [WatchProcess] = []
+                do {
+                    try await cluster.initCluster()
+                    let client = EtcdClient(endpoints: [URL(string: etcd.endpoint)!])
+                    func leaderPID() async -> pid_t? {
+                        guard let kv = try? await client.get("/pgc-it/wcut/leader") else { return nil }
+                        return pid_t(String(decoding: kv.value, as: UTF8.self).split(separator: ":").last ?? "")
+                    }
+                    // The first watcher runs on the operator's machine and leads; the second here.
+                    let remote = try WatchProcess(cluster, name: "watch-op", netns: "pgct-op")
+                    watchers.append(remote)
+                    #expect(await remote.waitFor("start"))
+                    var led = false
+                    for _ in 0..<50 where !led {
+                        led = await leaderPID() != nil
+                        if !led { try await Task.sleep(for: .milliseconds(100)) }
+                    }
+                    let local = try WatchProcess(cluster, name: "watch-here")
+                    watchers.append(local)
+                    #expect(await local.waitFor("start"))
+                    let first = await leaderPID()
+                    #expect(first != nil && first != local.pid, "the operator-machine watcher should lead first")
+
+                    try await hosts.partition("op")
+                    let cut = ContinuousClock.now
+                    var other: pid_t?
+                    while other != local.pid && ContinuousClock.now - cut < .seconds(10) {
+                        other = await leaderPID()
+                        try await Task.sleep(for: .milliseconds(100))
+                    }
+                    #expect(other == local.pid, "the watcher here did not take over")
+                    #expect(ContinuousClock.now - cut < .seconds(7), "took \(ContinuousClock.now - cut)")
+                    // The cut-off one said it stopped acting; healed, it follows.
+                    try await hosts.heal("op")
+                    try await Task.sleep(for: .seconds(2))
+                    #expect(
+                        !remote.lines("wait").filter { $0.contains("follow") || $0.contains("observing only") }.isEmpty,
+                        "\(remote.log)")
+                    // The cluster still has one primary, and a failure is handled by the new leader.
+                    try cluster.kill9Postmaster("node0")
+                    #expect(await cluster.eventually(20) { cluster.onePrimary(besides: "node0") != nil }, "\(local.log)")
+                    #expect(await local.waitFor("failed-over"), "\(local.log)")
+                    #expect(remote.lines("failed-over").isEmpty, "\(remote.log)")
+                } catch {
+                    for watcher in watchers { await watcher.stop() }
+                    for watcher in watchers { print(watcher.log) }
+                    await cluster.teardown()
+                    throw error
+                }
+                for watcher in watchers { await watcher.stop() }
+                await cluster.teardown()
+            }
+        }
+    }
+}
+
+/// Several watchers sharing a local cluster through a real etcd on loopback: no test hosts,
+/// so these do not wait in the hosts' chain. Ports 21580-21589, etcd 23794-23797.
+@Suite("watchers sharing etcd on this machine", .serialized, .clusterLimit)
+struct WatchEtcdTests {
     @Test("two watchers through etcd: one leads; kill -9 of the primary → one failover; the leader killed → the other leads and handles the next; a switchover is no failover")
     func twoWatchers() async throws {
         try await withEtcd(port: 23794) { etcd in
@@ -260,68 +327,6 @@ struct WatchAcrossTests {
             }
             await watcher?.stop()
             await cluster.teardown()
-        }
-    }
-
-    @Test("ssh: the leading watcher's machine cut off from etcd → it stops acting within TTL/2; the other takes over")
-    func leaderCutOffFromEtcd() async throws {
-        try await withTestHosts(count: 3, operatorHost: true) { hosts in
-            try await withEtcd(port: 23798, address: TestHosts.bridgeAddress) { etcd in
-                let cluster = try TestCluster(
-                    name: "wcut", basePort: 21595, synchronous: "{mode: any, count: 1}",
-                    extraNodeYAML: "store: {etcd: {endpoints: [\(etcd.endpoint)], prefix: /pgc-it}}\nwatch: {interval: 0.5, failoverAfter: 2, leaseTTL: 4}\n")
-                var watchers: [WatchProcess] = []
-                do {
-                    try await cluster.initCluster()
-                    let client = EtcdClient(endpoints: [URL(string: etcd.endpoint)!])
-                    func leaderPID() async -> pid_t? {
-                        guard let kv = try? await client.get("/pgc-it/wcut/leader") else { return nil }
-                        return pid_t(String(decoding: kv.value, as: UTF8.self).split(separator: ":").last ?? "")
-                    }
-                    // The first watcher runs on the operator's machine and leads; the second here.
-                    let remote = try WatchProcess(cluster, name: "watch-op", netns: "pgct-op")
-                    watchers.append(remote)
-                    #expect(await remote.waitFor("start"))
-                    var led = false
-                    for _ in 0..<50 where !led {
-                        led = await leaderPID() != nil
-                        if !led { try await Task.sleep(for: .milliseconds(100)) }
-                    }
-                    let local = try WatchProcess(cluster, name: "watch-here")
-                    watchers.append(local)
-                    #expect(await local.waitFor("start"))
-                    let first = await leaderPID()
-                    #expect(first != nil && first != local.pid, "the operator-machine watcher should lead first")
-
-                    try await hosts.partition("op")
-                    let cut = ContinuousClock.now
-                    var other: pid_t?
-                    while other != local.pid && ContinuousClock.now - cut < .seconds(10) {
-                        other = await leaderPID()
-                        try await Task.sleep(for: .milliseconds(100))
-                    }
-                    #expect(other == local.pid, "the watcher here did not take over")
-                    #expect(ContinuousClock.now - cut < .seconds(7), "took \(ContinuousClock.now - cut)")
-                    // The cut-off one said it stopped acting; healed, it follows.
-                    try await hosts.heal("op")
-                    try await Task.sleep(for: .seconds(2))
-                    #expect(
-                        !remote.lines("wait").filter { $0.contains("follow") || $0.contains("observing only") }.isEmpty,
-                        "\(remote.log)")
-                    // The cluster still has one primary, and a failure is handled by the new leader.
-                    try cluster.kill9Postmaster("node0")
-                    #expect(await cluster.eventually(20) { cluster.onePrimary(besides: "node0") != nil }, "\(local.log)")
-                    #expect(await local.waitFor("failed-over"), "\(local.log)")
-                    #expect(remote.lines("failed-over").isEmpty, "\(remote.log)")
-                } catch {
-                    for watcher in watchers { await watcher.stop() }
-                    for watcher in watchers { print(watcher.log) }
-                    await cluster.teardown()
-                    throw error
-                }
-                for watcher in watchers { await watcher.stop() }
-                await cluster.teardown()
-            }
         }
     }
 }

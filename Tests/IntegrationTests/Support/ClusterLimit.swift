@@ -15,28 +15,61 @@ actor ClusterSlots {
             ?? max(2, ProcessInfo.processInfo.activeProcessorCount * 2))
 
     let limit: Int
-    private var inUse = 0
+    /// Tests of suites off the test hosts that hold a slot.
+    private var running = 0
     private var waiting: [CheckedContinuation<Void, Never>] = []
+    /// One of the slots is kept for the test hosts' chain while it goes on: its suites are one
+    /// chain (one set of hosts per machine), the longest of the run, so a test of it never
+    /// waits for a slot. At the start, when the other suites took every slot before the
+    /// chain's first test asked, that test runs beside them and no other starts until one
+    /// slot is free again for the chain; the slot is given back a few seconds after the
+    /// chain's last test ends (the next one asks within milliseconds).
+    private var hostsTestRunning = false
+    private var keptForHosts = false
+    private var hostsTurn = 0
 
     init(limit: Int) { self.limit = max(1, limit) }
 
-    /// `first`: the next free slot goes to this waiter before the others (the test that
-    /// holds the test hosts: their suites are one chain, the longest of the run).
-    func acquire(first: Bool = false) async {
-        if inUse < limit {
-            inUse += 1
+    private var capacity: Int { keptForHosts ? max(1, limit - 1) : limit }
+
+    /// `hosts`: a test of the test hosts' chain (it holds their lock).
+    func acquire(hosts: Bool = false) async {
+        if hosts {
+            keptForHosts = true
+            hostsTestRunning = true
+            hostsTurn += 1
             return
         }
-        await withCheckedContinuation { continuation in
-            if first { waiting.insert(continuation, at: 0) } else { waiting.append(continuation) }
+        if running < capacity {
+            running += 1
+            return
         }
+        await withCheckedContinuation { waiting.append($0) }
     }
 
-    func release() {
-        if waiting.isEmpty {
-            inUse -= 1
-        } else {
-            // The slot passes straight to the next waiter.
+    func release(hosts: Bool = false) {
+        if hosts {
+            hostsTestRunning = false
+            let turn = hostsTurn
+            Task {
+                try? await Task.sleep(for: .seconds(5))
+                await self.giveBackHostsSlot(after: turn)
+            }
+            return
+        }
+        running -= 1
+        wake()
+    }
+
+    private func giveBackHostsSlot(after turn: Int) {
+        guard turn == hostsTurn, !hostsTestRunning else { return }
+        keptForHosts = false
+        wake()
+    }
+
+    private func wake() {
+        while running < capacity, !waiting.isEmpty {
+            running += 1
             waiting.removeFirst().resume()
         }
     }
@@ -50,7 +83,7 @@ struct ClusterLimitTrait: SuiteTrait, TestTrait, TestScoping {
     /// machine: each test takes their lock first and a slot only then. The other way round,
     /// a test waiting for the hosts held a slot no other suite could use (CI logs showed
     /// tests "running" for 30 s that did 2 s of work: the rest was the wait for the hosts).
-    /// Holding the hosts, it gets the next free slot: their suites are one chain.
+    /// Holding the hosts, it runs at once in the slot kept for their chain.
     var testHosts = false
 
     /// A scope for each test function as a whole (all its cases), none for the suite: the
@@ -67,7 +100,7 @@ struct ClusterLimitTrait: SuiteTrait, TestTrait, TestScoping {
         var hostsLock: TestHostsLock?
         if testHosts { hostsLock = try await TestHostsLock.acquire() }
         defer { hostsLock?.release() }
-        await ClusterSlots.shared.acquire(first: testHosts)
+        await ClusterSlots.shared.acquire(hosts: testHosts)
         let began = clock.now
         // One line per test, which scripts/run-tests.sh adds up per suite: Swift Testing's
         // own durations include the wait for a slot.
@@ -81,11 +114,11 @@ struct ClusterLimitTrait: SuiteTrait, TestTrait, TestScoping {
             try await TestHostsLock.$held.withValue(testHosts) { try await function() }
         } catch {
             said()
-            await ClusterSlots.shared.release()
+            await ClusterSlots.shared.release(hosts: testHosts)
             throw error
         }
         said()
-        await ClusterSlots.shared.release()
+        await ClusterSlots.shared.release(hosts: testHosts)
     }
 }
 

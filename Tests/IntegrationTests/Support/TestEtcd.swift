@@ -44,7 +44,7 @@ final class TestEtcd: @unchecked Sendable {
         self.port = port
         self.address = address
         self.tls = tls
-        folder = "/tmp/pgcluster-it-etcd-\(port)-\(UUID().uuidString.prefix(8).lowercased())"
+        folder = "\(Scratch.folder)/pgcluster-it-etcd-\(port)-\(UUID().uuidString.prefix(8).lowercased())"
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
     }
 
