@@ -85,6 +85,36 @@ struct RejoinReportTests {
         }
     }
 
+    @Test("a rejoin stopped once its node streams, before it is listed again: the next rejoin lists it in synchronous_standby_names (no \"nothing to do\"), and one more says nothing to do")
+    func stoppedBeforeListed() async throws {
+        try await withCluster(name: "rejoin-relist", basePort: 21740, standbys: 2, synchronous: "{mode: any, count: 1}") { cluster in
+            try await cluster.initCluster()
+            try cluster.kill9Postmaster("node0")
+            let failover = await cluster.run(["failover", "--candidate", "node1"])
+            try #require(failover.status == 0, "failover: \(failover.stderr)")
+            #expect(try cluster.sql("node1", "SHOW synchronous_standby_names").scalar == #"ANY 1 ("node2")"#)
+
+            let stopped = await cluster.run(["rejoin", "node0"], environment: ["PGCLUSTER_TEST_STOP_AFTER": "rejoin-streams"])
+            try #require(stopped.status == 86, "rejoin stopped once node0 streams: \(stopped.stderr)")
+            #expect(try cluster.upstreamPort(of: "node0") == cluster.port("node1"))
+            #expect(try cluster.sql("node1", "SHOW synchronous_standby_names").scalar == #"ANY 1 ("node2")"#)
+
+            let warned = await cluster.run(["status"])
+            #expect(warned.stdout.contains("node0 streams from node1 but is not in its synchronous_standby_names"), "\(warned.stdout)")
+
+            let rejoin = await cluster.run(["rejoin", "node0", "--json"])
+            try #require(rejoin.status == 0, "rejoin of a node that streams but is not listed: \(rejoin.stderr)")
+            let json = try #require(try JSONSerialization.jsonObject(with: Data(rejoin.stdout.utf8)) as? [String: Any], "\(rejoin.stdout)")
+            #expect(json["method"] as? String == "it already streamed; synchronous_standby_names set again", "\(rejoin.stdout)")
+            #expect(json["synchronous"] as? String == #"ANY 1 ("node0", "node2")"#, "\(rejoin.stdout)")
+            #expect(try cluster.sql("node1", "SHOW synchronous_standby_names").scalar == #"ANY 1 ("node0", "node2")"#)
+
+            #expect(!(await cluster.run(["status"])).stdout.contains("not in its synchronous_standby_names"))
+            let again = await cluster.run(["rejoin", "node0"])
+            #expect(again.status == 2 && again.stderr.contains("nothing to do"), "\(again.status) \(again.stderr)")
+        }
+    }
+
     @Test("the text report names the discarded range")
     func textReport() async throws {
         try await withCluster(name: "rejoin-text", basePort: 21725, standbys: 1) { cluster in

@@ -213,6 +213,28 @@ struct StatusReportTests {
         #expect(summary == "cluster demo: no primary answers, synchronous mode unknown", "\(summary)")
     }
 
+    @Test("a standby streaming from the primary but missing from its synchronous names: a warning naming the rejoin that lists it; none for a standby the operator left out of the quorum, nor under async")
+    func unlistedStandby() throws {
+        var observations = Self.healthy()
+        observations[0].synchronousStandbyNames = #"ANY 1 ("db_2")"#
+        var report = StatusReport.make(spec: try Self.spec(), observations: observations)
+        report.warnUnlisted(members: ["db_0", "db_1", "db_2"])
+        #expect(report.healthy)
+        #expect(report.warnings.count == 1 && report.warnings[0].hasPrefix("db_1 streams from db_0 but is not in its synchronous_standby_names"), "\(report.warnings)")
+        #expect(report.warnings.first?.hasSuffix("pgcluster rejoin db_1 lists it") == true)
+        // `pgcluster quorum --standbys db_2`: db_1 is left out on purpose.
+        var restricted = StatusReport.make(spec: try Self.spec(), observations: observations)
+        restricted.warnUnlisted(members: ["db_2"])
+        #expect(restricted.warnings.isEmpty)
+        observations[0].synchronousStandbyNames = ""
+        var async = StatusReport.make(spec: try Self.spec(), observations: observations)
+        async.warnUnlisted(members: ["db_0", "db_1", "db_2"])
+        #expect(async.warnings.isEmpty)
+        var healthy = StatusReport.make(spec: try Self.spec(), observations: Self.healthy())
+        healthy.warnUnlisted(members: ["db_0", "db_1", "db_2"])
+        #expect(healthy.warnings.isEmpty)
+    }
+
     @Test("ANY 1 with no listed standby streaming: commits WAIT")
     func commitsWait() throws {
         var observations = Self.healthy()

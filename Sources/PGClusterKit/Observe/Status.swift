@@ -135,6 +135,22 @@ public struct StatusReport: Sendable, Encodable {
             + "\(listedStreaming.count) \(listedStreaming.count == 1 ? "does" : "do")"
     }
 
+    /// A warning for each standby that streams from the primary but is missing from its
+    /// synchronous names though the remembered mode covers it (`members`: the standbys the
+    /// operator restricted the quorum to, or every node): a rejoin or start stopped before it
+    /// listed the node. No commit waits for it, and under durability strict the loss of the
+    /// listed standbys would hang commits though it streams.
+    public mutating func warnUnlisted(members: [String]) {
+        guard let primary, synchronous.mode != "async", synchronous.mode != "unknown" else { return }
+        for node in nodes where node.role == "standby" && node.streaming && node.upstream == primary
+            && members.contains(node.name) && !synchronous.standbys.contains(node.name)
+        {
+            warnings.append(
+                "\(node.name) streams from \(primary) but is not in its synchronous_standby_names (a rejoin or start "
+                    + "stopped before listing it): no commit waits for it; pgcluster rejoin \(node.name) lists it")
+        }
+    }
+
     public static func make(spec: ClusterSpec, observations: [NodeObservation]) -> StatusReport {
         let primaries = observations.filter(\.isPrimary)
         let primary = primaries.count == 1 ? primaries[0] : nil

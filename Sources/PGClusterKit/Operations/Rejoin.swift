@@ -102,16 +102,27 @@ public struct Rejoin: Sendable {
         if let own = observations.first(where: { $0.node.name == node.name }), own.isStandby,
             own.streaming, StatusReport.upstreamName(of: own, among: observations) == primary.name, !reclone
         {
-            // An interrupted failover or switchover may have left it without the archive.
-            guard spec.backup != nil, own.restoreCommand == "" else {
+            // Streaming already: what an interrupted step may have left undone is finished
+            // here. A failover or switchover may have left it without the archive; a rejoin
+            // stopped after the node streamed, out of synchronous_standby_names (under
+            // durability strict, the next loss of the listed standby would then hang every
+            // commit though this one streams).
+            var finished: [String] = []
+            if spec.backup != nil, own.restoreCommand == "" {
+                try await ops.archiveOn(node)
+                finished.append("its restore_command given back")
+            }
+            let settlement = try await SynchronousSettlement.relist(
+                spec: spec, credentials: credentials, primary: primary, timeline: primaryObservation.timeline, onlyWhenChanged: true)
+            if settlement.changed { finished.append("synchronous_standby_names set again") }
+            guard !finished.isEmpty else {
                 throw ClusterError.refused("\(node.name) already streams from \(primary.name); nothing to do (use --reclone to copy it afresh)")
             }
-            try await ops.archiveOn(node)
-            timer.lap("\(node.name) already streams from \(primary.name); its restore_command given back")
+            timer.lap("\(node.name) already streams from \(primary.name); " + finished.joined(separator: ", "))
             return Report(
-                node: node.name, primary: primary.name, method: "it already streamed; restore_command given back", timeline: own.timeline,
-                synchronous: primaryObservation.synchronousStandbyNames, problems: [], rewound: nil, steps: timer.steps,
-                totalSeconds: timer.total)
+                node: node.name, primary: primary.name, method: "it already streamed; " + finished.joined(separator: ", "),
+                timeline: own.timeline, synchronous: settlement.mode.standbyNames(settlement.standbys), problems: settlement.problems,
+                rewound: nil, steps: timer.steps, totalSeconds: timer.total)
         }
         timer.lap("observe; \(primary.name) is the primary")
 
@@ -171,6 +182,7 @@ public struct Rejoin: Sendable {
                 details: await cluster.logTail(node, lines: 10).map { "log | " + $0 } + ["try: pgcluster rejoin \(node.name) --reclone"])
         }
         timer.lap("\(node.name) streams from \(primary.name)")
+        TestInterruption.point("rejoin-streams")
 
         // Listed again in synchronous_standby_names, per the remembered mode, with every
         // standby that streams from the primary now, and no other.

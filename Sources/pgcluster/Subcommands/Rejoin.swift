@@ -18,8 +18,10 @@ extension PGCluster {
                 A node that still answers as a primary beside another primary is refused (exit 2) unless \
                 --force: rejoining it discards the writes it took since the two parted. The only primary \
                 is never rejoined. A standby that already streams from the primary is refused (exit 2, \
-                nothing to do) unless, with backup:, an interrupted failover or switchover left it \
-                without restore_command (status says so): then rejoin gives it back. With backup: and a \
+                nothing to do) unless an interrupted step left something undone, which rejoin then \
+                finishes: a rejoin or start stopped before listing it in synchronous_standby_names \
+                (status warns), or, with backup:, a failover or switchover that left it without \
+                restore_command (status says so). With backup: and a \
                 repository host that does not answer, the node starts without restore_command and gets \
                 it back once it streams.
                 """)

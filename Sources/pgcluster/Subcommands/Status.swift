@@ -44,7 +44,9 @@ extension PGCluster {
                 }
                 // What pgcluster remembers must be readable, or its next failover could not trust it.
                 do throws(ClusterError) {
-                    report.paused = try await ClusterRecord.load(spec: spec)?.paused ?? false
+                    let state = try await ClusterRecord.load(spec: spec)
+                    report.paused = state?.paused ?? false
+                    if let state { report.warnUnlisted(members: state.synchronous.standbys ?? spec.nodes.map(\.name)) }
                 } catch {
                     report.problems.append(([error.message] + error.details).joined(separator: "; "))
                 }
