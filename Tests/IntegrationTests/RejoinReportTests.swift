@@ -115,6 +115,31 @@ struct RejoinReportTests {
         }
     }
 
+    @Test("a copy stopped after pg_basebackup, before the node is set to follow: start refuses the node (exit 2), rejoin copies it afresh, and it streams every row")
+    func unfinishedClone() async throws {
+        try await withCluster(name: "rejoin-clone", basePort: 21745, standbys: 2, synchronous: "{mode: any, count: 1}") { cluster in
+            try await cluster.initCluster()
+            _ = try cluster.sql("node0", "CREATE TABLE t (id int)")
+            _ = try cluster.sql("node0", "INSERT INTO t SELECT generate_series(1, 100)")
+            let stopped = await cluster.run(["rejoin", "node2", "--reclone"], environment: ["PGCLUSTER_TEST_STOP_AFTER": "pg_basebackup"])
+            try #require(stopped.status == 86, "rejoin --reclone stopped after pg_basebackup: \(stopped.stderr)")
+            #expect(FileManager.default.fileExists(atPath: "\(cluster.dataRoot)/node2/clone-unfinished"))
+            // A copy without its standby configuration would start as a second primary.
+            let start = await cluster.run(["start", "node2"])
+            #expect(start.status == 2 && start.stderr.contains("an earlier copy of it (pg_basebackup) did not finish"), "start: \(start.status) \(start.stderr)")
+            #expect(try cluster.sql("node0", "SELECT pg_is_in_recovery()").scalar == "f")
+
+            _ = try cluster.sql("node0", "INSERT INTO t SELECT generate_series(101, 200)")
+            let rejoin = await cluster.run(["rejoin", "node2", "--json"])
+            try #require(rejoin.status == 0, "rejoin: \(rejoin.stderr)")
+            let json = try #require(try JSONSerialization.jsonObject(with: Data(rejoin.stdout.utf8)) as? [String: Any], "\(rejoin.stdout)")
+            #expect(json["method"] as? String == "pg_basebackup (an earlier copy did not finish)", "\(rejoin.stdout)")
+            #expect(!FileManager.default.fileExists(atPath: "\(cluster.dataRoot)/node2/clone-unfinished"))
+            #expect(await cluster.eventually(30) { try cluster.sql("node2", "SELECT count(*) FROM t").scalar == "200" })
+            #expect(try cluster.upstreamPort(of: "node2") == cluster.port("node0"))
+        }
+    }
+
     @Test("the text report names the discarded range")
     func textReport() async throws {
         try await withCluster(name: "rejoin-text", basePort: 21725, standbys: 1) { cluster in

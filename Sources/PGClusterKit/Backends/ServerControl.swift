@@ -51,6 +51,11 @@ public protocol ServerControl: Sendable {
     /// node is copied afresh (`rejoin`, which asks before it rewinds) and not started. The mark
     /// is written before pg_rewind and removed once the node follows (``rewind(_:from:credentials:)``).
     func unfinishedRewind(_ node: NodeSpec) async -> Bool
+    /// Whether an earlier copy of `node` (pg_basebackup, or the file copy of a fresh clone)
+    /// stopped before the node was set to follow: killed midway, its data folder is partial
+    /// (a start fails, again and again under the watcher); killed after the copy, it has no
+    /// standby configuration yet. Such a node is not started, but copied afresh (`rejoin`).
+    func unfinishedClone(_ node: NodeSpec) async -> Bool
     /// Erases the stopped `node`'s data and copies `source` afresh, set to follow it.
     func reclone(_ node: NodeSpec, from source: NodeSpec, credentials: Credentials) async throws(ClusterError)
     /// Makes the stopped `node` a standby of `upstream` from its next start.
@@ -199,6 +204,10 @@ extension HostCluster: ServerControl {
         (try? await host(node).exists(layout.rewindMark(node.name))) ?? false
     }
 
+    public func unfinishedClone(_ node: NodeSpec) async -> Bool {
+        (try? await host(node).exists(layout.cloneMark(node.name))) ?? false
+    }
+
     public func rewind(_ node: NodeSpec, from source: NodeSpec, credentials: Credentials) async throws(ClusterError) -> String {
         try await clearStalePidFile(node)
         try await host(node).writeFile(layout.rewindMark(node.name), "pg_rewind from \(source.name) began; removed once the node follows it\n")
@@ -261,6 +270,7 @@ extension HostCluster {
         _ node: NodeSpec, from upstream: NodeSpec, credentials: Credentials, progress: Bool, copies: [NodeSpec] = []
     ) async throws(ClusterError) -> [NodeSpec] {
         try await prepareDirectories(node)
+        try await host(node).writeFile(layout.cloneMark(node.name), "a copy of \(upstream.name) began; removed once the node follows it\n")
         let source = ConfigText.conninfo(
             [
                 ("host", upstream.host), ("port", String(upstream.port)), ("user", credentials.replication.user),
@@ -290,8 +300,12 @@ extension HostCluster {
             for copy in copies { try await clone(copy, from: upstream, credentials: credentials, progress: false) }
             copies = []
         }
+        TestInterruption.point("pg_basebackup")
         try await copyFreshClone(node, to: copies)
-        for each in [node] + copies { try await placeConfig(each, following: upstream) }
+        for each in [node] + copies {
+            try await placeConfig(each, following: upstream)
+            try await host(each).remove([layout.cloneMark(each.name)])
+        }
         return copies
     }
 
@@ -308,6 +322,7 @@ extension HostCluster {
         let source = layout.dataDir(node.name) + "/."
         let failures = await parallel(copies) { copy throws(ClusterError) in
             try await prepareDirectories(copy)
+            try await host(copy).writeFile(layout.cloneMark(copy.name), "a copy of \(node.name)'s fresh clone began; removed once the node follows\n")
             Console.progress("[\(copy.name)] copying \(node.name)'s fresh clone (same host)")
             try await host(copy).check(
                 ["/bin/cp", "-a", "--reflink=auto", source, layout.dataDir(copy.name)],

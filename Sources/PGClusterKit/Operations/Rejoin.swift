@@ -142,6 +142,9 @@ public struct Rejoin: Sendable {
         let hasData = await cluster.hasData(node)
         if reclone || !hasData {
             method = .clone
+        } else if await cluster.unfinishedClone(node) {
+            Console.progress("[\(node.name)] an earlier copy of it did not finish: it is copied afresh")
+            method = .cloneAfterUnfinishedClone
         } else if await cluster.unfinishedRewind(node) {
             Console.progress("[\(node.name)] an earlier pg_rewind of it did not finish: its data is copied afresh, never rewound again")
             method = .cloneAfterUnfinishedRewind

@@ -48,6 +48,11 @@ public struct StartNodes: Sendable {
                 }
                 // Started as a standby of a primary other than the rewind's source, it could
                 // replay that primary's timeline over pages copied from another: rejoin copies it.
+                if await control.unfinishedClone(node) {
+                    throw ClusterError(
+                        "\(node.name): an earlier copy of it (pg_basebackup) did not finish: its data is partial or not set up; not started",
+                        exitCode: .refused, details: ["copy it afresh: pgcluster rejoin \(node.name)"])
+                }
                 if await control.unfinishedRewind(node) {
                     throw ClusterError(
                         "\(node.name): a rejoin of it stopped during pg_rewind: its data is neither its own nor its primary's; not started",

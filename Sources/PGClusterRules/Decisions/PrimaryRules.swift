@@ -206,6 +206,7 @@ public enum RejoinMethod: String, Sendable, Equatable {
     case clone = "pg_basebackup"
     case cloneAfterFailedRewind = "pg_basebackup (pg_rewind failed)"
     case cloneAfterUnfinishedRewind = "pg_basebackup (an earlier pg_rewind did not finish)"
+    case cloneAfterUnfinishedClone = "pg_basebackup (an earlier copy did not finish)"
 
     /// Whether the node's data is copied afresh.
     public var clones: Bool { self != .rewind && self != .nothingToRewind }

@@ -14,7 +14,8 @@ extension PGCluster {
                 committed and prepared there, counted with pg_waldump before pg_rewind removes them \
                 (--json: rewound.commits, rewound.prepared). A node whose earlier pg_rewind did not \
                 finish (a rejoin stopped before the node was set to follow) is copied afresh, never \
-                rewound again: a second pg_rewind could leave it silently different from its primary.
+                rewound again: a second pg_rewind could leave it silently different from its primary; \
+                so is a node whose earlier copy (pg_basebackup) stopped before it was set to follow.
                 A node that still answers as a primary beside another primary is refused (exit 2) unless \
                 --force: rejoining it discards the writes it took since the two parted. The only primary \
                 is never rejoined. A standby that already streams from the primary is refused (exit 2, \

@@ -17,8 +17,9 @@ extension PGCluster {
                 again (the remembered mode, as rejoin does), and start with at least the primary's \
                 max_connections, max_worker_processes, max_wal_senders, max_prepared_transactions and \
                 max_locks_per_transaction while a lower value in the spec waits for apply. \
-                A node whose rejoin stopped during pg_rewind is not started (exit 2): \
-                `pgcluster rejoin NODE` copies it afresh.
+                A node whose rejoin stopped during pg_rewind, or whose copy (pg_basebackup) stopped \
+                before it was set to follow, is not started (exit 2): `pgcluster rejoin NODE` copies it \
+                afresh.
                 """)
 
         @OptionGroup var options: SpecOptions
