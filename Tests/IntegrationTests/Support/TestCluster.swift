@@ -18,7 +18,11 @@ enum Scratch {
     static let folder: String = {
         if let chosen = ProcessInfo.processInfo.environment["PGCLUSTER_TEST_DIR"], !chosen.isEmpty { return chosen }
         let mounts = (try? String(contentsOfFile: "/proc/mounts", encoding: .utf8)) ?? ""
-        let onTmpfs = mounts.split(separator: "\n").contains { $0.split(separator: " ").prefix(3).dropFirst().elementsEqual(["/dev/shm", "tmpfs"]) }
+        // A tmpfs that runs programs (the tests' wrapper scripts live beside their clusters).
+        let onTmpfs = mounts.split(separator: "\n").contains { line in
+            let fields = line.split(separator: " ")
+            return fields.count > 3 && fields[1] == "/dev/shm" && fields[2] == "tmpfs" && !fields[3].split(separator: ",").contains("noexec")
+        }
         let free = (try? FileManager.default.attributesOfFileSystem(forPath: "/dev/shm")[.systemFreeSize] as? NSNumber)?.int64Value ?? 0
         if onTmpfs, access("/dev/shm", W_OK) == 0, free >= 4 << 30 { return "/dev/shm" }
         return "/tmp"
