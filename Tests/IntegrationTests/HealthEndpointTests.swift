@@ -371,9 +371,9 @@ struct HealthEndpointTests {
         let load = WriteLoad(conninfo: rw, password: password, clients: 4)
         load.start()
         #expect(await cluster.waitForAcks(load, atLeast: 300), "no writes through HAProxy")
-        /// How often HAProxy has logged `name` leaving the replicas' backend.
-        func outOfReplicas(_ name: String) -> Int { proxy.log.components(separatedBy: "_replicas/\(name) is DOWN").count - 1 }
-        let standbysOut = ["node1": outOfReplicas("node1"), "node2": outOfReplicas("node2")]
+        /// HAProxy's log lines of `name` leaving the replicas' backend, with the reason.
+        func outOfReplicas(_ name: String) -> [Substring] { proxy.log.split(separator: "\n").filter { $0.contains("_replicas/\(name) is DOWN") } }
+        let standbysOut = ["node1": outOfReplicas("node1").count, "node2": outOfReplicas("node2").count]
         let killedAt = Date()
         try cluster.kill9Postmaster("node0")
         // When a standby's /primary first answers 200: the watcher's part of the outage.
@@ -415,19 +415,18 @@ struct HealthEndpointTests {
         // The promoted standby answers 503 on /replica from the watcher's next look; until
         // HAProxy's next check of it (within watch.interval) it is still counted a replica.
         #expect(
-            await cluster.eventually(10) { outOfReplicas(newPrimary) > standbysOut[newPrimary]! },
+            await cluster.eventually(10) { outOfReplicas(newPrimary).count > standbysOut[newPrimary]! },
             "HAProxy never took \(newPrimary) out of the replicas:\n\(proxy.log)")
         // ro sends reads to the primary only while HAProxy counts no replica up: a read that
         // lands there is wrong unless HAProxy took the standby out meanwhile (one failed check
         // does, fall 1: a check timed out on a busy machine, or the watcher's 503), which its
         // log then says, with the reason.
-        let downLine = "_replicas/\(other) is DOWN"
-        let downBefore = proxy.log.components(separatedBy: downLine).count
+        let otherOutBefore = outOfReplicas(other).count
         var misplaced: [Int] = []
         for _ in 0..<20 {
             if let landed = land(ro), !landed.recovery { misplaced.append(landed.port) }
         }
-        let outages = proxy.log.split(separator: "\n").filter { $0.contains(downLine) }.suffix(proxy.log.components(separatedBy: downLine).count - downBefore)
+        let outages = outOfReplicas(other).dropFirst(otherOutBefore)
         if !misplaced.isEmpty && !outages.isEmpty {
             print("reads went to the primary \(misplaced.count) times while HAProxy had \(other) out: \(outages.joined(separator: " | "))")
         } else {

@@ -411,12 +411,10 @@ public struct ComposeCluster: ServerControl {
         try await run(await commands().singleUserRecovery(offline(node)), what: "\(node.name): crash recovery in single-user mode")
     }
 
-    /// A compose node's copy is made by its container's entrypoint, which copies afresh until
-    /// one finishes (its volume is removed first).
-    public func unfinishedClone(_ node: NodeSpec) async -> Bool { false }
-
-    public func unfinishedRewind(_ node: NodeSpec) async -> Bool {
-        FileManager.default.fileExists(atPath: LocalLayout(spec: spec).composeRewindMark(node.name))
+    /// Only a rewind: a compose node's copy is made by its container's entrypoint, which
+    /// copies afresh until one finishes (its volume is removed first).
+    public func unfinishedStep(_ node: NodeSpec) async -> UnfinishedStep? {
+        FileManager.default.fileExists(atPath: LocalLayout(spec: spec).composeRewindMark(node.name)) ? .rewind : nil
     }
 
     public func rewind(_ node: NodeSpec, from source: NodeSpec, credentials: Credentials) async throws(ClusterError) -> String {

@@ -42,20 +42,10 @@ public protocol ServerControl: Sendable {
     func transactionRecords(_ node: NodeSpec, timeline: Int, from start: LSN, to end: LSN) async throws(ClusterError) -> CommandResult
     /// pg_rewind of the stopped `node` against the live `source`; returns pg_rewind's output.
     func rewind(_ node: NodeSpec, from source: NodeSpec, credentials: Credentials) async throws(ClusterError) -> String
-    /// Whether an earlier rewind of `node` stopped before it was set to follow (killed,
-    /// interrupted, or its configuration not written): its data is then neither its own nor
-    /// its source's, and a second pg_rewind would first run it in single-user mode, which
-    /// ends its recovery where it stands (on the new primary's timeline, from a copy of that
-    /// WAL it holds) or on WAL a partial copy overwrote; pg_rewind then finds "no rewind
-    /// required" or misses blocks, and the standby silently differs from its primary. Such a
-    /// node is copied afresh (`rejoin`, which asks before it rewinds) and not started. The mark
-    /// is written before pg_rewind and removed once the node follows (``rewind(_:from:credentials:)``).
-    func unfinishedRewind(_ node: NodeSpec) async -> Bool
-    /// Whether an earlier copy of `node` (pg_basebackup, or the file copy of a fresh clone)
-    /// stopped before the node was set to follow: killed midway, its data folder is partial
-    /// (a start fails, again and again under the watcher); killed after the copy, it has no
-    /// standby configuration yet. Such a node is not started, but copied afresh (`rejoin`).
-    func unfinishedClone(_ node: NodeSpec) async -> Bool
+    /// A step that changed `node`'s data and stopped before the node was set to follow
+    /// (``UnfinishedStep``), told by the mark the step leaves until then; nil when none did.
+    /// Such a node is copied afresh (`rejoin`, which asks before it rewinds) and not started.
+    func unfinishedStep(_ node: NodeSpec) async -> UnfinishedStep?
     /// Erases the stopped `node`'s data and copies `source` afresh, set to follow it.
     func reclone(_ node: NodeSpec, from source: NodeSpec, credentials: Credentials) async throws(ClusterError)
     /// Makes the stopped `node` a standby of `upstream` from its next start.
@@ -200,12 +190,14 @@ extension HostCluster: ServerControl {
             environment: [:], input: nil, progress: false)
     }
 
-    public func unfinishedRewind(_ node: NodeSpec) async -> Bool {
-        (try? await host(node).exists(layout.rewindMark(node.name))) ?? false
-    }
-
-    public func unfinishedClone(_ node: NodeSpec) async -> Bool {
-        (try? await host(node).exists(layout.cloneMark(node.name))) ?? false
+    /// One look at the node's folder for both marks (one ssh round trip on backend ssh).
+    public func unfinishedStep(_ node: NodeSpec) async -> UnfinishedStep? {
+        let names = ((try? await host(node).list(layout.nodeDir(node.name))) ?? nil) ?? []
+        let name = { (path: String) in (path as NSString).lastPathComponent }
+        // A copy's mark first: a copy that did not finish replaces whatever a rewind left.
+        if names.contains(name(layout.cloneMark(node.name))) { return .clone }
+        if names.contains(name(layout.rewindMark(node.name))) { return .rewind }
+        return nil
     }
 
     public func rewind(_ node: NodeSpec, from source: NodeSpec, credentials: Credentials) async throws(ClusterError) -> String {
@@ -387,5 +379,30 @@ extension ServerControl {
     public func stopForSwitchover(_ node: NodeSpec) async throws(ClusterError) -> String? {
         try await stop(node, mode: .fast)
         return nil
+    }
+}
+
+/// A step on a node's data that stopped before the node was set to follow its upstream.
+public enum UnfinishedStep: Sendable, Equatable {
+    /// pg_rewind began: the data is neither the node's own nor its source's, and a second
+    /// pg_rewind would first run it in single-user mode, which ends its recovery where it
+    /// stands (on the new primary's timeline, from a copy of that WAL it holds) or on WAL a
+    /// partial copy overwrote; pg_rewind then finds "no rewind required" or misses blocks,
+    /// and the standby silently differs from its primary.
+    case rewind
+    /// A copy began (pg_basebackup, or the file copy of a fresh clone): killed midway, the
+    /// data folder is partial (every start fails, again and again under the watcher); killed
+    /// after the copy, it has no standby configuration yet.
+    case clone
+
+    /// How `rejoin` copies such a node afresh.
+    public var rejoinMethod: RejoinMethod { self == .clone ? .cloneAfterUnfinishedClone : .cloneAfterUnfinishedRewind }
+
+    /// Why `start` refuses the node.
+    public func startRefusal(_ node: String) -> String {
+        switch self {
+        case .rewind: return "\(node): a rejoin of it stopped during pg_rewind: its data is neither its own nor its primary's; not started"
+        case .clone: return "\(node): an earlier copy of it (pg_basebackup) did not finish: its data is partial or not set up; not started"
+        }
     }
 }

@@ -142,12 +142,12 @@ public struct Rejoin: Sendable {
         let hasData = await cluster.hasData(node)
         if reclone || !hasData {
             method = .clone
-        } else if await cluster.unfinishedClone(node) {
-            Console.progress("[\(node.name)] an earlier copy of it did not finish: it is copied afresh")
-            method = .cloneAfterUnfinishedClone
-        } else if await cluster.unfinishedRewind(node) {
-            Console.progress("[\(node.name)] an earlier pg_rewind of it did not finish: its data is copied afresh, never rewound again")
-            method = .cloneAfterUnfinishedRewind
+        } else if let step = await cluster.unfinishedStep(node) {
+            Console.progress(
+                step == .clone
+                    ? "[\(node.name)] an earlier copy of it did not finish: it is copied afresh"
+                    : "[\(node.name)] an earlier pg_rewind of it did not finish: its data is copied afresh, never rewound again")
+            method = step.rejoinMethod
         } else {
             // pg_rewind reads the source's timeline from its control file, which a freshly
             // promoted primary updates only at its first checkpoint: without this, it can

@@ -46,17 +46,12 @@ public struct StartNodes: Sendable {
                         "\(node.name) has no data",
                         details: ["create the cluster with pgcluster init, or copy the node afresh: pgcluster rejoin \(node.name) --reclone"])
                 }
-                // Started as a standby of a primary other than the rewind's source, it could
-                // replay that primary's timeline over pages copied from another: rejoin copies it.
-                if await control.unfinishedClone(node) {
+                // A partial copy never starts; one stopped mid-rewind, started as a standby of a
+                // primary other than the rewind's source, could replay that primary's timeline
+                // over pages copied from another: rejoin copies either afresh.
+                if let step = await control.unfinishedStep(node) {
                     throw ClusterError(
-                        "\(node.name): an earlier copy of it (pg_basebackup) did not finish: its data is partial or not set up; not started",
-                        exitCode: .refused, details: ["copy it afresh: pgcluster rejoin \(node.name)"])
-                }
-                if await control.unfinishedRewind(node) {
-                    throw ClusterError(
-                        "\(node.name): a rejoin of it stopped during pg_rewind: its data is neither its own nor its primary's; not started",
-                        exitCode: .refused, details: ["copy it afresh: pgcluster rejoin \(node.name)"])
+                        step.startRefusal(node.name), exitCode: .refused, details: ["copy it afresh: pgcluster rejoin \(node.name)"])
                 }
                 if let live = primary {
                     try await startFollowing(node, primary: live)

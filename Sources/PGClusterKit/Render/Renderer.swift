@@ -67,11 +67,11 @@ public struct LocalLayout: Sendable {
 
     /// Present on the node's host while pg_rewind changes its data, until the node is set to
     /// follow (``HostCluster/rewind(_:from:credentials:)``): a rewind that did not get that far
-    /// left data that must not be rewound again (see ``ServerControl/unfinishedRewind(_:)``).
+    /// left data that must not be rewound again (see ``ServerControl/unfinishedStep(_:)``).
     public func rewindMark(_ node: String) -> String { "\(serverRoot)/\(node)/rewind-unfinished" }
     /// Present on the node's host from before pg_basebackup (or the copy of a fresh clone)
     /// until the copy is set to follow its upstream (``HostCluster/clone(_:from:credentials:progress:copies:)``):
-    /// a copy that did not get that far is not started, but copied afresh (``ServerControl/unfinishedClone(_:)``).
+    /// a copy that did not get that far is not started, but copied afresh (``ServerControl/unfinishedStep(_:)``).
     public func cloneMark(_ node: String) -> String { "\(serverRoot)/\(node)/clone-unfinished" }
     /// Compose's ``rewindMark(_:)``: in local.dir on this machine, which runs every compose step
     /// (a node's volume holds its data folder and nothing beside it).
