@@ -16,7 +16,9 @@ extension PGCluster {
                 archiving on, an archive: line gives the primary's pg_stat_archiver (last file, counts), \
                 and an archive_command that fails is a warning (WAL piles up in pg_wal, point-in-time \
                 recovery ends at the last file archived), not a degraded cluster; --json has it as \
-                archiver on each node.
+                archiver on each node. A standby that streams from the primary but is missing from its \
+                synchronous_standby_names (a rejoin or start stopped before listing it) is a warning \
+                naming the rejoin that lists it.
                 """)
 
         @OptionGroup var options: SpecOptions
