@@ -15,9 +15,6 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.1.1"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
-        .package(url: "https://github.com/apple/swift-certificates", from: "1.21.1"),
-        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
-        .package(url: "https://github.com/apple/swift-asn1", from: "1.7.4"),
         // watch.http: the health endpoints (FlyingFox: no SwiftNIO) and /metrics.
         .package(url: "https://github.com/swhitty/FlyingFox", from: "0.27.1"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
@@ -35,6 +32,14 @@ let package = Package(
             pkgConfig: "libcurl",
             providers: [.apt(["libcurl4-openssl-dev"]), .brew(["curl"])]
         ),
+        // OpenSSL's libcrypto (apt libssl-dev, which libpq-dev depends on): the cluster CA's
+        // P-256 keys and certificates, SCRAM secrets. libpq and libcurl load it already;
+        // swift-crypto and swift-certificates cost ~40 % of a clean build (docs/PERFORMANCE.md).
+        .systemLibrary(
+            name: "COpenSSL",
+            pkgConfig: "libcrypto",
+            providers: [.apt(["libssl-dev"]), .brew(["openssl@3"])]
+        ),
         // glibc's <link.h>: dl_iterate_phdr (what the loader loaded), for the compose watcher.
         .systemLibrary(name: "CLoader"),
         // The rules: spec, observations, and every decision (who is primary, who is freshest,
@@ -51,13 +56,11 @@ let package = Package(
                 "CLibPQ",
                 "CCurl",
                 "CLoader",
+                "COpenSSL",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Mustache", package: "swift-mustache"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                .product(name: "X509", package: "swift-certificates"),
-                .product(name: "Crypto", package: "swift-crypto"),
-                .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "FlyingFox", package: "FlyingFox"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
@@ -74,17 +77,14 @@ let package = Package(
         .testTarget(
             name: "PGClusterKitTests",
             dependencies: [
-                "PGClusterKit", "PGClusterRules", "pgcluster",
+                "PGClusterKit", "PGClusterRules", "pgcluster", "COpenSSL",
                 .product(name: "Yams", package: "Yams"),
-                .product(name: "X509", package: "swift-certificates"),
-                .product(name: "Crypto", package: "swift-crypto"),
-                .product(name: "SwiftASN1", package: "swift-asn1"),
             ],
             exclude: ["Golden"]
         ),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["PGClusterKit", "PGClusterRules", "pgcluster", .product(name: "X509", package: "swift-certificates")]
+            dependencies: ["PGClusterKit", "PGClusterRules", "pgcluster"]
         ),
     ],
     swiftLanguageModes: [.v5]

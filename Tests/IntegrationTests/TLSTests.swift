@@ -1,6 +1,5 @@
 import Foundation
 import Testing
-import X509
 
 @testable import PGClusterKit
 @testable import PGClusterRules

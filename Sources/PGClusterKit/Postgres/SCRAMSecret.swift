@@ -1,4 +1,3 @@
-import Crypto
 import Foundation
 
 /// A SCRAM-SHA-256 secret as PostgreSQL stores it in `pg_authid.rolpassword`
@@ -22,9 +21,7 @@ public enum SCRAMSecret {
     /// password is not plain printable ASCII (SASLprep would have to normalize it; the
     /// caller lets libpq do that).
     public static func make(password: String, iterations: Int = generatedIterations) -> String? {
-        var salt = [UInt8](repeating: 0, count: 16)
-        var generator = SystemRandomNumberGenerator()
-        for index in salt.indices { salt[index] = generator.next() }
+        guard let salt = try? LibCrypto.randomBytes(16) else { return nil }
         return make(password: password, salt: salt, iterations: iterations)
     }
 
@@ -35,18 +32,12 @@ public enum SCRAMSecret {
         guard iterations >= 1, !password.isEmpty, password.utf8.allSatisfy({ (0x20...0x7e).contains($0) }) else {
             return nil
         }
-        let key = SymmetricKey(data: Array(password.utf8))
-        // PBKDF2-HMAC-SHA256, one block: U1 = HMAC(P, salt || 1), Ui = HMAC(P, Ui-1), XORed.
-        var block = Array(HMAC<SHA256>.authenticationCode(for: salt + [0, 0, 0, 1], using: key))
-        var salted = block
-        for _ in 1..<iterations {
-            block = Array(HMAC<SHA256>.authenticationCode(for: block, using: key))
-            for index in salted.indices { salted[index] ^= block[index] }
-        }
-        let saltedKey = SymmetricKey(data: salted)
-        let clientKey = Array(HMAC<SHA256>.authenticationCode(for: Array("Client Key".utf8), using: saltedKey))
-        let storedKey = Array(SHA256.hash(data: clientKey))
-        let serverKey = Array(HMAC<SHA256>.authenticationCode(for: Array("Server Key".utf8), using: saltedKey))
+        // SaltedPassword = PBKDF2-HMAC-SHA256(password, salt, iterations), one block.
+        guard let salted = try? LibCrypto.pbkdf2SHA256(password: Array(password.utf8), salt: salt, iterations: iterations)
+        else { return nil }
+        let clientKey = LibCrypto.hmacSHA256(key: salted, Array("Client Key".utf8))
+        let storedKey = LibCrypto.sha256(clientKey)
+        let serverKey = LibCrypto.hmacSHA256(key: salted, Array("Server Key".utf8))
         func base64(_ bytes: [UInt8]) -> String { Data(bytes).base64EncodedString() }
         return "SCRAM-SHA-256$\(iterations):\(base64(salt))$\(base64(storedKey)):\(base64(serverKey))"
     }

@@ -1,14 +1,12 @@
-import Crypto
 import Foundation
-import SwiftASN1
-import X509
 
 /// The cluster's certificate authority (`tls.mode: generate`): an ECDSA P-256 key and a
 /// self-signed certificate, kept in local.dir on this machine only, that signs one server
-/// certificate per node. Pure: files are read and written by the caller.
+/// certificate per node. Pure: files are read and written by the caller. libcrypto does the
+/// signing (``LibCrypto``).
 public struct ClusterCA: Sendable {
-    public let certificate: Certificate
-    let key: P256.Signing.PrivateKey
+    let certificate: X509Certificate
+    let key: PrivateKey
 
     /// Ten years: long enough that nobody has to think about the CA; the nodes'
     /// certificates are the ones that are renewed (`pgcluster tls rotate`).
@@ -18,30 +16,24 @@ public struct ClusterCA: Sendable {
     /// Certificates start an hour in the past, so that hosts whose clocks lag a little accept them.
     static let backdate: TimeInterval = 3600
 
-    init(certificate: Certificate, key: P256.Signing.PrivateKey) {
+    init(certificate: X509Certificate, key: PrivateKey) {
         self.certificate = certificate
         self.key = key
     }
 
     /// A new CA for the cluster `name`.
     public static func generate(cluster name: String, now: Date = Date()) throws(ClusterError) -> ClusterCA {
-        let key = P256.Signing.PrivateKey()
-        let publicKey = Certificate.PublicKey(key.publicKey)
         do {
-            let subject = try DistinguishedName {
-                OrganizationName("pgcluster")
-                CommonName("pgcluster CA of cluster \(name)")
-            }
-            let certificate = try Certificate(
-                version: .v3, serialNumber: Certificate.SerialNumber(), publicKey: publicKey,
-                notValidBefore: now - backdate, notValidAfter: now + caValidity, issuer: subject, subject: subject,
-                signatureAlgorithm: .ecdsaWithSHA256,
-                extensions: try Certificate.Extensions {
-                    Critical(BasicConstraints.isCertificateAuthority(maxPathLength: 0))
-                    Critical(KeyUsage(keyCertSign: true, cRLSign: true))
-                    SubjectKeyIdentifier(hash: publicKey)
-                },
-                issuerPrivateKey: Certificate.PrivateKey(key))
+            let key = try PrivateKey.p256()
+            let certificate = try X509Certificate.make(
+                subject: [("O", "pgcluster"), ("CN", "pgcluster CA of cluster \(name)")], key: key, issuer: nil,
+                notBefore: now - backdate, notAfter: now + caValidity,
+                extensions: [
+                    ("basicConstraints", "critical,CA:TRUE,pathlen:0"),
+                    ("keyUsage", "critical,keyCertSign,cRLSign"),
+                    ("subjectKeyIdentifier", "hash"),
+                ],
+                alternativeNames: [])
             return ClusterCA(certificate: certificate, key: key)
         } catch {
             throw ClusterError("cannot make the cluster CA: \(error)")
@@ -50,26 +42,24 @@ public struct ClusterCA: Sendable {
 
     /// The CA read back from its two PEM files.
     public static func load(certificatePEM: String, keyPEM: String, from folder: String) throws(ClusterError) -> ClusterCA {
+        let advice = ["restore ca.crt and ca.key from a backup; a new CA needs every node re-certified (`pgcluster init --force`)"]
+        let certificate: X509Certificate
+        let key: PrivateKey
         do {
-            let certificate = try Certificate(pemEncoded: certificatePEM)
-            let key = try P256.Signing.PrivateKey(pemRepresentation: keyPEM)
-            guard Certificate.PublicKey(key.publicKey) == certificate.publicKey else {
-                throw ClusterError("the CA key does not belong to the CA certificate")
-            }
-            return ClusterCA(certificate: certificate, key: key)
-        } catch let error as ClusterError {
-            throw ClusterError(
-                "the cluster CA in \(folder) is damaged: \(error.message)",
-                details: ["restore ca.crt and ca.key from a backup; a new CA needs every node re-certified (`pgcluster init --force`)"])
+            certificate = try X509Certificate(pem: certificatePEM)
+            key = try PrivateKey(pem: keyPEM)
         } catch {
-            throw ClusterError(
-                "the cluster CA in \(folder) cannot be read: \(error)",
-                details: ["restore ca.crt and ca.key from a backup; a new CA needs every node re-certified (`pgcluster init --force`)"])
+            throw ClusterError("the cluster CA in \(folder) cannot be read: \(error)", details: advice)
         }
+        guard certificate.belongs(key) else {
+            throw ClusterError(
+                "the cluster CA in \(folder) is damaged: the CA key does not belong to the CA certificate", details: advice)
+        }
+        return ClusterCA(certificate: certificate, key: key)
     }
 
-    public var certificatePEM: String { (try? certificate.serializeAsPEM().pemString) ?? "" }
-    public var keyPEM: String { key.pemRepresentation }
+    public var certificatePEM: String { certificate.pem }
+    public var keyPEM: String { key.pem }
 
     /// A server certificate and its new key for a node reached by the names in `names`
     /// (addresses become IP SANs, everything else DNS SANs; the first is the subject's CN).
@@ -79,49 +69,34 @@ public struct ClusterCA: Sendable {
     /// `commonName`: the subject's CN when not the first name; empty: none, the node named
     /// as the organizational unit instead.
     public func issue(
-        node: String, names: [String], usages: [ExtendedKeyUsage.Usage] = [.serverAuth], commonName: String? = nil,
+        node: String, names: [String], usages: [CertificateUsage] = [.serverAuth], commonName: String? = nil,
         now: Date = Date()
     ) throws(ClusterError) -> NodeCertificate {
-        let key = P256.Signing.PrivateKey()
-        let publicKey = Certificate.PublicKey(key.publicKey)
         do {
+            let key = try PrivateKey.p256()
             let cn = commonName ?? names.first ?? node
-            let subject =
-                cn.isEmpty
-                ? try DistinguishedName {
-                    OrganizationName("pgcluster")
-                    OrganizationalUnitName(node)
-                }
-                : try DistinguishedName {
-                    OrganizationName("pgcluster")
-                    CommonName(cn)
-                }
-            let certificate = try Certificate(
-                version: .v3, serialNumber: Certificate.SerialNumber(), publicKey: publicKey,
-                notValidBefore: now - Self.backdate, notValidAfter: now + Self.nodeValidity,
-                issuer: self.certificate.subject, subject: subject, signatureAlgorithm: .ecdsaWithSHA256,
-                extensions: try Certificate.Extensions {
-                    Critical(BasicConstraints.notCertificateAuthority)
-                    Critical(KeyUsage(digitalSignature: true))
-                    try ExtendedKeyUsage(usages)
-                    if !names.isEmpty { SubjectAlternativeNames(Self.alternativeNames(names)) }
-                    SubjectKeyIdentifier(hash: publicKey)
-                    AuthorityKeyIdentifier(
-                        keyIdentifier: try self.certificate.extensions.subjectKeyIdentifier?.keyIdentifier)
-                },
-                issuerPrivateKey: Certificate.PrivateKey(self.key))
-            return NodeCertificate(
-                certificatePEM: try certificate.serializeAsPEM().pemString, keyPEM: key.pemRepresentation)
+            let certificate = try X509Certificate.make(
+                subject: [("O", "pgcluster"), cn.isEmpty ? ("OU", node) : ("CN", cn)], key: key,
+                issuer: (self.certificate, self.key), notBefore: now - Self.backdate, notAfter: now + Self.nodeValidity,
+                extensions: [
+                    ("basicConstraints", "critical,CA:FALSE"),
+                    ("keyUsage", "critical,digitalSignature"),
+                    ("extendedKeyUsage", usages.map(\.rawValue).joined(separator: ",")),
+                    ("subjectKeyIdentifier", "hash"),
+                    ("authorityKeyIdentifier", "keyid:always"),
+                ],
+                alternativeNames: Self.alternativeNames(names))
+            return NodeCertificate(certificatePEM: certificate.pem, keyPEM: key.pem)
         } catch {
             throw ClusterError("\(node): cannot make its certificate: \(error)")
         }
     }
 
     /// IP SANs for addresses (v4 and v6), DNS SANs for names; each once, in order.
-    static func alternativeNames(_ names: [String]) -> [GeneralName] {
+    static func alternativeNames(_ names: [String]) -> [AlternativeName] {
         var seen = Set<String>()
         return names.filter { seen.insert($0).inserted }.map { name in
-            if let bytes = ipAddressBytes(name) { return .ipAddress(ASN1OctetString(contentBytes: bytes[...])) }
+            if let bytes = ipAddressBytes(name) { return .ipAddress(bytes) }
             return .dnsName(name)
         }
     }
@@ -157,9 +132,9 @@ public struct CertificateSummary: Sendable, Equatable {
     public var notAfter: Date
 
     public init(pem: String) throws {
-        let certificate = try Certificate(pemEncoded: pem)
-        serial = certificate.serialNumber.bytes.map { String(format: "%02x", $0) }.joined()
-        notAfter = certificate.notValidAfter
+        let certificate = try X509Certificate(pem: pem)
+        serial = certificate.serialHex
+        notAfter = certificate.notAfter
     }
 
     /// Whole days from `now` until it expires (negative once it has).

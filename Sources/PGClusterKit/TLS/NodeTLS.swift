@@ -1,5 +1,4 @@
 import Foundation
-import X509
 
 /// What a node's TLS files hold, and where the cluster CA is kept: the same for every
 /// backend. The backends only differ in where the files land (a node's `tls/` folder on
@@ -63,15 +62,16 @@ public enum NodeTLS {
     public static func stillValid(
         _ existing: NodeCertificate, caPEM: String, for node: NodeSpec, spec: ClusterSpec, ca: ClusterCA, now: Date = Date()
     ) -> Bool {
-        guard caPEM == ca.certificatePEM,
-            let certificate = try? Certificate(pemEncoded: existing.certificatePEM),
-            let key = try? Certificate.PrivateKey(pemEncoded: existing.keyPEM),
-            key.publicKey == certificate.publicKey,
-            certificate.issuer == ca.certificate.subject,
-            ca.certificate.publicKey.isValidSignature(certificate.signature, for: certificate),
-            certificate.notValidAfter.timeIntervalSince(now) > 30 * 86_400,
-            let sans = try? certificate.extensions.subjectAlternativeNames
+        // (Compared as text without the line ends around it: files written before pgcluster
+        // signed with libcrypto end without a newline, and are the same certificate.)
+        let trimmed = { (pem: String) in pem.trimmingCharacters(in: .whitespacesAndNewlines) }
+        guard trimmed(caPEM) == trimmed(ca.certificatePEM),
+            let certificate = try? X509Certificate(pem: existing.certificatePEM),
+            let key = try? PrivateKey(pem: existing.keyPEM),
+            certificate.belongs(key),
+            certificate.isSigned(by: ca.certificate),
+            certificate.notAfter.timeIntervalSince(now) > 30 * 86_400
         else { return false }
-        return Array(sans) == ClusterCA.alternativeNames(ClusterCA.names(of: node, backend: spec.backend))
+        return certificate.alternativeNames == ClusterCA.alternativeNames(ClusterCA.names(of: node, backend: spec.backend))
     }
 }
