@@ -6,7 +6,9 @@
 # engine needed), openssh-client (the ssh backend), openssh-server and iproute2 (the
 # test hosts of scripts/test-hosts.sh), etcd-server (the etcd store's tests start a
 # real etcd on loopback), pgbackrest (backups and the WAL archive), libcurl4-openssl-dev
-# (the CCurl module: the etcd store's HTTP client, with TLS and client certificates).
+# (the CCurl module: the etcd store's HTTP client, with TLS and client certificates),
+# libssl-dev (the COpenSSL module: the cluster CA's certificates and SCRAM secrets with
+# libcrypto; libpq-dev depends on it, so it is there whenever libpq-dev is).
 # haproxy (the health endpoints' tests route through the rendered haproxy.cfg) and, when it
 # can be installed, prometheus for promtool (the /metrics test checks the text with it, and
 # skips with one line without it), logrotate (the rendered logrotate.conf is run by it in a test), pgbouncer (a hook re-points it).
@@ -14,12 +16,14 @@
 set -euo pipefail
 
 # --build: only what building needs (make build, release, install, dist): libpq-dev,
-# libcurl4-openssl-dev and pkg-config beside the Swift toolchain, which apt does not install.
+# libssl-dev, libcurl4-openssl-dev and pkg-config beside the Swift toolchain, which apt does not install.
 missing=()
 [ -f /usr/include/postgresql/libpq-fe.h ] || missing+=(libpq-dev)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 # The etcd store's HTTP client (the CCurl module) builds against libcurl.
 pkg-config --exists libcurl 2>/dev/null || missing+=(libcurl4-openssl-dev)
+# The cluster CA and SCRAM secrets (the COpenSSL module) build against libcrypto.
+pkg-config --exists libcrypto 2>/dev/null || missing+=(libssl-dev)
 if [ "${1:-}" = --build ]; then
   command -v "${SWIFT:-swift}" >/dev/null 2>&1 || { echo "the Swift toolchain is missing: see https://www.swift.org/install/linux/" >&2; exit 1; }
 else

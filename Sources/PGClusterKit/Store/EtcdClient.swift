@@ -125,9 +125,11 @@ public final class EtcdClient: @unchecked Sendable {
     }
 
     /// Puts every one of `puts` (key, value, lease) when each of `compares` holds
-    /// (``compareCreated(_:_:)``, ``compareModified(_:_:)``); returns whether they were put.
+    /// (``compareCreated(_:_:)``, ``compareModified(_:_:)``); returns the revision they were
+    /// put at (a transaction's puts all share one: each new key's create revision), nil
+    /// when a compare did not hold.
     public func transaction(compares: [[String: Any]], puts: [(key: String, value: Data, lease: Int64?)]) async throws(ClusterError)
-        -> Bool
+        -> Int64?
     {
         let requests: [[String: Any]] = puts.map { put in
             var request: [String: Any] = ["key": Self.b64(put.key), "value": put.value.base64EncodedString()]
@@ -135,7 +137,11 @@ public final class EtcdClient: @unchecked Sendable {
             return ["request_put": request]
         }
         let reply = try await call("/v3/kv/txn", ["compare": compares, "success": requests])
-        return reply["succeeded"] as? Bool == true
+        guard reply["succeeded"] as? Bool == true else { return nil }
+        guard let revision = Self.int((reply["header"] as? [String: Any])?["revision"]) else {
+            throw ClusterError("etcd answered a transaction without its revision: \(reply)")
+        }
+        return revision
     }
 
     /// A transaction's condition: `key` was created at `revision` (0: it does not exist).

@@ -134,10 +134,12 @@ public struct EtcdStore: ClusterStore {
         let lease = try await client.grant(ttl: Self.lockTTL)
         var compares = [EtcdClient.compareCreated(lockKey, 0)]
         if let generation { compares.append(EtcdClient.compareModified(generationKey, generation)) }
-        let done = try await client.transaction(
+        // Put only where the key did not exist: the transaction's revision is its create
+        // revision, the epoch (no read of it afterwards).
+        let created = try await client.transaction(
             compares: compares, puts: [(lockKey, value, lease), (generationKey, Data(holder.description.utf8), nil)])
-        if done, let created = try await client.get(lockKey), created.lease == lease {
-            return EtcdHeldLock(client: client, key: lockKey, lease: lease, epoch: created.createRevision, holder: holder, ttl: Self.lockTTL)
+        if let created {
+            return EtcdHeldLock(client: client, key: lockKey, lease: lease, epoch: created, holder: holder, ttl: Self.lockTTL)
         }
         await client.revoke(lease)
         return nil

@@ -253,13 +253,16 @@ final class X509Certificate: @unchecked Sendable {
             case .ipAddress(let address): (bytes, type) = (address, GEN_IPADD)
             case .dnsName(let dns): (bytes, type) = (Array(dns.utf8), GEN_DNS)
             }
-            guard let string = type == GEN_IPADD ? ASN1_OCTET_STRING_new() : ASN1_IA5STRING_new(),
-                ASN1_STRING_set(string, bytes, Int32(bytes.count)) == 1
-            else {
+            guard let string = type == GEN_IPADD ? ASN1_OCTET_STRING_new() : ASN1_IA5STRING_new() else {
+                GENERAL_NAME_free(general)
+                throw LibCrypto.Failure("no string for the name \(name)")
+            }
+            // The name owns the string from here on, and the list the name.
+            GENERAL_NAME_set0_value(general, type, UnsafeMutableRawPointer(string))
+            guard ASN1_STRING_set(string, bytes, Int32(bytes.count)) == 1 else {
                 GENERAL_NAME_free(general)
                 throw LibCrypto.Failure("cannot encode the name \(name)")
             }
-            GENERAL_NAME_set0_value(general, type, string)
             guard pgc_general_names_push(list, general) > 0 else {
                 GENERAL_NAME_free(general)
                 throw LibCrypto.Failure("cannot list the name \(name)")
