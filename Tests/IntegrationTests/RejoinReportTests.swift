@@ -140,6 +140,64 @@ struct RejoinReportTests {
         }
     }
 
+    @Test("a rejoin killed (SIGKILL) during its pg_basebackup takes the copy with it; the next rejoin copies afresh")
+    func killedDuringCopy() async throws {
+        try await withCluster(name: "rejoin-killed", basePort: 21750, standbys: 1) { cluster in
+            try await cluster.initCluster()
+            _ = try cluster.sql("node0", "CREATE TABLE t AS SELECT generate_series(1, 100) AS id")
+            // PostgreSQL's programs through a folder of links, where pg_basebackup is a copy
+            // that never ends (a large database): it waits until something ends it.
+            let bin = "\(cluster.root)/bin"
+            try FileManager.default.createDirectory(atPath: bin, withIntermediateDirectories: true)
+            let real = "/usr/lib/postgresql/15/bin"
+            for name in try FileManager.default.contentsOfDirectory(atPath: real) where name != "pg_basebackup" {
+                try FileManager.default.createSymbolicLink(atPath: "\(bin)/\(name)", withDestinationPath: "\(real)/\(name)")
+            }
+            try "#!/bin/sh\nwhile :; do sleep 0.2; done\n".write(toFile: "\(bin)/pg_basebackup", atomically: true, encoding: .utf8)
+            chmod("\(bin)/pg_basebackup", 0o755)
+            let spec = try String(contentsOfFile: cluster.specPath, encoding: .utf8)
+            try spec.replacingOccurrences(of: "  version: 15\n", with: "  version: 15\n  bindir: \(bin)\n")
+                .write(toFile: cluster.specPath, atomically: true, encoding: .utf8)
+            // The copy: the process whose command line names that pg_basebackup.
+            let copyProcess = { () -> pid_t? in
+                let pids = (try? FileManager.default.contentsOfDirectory(atPath: "/proc"))?.compactMap { pid_t($0) } ?? []
+                return pids.first { pid in
+                    let line = (try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/cmdline"))) ?? Data()
+                    return String(decoding: line, as: UTF8.self).contains("\(bin)/pg_basebackup")
+                }
+            }
+
+            let log = "\(cluster.root)/rejoin.log"
+            let rejoin = try spawnDetached([TestCluster.binary, "rejoin", "node1", "--reclone", "-f", cluster.specPath], output: log)
+            var copy: pid_t?
+            let started = await pollUntil(60) {
+                copy = copyProcess()
+                return copy != nil
+            }
+            kill(rejoin, SIGKILL)
+            _ = await waitExit(rejoin)
+            try #require(started, "no copy started: \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
+            let orphan = try #require(copy)
+            // It ends with pgcluster: nothing writes into node1's folder behind the next rejoin.
+            let ended = await pollUntil(10) { [nil, "Z"].contains(processState(orphan)) }
+            if !ended { kill(orphan, SIGKILL) }
+            #expect(ended, "pg_basebackup (PID \(orphan)) outlived its rejoin, killed with SIGKILL")
+            #expect(FileManager.default.fileExists(atPath: "\(cluster.dataRoot)/node1/clone-unfinished"))
+
+            // With PostgreSQL's own programs again, the next rejoin copies afresh.
+            try spec.write(toFile: cluster.specPath, atomically: true, encoding: .utf8)
+            _ = try cluster.sql("node0", "INSERT INTO t SELECT generate_series(101, 200)")
+            let again = await cluster.run(["rejoin", "node1", "--json"])
+            try #require(again.status == 0, "rejoin: \(again.stderr)")
+            // (Its folder holds no data yet, so a plain copy; with data it names the earlier one.)
+            let json = try #require(try JSONSerialization.jsonObject(with: Data(again.stdout.utf8)) as? [String: Any], "\(again.stdout)")
+            #expect((json["method"] as? String)?.hasPrefix("pg_basebackup") == true, "\(again.stdout)")
+            #expect(!FileManager.default.fileExists(atPath: "\(cluster.dataRoot)/node1/clone-unfinished"))
+            #expect(await cluster.eventually(30) { try cluster.sql("node1", "SELECT count(*) FROM t").scalar == "200" })
+            #expect(try cluster.upstreamPort(of: "node1") == cluster.port("node0"))
+        }
+    }
+
     @Test("the text report names the discarded range")
     func textReport() async throws {
         try await withCluster(name: "rejoin-text", basePort: 21725, standbys: 1) { cluster in

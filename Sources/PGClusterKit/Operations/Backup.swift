@@ -646,7 +646,7 @@ public struct ClusterBackup: Sendable {
         if standby != nil { arguments.append("--backup-standby") }
         let progress = BackupProgress(
             source: source, host: repository.host, logFile: "\(repository.layout.pgbackrestDir)/log/\(spec.name)-backup.log")
-        try await progress.reporting { () async throws(ClusterError) in
+        _ = try await progress.reporting { () async throws(ClusterError) in
             try await repository.check(arguments + ["backup"], what: "pgbackrest backup", progress: true)
         }
         guard let newest = try await repository.info().backups.last else {

@@ -69,14 +69,32 @@ extension CommandRunning {
 public struct LocalRunner: CommandRunning {
     public init() {}
 
+    /// A server's program (one with a ``Command/user``) ends when pgcluster does, also when
+    /// pgcluster is SIGKILLed: setpriv gives it a parent-death signal, set after its change
+    /// of user (the kernel clears one set before). Without it, a pg_basebackup or pg_rewind
+    /// whose `rejoin` was killed went on writing into the node's folder while the next
+    /// `rejoin` copied it afresh. Its parent is the thread that started it, which
+    /// ``Spawn/run(_:environment:input:stdout:stderr:timeout:directory:child:)`` blocks until
+    /// the child is reaped, so no thread ends under a running child. A postmaster that pg_ctl
+    /// starts is pg_ctl's child, and a fork does not inherit the signal: servers outlive
+    /// pgcluster, as they must.
+    static let endsWithUs = "--pdeathsig=KILL"
+
+    /// Not as root, setpriv only for that signal, where there is one (util-linux 2.33 or
+    /// later; not on macOS).
+    static let canEndWithUs = FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv")
+
     public func run(_ command: Command) async throws(ClusterError) -> CommandResult {
         var arguments = [command.executable] + command.arguments
         var directory = command.workingDirectory
         if let user = command.user, OSUser.isRoot, user.uid != 0 {
             // PostgreSQL refuses to run as root: drop to the server's user for this one program,
             // in a folder it may enter (our own may be root's home).
-            arguments = ["/usr/bin/setpriv", "--reuid=\(user.uid)", "--regid=\(user.gid)", "--init-groups", "--"] + arguments
+            arguments =
+                ["/usr/bin/setpriv", "--reuid=\(user.uid)", "--regid=\(user.gid)", "--init-groups", Self.endsWithUs, "--"] + arguments
             directory = directory ?? "/"
+        } else if command.user != nil, Self.canEndWithUs {
+            arguments = ["/usr/bin/setpriv", Self.endsWithUs, "--"] + arguments
         }
         var environment = ProcessInfo.processInfo.environment
         // libpq settings of the operator's shell must not steer pgcluster's own programs: a
