@@ -350,13 +350,19 @@ public struct Failover: Sendable {
     /// After a refusal or a failure before the promotion: puts back the conninfo of the
     /// standbys this run froze, and only where it is still empty, so that it never undoes
     /// what another command did meanwhile.
+    /// One that does not answer (the dead candidate, say) is said, with what brings it back.
     func restore(_ standbys: [NodeObservation]) async {
         for standby in standbys {
             let previous = ConfigText.sqlLiteral(standby.primaryConninfo)
-            let still = try? await ops.execute(standby.node, ["SHOW primary_conninfo"], timeout: 2)
-            guard still?.scalar == "" else { continue }
-            _ = try? await ops.execute(
-                standby.node, ["ALTER SYSTEM SET primary_conninfo = \(previous)", "SELECT pg_reload_conf()"])
+            do throws(ClusterError) {
+                let still = try await ops.execute(standby.node, ["SHOW primary_conninfo"])
+                guard still.scalar == "" else { continue }
+                try await ops.execute(standby.node, ["ALTER SYSTEM SET primary_conninfo = \(previous)", "SELECT pg_reload_conf()"])
+            } catch {
+                Console.warn(
+                    "\(standby.node.name) follows nobody (frozen by this failover) and could not be put back: \(error.message); "
+                        + "`pgcluster failover` again, or `pgcluster rejoin \(standby.node.name)`, sets it to follow")
+            }
         }
     }
 
