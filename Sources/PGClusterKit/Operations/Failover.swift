@@ -349,20 +349,23 @@ public struct Failover: Sendable {
 
     /// After a refusal or a failure before the promotion: puts back the conninfo of the
     /// standbys this run froze, and only where it is still empty, so that it never undoes
-    /// what another command did meanwhile.
-    /// One that does not answer (the dead candidate, say) is said, with what brings it back.
+    /// what another command did meanwhile. All at once, each within 5 s; one that does not
+    /// answer (the dead candidate, say) is said, with what sets it to follow.
     func restore(_ standbys: [NodeObservation]) async {
-        for standby in standbys {
-            let previous = ConfigText.sqlLiteral(standby.primaryConninfo)
-            do throws(ClusterError) {
-                let still = try await ops.execute(standby.node, ["SHOW primary_conninfo"])
-                guard still.scalar == "" else { continue }
-                try await ops.execute(standby.node, ["ALTER SYSTEM SET primary_conninfo = \(previous)", "SELECT pg_reload_conf()"])
-            } catch {
-                Console.warn(
-                    "\(standby.node.name) follows nobody (frozen by this failover) and could not be put back: \(error.message); "
-                        + "`pgcluster failover` again, or `pgcluster rejoin \(standby.node.name)`, sets it to follow")
-            }
+        let ops = ops
+        let results = await parallel(standbys) { standby throws(ClusterError) in
+            let still = try await ops.execute(standby.node, ["SHOW primary_conninfo"], timeout: 5)
+            guard still.scalar == "" else { return }
+            try await ops.execute(
+                standby.node,
+                ["ALTER SYSTEM SET primary_conninfo = \(ConfigText.sqlLiteral(standby.primaryConninfo))", "SELECT pg_reload_conf()"],
+                timeout: 5)
+        }
+        for (standby, error) in results {
+            guard let error else { continue }
+            Console.warn(
+                "\(standby.node.name) follows nobody (frozen by this failover) and could not be put back: \(error.message); "
+                    + "`pgcluster failover` again, or `pgcluster rejoin \(standby.node.name)`, sets it to follow")
         }
     }
 
