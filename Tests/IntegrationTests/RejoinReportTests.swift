@@ -140,59 +140,70 @@ struct RejoinReportTests {
         }
     }
 
-    @Test("a rejoin killed (SIGKILL) during its pg_basebackup takes the copy with it; the next rejoin copies afresh")
+    @Test("a rejoin killed (SIGKILL) during its pg_basebackup takes the copy with it, and the next rejoin ends its WAL streamer; it copies afresh")
     func killedDuringCopy() async throws {
         try await withCluster(name: "rejoin-killed", basePort: 21750, standbys: 1) { cluster in
             try await cluster.initCluster()
             _ = try cluster.sql("node0", "CREATE TABLE t AS SELECT generate_series(1, 100) AS id")
-            // PostgreSQL's programs through a folder of links, where pg_basebackup is a copy
-            // that never ends (a large database): it waits until something ends it.
+            // PostgreSQL's programs through a folder of links, where pg_basebackup is the real
+            // one at its slowest (32 kB/s: minutes for the copy, as for a large database).
             let bin = "\(cluster.root)/bin"
             try FileManager.default.createDirectory(atPath: bin, withIntermediateDirectories: true)
             let real = "/usr/lib/postgresql/15/bin"
             for name in try FileManager.default.contentsOfDirectory(atPath: real) where name != "pg_basebackup" {
                 try FileManager.default.createSymbolicLink(atPath: "\(bin)/\(name)", withDestinationPath: "\(real)/\(name)")
             }
-            try "#!/bin/sh\nwhile :; do sleep 0.2; done\n".write(toFile: "\(bin)/pg_basebackup", atomically: true, encoding: .utf8)
+            try "#!/bin/sh\nexec \(real)/pg_basebackup \"$@\" --max-rate=32k\n"
+                .write(toFile: "\(bin)/pg_basebackup", atomically: true, encoding: .utf8)
             chmod("\(bin)/pg_basebackup", 0o755)
             let spec = try String(contentsOfFile: cluster.specPath, encoding: .utf8)
             try spec.replacingOccurrences(of: "  version: 15\n", with: "  version: 15\n  bindir: \(bin)\n")
                 .write(toFile: cluster.specPath, atomically: true, encoding: .utf8)
-            // The copy: the process whose command line names that pg_basebackup.
-            let copyProcess = { () -> pid_t? in
+            // The copy's processes: pg_basebackup and the WAL streamer it forks, both writing
+            // into node1's folder (their command line names it).
+            let target = "\(cluster.dataRoot)/node1/"
+            let copyProcesses = { () -> [pid_t] in
                 let pids = (try? FileManager.default.contentsOfDirectory(atPath: "/proc"))?.compactMap { pid_t($0) } ?? []
-                return pids.first { pid in
-                    let line = (try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/cmdline"))) ?? Data()
-                    return String(decoding: line, as: UTF8.self).contains("\(bin)/pg_basebackup")
+                return pids.filter { pid in
+                    let line = String(decoding: (try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/cmdline"))) ?? Data(), as: UTF8.self)
+                    return line.contains("pg_basebackup") && line.contains(target) && processState(pid) != "Z"
                 }
             }
 
             let log = "\(cluster.root)/rejoin.log"
             let rejoin = try spawnDetached([TestCluster.binary, "rejoin", "node1", "--reclone", "-f", cluster.specPath], output: log)
-            var copy: pid_t?
-            let started = await pollUntil(60) {
-                copy = copyProcess()
-                return copy != nil
+            // Under way: the base backup and the WAL stream both connected to node0.
+            let started = await cluster.eventually(60) {
+                try cluster.sql("node0", "SELECT count(*) FROM pg_stat_replication WHERE application_name = 'pgcluster-clone-node1'").scalar == "2"
             }
+            let running = copyProcesses()
             kill(rejoin, SIGKILL)
             _ = await waitExit(rejoin)
-            try #require(started, "no copy started: \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
-            let orphan = try #require(copy)
-            // It ends with pgcluster: nothing writes into node1's folder behind the next rejoin.
-            let ended = await pollUntil(10) { [nil, "Z"].contains(processState(orphan)) }
-            if !ended { kill(orphan, SIGKILL) }
-            #expect(ended, "pg_basebackup (PID \(orphan)) outlived its rejoin, killed with SIGKILL")
-            #expect(FileManager.default.fileExists(atPath: "\(cluster.dataRoot)/node1/clone-unfinished"))
+            try #require(started, "no copy under way: \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
+            try #require(running.count == 2, "pg_basebackup and its WAL streamer: \(running)")
+            // pg_basebackup ends with pgcluster (its parent-death signal); its WAL streamer, a
+            // fork, does not inherit that and streams on.
+            #expect(await pollUntil(10) { copyProcesses().count == 1 }, "left: \(copyProcesses())")
+            #expect(FileManager.default.fileExists(atPath: "\(target)clone-unfinished"))
 
-            // With PostgreSQL's own programs again, the next rejoin copies afresh.
+            // With PostgreSQL's own programs again, the next rejoin ends that streamer's
+            // connection (which held node1's slot) and copies afresh.
+            // (Left alone, that streamer may also end by itself when the new copy's first WAL
+            // segment is not where it writes; node0's log shows that pgcluster ended it.)
             try spec.write(toFile: cluster.specPath, atomically: true, encoding: .utf8)
             _ = try cluster.sql("node0", "INSERT INTO t SELECT generate_series(101, 200)")
+            let serverLog = "\(cluster.dataRoot)/node0/postgres.log"
+            let logged = (try? FileManager.default.attributesOfItem(atPath: serverLog)[.size] as? Int) ?? 0
             let again = await cluster.run(["rejoin", "node1", "--json"])
+            let left = copyProcesses()
+            for pid in left { kill(pid, SIGKILL) }
             try #require(again.status == 0, "rejoin: \(again.stderr)")
-            // (Its folder holds no data yet, so a plain copy; with data it names the earlier one.)
+            #expect(left.isEmpty, "an earlier copy outlived the next rejoin: \(left)")
+            let newLines = String(decoding: (FileManager.default.contents(atPath: serverLog) ?? Data()).dropFirst(logged), as: UTF8.self)
+            #expect(newLines.contains("due to administrator command"), "node0's log:\n\(newLines.suffix(1500))")
             let json = try #require(try JSONSerialization.jsonObject(with: Data(again.stdout.utf8)) as? [String: Any], "\(again.stdout)")
             #expect((json["method"] as? String)?.hasPrefix("pg_basebackup") == true, "\(again.stdout)")
-            #expect(!FileManager.default.fileExists(atPath: "\(cluster.dataRoot)/node1/clone-unfinished"))
+            #expect(!FileManager.default.fileExists(atPath: "\(target)clone-unfinished"))
             #expect(await cluster.eventually(30) { try cluster.sql("node1", "SELECT count(*) FROM t").scalar == "200" })
             #expect(try cluster.upstreamPort(of: "node1") == cluster.port("node0"))
         }

@@ -106,7 +106,7 @@ struct ClusterCATests {
         #expect(Self.critical(leaf, NID_authority_key_identifier) == false)
         #expect(X509_NAME_cmp(X509_get_issuer_name(leaf.pointer), X509_get_subject_name(caCertificate)) == 0)
         #expect(X509_get_signature_nid(leaf.pointer) == NID_ecdsa_with_SHA256)
-        let summary = try CertificateSummary(pem: leaf.pem)
+        let summary = try CertificateSummary(pem: leaf.pem())
         #expect((364...365).contains(summary.daysLeft()))
 
         // etcd's: a server's and a client's; its client's: a client's only, with no CN.
@@ -117,6 +117,9 @@ struct ClusterCATests {
         let client = try X509Certificate(
             pem: try ca.issue(node: "pgcluster-demo etcd client", names: [], usages: [.clientAuth], commonName: "").certificatePEM)
         #expect(X509_get_extended_key_usage(client.pointer) == UInt32(XKU_SSL_CLIENT))
+        // No usage named: no extendedKeyUsage at all (an empty one is invalid).
+        let unrestricted = try X509Certificate(pem: try ca.issue(node: "x", names: ["x"], usages: []).certificatePEM)
+        #expect(Self.critical(unrestricted, NID_ext_key_usage) == nil)
         #expect(client.alternativeNames.isEmpty)
         #expect(X509_NAME_get_index_by_NID(X509_get_subject_name(client.pointer), NID_commonName, -1) < 0)
     }
@@ -135,6 +138,16 @@ struct ClusterCATests {
         #expect(throws: ClusterError.self) {
             try ClusterCA.load(certificatePEM: ca.certificatePEM, keyPEM: stranger.keyPEM, from: "/tmp/x")
         }
+        // An encrypted CA key is refused, and no pass phrase is asked for (a prompt would hang
+        // a watcher or a script).
+        let encrypted = try #require(BIO_new(BIO_s_mem()))
+        defer { BIO_free(encrypted) }
+        let key = try PrivateKey(pem: ca.keyPEM)
+        let phrase = Array("secret".utf8)
+        try #require(PEM_write_bio_PrivateKey(encrypted, key.pointer, EVP_aes_256_cbc(), phrase, Int32(phrase.count), nil, nil) == 1)
+        let encryptedPEM = LibCrypto.text(of: encrypted)
+        #expect(encryptedPEM.contains("ENCRYPTED PRIVATE KEY"))
+        #expect(throws: ClusterError.self) { try ClusterCA.load(certificatePEM: ca.certificatePEM, keyPEM: encryptedPEM, from: "/tmp/x") }
         // Text that is no certificate is an error with a reason, not a crash.
         #expect(throws: ClusterError.self) { try ClusterCA.load(certificatePEM: "junk", keyPEM: ca.keyPEM, from: "/tmp/x") }
         #expect(throws: (any Error).self) { try CertificateSummary(pem: "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n") }

@@ -248,6 +248,31 @@ extension HostCluster: ServerControl {
 }
 
 extension HostCluster {
+    /// Ends, on `upstream`, what an earlier copy of one of `nodes` left running: a
+    /// pg_basebackup whose pgcluster was killed takes its parent-death signal, but the WAL
+    /// streamer it forked does not inherit it, and streams on into the node's `pg_wal` (the
+    /// new copy's, once the folder is made again) holding the node's slot, on which the new
+    /// copy would fail. Over ssh, a stopped copy's program runs on too. Its connections are
+    /// known by the copy's application_name, or hold the node's slot; each is ended and
+    /// waited for (up to 5 s). Not being able to ask is only said: the copy then fails by
+    /// itself if one is there.
+    func endEarlierCopies(of nodes: [NodeSpec], on upstream: NodeSpec, credentials: Credentials) async {
+        let names = nodes.map { ConfigText.sqlLiteral(CloneProgress.applicationName($0.name)) }.joined(separator: ", ")
+        let slots = nodes.map { ConfigText.sqlLiteral(renderer.slotName($0)) }.joined(separator: ", ")
+        let query = """
+            SELECT count(*) FILTER (WHERE NOT pg_terminate_backend(pid, 5000)) FROM pg_stat_activity
+            WHERE pid <> pg_backend_pid() AND (application_name IN (\(names))
+              OR pid IN (SELECT active_pid FROM pg_replication_slots WHERE slot_name IN (\(slots)) AND active))
+            """
+        do throws(ClusterError) {
+            let target = Observer(credentials: credentials).target(upstream, connectTimeout: 3)
+            let left = try await ServerOps.execute([query], on: target, name: upstream.name, timeout: 15).scalar
+            if left != "0" { Console.warn("[\(upstream.name)] an earlier copy's connection did not end within 5 s") }
+        } catch {
+            Console.warn("[\(upstream.name)] cannot look for an earlier copy's connections: \(error.message)")
+        }
+    }
+
     /// A fresh copy of `upstream` in `node`'s (new) data folder by pg_basebackup on the
     /// node's host, set up to follow it. A clone that takes a while reports its progress
     /// (``CloneProgress``, from the upstream's statistics, on every backend).
@@ -261,6 +286,7 @@ extension HostCluster {
     func clone(
         _ node: NodeSpec, from upstream: NodeSpec, credentials: Credentials, progress: Bool, copies: [NodeSpec] = []
     ) async throws(ClusterError) -> [NodeSpec] {
+        await endEarlierCopies(of: [node] + copies, on: upstream, credentials: credentials)
         try await prepareDirectories(node)
         try await host(node).writeFile(layout.cloneMark(node.name), "a copy of \(upstream.name) began; removed once the node follows it\n")
         let source = ConfigText.conninfo(
@@ -276,7 +302,7 @@ extension HostCluster {
         if try await !restoreFromRepository(node, instead: upstream) {
             let reporter = CloneProgress(
                 node: node.name, upstream: upstream.name, target: Observer(credentials: credentials).target(upstream, connectTimeout: 3))
-            try await reporter.reporting { () async throws(ClusterError) in
+            _ = try await reporter.reporting { () async throws(ClusterError) in
                 try await server(
                     node, "pg_basebackup", arguments, environment: ["PGPASSFILE": layout.passfile],
                     progress: progress && spec.backend == .local, what: "\(node.name): pg_basebackup")

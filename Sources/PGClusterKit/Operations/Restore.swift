@@ -187,7 +187,7 @@ public struct ClusterRestore: Sendable {
                 try await source.check(node: primary, arguments, what: "pgbackrest restore into \(primary.name)", progress: true)
             } else if let reader {
                 let config = try await source.prepareReader(in: reader, on: target.host(primary))
-                try await source.check(
+                _ = try await source.check(
                     on: target.host(primary), config: config, arguments, what: "pgbackrest restore into \(primary.name)", progress: true)
             } else {
                 try await source.check(arguments, what: "pgbackrest restore into \(primary.name)", progress: true)

@@ -32,12 +32,14 @@ public enum SCRAMSecret {
         guard iterations >= 1, !password.isEmpty, password.utf8.allSatisfy({ (0x20...0x7e).contains($0) }) else {
             return nil
         }
-        // SaltedPassword = PBKDF2-HMAC-SHA256(password, salt, iterations), one block.
-        guard let salted = try? LibCrypto.pbkdf2SHA256(password: Array(password.utf8), salt: salt, iterations: iterations)
-        else { return nil }
-        let clientKey = LibCrypto.hmacSHA256(key: salted, Array("Client Key".utf8))
-        let storedKey = LibCrypto.sha256(clientKey)
-        let serverKey = LibCrypto.hmacSHA256(key: salted, Array("Server Key".utf8))
+        // SaltedPassword = PBKDF2-HMAC-SHA256(password, salt, iterations), one block. (libcrypto
+        // failing to hash is nil too: the caller then lets libpq make the secret.)
+        let keys = { () throws(LibCrypto.Failure) -> (stored: [UInt8], server: [UInt8]) in
+            let salted = try LibCrypto.pbkdf2SHA256(password: Array(password.utf8), salt: salt, iterations: iterations)
+            let clientKey = try LibCrypto.hmacSHA256(key: salted, Array("Client Key".utf8))
+            return (try LibCrypto.sha256(clientKey), try LibCrypto.hmacSHA256(key: salted, Array("Server Key".utf8)))
+        }
+        guard let (storedKey, serverKey) = try? keys() else { return nil }
         func base64(_ bytes: [UInt8]) -> String { Data(bytes).base64EncodedString() }
         return "SCRAM-SHA-256$\(iterations):\(base64(salt))$\(base64(storedKey)):\(base64(serverKey))"
     }

@@ -80,9 +80,15 @@ public struct LocalRunner: CommandRunning {
     /// pgcluster, as they must.
     static let endsWithUs = "--pdeathsig=KILL"
 
-    /// Not as root, setpriv only for that signal, where there is one (util-linux 2.33 or
-    /// later; not on macOS).
-    static let canEndWithUs = FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv")
+    /// Whether this machine's setpriv sets that signal (util-linux 2.33 or later; there is no
+    /// setpriv on macOS): tried once, on /bin/true. Not as root, setpriv runs for the signal
+    /// alone. (pg_basebackup's WAL streamer is a fork of it, so it does not get the signal:
+    /// the next copy ends it, ``HostCluster/endEarlierCopies(of:on:credentials:)``.)
+    static let canEndWithUs: Bool = {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv") else { return false }
+        let tried = Spawn.run(["/usr/bin/setpriv", endsWithUs, "--", "/bin/true"], environment: [], stdout: .pipe, stderr: .pipe, timeout: 5)
+        return (try? tried.get())?.status == 0
+    }()
 
     public func run(_ command: Command) async throws(ClusterError) -> CommandResult {
         var arguments = [command.executable] + command.arguments
@@ -91,7 +97,8 @@ public struct LocalRunner: CommandRunning {
             // PostgreSQL refuses to run as root: drop to the server's user for this one program,
             // in a folder it may enter (our own may be root's home).
             arguments =
-                ["/usr/bin/setpriv", "--reuid=\(user.uid)", "--regid=\(user.gid)", "--init-groups", Self.endsWithUs, "--"] + arguments
+                ["/usr/bin/setpriv", "--reuid=\(user.uid)", "--regid=\(user.gid)", "--init-groups"]
+                + (Self.canEndWithUs ? [Self.endsWithUs] : []) + ["--"] + arguments
             directory = directory ?? "/"
         } else if command.user != nil, Self.canEndWithUs {
             arguments = ["/usr/bin/setpriv", Self.endsWithUs, "--"] + arguments

@@ -7,6 +7,9 @@ import Foundation
 public struct ClusterCA: Sendable {
     let certificate: X509Certificate
     let key: PrivateKey
+    /// Both as PEM, written out once when the CA is made or read.
+    public let certificatePEM: String
+    public let keyPEM: String
 
     /// Ten years: long enough that nobody has to think about the CA; the nodes'
     /// certificates are the ones that are renewed (`pgcluster tls rotate`).
@@ -16,9 +19,11 @@ public struct ClusterCA: Sendable {
     /// Certificates start an hour in the past, so that hosts whose clocks lag a little accept them.
     static let backdate: TimeInterval = 3600
 
-    init(certificate: X509Certificate, key: PrivateKey) {
+    init(certificate: X509Certificate, key: PrivateKey) throws(LibCrypto.Failure) {
         self.certificate = certificate
         self.key = key
+        certificatePEM = try certificate.pem()
+        keyPEM = try key.pem()
     }
 
     /// A new CA for the cluster `name`.
@@ -34,7 +39,7 @@ public struct ClusterCA: Sendable {
                     ("subjectKeyIdentifier", "hash"),
                 ],
                 alternativeNames: [])
-            return ClusterCA(certificate: certificate, key: key)
+            return try ClusterCA(certificate: certificate, key: key)
         } catch {
             throw ClusterError("cannot make the cluster CA: \(error)")
         }
@@ -55,11 +60,13 @@ public struct ClusterCA: Sendable {
             throw ClusterError(
                 "the cluster CA in \(folder) is damaged: the CA key does not belong to the CA certificate", details: advice)
         }
-        return ClusterCA(certificate: certificate, key: key)
+        do {
+            return try ClusterCA(certificate: certificate, key: key)
+        } catch {
+            throw ClusterError("the cluster CA in \(folder) cannot be written out: \(error)", details: advice)
+        }
     }
 
-    public var certificatePEM: String { certificate.pem }
-    public var keyPEM: String { key.pem }
 
     /// A server certificate and its new key for a node reached by the names in `names`
     /// (addresses become IP SANs, everything else DNS SANs; the first is the subject's CN).
@@ -81,12 +88,11 @@ public struct ClusterCA: Sendable {
                 extensions: [
                     ("basicConstraints", "critical,CA:FALSE"),
                     ("keyUsage", "critical,digitalSignature"),
-                    ("extendedKeyUsage", usages.map(\.rawValue).joined(separator: ",")),
                     ("subjectKeyIdentifier", "hash"),
                     ("authorityKeyIdentifier", "keyid:always"),
-                ],
+                ] + (usages.isEmpty ? [] : [("extendedKeyUsage", usages.map(\.rawValue).joined(separator: ","))]),
                 alternativeNames: Self.alternativeNames(names))
-            return NodeCertificate(certificatePEM: certificate.pem, keyPEM: key.pem)
+            return NodeCertificate(certificatePEM: try certificate.pem(), keyPEM: try key.pem())
         } catch {
             throw ClusterError("\(node): cannot make its certificate: \(error)")
         }

@@ -11,7 +11,9 @@ import Foundation
 /// 40 % of every CI run's build, for ~300 lines of use (docs/PERFORMANCE.md, "Build time").
 enum LibCrypto {
     /// A failed libcrypto call: what was being done and the reasons on OpenSSL's error queue,
-    /// which it empties.
+    /// which it empties. (The queue is per thread and shared with libpq and libcurl: each
+    /// operation here empties it first, ``fresh()``, so the reasons are its own, and leaves
+    /// it empty.)
     struct Failure: Error, CustomStringConvertible {
         let description: String
 
@@ -26,28 +28,38 @@ enum LibCrypto {
         }
     }
 
+    /// Empties this thread's error queue before an operation (what libpq or libcurl left
+    /// there is not this operation's reason).
+    static func fresh() { ERR_clear_error() }
+
     /// `count` bytes from libcrypto's random generator (the OS's, seeded by it).
     static func randomBytes(_ count: Int) throws(Failure) -> [UInt8] {
+        fresh()
         var bytes = [UInt8](repeating: 0, count: count)
         guard RAND_bytes(&bytes, Int32(count)) == 1 else { throw Failure("no random bytes") }
         return bytes
     }
 
-    static func sha256(_ data: [UInt8]) -> [UInt8] {
+    static func sha256(_ data: [UInt8]) throws(Failure) -> [UInt8] {
+        fresh()
         var digest = [UInt8](repeating: 0, count: Int(SHA256_DIGEST_LENGTH))
-        _ = SHA256(data, data.count, &digest)
+        guard SHA256(data, data.count, &digest) != nil else { throw Failure("SHA-256 failed") }
         return digest
     }
 
-    static func hmacSHA256(key: [UInt8], _ data: [UInt8]) -> [UInt8] {
+    static func hmacSHA256(key: [UInt8], _ data: [UInt8]) throws(Failure) -> [UInt8] {
+        fresh()
         var digest = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
         var length: UInt32 = 0
-        _ = HMAC(EVP_sha256(), key, Int32(key.count), data, data.count, &digest, &length)
+        guard HMAC(EVP_sha256(), key, Int32(key.count), data, data.count, &digest, &length) != nil, length == 32 else {
+            throw Failure("HMAC-SHA-256 failed")
+        }
         return Array(digest.prefix(Int(length)))
     }
 
     /// PBKDF2-HMAC-SHA256 of `password` and `salt`, one 32-byte block (SCRAM's SaltedPassword).
     static func pbkdf2SHA256(password: [UInt8], salt: [UInt8], iterations: Int) throws(Failure) -> [UInt8] {
+        fresh()
         var output = [UInt8](repeating: 0, count: 32)
         let done = password.withUnsafeBufferPointer { pass in
             pass.withMemoryRebound(to: CChar.self) { pass in
@@ -71,6 +83,7 @@ enum LibCrypto {
 
     /// Runs `body` with a read-only memory BIO over `text`.
     static func reading<T>(_ text: String, _ body: (OpaquePointer) -> T?) -> T? {
+        fresh()
         let bytes = Array(text.utf8)
         return bytes.withUnsafeBytes { buffer -> T? in
             guard let bio = BIO_new_mem_buf(buffer.baseAddress, Int32(buffer.count)) else { return nil }
@@ -79,13 +92,17 @@ enum LibCrypto {
         }
     }
 
-    /// Runs `write` into a memory BIO and returns what it wrote; "" when it failed.
-    static func writing(_ write: (OpaquePointer) -> Int32) -> String {
-        guard let bio = BIO_new(BIO_s_mem()) else { return "" }
+    /// Runs `write` into a memory BIO and returns what it wrote.
+    static func writing(_ what: String, _ write: (OpaquePointer) -> Int32) throws(Failure) -> String {
+        fresh()
+        guard let bio = BIO_new(BIO_s_mem()) else { throw Failure("cannot write \(what): no memory") }
         defer { BIO_free(bio) }
-        guard write(bio) == 1 else { return "" }
-        return text(of: bio)
+        let text = write(bio) == 1 ? text(of: bio) : ""
+        guard !text.isEmpty else { throw Failure("cannot write \(what)") }
+        return text
     }
+
+
 }
 
 /// An ECDSA P-256 private key (an `EVP_PKEY`).
@@ -97,6 +114,7 @@ final class PrivateKey: @unchecked Sendable {
 
     /// A new P-256 key.
     static func p256() throws(LibCrypto.Failure) -> PrivateKey {
+        LibCrypto.fresh()
         guard let context = EVP_PKEY_CTX_new_id(EVP_PKEY_EC, nil) else { throw LibCrypto.Failure("no key context") }
         defer { EVP_PKEY_CTX_free(context) }
         var key: OpaquePointer?
@@ -107,16 +125,20 @@ final class PrivateKey: @unchecked Sendable {
         return PrivateKey(key)
     }
 
-    /// A key read from PEM (PKCS #8, as ``pem`` writes it, or SEC 1 "EC PRIVATE KEY").
+    /// A key read from PEM (PKCS #8, as ``pem()`` writes it, or SEC 1 "EC PRIVATE KEY"). An
+    /// encrypted key is refused: no pass phrase is asked (OpenSSL's default would prompt on
+    /// the terminal).
     convenience init(pem: String) throws(LibCrypto.Failure) {
-        guard let key = LibCrypto.reading(pem, { PEM_read_bio_PrivateKey($0, nil, nil, nil) }) else {
-            throw LibCrypto.Failure("not a PEM private key")
+        guard let key = LibCrypto.reading(pem, { PEM_read_bio_PrivateKey($0, nil, { _, _, _, _ in -1 }, nil) }) else {
+            throw LibCrypto.Failure("not an unencrypted PEM private key")
         }
         self.init(key)
     }
 
     /// PKCS #8 PEM ("BEGIN PRIVATE KEY"), unencrypted: the file's mode protects it.
-    var pem: String { LibCrypto.writing { PEM_write_bio_PrivateKey($0, pointer, nil, nil, 0, nil, nil) } }
+    func pem() throws(LibCrypto.Failure) -> String {
+        try LibCrypto.writing("the key") { PEM_write_bio_PrivateKey($0, pointer, nil, nil, 0, nil, nil) }
+    }
 }
 
 /// A name a certificate vouches for (a subject alternative name).
@@ -145,10 +167,11 @@ final class X509Certificate: @unchecked Sendable {
         self.init(certificate)
     }
 
-    var pem: String { LibCrypto.writing { PEM_write_bio_X509($0, pointer) } }
+    func pem() throws(LibCrypto.Failure) -> String { try LibCrypto.writing("the certificate") { PEM_write_bio_X509($0, pointer) } }
 
     /// The serial number in lower-case hexadecimal.
     var serialHex: String {
+        defer { ERR_clear_error() }
         guard let number = ASN1_INTEGER_to_BN(X509_get0_serialNumber(pointer), nil) else { return "" }
         defer { BN_free(number) }
         guard let hex = BN_bn2hex(number) else { return "" }
@@ -161,12 +184,14 @@ final class X509Certificate: @unchecked Sendable {
 
     static func date(_ time: UnsafePointer<ASN1_TIME>?) -> Date {
         var parts = tm()
+        defer { ERR_clear_error() }
         guard let time, ASN1_TIME_to_tm(time, &parts) == 1 else { return .distantPast }
         return Date(timeIntervalSince1970: TimeInterval(timegm(&parts)))
     }
 
     /// Its subject alternative names, in order; empty when it has none.
     var alternativeNames: [AlternativeName] {
+        defer { ERR_clear_error() }
         guard let raw = X509_get_ext_d2i(pointer, NID_subject_alt_name, nil, nil) else { return [] }
         let names = OpaquePointer(raw)
         defer { GENERAL_NAMES_free(names) }
@@ -202,6 +227,7 @@ final class X509Certificate: @unchecked Sendable {
         subject: [(field: String, value: String)], key: PrivateKey, issuer: (certificate: X509Certificate, key: PrivateKey)?,
         notBefore: Date, notAfter: Date, extensions: [(name: String, value: String)], alternativeNames: [AlternativeName]
     ) throws(LibCrypto.Failure) -> X509Certificate {
+        LibCrypto.fresh()
         guard let raw = X509_new() else { throw LibCrypto.Failure("no certificate") }
         let certificate = X509Certificate(raw)
         let x = certificate.pointer
