@@ -131,13 +131,22 @@ struct RejoinReportTests {
 
             _ = try cluster.sql("node0", "INSERT INTO t SELECT generate_series(101, 200)")
             let rejoin = await cluster.run(["rejoin", "node2", "--json"])
-            try #require(rejoin.status == 0, "rejoin: \(rejoin.stderr)")
-            let json = try #require(try JSONSerialization.jsonObject(with: Data(rejoin.stdout.utf8)) as? [String: Any], "\(rejoin.stdout)")
-            #expect(json["method"] as? String == "pg_basebackup (an earlier copy did not finish)", "\(rejoin.stdout)")
-            #expect(!FileManager.default.fileExists(atPath: "\(cluster.dataRoot)/node2/clone-unfinished"))
-            #expect(await cluster.eventually(30) { try cluster.sql("node2", "SELECT count(*) FROM t").scalar == "200" })
-            #expect(try cluster.upstreamPort(of: "node2") == cluster.port("node0"))
+            try await Self.expectCopiedAfresh(rejoin, "node2", in: cluster) { $0 == "pg_basebackup (an earlier copy did not finish)" }
         }
+    }
+
+    /// After a `rejoin NODE --json` that copied `node` afresh from node0: it succeeded with a
+    /// method `method` accepts, the copy's mark is gone, and the node streams from node0 with
+    /// all 200 rows of `t`.
+    static func expectCopiedAfresh(
+        _ rejoin: RunResult, _ node: String, in cluster: TestCluster, method: (String) -> Bool
+    ) async throws {
+        try #require(rejoin.status == 0, "rejoin: \(rejoin.stderr)")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(rejoin.stdout.utf8)) as? [String: Any], "\(rejoin.stdout)")
+        #expect((json["method"] as? String).map(method) == true, "\(rejoin.stdout)")
+        #expect(!FileManager.default.fileExists(atPath: "\(cluster.dataRoot)/\(node)/clone-unfinished"))
+        #expect(await cluster.eventually(30) { try cluster.sql(node, "SELECT count(*) FROM t").scalar == "200" })
+        #expect(try cluster.upstreamPort(of: node) == cluster.port("node0"))
     }
 
     @Test("a rejoin killed (SIGKILL) during its pg_basebackup takes the copy with it, and the next rejoin ends its WAL streamer; it copies afresh")
@@ -197,15 +206,10 @@ struct RejoinReportTests {
             let again = await cluster.run(["rejoin", "node1", "--json"])
             let left = copyProcesses()
             for pid in left { kill(pid, SIGKILL) }
-            try #require(again.status == 0, "rejoin: \(again.stderr)")
             #expect(left.isEmpty, "an earlier copy outlived the next rejoin: \(left)")
             let newLines = String(decoding: (FileManager.default.contents(atPath: serverLog) ?? Data()).dropFirst(logged), as: UTF8.self)
             #expect(newLines.contains("due to administrator command"), "node0's log:\n\(newLines.suffix(1500))")
-            let json = try #require(try JSONSerialization.jsonObject(with: Data(again.stdout.utf8)) as? [String: Any], "\(again.stdout)")
-            #expect((json["method"] as? String)?.hasPrefix("pg_basebackup") == true, "\(again.stdout)")
-            #expect(!FileManager.default.fileExists(atPath: "\(target)clone-unfinished"))
-            #expect(await cluster.eventually(30) { try cluster.sql("node1", "SELECT count(*) FROM t").scalar == "200" })
-            #expect(try cluster.upstreamPort(of: "node1") == cluster.port("node0"))
+            try await Self.expectCopiedAfresh(again, "node1", in: cluster) { $0.hasPrefix("pg_basebackup") }
         }
     }
 

@@ -138,8 +138,7 @@ struct WatchAcrossTests {
                 let cluster = try TestCluster(
                     name: "wcut", basePort: 21595, synchronous: "{mode: any, count: 1}",
                     extraNodeYAML: "store: {etcd: {endpoints: [\(etcd.endpoint)], prefix: /pgc-it}}\nwatch: {interval: 0.5, failoverAfter: 2, leaseTTL: 4}\n")
-                var watchers: [WatchProcess] = []
-                do {
+                try await withWatchers(on: cluster) { group in
                     try await cluster.initCluster()
                     let client = EtcdClient(endpoints: [URL(string: etcd.endpoint)!])
                     func leaderPID() async -> pid_t? {
@@ -147,16 +146,14 @@ struct WatchAcrossTests {
                         return pid_t(String(decoding: kv.value, as: UTF8.self).split(separator: ":").last ?? "")
                     }
                     // The first watcher runs on the operator's machine and leads; the second here.
-                    let remote = try WatchProcess(cluster, name: "watch-op", netns: "pgct-op")
-                    watchers.append(remote)
+                    let remote = group.add(try WatchProcess(cluster, name: "watch-op", netns: "pgct-op"))
                     #expect(await remote.waitFor("start"))
                     var led = false
                     for _ in 0..<50 where !led {
                         led = await leaderPID() != nil
                         if !led { try await Task.sleep(for: .milliseconds(100)) }
                     }
-                    let local = try WatchProcess(cluster, name: "watch-here")
-                    watchers.append(local)
+                    let local = group.add(try WatchProcess(cluster, name: "watch-here"))
                     #expect(await local.waitFor("start"))
                     let first = await leaderPID()
                     #expect(first != nil && first != local.pid, "the operator-machine watcher should lead first")
@@ -181,14 +178,7 @@ struct WatchAcrossTests {
                     #expect(await cluster.eventually(20) { cluster.onePrimary(besides: "node0") != nil }, "\(local.log)")
                     #expect(await local.waitFor("failed-over"), "\(local.log)")
                     #expect(remote.lines("failed-over").isEmpty, "\(remote.log)")
-                } catch {
-                    for watcher in watchers { await watcher.stop() }
-                    for watcher in watchers { print(watcher.log) }
-                    await cluster.teardown()
-                    throw error
                 }
-                for watcher in watchers { await watcher.stop() }
-                await cluster.teardown()
             }
         }
     }
@@ -204,8 +194,7 @@ struct WatchEtcdTests {
             let store = "store: {etcd: {endpoints: [\(etcd.endpoint)], prefix: /pgc-it}}\nwatch: {interval: 0.5, failoverAfter: 2, leaseTTL: 3}\n"
             let cluster = try TestCluster(
                 name: "wetcd", basePort: 21580, synchronous: "{mode: any, count: 1}", extraNodeYAML: store)
-            var watchers: [WatchProcess] = []
-            do {
+            try await withWatchers(on: cluster) { group in
                 try await cluster.initCluster()
                 let client = EtcdClient(endpoints: [URL(string: etcd.endpoint)!])
                 let leaderKey = "/pgc-it/wetcd/leader"
@@ -213,7 +202,7 @@ struct WatchEtcdTests {
                 #expect(try await client.get("/pgc-it/wetcd/state") != nil)
                 #expect(!FileManager.default.fileExists(atPath: "\(cluster.dataRoot)/state.json"))
 
-                watchers = [try WatchProcess(cluster, name: "watch-a"), try WatchProcess(cluster, name: "watch-b")]
+                let watchers = [group.add(try WatchProcess(cluster, name: "watch-a")), group.add(try WatchProcess(cluster, name: "watch-b"))]
                 for watcher in watchers { #expect(await watcher.waitFor("start"), "\(watcher.log)") }
                 func leader() async -> WatchProcess? {
                     guard let kv = try? await client.get(leaderKey) else { return nil }
@@ -284,14 +273,7 @@ struct WatchEtcdTests {
                 try await Task.sleep(for: .seconds(4))
                 #expect(try await cluster.failovers().count == 2, "\(follower.log)")
                 #expect(cluster.primaries().count == 1)
-            } catch {
-                for watcher in watchers { await watcher.stop() }
-                for watcher in watchers { print(watcher.log) }
-                await cluster.teardown()
-                throw error
             }
-            for watcher in watchers { await watcher.stop() }
-            await cluster.teardown()
         }
     }
 

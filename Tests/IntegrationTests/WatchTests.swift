@@ -7,6 +7,34 @@ import Testing
 /// A `pgcluster watch` child process of the test (posix_spawn, reaped with waitpid by
 /// us: never a zombie left to a Foundation monitor), its stderr in a file. Always
 /// stopped by PID (`stop()`), also when the test fails.
+/// The watchers a test starts (``withWatchers(on:_:)``).
+final class WatcherGroup: @unchecked Sendable {
+    private(set) var all: [WatchProcess] = []
+
+    /// Keeps `watcher` to be stopped at the end; returns it.
+    @discardableResult
+    func add(_ watcher: WatchProcess) -> WatchProcess {
+        all.append(watcher)
+        return watcher
+    }
+}
+
+/// Runs `body` with a group its watchers join; however it ends, every watcher is stopped
+/// (their logs printed when it threw) and `cluster` torn down.
+func withWatchers(on cluster: TestCluster, _ body: (WatcherGroup) async throws -> Void) async throws {
+    let group = WatcherGroup()
+    do {
+        try await body(group)
+    } catch {
+        for watcher in group.all { await watcher.stop() }
+        for watcher in group.all { print(watcher.log) }
+        await cluster.teardown()
+        throw error
+    }
+    for watcher in group.all { await watcher.stop() }
+    await cluster.teardown()
+}
+
 final class WatchProcess: @unchecked Sendable {
     let pid: pid_t
     let logPath: String
