@@ -104,7 +104,7 @@ public struct ClusterRestart: Sendable {
 
     /// Observes every spec node and plans the restart of `selected` (every node when empty).
     public func plan(selected: [String], pendingOnly: Bool, primaryUpdate: PrimaryUpdate) async throws(ClusterError) -> RestartPlan {
-        let observations = await Observer(credentials: restarter.credentials).observeAll(spec.nodes)
+        let observations = await Observer(credentials: restarter.credentials, pendingRestart: true).observeAll(spec.nodes)
         return try RestartPlan.make(
             spec: spec, observations: observations, selected: selected.isEmpty ? spec.nodes.map(\.name) : selected,
             pendingOnly: pendingOnly, primaryUpdate: primaryUpdate)

@@ -37,7 +37,7 @@ extension PGCluster {
             try await execute {
                 let spec = try options.load()
                 let credentials = try ClusterAccess.credentials(spec)
-                let observer = Observer(credentials: credentials, timeout: timeout)
+                let observer = Observer(credentials: credentials, timeout: timeout, pendingRestart: true)
                 let observations = await observer.observeAll(spec.nodes)
                 var report = StatusReport.make(spec: spec, observations: observations)
                 if spec.tls.enabled {

@@ -53,7 +53,7 @@ actor ClusterSlots {
             let turn = hostsTurn
             Task {
                 try? await Task.sleep(for: .seconds(5))
-                await self.giveBackHostsSlot(after: turn)
+                self.giveBackHostsSlot(after: turn)
             }
             return
         }
