@@ -159,6 +159,81 @@ struct StoreTests {
         }
     }
 
+    @Test("etcd: a state write starts from what this process last saw, and loses no change another writer made since")
+    func etcdRemembered() async throws {
+        let folder = try Self.folder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        try await withEtcd(port: 23804) { etcd in
+            let store = Stores.of(try Self.spec(folder, etcd: etcd.endpoint, timeout: 5))
+            let other = EtcdClient(endpoints: [URL(string: etcd.endpoint)!], timeout: 5)
+            let key = "/pgc-test/storetest/state"
+            @Sendable func state(_ primary: String, timeline: Int) -> ClusterState {
+                var state = ClusterState(primary: primary, synchronous: .init(.any(1)))
+                state.timeline = timeline
+                return state
+            }
+            func written(by primary: String, timeline: Int) throws -> Data {
+                try JSONEncoder().encode(state(primary, timeline: timeline))
+            }
+            try await store.updateState { _ in state("db_0", timeline: 1) }
+
+            // Another writer (not through this process's store) changes it: a change made
+            // from what this process remembered is refused by etcd and made again from what
+            // is there now.
+            let seen = try #require(try await other.get(key))
+            #expect(try await other.put(key, try written(by: "db_1", timeline: 2), ifModRevision: seen.modRevision).done)
+            let calls = Counter()
+            try await store.updateState { old in
+                calls.add()
+                var state = old!
+                state.timeline = (state.timeline ?? 0) + 10
+                return state
+            }
+            let now = try #require(try await store.loadState())
+            #expect(now.primary == "db_1", "another writer's change was lost")
+            #expect(now.timeline == 12)
+            #expect(calls.value == 2, "the remembered state was tried first, then the current one")
+
+            // Remembered and still current: one try.
+            calls.reset()
+            try await store.updateState { old in
+                calls.add()
+                return old!
+            }
+            #expect(calls.value == 1)
+
+            // A change that refuses what was remembered is asked again with what is there now:
+            // only a current state is refused.
+            let again = try #require(try await other.get(key))
+            #expect(try await other.put(key, try written(by: "db_2", timeline: 3), ifModRevision: again.modRevision).done)
+            let after = try await store.updateState { old throws(ClusterError) in
+                guard old?.primary == "db_2" else { throw ClusterError("refused: \(old?.primary ?? "none") is not db_2") }
+                return old!
+            }
+            #expect(after.primary == "db_2")
+            await #expect(throws: ClusterError.self) {
+                try await store.updateState { old throws(ClusterError) in throw ClusterError("refused: \(old?.primary ?? "none")") }
+            }
+
+            // Removed meanwhile (destroy): created again, not refused.
+            try await other.delete(key)
+            try await store.updateState { old in
+                #expect(old == nil || old?.primary == "db_2")
+                return ClusterState(primary: "db_0", synchronous: .init(.async))
+            }
+            #expect(try await store.loadState()?.primary == "db_0")
+        }
+    }
+
+    /// Counts calls of a `@Sendable` closure.
+    final class Counter: @unchecked Sendable {
+        private let lock = NSLock()
+        private var count = 0
+        var value: Int { lock.withLock { count } }
+        func add() { lock.withLock { count += 1 } }
+        func reset() { lock.withLock { count = 0 } }
+    }
+
     @Test("etcd: a leader that cannot renew stops leading within TTL/2; a dead lock holder's lease lets go")
     func etcdFailures() async throws {
         let folder = try Self.folder()

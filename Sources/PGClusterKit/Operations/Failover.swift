@@ -24,6 +24,10 @@ public struct Failover: Sendable {
     /// cost another round of connections on the critical path. Ignored unless it covers
     /// exactly the spec's nodes.
     public var observed: [NodeObservation]?
+    /// The cluster's state as the caller read it while nobody else could write it (the
+    /// watcher's tick): used instead of a read of its own (with etcd, a request on the
+    /// critical path). nil: read it; `.some(nil)`: nothing is recorded.
+    public var recorded: ClusterState??
     /// Where the hooks go instead of running here (the watcher's ``HookQueue``: its loop
     /// does not wait for a hook); nil: run before `run()` returns, their failures in the
     /// report's warnings.
@@ -92,7 +96,12 @@ public struct Failover: Sendable {
 
     func steps() async throws(ClusterError) -> Report {
         var timer = StepTimer(announce: false)
-        let state = try await ClusterRecord.load(spec: spec)
+        let state: ClusterState?
+        if let recorded {
+            state = recorded
+        } else {
+            state = try await ClusterRecord.load(spec: spec)
+        }
         // Unknown when nothing was recorded: then every node that does not answer is fenced.
         let oldPrimary = state?.primary
         let first: [NodeObservation]

@@ -90,11 +90,11 @@ public final class EtcdClient: @unchecked Sendable {
     ///
     /// `fence`: a key that must still have that create revision (the cluster lock this
     /// writer holds: its epoch); when it does not, `fenced` is what the key is now (nil when
-    /// it is gone) and nothing was put.
+    /// it is gone) and nothing was put. Put, `revision` is the key's new mod revision.
     public func put(
         _ key: String, _ value: Data, lease: Int64? = nil, ifModRevision expected: Int64?,
         fence: (key: String, createRevision: Int64)? = nil
-    ) async throws(ClusterError) -> (done: Bool, current: KeyValue?, fenced: KeyValue??) {
+    ) async throws(ClusterError) -> (done: Bool, current: KeyValue?, fenced: KeyValue??, revision: Int64?) {
         let compare: [String: Any] =
             if let expected {
                 ["key": Self.b64(key), "result": "EQUAL", "target": "MOD", "mod_revision": String(expected)]
@@ -112,16 +112,16 @@ public final class EtcdClient: @unchecked Sendable {
         if let lease { put["lease"] = String(lease) }
         let reply = try await call(
             "/v3/kv/txn", ["compare": compares, "success": [["request_put": put]], "failure": failure])
-        if reply["succeeded"] as? Bool == true { return (true, nil, nil) }
+        if reply["succeeded"] as? Bool == true { return (true, nil, nil, Self.int((reply["header"] as? [String: Any])?["revision"])) }
         let responses = reply["responses"] as? [[String: Any]] ?? []
         func kv(_ index: Int) -> KeyValue? {
             guard index < responses.count, let range = responses[index]["response_range"] as? [String: Any] else { return nil }
             return (range["kvs"] as? [[String: Any]])?.first.flatMap(Self.keyValue)
         }
         let current = kv(0)
-        guard let fence else { return (false, current, nil) }
+        guard let fence else { return (false, current, nil, nil) }
         let holder = kv(1)
-        return (false, current, holder?.createRevision == fence.createRevision ? nil : .some(holder))
+        return (false, current, holder?.createRevision == fence.createRevision ? nil : .some(holder), nil)
     }
 
     /// Puts every one of `puts` (key, value, lease) when each of `compares` holds

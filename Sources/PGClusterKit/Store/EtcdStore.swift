@@ -30,23 +30,58 @@ public struct EtcdStore: ClusterStore {
     var leaderKey: String { root + "leader" }
 
     public func loadState() async throws(ClusterError) -> ClusterState? {
-        guard let kv = try await client.get(stateKey) else { return nil }
+        let kv = try await client.get(stateKey)
+        Self.lastSeen.remember(kv, as: lastSeenKey)
+        guard let kv else { return nil }
         return try decode(ClusterState.self, kv, what: "state")
     }
 
+    /// A read-modify-write of the state, as a transaction on the mod revision it read. The
+    /// first try starts from what this process last read or wrote of the state
+    /// (``lastSeen``), not from a new read: a watcher's failover writes its intent right after
+    /// the tick's read, and under writers each etcd request costs 5–25 ms here. When the
+    /// state changed since, the transaction fails and returns what is there now, which the
+    /// next try starts from (no read either); a `change` that refuses what was remembered is
+    /// asked again with what is read now, so only a current state is refused.
     public func updateState(_ change: @Sendable (ClusterState?) throws(ClusterError) -> ClusterState) async throws(ClusterError)
         -> ClusterState
     {
         let fence = self.fence
+        var known = Self.lastSeen.recall(lastSeenKey)
         for _ in 0..<20 {
-            let current = try await client.get(stateKey)
-            let state = try change(try current.map { kv throws(ClusterError) in try decode(ClusterState.self, kv, what: "state") })
-            let put = try await client.put(stateKey, try encode(state), ifModRevision: current?.modRevision, fence: fence)
-            if put.done { return state }
+            let current: EtcdClient.KeyValue?
+            let fresh: Bool
+            if let remembered = known {
+                (current, fresh) = (remembered.kv, remembered.fresh)
+            } else {
+                (current, fresh) = (try await client.get(stateKey), true)
+            }
+            known = nil
+            let state: ClusterState
+            do {
+                state = try change(try current.map { kv throws(ClusterError) in try decode(ClusterState.self, kv, what: "state") })
+            } catch {
+                if fresh { throw error }
+                continue
+            }
+            let value = try encode(state)
+            let put = try await client.put(stateKey, value, ifModRevision: current?.modRevision, fence: fence)
+            if put.done {
+                Self.lastSeen.remember(
+                    put.revision.map { EtcdClient.KeyValue(key: stateKey, value: value, createRevision: current?.createRevision ?? $0, modRevision: $0, lease: 0) },
+                    as: lastSeenKey, known: put.revision != nil)
+                return state
+            }
             if let lost = put.fenced { throw lostLock(now: lost) }
+            known = (put.current, true)
         }
         throw ClusterError("the state in \(label) kept changing under this command; try again")
     }
+
+    /// The state's key and mod revision as this process last read or wrote them, per etcd
+    /// and key: a first guess for ``updateState(_:)``, never trusted (a transaction checks it).
+    static let lastSeen = LastSeenState()
+    var lastSeenKey: String { settings.endpoints.map(\.absoluteString).joined(separator: ",") + " " + stateKey }
 
     /// The epoch this process writes under: the cluster lock it holds in this store (its
     /// key and the revision that created it), nil when it holds none.
@@ -196,6 +231,23 @@ public struct EtcdStore: ClusterStore {
     }
 }
 
+/// What ``EtcdStore/updateState(_:)`` tries first: the state key as last read or written by
+/// this process (nil: it did not exist), per etcd and key.
+final class LastSeenState: @unchecked Sendable {
+    private let lock = NSLock()
+    private var seen: [String: EtcdClient.KeyValue?] = [:]
+
+    /// `known` false: forget what was remembered (a write whose revision was not told).
+    func remember(_ kv: EtcdClient.KeyValue?, as key: String, known: Bool = true) {
+        lock.withLock { seen[key] = known ? .some(kv) : nil }
+    }
+
+    /// What was remembered (`fresh` false: it may have changed since), or nil when nothing is.
+    func recall(_ key: String) -> (kv: EtcdClient.KeyValue?, fresh: Bool)? {
+        lock.withLock { seen[key].map { ($0, false) } }
+    }
+}
+
 /// The cluster lock in etcd: a key on a lease, renewed every third of its TTL while held.
 /// Its epoch is the revision that created the key. A renewal that fails, or that finds the
 /// lease gone (TTL 0), ends the holder's right to act: ``verify()`` fails from then on.
@@ -305,7 +357,7 @@ public final class EtcdLeadership: Leadership, @unchecked Sendable {
         }
         let started = ContinuousClock.now
         guard let granted = try? await client.grant(ttl: ttl) else { return false }
-        guard let (done, _, _) = try? await client.put(key, Data(id.utf8), lease: granted, ifModRevision: nil), done else {
+        guard let (done, _, _, _) = try? await client.put(key, Data(id.utf8), lease: granted, ifModRevision: nil), done else {
             await client.revoke(granted)
             return false
         }

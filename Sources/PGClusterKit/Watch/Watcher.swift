@@ -202,7 +202,7 @@ public struct Watcher: Service {
         // the look is made again below: those were real answers, or their absence.
         let action = WatchDecision.next(input, memory: &memory, settings: settings)
         guard let generation, generation.holder == nil, action.changes else {
-            return await act(action, input: input, lock: lock, generation: generation, &memory, now: now, lastKey: &lastKey)
+            return await act(action, input: input, state: state, lock: lock, generation: generation, &memory, now: now, lastKey: &lastKey)
         }
         let taken: (any HeldLock)?
         do {
@@ -214,16 +214,17 @@ public struct Watcher: Service {
         // Taken or changed since the look: look again, now (this look's decision is not kept).
         guard let taken else { return true }
         HeldLocks.set(taken)
-        let acted = await act(action, input: input, lock: taken, generation: generation, &memory, now: now, lastKey: &lastKey)
+        let acted = await act(action, input: input, state: state, lock: taken, generation: generation, &memory, now: now, lastKey: &lastKey)
         HeldLocks.set(nil)
         await taken.release()
         return acted
     }
 
     /// The decided `action`, carried out when it changes something and `lock` is held;
-    /// otherwise said (once while it stays the same).
+    /// otherwise said (once while it stays the same). `state`: the one `input` was made from.
     func act(
-        _ action: WatchDecision.Action, input: WatchDecision.Input, lock: (any HeldLock)?, generation: LockGeneration?,
+        _ action: WatchDecision.Action, input: WatchDecision.Input, state: ClusterState?, lock: (any HeldLock)?,
+        generation: LockGeneration?,
         _ memory: inout WatchDecision.Memory, now: () -> Double, lastKey: inout String?
     ) async -> Bool {
         // Another command holds the lock (a restore stops every node, a switchover its
@@ -246,7 +247,7 @@ public struct Watcher: Service {
         report(action, lastKey: &lastKey)
         guard action.changes else { return false }
         // A rejoin may clone a large database for longer than systemd's WatchdogSec.
-        await notifier.keepingAlive { await carryOut(action, input: input, memory: &memory, now: now) }
+        await notifier.keepingAlive { await carryOut(action, input: input, state: state, memory: &memory, now: now) }
         lastKey = nil
         return true
     }
@@ -298,7 +299,8 @@ public struct Watcher: Service {
     }
 
     func carryOut(
-        _ action: WatchDecision.Action, input: WatchDecision.Input, memory: inout WatchDecision.Memory, now: () -> Double
+        _ action: WatchDecision.Action, input: WatchDecision.Input, state: ClusterState?, memory: inout WatchDecision.Memory,
+        now: () -> Double
     ) async {
         let live = input.nodes.first { $0.observation.isPrimary }.map(\.observation.node)
         do throws(ClusterError) {
@@ -316,6 +318,9 @@ public struct Watcher: Service {
                 let logger = logger
                 failover.onPromoted = { name in logger.event("promoted", node: name, "\(name) accepts writes") }
                 failover.observed = input.nodes.map(\.observation)
+                // Read this tick under the lock, or (etcd) just before taking a lock that
+                // nobody took since (``tickHolding``): no other command wrote it meanwhile.
+                failover.recorded = .some(state)
                 let (hooks, hookSpec) = (self.hooks, spec)
                 failover.hooksElsewhere = { event in hooks.add(event, spec: hookSpec) }
                 let result = try await failover.run()
