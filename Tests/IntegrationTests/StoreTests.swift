@@ -225,6 +225,51 @@ struct StoreTests {
         }
     }
 
+    @Test("etcd: a leading watcher's lock is on its leadership lease; released, the leader stays; a lock taken since is not deleted")
+    func etcdLockOnLeadership() async throws {
+        let folder = try Self.folder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        try await withEtcd(port: 23806) { etcd in
+            let store = Stores.of(try Self.spec(folder, etcd: etcd.endpoint, timeout: 5))
+            let raw = EtcdClient(endpoints: [URL(string: etcd.endpoint)!], timeout: 5)
+            let (lockKey, leaderKey) = ("/pgc-test/storetest/lock", "/pgc-test/storetest/leader")
+            let leader = store.leadership(id: "watcher-1", ttl: 6)
+            #expect(await leader.campaign())
+            let leaderLease = try #require(try await raw.get(leaderKey)).lease
+
+            // On the leader's lease: no lease of its own.
+            let held = try #require(try await store.acquireLock(command: "watch", ifUnchangedSince: try await store.lockGeneration(), leadership: leader))
+            #expect(try await raw.get(lockKey)?.lease == leaderLease, "the lock is not on the leader's lease")
+            try await held.verify()
+            await held.release()
+            #expect(try await raw.get(lockKey) == nil, "released, the lock key stays")
+            #expect(try await raw.get(leaderKey)?.lease == leaderLease, "releasing the lock ended the leadership")
+            #expect(leader.isLeader)
+            #expect(try await raw.keepAlive(leaderLease) > 0, "releasing the lock revoked the leader's lease")
+
+            // A late release does not delete a lock another command took since.
+            let late = try #require(try await store.acquireLock(command: "watch", ifUnchangedSince: try await store.lockGeneration(), leadership: leader))
+            try await raw.delete(lockKey)
+            let other = try await store.acquireLock(command: "other", wait: 1)
+            await late.release()
+            #expect(try await store.lockHolder()?.command == "other", "a late release deleted another's lock")
+            await other.release()
+
+            // A leader whose key is no longer on its lease takes no lock on it.
+            try await raw.delete(leaderKey)
+            #expect(try await store.acquireLock(command: "watch", ifUnchangedSince: try await store.lockGeneration(), leadership: leader) == nil)
+            #expect(try await raw.get(lockKey) == nil)
+
+            // No leadership (given up): a lease of its own, as any command's.
+            await leader.resign()
+            let own = try #require(try await store.acquireLock(command: "watch", ifUnchangedSince: try await store.lockGeneration(), leadership: leader))
+            let ownLease = try #require(try await raw.get(lockKey)).lease
+            #expect(ownLease != 0 && ownLease != leaderLease)
+            await own.release()
+            #expect(try await raw.get(lockKey) == nil)
+        }
+    }
+
     /// Counts calls of a `@Sendable` closure.
     final class Counter: @unchecked Sendable {
         private let lock = NSLock()

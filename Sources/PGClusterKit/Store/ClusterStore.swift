@@ -41,8 +41,11 @@ public protocol ClusterStore: Sendable {
     func lockGeneration() async throws(ClusterError) -> LockGeneration
 
     /// Takes the lock for `command` only when nobody holds it and nobody took it since
-    /// `generation` was read; nil otherwise (then look again).
-    func acquireLock(command: String, ifUnchangedSince generation: LockGeneration) async throws(ClusterError) -> (any HeldLock)?
+    /// `generation` was read; nil otherwise (then look again). `leadership`: the watcher's,
+    /// when it leads (etcd puts the lock on its lease: no lease of its own to grant).
+    func acquireLock(
+        command: String, ifUnchangedSince generation: LockGeneration, leadership: (any Leadership)?
+    ) async throws(ClusterError) -> (any HeldLock)?
 
     /// The watchers' leadership, to campaign for as `id` (only the leader acts).
     func leadership(id: String, ttl: Double) -> any Leadership
@@ -122,6 +125,10 @@ public protocol Leadership: AnyObject, Sendable {
 }
 
 extension ClusterStore {
+    public func acquireLock(command: String, ifUnchangedSince generation: LockGeneration) async throws(ClusterError) -> (any HeldLock)? {
+        try await acquireLock(command: command, ifUnchangedSince: generation, leadership: nil)
+    }
+
     public func acquireLock(command: String) async throws(ClusterError) -> any HeldLock {
         try await acquireLock(command: command, wait: ClusterLock.defaultWait)
     }
@@ -204,7 +211,9 @@ public struct FileStore: ClusterStore {
         LockGeneration(holder: ClusterLock.currentHolder(spec: spec), revision: 0)
     }
 
-    public func acquireLock(command: String, ifUnchangedSince generation: LockGeneration) async throws(ClusterError) -> (any HeldLock)? {
+    public func acquireLock(
+        command: String, ifUnchangedSince generation: LockGeneration, leadership: (any Leadership)?
+    ) async throws(ClusterError) -> (any HeldLock)? {
         try? await acquireLock(command: command, wait: 0)
     }
 

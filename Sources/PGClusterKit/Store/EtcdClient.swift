@@ -149,6 +149,20 @@ public final class EtcdClient: @unchecked Sendable {
         ["key": b64(key), "result": "EQUAL", "target": "CREATE", "create_revision": String(revision)]
     }
 
+    /// A transaction's condition: `key` exists on `lease`.
+    public static func compareLease(_ key: String, _ lease: Int64) -> [String: Any] {
+        ["key": b64(key), "result": "EQUAL", "target": "LEASE", "lease": String(lease)]
+    }
+
+    /// Deletes `key` only while it is the one created at `revision`; whether it did.
+    @discardableResult
+    public func delete(_ key: String, ifCreated revision: Int64) async throws(ClusterError) -> Bool {
+        let reply = try await call(
+            "/v3/kv/txn",
+            ["compare": [Self.compareCreated(key, revision)], "success": [["request_delete_range": ["key": Self.b64(key)]]]])
+        return reply["succeeded"] as? Bool == true
+    }
+
     /// A transaction's condition: `key` was last changed at `revision` (0: it does not exist).
     public static func compareModified(_ key: String, _ revision: Int64) -> [String: Any] {
         ["key": b64(key), "result": "EQUAL", "target": "MOD", "mod_revision": String(revision)]

@@ -147,7 +147,7 @@ public struct EtcdStore: ClusterStore {
         let deadline = ContinuousClock.now + .seconds(wait)
         var announced = false
         while true {
-            if let held = try await take(holder, value, generation: nil) { return held }
+            if let held = try await take(holder, value, generation: nil, on: nil) { return held }
             let other = try? await lockHolder()
             if ContinuousClock.now >= deadline {
                 throw ClusterError(
@@ -165,18 +165,34 @@ public struct EtcdStore: ClusterStore {
     /// One try at the lock: a lease, then a transaction that puts the lock key on it (only
     /// when absent) and the generation key (only when at `generation`, when given). nil
     /// when it was taken or changed; the lease is given back then.
-    func take(_ holder: ClusterLock.Holder, _ value: Data, generation: Int64?) async throws(ClusterError) -> (any HeldLock)? {
-        let lease = try await client.grant(ttl: Self.lockTTL)
+    ///
+    /// `leader`: a watcher's leadership lease (and its TTL). The lock goes on that lease, only
+    /// while the leader key is still on it (one more condition of the same transaction), and
+    /// no lease is granted: a grant is a write etcd fsyncs, 10–25 ms here under writers, on the
+    /// path of every failover. Such a lock is released by deleting its key (the lease stays
+    /// the leader's); a leader that dies loses both with the lease.
+    func take(
+        _ holder: ClusterLock.Holder, _ value: Data, generation: Int64?, on leader: (lease: Int64, ttl: Int)?
+    ) async throws(ClusterError) -> (any HeldLock)? {
+        let lease: Int64
+        if let leader {
+            lease = leader.lease
+        } else {
+            lease = try await client.grant(ttl: Self.lockTTL)
+        }
         var compares = [EtcdClient.compareCreated(lockKey, 0)]
         if let generation { compares.append(EtcdClient.compareModified(generationKey, generation)) }
+        if leader != nil { compares.append(EtcdClient.compareLease(leaderKey, lease)) }
         // Put only where the key did not exist: the transaction's revision is its create
         // revision, the epoch (no read of it afterwards).
         let created = try await client.transaction(
             compares: compares, puts: [(lockKey, value, lease), (generationKey, Data(holder.description.utf8), nil)])
         if let created {
-            return EtcdHeldLock(client: client, key: lockKey, lease: lease, epoch: created, holder: holder, ttl: Self.lockTTL)
+            return EtcdHeldLock(
+                client: client, key: lockKey, lease: lease, epoch: created, holder: holder, ttl: leader?.ttl ?? Self.lockTTL,
+                ownsLease: leader == nil)
         }
-        await client.revoke(lease)
+        if leader == nil { await client.revoke(lease) }
         return nil
     }
 
@@ -191,10 +207,13 @@ public struct EtcdStore: ClusterStore {
             revision: keys.first { $0.key == generationKey }?.modRevision ?? 0)
     }
 
-    public func acquireLock(command: String, ifUnchangedSince generation: LockGeneration) async throws(ClusterError) -> (any HeldLock)? {
+    public func acquireLock(
+        command: String, ifUnchangedSince generation: LockGeneration, leadership: (any Leadership)?
+    ) async throws(ClusterError) -> (any HeldLock)? {
         guard generation.holder == nil else { return nil }
         let holder = ClusterLock.Holder.current(command: command)
-        return try await take(holder, try encode(holder), generation: generation.revision)
+        let leader = (leadership as? EtcdLeadership).flatMap { held in held.leadingLease.map { (lease: $0, ttl: held.ttl) } }
+        return try await take(holder, try encode(holder), generation: generation.revision, on: leader)
     }
 
     public func lockHolder() async throws(ClusterError) -> ClusterLock.Holder? {
@@ -251,6 +270,8 @@ final class LastSeenState: @unchecked Sendable {
 /// The cluster lock in etcd: a key on a lease, renewed every third of its TTL while held.
 /// Its epoch is the revision that created the key. A renewal that fails, or that finds the
 /// lease gone (TTL 0), ends the holder's right to act: ``verify()`` fails from then on.
+/// `ownsLease` false: the lease is the watcher's leadership's (renewed by both); released,
+/// only the key goes.
 final class EtcdHeldLock: HeldLock, @unchecked Sendable {
     let client: EtcdClient
     let key: String
@@ -258,18 +279,20 @@ final class EtcdHeldLock: HeldLock, @unchecked Sendable {
     let epoch: Int64
     let holder: ClusterLock.Holder
     let ttl: Int
+    let ownsLease: Bool
     private let state = NSLock()
     private var renewed = ContinuousClock.now
     private var lost: String?
     private var keeper: Task<Void, Never>?
 
-    init(client: EtcdClient, key: String, lease: Int64, epoch: Int64, holder: ClusterLock.Holder, ttl: Int) {
+    init(client: EtcdClient, key: String, lease: Int64, epoch: Int64, holder: ClusterLock.Holder, ttl: Int, ownsLease: Bool = true) {
         self.client = client
         self.key = key
         self.lease = lease
         self.epoch = epoch
         self.holder = holder
         self.ttl = ttl
+        self.ownsLease = ownsLease
         keeper = Task { [weak self, client] in
             while !Task.isCancelled {
                 try? await Task.sleep(for: .seconds(Double(ttl) / 3))
@@ -314,6 +337,11 @@ final class EtcdHeldLock: HeldLock, @unchecked Sendable {
     func release() async {
         keeper?.cancel()
         keeper = nil
+        guard ownsLease else {
+            // The leader's lease stays: the key alone goes, if it is still this one.
+            _ = try? await client.delete(key, ifCreated: epoch)
+            return
+        }
         // Revoking the lease deletes the key with it.
         await client.revoke(lease)
     }
@@ -342,10 +370,13 @@ public final class EtcdLeadership: Leadership, @unchecked Sendable {
 
     deinit { renewer?.cancel() }
 
-    public var isLeader: Bool {
+    public var isLeader: Bool { leadingLease != nil }
+
+    /// The lease of the leader key while this watcher leads (renewed within TTL/2).
+    var leadingLease: Int64? {
         lock.withLock {
-            guard lease != nil, let renewed else { return false }
-            return ContinuousClock.now - renewed < .seconds(Double(ttl) / 2)
+            guard let lease, let renewed, ContinuousClock.now - renewed < .seconds(Double(ttl) / 2) else { return nil }
+            return lease
         }
     }
 

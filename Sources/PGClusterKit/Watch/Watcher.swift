@@ -206,7 +206,7 @@ public struct Watcher: Service {
         }
         let taken: (any HeldLock)?
         do {
-            taken = try await store.acquireLock(command: "watch", ifUnchangedSince: generation)
+            taken = try await store.acquireLock(command: "watch", ifUnchangedSince: generation, leadership: leadership)
         } catch {
             report(.refuse("cannot take the cluster lock in \(store.label): \(error.message)"), lastKey: &lastKey)
             return false
