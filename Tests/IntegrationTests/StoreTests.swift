@@ -77,6 +77,11 @@ struct StoreTests {
         // A watcher that looks before it locks: the lock as it was seen lets it in only
         // while nobody took the lock since, and never while someone holds it.
         let seen = try await store.lockGeneration()
+        // Both at once (etcd: one range read) say what each says alone.
+        let (together, state) = try await store.lockGenerationAndState()
+        #expect(together == seen)
+        #expect(state == (try await store.loadState()))
+        #expect(state?.primary == "db_1")
         #expect(seen.holder == nil)
         if store.looksBeforeLocking {
             await (try await store.acquireLock(command: "holder-c", wait: 1)).release()
@@ -85,6 +90,7 @@ struct StoreTests {
             let taken = try #require(try await store.acquireLock(command: "watch", ifUnchangedSince: fresh))
             let now = try await store.lockGeneration()
             #expect(now.holder?.command == "watch" && now.revision != fresh.revision)
+            #expect(try await store.lockGenerationAndState().0 == now)
             #expect(try await store.acquireLock(command: "watch", ifUnchangedSince: now) == nil, "held")
             await taken.release()
             #expect(try await store.lockHolder() == nil)

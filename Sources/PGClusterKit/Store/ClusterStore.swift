@@ -40,6 +40,10 @@ public protocol ClusterStore: Sendable {
     /// Who holds the lock now, and a token that every taking of it changes.
     func lockGeneration() async throws(ClusterError) -> LockGeneration
 
+    /// ``lockGeneration()`` and ``loadState()`` together: what a watcher that looks before
+    /// it locks reads each tick (etcd: one range read, of one revision).
+    func lockGenerationAndState() async throws(ClusterError) -> (LockGeneration, ClusterState?)
+
     /// Takes the lock for `command` only when nobody holds it and nobody took it since
     /// `generation` was read; nil otherwise (then look again). `leadership`: the watcher's,
     /// when it leads (etcd puts the lock on its lease: no lease of its own to grant).
@@ -125,6 +129,10 @@ public protocol Leadership: AnyObject, Sendable {
 }
 
 extension ClusterStore {
+    public func lockGenerationAndState() async throws(ClusterError) -> (LockGeneration, ClusterState?) {
+        (try await lockGeneration(), try await loadState())
+    }
+
     public func acquireLock(command: String, ifUnchangedSince generation: LockGeneration) async throws(ClusterError) -> (any HeldLock)? {
         try await acquireLock(command: command, ifUnchangedSince: generation, leadership: nil)
     }

@@ -200,11 +200,24 @@ public struct EtcdStore: ClusterStore {
 
     /// One range read over `lock` and `lock-generation`.
     public func lockGeneration() async throws(ClusterError) -> LockGeneration {
-        let keys = try await client.list(prefix: lockKey)
+        generation(in: try await client.list(prefix: lockKey))
+    }
+
+    func generation(in keys: [EtcdClient.KeyValue]) -> LockGeneration {
         let lock = keys.first { $0.key == lockKey }
         return LockGeneration(
             holder: lock.flatMap { try? JSONDecoder().decode(ClusterLock.Holder.self, from: $0.value) },
             revision: keys.first { $0.key == generationKey }?.modRevision ?? 0)
+    }
+
+    /// `lock`, `lock-generation` and `state` are neighbours in key order (`leader` and
+    /// `history/` sort before them): one range read from `lock` to `state`, one request a
+    /// tick instead of two (5–25 ms each under writers), and lock and state of one revision.
+    public func lockGenerationAndState() async throws(ClusterError) -> (LockGeneration, ClusterState?) {
+        let keys = try await client.range(lockKey, end: stateKey + "\u{0}")
+        let kv = keys.first { $0.key == stateKey }
+        Self.lastSeen.remember(kv, as: lastSeenKey)
+        return (generation(in: keys), try kv.map { kv throws(ClusterError) in try decode(ClusterState.self, kv, what: "state") })
     }
 
     public func acquireLock(

@@ -150,15 +150,16 @@ public struct Watcher: Service {
         // etcd: look first, take the lock only to act (``ClusterStore/looksBeforeLocking``):
         // an idle watcher writes nothing. Files: the lock each probe, a flock.
         if store.looksBeforeLocking {
-            let generation: LockGeneration
+            let (generation, state): (LockGeneration, ClusterState?)
             do {
-                generation = try await store.lockGeneration()
+                (generation, state) = try await store.lockGenerationAndState()
             } catch {
                 report(.refuse(error.message), lastKey: &lastKey)
                 health?.ticked()
                 return false
             }
-            return await tickHolding(nil, &memory, now: now, lastKey: &lastKey, detector: detector, generation: generation)
+            return await tickHolding(
+                nil, &memory, now: now, lastKey: &lastKey, detector: detector, generation: generation, state: .some(state))
         }
         let lock = try? await store.acquireLock(command: "watch", wait: 0)
         HeldLocks.set(lock)
@@ -175,11 +176,15 @@ public struct Watcher: Service {
     /// next tick comes at once).
     func tickHolding(
         _ lock: (any HeldLock)?, _ memory: inout WatchDecision.Memory, now: () -> Double, lastKey: inout String?,
-        detector: DropDetector? = nil, generation: LockGeneration? = nil
+        detector: DropDetector? = nil, generation: LockGeneration? = nil, state read: ClusterState?? = nil
     ) async -> Bool {
         let state: ClusterState?
-        do {
-            state = try await store.loadState()
+        do throws(ClusterError) {
+            if let read {
+                state = read
+            } else {
+                state = try await store.loadState()
+            }
         } catch {
             report(.refuse(error.message), lastKey: &lastKey)
             health?.ticked()
