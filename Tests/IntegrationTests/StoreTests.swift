@@ -273,6 +273,26 @@ struct StoreTests {
             #expect(ownLease != 0 && ownLease != leaderLease)
             await own.release()
             #expect(try await raw.get(lockKey) == nil)
+
+            // A release that cannot reach etcd gives the leadership up, so that nobody renews
+            // the lease and the key ends with it: a lock left on a renewed lease would make
+            // this watcher wait on itself for as long as it leads. (etcd paused for the
+            // release, about 4.5 s with 1 s requests, within half the 10 s TTL.)
+            let quick = Stores.of(try Self.spec(folder, etcd: etcd.endpoint, timeout: 1))
+            let second = quick.leadership(id: "watcher-2", ttl: 10)
+            #expect(await second.campaign())
+            let stranded = try #require(
+                try await quick.acquireLock(command: "watch", ifUnchangedSince: try await quick.lockGeneration(), leadership: second))
+            #expect(kill(etcd.pid, SIGSTOP) == 0)
+            await stranded.release()
+            #expect(kill(etcd.pid, SIGCONT) == 0)
+            #expect(!second.isLeader, "a release that failed kept the leadership (and so the lease, and the lock)")
+            var gone = false
+            for _ in 0..<100 where !gone {
+                gone = (try? await raw.get(lockKey)) == .some(nil)
+                if !gone { try await Task.sleep(for: .milliseconds(200)) }
+            }
+            #expect(gone, "the lock stayed after a release that failed")
         }
     }
 

@@ -172,7 +172,7 @@ public struct EtcdStore: ClusterStore {
     /// path of every failover. Such a lock is released by deleting its key (the lease stays
     /// the leader's); a leader that dies loses both with the lease.
     func take(
-        _ holder: ClusterLock.Holder, _ value: Data, generation: Int64?, on leader: (lease: Int64, ttl: Int)?
+        _ holder: ClusterLock.Holder, _ value: Data, generation: Int64?, on leader: (lease: Int64, leadership: EtcdLeadership)?
     ) async throws(ClusterError) -> (any HeldLock)? {
         let lease: Int64
         if let leader {
@@ -189,8 +189,8 @@ public struct EtcdStore: ClusterStore {
             compares: compares, puts: [(lockKey, value, lease), (generationKey, Data(holder.description.utf8), nil)])
         if let created {
             return EtcdHeldLock(
-                client: client, key: lockKey, lease: lease, epoch: created, holder: holder, ttl: leader?.ttl ?? Self.lockTTL,
-                ownsLease: leader == nil)
+                client: client, key: lockKey, lease: lease, epoch: created, holder: holder,
+                ttl: leader?.leadership.ttl ?? Self.lockTTL, leadership: leader?.leadership)
         }
         if leader == nil { await client.revoke(lease) }
         return nil
@@ -225,7 +225,7 @@ public struct EtcdStore: ClusterStore {
     ) async throws(ClusterError) -> (any HeldLock)? {
         guard generation.holder == nil else { return nil }
         let holder = ClusterLock.Holder.current(command: command)
-        let leader = (leadership as? EtcdLeadership).flatMap { held in held.leadingLease.map { (lease: $0, ttl: held.ttl) } }
+        let leader = (leadership as? EtcdLeadership).flatMap { held in held.leadingLease.map { (lease: $0, leadership: held) } }
         return try await take(holder, try encode(holder), generation: generation.revision, on: leader)
     }
 
@@ -283,7 +283,7 @@ final class LastSeenState: @unchecked Sendable {
 /// The cluster lock in etcd: a key on a lease, renewed every third of its TTL while held.
 /// Its epoch is the revision that created the key. A renewal that fails, or that finds the
 /// lease gone (TTL 0), ends the holder's right to act: ``verify()`` fails from then on.
-/// `ownsLease` false: the lease is the watcher's leadership's (renewed by both); released,
+/// With `leadership`, the lease is the watcher's leadership's (renewed by both); released,
 /// only the key goes.
 final class EtcdHeldLock: HeldLock, @unchecked Sendable {
     let client: EtcdClient
@@ -292,20 +292,23 @@ final class EtcdHeldLock: HeldLock, @unchecked Sendable {
     let epoch: Int64
     let holder: ClusterLock.Holder
     let ttl: Int
-    let ownsLease: Bool
+    let leadership: EtcdLeadership?
     private let state = NSLock()
     private var renewed = ContinuousClock.now
     private var lost: String?
     private var keeper: Task<Void, Never>?
 
-    init(client: EtcdClient, key: String, lease: Int64, epoch: Int64, holder: ClusterLock.Holder, ttl: Int, ownsLease: Bool = true) {
+    init(
+        client: EtcdClient, key: String, lease: Int64, epoch: Int64, holder: ClusterLock.Holder, ttl: Int,
+        leadership: EtcdLeadership? = nil
+    ) {
         self.client = client
         self.key = key
         self.lease = lease
         self.epoch = epoch
         self.holder = holder
         self.ttl = ttl
-        self.ownsLease = ownsLease
+        self.leadership = leadership
         keeper = Task { [weak self, client] in
             while !Task.isCancelled {
                 try? await Task.sleep(for: .seconds(Double(ttl) / 3))
@@ -350,9 +353,17 @@ final class EtcdHeldLock: HeldLock, @unchecked Sendable {
     func release() async {
         keeper?.cancel()
         keeper = nil
-        guard ownsLease else {
-            // The leader's lease stays: the key alone goes, if it is still this one.
-            _ = try? await client.delete(key, ifCreated: epoch)
+        if let leadership {
+            // The leader's lease stays: the key alone goes, if it is still this one. A key
+            // left there would hold the lock for as long as this watcher leads (the lease is
+            // renewed), and this watcher would wait on itself: a delete that fails is tried
+            // again, then the leadership is given up, so that nobody renews the lease and it
+            // ends within its TTL, with the key (next tick campaigns afresh).
+            for attempt in 1...3 {
+                if (try? await client.delete(key, ifCreated: epoch)) != nil { return }
+                try? await Task.sleep(for: .milliseconds(100 * attempt))
+            }
+            await leadership.resign()
             return
         }
         // Revoking the lease deletes the key with it.
