@@ -67,9 +67,11 @@ public struct EtcdStore: ClusterStore {
             let value = try encode(state)
             let put = try await client.put(stateKey, value, ifModRevision: current?.modRevision, fence: fence)
             if put.done {
-                Self.lastSeen.remember(
-                    put.revision.map { EtcdClient.KeyValue(key: stateKey, value: value, createRevision: current?.createRevision ?? $0, modRevision: $0, lease: 0) },
-                    as: lastSeenKey, known: put.revision != nil)
+                let written = put.revision.map { revision in
+                    EtcdClient.KeyValue(
+                        key: stateKey, value: value, createRevision: current?.createRevision ?? revision, modRevision: revision, lease: 0)
+                }
+                Self.lastSeen.remember(written, as: lastSeenKey, known: written != nil)
                 return state
             }
             if let lost = put.fenced { throw lostLock(now: lost) }
@@ -166,7 +168,7 @@ public struct EtcdStore: ClusterStore {
     /// when absent) and the generation key (only when at `generation`, when given). nil
     /// when it was taken or changed; the lease is given back then.
     ///
-    /// `leader`: a watcher's leadership lease (and its TTL). The lock goes on that lease, only
+    /// `leader`: a watcher's leadership and its lease. The lock goes on that lease, only
     /// while the leader key is still on it (one more condition of the same transaction), and
     /// no lease is granted: a grant is a write etcd fsyncs, 10–25 ms here under writers, on the
     /// path of every failover. Such a lock is released by deleting its key (the lease stays
