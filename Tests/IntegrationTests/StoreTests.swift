@@ -33,6 +33,13 @@ struct StoreTests {
         return folder
     }
 
+    /// A folder for the spec and a real etcd on `port`; both removed afterwards.
+    static func withEtcdFolder(port: Int, _ body: (TestEtcd, String) async throws -> Void) async throws {
+        let folder = try folder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        try await withEtcd(port: port) { etcd in try await body(etcd, folder) }
+    }
+
     /// The conformance table: what every store must do alike.
     static func conformance(_ store: any ClusterStore) async throws {
         // State: nothing, then created, then changed atomically.
@@ -125,9 +132,7 @@ struct StoreTests {
 
     @Test("etcd")
     func etcd() async throws {
-        let folder = try Self.folder()
-        defer { try? FileManager.default.removeItem(atPath: folder) }
-        try await withEtcd(port: 23790) { etcd in
+        try await Self.withEtcdFolder(port: 23790) { etcd, folder in
             // The table checks what the store keeps, not how fast: a call may take longer
             // than the default second while the whole suite starts at once on two cores
             // (one did, in CI).
@@ -139,9 +144,7 @@ struct StoreTests {
 
     @Test("etcd: 1,000 history events, one key each: the store keeps working and history lists them in order")
     func etcdHistory() async throws {
-        let folder = try Self.folder()
-        defer { try? FileManager.default.removeItem(atPath: folder) }
-        try await withEtcd(port: 23802) { etcd in
+        try await Self.withEtcdFolder(port: 23802) { etcd, folder in
             let spec = try Self.spec(folder, etcd: etcd.endpoint, timeout: 5)
             let store = Stores.of(spec)
             for i in 0..<1000 {
@@ -167,9 +170,7 @@ struct StoreTests {
 
     @Test("etcd: a state write starts from what this process last saw, and loses no change another writer made since")
     func etcdRemembered() async throws {
-        let folder = try Self.folder()
-        defer { try? FileManager.default.removeItem(atPath: folder) }
-        try await withEtcd(port: 23804) { etcd in
+        try await Self.withEtcdFolder(port: 23804) { etcd, folder in
             let store = Stores.of(try Self.spec(folder, etcd: etcd.endpoint, timeout: 5))
             let other = EtcdClient(endpoints: [URL(string: etcd.endpoint)!], timeout: 5)
             let key = "/pgc-test/storetest/state"
@@ -233,9 +234,7 @@ struct StoreTests {
 
     @Test("etcd: a leading watcher's lock is on its leadership lease; released, the leader stays; a lock taken since is not deleted")
     func etcdLockOnLeadership() async throws {
-        let folder = try Self.folder()
-        defer { try? FileManager.default.removeItem(atPath: folder) }
-        try await withEtcd(port: 23806) { etcd in
+        try await Self.withEtcdFolder(port: 23806) { etcd, folder in
             let store = Stores.of(try Self.spec(folder, etcd: etcd.endpoint, timeout: 5))
             let raw = EtcdClient(endpoints: [URL(string: etcd.endpoint)!], timeout: 5)
             let (lockKey, leaderKey) = ("/pgc-test/storetest/lock", "/pgc-test/storetest/leader")
@@ -287,11 +286,7 @@ struct StoreTests {
             await stranded.release()
             #expect(kill(etcd.pid, SIGCONT) == 0)
             #expect(!second.isLeader, "a release that failed kept the leadership (and so the lease, and the lock)")
-            var gone = false
-            for _ in 0..<100 where !gone {
-                gone = (try? await raw.get(lockKey)) == .some(nil)
-                if !gone { try await Task.sleep(for: .milliseconds(200)) }
-            }
+            let gone = await pollUntil(20, every: .milliseconds(200)) { try await raw.get(lockKey) == nil }
             #expect(gone, "the lock stayed after a release that failed")
         }
     }
@@ -307,9 +302,7 @@ struct StoreTests {
 
     @Test("etcd: a leader that cannot renew stops leading within TTL/2; a dead lock holder's lease lets go")
     func etcdFailures() async throws {
-        let folder = try Self.folder()
-        defer { try? FileManager.default.removeItem(atPath: folder) }
-        try await withEtcd(port: 23792) { etcd in
+        try await Self.withEtcdFolder(port: 23792) { etcd, folder in
             let store = Stores.of(try Self.spec(folder, etcd: "\(etcd.endpoint), http://127.0.0.1:23799"))
             let leader = store.leadership(id: "watcher-1", ttl: 4)
             #expect(await leader.campaign())

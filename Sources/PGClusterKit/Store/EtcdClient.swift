@@ -112,7 +112,7 @@ public final class EtcdClient: @unchecked Sendable {
         if let lease { put["lease"] = String(lease) }
         let reply = try await call(
             "/v3/kv/txn", ["compare": compares, "success": [["request_put": put]], "failure": failure])
-        if reply["succeeded"] as? Bool == true { return (true, nil, nil, Self.int((reply["header"] as? [String: Any])?["revision"])) }
+        if reply["succeeded"] as? Bool == true { return (true, nil, nil, Self.revision(of: reply)) }
         let responses = reply["responses"] as? [[String: Any]] ?? []
         func kv(_ index: Int) -> KeyValue? {
             guard index < responses.count, let range = responses[index]["response_range"] as? [String: Any] else { return nil }
@@ -138,7 +138,7 @@ public final class EtcdClient: @unchecked Sendable {
         }
         let reply = try await call("/v3/kv/txn", ["compare": compares, "success": requests])
         guard reply["succeeded"] as? Bool == true else { return nil }
-        guard let revision = Self.int((reply["header"] as? [String: Any])?["revision"]) else {
+        guard let revision = Self.revision(of: reply) else {
             throw ClusterError("etcd answered a transaction without its revision: \(reply)")
         }
         return revision
@@ -350,6 +350,11 @@ public final class EtcdClient: @unchecked Sendable {
         if let text = value as? String { return Int64(text) }
         if let number = value as? NSNumber { return number.int64Value }
         return nil
+    }
+
+    /// The store's revision a reply was made at (its header's): after a write, the write's.
+    static func revision(of reply: [String: Any]) -> Int64? {
+        int((reply["header"] as? [String: Any])?["revision"])
     }
 
     static func keyValue(_ object: [String: Any]) -> KeyValue? {

@@ -219,12 +219,7 @@ final class TestCluster: @unchecked Sendable {
 
     /// ``eventually(_:_:)`` for a condition that awaits (a pgcluster run).
     func eventuallyAsync(_ timeout: Double = 20, _ condition: () async throws -> Bool) async -> Bool {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            if (try? await condition()) == true { return true }
-            try? await Task.sleep(for: .milliseconds(100))
-        }
-        return (try? await condition()) == true
+        await pollUntil(timeout, every: .milliseconds(100), condition)
     }
 
     func postmasterPID(_ node: String) -> pid_t? {
