@@ -134,6 +134,19 @@ struct SplitBrainTests {
             try await cluster.initCluster()
             try cluster.sql("node0", "CREATE TABLE t (id int)")
             try cluster.sql("node0", "INSERT INTO t SELECT generate_series(1, 500)")
+            // What the put-back reads is what ALTER SYSTEM wrote, also in a session that has not
+            // taken the reload yet (SHOW there still gave the conninfo before, in CI once, and
+            // the standby was left frozen). On the primary, where primary_conninfo does nothing.
+            let session = try cluster.connect("node0")
+            for round in 1...20 {
+                let value = round % 2 == 0 ? "" : "host=nowhere application_name=round\(round)"
+                try session.query("ALTER SYSTEM SET primary_conninfo = \(ConfigText.sqlLiteral(value))")
+                try session.query("SELECT pg_reload_conf()")
+                #expect(try session.query(ServerOps.configuredConninfo).scalar == value, "round \(round)")
+            }
+            try session.query("ALTER SYSTEM RESET primary_conninfo")
+            try session.query("SELECT pg_reload_conf()")
+            session.close()
             try cluster.kill9Postmaster("node0")
 
             let out = "\(cluster.root)/failover.out"

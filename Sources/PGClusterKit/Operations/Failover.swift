@@ -360,11 +360,16 @@ public struct Failover: Sendable {
     /// standbys this run froze, and only where it is still empty, so that it never undoes
     /// what another command did meanwhile. All at once, each within 5 s; one that does not
     /// answer (the dead candidate, say) is said, with what sets it to follow.
+    ///
+    /// "Still empty" is read from the configuration files (what ALTER SYSTEM wrote), not the
+    /// session's `SHOW`: a session takes a reload only when the postmaster passes it on, so
+    /// right after the freeze's reload it can still show the conninfo the freeze replaced,
+    /// and the standby would have been left frozen.
     func restore(_ standbys: [NodeObservation]) async {
         let ops = ops
         let results = await parallel(standbys) { standby throws(ClusterError) in
-            let still = try await ops.execute(standby.node, ["SHOW primary_conninfo"], timeout: 5)
-            guard still.scalar == "" else { return }
+            let still = try await ops.execute(standby.node, [ServerOps.configuredConninfo], timeout: 5)
+            guard (still.scalar ?? "") == "" else { return }
             try await ops.execute(
                 standby.node,
                 ["ALTER SYSTEM SET primary_conninfo = \(ConfigText.sqlLiteral(standby.primaryConninfo))", "SELECT pg_reload_conf()"],

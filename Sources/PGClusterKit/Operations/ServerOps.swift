@@ -104,6 +104,13 @@ public struct ServerOps: Sendable {
         }
     }
 
+    /// The `primary_conninfo` the configuration files give (the last of its lines; none: the
+    /// empty default), as ALTER SYSTEM left it, whether or not this session took the reload yet.
+    static let configuredConninfo = """
+        SELECT coalesce((SELECT setting FROM pg_file_settings WHERE name = 'primary_conninfo' \
+        ORDER BY seqno DESC LIMIT 1), '')
+        """
+
     /// Cuts a standby off from whatever it streams from, and waits until its WAL receiver
     /// has stopped: from then on it acknowledges nothing and its LSNs stand still.
     public func freeze(_ node: NodeSpec) async throws(ClusterError) {
