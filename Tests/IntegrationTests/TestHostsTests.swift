@@ -48,6 +48,32 @@ struct TestHostsTests {
                     + "if kill -0 \"$pid\" 2>/dev/null; then echo \"sleep $pid still runs on h1\"; exit 1; fi",
             ])
             #expect(ended.status == 0, "\(ended.stdout)\(ended.stderr)")
+
+            // A server program (pg_rewind, pg_basebackup: no deadline) ends on the host when
+            // its command does: its task cancelled (the watcher stopping a rejoin), or the
+            // process that holds ssh's stdin gone (pgcluster SIGKILLed: the kernel closes it).
+            let server = SSHHost(transport: hosts.transport(2), serverUser: "postgres")
+            let cancelledPid = "/tmp/pgct-cancelled.pid"
+            let running = Task {
+                try await server.run(
+                    ["/bin/sh", "-c", "echo $$ > \(cancelledPid); exec sleep 60"], environment: ["PGCT": "a value"], input: nil,
+                    progress: false)
+            }
+            #expect(await hosts.endsOnHost(2, pidFile: cancelledPid) { running.cancel() }, "the cancelled command's program runs on")
+            _ = try? await running.value
+
+            let orphanPid = "/tmp/pgct-orphan.pid"
+            let command = hosts.transport(2).command(
+                ["/bin/sh", "-c", SSHHost.tied, "sh", "0", "/bin/sh", "-c", "echo $$ > \(orphanPid); exec sleep 60"], tied: true)
+            let ssh = Process()
+            ssh.executableURL = URL(fileURLWithPath: command.executable)
+            ssh.arguments = command.arguments
+            let stdin = Pipe()
+            ssh.standardInput = stdin
+            ssh.standardOutput = FileHandle.nullDevice
+            try ssh.run()
+            #expect(await hosts.endsOnHost(2, pidFile: orphanPid) { try? stdin.fileHandleForWriting.close() }, "the orphaned program runs on")
+            ssh.waitUntilExit()
         }
     }
 
@@ -217,5 +243,26 @@ struct TestHostsTests {
                     + " over the open master \(String(format: "%.1f", median(warm))) ms")
             #expect(median(warm) < median(fresh))
         }
+    }
+}
+
+extension TestHosts {
+    /// Waits (30 s at most) until `pidFile` on `host` names a running program, does `end`,
+    /// then waits (30 s at most) until that program no longer runs there: whether it did.
+    func endsOnHost(_ host: Int, pidFile: String, _ end: () -> Void) async -> Bool {
+        let started = await exec(host, [
+            "/bin/sh", "-c",
+            "i=0; until [ -s \(pidFile) ] && kill -0 \"$(cat \(pidFile))\" 2>/dev/null; do [ $i -lt 300 ] || exit 1; sleep 0.1; i=$((i + 1)); done",
+        ])
+        guard started.status == 0 else {
+            Issue.record("the program never started on h\(host): \(started.stderr)")
+            return false
+        }
+        end()
+        let ended = await exec(host, [
+            "/bin/sh", "-c",
+            "pid=$(cat \(pidFile)); i=0; while kill -0 \"$pid\" 2>/dev/null; do [ $i -lt 300 ] || exit 1; sleep 0.1; i=$((i + 1)); done; rm -f \(pidFile)",
+        ])
+        return ended.status == 0
     }
 }

@@ -228,6 +228,31 @@ public struct SSHHost: Host {
         exec "$@"
         """#
 
+    /// The ``launcher`` for a program without input, which ends with its ssh session: ssh's
+    /// stdin stays open while pgcluster waits for it (``Command/holdStdin``), and the rest of
+    /// it, after the variables, is read here beside the program. Its end (pgcluster gone,
+    /// SIGKILL included, its ssh killed, a watcher's rejoin cancelled) sends SIGTERM to the
+    /// program's process group here. Without it a pg_rewind or pg_basebackup whose command
+    /// was stopped went on writing into the node's folder, beside the next rejoin's copy (on
+    /// this machine a parent-death signal does the same, ``LocalRunner/endsWithUs``). A
+    /// postmaster that pg_ctl starts leaves the group (setsid) and runs on, as it must.
+    /// (stdin goes through fd 3: an asynchronous list's own stdin is /dev/null.)
+    static let tied = #"""
+        cd / || exit 1
+        n=$1; shift
+        while [ "$n" -gt 0 ]; do IFS= read -r kv || exit 70; export "$kv"; n=$((n - 1)); done
+        exec 3<&0 </dev/null
+        "$@" 3<&- &
+        program=$!
+        { while IFS= read -r _ <&3; do :; done; kill -TERM 0; } &
+        session=$!
+        exec 3<&-
+        wait "$program"
+        status=$?
+        kill "$session" 2>/dev/null
+        exit "$status"
+        """#
+
     public func run(_ argv: [String], environment: [String: String], input: Data?, progress: Bool) async throws(ClusterError)
         -> CommandResult
     {
@@ -235,8 +260,8 @@ public struct SSHHost: Host {
         var stdin = Data(variables.utf8)
         if let input { stdin.append(input) }
         return try await transport.run(
-            ["/bin/sh", "-c", Self.launcher, "sh", String(environment.count)] + asServer + argv,
-            input: stdin.isEmpty ? nil : stdin)
+            ["/bin/sh", "-c", input == nil ? Self.tied : Self.launcher, "sh", String(environment.count)] + asServer + argv,
+            input: stdin.isEmpty ? nil : stdin, tied: input == nil)
     }
 
     /// A small shell program, run as the login (for folders it may have to create above the

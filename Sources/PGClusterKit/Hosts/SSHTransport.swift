@@ -68,12 +68,15 @@ public struct SSHTransport: Sendable {
         return options
     }
 
-    /// The ssh command that runs `arguments` on the host, with `input` on its stdin.
-    public func command(_ arguments: [String], input: Data? = nil, timeout: Double? = nil) -> Command {
+    /// The ssh command that runs `arguments` on the host, with `input` on its stdin; `tied`:
+    /// ssh's stdin stays open until ssh ends (``Command/holdStdin``).
+    public func command(_ arguments: [String], input: Data? = nil, timeout: Double? = nil, tied: Bool = false) -> Command {
         // The login and the host after "-l" and "--": neither can ever be read as an option.
-        Command(
+        var command = Command(
             Self.executable, options + ["-l", user, "--", host, ShellQuote.line(Self.bounded(arguments, by: timeout))],
             input: input, timeout: timeout)
+        command.holdStdin = tied
+        return command
     }
 
     /// With a deadline, the program runs on the host under coreutils' `timeout`: the deadline
@@ -94,7 +97,9 @@ public struct SSHTransport: Sendable {
     /// failed (unreachable host, refused key, changed host key): the program did not run.
     /// With `timeout`, ssh and all it started here are killed at the deadline (a failure: what
     /// was asked there is unknown), and the program on the host two seconds later (``bounded``).
-    public func run(_ arguments: [String], input: Data? = nil, timeout: Double? = nil) async throws(ClusterError) -> CommandResult {
+    public func run(
+        _ arguments: [String], input: Data? = nil, timeout: Double? = nil, tied: Bool = false
+    ) async throws(ClusterError) -> CommandResult {
         guard controlDirectory.utf8.count <= Self.maxControlDirectoryLength else {
             throw ClusterError(
                 "the folder for ssh's connection sockets, \(controlDirectory), is \(controlDirectory.utf8.count) bytes long;"
@@ -105,7 +110,7 @@ public struct SSHTransport: Sendable {
             try? FileManager.default.createDirectory(
                 atPath: controlDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         }
-        let result = try await runner.run(command(arguments, input: input, timeout: timeout))
+        let result = try await runner.run(command(arguments, input: input, timeout: timeout, tied: tied))
         if result.status == 255 {
             // Exit 255 is ssh's own: a known failure says what to check; any other is still
             // a transport that failed, never a program's answer (no script of ours exits 255).

@@ -16,6 +16,9 @@ public struct Command: Sendable, Equatable, CustomStringConvertible {
     /// Seconds after which the program and its process group are killed (SIGKILL) and the
     /// result is status -1; nil: no deadline (pg_basebackup of a large cluster may take hours).
     public var timeout: Double?
+    /// stdin stays open until the program ends (``Spawn``'s `holdStdin`): an ssh whose
+    /// program on the host ends with the session (``SSHHost/tied``).
+    public var holdStdin = false
 
     public init(
         _ executable: String, _ arguments: [String], environment: [String: String] = [:], user: OSUser? = nil,
@@ -122,6 +125,7 @@ public struct LocalRunner: CommandRunning {
         let envp = environment.map { "\($0.key)=\($0.value)" }
         let stderr: Spawn.Sink = command.passthroughStderr ? .inherit : .pipe
         let input = command.input
+        let holdStdin = command.holdStdin
         let timeout = command.timeout
         // A cancelled task (the watcher stopping a rejoin because a failover is due) ends the
         // program now, whether it has a deadline or not.
@@ -130,7 +134,8 @@ public struct LocalRunner: CommandRunning {
         let outcome = await withTaskCancellationHandler {
             await Blocking.run {
                 Spawn.run(
-                    argv, environment: envp, input: input, stdout: .pipe, stderr: stderr, timeout: timeout, directory: folder, child: child)
+                    argv, environment: envp, input: input, holdStdin: holdStdin, stdout: .pipe, stderr: stderr, timeout: timeout,
+                    directory: folder, child: child)
             }
         } onCancel: {
             child.cancel()

@@ -62,6 +62,10 @@ public enum Spawn {
     /// Runs `argv` (argv[0] an absolute path) to its end. Blocks the calling thread.
     /// - Parameters:
     ///   - input: written to the child's stdin, which is then closed; without it stdin is /dev/null.
+    ///   - holdStdin: stdin is a pipe (with `input` written to it) that stays open until the
+    ///     child has ended: the child reads its end only when we end, also by SIGKILL, when
+    ///     the kernel closes our side. An ssh gives that end to the program on the host,
+    ///     which stops with it (``SSHHost/tied``).
     ///   - timeout: a deadline that really ends the program, piped or not: the child starts in a
     ///     process group of its own, and when the deadline passes the whole group (the program
     ///     and whatever it started that stayed in the group: an ssh, a shell's children) gets
@@ -72,8 +76,8 @@ public enum Spawn {
     ///     cancelled task) can end it: its process group when it has one of its own, else
     ///     the program itself. The outcome is then what SIGKILL left (status 137).
     public static func run(
-        _ argv: [String], environment: [String], input: Data? = nil, stdout: Sink, stderr: Sink, timeout: Double? = nil,
-        directory: String? = nil, child: Child? = nil
+        _ argv: [String], environment: [String], input: Data? = nil, holdStdin: Bool = false, stdout: Sink, stderr: Sink,
+        timeout: Double? = nil, directory: String? = nil, child: Child? = nil
     ) -> Result<CommandResult, ClusterError> {
         let executable = argv[0]
         let usesPipe = stdout == .pipe || stderr == .pipe
@@ -82,15 +86,16 @@ public enum Spawn {
         defer { posix_spawn_file_actions_destroy(&actions) }
         if let directory {
             guard let addChdir = Self.addChdir else {
-                return run(["/usr/bin/env", "-C", directory, "--"] + argv, environment: environment, input: input, stdout: stdout, stderr: stderr,
-                           timeout: timeout, child: child)
+                return run(["/usr/bin/env", "-C", directory, "--"] + argv, environment: environment, input: input, holdStdin: holdStdin,
+                           stdout: stdout, stderr: stderr, timeout: timeout, child: child)
             }
             _ = addChdir(&actions, directory)
         }
 
         lock.lock()
         var inputFDs: [Int32] = [-1, -1]
-        if input != nil {
+        let stdinPipe = input != nil || holdStdin
+        if stdinPipe {
             guard pipe(&inputFDs) == 0 else {
                 lock.unlock()
                 return .failure(ClusterError("cannot run \(executable): pipe: \(String(cString: strerror(errno)))"))
@@ -105,7 +110,7 @@ public enum Spawn {
         if usesPipe {
             guard pipe(&fds) == 0 else {
                 lock.unlock()
-                if input != nil { inputFDs.forEach { close($0) } }
+                if stdinPipe { inputFDs.forEach { close($0) } }
                 return .failure(ClusterError("cannot run \(executable): pipe: \(String(cString: strerror(errno)))"))
             }
             _ = fcntl(fds[0], F_SETFD, FD_CLOEXEC)
@@ -151,20 +156,25 @@ public enum Spawn {
         }
         let spawned = posix_spawn(&pid, executable, &actions, &attributes, cArgv, cEnvp)
         if usesPipe { close(fds[1]) }
-        if input != nil { close(inputFDs[0]) }
+        if stdinPipe { close(inputFDs[0]) }
         lock.unlock()
         guard spawned == 0 else {
             if usesPipe { close(fds[0]) }
-            if input != nil { close(inputFDs[1]) }
+            if stdinPipe { close(inputFDs[1]) }
             return .failure(ClusterError("cannot run \(executable)\(directory.map { " in \($0)" } ?? ""): \(String(cString: strerror(spawned)))"))
         }
         Interrupts.started(pid, ownGroup: ownGroup)
         child?.started(pid, ownGroup: ownGroup)
-        if let input {
+        // Held open: the thread that writes it closes it once the child has ended (told
+        // below, after the reap), never while it may still write to it.
+        let childEnded = holdStdin ? DispatchSemaphore(value: 0) : nil
+        defer { childEnded?.signal() }
+        if stdinPipe {
             // On a thread of its own: a child that reads its input only after writing output
             // (or never reads it) must not block our reading of that output.
             let fd = inputFDs[1]
-            Thread.detachNewThread { feed(input, to: fd) }
+            let data = input ?? Data()
+            Thread.detachNewThread { feed(data, to: fd, closeAfter: childEnded) }
         }
 
         let deadline = timeout.map { Date().addingTimeInterval($0) }
@@ -318,7 +328,8 @@ public enum Spawn {
 
     /// Writes `data` to `fd` and closes it. A child that exits without reading all of it
     /// ends the write with EPIPE: SIGPIPE is blocked on this thread, so it cannot kill us.
-    private static func feed(_ data: Data, to fd: Int32) {
+    /// Writes `data` to `fd`, then closes it: at once, or once `closeAfter` is signalled.
+    private static func feed(_ data: Data, to fd: Int32, closeAfter: DispatchSemaphore? = nil) {
         var blocked = sigset_t()
         sigemptyset(&blocked)
         sigaddset(&blocked, SIGPIPE)
@@ -336,6 +347,7 @@ public enum Spawn {
                 }
             }
         }
+        closeAfter?.wait()
         close(fd)
     }
 }
