@@ -179,17 +179,33 @@ final class Listener: @unchecked Sendable {
         }
     }
 
-    func close() { Glibc.shutdown(fd, Int32(SHUT_RDWR)); Glibc.close(fd) }
+    /// Whether a thread of ``answerEvery(with:readFirst:keepOpen:)`` accepts on `fd`: it then
+    /// closes it, once its accept fails. Closed here under its feet, the number could go to
+    /// the next test's listener before the thread's next accept, which then answered that
+    /// listener's clients with this one's reply (an etcd 503 where a framing case expected a
+    /// broken answer, in a unit test run).
+    private var accepting = false
+
+    /// Stops accepting; the socket is closed by its accepting thread, or here when none.
+    func close() {
+        Glibc.shutdown(fd, Int32(SHUT_RDWR))
+        if !lock.withLock({ accepting }) { Glibc.close(fd) }
+    }
 
     /// On a thread of its own: accepts each connection, reads the request, writes `reply`
     /// (a whole HTTP response) and closes, until the listener is closed. `keepOpen`: answers
     /// every request on a connection until the client closes it, as an HTTP/1.1 server does.
     func answerEvery(with reply: String, readFirst: Bool = true, keepOpen: Bool = false) {
         let fd = fd
+        lock.withLock { accepting = true }
         Thread.detachNewThread { [self] in
             while true {
                 let client = accept(fd, nil, nil)
-                guard client >= 0 else { return }
+                guard client >= 0 else {
+                    // Shut down (or failing): ours to close, and never accepted on again.
+                    Glibc.close(fd)
+                    return
+                }
                 lock.withLock { acceptedCount += 1 }
                 repeat {
                     guard !readFirst || Self.readRequest(client) else { break }
