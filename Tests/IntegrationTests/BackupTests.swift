@@ -139,6 +139,8 @@ struct BackupTests {
             #expect(status.stderr.contains("restore -f \(cluster.specPath) --to latest --in-place --yes"), "status of the destroyed cluster: \(status.stderr)")
             let again = await cluster.run(["init"])
             #expect(again.status == 1 && again.stderr.contains("restore -f \(cluster.specPath) --to latest --in-place --yes"), "\(again.stderr)")
+            // Refused, it leaves nothing (its lock and pgBackRest's files went with local.dir).
+            #expect(!FileManager.default.fileExists(atPath: cluster.dataRoot), "the refused init left local.dir behind")
             let back = await cluster.run(["restore", "--to", "latest", "--in-place", "--yes"])
             #expect(back.status == 0, "restore of the destroyed cluster: \(back.stderr)")
             #expect(back.stderr.contains("the restored roles get new ones"), "\(back.stderr)")
