@@ -5,7 +5,7 @@ import Testing
 @testable import PGClusterRules
 
 /// The same table for both stores: files in local.dir, and a real etcd started here.
-/// etcd on ports 23790-23799.
+/// etcd on ports 23790-23809 (two each).
 @Suite("stores: files and etcd pass one conformance table", .serialized, .clusterLimit)
 struct StoreTests {
     /// - Parameter timeout: `store.etcd.timeout`; the spec's default (1 s) when nil.
@@ -229,6 +229,32 @@ struct StoreTests {
                 return ClusterState(primary: "db_0", synchronous: .init(.async))
             }
             #expect(try await store.loadState()?.primary == "db_0")
+        }
+    }
+
+    @Test("etcd: a holder whose lock went writes nothing: a quorum change's intent is refused by the store itself (its write is fenced by the epoch; no read of the lock before it), and the change stops before the server")
+    func etcdFencedIntent() async throws {
+        try await Self.withEtcdFolder(port: 23808) { etcd, folder in
+            let spec = try Self.spec(folder, etcd: etcd.endpoint, timeout: 5)
+            let store = Stores.of(spec)
+            let raw = EtcdClient(endpoints: [URL(string: etcd.endpoint)!], timeout: 5)
+            try await store.updateState { _ in ClusterState(primary: "db_0", synchronous: .init(.any(1))) }
+            let credentials = Credentials(
+                superuser: .init(user: "postgres", password: "unused"), replication: .init(user: "replicator", password: "unused"))
+            // db_0 (port 5432 of the spec) is never asked: the change stops before it.
+            let change = QuorumChange(credentials: credentials, primary: spec.nodes[0], mode: .any(1), standbys: ["db_1"], intent: spec)
+            try await store.holdingLock(command: "quorum") {
+                // The lock's key goes under the holder (an expired lease, or an operator).
+                try await raw.delete("/pgc-test/storetest/lock")
+                do throws(ClusterError) {
+                    try await change.set()
+                    Issue.record("the change went on without the lock")
+                } catch {
+                    #expect(error.message.contains("stopped before setting synchronous_standby_names on db_0"), "\(error.message)")
+                    #expect(error.message.contains("lost the cluster lock") && error.message.contains("its key is gone"), "\(error.message)")
+                }
+            }
+            #expect(try await store.loadState()?.pending == nil, "the intent was written without the lock")
         }
     }
 

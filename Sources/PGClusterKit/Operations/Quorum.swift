@@ -63,10 +63,17 @@ public struct QuorumChange: Sendable {
     /// recorded as pending first: if pgcluster dies, or the wait that follows fails, the
     /// failover guard still reasons on it until a writer records what the primary has.
     public func set() async throws(ClusterError) {
-        try await HeldLocks.verify(before: "setting synchronous_standby_names on \(primary.name)")
+        // With an intent, its write asks the store whether the lock is still ours (it is
+        // fenced by the epoch): one request, not a read and then the write.
+        let step = "setting synchronous_standby_names on \(primary.name)"
+        try await HeldLocks.verify(before: step, fencedWriteFollows: intent != nil)
         if let intent {
-            try await ClusterRecord.savePending(
-                spec: intent, primary: primary.name, synchronous: .init(mode, standbys: standbys), promotesTo: promotesTo)
+            do throws(ClusterError) {
+                try await ClusterRecord.savePending(
+                    spec: intent, primary: primary.name, synchronous: .init(mode, standbys: standbys), promotesTo: promotesTo)
+            } catch {
+                throw ClusterError("stopped before \(step): \(error.message)", details: error.details)
+            }
         }
         let target = Observer(credentials: credentials).target(primary, connectTimeout: 5)
         do {

@@ -85,7 +85,15 @@ public protocol HeldLock: Sendable {
     /// Throws when the lock is no longer this holder's (lease expired, renewal failed,
     /// another holder took it).
     func verify() async throws(ClusterError)
+    /// What this process can tell without asking the store (a renewal that failed, or is
+    /// overdue): before a step whose first act is a state write, which the store fences by
+    /// the epoch itself, so that asking it first would only add a request.
+    func verifyLocally() throws(ClusterError)
     func release() async
+}
+
+extension HeldLock {
+    public func verifyLocally() throws(ClusterError) {}
 }
 
 /// The cluster lock this process holds now, if any. A command holds one for its whole run;
@@ -101,11 +109,14 @@ public enum HeldLocks {
 
     /// Before an irreversible step (promote, fence, synchronous_standby_names, rewind): the
     /// lock must still be this process's. A holder that lost it stops here and says so.
-    public static func verify(before step: String) async throws(ClusterError) {
+    /// `fencedWriteFollows`: the step begins with a state write, conditional on the epoch in
+    /// the store (``ClusterStore/updateState(_:)``), which is the store's answer; only what
+    /// this process knows is checked here.
+    public static func verify(before step: String, fencedWriteFollows: Bool = false) async throws(ClusterError) {
         try Cancelled.check(before: step)
         guard let held else { return }
         do {
-            try await held.verify()
+            if fencedWriteFollows { try held.verifyLocally() } else { try await held.verify() }
         } catch {
             throw ClusterError(
                 "stopped before \(step): \(error.message)",

@@ -95,7 +95,7 @@ public struct EtcdStore: ClusterStore {
     func lostLock(now: EtcdClient.KeyValue?) -> ClusterError {
         let other = now.flatMap { try? JSONDecoder().decode(ClusterLock.Holder.self, from: $0.value) }
         return ClusterError(
-            "this command lost the cluster lock in \(label) (its lease ran out)"
+            "this command lost the cluster lock in \(label) (" + (now == nil ? "its key is gone: its lease ran out, or it was removed" : "its lease ran out") + ")"
                 + (other.map { "; \($0.description) holds it now" } ?? "")
                 + ": nothing more is written, so that a newer holder's record stands",
             details: ["check what the cluster is now: pgcluster status; pgcluster history"])
@@ -339,16 +339,21 @@ final class EtcdHeldLock: HeldLock, @unchecked Sendable {
     /// Still ours: renewed within half the TTL (a holder paused past that may have lost it,
     /// whatever it finds next), no failed renewal, and the key still the one it created.
     func verify() async throws(ClusterError) {
-        let (problem, age) = state.withLock { (lost, ContinuousClock.now - renewed) }
-        if let problem { throw ClusterError("the cluster lock is no longer held: \(problem)") }
-        if age > .seconds(Double(ttl) / 2) {
-            throw ClusterError("the cluster lock was last renewed \(age) ago, past half its \(ttl) s lease: it may have expired")
-        }
+        try verifyLocally()
         let now = try await client.get(key)
         guard let now, now.createRevision == epoch, now.lease == lease else {
             state.withLock { lost = lost ?? "another holder has it" }
             let other = now.flatMap { try? JSONDecoder().decode(ClusterLock.Holder.self, from: $0.value) }
             throw ClusterError("the cluster lock is no longer held" + (other.map { ": \($0.description) has it" } ?? " (its key is gone)"))
+        }
+    }
+
+    /// No failed renewal, and renewed within half the TTL.
+    func verifyLocally() throws(ClusterError) {
+        let (problem, age) = state.withLock { (lost, ContinuousClock.now - renewed) }
+        if let problem { throw ClusterError("the cluster lock is no longer held: \(problem)") }
+        if age > .seconds(Double(ttl) / 2) {
+            throw ClusterError("the cluster lock was last renewed \(age) ago, past half its \(ttl) s lease: it may have expired")
         }
     }
 
