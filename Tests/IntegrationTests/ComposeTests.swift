@@ -305,8 +305,19 @@ struct ComposeTests {
             #expect(present == summary.acknowledged.count, "lost \(summary.acknowledged.count - (present ?? 0)) acknowledged rows")
             #expect(summary.acknowledged.count > 300)
 
+            // A container left under node0's step name by an earlier command that was stopped
+            // (its `docker` client killed): the rejoin's first step container meets it, removes
+            // it and goes on. (Labelled with the project, so that teardown finds it too.)
+            let stepName = "\(cluster.project)-node0-step"
+            let leftover = await ComposeEngine.docker([
+                "create", "--name", stepName, "--label", "com.docker.compose.project=\(cluster.project)", "postgres:15", "true",
+            ])
+            #expect(leftover.status == 0, "docker create: \(leftover.stderr)")
             let rejoin = await cluster.pgcluster(["rejoin", "node0"])
             #expect(rejoin.status == 0, "rejoin: \(rejoin.stderr)")
+            #expect(rejoin.stderr.contains("the container \(stepName) of an earlier step is still there"), "\(rejoin.stderr)")
+            let named = await ComposeEngine.docker(["ps", "-a", "-q", "--filter", "name=^\(stepName)$"])
+            #expect(named.stdout.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty, "\(stepName) is left: \(named.stdout)")
             #expect(await cluster.waitHealthy(60).status == 0)
             #expect(try cluster.sql("node0", "SELECT pg_is_in_recovery()").scalar == "t")
 

@@ -1,3 +1,4 @@
+import Synchronization
 import Testing
 
 @testable import PGClusterKit
@@ -28,7 +29,7 @@ struct ComposeCommandsTests {
         folder: "db_0", volume: "db_0-data", image: "postgres:15", environment: ["PGDATA=/var/lib/postgresql/data", "NODE_NAME=db_0"])
     /// `docker run` of such a container, up to its user.
     let offline = [
-        "docker", "run", "--rm", "--network", "none", "-v", "demo_db_0-data:/var/lib/postgresql/data",
+        "docker", "run", "--rm", "--network", "none", "--name", "demo-db_0-step", "-v", "demo_db_0-data:/var/lib/postgresql/data",
         "-v", "/srv/pg/compose/db_0:/etc/pgcluster:ro",
         "-v", "/srv/pg/compose/pgcluster-entrypoint.sh:/usr/local/bin/pgcluster-entrypoint.sh:ro",
         "-e", "PGDATA=/var/lib/postgresql/data", "-e", "NODE_NAME=db_0",
@@ -50,13 +51,13 @@ struct ComposeCommandsTests {
         #expect(
             rewind
                 == base + [
-                    "run", "--rm", "--no-deps", "-T", "-u", "postgres", "-e", "PGPASSWORD", "--entrypoint", "pg_rewind", "db_0",
+                    "run", "--rm", "--no-deps", "-T", "--name", "demo-db_0-step", "-u", "postgres", "-e", "PGPASSWORD", "--entrypoint", "pg_rewind", "db_0",
                     "--target-pgdata=/var/lib/postgresql/data", "--source-server=host=db_1 port=5432 user=postgres dbname=postgres",
                 ])
         #expect(!rewind.contains { $0.hasPrefix("PGPASSWORD=") })
         #expect(
             commands.hasData("db_0")
-                == base + ["run", "--rm", "--no-deps", "-T", "-u", "postgres", "--entrypoint", "test", "db_0", "-s", "/var/lib/postgresql/data/PG_VERSION"])
+                == base + ["run", "--rm", "--no-deps", "-T", "--name", "demo-db_0-step", "-u", "postgres", "--entrypoint", "test", "db_0", "-s", "/var/lib/postgresql/data/PG_VERSION"])
     }
 
     @Test("follow and clone run the node's own entrypoint in a mode; follow needs no network nor password")
@@ -72,7 +73,7 @@ struct ComposeCommandsTests {
         #expect(
             commands.clone("db_0", upstreamHost: "db_1", upstreamPort: 5432, slot: "pgcluster_db_0")
                 == base + [
-                    "run", "--rm", "--no-deps", "-T", "-e", "PGCLUSTER_ENTRYPOINT_MODE=clone", "-e", "PRIMARY_HOST=db_1",
+                    "run", "--rm", "--no-deps", "-T", "--name", "demo-db_0-step", "-e", "PGCLUSTER_ENTRYPOINT_MODE=clone", "-e", "PRIMARY_HOST=db_1",
                     "-e", "PRIMARY_PORT=5432", "-e", "SLOT_NAME=pgcluster_db_0", "db_0",
                 ])
         #expect(commands.remove("db_2") == base + ["rm", "-s", "-f", "db_2"])
@@ -145,6 +146,31 @@ struct ComposeCommandsTests {
     }
 
     /// A runner that records what it is asked to run and answers from a script.
+    @Test("a step container whose name an earlier, stopped step left is removed (docker rm -f) and the step run again, once; said on stderr")
+    func leftoverStepContainer() async throws {
+        let recorder = Recorder { command in
+            let isStep = command.arguments.contains("--name")
+            let first = isStep && !ComposeCommandsTests.seenStep.withLock { seen in defer { seen = true }; return seen }
+            if first {
+                return CommandResult(status: 125, output: "Error response from daemon: Conflict. The container name \"/demo-db_0-step\" is already in use")
+            }
+            return CommandResult(status: 0, output: "")
+        }
+        let cluster = ComposeCluster(spec: try spec(), runner: recorder, tool: ["docker", "compose"])
+        _ = try await cluster.runner.run(cluster.command(await cluster.commands().hasData("db_0")))
+        let lines = recorder.commands.map { [($0.executable as NSString).lastPathComponent] + $0.arguments }
+        #expect(lines.count == 3)
+        #expect(lines[1] == ["docker", "rm", "-f", "demo-db_0-step"])
+        #expect(lines[0] == lines[2])
+        // Any other failure is the step's own: nothing removed, not run again.
+        let failing = Recorder { _ in CommandResult(status: 1, output: "pg_rewind: fatal: could not connect") }
+        let other = ComposeCluster(spec: try spec(), runner: failing, tool: ["docker", "compose"])
+        let result = try await other.runner.run(other.command(await other.commands().hasData("db_0")))
+        #expect(result.status == 1 && failing.commands.count == 1)
+    }
+
+    static let seenStep = Mutex(false)
+
     final class Recorder: CommandRunning, @unchecked Sendable {
         var commands: [Command] = []
         let answer: (Command) -> CommandResult
@@ -179,7 +205,7 @@ struct ComposeCommandsTests {
         let prefix = ["docker", "compose", "--project-directory", "/srv/pg/compose", "-f", "/srv/pg/compose/docker-compose.yml", "-p", "demo"]
         #expect(lines.count == 2)
         #expect(lines.first == prefix + [
-            "run", "--rm", "--no-deps", "-T", "-u", "postgres", "-e", "PGPASSWORD", "--entrypoint", "pg_rewind", "db_0",
+            "run", "--rm", "--no-deps", "-T", "--name", "demo-db_0-step", "-u", "postgres", "-e", "PGPASSWORD", "--entrypoint", "pg_rewind", "db_0",
             "--target-pgdata=/var/lib/postgresql/data", // TLS is on by default: pg_rewind checks the source against the CA in the config mount.
             "--source-server=host=db_1 port=5432 user=postgres dbname=postgres connect_timeout=5"
                 + " sslmode=verify-full sslrootcert=/etc/pgcluster/tls/ca.crt",

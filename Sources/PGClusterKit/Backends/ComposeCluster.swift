@@ -78,10 +78,18 @@ public struct ComposeCommands: Sendable, Equatable {
         base + ["logs", "--no-color", "--tail", String(lines), service]
     }
 
+    /// The name of a node's step container (a one-off: pg_rewind, a clone, pg_controldata,
+    /// a single-user recovery). Steps on a node never overlap under the cluster lock, so a
+    /// container found under this name is an earlier step's whose command was stopped: a
+    /// killed `docker` client leaves its container running (a pg_rewind or a copy still
+    /// writing into the node's volume) or, with `compose run --rm`, never removed.
+    /// ``ComposeCluster`` then removes it and runs the step again (``StepContainers``).
+    public func stepContainer(_ service: String) -> String { "\(project)-\(service)-step" }
+
     /// A one-off container of the service, on the project's network with its volume, to
     /// work on the data of a stopped server with other nodes in reach (pg_rewind, clone).
     func oneOff(_ service: String, user: String? = nil, environment: [String] = [], entrypoint: String?) -> [String] {
-        var line = base + ["run", "--rm", "--no-deps", "-T"]
+        var line = base + ["run", "--rm", "--no-deps", "-T", "--name", stepContainer(service)]
         if let user { line += ["-u", user] }
         for variable in environment { line += ["-e", variable] }
         if let entrypoint { line += ["--entrypoint", entrypoint] }
@@ -113,7 +121,7 @@ public struct ComposeCommands: Sendable, Equatable {
     func offline(_ node: Node, user: String?, environment: [String] = [], entrypoint: String, _ arguments: [String]) -> [String] {
         typealias Path = ComposeRenderer.ContainerPath
         var line = [
-            "docker", "run", "--rm", "--network", "none",
+            "docker", "run", "--rm", "--network", "none", "--name", stepContainer(node.folder),
             "-v", "\(project)_\(node.volume):\(Path.dataDir)",
             "-v", "\(projectDirectory)/\(node.folder):\(Path.configDir):ro",
             "-v", "\(projectDirectory)/\(ComposeRenderer.FileName.entrypoint):\(Path.entrypoint):ro",
@@ -237,8 +245,34 @@ public struct ComposeCluster: ServerControl {
     public init(spec: ClusterSpec, templates: TemplateSet = .embedded, runner: any CommandRunning = LocalRunner(), tool: [String]? = nil) {
         self.spec = spec
         self.renderer = Renderer(spec: spec, templates: templates)
-        self.runner = runner
+        self.runner = StepContainers(base: runner)
         self.tool = ToolChoice(tool)
+    }
+
+    /// Runs the compose backend's programs; a step container whose name is taken
+    /// (``ComposeCommands/stepContainer(_:)``: an earlier step's, whose command was stopped)
+    /// is removed (`docker rm -f`, which also stops one still running), said, and the step
+    /// run again, once.
+    struct StepContainers: CommandRunning {
+        let base: any CommandRunning
+
+        func run(_ command: Command) async throws(ClusterError) -> CommandResult {
+            let result = try await base.run(command)
+            guard !result.succeeded, result.output.contains("already in use"),
+                let flag = command.arguments.firstIndex(of: "--name"), flag + 1 < command.arguments.count
+            else { return result }
+            let name = command.arguments[flag + 1]
+            Console.warn("the container \(name) of an earlier step is still there (its command was stopped): removing it")
+            var remove = Command(ComposeCluster.onPath("docker") ?? "/usr/bin/docker", ["rm", "-f", name])
+            remove.timeout = ComposeCluster.probeTimeout
+            let removed = try await base.run(remove)
+            guard removed.succeeded else {
+                throw ClusterError(
+                    "the container \(name) of an earlier step is in the way and could not be removed",
+                    details: removed.output.split(whereSeparator: \.isNewline).suffix(3).map { "| " + $0 })
+            }
+            return try await base.run(command)
+        }
     }
 
     /// The command lines for this cluster's project, in the project folder on record.
