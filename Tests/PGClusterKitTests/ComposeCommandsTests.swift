@@ -146,7 +146,7 @@ struct ComposeCommandsTests {
     }
 
     /// A runner that records what it is asked to run and answers from a script.
-    @Test("a step container whose name an earlier, stopped step left is removed (docker rm -f) and the step run again, once; said on stderr")
+    @Test("under the cluster lock, a step container whose name an earlier, stopped step left is removed (docker rm -f) and the step run again, once; without the lock it is left alone")
     func leftoverStepContainer() async throws {
         let recorder = Recorder { command in
             let isStep = command.arguments.contains("--name")
@@ -157,15 +157,21 @@ struct ComposeCommandsTests {
             return CommandResult(status: 0, output: "")
         }
         let cluster = ComposeCluster(spec: try spec(), runner: recorder, tool: ["docker", "compose"])
-        _ = try await cluster.runner.run(cluster.command(await cluster.commands().hasData("db_0")))
+        let step = cluster.command(await cluster.commands().hasData("db_0"))
+        // Without the cluster lock the container may be another command's running step: left alone.
+        let unlocked = try await cluster.runner.run(step)
+        #expect(unlocked.status == 125 && recorder.commands.count == 1)
+        ComposeCommandsTests.seenStep.withLock { $0 = false }
+        recorder.commands = []
+        // Under the lock (as every step of a node runs), it is a stopped command's.
+        _ = try await ComposeCluster.StepContainers(base: recorder, mayRemove: { true }).run(step)
         let lines = recorder.commands.map { [($0.executable as NSString).lastPathComponent] + $0.arguments }
         #expect(lines.count == 3)
         #expect(lines[1] == ["docker", "rm", "-f", "demo-db_0-step"])
         #expect(lines[0] == lines[2])
         // Any other failure is the step's own: nothing removed, not run again.
         let failing = Recorder { _ in CommandResult(status: 1, output: "pg_rewind: fatal: could not connect") }
-        let other = ComposeCluster(spec: try spec(), runner: failing, tool: ["docker", "compose"])
-        let result = try await other.runner.run(other.command(await other.commands().hasData("db_0")))
+        let result = try await ComposeCluster.StepContainers(base: failing, mayRemove: { true }).run(step)
         #expect(result.status == 1 && failing.commands.count == 1)
     }
 

@@ -252,13 +252,15 @@ public struct ComposeCluster: ServerControl {
     /// Runs the compose backend's programs; a step container whose name is taken
     /// (``ComposeCommands/stepContainer(_:)``: an earlier step's, whose command was stopped)
     /// is removed (`docker rm -f`, which also stops one still running), said, and the step
-    /// run again, once.
+    /// run again, once. Only while this process holds the cluster lock (`mayRemove`): that
+    /// is what makes the container a stopped command's, never a running one's.
     struct StepContainers: CommandRunning {
         let base: any CommandRunning
+        var mayRemove: @Sendable () -> Bool = { HeldLocks.held != nil }
 
         func run(_ command: Command) async throws(ClusterError) -> CommandResult {
             let result = try await base.run(command)
-            guard !result.succeeded, result.output.contains("already in use"),
+            guard !result.succeeded, result.output.contains("already in use"), mayRemove(),
                 let flag = command.arguments.firstIndex(of: "--name"), flag + 1 < command.arguments.count
             else { return result }
             let name = command.arguments[flag + 1]
