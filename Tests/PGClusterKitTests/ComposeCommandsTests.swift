@@ -55,6 +55,11 @@ struct ComposeCommandsTests {
                     "--target-pgdata=/var/lib/postgresql/data", "--source-server=host=db_1 port=5432 user=postgres dbname=postgres",
                 ])
         #expect(!rewind.contains { $0.hasPrefix("PGPASSWORD=") })
+        // A node's step containers share one name, its service's, whatever the kind of one-off.
+        var renamed = node
+        renamed.service = "pg-a"
+        #expect(commands.controlData(renamed).contains("demo-pg-a-step"))
+        #expect(commands.rewind("pg-a", sourceConninfo: "").contains("demo-pg-a-step"))
         #expect(
             commands.hasData("db_0")
                 == base + ["run", "--rm", "--no-deps", "-T", "--name", "demo-db_0-step", "-u", "postgres", "--entrypoint", "test", "db_0", "-s", "/var/lib/postgresql/data/PG_VERSION"])

@@ -105,12 +105,16 @@ public struct ComposeCommands: Sendable, Equatable {
         public var image: String
         /// The service's own variables, `KEY=VALUE` (none holds a secret: those are in `.env`).
         public var environment: [String]
+        /// Its compose service (`serviceHost`; the folder's name when not given): what its
+        /// step container is named after, as the one-offs of `compose run` are.
+        public var service: String
 
-        public init(folder: String, volume: String, image: String, environment: [String]) {
+        public init(folder: String, volume: String, image: String, environment: [String], service: String? = nil) {
             self.folder = folder
             self.volume = volume
             self.image = image
             self.environment = environment
+            self.service = service ?? folder
         }
     }
 
@@ -121,7 +125,7 @@ public struct ComposeCommands: Sendable, Equatable {
     func offline(_ node: Node, user: String?, environment: [String] = [], entrypoint: String, _ arguments: [String]) -> [String] {
         typealias Path = ComposeRenderer.ContainerPath
         var line = [
-            "docker", "run", "--rm", "--network", "none", "--name", stepContainer(node.folder),
+            "docker", "run", "--rm", "--network", "none", "--name", stepContainer(node.service),
             "-v", "\(project)_\(node.volume):\(Path.dataDir)",
             "-v", "\(projectDirectory)/\(node.folder):\(Path.configDir):ro",
             "-v", "\(projectDirectory)/\(ComposeRenderer.FileName.entrypoint):\(Path.entrypoint):ro",
@@ -265,7 +269,7 @@ public struct ComposeCluster: ServerControl {
             else { return result }
             let name = command.arguments[flag + 1]
             Console.warn("the container \(name) of an earlier step is still there (its command was stopped): removing it")
-            var remove = Command(ComposeCluster.onPath("docker") ?? "/usr/bin/docker", ["rm", "-f", name])
+            var remove = ComposeCluster.command(["docker", "rm", "-f", name])
             remove.timeout = ComposeCluster.probeTimeout
             let removed = try await base.run(remove)
             guard removed.succeeded else {
@@ -319,7 +323,12 @@ public struct ComposeCluster: ServerControl {
     }
 
     func command(_ line: [String], environment: [String: String] = [:]) -> Command {
-        let executable = line[0].hasPrefix("/") ? line[0] : Self.onPath(line[0]) ?? "/usr/bin/\(line[0])"
+        Self.command(line, environment: environment)
+    }
+
+    /// `line` with its program found on PATH.
+    static func command(_ line: [String], environment: [String: String] = [:]) -> Command {
+        let executable = line[0].hasPrefix("/") ? line[0] : onPath(line[0]) ?? "/usr/bin/\(line[0])"
         return Command(executable, Array(line.dropFirst()), environment: environment)
     }
 
@@ -431,7 +440,7 @@ public struct ComposeCluster: ServerControl {
         let environment = ComposeRenderer(renderer: renderer, superuserPassword: "", replicationPassword: "").environment(node)
         return ComposeCommands.Node(
             folder: node.name, volume: ComposeRenderer.volumeName(node), image: spec.compose.image,
-            environment: environment.map { "\($0.key)=\($0.value)" })
+            environment: environment.map { "\($0.key)=\($0.value)" }, service: node.serviceHost)
     }
 
     public func controlData(_ node: NodeSpec) async throws(ClusterError) -> String {

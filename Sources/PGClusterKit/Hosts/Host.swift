@@ -221,11 +221,16 @@ public struct SSHHost: Host {
 
     /// Reads `$1` lines of NAME=VALUE from stdin into the environment, then runs the rest of
     /// its arguments from `/`; whatever stdin holds after those lines is the program's.
-    static let launcher = #"""
+    static let launcher = variables + #"""
+        exec "$@"
+        """#
+
+    /// What both launchers begin with: from `/`, the `$1` variables read from stdin.
+    static let variables = #"""
         cd / || exit 1
         n=$1; shift
         while [ "$n" -gt 0 ]; do IFS= read -r kv || exit 70; export "$kv"; n=$((n - 1)); done
-        exec "$@"
+
         """#
 
     /// The ``launcher`` for a program without input, which ends with its ssh session: ssh's
@@ -237,10 +242,7 @@ public struct SSHHost: Host {
     /// this machine a parent-death signal does the same, ``LocalRunner/endsWithUs``). A
     /// postmaster that pg_ctl starts leaves the group (setsid) and runs on, as it must.
     /// (stdin goes through fd 3: an asynchronous list's own stdin is /dev/null.)
-    static let tied = #"""
-        cd / || exit 1
-        n=$1; shift
-        while [ "$n" -gt 0 ]; do IFS= read -r kv || exit 70; export "$kv"; n=$((n - 1)); done
+    static let tied = variables + #"""
         exec 3<&0 </dev/null
         "$@" 3<&- &
         program=$!

@@ -390,12 +390,14 @@ public struct BackupRepository: Sendable {
         return try await info()
     }
 
-    /// `backups` and `restore --into` read the backups of a cluster whose local.dir is gone
-    /// (destroyed, or lost with its machine; backend local): pgBackRest's configuration is
-    /// written there for `body` and taken away after it, with local.dir when nothing else is
-    /// in it, so that the cluster does not seem to exist again.
+    /// `backups`, `restore --into` and init's repository check read the backups of a cluster
+    /// that local.dir does not hold (destroyed, lost with its machine, or not made yet: no
+    /// credentials.json; backend local): pgBackRest's configuration is written there for
+    /// `body` and taken away after it, with local.dir when nothing else is in it (init's
+    /// lock, released, then takes its file and the folder it made), so that the cluster does
+    /// not seem to exist again.
     public func leavingNoLocalDir<T>(_ body: () async throws(ClusterError) -> T) async throws(ClusterError) -> T {
-        guard !remote, !FileManager.default.fileExists(atPath: layout.root) else { return try await body() }
+        guard !remote, !FileManager.default.fileExists(atPath: layout.credentialsFile) else { return try await body() }
         let result: Result<T, ClusterError>
         do throws(ClusterError) {
             result = .success(try await body())
@@ -418,7 +420,7 @@ public struct BackupRepository: Sendable {
         // and stanza-create still fails.)
         let present = try await stanzaFolders()
         guard !present.isEmpty else { return }
-        let held = try? await catalog()
+        let held = try? await leavingNoLocalDir { () async throws(ClusterError) in try await catalog() }
         var holds = present.joined(separator: ", ")
         if let held, !held.stanzaMissing {
             let backups = held.backups.count == 1 ? "1 backup" : "\(held.backups.count) backups"

@@ -94,14 +94,7 @@ public struct ClusterInit: Sendable {
                     + "init does not touch it. Add --force to stop those servers and erase their data")
         }
         // Before --force erases anything: a new database could not archive into the stanza.
-        if newDatabase, spec.backup != nil {
-            do throws(ClusterError) {
-                try await BackupRepository(cluster: cluster).refuseExistingStanza()
-            } catch {
-                removeCheckLeftovers()
-                throw error
-            }
-        }
+        if newDatabase, spec.backup != nil { try await BackupRepository(cluster: cluster).refuseExistingStanza() }
         if !existing.isEmpty {
             for node in spec.nodes {
                 if await cluster.postmasterRuns(node) {
@@ -329,17 +322,5 @@ public enum PortProbe {
         var yes: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, socklen_t(MemoryLayout<Int32>.size))
         return bind(fd, first.pointee.ai_addr, first.pointee.ai_addrlen) == 0
-    }
-}
-
-extension ClusterInit {
-    /// A refusal of the repository check in a local.dir where no cluster was made (no
-    /// credentials.json): pgBackRest's configuration and folder, which the check read the
-    /// repository with, go again. The lock, released, then takes its file and the folder
-    /// it made (``ClusterLock/releaseNow()``): a refused init leaves no local.dir behind,
-    /// and a cluster that was never made does not seem to exist.
-    func removeCheckLeftovers() {
-        guard layout.serverRoot == layout.root, !FileManager.default.fileExists(atPath: layout.credentialsFile) else { return }
-        for path in [layout.pgbackrestConf, layout.pgbackrestDir] { try? FileManager.default.removeItem(atPath: path) }
     }
 }

@@ -66,14 +66,13 @@ public struct QuorumChange: Sendable {
         // With an intent, its write asks the store whether the lock is still ours (it is
         // fenced by the epoch): one request, not a read and then the write.
         let step = "setting synchronous_standby_names on \(primary.name)"
-        try await HeldLocks.verify(before: step, fencedWriteFollows: intent != nil)
         if let intent {
-            do throws(ClusterError) {
+            try await HeldLocks.verify(before: step) { () async throws(ClusterError) in
                 try await ClusterRecord.savePending(
                     spec: intent, primary: primary.name, synchronous: .init(mode, standbys: standbys), promotesTo: promotesTo)
-            } catch {
-                throw ClusterError("stopped before \(step): \(error.message)", details: error.details)
             }
+        } else {
+            try await HeldLocks.verify(before: step)
         }
         let target = Observer(credentials: credentials).target(primary, connectTimeout: 5)
         do {

@@ -326,9 +326,9 @@ public enum Spawn {
         }
     }
 
-    /// Writes `data` to `fd` and closes it. A child that exits without reading all of it
-    /// ends the write with EPIPE: SIGPIPE is blocked on this thread, so it cannot kill us.
-    /// Writes `data` to `fd`, then closes it: at once, or once `closeAfter` is signalled.
+    /// Writes `data` to `fd`, then closes it: at once, or once `closeAfter` is signalled. A
+    /// child that exits without reading all of it ends the write with EPIPE: SIGPIPE is
+    /// blocked on this thread, so it cannot kill us.
     private static func feed(_ data: Data, to fd: Int32, closeAfter: DispatchSemaphore? = nil) {
         var blocked = sigset_t()
         sigemptyset(&blocked)

@@ -109,18 +109,27 @@ public enum HeldLocks {
 
     /// Before an irreversible step (promote, fence, synchronous_standby_names, rewind): the
     /// lock must still be this process's. A holder that lost it stops here and says so.
-    /// `fencedWriteFollows`: the step begins with a state write, conditional on the epoch in
-    /// the store (``ClusterStore/updateState(_:)``), which is the store's answer; only what
-    /// this process knows is checked here.
-    public static func verify(before step: String, fencedWriteFollows: Bool = false) async throws(ClusterError) {
+    /// `fencedWrite`: the step begins with a state write, conditional on the epoch in the
+    /// store (``ClusterStore/updateState(_:)``), which is then the store's answer: only what
+    /// this process knows is checked first (no read of the lock), and a write that fails
+    /// stops the step the same way.
+    public static func verify(
+        before step: String, fencedWrite: (() async throws(ClusterError) -> Void)? = nil
+    ) async throws(ClusterError) {
         try Cancelled.check(before: step)
-        guard let held else { return }
+        if let held {
+            do {
+                if fencedWrite == nil { try await held.verify() } else { try held.verifyLocally() }
+            } catch {
+                throw ClusterError(
+                    "stopped before \(step): \(error.message)",
+                    details: ["another pgcluster command or watcher may have acted meanwhile; check with: pgcluster status"])
+            }
+        }
         do {
-            if fencedWriteFollows { try held.verifyLocally() } else { try await held.verify() }
+            try await fencedWrite?()
         } catch {
-            throw ClusterError(
-                "stopped before \(step): \(error.message)",
-                details: ["another pgcluster command or watcher may have acted meanwhile; check with: pgcluster status"])
+            throw ClusterError("stopped before \(step): \(error.message)", details: error.details)
         }
     }
 }
