@@ -12,7 +12,7 @@ extension PGCluster {
                 there copy), start them, wait until all stream, then apply the spec's synchronous mode. \
                 With backup:, the pgBackRest stanza is created meanwhile (it needs only the primary); a \
                 repository that already holds the cluster's stanza (a cluster of that name destroyed \
-                before: destroy keeps backups) is refused before anything is made (exit 1). \
+                before: destroy keeps backups) is refused before anything is made (exit 1), leaving no local.dir behind. \
                 initdb makes WAL segments of postgres.walSegmentSize (4 MB by default). \
                 Passwords the spec does not give are generated (32 random characters, stored in the \
                 servers as SCRAM secrets of 64 iterations: a login costs ~5 ms less CPU than with \
